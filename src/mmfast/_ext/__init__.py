@@ -1,0 +1,1 @@
+"""Compiled kernels (Cython on CHOLMOD): no policy, no pandas, GIL released in the loops."""

@@ -1,0 +1,168 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Penalised least squares on a CHOLMOD factor: one objective evaluation of an LMM.
+
+Given the templates T_k (from θ), ``update`` writes A = Λ'Z'ZΛ + I into the factor's
+values from the stored Z'Z sub-blocks, refactors (symbolic analysis reused), forms
+B = Λ'Z'W, solves A X = B and returns log|A| and M = W'W - B'X, the (p+1) x (p+1)
+matrix whose Cholesky factor holds R_X, c_β and the penalised residual sum of squares.
+Everything after the argument checks runs without the GIL.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.stdlib cimport malloc, free
+
+from ._cholmod cimport SparseCholesky
+from .cholmod cimport CHOLMOD_A
+
+cnp.import_array()
+
+
+cdef void _fill_values(const double* T, const int* tofs, const int* term_p,
+                       const int* blk_term, const int* pair_row, const int* pair_col,
+                       const long* pair_vofs, Py_ssize_t npairs, const double* V,
+                       const long* pos, double* values, double* tmp) noexcept nogil:
+    """values <- lower(Λ'Z'ZΛ + I) from the Z'Z sub-blocks."""
+    cdef Py_ssize_t pr, a, b, s, t, k, m, pk, pm
+    cdef const double* Tk
+    cdef const double* Tm
+    cdef const double* Vp
+    cdef const long* pp
+    cdef double acc
+    for pr in range(npairs):
+        k = blk_term[pair_row[pr]]
+        m = blk_term[pair_col[pr]]
+        pk = term_p[k]
+        pm = term_p[m]
+        Vp = V + pair_vofs[pr]
+        pp = pos + pair_vofs[pr]
+        Tk = T + tofs[k]
+        Tm = T + tofs[m]
+        if pk == 1 and pm == 1:
+            values[pp[0]] = Tk[0] * Vp[0] * Tm[0]
+            if pair_row[pr] == pair_col[pr]:
+                values[pp[0]] += 1.0
+            continue
+        # tmp = V Tm  (pk x pm), Tm lower triangular column-major: Tm[b, t] = Tm[b + t*pm]
+        for a in range(pk):
+            for t in range(pm):
+                acc = 0.0
+                for b in range(t, pm):
+                    acc = acc + Vp[a * pm + b] * Tm[b + t * pm]
+                tmp[a * pm + t] = acc
+        # R = Tk' tmp ; R[s, t] = sum_{a >= s} Tk[a, s] tmp[a, t]
+        for s in range(pk):
+            for t in range(pm):
+                if pp[s * pm + t] < 0:
+                    continue
+                acc = 0.0
+                for a in range(s, pk):
+                    acc = acc + Tk[a + s * pk] * tmp[a * pm + t]
+                if pair_row[pr] == pair_col[pr] and s == t:
+                    acc = acc + 1.0
+                values[pp[s * pm + t]] = acc
+
+
+cdef void _lambda_t(const double* T, const int* tofs, const int* term_p, const int* blk_term,
+                    const int* blk_start, Py_ssize_t nblocks, const double* ZtW,
+                    Py_ssize_t q, Py_ssize_t ncol, double* B) noexcept nogil:
+    """B <- Λ' Z'W (column-major q x ncol)."""
+    cdef Py_ssize_t blk, s, a, c, k, pk, st
+    cdef const double* Tk
+    cdef double acc
+    for blk in range(nblocks):
+        k = blk_term[blk]
+        pk = term_p[k]
+        st = blk_start[blk]
+        Tk = T + tofs[k]
+        for c in range(ncol):
+            for s in range(pk):
+                acc = 0.0
+                for a in range(s, pk):
+                    acc = acc + Tk[a + s * pk] * ZtW[st + a + c * q]
+                B[st + s + c * q] = acc
+
+
+cdef class PLSKernel:
+    """Objective-evaluation kernel of one LMM; owns its CHOLMOD factor."""
+
+    cdef SparseCholesky chol
+    cdef int[::1] term_p, tofs, blk_term, blk_start, pair_row, pair_col
+    cdef long[::1] pair_vofs, pos
+    cdef double[::1] V
+    cdef double[::1, :] ZtW
+    cdef double[:, ::1] WtW
+    cdef readonly cnp.ndarray B, X
+    cdef double* tmp
+    cdef readonly Py_ssize_t q, ncol
+
+    def __cinit__(self):
+        self.tmp = NULL
+
+    def __init__(self, blocks, supernodal=None):
+        self.q = blocks.q
+        self.ncol = blocks.WtW.shape[0]
+        self.term_p = np.ascontiguousarray(blocks.term_p, dtype=np.int32)
+        self.tofs = np.ascontiguousarray(
+            np.concatenate([[0], np.cumsum(blocks.term_p.astype(np.int64) ** 2)[:-1]]), dtype=np.int32)
+        self.blk_term = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
+        self.blk_start = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)
+        self.pair_row = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
+        self.pair_col = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
+        self.pair_vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
+        self.pos = np.ascontiguousarray(blocks.pos, dtype=np.int64)
+        self.V = np.ascontiguousarray(blocks.V, dtype=np.float64)
+        self.ZtW = np.asfortranarray(blocks.ZtW, dtype=np.float64)
+        self.WtW = np.ascontiguousarray(blocks.WtW, dtype=np.float64)
+        self.chol = SparseCholesky(blocks.indptr, blocks.indices, blocks.q, supernodal)
+        self.B = np.zeros((self.q, self.ncol), order="F")
+        self.X = np.zeros((self.q, self.ncol), order="F")
+        pmax = int(max(blocks.term_p)) if len(blocks.term_p) else 1
+        self.tmp = <double*> malloc(pmax * pmax * sizeof(double))
+        if self.tmp == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.tmp != NULL:
+            free(self.tmp)
+
+    @property
+    def factor(self):
+        return self.chol
+
+    def template_size(self):
+        return int(np.sum(np.asarray(self.term_p) ** 2))
+
+    def update(self, T):
+        """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""
+        cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
+        if Tv.shape[0] != self.template_size():
+            raise ValueError("template vector has the wrong length")
+        cdef double[::1, :] Bv = self.B
+        cdef double[::1, :] Xv = self.X
+        cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
+        cdef double[:, ::1] Mv = M
+        cdef Py_ssize_t i, c1, c2
+        cdef double acc
+        cdef int rc = 0
+        cdef double* values = &self.chol.values[0]
+        with nogil:
+            _fill_values(&Tv[0], &self.tofs[0], &self.term_p[0], &self.blk_term[0],
+                         &self.pair_row[0], &self.pair_col[0], &self.pair_vofs[0],
+                         self.pair_row.shape[0], &self.V[0], &self.pos[0], values, self.tmp)
+            rc = self.chol.refactor()
+            if rc == 0:
+                _lambda_t(&Tv[0], &self.tofs[0], &self.term_p[0], &self.blk_term[0],
+                          &self.blk_start[0], self.blk_term.shape[0], &self.ZtW[0, 0],
+                          self.q, self.ncol, &Bv[0, 0])
+                rc = self.chol.solve_into(&Bv[0, 0], self.ncol, &Xv[0, 0], CHOLMOD_A)
+            if rc == 0:
+                for c1 in range(self.ncol):
+                    for c2 in range(c1, self.ncol):
+                        acc = 0.0
+                        for i in range(self.q):
+                            acc = acc + Bv[i, c1] * Xv[i, c2]
+                        Mv[c1, c2] = self.WtW[c1, c2] - acc
+                        Mv[c2, c1] = Mv[c1, c2]
+        if rc != 0:
+            return np.inf, None
+        return self.chol.logdet, M

@@ -1,0 +1,112 @@
+"""The cross-products of [Z X y], formed once per model, in the block layout the kernel uses.
+
+u is cut into blocks, one per (term, level), of size p_k.  Z'Z is stored as the dense
+sub-blocks of the block pairs (i >= j) that co-occur in some row, with each entry's
+position in the CSC lower triangle of A(θ) = Λ'Z'ZΛ + I.  An objective evaluation then
+never touches the n rows: it transforms the sub-blocks by the templates T_k.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .remat import RandomTerm
+
+__all__ = ["BlockStructure", "build_blocks", "build_Z"]
+
+
+@dataclass
+class BlockStructure:
+    """Block-sparse Z'Z and dense Z'W, W'W for W = [X y] (sqrt-weighted rows)."""
+
+    q: int
+    term_p: np.ndarray  # int32 (nterms,)
+    blk_term: np.ndarray  # int32 (nblocks,) term of each u-block
+    blk_start: np.ndarray  # int32 (nblocks,) first u index of each block
+    pair_row: np.ndarray  # int32 (npairs,) row block (>= col block)
+    pair_col: np.ndarray  # int32 (npairs,)
+    pair_vofs: np.ndarray  # int64 (npairs,) offset of the pair's sub-block in V / pos
+    V: np.ndarray  # float64, sub-blocks row-major (p_row x p_col)
+    pos: np.ndarray  # int64, CSC value index of each V entry, -1 above the diagonal
+    indptr: np.ndarray  # int32 CSC of lower(A)
+    indices: np.ndarray  # int32
+    ZtW: np.ndarray  # (q, p+1) Fortran order
+    WtW: np.ndarray  # (p+1, p+1)
+
+
+def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) -> sp.csc_matrix:
+    """Sparse Z (n x q) from the terms' integer codes, level-major within each term."""
+    rows, cols, vals = [], [], []
+    for t in terms:
+        for j in range(t.p):
+            rows.append(np.arange(n))
+            cols.append(t.offset + t.factor.codes.astype(np.int64) * t.p + j)
+            v = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
+            vals.append(v)
+    q = sum(t.q for t in terms)
+    Z = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, q))
+    return Z
+
+
+def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
+                 sqrtw: np.ndarray | None = None) -> BlockStructure:
+    """Form Z'Z (as block pairs), Z'W and W'W once; W's rows must already be weighted."""
+    n = W.shape[0]
+    nterms = len(terms)
+    term_p = np.array([t.p for t in terms], dtype=np.int32)
+    nblk = np.array([t.nlevels for t in terms], dtype=np.int64)
+    blk_base = np.concatenate([[0], np.cumsum(nblk)])
+    nblocks = int(blk_base[-1])
+    blk_term = np.repeat(np.arange(nterms, dtype=np.int32), nblk)
+    blk_start = np.concatenate([t.offset + np.arange(t.nlevels) * t.p for t in terms]).astype(np.int32) \
+        if nterms else np.zeros(0, np.int32)
+    Xw = [t.X if sqrtw is None else t.X * sqrtw[:, None] for t in terms]
+    rowblk = [blk_base[k] + terms[k].factor.codes.astype(np.int64) for k in range(nterms)]
+
+    # block pairs (bi >= bj): term k >= term m, so blocks of k come later in u
+    keys, pieces = [], []
+    for k in range(nterms):
+        for m in range(k + 1):
+            keys.append(rowblk[k] * nblocks + rowblk[m])
+            pieces.append((k, m))
+    allkeys = np.concatenate(keys)
+    uniq, inv = np.unique(allkeys, return_inverse=True)
+    pair_row = (uniq // nblocks).astype(np.int32)
+    pair_col = (uniq % nblocks).astype(np.int32)
+    sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
+    pair_vofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    V = np.zeros(int(pair_vofs[-1]))
+    start = 0
+    for (k, m), key in zip(pieces, keys):
+        pid = inv[start: start + len(key)]
+        start += len(key)
+        pk, pm = terms[k].p, terms[m].p
+        base = pair_vofs[pid]
+        for s in range(pk):
+            for t in range(pm):
+                V += np.bincount(base + s * pm + t, weights=Xw[k][:, s] * Xw[m][:, t],
+                                 minlength=len(V))
+
+    # global (row, col) of every entry, CSC positions of the lower triangle
+    ent_pair = np.repeat(np.arange(len(uniq)), sizes)
+    within = np.arange(len(V)) - pair_vofs[ent_pair]
+    pcol = term_p[blk_term[pair_col]][ent_pair]
+    grow = blk_start[pair_row][ent_pair] + within // pcol
+    gcol = blk_start[pair_col][ent_pair] + within % pcol
+    lower = grow >= gcol
+    q = int(sum(t.q for t in terms))
+    order = np.lexsort((grow[lower], gcol[lower]))
+    pos = np.full(len(V), -1, dtype=np.int64)
+    lower_idx = np.flatnonzero(lower)[order]
+    pos[lower_idx] = np.arange(len(lower_idx))
+    indices = grow[lower_idx].astype(np.int32)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(gcol[lower_idx], minlength=q))]).astype(np.int32)
+
+    ZtW = np.asfortranarray((Z.T @ W))
+    WtW = W.T @ W
+    return BlockStructure(q=q, term_p=term_p, blk_term=blk_term, blk_start=blk_start,
+                          pair_row=pair_row, pair_col=pair_col, pair_vofs=pair_vofs, V=V, pos=pos,
+                          indptr=indptr, indices=indices, ZtW=ZtW, WtW=WtW)

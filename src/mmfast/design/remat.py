@@ -1,0 +1,193 @@
+"""Random-effects terms: grouping factors as integer codes, the term's model matrix, Λ's template.
+
+A term ``(x | g)`` has p columns (``(Intercept)``, ``x``) and ℓ levels; its slice of Z has
+q = p·ℓ columns, level-major (lme4's order).  Its relative covariance factor is a p x p lower
+triangular template T filled column-wise from θ, repeated on every level.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, FormulaError, ModelSpecError
+from ..formula import Bar, build_matrix
+
+__all__ = ["RandomTerm", "GroupingFactor", "grouping_factor", "build_terms", "level_label"]
+
+
+def level_label(value) -> str:
+    """A level's label as R prints it: integral floats without '.0'."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass
+class GroupingFactor:
+    """A factor as integer codes into sorted levels (interactions: lexicographic, as R's ``:``)."""
+
+    name: str
+    codes: np.ndarray  # int32, one per row
+    levels: list[str]
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+
+def _single_factor(data: pd.DataFrame, col: str) -> tuple[np.ndarray, list[str]]:
+    if col not in data.columns:
+        raise FormulaError(f"grouping factor '{col}' is not a column of the data")
+    s = data[col]
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        used = np.unique(s.cat.codes.to_numpy())
+        used = used[used >= 0]
+        remap = np.full(len(s.cat.categories), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        codes = remap[s.cat.codes.to_numpy()]
+        levels = [level_label(s.cat.categories[i]) for i in used]
+        return codes, levels
+    values = s.to_numpy()
+    if values.dtype.kind in "biuf":
+        uniq, codes = np.unique(values, return_inverse=True)
+    else:
+        labels = values.astype(str)
+        uniq, codes = np.unique(labels, return_inverse=True)
+    return codes.astype(np.int64), [level_label(u) for u in uniq]
+
+
+def grouping_factor(data: pd.DataFrame, expr: str) -> GroupingFactor:
+    """Codes and levels of a grouping expression ``g`` or ``a:b`` (observed combinations only)."""
+    parts = [p.strip().strip("`") for p in expr.split(":")]
+    codes, levels = _single_factor(data, parts[0])
+    for part in parts[1:]:
+        c2, l2 = _single_factor(data, part)
+        key = codes * len(l2) + c2
+        uniq, codes = np.unique(key, return_inverse=True)
+        levels = [f"{levels[k // len(l2)]}:{l2[k % len(l2)]}" for k in uniq]
+    return GroupingFactor(expr, codes.astype(np.int32), levels)
+
+
+@dataclass
+class RandomTerm:
+    """One random-effects term after lme4's expansion, with its data."""
+
+    bar: Bar
+    factor: GroupingFactor
+    names: list[str]  # columns of the term's model matrix, R names
+    X: np.ndarray  # (n, p) term model matrix
+    spec: Any = None  # formulaic spec of the term's left-hand side (for predict)
+    group: str = ""  # lme4's VarCorr name, made unique ('Subject', 'Subject.1')
+    offset: int = 0  # first column of this term in u (set by the design)
+    theta_offset: int = 0  # first position of this term's parameters in θ
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def nlevels(self) -> int:
+        return self.factor.nlevels
+
+    @property
+    def q(self) -> int:
+        return self.p * self.nlevels
+
+    @property
+    def ntheta(self) -> int:
+        return self.p * (self.p + 1) // 2
+
+    def tril_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row, col) of θ's entries in T, column-wise lower triangle as lme4 stores them."""
+        rows, cols = [], []
+        for j in range(self.p):
+            for i in range(j, self.p):
+                rows.append(i)
+                cols.append(j)
+        return np.array(rows), np.array(cols)
+
+    def theta_lower(self) -> np.ndarray:
+        r, c = self.tril_indices()
+        return np.where(r == c, 0.0, -np.inf)
+
+    def theta_start(self) -> np.ndarray:
+        r, c = self.tril_indices()
+        return (r == c).astype(float)
+
+    def theta_names(self) -> list[str]:
+        r, c = self.tril_indices()
+        g = self.factor.name
+        return [f"{g}.{self.names[i]}" if i == j else f"{g}.{self.names[i]}.{self.names[j]}"
+                for i, j in zip(r, c)]
+
+    def template(self, theta_k: np.ndarray) -> np.ndarray:
+        """The p x p lower-triangular relative covariance factor T for this term."""
+        T = np.zeros((self.p, self.p))
+        r, c = self.tril_indices()
+        T[r, c] = theta_k
+        return T
+
+
+def _make_unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}.{seen[n] - 1}")
+        else:
+            seen[n] = 1
+            out.append(n)
+    return out
+
+
+def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "stop",
+                check_nlev: str = "stop") -> list[RandomTerm]:
+    """Random-effects terms in lme4's order (decreasing number of levels, ties in formula order)."""
+    n = len(data)
+    terms = []
+    for bar in bars:
+        X, names, spec = build_matrix(bar.lhs, data)
+        if X.shape[1] == 0:
+            raise FormulaError(f"random-effects term ({bar}) has no columns")
+        terms.append(RandomTerm(bar=bar, factor=grouping_factor(data, bar.group),
+                                names=names, X=np.ascontiguousarray(X), spec=spec))
+    order = sorted(range(len(terms)), key=lambda i: -terms[i].nlevels)  # stable
+    terms = [terms[i] for i in order]
+    for t, g in zip(terms, _make_unique([t.factor.name for t in terms])):
+        t.group = g
+    _check_terms(terms, n, check_nobs_vs_nre, check_nlev)
+    off = th = 0
+    for t in terms:
+        t.offset, t.theta_offset = off, th
+        off += t.q
+        th += t.ntheta
+    return terms
+
+
+def _check_terms(terms: list[RandomTerm], n: int, nobs_vs_nre: str, nlev: str) -> None:
+    """lme4's checks on grouping factors and on observations vs random effects."""
+    for t in terms:
+        if not np.all(np.isfinite(t.X)):
+            raise DataError(f"random-effects term ({t.bar}) has non-finite values in its model matrix")
+        if t.nlevels < 2 and nlev != "ignore":
+            raise ModelSpecError(
+                f"grouping factor '{t.factor.name}' has {t.nlevels} level: grouping factors "
+                "must have > 1 sampled level")
+        if t.nlevels >= n and nlev != "ignore":
+            raise ModelSpecError(
+                f"number of levels of each grouping factor must be < number of observations "
+                f"(problems: {t.factor.name}, {t.nlevels} levels for {n} observations)")
+        if n <= t.q and nobs_vs_nre != "ignore":
+            msg = (f"number of observations (={n}) <= number of random effects (={t.q}) for term "
+                   f"({t.bar}); the random-effects parameters and the residual variance (or "
+                   "scale parameter) are probably unidentifiable")
+            if nobs_vs_nre == "warning":
+                import warnings
+                warnings.warn(msg, UserWarning, stacklevel=4)
+            else:
+                raise ModelSpecError(msg + " (pass check_nobs_vs_nre='ignore' to fit it anyway)")

@@ -1,0 +1,196 @@
+"""From (formula, data) to the model's ingredients: y, X, the random-effects terms, weights.
+
+This is lme4's ``lFormula``/``glFormula``: validation with errors that name the column,
+rows with missing values in used columns dropped (and counted), the fixed-effects matrix
+with aliased columns dropped as lme4 does, and the terms in lme4's order.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..design.remat import RandomTerm, build_terms
+from ..errors import DataError, FormulaError, RankDeficiencyWarning
+from ..formula import ParsedFormula, build_matrix, parse_formula
+from ..formula.fixed import ModelFrameSpec, R_FUNCTIONS, r_to_formulaic
+
+__all__ = ["ModelFrame", "model_frame", "evaluate", "keep_full_rank"]
+
+
+@dataclass
+class ModelFrame:
+    """Everything a model needs from its formula and data (rows already filtered)."""
+
+    parsed: ParsedFormula
+    data: pd.DataFrame  # used columns only, complete rows
+    y: np.ndarray
+    X: np.ndarray
+    fixef_names: list[str]
+    fixed_spec: ModelFrameSpec
+    terms: list[RandomTerm]
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    n_dropped: int = 0
+    dropped_columns: list[str] = field(default_factory=list)
+    y_extra: np.ndarray | None = None  # e.g. binomial trials from cbind(s, f)
+
+    @property
+    def nobs(self) -> int:
+        return len(self.y)
+
+
+def evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
+    """Evaluate an R expression over the data columns (``log(y)``, ``s/n``, ``size - incidence``)."""
+    py = r_to_formulaic(expr, data.columns).replace("`", "")
+    names = {c: data[c].to_numpy() for c in data.columns if isinstance(c, str)}
+    if expr.strip("` ") in data.columns:
+        return data[expr.strip("` ")].to_numpy()
+    try:
+        out = eval(py, {"__builtins__": {}}, {**R_FUNCTIONS, **names})  # noqa: S307
+    except NameError as exc:
+        raise FormulaError(f"cannot evaluate '{expr}': {exc} (not a column of the data)") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise FormulaError(f"cannot evaluate '{expr}': {exc}") from exc
+    return np.broadcast_to(np.asarray(out), (len(data),)).copy()
+
+
+def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndarray:
+    """Indices of columns to keep: later columns in the span of earlier ones are dropped."""
+    if X.shape[1] == 0:
+        return np.arange(0)
+    scale = np.sqrt((X ** 2).sum(axis=0))
+    keep, Q = [], np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        if scale[j] == 0:
+            continue
+        v = X[:, j] / scale[j]
+        r = v - Q @ (Q.T @ v)
+        r = r - Q @ (Q.T @ r)
+        nr = np.linalg.norm(r)
+        if nr > tol:
+            keep.append(j)
+            Q = np.column_stack([Q, r / nr])
+    return np.array(keep, dtype=int)
+
+
+def _numeric_column(data: pd.DataFrame, col: str) -> None:
+    s = data[col]
+    if s.dtype.kind in "fc" and not np.all(np.isfinite(s.to_numpy())):
+        raise DataError(f"column '{col}' has infinite values")
+
+
+def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
+                check_nobs_vs_nre: str = "stop", check_nlev: str = "stop",
+                response_kind: str = "numeric") -> ModelFrame:
+    """Parse, validate and build the design of a mixed model."""
+    if not isinstance(data, pd.DataFrame):
+        try:
+            data = pd.DataFrame(data)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"data must be a pandas DataFrame (got {type(data).__name__})") from exc
+    if len(data) == 0:
+        raise DataError("data has no rows")
+    parsed = parse_formula(formula)
+    used = parsed.variables(data.columns)
+    for b in parsed.bars:
+        for fac in b.factors:
+            if fac.strip("`") not in data.columns:
+                raise FormulaError(f"grouping factor '{fac}' in ({b}) is not a column of the data")
+    _check_names_exist(parsed, data)
+    frame = data[used].copy()
+    extra = {}
+    for name, val in (("(weights)", weights), ("(offset)", offset)):
+        if val is None:
+            continue
+        if isinstance(val, str):
+            if val not in data.columns:
+                raise DataError(f"{name[1:-1]} column '{val}' is not a column of the data")
+            extra[name] = data[val].to_numpy(dtype=float)
+        else:
+            arr = np.asarray(val, dtype=float).ravel()
+            if len(arr) != len(data):
+                raise DataError(f"{name[1:-1]} has {len(arr)} values for {len(data)} rows")
+            extra[name] = arr
+    for name, arr in extra.items():
+        frame[name] = arr
+    complete = frame.notna().all(axis=1).to_numpy()
+    n_dropped = int((~complete).sum())
+    if not complete.any():
+        bad = [c for c in frame.columns if frame[c].isna().all()]
+        raise DataError("no rows left after dropping missing values"
+                        + (f" (all missing in: {', '.join(map(str, bad))})" if bad else ""))
+    frame = frame.loc[complete].reset_index(drop=True)
+    for col in frame.columns:
+        _numeric_column(frame, col)
+    y, y_extra = _response(parsed.response, frame, response_kind)
+    X, names, spec = build_matrix(parsed.fixed, frame)
+    if not np.all(np.isfinite(X)):
+        raise DataError("the fixed-effects model matrix has non-finite values")
+    keep = keep_full_rank(X, names)
+    dropped = [names[j] for j in range(len(names)) if j not in set(keep)]
+    if dropped:
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+                      f"column{'s' if len(dropped) > 1 else ''} / coefficient"
+                      f"{'s' if len(dropped) > 1 else ''} ({', '.join(dropped)})",
+                      RankDeficiencyWarning, stacklevel=3)
+    X = np.ascontiguousarray(X[:, keep])
+    names = [names[j] for j in keep]
+    terms = build_terms(parsed.bars, frame, check_nobs_vs_nre, check_nlev) if parsed.bars else []
+    w = extra.get("(weights)")
+    if w is not None:
+        w = frame["(weights)"].to_numpy()
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise DataError("weights must be finite and non-negative")
+    off = frame["(offset)"].to_numpy() if "(offset)" in frame else None
+    for expr in parsed.offsets:
+        o = evaluate(expr, frame).astype(float)
+        if not np.all(np.isfinite(o)):
+            raise DataError(f"offset({expr}) has non-finite values")
+        off = o if off is None else off + o
+    return ModelFrame(parsed=parsed, data=frame, y=y, X=X, fixef_names=names,
+                      fixed_spec=ModelFrameSpec(spec, names, keep), terms=terms, weights=w,
+                      offset=off, n_dropped=n_dropped, dropped_columns=dropped, y_extra=y_extra)
+
+
+def _check_names_exist(parsed: ParsedFormula, data: pd.DataFrame) -> None:
+    """Name the first identifier that is neither a column nor a known function."""
+    from ..formula.parse import identifiers
+    known = set(R_FUNCTIONS) | {"factor", "as.factor", "C", "I", "offset", "cbind", "as.numeric",
+                                "poly", "scale", "np", "T", "F", "TRUE", "FALSE"}
+    exprs = [parsed.response, parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars]
+    for expr in exprs:
+        for tok in identifiers(expr):
+            if tok in data.columns or tok in known or tok.replace(".", "").isdigit():
+                continue
+            if tok.lower() in ("inf", "nan", "pi", "e"):
+                continue
+            raise DataError(f"'{tok}' in the formula is not a column of the data")
+
+
+def _response(expr: str, frame: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response: numeric vector, or (successes, trials) from ``cbind(s, f)``."""
+    expr = expr.strip()
+    if expr.startswith("cbind(") and expr.endswith(")"):
+        from ..formula.parse import split_top
+        parts = [t for _, t in split_top(expr[6:-1], ",")]
+        if len(parts) != 2:
+            raise FormulaError(f"cbind() response needs two columns, got '{expr}'")
+        s = evaluate(parts[0], frame).astype(float)
+        f = evaluate(parts[1], frame).astype(float)
+        return s, s + f
+    raw = evaluate(expr, frame)
+    if raw.dtype.kind == "b":
+        raw = raw.astype(float)
+    if raw.dtype.kind not in "iuf":
+        if kind == "binary" and raw.dtype.kind in "OUS":
+            levels = sorted(set(map(str, raw)))
+            if len(levels) == 2:  # R: first level is failure, others success
+                return (raw.astype(str) != levels[0]).astype(float), None
+        raise DataError(f"response '{expr}' must be numeric (got {raw.dtype} values)")
+    y = raw.astype(float)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"response '{expr}' has non-finite values")
+    return y, None

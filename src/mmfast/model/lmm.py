@@ -1,0 +1,219 @@
+"""Linear mixed models: the profiled deviance / REML criterion of lme4, minimised over θ.
+
+For θ the kernel factors A = Λ'Z'ZΛ + I = LL' and returns M = W'W - B'A⁻¹B (W = [X y],
+B = Λ'Z'W).  Its Cholesky factor holds R_X (R_X'R_X = M_XX), c_β = R_X⁻ᵀ M_Xy and the
+penalised residual sum of squares r² = M_yy - c_β'c_β.  Then (Bates et al. 2015, eq. 34, 41)
+
+    ML:   d(θ)  = log|L|² + n (1 + log(2π r²/n))
+    REML: dR(θ) = log|L|² + log|R_X|² + (n-p)(1 + log(2π r²/(n-p)))
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import cho_solve, solve_triangular
+
+from .._ext._pls import PLSKernel
+from ..design.blocks import build_blocks, build_Z
+from ..errors import ConvergenceWarning, SingularFitWarning
+from .frame import ModelFrame, model_frame
+from .optimize import minimize_bounded
+from .results import MixedModelResults
+
+__all__ = ["LinearMixedModel", "lmer"]
+
+LOG2PI = np.log(2 * np.pi)
+
+
+class LinearMixedModel(MixedModelResults):
+    """An LMM ``y = Xβ + Zb + ε`` with ``b = Λθ u``, ``u ~ N(0, σ²I)``, ``ε ~ N(0, σ²I)``."""
+
+    family = "gaussian"
+
+    def __init__(self, frame: ModelFrame, reml: bool = True):
+        if not frame.terms:
+            from ..errors import FormulaError
+            raise FormulaError("no random-effects terms in the formula: use mmfast.lm for a linear model")
+        self.frame = frame
+        self.reml = bool(reml)
+        n, p = frame.X.shape
+        self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
+        y = frame.y if frame.offset is None else frame.y - frame.offset
+        W = np.column_stack([frame.X, y])
+        if self._sqrtw is not None:
+            W = W * self._sqrtw[:, None]
+        self.Z = build_Z(frame.terms, n)
+        Zw = self.Z if self._sqrtw is None else build_Z(frame.terms, n, self._sqrtw)
+        self.blocks = build_blocks(frame.terms, W, Zw, self._sqrtw)
+        self.kernel = PLSKernel(self.blocks)
+        self.theta_lower = np.concatenate([t.theta_lower() for t in frame.terms])
+        self.theta_start = np.concatenate([t.theta_start() for t in frame.terms])
+        self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
+        self.fitted_ = False
+
+    # --- the objective -------------------------------------------------------------------
+    def templates(self, theta: np.ndarray) -> np.ndarray:
+        """Λ's templates T_k, flat and column-major, from θ."""
+        out = []
+        for t in self.frame.terms:
+            out.append(t.template(theta[t.theta_offset: t.theta_offset + t.ntheta]).ravel(order="F"))
+        return np.concatenate(out)
+
+    def _profile(self, theta: np.ndarray):
+        """(ldL2, ldRX2, r², R_X, c_β) at θ, or None where A or R_X is not positive definite."""
+        ldL2, M = self.kernel.update(self.templates(np.asarray(theta, dtype=float)))
+        if M is None or not np.isfinite(ldL2):
+            return None
+        p = M.shape[0] - 1
+        if p == 0:
+            return ldL2, 0.0, float(M[0, 0]), np.zeros((0, 0)), np.zeros(0)
+        try:
+            R = np.linalg.cholesky(M[:p, :p]).T
+        except np.linalg.LinAlgError:
+            return None
+        cb = solve_triangular(R, M[:p, p], trans="T")
+        r2 = float(M[p, p] - cb @ cb)
+        if not r2 > 0:
+            return None
+        ldRX2 = 2.0 * float(np.sum(np.log(np.diag(R))))
+        return ldL2, ldRX2, r2, R, cb
+
+    def objective(self, theta, reml: bool | None = None) -> float:
+        """The REML criterion (reml) or ML deviance, profiled over β and σ, at θ."""
+        reml = self.reml if reml is None else reml
+        prof = self._profile(theta)
+        if prof is None:
+            return np.inf
+        ldL2, ldRX2, r2, _, _ = prof
+        n, p = self.frame.X.shape
+        if reml:
+            nmp = n - p
+            return ldL2 + ldRX2 + nmp * (1.0 + LOG2PI + np.log(r2 / nmp)) - self._logw
+        return ldL2 + n * (1.0 + LOG2PI + np.log(r2 / n)) - self._logw
+
+    # --- fitting -------------------------------------------------------------------------
+    def fit(self, start=None, **optctrl) -> "LinearMixedModel":
+        """Minimise the criterion over θ (BOBYQA from lme4's start) and compute the results."""
+        x0 = self.theta_start if start is None else np.asarray(start, dtype=float)
+        res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
+        self.optinfo = {"optimizer": res.optimizer, "evaluations": res.evaluations,
+                        "seconds": res.seconds, "message": res.message, "converged": res.converged}
+        self._set_theta(res.x)
+        self.converged = bool(res.converged)
+        if not self.converged:
+            warnings.warn(f"model failed to converge: {res.message}", ConvergenceWarning, stacklevel=3)
+        if self.singular:
+            warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
+                          stacklevel=3)
+        return self
+
+    def _set_theta(self, theta: np.ndarray) -> None:
+        """Everything at θ: β, σ, u, b, fitted values, criteria."""
+        theta = np.asarray(theta, dtype=float).copy()
+        self.theta = theta
+        prof = self._profile(theta)
+        if prof is None:
+            raise FloatingPointError("the model could not be evaluated at the optimum")
+        ldL2, ldRX2, r2, R, cb = prof
+        n, p = self.frame.X.shape
+        self._R, self._ldL2, self._ldRX2, self._pwrss = R, ldL2, ldRX2, r2
+        beta = solve_triangular(R, cb) if p else np.zeros(0)
+        self.beta = beta
+        Xk = self.kernel.X  # A⁻¹ Λ'Z'[X y]
+        u = Xk[:, p] - Xk[:, :p] @ beta
+        self.u = u
+        self.b = self._lambda_times(u)
+        self.sigma = float(np.sqrt(r2 / (n - p if self.reml else n)))
+        self.fitted_ = True
+        self._condvar_cache = None
+
+    def _lambda_times(self, u: np.ndarray) -> np.ndarray:
+        """b = Λθ u, term by term and level by level."""
+        out = np.empty_like(u)
+        for t in self.frame.terms:
+            T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+            blk = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
+            out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
+        return out
+
+    # --- criteria ------------------------------------------------------------------------
+    @property
+    def ml_deviance(self) -> float:
+        n = self.nobs
+        return self._ldL2 + n * (1.0 + LOG2PI + np.log(self._pwrss / n)) - self._logw
+
+    @property
+    def reml_criterion(self) -> float | None:
+        if not self.reml:
+            return None
+        n, p = self.frame.X.shape
+        return (self._ldL2 + self._ldRX2 + (n - p) * (1.0 + LOG2PI + np.log(self._pwrss / (n - p)))
+                - self._logw)
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * (self.reml_criterion if self.reml else self.ml_deviance)
+
+    @property
+    def deviance(self) -> float:
+        """-2 logLik for ML fits; for REML fits the ML deviance at the REML estimates (lme4)."""
+        return self.ml_deviance
+
+    @property
+    def objective_value(self) -> float:
+        return self.reml_criterion if self.reml else self.ml_deviance
+
+    @property
+    def npar(self) -> int:
+        return len(self.beta) + len(self.theta) + 1
+
+    @property
+    def vcov_array(self) -> np.ndarray:
+        p = len(self.beta)
+        if p == 0:
+            return np.zeros((0, 0))
+        return self.sigma ** 2 * cho_solve((self._R, False), np.eye(p))
+
+    def _ainv_diag_blocks(self) -> list[np.ndarray]:
+        """Diagonal p_k x p_k blocks of A⁻¹ per term, as arrays (levels, p, p)."""
+        chol, q = self.kernel.factor, self.blocks.q
+        out = []
+        for t in self.frame.terms:
+            blocks = np.empty((t.nlevels, t.p, t.p))
+            per = max(1, min(t.nlevels, 4_000_000 // max(q * t.p, 1)))
+            for lev0 in range(0, t.nlevels, per):
+                lev1 = min(t.nlevels, lev0 + per)
+                cols = t.offset + np.arange(lev0 * t.p, lev1 * t.p)
+                E = np.zeros((q, len(cols)), order="F")
+                E[cols, np.arange(len(cols))] = 1.0
+                S = chol.solve(E)[cols, :]  # (k p) x (k p): rows and columns of these levels
+                k = lev1 - lev0
+                S = S.reshape(k, t.p, k, t.p)
+                blocks[lev0:lev1] = S[np.arange(k), :, np.arange(k), :]
+            out.append(blocks)
+        return out
+
+    def condvar(self) -> list[np.ndarray]:
+        """Conditional covariance of b per term: array (levels, p, p) = σ² T (A⁻¹)_blk T'."""
+        if self._condvar_cache is None:
+            res = []
+            for t, blocks in zip(self.frame.terms, self._ainv_diag_blocks()):
+                T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+                res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blocks, T))
+            self._condvar_cache = res
+        return self._condvar_cache
+
+
+def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
+         check_nobs_vs_nre: str = "stop", start=None, **optctrl) -> LinearMixedModel:
+    """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
+
+    ``formula`` is lme4's syntax, pasted unchanged; ``weights``/``offset`` take a column name
+    or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``.
+    """
+    frame = model_frame(formula, data, weights=weights, offset=offset,
+                        check_nobs_vs_nre=check_nobs_vs_nre)
+    model = LinearMixedModel(frame, reml=reml)
+    return model.fit(start=start, **optctrl)

@@ -1,0 +1,90 @@
+"""Bounded derivative-free minimisation of the profiled criterion (BOBYQA, as lme4 uses).
+
+lme4 calls nlopt's BOBYQA with ``xtol_abs = ftol_abs = 1e-8``; we call the same algorithm
+with tighter tolerances so that we never stop at a worse optimum than lme4, then, if it
+failed, fall back to Nelder-Mead with more evaluations, as lme4's users are told to.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+__all__ = ["OptResult", "minimize_bounded"]
+
+
+@dataclass
+class OptResult:
+    x: np.ndarray
+    fun: float
+    evaluations: int
+    seconds: float
+    optimizer: str
+    converged: bool
+    message: str = ""
+    history: list = field(default_factory=list)
+
+
+def _run(algorithm, fun, x0, lower, upper, ftol_abs, xtol_abs, maxeval, step):
+    n = len(x0)
+    count = [0]
+    best = [np.inf, np.array(x0, dtype=float)]
+
+    def f(x, grad):
+        count[0] += 1
+        val = float(fun(x))
+        if not np.isfinite(val):
+            val = 1e300
+        if val < best[0]:
+            best[0], best[1] = val, np.array(x, dtype=float)
+        return val
+
+    opt = nlopt.opt(algorithm, n)
+    opt.set_min_objective(f)
+    lo = np.where(np.isfinite(lower), lower, -1e300 if False else -np.inf)
+    opt.set_lower_bounds(lo)
+    if upper is not None:
+        opt.set_upper_bounds(upper)
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_maxeval(maxeval)
+    if step is not None:
+        opt.set_initial_step(step)
+    x0c = np.clip(np.asarray(x0, dtype=float), lower, upper if upper is not None else np.inf)
+    message, ok = "", True
+    try:
+        opt.optimize(x0c)
+        code = opt.last_optimize_result()
+        ok = code > 0 and code != nlopt.MAXEVAL_REACHED
+        message = {nlopt.FTOL_REACHED: "ftol reached", nlopt.XTOL_REACHED: "xtol reached",
+                   nlopt.MAXEVAL_REACHED: "maximum number of evaluations reached",
+                   nlopt.SUCCESS: "success"}.get(code, f"nlopt code {code}")
+    except (nlopt.RoundoffLimited, RuntimeError, ValueError) as exc:
+        message, ok = f"stopped: {exc}", best[0] < 1e300
+    return best[1], best[0], count[0], ok, message
+
+
+def minimize_bounded(fun, x0, lower, upper=None, ftol_abs=1e-10, xtol_abs=1e-9,
+                     maxeval=100000, step=None) -> OptResult:
+    """Minimise ``fun`` from ``x0`` subject to ``x >= lower`` (and ``<= upper``)."""
+    t0 = time.perf_counter()
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    if step is None:
+        step = np.where(np.abs(x0) > 0, 0.2 * np.maximum(np.abs(x0), 1.0), 0.2)
+    if len(x0) == 1:
+        algorithm, name = nlopt.LN_BOBYQA, "bobyqa"
+    else:
+        algorithm, name = nlopt.LN_BOBYQA, "bobyqa"
+    x, fx, nev, ok, msg = _run(algorithm, fun, x0, lower, upper, ftol_abs, xtol_abs, maxeval, step)
+    if not ok:  # lme4's advice: another optimiser, more evaluations
+        x2, f2, n2, ok2, msg2 = _run(nlopt.LN_NELDERMEAD, fun, x, lower, upper, ftol_abs,
+                                     xtol_abs, 2 * maxeval, step)
+        nev += n2
+        if f2 <= fx:
+            x, fx = x2, f2
+        ok, msg, name = ok2, f"{msg}; fallback Nelder-Mead: {msg2}", name + "+neldermead"
+    return OptResult(x=x, fun=fx, evaluations=nev, seconds=time.perf_counter() - t0,
+                     optimizer=name, converged=ok, message=msg)

@@ -1,0 +1,171 @@
+"""What a fitted mixed model reports, named as lme4 names it (shared by LMMs and GLMMs).
+
+Subclasses provide ``theta``, ``beta``, ``b`` (conditional modes on the original scale),
+``sigma`` (1 for GLMMs without a scale), ``vcov_array``, ``loglik``, ``npar``, ``condvar()``,
+``frame`` and ``Z``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+__all__ = ["MixedModelResults"]
+
+
+class MixedModelResults:
+    """Result accessors common to LMMs and GLMMs."""
+
+    use_scale = True  # does the model have a residual scale σ (False for binomial/Poisson)
+
+    # --- sizes ----------------------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.frame.nobs
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels per grouping factor (lme4's ``ngrps``)."""
+        out: dict[str, int] = {}
+        for t in self.frame.terms:
+            out.setdefault(t.factor.name, t.nlevels)
+        return out
+
+    @property
+    def singular(self) -> bool:
+        """lme4's ``isSingular``: a diagonal element of some template below 1e-4."""
+        diag = np.isfinite(self.theta_lower)
+        return bool(np.any(self.theta[diag] < 1e-4))
+
+    # --- fixed effects --------------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.beta, index=self.frame.fixef_names, name="Estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        names = self.frame.fixef_names
+        return pd.DataFrame(self.vcov_array, index=names, columns=names)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
+
+    @property
+    def theta_names(self) -> list[str]:
+        return [n for t in self.frame.terms for n in t.theta_names()]
+
+    # --- variance components --------------------------------------------------------------
+    def term_covariances(self) -> list[np.ndarray]:
+        """Covariance matrix of each term's random effects: σ² T T'."""
+        out = []
+        for t in self.frame.terms:
+            T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+            out.append(self.sigma ** 2 * T @ T.T)
+        return out
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(m))``: columns grp, var1, var2, vcov, sdcor."""
+        rows = []
+        for t, S in zip(self.frame.terms, self.term_covariances()):
+            sd = np.sqrt(np.diag(S))
+            for i, name in enumerate(t.names):
+                rows.append((t.group, name, None, S[i, i], sd[i]))
+            for i in range(t.p):
+                for j in range(i + 1, t.p):
+                    cor = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                    rows.append((t.group, t.names[i], t.names[j], S[i, j], cor))
+        if self.use_scale:
+            rows.append(("Residual", None, None, self.sigma ** 2, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # --- random effects -------------------------------------------------------------------
+    def _by_factor(self, values_per_term) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for t, vals in zip(self.frame.terms, values_per_term):
+            df = pd.DataFrame(vals, index=pd.Index(t.factor.levels, name=t.factor.name),
+                              columns=t.names)
+            key = t.factor.name
+            out[key] = df if key not in out else out[key].join(df, how="outer", rsuffix=".1")
+        return out
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects, one DataFrame per grouping factor."""
+        return self._by_factor([self.b[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
+                                for t in self.frame.terms])
+
+    @property
+    def ranef_condsd(self) -> dict[str, pd.DataFrame]:
+        """Conditional standard deviations of the random effects (``ranef(condVar = TRUE)``)."""
+        return self._by_factor([np.sqrt(np.einsum("lii->li", cv)) for cv in self.condvar()])
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Fixed plus random effects per level (lme4's ``coef``)."""
+        out = {}
+        fe = self.fixef
+        for name, re in self.ranef.items():
+            df = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
+            for col in re.columns:
+                df[col] = (df[col] if col in df else 0.0) + re[col]
+            out[name] = df
+        return out
+
+    # --- fitted values and prediction -----------------------------------------------------
+    def linear_predictor(self) -> np.ndarray:
+        eta = self.frame.X @ self.beta + self.Z @ self.b
+        if self.frame.offset is not None:
+            eta = eta + self.frame.offset
+        return eta
+
+    @property
+    def fitted(self) -> np.ndarray:
+        return self.linear_predictor()
+
+    @property
+    def residuals(self) -> np.ndarray:
+        return self.frame.y - self.fitted
+
+    def predict(self, newdata: pd.DataFrame | None = None, allow_new_levels: bool = False,
+                re_form=True) -> np.ndarray:
+        """Predictions on the linear-predictor scale; ``re_form=None`` drops random effects."""
+        if newdata is None:
+            return self.linear_predictor() if re_form is not None else (
+                self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
+        from ..design.remat import grouping_factor
+        Xn = self.frame.fixed_spec.matrix(newdata)
+        eta = Xn @ self.beta
+        if re_form is None:
+            return eta
+        for t in self.frame.terms:
+            Zk = np.asarray(t.spec.get_model_matrix(newdata), dtype=float)
+            Zk = np.broadcast_to(Zk, (len(newdata), t.p)) if Zk.shape[0] != len(newdata) else Zk
+            gf = grouping_factor(newdata, t.factor.name)
+            lookup = {lev: i for i, lev in enumerate(t.factor.levels)}
+            idx = np.array([lookup.get(lev, -1) for lev in gf.levels])[gf.codes]
+            if np.any(idx < 0) and not allow_new_levels:
+                new = sorted({lev for lev in gf.levels if lev not in lookup})
+                raise DataError(f"new levels of '{t.factor.name}' in newdata: {', '.join(new[:5])}"
+                                " (pass allow_new_levels=True to predict them at the population level)")
+            bk = self.b[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
+            contrib = np.where(idx[:, None] >= 0, bk[np.maximum(idx, 0)], 0.0)
+            eta = eta + np.sum(Zk * contrib, axis=1)
+        return eta
+
+    # --- presentation ---------------------------------------------------------------------
+    def summary(self, **kwargs):
+        """lme4's ``summary()``: prints and returns the summary object."""
+        from ..present.summary import Summary
+        return Summary(self, **kwargs)
+
+    def __repr__(self) -> str:
+        kind = "REML" if getattr(self, "reml", False) else "ML"
+        return (f"<{type(self).__name__} {self.frame.parsed.formula!r} ({kind}), "
+                f"nobs={self.nobs}, logLik={self.loglik:.4f}>")
