@@ -132,6 +132,11 @@ cdef class PLSKernel:
     def template_size(self):
         return int(np.sum(np.asarray(self.term_p) ** 2))
 
+    def conditional_modes(self, beta):
+        """Spherical random effects u at β from the last update: u = A⁻¹(Λ'Z'y - Λ'Z'X β)."""
+        p = self.ncol - 1
+        return self.X[:, p] - self.X[:, :p] @ beta
+
     def update(self, T):
         """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""
         cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)

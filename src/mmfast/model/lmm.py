@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import cho_solve, solve_triangular
 
+from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z
 from ..errors import ConvergenceWarning, SingularFitWarning
@@ -27,17 +28,29 @@ __all__ = ["LinearMixedModel", "lmer"]
 LOG2PI = np.log(2 * np.pi)
 
 
+DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
+
+
+def make_kernel(blocks, terms):
+    """The blocked kernel when what remains after the first term is small; CHOLMOD otherwise."""
+    q2 = blocks.q - terms[0].q
+    if q2 <= DENSE_SCHUR_MAX:
+        return BlockedKernel(blocks)
+    return PLSKernel(blocks)
+
+
 class LinearMixedModel(MixedModelResults):
     """An LMM ``y = Xβ + Zb + ε`` with ``b = Λθ u``, ``u ~ N(0, σ²I)``, ``ε ~ N(0, σ²I)``."""
 
     family = "gaussian"
 
-    def __init__(self, frame: ModelFrame, reml: bool = True):
+    def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None):
         if not frame.terms:
             from ..errors import FormulaError
             raise FormulaError("no random-effects terms in the formula: use mmfast.lm for a linear model")
         self.frame = frame
         self.reml = bool(reml)
+        self.options = dict(options or {})  # what lmer() was called with besides formula/data
         n, p = frame.X.shape
         self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
         y = frame.y if frame.offset is None else frame.y - frame.offset
@@ -47,7 +60,8 @@ class LinearMixedModel(MixedModelResults):
         self.Z = build_Z(frame.terms, n)
         Zw = self.Z if self._sqrtw is None else build_Z(frame.terms, n, self._sqrtw)
         self.blocks = build_blocks(frame.terms, W, Zw, self._sqrtw)
-        self.kernel = PLSKernel(self.blocks)
+        self.kernel = make_kernel(self.blocks, frame.terms)
+        self._sparse_kernel = None
         self.theta_lower = np.concatenate([t.theta_lower() for t in frame.terms])
         self.theta_start = np.concatenate([t.theta_start() for t in frame.terms])
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
@@ -121,8 +135,7 @@ class LinearMixedModel(MixedModelResults):
         self._R, self._ldL2, self._ldRX2, self._pwrss = R, ldL2, ldRX2, r2
         beta = solve_triangular(R, cb) if p else np.zeros(0)
         self.beta = beta
-        Xk = self.kernel.X  # A⁻¹ Λ'Z'[X y]
-        u = Xk[:, p] - Xk[:, :p] @ beta
+        u = self.kernel.conditional_modes(beta)
         self.u = u
         self.b = self._lambda_times(u)
         self.sigma = float(np.sqrt(r2 / (n - p if self.reml else n)))
@@ -137,6 +150,45 @@ class LinearMixedModel(MixedModelResults):
             blk = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
             out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
         return out
+
+    # --- refitting (model comparison, drop1, resampling) ---------------------------------
+    def refit_formula(self, formula: str, reml: bool | None = None) -> "LinearMixedModel":
+        """The same data and options with another formula (the rows this fit used)."""
+        data = self.frame.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in self.frame.data])
+        opts = dict(self.options)
+        if self.frame.weights is not None:
+            opts["weights"] = self.frame.weights
+        return lmer(formula, data, reml=self.reml if reml is None else reml, **opts)
+
+    def refit_ml(self) -> "LinearMixedModel":
+        """This model refitted by maximum likelihood (itself if it already is)."""
+        return self if not self.reml else self.refit_formula(self.frame.parsed.formula, reml=False)
+
+    def refit(self, y: np.ndarray, start=None) -> "LinearMixedModel":
+        """A copy fitted to a new response with the same design (no re-parsing, kernel reused)."""
+        import copy
+        y = np.asarray(y, dtype=float)
+        if y.shape != self.frame.y.shape:
+            raise ValueError(f"new response has shape {y.shape}, expected {self.frame.y.shape}")
+        new = copy.copy(self)
+        new.frame = copy.copy(self.frame)
+        new.frame.y = y
+        yy = y if self.frame.offset is None else y - self.frame.offset
+        if self._sqrtw is not None:
+            yy = yy * self._sqrtw
+        new.blocks = copy.copy(self.blocks)
+        p = self.frame.X.shape[1]
+        new.blocks.ZtW = np.asfortranarray(self.blocks.ZtW.copy())
+        Zw = self.Z if self._sqrtw is None else build_Z(self.frame.terms, self.nobs, self._sqrtw)
+        new.blocks.ZtW[:, p] = Zw.T @ yy
+        Xw = self.frame.X if self._sqrtw is None else self.frame.X * self._sqrtw[:, None]
+        WtW = self.blocks.WtW.copy()
+        WtW[:p, p] = WtW[p, :p] = Xw.T @ yy
+        WtW[p, p] = yy @ yy
+        new.blocks.WtW = WtW
+        new.kernel = make_kernel(new.blocks, self.frame.terms)
+        new._sparse_kernel = None
+        return new.fit(start=self.theta if start is None else start)
 
     # --- criteria ------------------------------------------------------------------------
     @property
@@ -178,7 +230,10 @@ class LinearMixedModel(MixedModelResults):
 
     def _ainv_diag_blocks(self) -> list[np.ndarray]:
         """Diagonal p_k x p_k blocks of A⁻¹ per term, as arrays (levels, p, p)."""
-        chol, q = self.kernel.factor, self.blocks.q
+        if self._sparse_kernel is None:  # a CHOLMOD factor of A at θ̂ for the selected inverse
+            self._sparse_kernel = PLSKernel(self.blocks)
+        self._sparse_kernel.update(self.templates(self.theta))
+        chol, q = self._sparse_kernel.factor, self.blocks.q
         out = []
         for t in self.frame.terms:
             blocks = np.empty((t.nlevels, t.p, t.p))
@@ -215,5 +270,6 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
     """
     frame = model_frame(formula, data, weights=weights, offset=offset,
                         check_nobs_vs_nre=check_nobs_vs_nre)
-    model = LinearMixedModel(frame, reml=reml)
+    options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
+    model = LinearMixedModel(frame, reml=reml, options=options)
     return model.fit(start=start, **optctrl)

@@ -1,0 +1,123 @@
+"""The text lme4's ``summary()`` prints, built from a fitted model (and its HTML twin)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["Summary", "format_table", "signif"]
+
+
+def signif(x: float, digits: int = 5) -> str:
+    """R's ``format(signif(x, digits))`` for one number."""
+    if x is None or not np.isfinite(x):
+        return "NA" if x is None or np.isnan(x) else ("Inf" if x > 0 else "-Inf")
+    return f"{x:.{digits}g}"
+
+
+def format_table(df: pd.DataFrame, digits: int = 4) -> str:
+    """A DataFrame as R prints a numeric table (aligned columns, significant digits)."""
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            if np.isnan(v):
+                return ""
+            av = abs(v)
+            if av != 0 and (av < 1e-4 or av >= 1e6):
+                return f"{v:.{digits - 1}e}"
+            return f"{v:.{digits}g}" if av >= 1 else f"{v:.{digits}f}".rstrip("0").rstrip(".") \
+                if av != 0 else "0"
+        return "" if v is None else str(v)
+    cells = [[str(i)] + [fmt(v) for v in row] for i, row in zip(df.index, df.to_numpy())]
+    header = [""] + [str(c) for c in df.columns]
+    widths = [max(len(r[k]) for r in cells + [header]) for k in range(len(header))]
+    lines = [" ".join(h.ljust(w) if k == 0 else h.rjust(w) for k, (h, w) in enumerate(zip(header, widths)))]
+    for r in cells:
+        lines.append(" ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+class Summary:
+    """lme4-style summary: criteria, scaled residuals, random effects, fixed effects."""
+
+    def __init__(self, model, ddf: str | None = None, print_out: bool = False):
+        self.model = model
+        self.ddf = ddf
+        self.coefficients = self._coefficients()
+        if print_out:
+            print(self)
+
+    def _coefficients(self) -> pd.DataFrame:
+        m = self.model
+        est = m.fixef
+        se = np.sqrt(np.diag(m.vcov_array)) if len(est) else np.zeros(0)
+        stat = est.to_numpy() / se if len(est) else np.zeros(0)
+        df = pd.DataFrame({"Estimate": est.to_numpy(), "Std. Error": se}, index=est.index)
+        if getattr(m, "use_scale", True) and m.family == "gaussian":
+            df["t value"] = stat
+        else:
+            df["z value"] = stat
+            df["Pr(>|z|)"] = 2 * stats.norm.sf(np.abs(stat))
+        return df
+
+    def _random_effects(self) -> str:
+        vc = self.model.varcorr
+        rows, corr_lines = [], []
+        for grp, sub in vc.groupby("grp", sort=False):
+            var = sub[sub["var2"].isna()]
+            cor = sub[sub["var2"].notna()]
+            names = list(var["var1"].fillna(""))
+            for k, (_, r) in enumerate(var.iterrows()):
+                cors = []
+                for j in range(k):
+                    c = cor[(cor["var1"] == names[j]) & (cor["var2"] == names[k])]
+                    cors.append(f"{c['sdcor'].iloc[0]:.2f}" if len(c) else "")
+                rows.append([grp if k == 0 else "", names[k] if grp != "Residual" else "",
+                             signif(r["vcov"], 4), signif(r["sdcor"], 4), " ".join(cors)])
+        header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr" if any(r[4] for r in rows) else ""]
+        widths = [max(len(r[k]) for r in rows + [header]) for k in range(5)]
+        out = [" " + " ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+        out += [" " + " ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        m = self.model
+        reml = getattr(m, "reml", False)
+        lines = []
+        if m.family == "gaussian":
+            lines.append(f"Linear mixed model fit by {'REML' if reml else 'maximum likelihood'} ['lmerMod']")
+        else:
+            lines.append(f"Generalized linear mixed model fit by maximum likelihood "
+                         f"({getattr(m, 'approximation', 'Laplace Approximation')}) ['glmerMod']")
+            lines.append(f" Family: {m.family} ( {getattr(m, 'link', '')} )")
+        lines.append(f"Formula: {m.frame.parsed.formula}")
+        if reml:
+            lines.append(f"\nREML criterion at convergence: {m.reml_criterion:.1f}")
+        else:
+            crit = pd.DataFrame([[m.aic, m.bic, m.loglik, m.deviance, m.nobs - m.npar]],
+                                columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
+            lines.append("\n" + crit.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        res = getattr(m, "scaled_residuals", None)
+        res = res() if callable(res) else m.residuals / m.sigma
+        q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
+        lines.append("\nScaled residuals: ")
+        lines.append(pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"])
+                     .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        lines.append("\nRandom effects:")
+        lines.append(self._random_effects())
+        ng = "; ".join(f"{k}, {v}" for k, v in m.ngroups.items())
+        lines.append(f"Number of obs: {m.nobs}, groups:  {ng}")
+        lines.append("\nFixed effects:")
+        lines.append(format_table(self.coefficients))
+        if not m.converged:
+            lines.append("\nWarning: model failed to converge")
+        if m.singular:
+            lines.append("optimizer (bobyqa) convergence code: 0 (OK)\nboundary (singular) fit: see help('isSingular')")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        import html
+        return ("<pre>" + html.escape(str(self).split("\nFixed effects:")[0]) + "</pre>"
+                + "<b>Fixed effects</b>" + self.coefficients.to_html(float_format=lambda v: f"{v:.4g}"))
