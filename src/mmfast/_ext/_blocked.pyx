@@ -112,12 +112,12 @@ cdef class BlockedKernel:
         self.rest_vofs = vofs[r_idx].astype(np.int64)
         self.rest_row = row[r_idx].astype(np.int32)
         self.rest_col = col[r_idx].astype(np.int32)
-        self.V = np.ascontiguousarray(blocks.V, dtype=np.float64)
+        self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
         self.Ldiag = np.zeros(self.nlev0 * self.p0 * self.p0)
         self.L21 = np.zeros(max(int(self.cross_lofs[len(self.cross_lofs) - 1]), 1))
         self.S = np.zeros((max(self.q2, 1), max(self.q2, 1)), order="F")
-        self.ZtW = np.asfortranarray(blocks.ZtW, dtype=np.float64)
-        self.WtW = np.ascontiguousarray(blocks.WtW, dtype=np.float64)
+        self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
+        self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
         self.C = np.zeros((self.q, self.ncol), order="F")
         self.Cm = self.C
         pmax = int(tp.max())
@@ -254,6 +254,12 @@ cdef class BlockedKernel:
         nc = <int> self.ncol
         ldc = <int> q
         dtrsm(&lo, &lo, &no, &no, &n2, &nc, &one, &self.S[0, 0], &n2, &self.Cm[self.q1, 0], &ldc)
+
+    def set_crossprods(self, V, ZtW, WtW):
+        """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
+        np.copyto(np.asarray(self.V), V)
+        np.copyto(np.asarray(self.ZtW), ZtW)
+        np.copyto(np.asarray(self.WtW), WtW)
 
     def update(self, T):
         """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""

@@ -110,9 +110,9 @@ cdef class PLSKernel:
         self.pair_col = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
         self.pair_vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
         self.pos = np.ascontiguousarray(blocks.pos, dtype=np.int64)
-        self.V = np.ascontiguousarray(blocks.V, dtype=np.float64)
-        self.ZtW = np.asfortranarray(blocks.ZtW, dtype=np.float64)
-        self.WtW = np.ascontiguousarray(blocks.WtW, dtype=np.float64)
+        self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
+        self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
+        self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
         self.chol = SparseCholesky(blocks.indptr, blocks.indices, blocks.q, supernodal)
         self.B = np.zeros((self.q, self.ncol), order="F")
         self.X = np.zeros((self.q, self.ncol), order="F")
@@ -136,6 +136,12 @@ cdef class PLSKernel:
         """Spherical random effects u at β from the last update: u = A⁻¹(Λ'Z'y - Λ'Z'X β)."""
         p = self.ncol - 1
         return self.X[:, p] - self.X[:, :p] @ beta
+
+    def set_crossprods(self, V, ZtW, WtW):
+        """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
+        np.copyto(np.asarray(self.V), V)
+        np.copyto(np.asarray(self.ZtW), ZtW)
+        np.copyto(np.asarray(self.WtW), WtW)
 
     def update(self, T):
         """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""

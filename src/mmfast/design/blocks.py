@@ -34,6 +34,8 @@ class BlockStructure:
     indices: np.ndarray  # int32
     ZtW: np.ndarray  # (q, p+1) Fortran order
     WtW: np.ndarray  # (p+1, p+1)
+    pieces: list  # (k, m) term pairs, k >= m, in the order of row_pair's rows
+    row_pair: np.ndarray  # int64 (npieces, n): the block pair each row adds to, per term pair
 
 
 def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) -> sp.csc_matrix:
@@ -79,6 +81,7 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
     pair_vofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     V = np.zeros(int(pair_vofs[-1]))
+    row_pair = inv.reshape(len(pieces), n).astype(np.int64)
     start = 0
     for (k, m), key in zip(pieces, keys):
         pid = inv[start: start + len(key)]
@@ -109,4 +112,5 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
     WtW = W.T @ W
     return BlockStructure(q=q, term_p=term_p, blk_term=blk_term, blk_start=blk_start,
                           pair_row=pair_row, pair_col=pair_col, pair_vofs=pair_vofs, V=V, pos=pos,
-                          indptr=indptr, indices=indices, ZtW=ZtW, WtW=WtW)
+                          indptr=indptr, indices=indices, ZtW=ZtW, WtW=WtW, pieces=pieces,
+                          row_pair=row_pair)
