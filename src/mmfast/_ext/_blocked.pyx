@@ -10,7 +10,8 @@ import numpy as np
 cimport numpy as cnp
 from libc.math cimport log, sqrt
 from libc.string cimport memset
-from scipy.linalg.cython_lapack cimport dpotrf
+from libc.stdlib cimport malloc, free
+from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
 
 cnp.import_array()
@@ -61,7 +62,8 @@ cdef class BlockedKernel:
     """Objective-evaluation kernel: blockwise elimination of the first term, dense rest."""
 
     cdef Py_ssize_t q, q1, q2, p0, nlev0, ncol, nblocks
-    cdef int[::1] term_p, tofs, blk_term, blk_start
+    cdef int[::1] term_p, tofs, blk_term, blk_start  # blk_start: the kernel's internal order
+    cdef readonly cnp.ndarray perm_rows  # internal row of every global u index
     # first-term diagonal pairs, cross pairs grouped by first-term level, rest pairs
     cdef long[::1] diag_vofs, cross_vofs, cross_lofs, rest_vofs
     cdef int[::1] cross_row, cross_colptr, rest_row, rest_col
@@ -71,6 +73,7 @@ cdef class BlockedKernel:
     cdef readonly cnp.ndarray C
     cdef double[::1, :] Cm
     cdef double[::1] work
+    cdef double[::1, :] Sinv
     cdef readonly double logdet
 
     def __init__(self, blocks):
@@ -81,7 +84,6 @@ cdef class BlockedKernel:
         self.tofs = np.concatenate([[0], np.cumsum(tp.astype(np.int64) ** 2)[:-1]]).astype(np.int32)
         bt = np.asarray(blocks.blk_term, dtype=np.int32)
         self.blk_term = bt
-        self.blk_start = np.asarray(blocks.blk_start, dtype=np.int32)
         self.nblocks = len(bt)
         self.p0 = tp[0]
         self.nlev0 = int(np.sum(bt == 0))
@@ -100,8 +102,13 @@ cdef class BlockedKernel:
         if len(d_idx) != self.nlev0:
             raise ValueError("every first-term level needs a diagonal block")
         self.diag_vofs = vofs[d_idx].astype(np.int64)
-        c_idx = np.flatnonzero(is_cross)
-        c_idx = c_idx[np.lexsort((row[c_idx], col[c_idx]))]
+        istart = _locality_order(np.asarray(blocks.blk_start), bt, tp, row, col, self.nlev0)
+        self.blk_start = istart
+        sizes_b = tp[bt].astype(np.int64)
+        self.perm_rows = np.empty(self.q, dtype=np.int64)
+        self.perm_rows[_expand(np.asarray(blocks.blk_start), sizes_b)] = _expand(istart, sizes_b)
+        c_idx = np.flatnonzero(is_cross)  # by first-term level, then by internal position
+        c_idx = c_idx[np.lexsort((istart[row[c_idx]], col[c_idx]))]
         self.cross_vofs = vofs[c_idx].astype(np.int64)
         self.cross_row = row[c_idx].astype(np.int32)
         self.cross_colptr = np.concatenate(
@@ -116,13 +123,16 @@ cdef class BlockedKernel:
         self.Ldiag = np.zeros(self.nlev0 * self.p0 * self.p0)
         self.L21 = np.zeros(max(int(self.cross_lofs[len(self.cross_lofs) - 1]), 1))
         self.S = np.zeros((max(self.q2, 1), max(self.q2, 1)), order="F")
-        self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
+        ztw = np.zeros_like(blocks.ZtW, order="F")
+        ztw[self.perm_rows] = blocks.ZtW
+        self.ZtW = ztw
         self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
         self.C = np.zeros((self.q, self.ncol), order="F")
         self.Cm = self.C
         pmax = int(tp.max())
         self.work = np.zeros(3 * pmax * pmax + 2 * pmax)
         self.logdet = np.nan
+        self.Sinv = None
 
     @property
     def dense_size(self):
@@ -179,19 +189,22 @@ cdef class BlockedKernel:
                 rb = self.blk_start[rb] - self.q1
                 for s in range(pa):
                     for t in range(pb):
-                        self.S[ra + s, rb + t] += w[s * pb + t]
+                        if ra >= rb:
+                            self.S[ra + s, rb + t] += w[s * pb + t]
+                        else:  # the internal order put x before y: the transpose is the lower part
+                            self.S[rb + t, ra + s] += w[s * pb + t]
                 if ra == rb:
                     for s in range(pa):
                         self.S[ra + s, ra + s] += 1.0
-            for j in range(self.nlev0):
-                for a in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                    La = &self.L21[self.cross_lofs[a]]
-                    pa = self.term_p[self.blk_term[self.cross_row[a]]]
-                    ra = self.blk_start[self.cross_row[a]] - self.q1
-                    for b in range(self.cross_colptr[j], a + 1):
-                        Lb = &self.L21[self.cross_lofs[b]]
-                        pb = self.term_p[self.blk_term[self.cross_row[b]]]
-                        rb = self.blk_start[self.cross_row[b]] - self.q1
+            for j in range(self.nlev0):  # column-wise in S (Fortran order) for locality
+                for b in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    Lb = &self.L21[self.cross_lofs[b]]
+                    pb = self.term_p[self.blk_term[self.cross_row[b]]]
+                    rb = self.blk_start[self.cross_row[b]] - self.q1
+                    for a in range(b, self.cross_colptr[j + 1]):
+                        La = &self.L21[self.cross_lofs[a]]
+                        pa = self.term_p[self.blk_term[self.cross_row[a]]]
+                        ra = self.blk_start[self.cross_row[a]] - self.q1
                         # rows of a are >= rows of b (sorted by row within a column)
                         for s in range(pa):
                             for t in range(pb):
@@ -258,7 +271,7 @@ cdef class BlockedKernel:
     def set_crossprods(self, V, ZtW, WtW):
         """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
         np.copyto(np.asarray(self.V), V)
-        np.copyto(np.asarray(self.ZtW), ZtW)
+        np.asarray(self.ZtW)[self.perm_rows] = ZtW
         np.copyto(np.asarray(self.WtW), WtW)
 
     def update(self, T):
@@ -288,10 +301,19 @@ cdef class BlockedKernel:
     def conditional_modes(self, beta):
         """Spherical random effects u at β from the last update: L'u = c_u - R_ZX β."""
         p = self.ncol - 1
-        return self.solve_lt(self.C[:, p] - self.C[:, :p] @ beta)
+        return self._solve_lt_internal(self.C[:, p] - self.C[:, :p] @ beta)[self.perm_rows]
+
+    def solve_lt_c(self, j):
+        """L⁻ᵀ c_j for column j of C = L⁻¹Λ'Z'[X y] (for j < p: the columns of A⁻¹Λ'Z'X)."""
+        return self._solve_lt_internal(self.C[:, j])[self.perm_rows]
 
     def solve_lt(self, r):
-        """u = L⁻ᵀ r, after an ``update`` (conditional modes from the last factorisation)."""
+        """u = L⁻ᵀ r (global order), after an ``update``."""
+        x = np.empty(self.q)
+        x[self.perm_rows] = r
+        return self._solve_lt_internal(x)[self.perm_rows]
+
+    def _solve_lt_internal(self, r):
         cdef double[::1] u = np.array(r, dtype=np.float64, copy=True)
         cdef Py_ssize_t j, c, s, a, pk, st, p0 = self.p0
         cdef double acc
@@ -319,3 +341,269 @@ cdef class BlockedKernel:
                         acc = acc - D[a * p0 + s] * u[j * p0 + a]
                     u[j * p0 + s] = acc / D[s * p0 + s]
         return np.asarray(u)
+
+    def trace_gradient(self, T, overwrite=False):
+        """Per term k, the p_k x p_k matrix Σ_y Q_y with Q_y = Σ_x (A⁻¹)_yx T_x' G_xy, after an update.
+
+        d log|A| / d T_k[r, c] = 2 (Σ_y Q_y)[c, r]: only the blocks of A⁻¹ on A's own block
+        pattern are needed (selected inverse): S⁻¹ by LAPACK, the first term's blocks from
+        L11, L21 and S⁻¹ without forming anything dense beyond S.
+        """
+        cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
+        out = np.zeros(int(np.sum(np.asarray(self.term_p, dtype=np.int64) ** 2)))
+        cdef double[::1] Q = out
+        if self.q2 > 0:  # overwrite: S's factor is not needed again before the next update
+            self.Sinv = self.S if overwrite else np.array(self.S, order="F", copy=True)
+        cdef int rc
+        with nogil:
+            rc = self._selinv_trace(&Tv[0], &Q[0])
+        if rc != 0:
+            raise FloatingPointError("selected inverse failed")
+        return out
+
+    cdef int _selinv_trace(self, const double* T, double* Q) noexcept nogil:
+        cdef Py_ssize_t j, c, c2, s, t, a, i, k, pk, pk2, ri, ri2, xa, ya, pa, pb
+        cdef Py_ssize_t p0 = self.p0
+        cdef int n2 = <int> self.q2, info = 0
+        cdef char lo = b'L'
+        cdef double acc
+        cdef double* D
+        cdef double* La
+        cdef double* w = &self.work[0]
+        cdef double* tmp = w + self.work.shape[0] // 2
+        cdef double* Y
+        cdef double* P11
+        cdef double* Pyx
+        cdef double* buf
+        cdef const double* Tk
+        cdef const double* Vp
+        cdef Py_ssize_t pmax = 0
+        for k in range(self.term_p.shape[0]):
+            if self.term_p[k] > pmax:
+                pmax = self.term_p[k]
+        if self.q2 > 0:
+            dpotri(&lo, &n2, &self.Sinv[0, 0], &n2, &info)
+            if info != 0:
+                return -1
+            _symmetrize(&self.Sinv[0, 0], self.q2)
+        # scratch: Y for every cross pair of one column, P11 (p0 x p0), Pyx (pmax x pmax), buf
+        cdef Py_ssize_t maxcol = 0
+        for j in range(self.nlev0):
+            if self.cross_colptr[j + 1] - self.cross_colptr[j] > maxcol:
+                maxcol = self.cross_colptr[j + 1] - self.cross_colptr[j]
+        Y = <double*> malloc((maxcol * pmax * p0 + 1) * sizeof(double))
+        P11 = <double*> malloc((p0 * p0 + 3 * pmax * pmax + 1) * sizeof(double))
+        if Y == NULL or P11 == NULL:
+            free(Y)
+            free(P11)
+            return -1
+        Pyx = P11 + p0 * p0
+        buf = Pyx + pmax * pmax
+        for j in range(self.nlev0):
+            D = &self.Ldiag[j * p0 * p0]
+            # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
+            for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                pk = self.term_p[self.blk_term[self.cross_row[c]]]
+                ri = self.blk_start[self.cross_row[c]] - self.q1
+                a = (c - self.cross_colptr[j]) * pmax * p0
+                for s in range(pk * p0):
+                    Y[a + s] = 0.0
+                for c2 in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    pk2 = self.term_p[self.blk_term[self.cross_row[c2]]]
+                    ri2 = self.blk_start[self.cross_row[c2]] - self.q1
+                    La = &self.L21[self.cross_lofs[c2]]
+                    for s in range(pk):
+                        for t in range(p0):
+                            acc = 0.0
+                            for i in range(pk2):  # S⁻¹ symmetric: walk a column
+                                acc = acc + self.Sinv[ri2 + i, ri + s] * La[i * p0 + t]
+                            Y[a + s * p0 + t] += acc
+            # W_j = Σ_c L21_c' Y_c  -> P11 = I + W_j, then L_j⁻ᵀ P11 L_j⁻¹
+            for s in range(p0 * p0):
+                P11[s] = 0.0
+            for s in range(p0):
+                P11[s * p0 + s] = 1.0
+            for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                pk = self.term_p[self.blk_term[self.cross_row[c]]]
+                La = &self.L21[self.cross_lofs[c]]
+                a = (c - self.cross_colptr[j]) * pmax * p0
+                for s in range(p0):
+                    for t in range(p0):
+                        acc = 0.0
+                        for i in range(pk):
+                            acc = acc + La[i * p0 + s] * Y[a + i * p0 + t]
+                        P11[s * p0 + t] += acc
+            _sandwich_inv(D, P11, p0)
+            # diagonal pair (j, j): Q_0 += P11 T0' G_jj
+            Tk = T
+            Vp = &self.V[self.diag_vofs[j]]
+            _acc_ptv(P11, p0, p0, Tk, p0, Vp, p0, 0, Q, buf)
+            # cross pairs c = (i, j): P_ij = -Y_c L_j⁻¹ ; Q_j += P_ij' T_i' G_ij ; Q_i += P_ij T0' G_ij'
+            for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                k = self.blk_term[self.cross_row[c]]
+                pk = self.term_p[k]
+                a = (c - self.cross_colptr[j]) * pmax * p0
+                for s in range(pk):  # row s of Y times L_j⁻¹: solve x L_j = y (backward)
+                    for t in range(p0 - 1, -1, -1):
+                        acc = Y[a + s * p0 + t]
+                        for i in range(t + 1, p0):
+                            acc = acc - Pyx[s * p0 + i] * D[i * p0 + t]
+                        Pyx[s * p0 + t] = acc / D[t * p0 + t]
+                for s in range(pk * p0):
+                    Pyx[s] = -Pyx[s]
+                Vp = &self.V[self.cross_vofs[c]]
+                # Q_j (term 0) += P_ij' T_k' V   with P_ij: pk x p0, V: pk x p0
+                _acc_ptv(Pyx, pk, p0, T + self.tofs[k], pk, Vp, p0, 1, Q, buf)
+                # Q_i (term k) += P_ij T0' V'    (pk x p0)(p0 x p0)(p0 x pk)
+                _acc_ptvt(Pyx, pk, p0, T, Vp, pk, Q + self.tofs[k], buf)
+        free(Y)
+        free(P11)
+        # rest pairs (x >= y, both after the first term): P from S⁻¹
+        for c in range(self.rest_row.shape[0]):
+            xa = self.rest_row[c]
+            ya = self.rest_col[c]
+            pa = self.term_p[self.blk_term[xa]]
+            pb = self.term_p[self.blk_term[ya]]
+            ri = self.blk_start[xa] - self.q1
+            ri2 = self.blk_start[ya] - self.q1
+            Vp = &self.V[self.rest_vofs[c]]
+            # Q_y += P_yx T_x' V   (P_yx: pb x pa, V: pa x pb)
+            for s in range(pb):
+                for t in range(pb):
+                    acc = 0.0
+                    for i in range(pa):
+                        for a in range(i, pa):  # (T_x' V)[i, t] = Σ_a T_x[a, i] V[a, t]
+                            acc = acc + self.Sinv[ri2 + s, ri + i] * T[self.tofs[self.blk_term[xa]] + a + i * pa] * Vp[a * pb + t]
+                    Q[self.tofs[self.blk_term[ya]] + s * pb + t] += acc
+            if xa != ya:  # Q_x += P_xy T_y' V'   (P_xy: pa x pb, V': pb x pa)
+                for s in range(pa):
+                    for t in range(pa):
+                        acc = 0.0
+                        for i in range(pb):
+                            for a in range(i, pb):
+                                acc = acc + self.Sinv[ri + s, ri2 + i] * T[self.tofs[self.blk_term[ya]] + a + i * pb] * Vp[t * pb + a]
+                        Q[self.tofs[self.blk_term[xa]] + s * pa + t] += acc
+        return 0
+
+
+cdef void _symmetrize(double* A, Py_ssize_t n) noexcept nogil:
+    """Copy the lower triangle of a column-major n x n matrix to its upper one, in tiles."""
+    cdef Py_ssize_t bi, bj, i, j, nb = 64  # tile size (literal steps below)
+    for bj in range(0, n, 64):
+        for bi in range(bj, n, 64):
+            for j in range(bj, min(bj + nb, n)):
+                for i in range(max(bi, j + 1), min(bi + nb, n)):
+                    A[j + i * n] = A[i + j * n]
+
+
+cdef void _sandwich_inv(const double* L, double* P, Py_ssize_t p) noexcept nogil:
+    """P <- L⁻ᵀ P L⁻¹ for a lower-triangular row-major L (p x p)."""
+    cdef Py_ssize_t r, c, i
+    cdef double acc
+    for r in range(p):  # P <- P L⁻¹ : each row x solves x L = row
+        for c in range(p - 1, -1, -1):
+            acc = P[r * p + c]
+            for i in range(c + 1, p):
+                acc = acc - P[r * p + i] * L[i * p + c]
+            P[r * p + c] = acc / L[c * p + c]
+    for c in range(p):  # P <- L⁻ᵀ P : each column x solves L' x = col
+        for r in range(p - 1, -1, -1):
+            acc = P[r * p + c]
+            for i in range(r + 1, p):
+                acc = acc - L[i * p + r] * P[i * p + c]
+            P[r * p + c] = acc / L[r * p + r]
+
+
+cdef void _acc_ptv(const double* P, Py_ssize_t pr, Py_ssize_t pc, const double* T, Py_ssize_t pt,
+                   const double* V, Py_ssize_t pv, int transpose_p, double* Q, double* buf) noexcept nogil:
+    """Q (pv x pv) += op(P) T' V, op(P) = P (pr x pc, pc == pt) or P' (pc x pr, pr == pt)."""
+    cdef Py_ssize_t s, t, i, a, nrow = pc if transpose_p else pr
+    cdef double acc
+    for i in range(pt):  # buf = T' V  (pt x pv)
+        for t in range(pv):
+            acc = 0.0
+            for a in range(i, pt):
+                acc = acc + T[a + i * pt] * V[a * pv + t]
+            buf[i * pv + t] = acc
+    for s in range(nrow):
+        for t in range(pv):
+            acc = 0.0
+            for i in range(pt):
+                acc = acc + (P[i * pc + s] if transpose_p else P[s * pc + i]) * buf[i * pv + t]
+            Q[s * pv + t] += acc
+
+
+cdef void _acc_ptvt(const double* P, Py_ssize_t pk, Py_ssize_t p0, const double* T0,
+                    const double* V, Py_ssize_t pv, double* Q, double* buf) noexcept nogil:
+    """Q (pk x pk) += P T0' V' with P: pk x p0, V: pk x p0 (row-major)."""
+    cdef Py_ssize_t s, t, i, a
+    cdef double acc
+    for i in range(p0):  # buf = T0' V'  (p0 x pk)
+        for t in range(pk):
+            acc = 0.0
+            for a in range(i, p0):
+                acc = acc + T0[a + i * p0] * V[t * p0 + a]
+            buf[i * pk + t] = acc
+    for s in range(pk):
+        for t in range(pk):
+            acc = 0.0
+            for i in range(p0):
+                acc = acc + P[s * p0 + i] * buf[i * pk + t]
+            Q[s * pk + t] += acc
+
+
+def _expand(starts, sizes):
+    """Indices start_b, ..., start_b + size_b - 1 of every block b, concatenated."""
+    starts = np.asarray(starts, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    offs = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(starts, sizes) + offs
+
+
+def _locality_order(blk_start, blk_term, term_p, pair_row, pair_col, nlev0):
+    """Internal block starts: first-term blocks as given, the rest in reverse Cuthill-McKee
+    order of the block co-occurrence graph, so that blocks updated together sit together."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+    nb = len(blk_term)
+    istart = np.array(blk_start, dtype=np.int32, copy=True)
+    if nb == nlev0:
+        return istart
+    G = sp.coo_matrix((np.ones(len(pair_row)), (pair_row, pair_col)), shape=(nb, nb)).tocsr()
+    G = (G + G.T).tocsr()
+    order = np.asarray(reverse_cuthill_mckee(G, symmetric_mode=True))
+    rest = order[order >= nlev0]
+    sizes = np.asarray(term_p)[np.asarray(blk_term)[rest]]
+    q1 = int(nlev0 * term_p[0])
+    istart[rest] = q1 + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return istart
+
+
+def gram_times(blocks, B):
+    """Z'Z B for a dense B (q x m), from the stored sub-blocks (no n-row work)."""
+    cdef double[:, ::1] Bv = np.ascontiguousarray(B, dtype=np.float64).reshape(blocks.q, -1)
+    out = np.zeros((blocks.q, Bv.shape[1]))
+    cdef double[:, ::1] O = out
+    cdef int[::1] prow = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
+    cdef int[::1] pcol = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
+    cdef long[::1] vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
+    cdef double[::1] V = np.ascontiguousarray(blocks.V, dtype=np.float64)
+    cdef int[::1] bt = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
+    cdef int[::1] bs = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)
+    cdef int[::1] tp = np.ascontiguousarray(blocks.term_p, dtype=np.int32)
+    cdef Py_ssize_t pr, x, y, px, py, s, t, m, nm = Bv.shape[1]
+    cdef const double* Vp
+    with nogil:
+        for pr in range(prow.shape[0]):
+            x = prow[pr]
+            y = pcol[pr]
+            px = tp[bt[x]]
+            py = tp[bt[y]]
+            Vp = &V[vofs[pr]]
+            for s in range(px):
+                for t in range(py):
+                    for m in range(nm):
+                        O[bs[x] + s, m] += Vp[s * py + t] * Bv[bs[y] + t, m]
+                        if x != y:
+                            O[bs[y] + t, m] += Vp[s * py + t] * Bv[bs[x] + s, m]
+    return out

@@ -109,11 +109,13 @@ cdef class PLSKernel:
         self.pair_row = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
         self.pair_col = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
         self.pair_vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
-        self.pos = np.ascontiguousarray(blocks.pos, dtype=np.int64)
+        from ..design.blocks import csc_pattern
+        indptr, indices, pos = csc_pattern(blocks)
+        self.pos = np.ascontiguousarray(pos, dtype=np.int64)
         self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
         self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
         self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
-        self.chol = SparseCholesky(blocks.indptr, blocks.indices, blocks.q, supernodal)
+        self.chol = SparseCholesky(indptr, indices, blocks.q, supernodal)
         self.B = np.zeros((self.q, self.ncol), order="F")
         self.X = np.zeros((self.q, self.ncol), order="F")
         pmax = int(max(blocks.term_p)) if len(blocks.term_p) else 1

@@ -29,13 +29,33 @@ class BlockStructure:
     pair_col: np.ndarray  # int32 (npairs,)
     pair_vofs: np.ndarray  # int64 (npairs,) offset of the pair's sub-block in V / pos
     V: np.ndarray  # float64, sub-blocks row-major (p_row x p_col)
-    pos: np.ndarray  # int64, CSC value index of each V entry, -1 above the diagonal
-    indptr: np.ndarray  # int32 CSC of lower(A)
-    indices: np.ndarray  # int32
     ZtW: np.ndarray  # (q, p+1) Fortran order
     WtW: np.ndarray  # (p+1, p+1)
     pieces: list  # (k, m) term pairs, k >= m, in the order of row_pair's rows
     row_pair: np.ndarray  # int64 (npieces, n): the block pair each row adds to, per term pair
+
+
+def csc_pattern(blocks: "BlockStructure") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSC pattern of lower(A) and the value index of every V entry (-1 above the diagonal).
+
+    Only the CHOLMOD kernel needs this; the blocked kernel works on the sub-blocks directly.
+    """
+    tp, bt, bs = blocks.term_p, blocks.blk_term, blocks.blk_start
+    sizes = np.diff(blocks.pair_vofs)
+    ent_pair = np.repeat(np.arange(len(sizes)), sizes)
+    within = np.arange(len(blocks.V)) - blocks.pair_vofs[ent_pair]
+    pcol = tp[bt[blocks.pair_col]][ent_pair]
+    grow = bs[blocks.pair_row][ent_pair] + within // pcol
+    gcol = bs[blocks.pair_col][ent_pair] + within % pcol
+    lower = grow >= gcol
+    order = np.lexsort((grow[lower], gcol[lower]))
+    pos = np.full(len(blocks.V), -1, dtype=np.int64)
+    lower_idx = np.flatnonzero(lower)[order]
+    pos[lower_idx] = np.arange(len(lower_idx))
+    indices = grow[lower_idx].astype(np.int32)
+    counts = np.bincount(gcol[lower_idx], minlength=blocks.q)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return indptr, indices, pos
 
 
 def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) -> sp.csc_matrix:
@@ -93,24 +113,10 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
                 V += np.bincount(base + s * pm + t, weights=Xw[k][:, s] * Xw[m][:, t],
                                  minlength=len(V))
 
-    # global (row, col) of every entry, CSC positions of the lower triangle
-    ent_pair = np.repeat(np.arange(len(uniq)), sizes)
-    within = np.arange(len(V)) - pair_vofs[ent_pair]
-    pcol = term_p[blk_term[pair_col]][ent_pair]
-    grow = blk_start[pair_row][ent_pair] + within // pcol
-    gcol = blk_start[pair_col][ent_pair] + within % pcol
-    lower = grow >= gcol
     q = int(sum(t.q for t in terms))
-    order = np.lexsort((grow[lower], gcol[lower]))
-    pos = np.full(len(V), -1, dtype=np.int64)
-    lower_idx = np.flatnonzero(lower)[order]
-    pos[lower_idx] = np.arange(len(lower_idx))
-    indices = grow[lower_idx].astype(np.int32)
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(gcol[lower_idx], minlength=q))]).astype(np.int32)
-
     ZtW = np.asfortranarray((Z.T @ W))
     WtW = W.T @ W
     return BlockStructure(q=q, term_p=term_p, blk_term=blk_term, blk_start=blk_start,
-                          pair_row=pair_row, pair_col=pair_col, pair_vofs=pair_vofs, V=V, pos=pos,
-                          indptr=indptr, indices=indices, ZtW=ZtW, WtW=WtW, pieces=pieces,
+                          pair_row=pair_row, pair_col=pair_col, pair_vofs=pair_vofs, V=V,
+                          ZtW=ZtW, WtW=WtW, pieces=pieces,
                           row_pair=row_pair)

@@ -20,7 +20,7 @@ from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z
 from ..errors import ConvergenceWarning, SingularFitWarning
 from .frame import ModelFrame, model_frame
-from .optimize import minimize_bounded
+from .optimize import minimize_bounded, minimize_with_gradient
 from .results import MixedModelResults
 
 __all__ = ["LinearMixedModel", "lmer"]
@@ -29,6 +29,7 @@ LOG2PI = np.log(2 * np.pi)
 
 
 DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
+GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
 
 
 def make_kernel(blocks, terms):
@@ -107,11 +108,21 @@ class LinearMixedModel(MixedModelResults):
             return ldL2 + ldRX2 + nmp * (1.0 + LOG2PI + np.log(r2 / nmp)) - self._logw
         return ldL2 + n * (1.0 + LOG2PI + np.log(r2 / n)) - self._logw
 
+    @property
+    def use_gradient(self) -> bool:
+        """Analytic gradients pay off when each evaluation factors a large dense block."""
+        return getattr(self.kernel, "dense_size", 0) >= GRADIENT_MIN_DENSE
+
     # --- fitting -------------------------------------------------------------------------
     def fit(self, start=None, **optctrl) -> "LinearMixedModel":
         """Minimise the criterion over θ (BOBYQA from lme4's start) and compute the results."""
         x0 = self.theta_start if start is None else np.asarray(start, dtype=float)
-        res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
+        if self.use_gradient and not optctrl:
+            from .gradient import profiled_gradient
+            res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective,
+                                         x0, self.theta_lower)
+        else:
+            res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
         self.optinfo = {"optimizer": res.optimizer, "evaluations": res.evaluations,
                         "seconds": res.seconds, "message": res.message, "converged": res.converged}
         self._set_theta(res.x)
@@ -143,10 +154,14 @@ class LinearMixedModel(MixedModelResults):
         self._condvar_cache = None
 
     def _lambda_times(self, u: np.ndarray) -> np.ndarray:
+        """b = Λθ u at the fitted θ."""
+        return self._lambda_times_at(self.theta, u)
+
+    def _lambda_times_at(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """b = Λθ u, term by term and level by level."""
         out = np.empty_like(u)
         for t in self.frame.terms:
-            T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+            T = t.template(theta[t.theta_offset: t.theta_offset + t.ntheta])
             blk = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
             out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
         return out

@@ -43,8 +43,7 @@ def _run(algorithm, fun, x0, lower, upper, ftol_abs, xtol_abs, maxeval, step):
 
     opt = nlopt.opt(algorithm, n)
     opt.set_min_objective(f)
-    lo = np.where(np.isfinite(lower), lower, -1e300 if False else -np.inf)
-    opt.set_lower_bounds(lo)
+    opt.set_lower_bounds(lower)
     if upper is not None:
         opt.set_upper_bounds(upper)
     opt.set_ftol_abs(ftol_abs)
@@ -74,10 +73,7 @@ def minimize_bounded(fun, x0, lower, upper=None, ftol_abs=1e-10, xtol_abs=1e-9,
     lower = np.asarray(lower, dtype=float)
     if step is None:
         step = np.where(np.abs(x0) > 0, 0.2 * np.maximum(np.abs(x0), 1.0), 0.2)
-    if len(x0) == 1:
-        algorithm, name = nlopt.LN_BOBYQA, "bobyqa"
-    else:
-        algorithm, name = nlopt.LN_BOBYQA, "bobyqa"
+    algorithm, name = nlopt.LN_BOBYQA, "bobyqa"
     x, fx, nev, ok, msg = _run(algorithm, fun, x0, lower, upper, ftol_abs, xtol_abs, maxeval, step)
     if not ok:  # lme4's advice: another optimiser, more evaluations
         x2, f2, n2, ok2, msg2 = _run(nlopt.LN_NELDERMEAD, fun, x, lower, upper, ftol_abs,
@@ -88,3 +84,37 @@ def minimize_bounded(fun, x0, lower, upper=None, ftol_abs=1e-10, xtol_abs=1e-9,
         ok, msg, name = ok2, f"{msg}; fallback Nelder-Mead: {msg2}", name + "+neldermead"
     return OptResult(x=x, fun=fx, evaluations=nev, seconds=time.perf_counter() - t0,
                      optimizer=name, converged=ok, message=msg)
+
+
+def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000) -> OptResult:
+    """L-BFGS-B on an analytic gradient, then a short BOBYQA polish from its end point.
+
+    The quasi-Newton phase needs a few dozen evaluations where BOBYQA needs a hundred or
+    more; the polish guards against a line search stopped early by round-off.
+    """
+    from scipy.optimize import minimize
+
+    t0 = time.perf_counter()
+    count = [0]
+
+    def fg(x):
+        count[0] += 1
+        f, g = fun_grad(x)
+        if not np.isfinite(f) or not np.all(np.isfinite(g)):
+            return 1e300, np.zeros_like(x)
+        return f, g
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    res = minimize(fg, np.asarray(x0, dtype=float), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"ftol": 1e-14, "gtol": gtol, "maxiter": maxiter, "maxcor": 20})
+    x, fx = np.asarray(res.x, dtype=float), float(res.fun)
+    npol, name, message = 0, "lbfgsb", str(res.message)
+    if res.status != 0:  # line search stopped (round-off) or iteration limit: polish
+        step = np.maximum(1e-3 * np.maximum(np.abs(x), 1e-2), 1e-6)
+        xp, fp, npol, okp, msgp = _run(nlopt.LN_BOBYQA, fun, x, np.asarray(lower, dtype=float),
+                                      None, 1e-10, 1e-9, 500, step)
+        if fp < fx:
+            x, fx = xp, fp
+        name, message = "lbfgsb+bobyqa", f"{message}; polish: {msgp}"
+    return OptResult(x=x, fun=fx, evaluations=count[0] + npol, seconds=time.perf_counter() - t0,
+                     optimizer=name, converged=bool(fx < 1e299), message=message)

@@ -92,7 +92,10 @@ class MixedModelResults:
             df = pd.DataFrame(vals, index=pd.Index(t.factor.levels, name=t.factor.name),
                               columns=t.names)
             key = t.factor.name
-            out[key] = df if key not in out else out[key].join(df, how="outer", rsuffix=".1")
+            if key in out:  # several terms on one factor: one frame, as lme4's ranef()
+                df.columns = [c if c not in out[key].columns else f"{c}.1" for c in df.columns]
+                df = out[key].join(df, how="outer")
+            out[key] = df
         return out
 
     @property
