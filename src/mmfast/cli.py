@@ -1,0 +1,95 @@
+"""The ``mmfast`` command: ``mmfast fit DATA "FORMULA"``, ``mmfast demo``, ``mmfast bench``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["main", "read_table", "results_dict"]
+
+
+def read_table(path: str) -> pd.DataFrame:
+    """A CSV (optionally gzipped) or Parquet file, or the name of a bundled data set."""
+    p = Path(path)
+    if not p.exists():
+        from . import datasets
+        if path in datasets.names():
+            return datasets.load(path)
+        raise SystemExit(f"mmfast: no such file or bundled data set: {path}")
+    if p.suffix == ".parquet":
+        return pd.read_parquet(p)
+    return pd.read_csv(p)
+
+
+def results_dict(m) -> dict:
+    """The fitted model's main results as plain JSON-able Python."""
+    vc = m.varcorr.astype(object).where(m.varcorr.notna(), None)
+    return {
+        "formula": m.frame.parsed.formula, "family": m.family, "nobs": m.nobs,
+        "reml": bool(getattr(m, "reml", False)),
+        "fixef": m.fixef.to_dict(), "vcov": m.vcov.to_numpy().tolist(),
+        "theta": np.asarray(m.theta).tolist(), "sigma": float(m.sigma),
+        "varcorr": vc.to_dict(orient="records"), "loglik": float(m.loglik),
+        "aic": float(m.aic), "bic": float(m.bic), "ngroups": m.ngroups,
+        "converged": bool(m.converged), "singular": bool(m.singular), "optinfo": m.optinfo,
+    }
+
+
+def _fit(args) -> int:
+    from . import lmer
+    data = read_table(args.data)
+    kwargs = {}
+    if args.family and args.family != "gaussian":
+        from . import glmer
+        m = glmer(args.formula, data, family=args.family)
+    else:
+        m = lmer(args.formula, data, reml=not args.ml, **kwargs)
+    summary = m.summary(ddf=args.ddf) if args.ddf else m.summary()
+    print(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results_dict(m), indent=2, default=float))
+        print(f"\nresults written to {args.json}")
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+    run_demo(out_dir=args.out)
+    return 0
+
+
+def _bench(args) -> int:
+    import subprocess
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+    if not script.exists():
+        raise SystemExit("mmfast bench needs a source checkout (benchmarks/run.py); run `make bench` there")
+    return subprocess.call([sys.executable, str(script), *args.rest])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="mmfast", description="lme4's mixed models, fast, from Python")
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit", help="fit a model and print its summary (lme4 formula syntax)")
+    f.add_argument("data", help="CSV or Parquet file, or a bundled data set name (e.g. sleepstudy)")
+    f.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
+    f.add_argument("--family", default=None, help="GLMM family: binomial, poisson, gamma")
+    f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    f.add_argument("--ddf", default=None, help="denominator df: satterthwaite, kenward-roger, ...")
+    f.add_argument("--json", default=None, help="write the results as JSON to this file")
+    f.set_defaults(func=_fit)
+    d = sub.add_parser("demo", help="the lecture's four examples on the bundled data")
+    d.add_argument("--out", default="mmfast_demo_output", help="folder for the figures and tables")
+    d.set_defaults(func=_demo)
+    b = sub.add_parser("bench", help="time mmfast against lme4 (source checkout)")
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for benchmarks/run.py")
+    b.set_defaults(func=_bench)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
