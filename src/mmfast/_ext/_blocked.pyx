@@ -62,6 +62,8 @@ cdef class BlockedKernel:
     """Objective-evaluation kernel: blockwise elimination of the first term, dense rest."""
 
     cdef Py_ssize_t q, q1, q2, p0, nlev0, ncol, nblocks
+    cdef bint scalar  # every term has one column: fast paths without per-element index work
+    cdef int[::1] cross_pos  # internal S position of each cross pair's row block
     cdef int[::1] term_p, tofs, blk_term, blk_start  # blk_start: the kernel's internal order
     cdef readonly cnp.ndarray perm_rows  # internal row of every global u index
     # first-term diagonal pairs, cross pairs grouped by first-term level, rest pairs
@@ -113,6 +115,8 @@ cdef class BlockedKernel:
         self.cross_row = row[c_idx].astype(np.int32)
         self.cross_colptr = np.concatenate(
             [[0], np.cumsum(np.bincount(col[c_idx], minlength=self.nlev0))]).astype(np.int32)
+        self.scalar = bool(np.all(tp == 1))
+        self.cross_pos = (istart[row[c_idx]] - self.q1).astype(np.int32)
         sizes = tp[bt[row[c_idx]]].astype(np.int64) * self.p0
         self.cross_lofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         r_idx = np.flatnonzero(is_rest)
@@ -196,7 +200,14 @@ cdef class BlockedKernel:
                 if ra == rb:
                     for s in range(pa):
                         self.S[ra + s, ra + s] += 1.0
-            for j in range(self.nlev0):  # column-wise in S (Fortran order) for locality
+            if self.scalar:  # S[ra, rb] -= l_a l_b, column by column
+                for j in range(self.nlev0):
+                    for b in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                        acc = self.L21[b]
+                        rb = self.cross_pos[b]
+                        for a in range(b, self.cross_colptr[j + 1]):
+                            self.S[self.cross_pos[a], rb] -= self.L21[a] * acc
+            for j in range(self.nlev0 if not self.scalar else 0):  # column-wise in S (Fortran order)
                 for b in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                     Lb = &self.L21[self.cross_lofs[b]]
                     pb = self.term_p[self.blk_term[self.cross_row[b]]]
@@ -402,7 +413,14 @@ cdef class BlockedKernel:
         for j in range(self.nlev0):
             D = &self.Ldiag[j * p0 * p0]
             # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
-            for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+            if self.scalar:
+                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    ri = self.cross_pos[c]
+                    acc = 0.0
+                    for c2 in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                        acc = acc + self.Sinv[self.cross_pos[c2], ri] * self.L21[c2]
+                    Y[(c - self.cross_colptr[j]) * pmax * p0] = acc
+            for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if not self.scalar else 0):
                 pk = self.term_p[self.blk_term[self.cross_row[c]]]
                 ri = self.blk_start[self.cross_row[c]] - self.q1
                 a = (c - self.cross_colptr[j]) * pmax * p0

@@ -29,7 +29,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None) -> tup
     """(objective, gradient) at θ for a model whose kernel has ``trace_gradient``."""
     reml = model.reml if reml is None else reml
     theta = np.asarray(theta, dtype=float)
-    prof = model._profile(theta)
+    prof = model._profile_kernel(theta)  # the kernel's basis: orthonormal X, residual y
     if prof is None:
         return np.inf, np.full(len(theta), np.nan)
     ldL2, ldRX2, r2, R, cb = prof
@@ -59,7 +59,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None) -> tup
             G = G - 2.0 * np.einsum("lcs,lrs->rc", _per_term(K, t), _per_term(Rx, t))
         r, c = t.tril_indices()
         grad[t.theta_offset: t.theta_offset + t.ntheta] = G[r, c]
-    obj = model.objective(theta, reml=reml) if False else _criterion(model, ldL2, ldRX2, r2, reml)
+    obj = _criterion(model, ldL2, ldRX2 + model._logdetRb2, r2, reml)
     return obj, grad
 
 

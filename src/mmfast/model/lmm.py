@@ -54,10 +54,14 @@ class LinearMixedModel(MixedModelResults):
         self.options = dict(options or {})  # what lmer() was called with besides formula/data
         n, p = frame.X.shape
         self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
-        y = frame.y if frame.offset is None else frame.y - frame.offset
-        W = np.column_stack([frame.X, y])
-        if self._sqrtw is not None:
-            W = W * self._sqrtw[:, None]
+        # The kernel works in an orthonormal basis Q of X (X = Q R_b) on the OLS residual of y:
+        # the PLS solution is invariant to y -> y - Xγ and X -> X R⁻¹, and this avoids the
+        # cancellation in y'y - ... when y or X have large means (values are mapped back below).
+        Xw = frame.X if self._sqrtw is None else frame.X * self._sqrtw[:, None]
+        self._Q, self._Rb = np.linalg.qr(Xw) if p else (np.zeros((n, 0)), np.zeros((0, 0)))
+        self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(self._Rb))))) if p else 0.0
+        yres = self._residual_response(frame.y)
+        W = np.column_stack([self._Q, yres])
         self.Z = build_Z(frame.terms, n)
         Zw = self.Z if self._sqrtw is None else build_Z(frame.terms, n, self._sqrtw)
         self.blocks = build_blocks(frame.terms, W, Zw, self._sqrtw)
@@ -68,6 +72,21 @@ class LinearMixedModel(MixedModelResults):
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
         self.fitted_ = False
 
+    def _residual_response(self, y: np.ndarray) -> np.ndarray:
+        """Weighted y (less offset) minus its projection on X; sets γ = Q'y (checks y first)."""
+        from ..errors import DataError
+        y = y if self.frame.offset is None else y - self.frame.offset
+        yw = y if self._sqrtw is None else y * self._sqrtw
+        name = self.frame.parsed.response
+        if np.ptp(y) == 0:
+            raise DataError(f"response '{name}' is constant: there is no variance to model")
+        self._gamma = self._Q.T @ yw
+        yres = yw - self._Q @ self._gamma
+        if np.linalg.norm(yres) <= 1e-10 * np.linalg.norm(yw):
+            raise DataError(f"response '{name}' is an exact linear function of the fixed effects: "
+                            "no residual variation is left for the random effects")
+        return yres
+
     # --- the objective -------------------------------------------------------------------
     def templates(self, theta: np.ndarray) -> np.ndarray:
         """Λ's templates T_k, flat and column-major, from θ."""
@@ -76,8 +95,8 @@ class LinearMixedModel(MixedModelResults):
             out.append(t.template(theta[t.theta_offset: t.theta_offset + t.ntheta]).ravel(order="F"))
         return np.concatenate(out)
 
-    def _profile(self, theta: np.ndarray):
-        """(ldL2, ldRX2, r², R_X, c_β) at θ, or None where A or R_X is not positive definite."""
+    def _profile_kernel(self, theta: np.ndarray):
+        """(ldL2, ldRX2, r², R_X, c_β) at θ in the kernel's basis (Q, OLS residual of y)."""
         ldL2, M = self.kernel.update(self.templates(np.asarray(theta, dtype=float)))
         if M is None or not np.isfinite(ldL2):
             return None
@@ -94,6 +113,15 @@ class LinearMixedModel(MixedModelResults):
             return None
         ldRX2 = 2.0 * float(np.sum(np.log(np.diag(R))))
         return ldL2, ldRX2, r2, R, cb
+
+    def _profile(self, theta: np.ndarray):
+        """(ldL2, ldRX2, r², R_X, c_β) at θ for the original X (R_X'R_X = X'V⁻¹X, R_X β̂ = c_β)."""
+        prof = self._profile_kernel(theta)
+        if prof is None:
+            return None
+        ldL2, ld, r2, RQ, cbQ = prof
+        R = RQ @ self._Rb
+        return ldL2, ld + self._logdetRb2, r2, R, cbQ + RQ @ self._gamma
 
     def objective(self, theta, reml: bool | None = None) -> float:
         """The REML criterion (reml) or ML deviance, profiled over β and σ, at θ."""
@@ -138,15 +166,16 @@ class LinearMixedModel(MixedModelResults):
         """Everything at θ: β, σ, u, b, fitted values, criteria."""
         theta = np.asarray(theta, dtype=float).copy()
         self.theta = theta
-        prof = self._profile(theta)
+        prof = self._profile_kernel(theta)
         if prof is None:
             raise FloatingPointError("the model could not be evaluated at the optimum")
-        ldL2, ldRX2, r2, R, cb = prof
+        ldL2, ldRX2, r2, RQ, cbQ = prof
         n, p = self.frame.X.shape
-        self._R, self._ldL2, self._ldRX2, self._pwrss = R, ldL2, ldRX2, r2
-        beta = solve_triangular(R, cb) if p else np.zeros(0)
-        self.beta = beta
-        u = self.kernel.conditional_modes(beta)
+        beta_q = solve_triangular(RQ, cbQ) if p else np.zeros(0)  # for the residual response
+        self._R = RQ @ self._Rb
+        self._ldL2, self._ldRX2, self._pwrss = ldL2, ldRX2 + self._logdetRb2, r2
+        self.beta = solve_triangular(self._Rb, beta_q + self._gamma) if p else np.zeros(0)
+        u = self.kernel.conditional_modes(beta_q)
         self.u = u
         self.b = self._lambda_times(u)
         self.sigma = float(np.sqrt(r2 / (n - p if self.reml else n)))
@@ -188,18 +217,15 @@ class LinearMixedModel(MixedModelResults):
         new = copy.copy(self)
         new.frame = copy.copy(self.frame)
         new.frame.y = y
-        yy = y if self.frame.offset is None else y - self.frame.offset
-        if self._sqrtw is not None:
-            yy = yy * self._sqrtw
+        yres = new._residual_response(y)
         new.blocks = copy.copy(self.blocks)
         p = self.frame.X.shape[1]
         new.blocks.ZtW = np.asfortranarray(self.blocks.ZtW.copy())
         Zw = self.Z if self._sqrtw is None else build_Z(self.frame.terms, self.nobs, self._sqrtw)
-        new.blocks.ZtW[:, p] = Zw.T @ yy
-        Xw = self.frame.X if self._sqrtw is None else self.frame.X * self._sqrtw[:, None]
+        new.blocks.ZtW[:, p] = Zw.T @ yres
         WtW = self.blocks.WtW.copy()
-        WtW[:p, p] = WtW[p, :p] = Xw.T @ yy
-        WtW[p, p] = yy @ yy
+        WtW[:p, p] = WtW[p, :p] = self._Q.T @ yres
+        WtW[p, p] = yres @ yres
         new.blocks.WtW = WtW
         new.kernel = make_kernel(new.blocks, self.frame.terms)
         new._sparse_kernel = None
