@@ -195,6 +195,19 @@ class LinearMixedModel(MixedModelResults):
             out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
         return out
 
+    # --- pickling: the compiled kernels are rebuilt from the stored cross-products ----------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["kernel"] = None
+        state["_sparse_kernel"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.kernel = make_kernel(self.blocks, self.frame.terms)
+        if getattr(self, "fitted_", False):
+            self.kernel.update(self.templates(self.theta))
+
     # --- refitting (model comparison, drop1, resampling) ---------------------------------
     def refit_formula(self, formula: str, reml: bool | None = None) -> "LinearMixedModel":
         """The same data and options with another formula (the rows this fit used)."""
