@@ -61,6 +61,21 @@ def test_bad_input_raises_a_clear_error(sleep, name, formula, transform, kwargs,
     assert isinstance(info.value, MmfastError)
 
 
+def test_degenerate_scale_is_an_error_not_a_crash():
+    """Found by hypothesis: a slope covariate of 1e12 with one informative row."""
+    data = pd.DataFrame({"y": [0, 0, np.nan, 0, np.nan, 0, 0, 0, 0, 1.0],
+                         "x": [0, np.nan, 0, np.nan, 0, -1e12, 0, 0, 0, 1.0],
+                         "g": [0] * 9 + [1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            m = mmfast.lmer("y ~ x + (x | g)", data)
+        except MmfastError as exc:
+            assert "could not be evaluated" in str(exc) or "observations" in str(exc)
+        else:
+            assert np.isfinite(m.loglik)
+
+
 def test_rank_deficient_columns_are_dropped_with_a_warning(sleep):
     data = sleep.assign(D2=2 * sleep.Days)
     with pytest.warns(mmfast.RankDeficiencyWarning, match="dropping 1 column"):

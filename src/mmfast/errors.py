@@ -1,6 +1,6 @@
 """Exceptions and warnings mmfast raises: each names the problem (and the column)."""
 
-__all__ = ["MmfastError", "FormulaError", "DataError", "ModelSpecError",
+__all__ = ["MmfastError", "FormulaError", "DataError", "ModelSpecError", "FitError",
            "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning"]
 
 
@@ -18,6 +18,10 @@ class DataError(MmfastError):
 
 class ModelSpecError(MmfastError):
     """The model is not identifiable as specified (lme4's checks on levels and observations)."""
+
+
+class FitError(MmfastError):
+    """The criterion cannot be evaluated (numerically degenerate data, e.g. extreme scales)."""
 
 
 class SingularFitWarning(UserWarning):

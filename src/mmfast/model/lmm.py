@@ -18,7 +18,7 @@ from scipy.linalg import cho_solve, solve_triangular
 from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z
-from ..errors import ConvergenceWarning, SingularFitWarning
+from ..errors import ConvergenceWarning, FitError, SingularFitWarning
 from .frame import ModelFrame, model_frame
 from .optimize import minimize_bounded, minimize_with_gradient
 from .results import MixedModelResults
@@ -151,6 +151,10 @@ class LinearMixedModel(MixedModelResults):
                                          x0, self.theta_lower)
         else:
             res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
+        if not np.isfinite(res.fun) or res.fun >= 1e299:
+            raise FitError("the REML criterion / deviance could not be evaluated at any θ tried "
+                           "(the penalised system is not positive definite: check for extreme "
+                           "scales in the random-effects covariates or too few observations)")
         self.optinfo = {"optimizer": res.optimizer, "evaluations": res.evaluations,
                         "seconds": res.seconds, "message": res.message, "converged": res.converged}
         self._set_theta(res.x)
@@ -168,7 +172,7 @@ class LinearMixedModel(MixedModelResults):
         self.theta = theta
         prof = self._profile_kernel(theta)
         if prof is None:
-            raise FloatingPointError("the model could not be evaluated at the optimum")
+            raise FitError("the model could not be evaluated at the optimum θ")
         ldL2, ldRX2, r2, RQ, cbQ = prof
         n, p = self.frame.X.shape
         beta_q = solve_triangular(RQ, cbQ) if p else np.zeros(0)  # for the residual response
