@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -73,16 +74,22 @@ def _nospace(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
+@lru_cache(maxsize=512)
+def _canonical(py: str) -> str:
+    """formulaic's own rendering of a single-call expression (cached: parsing is slow)."""
+    try:
+        terms = Formula(py).rhs
+        return str(terms[-1]) if len(terms) else py
+    except Exception:  # noqa: BLE001 - naming only; evaluation reports real errors
+        return py
+
+
 def _name_map(text: str, columns) -> dict[str, str]:
     """formulaic's rendering of each call in ``text`` -> the R name of that call."""
     mapping = {}
     for call in _calls(text):
         py = r_to_formulaic(call, columns)
-        try:
-            terms = Formula(py).rhs
-            canon = str(terms[-1]) if len(terms) else py
-        except Exception:  # noqa: BLE001 - naming only; evaluation reports real errors
-            canon = py
+        canon = _canonical(py)
         mapping[_nospace(canon)] = _r_deparse(call)
         mapping[_nospace(py)] = _r_deparse(call)
     return mapping
@@ -130,8 +137,17 @@ class ModelFrameSpec:
         return np.asarray(mm, dtype=float)[:, self.keep]
 
 
+class InterceptSpec:
+    """The model spec of ``~ 1`` (a column of ones), without a trip through formulaic."""
+
+    def get_model_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        return np.ones((len(data), 1))
+
+
 def build_matrix(rhs: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str], Any]:
     """Dense model matrix, R column names and formulaic's spec for an R right-hand side."""
+    if rhs.strip() == "1":  # the commonest random-effects term, (1 | g)
+        return np.ones((len(data), 1)), ["(Intercept)"], InterceptSpec()
     py = r_to_formulaic(rhs, data.columns)
     try:
         mm = model_matrix(py, data, context=R_FUNCTIONS, na_action="ignore")
