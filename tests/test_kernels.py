@@ -120,3 +120,17 @@ def test_refit_with_same_response_reproduces_fit():
     shifted = m.refit(d["Reaction"].to_numpy() + 10.0)  # an intercept shift moves only β0
     assert shifted.fixef["(Intercept)"] == pytest.approx(m.fixef["(Intercept)"] + 10.0, rel=1e-7)
     assert shifted.reml_criterion == pytest.approx(m.reml_criterion, abs=1e-6)
+
+
+def test_predict_on_new_data_follows_the_model():
+    """newdata = the fit's data gives the fitted values; a new level gets Xβ only, when allowed."""
+    d = mmfast.datasets.load("sleepstudy")
+    m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
+    np.testing.assert_allclose(m.predict(d), m.fitted, rtol=1e-12)
+    new = pd.DataFrame({"Days": [0.0, 5.0], "Subject": [999, 999]})
+    with pytest.raises(mmfast.MmfastError, match="new levels"):
+        m.predict(new)
+    pop = m.fixef["(Intercept)"] + m.fixef["Days"] * new["Days"].to_numpy()
+    np.testing.assert_allclose(m.predict(new, allow_new_levels=True), pop, rtol=1e-12)
+    np.testing.assert_allclose(m.predict(d.iloc[:3], re_form=None),
+                               m.fixef["(Intercept)"] + m.fixef["Days"] * d["Days"].iloc[:3], rtol=1e-12)
