@@ -89,30 +89,37 @@ class LinearMixedModel(MixedModelResults):
 
     # --- the objective -------------------------------------------------------------------
     def templates(self, theta: np.ndarray) -> np.ndarray:
-        """Λ's templates T_k, flat and column-major, from θ."""
-        out = []
-        for t in self.frame.terms:
-            out.append(t.template(theta[t.theta_offset: t.theta_offset + t.ntheta]).ravel(order="F"))
-        return np.concatenate(out)
+        """Λ's templates T_k, flat and column-major, from θ (one scatter)."""
+        if getattr(self, "_tpos", None) is None:
+            pos, ofs = [], 0
+            for t in self.frame.terms:
+                r, c = t.tril_indices()
+                pos.append(ofs + r + c * t.p)
+                ofs += t.p * t.p
+            self._tpos, self._tsize = np.concatenate(pos), ofs
+        T = np.zeros(self._tsize)
+        T[self._tpos] = theta
+        return T
 
     def _profile_kernel(self, theta: np.ndarray):
-        """(ldL2, ldRX2, r², R_X, c_β) at θ in the kernel's basis (Q, OLS residual of y)."""
+        """(ldL2, ldRX2, r², R_X, c_β) at θ in the kernel's basis (Q, OLS residual of y).
+
+        One Cholesky of M = [[M_XX, M_Xy], [M_yX, M_yy]] holds them all: its last row is
+        [c_β', r] and its leading block R_X'.
+        """
         ldL2, M = self.kernel.update(self.templates(np.asarray(theta, dtype=float)))
         if M is None or not np.isfinite(ldL2):
             return None
-        p = M.shape[0] - 1
-        if p == 0:
-            return ldL2, 0.0, float(M[0, 0]), np.zeros((0, 0)), np.zeros(0)
         try:
-            R = np.linalg.cholesky(M[:p, :p]).T
+            L = np.linalg.cholesky(M)
         except np.linalg.LinAlgError:
             return None
-        cb = solve_triangular(R, M[:p, p], trans="T")
-        r2 = float(M[p, p] - cb @ cb)
+        p = M.shape[0] - 1
+        d = np.diag(L)
+        r2 = float(d[p] * d[p])
         if not r2 > 0:
             return None
-        ldRX2 = 2.0 * float(np.sum(np.log(np.diag(R))))
-        return ldL2, ldRX2, r2, R, cb
+        return ldL2, 2.0 * float(np.sum(np.log(d[:p]))), r2, L[:p, :p].T, L[p, :p]
 
     def _profile(self, theta: np.ndarray):
         """(ldL2, ldRX2, r², R_X, c_β) at θ for the original X (R_X'R_X = X'V⁻¹X, R_X β̂ = c_β)."""
