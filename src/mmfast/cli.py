@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from .present.serialize import results_dict
 
 __all__ = ["main", "read_table", "results_dict"]
 
@@ -25,20 +26,6 @@ def read_table(path: str) -> pd.DataFrame:
     return pd.read_csv(p)
 
 
-def results_dict(m) -> dict:
-    """The fitted model's main results as plain JSON-able Python."""
-    vc = m.varcorr.astype(object).where(m.varcorr.notna(), None)
-    return {
-        "formula": m.frame.parsed.formula, "family": m.family, "nobs": m.nobs,
-        "reml": bool(getattr(m, "reml", False)),
-        "fixef": m.fixef.to_dict(), "vcov": m.vcov.to_numpy().tolist(),
-        "theta": np.asarray(m.theta).tolist(), "sigma": float(m.sigma),
-        "varcorr": vc.to_dict(orient="records"), "loglik": float(m.loglik),
-        "aic": float(m.aic), "bic": float(m.bic), "ngroups": m.ngroups,
-        "converged": bool(m.converged), "singular": bool(m.singular), "optinfo": m.optinfo,
-    }
-
-
 def _fit(args) -> int:
     from . import lmer
     data = read_table(args.data)
@@ -51,7 +38,7 @@ def _fit(args) -> int:
     summary = m.summary(ddf=args.ddf) if args.ddf else m.summary()
     print(summary)
     if args.json:
-        Path(args.json).write_text(json.dumps(results_dict(m), indent=2, default=float))
+        Path(args.json).write_text(json.dumps(results_dict(m, ddf=args.ddf), indent=2, allow_nan=False) + "\n")
         print(f"\nresults written to {args.json}")
     return 0
 

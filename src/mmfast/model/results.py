@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
 
 __all__ = ["MixedModelResults"]
 
 
-class MixedModelResults:
+class MixedModelResults(SerializeMixin):
     """Result accessors common to LMMs and GLMMs."""
 
     use_scale = True  # does the model have a residual scale σ (False for binomial/Poisson)
