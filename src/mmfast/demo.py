@@ -36,6 +36,20 @@ def _save(df: pd.DataFrame, out: Path, name: str) -> None:
     df.to_csv(out / f"{name}.csv")
 
 
+def _figure(out: Path, name: str, draw) -> None:
+    """Draw a figure with mmfast.present.plots and write it as PNG (skipped without matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig = draw()
+    fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    print(f"[figure written: {out / (name + '.png')}]")
+
+
 def example1(out: Path) -> None:
     import mmfast
     _section("Example 1: 1200 cells from 24 mice in 5 treatment groups")
@@ -56,6 +70,10 @@ def example1(out: Path) -> None:
     icc = m.icc(by="treatment_idx")
     print("\nICC by treatment group (cells within a mouse are far from independent):")
     print(icc.to_string(float_format=lambda v: f"{v:.4g}"))
+    from .present import plots
+    _figure(out, "ex1_cells_by_mouse", lambda: plots.plot_by_cluster(ex1, "res", "midx", "treatment_idx"))
+    _figure(out, "ex1_caterpillar", lambda: plots.plot_caterpillar(m))
+    _figure(out, "ex1_diagnostics", lambda: plots.plot_diagnostics(m))
     _save(m.summary(ddf="satterthwaite").coefficients, out, "ex1_lmm_coefficients")
     _save(naive.summary().coefficients, out, "ex1_lm_coefficients")
 
@@ -73,6 +91,8 @@ def example2(out: Path) -> None:
                           "LMM est": lmm["Estimate"], "LMM p": lmm["Pr(>|t|)"]}).iloc[1:]
     print("\nTime points vs 24h: naive pooling finds effects the LMM does not:")
     print(table.to_string(float_format=lambda v: f"{v:.3g}"))
+    from .present import plots
+    _figure(out, "ex2_cells_by_mouse", lambda: plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx"))
     _save(table, out, "ex2_lm_vs_lmm")
 
 
@@ -95,6 +115,8 @@ def example3(out: Path) -> None:
     print("\nLikelihood-ratio test, nested vs random slope:")
     lrt = mmfast.anova(nested, slope)
     print(lrt.to_string(float_format=lambda v: f"{v:.4g}"))
+    from .present import plots
+    _figure(out, "ex3_spaghetti", lambda: plots.plot_spaghetti(ex3.dropna(), "res", "treatment", "cidx", "midx"))
     _save(lrt, out, "ex3_lrt")
 
 
