@@ -1,12 +1,19 @@
 """mmfast: lme4's mixed-effects models from Python, fast.
 
-Public API: ``lmer`` (linear mixed models), ``datasets`` (the bundled data).
+Public API: ``lmer`` (linear mixed models), ``lm`` (the naive linear model), ``anova``
+(likelihood-ratio tests between models), ``icc_by_group``, ``variance_test`` (boundary-aware
+tests of a variance component), ``datasets`` (the bundled data).
 """
 from . import datasets
-from .errors import (ConvergenceWarning, DataError, FormulaError, MmfastError, ModelSpecError,
-                     RankDeficiencyWarning, SingularFitWarning)
+from .errors import (ConvergenceWarning, DataError, FitError, FormulaError, MmfastError,
+                     ModelSpecError, RankDeficiencyWarning, SingularFitWarning)
+from .inference import anova, icc_by_group
+from .inference.variance_test import variance_test
+from .model.lm import LinearModel, lm
 from .model.lmm import LinearMixedModel, lmer
 
 __version__ = "0.1.0"
-__all__ = ["lmer", "LinearMixedModel", "datasets", "MmfastError", "FormulaError", "DataError",
-           "ModelSpecError", "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning"]
+__all__ = ["lmer", "LinearMixedModel", "lm", "LinearModel", "anova", "icc_by_group",
+           "variance_test", "datasets", "MmfastError", "FormulaError", "DataError",
+           "ModelSpecError", "FitError", "SingularFitWarning", "ConvergenceWarning",
+           "RankDeficiencyWarning"]

@@ -22,6 +22,7 @@ from ..errors import ConvergenceWarning, FitError, SingularFitWarning
 from .frame import ModelFrame, model_frame
 from .optimize import minimize_bounded, minimize_with_gradient
 from .results import MixedModelResults
+from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
 
 __all__ = ["LinearMixedModel", "lmer"]
 
@@ -40,7 +41,7 @@ def make_kernel(blocks, terms):
     return PLSKernel(blocks)
 
 
-class LinearMixedModel(MixedModelResults):
+class LinearMixedModel(InferenceMixin, MixedModelResults):
     """An LMM ``y = Xβ + Zb + ε`` with ``b = Λθ u``, ``u ~ N(0, σ²I)``, ``ε ~ N(0, σ²I)``."""
 
     family = "gaussian"

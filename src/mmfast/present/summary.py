@@ -39,15 +39,23 @@ def format_table(df: pd.DataFrame, digits: int = 4) -> str:
 class Summary:
     """lme4-style summary: criteria, scaled residuals, random effects, fixed effects."""
 
-    def __init__(self, model, ddf: str | None = None, print_out: bool = False):
+    def __init__(self, model, ddf: str | None = "default", print_out: bool = False):
         self.model = model
-        self.ddf = ddf
+        # LMMs: t tests with lmerTest's default Satterthwaite df (see mmfast.inference.ftests)
+        self.ddf = ("satterthwaite" if self._is_lmm() else None) if ddf == "default" else ddf
         self.coefficients = self._coefficients()
         if print_out:
             print(self)
 
+    def _is_lmm(self) -> bool:
+        m = self.model
+        return m.family == "gaussian" and getattr(m, "use_scale", True) and hasattr(m, "reml")
+
     def _coefficients(self) -> pd.DataFrame:
         m = self.model
+        if self._is_lmm():
+            from ..inference.ftests import coefficient_table
+            return coefficient_table(m, self.ddf)
         est = m.fixef
         se = np.sqrt(np.diag(m.vcov_array)) if len(est) else np.zeros(0)
         stat = est.to_numpy() / se if len(est) else np.zeros(0)
@@ -58,6 +66,14 @@ class Summary:
             df["z value"] = stat
             df["Pr(>|z|)"] = 2 * stats.norm.sf(np.abs(stat))
         return df
+
+    def _ddf_title(self) -> str:
+        """lmerTest's '. t-tests use Satterthwaite's method' (empty for lme4's plain table)."""
+        if not self._is_lmm():
+            return ""
+        from ..inference.ftests import ddf_method, resolve_ddf
+        name = resolve_ddf(self.ddf)
+        return "" if name == "lme4" else f". t-tests use {ddf_method(self.model, name).title}"
 
     def _random_effects(self) -> str:
         vc = self.model.varcorr
@@ -84,16 +100,18 @@ class Summary:
         reml = getattr(m, "reml", False)
         lines = []
         if m.family == "gaussian":
-            lines.append(f"Linear mixed model fit by {'REML' if reml else 'maximum likelihood'} ['lmerMod']")
+            lines.append(f"Linear mixed model fit by {'REML' if reml else 'maximum likelihood'}"
+                         + self._ddf_title() + " ['lmerMod']")
         else:
             lines.append(f"Generalized linear mixed model fit by maximum likelihood "
                          f"({getattr(m, 'approximation', 'Laplace Approximation')}) ['glmerMod']")
-            lines.append(f" Family: {m.family} ( {getattr(m, 'link', '')} )")
+            lines.append(f" Family: {m.family}  ( {getattr(m, 'link', '')} )")
         lines.append(f"Formula: {m.frame.parsed.formula}")
         if reml:
             lines.append(f"\nREML criterion at convergence: {m.reml_criterion:.1f}")
         else:
-            crit = pd.DataFrame([[m.aic, m.bic, m.loglik, m.deviance, m.nobs - m.npar]],
+            dev = m.deviance if m.family == "gaussian" else -2.0 * m.loglik  # glmer prints -2 logLik
+            crit = pd.DataFrame([[m.aic, m.bic, m.loglik, dev, m.nobs - m.npar]],
                                 columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
             lines.append("\n" + crit.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
         res = getattr(m, "scaled_residuals", None)

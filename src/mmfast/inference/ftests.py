@@ -1,0 +1,196 @@
+"""t and F tests of fixed effects: the coefficient table, ``contest`` and lmerTest's anova.
+
+``ddf`` selects the denominator degrees of freedom:
+
+* ``"satterthwaite"`` (default, lmerTest), ``"kenward-roger"`` (pbkrtest: adjusted covariance
+  and df; an ML fit is refitted by REML for it, as the reference does),
+* ``"between-within"`` (nlme's df for nested grouping factors), ``"residual"`` (n - p),
+* ``None`` / ``"asymptotic"``: z tests (infinite df), ``"lme4"``: lme4's table without df or p.
+
+F statistics are Wald statistics (Lβ̂)'(LΦL')⁻¹(Lβ̂)/q; Kenward-Roger uses its adjusted Φ_A
+and scaled F.  Sum Sq and Mean Sq are lmerTest's (F σ² q and F σ², unscaled F for KR).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["resolve_ddf", "ddf_method", "coefficient_table", "contest", "anova_table"]
+
+_ALIASES = {
+    "satterthwaite": "satterthwaite", "satt": "satterthwaite",
+    "kenward-roger": "kenward-roger", "kenward_roger": "kenward-roger", "kr": "kenward-roger",
+    "kenwardroger": "kenward-roger",
+    "between-within": "between-within", "between_within": "between-within", "nlme": "between-within",
+    "betweenwithin": "between-within",
+    "residual": "residual", "asymptotic": "asymptotic", "z": "asymptotic", "none": "asymptotic",
+    "lme4": "lme4",
+}
+
+
+def resolve_ddf(ddf) -> str:
+    """Canonical name of a ``ddf`` argument (case-insensitive; None means z tests)."""
+    if ddf is None:
+        return "asymptotic"
+    key = str(ddf).strip().lower().replace(" ", "-")
+    if key not in _ALIASES:
+        raise ValueError(f"ddf must be one of 'satterthwaite', 'kenward-roger', 'between-within', "
+                         f"'residual', None or 'lme4', not {ddf!r}")
+    return _ALIASES[key]
+
+
+class FixedDf:
+    """Wald t/F tests with a given df (residual, nlme's between-within, or infinite)."""
+
+    def __init__(self, model, name: str):
+        self.name = name
+        self.beta = np.asarray(model.beta, dtype=float)
+        self.vcov = np.asarray(model.vcov_array)
+        self.sigma = float(model.sigma)
+        self.warnings: list[str] = []
+        p = len(self.beta)
+        if name == "residual":
+            self.col_df = np.full(p, float(model.nobs - p))
+            self.term_df = None
+            self.title = "residual df (n - p)"
+        elif name == "between-within":
+            from .between_within import between_within_df
+            self.col_df, self.term_df = between_within_df(model)
+            self.title = "between-within df (nlme)"
+        else:
+            self.col_df = np.full(p, np.inf)
+            self.term_df = None
+            self.title = "the normal approximation (z tests)"
+
+    def _df(self, L: np.ndarray, term: str | None = None) -> float:
+        if term is not None and self.term_df is not None:
+            return self.term_df[term]
+        used = np.any(np.abs(np.atleast_2d(L)) > 1e-12, axis=0)
+        return float(np.min(self.col_df[used])) if used.any() else np.inf
+
+    def t_test(self, l):
+        l = np.asarray(l, dtype=float).ravel()
+        return float(l @ self.beta), float(np.sqrt(l @ self.vcov @ l)), self._df(l)
+
+    def f_test(self, L, rhs=0.0, term=None):
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],))
+        d, P = np.linalg.eigh(L @ self.vcov @ L.T)
+        pos = d > max(np.sqrt(np.finfo(float).eps) * d.max(), 0.0) if len(d) else d > 0
+        q = int(pos.sum())
+        r = P[:, pos].T @ (L @ self.beta - rhs)
+        F = float(np.sum(r ** 2 / d[pos]) / q) if q else np.nan
+        ddf = self._df(L, term)
+        ms = F * self.sigma ** 2
+        p = float(stats.f.sf(F, q, ddf)) if np.isfinite(ddf) else float(stats.chi2.sf(F * q, q))
+        return {"Sum Sq": ms * q, "Mean Sq": ms, "NumDF": q, "DenDF": ddf, "F value": F, "Pr(>F)": p}
+
+
+def _cache(model) -> dict:
+    """Per-model cache, invalidated when the fit changes (refit() copies share the dict)."""
+    store = model.__dict__.setdefault("_inference_cache", {})
+    key = (np.asarray(model.theta).tobytes(), np.asarray(model.beta).tobytes(), float(model.sigma),
+           bool(getattr(model, "reml", False)), int(model.nobs))
+    if store.get("__key__") != key:
+        store.clear()
+        store["__key__"] = key
+    return store
+
+
+def ddf_method(model, ddf="satterthwaite", derivatives: str = "analytic"):
+    """The (cached) test engine of a model for ``ddf``."""
+    name = resolve_ddf(ddf)
+    store = _cache(model)
+    key = (name, derivatives if name == "satterthwaite" else None)
+    if key not in store:
+        if name == "satterthwaite":
+            from .satterthwaite import Satterthwaite
+            store[key] = Satterthwaite(model, derivatives)
+        elif name == "kenward-roger":
+            from .kenward_roger import KenwardRoger
+            kr = KenwardRoger(model)
+            kr.title = "Kenward-Roger's method" + (" (on the REML refit)" if kr.refitted else "")
+            kr.vcov = kr.vcov_adjusted
+            kr.warnings = []
+            store[key] = kr
+        else:
+            store[key] = FixedDf(model, "asymptotic" if name == "lme4" else name)
+    return store[key]
+
+
+def _t_row(est, se, df, rhs=0.0):
+    t = (est - rhs) / se if se > 0 else np.nan
+    p = 2 * stats.t.sf(abs(t), df) if np.isfinite(df) else 2 * stats.norm.sf(abs(t))
+    return {"Estimate": est, "Std. Error": se, "df": df, "t value": t, "Pr(>|t|)": float(p)}
+
+
+def coefficient_table(model, ddf="satterthwaite") -> pd.DataFrame:
+    """Estimate, Std. Error, df, t value, Pr(>|t|) per fixed effect (KR: adjusted SE)."""
+    name = resolve_ddf(ddf)
+    names = list(model.frame.fixef_names)
+    p = len(names)
+    if name == "lme4":
+        se = np.sqrt(np.diag(model.vcov_array)) if p else np.zeros(0)
+        return pd.DataFrame({"Estimate": model.beta, "Std. Error": se, "t value": model.beta / se},
+                            index=names)
+    meth = ddf_method(model, name)
+    rows = [_t_row(*meth.t_test(np.eye(p)[j])) for j in range(p)]
+    cols = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
+    return pd.DataFrame(rows, index=names, columns=cols) if rows else pd.DataFrame(columns=cols)
+
+
+def _as_matrix(model, L) -> tuple[np.ndarray, list[str] | None]:
+    names = list(model.frame.fixef_names)
+    if isinstance(L, pd.Series):
+        L = L.to_frame().T
+    if isinstance(L, pd.DataFrame):
+        missing = [c for c in L.columns if c not in names]
+        if missing:
+            raise ValueError(f"contrast columns {missing} are not fixed effects ({names})")
+        rows = [str(i) for i in L.index]
+        return L.reindex(columns=names, fill_value=0.0).to_numpy(dtype=float), rows
+    L = np.asarray(L, dtype=float)
+    if L.ndim == 1:
+        L = L[None, :]
+    if L.shape[1] != len(names):
+        raise ValueError(f"contrast has {L.shape[1]} columns; the model has {len(names)} fixed effects")
+    return L, None
+
+
+def contest(model, L, ddf="satterthwaite", joint: bool = True, rhs=0.0) -> pd.DataFrame:
+    """Test the contrasts L β = rhs: a t test per row (one row, or ``joint=False``), else one F test."""
+    L, rows = _as_matrix(model, L)
+    meth = ddf_method(model, ddf)
+    if L.shape[0] == 1 or not joint:
+        rhs_v = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],))
+        out = [_t_row(*meth.t_test(L[i]), rhs=rhs_v[i]) for i in range(L.shape[0])]
+        return pd.DataFrame(out, index=rows or [f"L{i + 1}" for i in range(len(out))]) if len(out) > 1 \
+            else pd.DataFrame(out, index=rows or [""])
+    res = meth.f_test(L, rhs=rhs)
+    return pd.DataFrame([res], index=[""])
+
+
+def anova_table(model, type=3, ddf="satterthwaite") -> pd.DataFrame:
+    """lmerTest's ``anova(model, type, ddf)``: one F test per fixed term."""
+    from .contrasts import term_contrasts
+    from .fixed_terms import fixed_terms
+    name = resolve_ddf(ddf)
+    ft = fixed_terms(model.frame)
+    Ls = term_contrasts(ft, type)
+    meth = ddf_method(model, name)
+    rows, index = [], []
+    for label, L in Ls.items():
+        if L.shape[0] == 0:
+            continue
+        if isinstance(meth, FixedDf):
+            rows.append(meth.f_test(L, term=label))
+        else:
+            rows.append(meth.f_test(L))
+        index.append(label)
+    cols = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+    out = pd.DataFrame(rows, index=index, columns=cols)
+    roman = {1: "I", 2: "II", 3: "III"}[int({"I": 1, "II": 2, "III": 3}.get(str(type).upper(), type))]
+    out.attrs["heading"] = f"Type {roman} Analysis of Variance Table with {meth.title}"
+    out.attrs["hypotheses"] = Ls
+    return out

@@ -1,0 +1,107 @@
+"""Likelihood-ratio tests between nested models (lme4's ``anova(m0, m1, ...)``) and ``drop1``.
+
+Any model with ``loglik``, ``npar``, ``nobs``, ``aic``, ``bic`` and ``refit_ml()`` takes part:
+LMMs (REML fits are refitted by ML first, as lme4 does), GLMMs and ``mmfast.lm`` fits.
+Models are sorted by their number of parameters; each row tests against the row above:
+χ² = 2 (ℓ_i - ℓ_{i-1}) on npar_i - npar_{i-1} df.  The χ² reference is naive for variance
+parameters on the boundary (it is conservative there; a 50:50 mixture halves the p-value
+for one variance).
+
+``drop1`` refits the model (by ML) without each fixed term that is not contained in a
+higher-order term (R's ``drop.scope``) and reports npar, AIC, LRT and Pr(Chi) as lme4 does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["anova_lrt", "drop1"]
+
+
+def _is_reml(m) -> bool:
+    return bool(getattr(m, "reml", False))
+
+
+def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> pd.DataFrame:
+    """lme4's ``anova()`` for two or more models (positional and/or keyword arguments)."""
+    mods = list(models) + list(named.values())
+    if names is None:
+        names = [f"MODEL{i + 1}" for i in range(len(models))] + list(named)
+    if len(names) != len(mods):
+        raise ValueError(f"{len(names)} names for {len(mods)} models")
+    if len(mods) < 2:
+        raise ValueError("anova() compares two or more models; for one LMM use model.anova()")
+    nobs = {int(m.nobs) for m in mods}
+    if len(nobs) > 1:
+        raise ValueError(f"models were not all fitted to the same size of dataset (nobs: {sorted(nobs)})")
+    notes = []
+    if refit and any(_is_reml(m) for m in mods):
+        notes.append("refitting model(s) with ML (instead of REML)")
+        mods = [m.refit_ml() if _is_reml(m) else m for m in mods]
+    elif any(_is_reml(m) for m in mods) and not all(_is_reml(m) for m in mods):
+        notes.append("some models fit with REML = TRUE, some not")
+    npar = np.array([m.npar for m in mods], dtype=float)
+    order = np.argsort(npar, kind="stable")
+    mods = [mods[i] for i in order]
+    names = [names[i] for i in order]
+    ll = np.array([m.loglik for m in mods], dtype=float)
+    npar = npar[order]
+    chisq = np.concatenate([[np.nan], 2 * np.maximum(0.0, np.diff(ll))])
+    df = np.concatenate([[np.nan], np.diff(npar)])
+    with np.errstate(invalid="ignore"):
+        p = np.where(df == 0, np.nan, stats.chi2.sf(chisq, np.where(df > 0, df, 1)))
+    p[0] = np.nan
+    out = pd.DataFrame({"npar": npar.astype(int), "AIC": [m.aic for m in mods],
+                        "BIC": [m.bic for m in mods], "logLik": ll, "deviance": -2 * ll,
+                        "Chisq": chisq, "Df": df, "Pr(>Chisq)": p}, index=names)
+    forms = [f"{nm}: {getattr(getattr(getattr(m, 'frame', None), 'parsed', None), 'formula', '?')}"
+             for nm, m in zip(names, mods)]
+    out.attrs["heading"] = "\n".join(notes + ["Models:"] + forms)
+    out.attrs["notes"] = notes
+    out.attrs["models"] = dict(zip(names, mods))
+    return out
+
+
+def _formula_without(model, drop: str, ft) -> str:
+    """The model's formula with fixed term ``drop`` removed (random part and offsets kept)."""
+    parsed = model.frame.parsed
+    keep = [t.label for t in ft.terms if t.label != drop]
+    fixed = " + ".join((["1"] if ft.intercept else ["0"]) + keep)
+    extra = [f"({b})" for b in parsed.bars] + [f"offset({o})" for o in parsed.offsets]
+    return f"{parsed.response} ~ " + " + ".join([fixed] + extra)
+
+
+def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> pd.DataFrame:
+    """lme4's ``drop1``: refit without each droppable fixed term; AIC from ML fits."""
+    from .fixed_terms import fixed_terms
+    ft = fixed_terms(model.frame)
+    scope = ft.droppable() if scope is None else list(scope)
+    unknown = [s for s in scope if s not in ft.labels]
+    if unknown:
+        raise ValueError(f"scope {unknown} is not a subset of the term labels {ft.labels}")
+    base = model.refit_ml() if _is_reml(model) else model
+    fits = [base]
+    for term in scope:
+        new = base.refit_formula(_formula_without(model, term, ft))
+        if int(new.nobs) != int(base.nobs):
+            raise ValueError("number of rows in use has changed: remove missing values?")
+        fits.append(new)
+    edf = np.array([f.npar for f in fits], dtype=float)
+    aic = np.array([f.aic for f in fits], dtype=float)
+    npar = edf[0] - edf
+    npar[0] = np.nan
+    out = pd.DataFrame({"npar": npar, "AIC": aic}, index=["<none>"] + scope)
+    if test is not None:
+        if str(test).lower() not in ("chisq", "lrt", "chi"):
+            raise ValueError(f"test must be 'Chisq' or None, not {test!r}")
+        dev = -2.0 * np.array([f.loglik for f in fits])
+        lrt = dev - dev[0]
+        lrt[0] = np.nan
+        with np.errstate(invalid="ignore"):
+            p = stats.chi2.sf(lrt, np.where(npar > 0, npar, 1))
+        p[0] = np.nan
+        out["LRT"] = lrt
+        out["Pr(Chi)"] = p
+    out.attrs["heading"] = f"Single term deletions\n\nModel:\n{model.frame.parsed.formula}"
+    return out

@@ -1,0 +1,55 @@
+"""Inference methods of a fitted LMM (mixed into LinearMixedModel); each delegates to a module."""
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["InferenceMixin"]
+
+
+class InferenceMixin:
+    """``anova``, ``contest``, ``drop1``, ``confint``, ``profile``, ``icc`` for LMMs."""
+
+    def anova(self, *others, type=3, ddf="satterthwaite", refit: bool = True, **named) -> pd.DataFrame:
+        """F tests of the fixed terms (lmerTest, Type 1/2/3) or, given other models, LR tests (lme4)."""
+        if others or named:
+            from .lrt import anova_lrt
+            return anova_lrt(self, *others, refit=refit, **named)
+        from .ftests import anova_table
+        return anova_table(self, type=type, ddf=ddf)
+
+    def contest(self, L, ddf="satterthwaite", joint: bool = True, rhs=0.0) -> pd.DataFrame:
+        """Test L β = rhs: a t test per row (one row or joint=False), else one F test."""
+        from .ftests import contest
+        return contest(self, L, ddf=ddf, joint=joint, rhs=rhs)
+
+    def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
+        """Likelihood-ratio test of dropping each fixed term (respecting marginality), as lme4."""
+        from .lrt import drop1
+        return drop1(self, test=test, scope=scope)
+
+    def confint(self, parm=None, level: float = 0.95, method: str = "profile") -> pd.DataFrame:
+        """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``: profile or Wald."""
+        from .profile import confint_table
+        return confint_table(self, parm=parm, level=level, method=method)
+
+    def profile(self, which=None) -> pd.DataFrame:
+        """lme4's ``profile()``: ζ along each parameter (columns parameter, value, zeta)."""
+        from .ftests import _cache
+        from .profile import Profile
+        store = _cache(self)
+        if "profile" not in store:
+            store["profile"] = Profile(self)
+        return store["profile"].data(which)
+
+    def icc(self, by: str | None = None, reml: bool | None = None):
+        """ICC per grouping factor (random-intercept models); ``by``: refit within each level."""
+        from .icc import icc, icc_by_group
+        if by is None:
+            return icc(self)
+        terms = self.frame.terms
+        from .icc import _intercept_terms
+        _intercept_terms(self)
+        bars = " + ".join(f"(1 | {t.factor.name})" for t in terms)
+        formula = f"{self.frame.parsed.response} ~ 1 + {bars}"
+        data = self.frame.data
+        return icc_by_group(formula, data, by, reml=self.reml if reml is None else reml)

@@ -1,0 +1,159 @@
+"""Ordinary least squares through the same formula layer: R's ``lm``, ``summary.lm``, ``anova.lm``.
+
+The "familiar" naive analysis the lecture contrasts with the mixed model: every
+observation independent, β̂ = (X'X)⁻¹X'y by QR, σ̂² = RSS/(n - p), t tests on n - p df and
+the sequential (Type I) ANOVA F table of ``anova(lm)`` / ``aov``.  The fit also has what
+likelihood-ratio tests need (``loglik``, ``npar``, ``aic``, ``bic``, ``refit_ml``), so
+``mmfast.anova(lm_fit, lmm_fit)`` tests a variance component against no random effects.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import FormulaError
+from .frame import model_frame
+
+__all__ = ["LinearModel", "lm"]
+
+LOG2PI = np.log(2 * np.pi)
+
+
+class LinearModel:
+    """A fitted linear model ``y = Xβ + ε``, ε ~ N(0, σ²/w)."""
+
+    family = "gaussian"
+    reml = False
+    use_scale = True
+
+    def __init__(self, frame, weights_given=None):
+        if frame.terms:
+            raise FormulaError("the formula has random-effects terms: use mmfast.lmer for a mixed model")
+        self.frame = frame
+        X, y = frame.X, frame.y if frame.offset is None else frame.y - frame.offset
+        w = frame.weights
+        sw = np.ones(len(y)) if w is None else np.sqrt(w)
+        Q, R = np.linalg.qr(X * sw[:, None])
+        self._Q, self._R = Q, R
+        self.effects = Q.T @ (y * sw)
+        self.beta = np.linalg.solve(R, self.effects) if X.shape[1] else np.zeros(0)
+        self.fitted = X @ self.beta + (0 if frame.offset is None else frame.offset)
+        self.residuals = frame.y - self.fitted
+        self.rss = float(np.sum((sw * self.residuals) ** 2))
+        n, p = X.shape
+        self.df_residual = n - p
+        self.sigma = float(np.sqrt(self.rss / self.df_residual)) if self.df_residual > 0 else np.nan
+        self._logw = 0.0 if w is None else float(np.sum(np.log(w[w > 0])))
+
+    # --- what the likelihood-ratio machinery needs --------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return len(self.frame.y)
+
+    @property
+    def npar(self) -> int:
+        return len(self.beta) + 1
+
+    @property
+    def loglik(self) -> float:
+        """The maximised log-likelihood (σ² = RSS/n), as R's ``logLik.lm``."""
+        n = self.nobs
+        return 0.5 * (self._logw - n * (LOG2PI + 1.0 - np.log(n) + np.log(self.rss)))
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
+
+    def refit_ml(self) -> "LinearModel":
+        return self
+
+    def refit_formula(self, formula: str, **_) -> "LinearModel":
+        data = self.frame.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in self.frame.data])
+        return lm(formula, data, weights=self.frame.weights)
+
+    # --- estimates ----------------------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.beta, index=self.frame.fixef_names, name="Estimate")
+
+    @property
+    def vcov_array(self) -> np.ndarray:
+        Ri = np.linalg.inv(self._R) if len(self.beta) else np.zeros((0, 0))
+        return self.sigma ** 2 * Ri @ Ri.T
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        names = self.frame.fixef_names
+        return pd.DataFrame(self.vcov_array, index=names, columns=names)
+
+    @property
+    def r_squared(self) -> float:
+        y = self.frame.y if self.frame.offset is None else self.frame.y - self.frame.offset
+        w = np.ones(len(y)) if self.frame.weights is None else self.frame.weights
+        has_int = np.any(np.all(self.frame.X == 1.0, axis=0))
+        centre = np.sum(w * y) / np.sum(w) if has_int else 0.0
+        return 1.0 - self.rss / float(np.sum(w * (y - centre) ** 2))
+
+    def coefficients(self) -> pd.DataFrame:
+        se = np.sqrt(np.diag(self.vcov_array))
+        t = self.beta / se
+        return pd.DataFrame({"Estimate": self.beta, "Std. Error": se, "t value": t,
+                             "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), self.df_residual)},
+                            index=self.frame.fixef_names)
+
+    def summary(self) -> "LMSummary":
+        return LMSummary(self)
+
+    def anova(self) -> pd.DataFrame:
+        """Sequential sums of squares per term and the residual line (R's ``anova.lm``)."""
+        from ..inference.fixed_terms import fixed_terms
+        ft = fixed_terms(self.frame)
+        rows, index = [], []
+        ms_res = self.rss / self.df_residual
+        for t in ft.terms:
+            if len(t.columns) == 0:
+                continue
+            ss = float(np.sum(self.effects[t.columns] ** 2))
+            df = len(t.columns)
+            F = ss / df / ms_res
+            rows.append([df, ss, ss / df, F, stats.f.sf(F, df, self.df_residual)])
+            index.append(t.label)
+        rows.append([self.df_residual, self.rss, ms_res, np.nan, np.nan])
+        index.append("Residuals")
+        out = pd.DataFrame(rows, index=index, columns=["Df", "Sum Sq", "Mean Sq", "F value", "Pr(>F)"])
+        out["Df"] = out["Df"].astype(int)
+        out.attrs["heading"] = f"Analysis of Variance Table\n\nResponse: {self.frame.parsed.response}"
+        return out
+
+    def __repr__(self) -> str:
+        return f"<LinearModel {self.frame.parsed.formula!r}, nobs={self.nobs}, logLik={self.loglik:.4f}>"
+
+
+class LMSummary:
+    """R's ``summary.lm``: coefficient table, residual standard error, R², overall F."""
+
+    def __init__(self, model: LinearModel):
+        self.model = model
+        self.coefficients = model.coefficients()
+
+    def __str__(self) -> str:
+        from ..present.summary import format_table
+        m = self.model
+        lines = [f"Call: lm({m.frame.parsed.formula})", "", "Coefficients:",
+                 format_table(self.coefficients), "",
+                 f"Residual standard error: {m.sigma:.4g} on {m.df_residual} degrees of freedom",
+                 f"Multiple R-squared: {m.r_squared:.4g}"]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def lm(formula: str, data: pd.DataFrame, weights=None, offset=None) -> LinearModel:
+    """Fit a linear model by least squares, as R's ``lm`` (R formula syntax, no random effects)."""
+    frame = model_frame(formula, data, weights=weights, offset=offset)
+    return LinearModel(frame)
