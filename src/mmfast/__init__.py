@@ -1,19 +1,22 @@
 """mmfast: lme4's mixed-effects models from Python, fast.
 
-Public API: ``lmer`` (linear mixed models), ``lm`` (the naive linear model), ``anova``
+Public API: ``lmer`` (linear mixed models), ``glmer`` (generalized linear mixed models; their
+families and links in ``families``), ``lm`` (the naive linear model), ``anova``
 (likelihood-ratio tests between models), ``icc_by_group``, ``variance_test`` (boundary-aware
 tests of a variance component), ``datasets`` (the bundled data).
 """
-from . import datasets
+from . import datasets, families
 from .errors import (ConvergenceWarning, DataError, FitError, FormulaError, MmfastError,
                      ModelSpecError, RankDeficiencyWarning, SingularFitWarning)
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
+from .model.glmm import GeneralizedLinearMixedModel, glmer
 from .model.lm import LinearModel, lm
 from .model.lmm import LinearMixedModel, lmer
 
 __version__ = "0.1.0"
-__all__ = ["lmer", "LinearMixedModel", "lm", "LinearModel", "anova", "icc_by_group",
+__all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "families",
+           "lm", "LinearModel", "anova", "icc_by_group",
            "variance_test", "datasets", "MmfastError", "FormulaError", "DataError",
            "ModelSpecError", "FitError", "SingularFitWarning", "ConvergenceWarning",
            "RankDeficiencyWarning"]

@@ -170,6 +170,14 @@ def _check_names_exist(parsed: ParsedFormula, data: pd.DataFrame) -> None:
             raise DataError(f"'{tok}' in the formula is not a column of the data")
 
 
+def _column_or_evaluate(expr: str, frame: pd.DataFrame) -> np.ndarray:
+    """A bare column directly (the common response), anything else through ``evaluate``."""
+    name = expr.strip().strip("`")
+    if name in frame.columns:
+        return frame[name].to_numpy()
+    return evaluate(expr, frame)
+
+
 def _response(expr: str, frame: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
     """The response: numeric vector, or (successes, trials) from ``cbind(s, f)``."""
     expr = expr.strip()
@@ -178,10 +186,10 @@ def _response(expr: str, frame: pd.DataFrame, kind: str) -> tuple[np.ndarray, np
         parts = [t for _, t in split_top(expr[6:-1], ",")]
         if len(parts) != 2:
             raise FormulaError(f"cbind() response needs two columns, got '{expr}'")
-        s = evaluate(parts[0], frame).astype(float)
-        f = evaluate(parts[1], frame).astype(float)
+        s = _column_or_evaluate(parts[0], frame).astype(float)
+        f = _column_or_evaluate(parts[1], frame).astype(float)
         return s, s + f
-    raw = evaluate(expr, frame)
+    raw = _column_or_evaluate(expr, frame)
     if raw.dtype.kind == "b":
         raw = raw.astype(float)
     if raw.dtype.kind not in "iuf":
