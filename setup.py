@@ -23,6 +23,20 @@ extensions = [
         extra_compile_args=["-O3"],
     ),
     Extension(
+        "mmfast._ext._glm",
+        ["src/mmfast/_ext/_glm.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
+    Extension(
+        "mmfast._ext._crossprods",
+        ["src/mmfast/_ext/_crossprods.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
+    Extension(
         "mmfast._ext._pirls",
         ["src/mmfast/_ext/_pirls.pyx"],
         include_dirs=[np.get_include()],

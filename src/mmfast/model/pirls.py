@@ -30,7 +30,9 @@ import dataclasses
 
 import numpy as np
 
-from .._ext._pirls import Crossprods, GlmResponse, SingleTerm
+from .._ext._crossprods import Crossprods
+from .._ext._glm import GlmResponse
+from .._ext._pirls import SingleTerm
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z
 

@@ -1,0 +1,190 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Reweighted cross-products for GLMMs with several random-effects terms: Z'WZ as the block
+structure's sub-blocks (from its ``row_pair`` table), Z'W[X z] and [X z]'W[X z] in one pass over
+the rows, and the linear predictor from u; the factorisation itself is the LMM kernel's."""
+import numpy as np
+cimport numpy as cnp
+from libc.string cimport memset
+
+cnp.import_array()
+
+
+cdef class Crossprods:
+    """Reweighted cross-products in the layout of ``design.blocks.BlockStructure`` (several terms).
+
+    Z is held row-wise: ``zval`` (n x sum p_k) the terms' model-matrix columns and ``zbase``
+    (n x nterms) the first u index of each row's block per term; ``vidx`` (npieces x n) the
+    offset in V of the sub-block each row adds to, per term pair.
+    """
+
+    cdef Py_ssize_t n, nterms, npieces, nzc, q
+    cdef double[:, ::1] zval
+    cdef long[:, ::1] zbase, vidx
+    cdef int[::1] term_p, term_col, tofs, piece_k, piece_m, ones
+    cdef double[::1] acc
+
+    def __init__(self, blocks, terms):
+        self.n = blocks.row_pair.shape[1]
+        self.nterms = len(terms)
+        self.q = blocks.q
+        self.zval = np.ascontiguousarray(np.column_stack([t.X for t in terms]), dtype=np.float64)
+        self.nzc = self.zval.shape[1]
+        self.zbase = np.ascontiguousarray(np.column_stack(
+            [t.offset + t.factor.codes.astype(np.int64) * t.p for t in terms]), dtype=np.int64)
+        tp = np.array([t.p for t in terms], dtype=np.int32)
+        self.term_p = tp
+        self.term_col = (np.cumsum(tp) - tp).astype(np.int32)
+        self.tofs = (np.cumsum(tp.astype(np.int64) ** 2) - tp.astype(np.int64) ** 2).astype(np.int32)
+        self.ones = np.array([t.p == 1 and bool(np.all(t.X == 1.0)) for t in terms], dtype=np.int32)
+        self.piece_k = np.array([k for k, m in blocks.pieces], dtype=np.int32)
+        self.piece_m = np.array([m for k, m in blocks.pieces], dtype=np.int32)
+        self.npieces = len(blocks.pieces)
+        self.vidx = np.ascontiguousarray(np.asarray(blocks.pair_vofs)[np.asarray(blocks.row_pair)],
+                                         dtype=np.int64)
+        self.acc = np.zeros(64)
+
+    def reweight(self, const double[::1] w, const double[::1] zt, X, double[::1] V,
+                 double[::1, :] ZtW, double[:, ::1] WtW):
+        """V <- Z'WZ sub-blocks, ZtW <- Z'W[X zt], WtW <- [X zt]'W[X zt] (X may be None)."""
+        cdef const double[:, ::1] Xv
+        cdef Py_ssize_t px = 0
+        if X is not None:
+            Xv = X
+            px = Xv.shape[1]
+        else:
+            Xv = np.zeros((1, 1))
+        if ZtW.shape[1] != px + 1 or WtW.shape[0] != px + 1:
+            raise ValueError("ZtW / WtW do not match the number of columns of [X zt]")
+        if (px + 1) * (px + 1) > self.acc.shape[0]:
+            self.acc = np.zeros((px + 1) * (px + 1))
+        cdef Py_ssize_t i, r, k, m, s, t, pk, pm, ck, cm, c1, c2, n = self.n, nzc = self.nzc
+        cdef Py_ssize_t ldz = ZtW.shape[0], npc = px + 1, nt = self.nterms
+        cdef long vo, row
+        cdef double wi, xs, wz, acc
+        cdef const long* vid
+        cdef const double* zv = &self.zval[0, 0]
+        cdef const long* zb = &self.zbase[0, 0]
+        cdef const int* tp = &self.term_p[0]
+        cdef const int* tc = &self.term_col[0]
+        cdef const int* ones = &self.ones[0]
+        cdef const int* pks = &self.piece_k[0]
+        cdef const int* pms = &self.piece_m[0]
+        cdef const double* Xp = &Xv[0, 0]
+        cdef const double* wp = &w[0]
+        cdef const double* zp = &zt[0]
+        cdef double* Vp = &V[0]
+        cdef double* Zp = &ZtW[0, 0]
+        cdef double* Zy = Zp + px * ldz
+        cdef double* A = &self.acc[0]
+        cdef int allscalar = 1
+        for k in range(nt):
+            if tp[k] != 1:
+                allscalar = 0
+        with nogil:
+            memset(Vp, 0, V.shape[0] * sizeof(double))
+            memset(Zp, 0, ldz * npc * sizeof(double))
+            memset(A, 0, npc * npc * sizeof(double))
+            for r in range(self.npieces):
+                k = pks[r]
+                m = pms[r]
+                pk = tp[k]
+                pm = tp[m]
+                ck = tc[k]
+                cm = tc[m]
+                vid = &self.vidx[r, 0]
+                if ones[k] and ones[m]:  # sum runs of equal targets in a register
+                    vo = vid[0]
+                    wz = 0.0
+                    for i in range(n):
+                        if vid[i] != vo:
+                            Vp[vo] += wz
+                            vo = vid[i]
+                            wz = 0.0
+                        wz = wz + wp[i]
+                    Vp[vo] += wz
+                elif pk == 1 and pm == 1:
+                    for i in range(n):
+                        Vp[vid[i]] += wp[i] * zv[i * nzc + ck] * zv[i * nzc + cm]
+                else:
+                    for i in range(n):
+                        vo = vid[i]
+                        wi = wp[i]
+                        for s in range(pk):
+                            xs = wi * zv[i * nzc + ck + s]
+                            for t in range(pm):
+                                Vp[vo + s * pm + t] += xs * zv[i * nzc + cm + t]
+            if allscalar:  # Z'W[X zt] with one column per term (nzc == nt)
+                for k in range(nt):
+                    row = zb[k]
+                    acc = 0.0
+                    for i in range(n):
+                        xs = zv[i * nt + k] * wp[i]
+                        if zb[i * nt + k] != row:
+                            Zy[row] += acc
+                            row = zb[i * nt + k]
+                            acc = 0.0
+                        acc = acc + xs * zp[i]
+                        for c1 in range(px):
+                            Zp[row + c1 * ldz] += xs * Xp[i * px + c1]
+                    Zy[row] += acc
+            else:
+                for i in range(n):
+                    wi = wp[i]
+                    wz = wi * zp[i]
+                    for k in range(nt):
+                        pk = tp[k]
+                        ck = tc[k]
+                        row = zb[i * nt + k]
+                        for s in range(pk):
+                            xs = zv[i * nzc + ck + s]
+                            Zy[row + s] += xs * wz
+                            for c1 in range(px):
+                                Zp[row + s + c1 * ldz] += xs * wi * Xp[i * px + c1]
+            acc = 0.0
+            for i in range(n):
+                wi = wp[i]
+                for c1 in range(px):
+                    xs = wi * Xp[i * px + c1]
+                    for c2 in range(c1, px):
+                        A[c1 * npc + c2] += xs * Xp[i * px + c2]
+                    A[c1 * npc + px] += xs * zp[i]
+                acc = acc + wi * zp[i] * zp[i]
+            A[px * npc + px] = acc
+            for c1 in range(npc):
+                for c2 in range(c1, npc):
+                    WtW[c1, c2] = A[c1 * npc + c2]
+                    WtW[c2, c1] = A[c1 * npc + c2]
+
+    def linpred(self, const double[::1] base, const double[::1] u, const double[::1] T,
+                double[::1] out):
+        """out = base + Z Λ u, Λ from the flat column-major templates T."""
+        cdef Py_ssize_t i, k, s, t, pk, ck, nzc = self.nzc, nt = self.nterms
+        cdef long row
+        cdef double acc, bs
+        cdef const double* zv = &self.zval[0, 0]
+        cdef const long* zb = &self.zbase[0, 0]
+        cdef const int* tp = &self.term_p[0]
+        cdef const int* tc = &self.term_col[0]
+        cdef const int* to = &self.tofs[0]
+        cdef const double* Tp = &T[0]
+        cdef const double* up = &u[0]
+        cdef const double* bp = &base[0]
+        cdef double* op = &out[0]
+        with nogil:
+            for i in range(self.n):
+                acc = bp[i]
+                for k in range(nt):
+                    pk = tp[k]
+                    ck = tc[k]
+                    row = zb[i * nt + k]
+                    if pk == 1:
+                        acc = acc + zv[i * nzc + ck] * Tp[to[k]] * up[row]
+                        continue
+                    for s in range(pk):
+                        bs = 0.0  # (T_k u_blk)[s] = sum_{t <= s} T_k[s, t] u[t]
+                        for t in range(s + 1):
+                            bs = bs + Tp[to[k] + s + t * pk] * up[row + t]
+                        acc = acc + zv[i * nzc + ck + s] * bs
+                op[i] = acc
+
+

@@ -1,0 +1,140 @@
+# Families and links of PIRLS as C inline functions (codes as in mmfast.families), and the
+# response object shared by the PIRLS kernels.
+from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, fabs, lgamma
+
+cdef extern from *:
+    """
+    #define MMF_EPS 2.220446049250313e-16
+    #define MMF_SQRT1_2 0.7071067811865476
+    #define MMF_INV_SQRT2PI 0.3989422804014327
+    #define MMF_PI 3.141592653589793
+    """
+    double EPS "MMF_EPS"
+    double SQRT1_2 "MMF_SQRT1_2"
+    double INV_SQRT2PI "MMF_INV_SQRT2PI"
+    double PI "MMF_PI"
+
+# link and family codes (mmfast.families)
+cdef enum:
+    LOGIT = 0
+    PROBIT = 1
+    CLOGLOG = 2
+    LOG = 3
+    INVERSE = 4
+    IDENTITY = 5
+    SQRT = 6
+    CAUCHIT = 7
+
+cdef enum:
+    BINOMIAL = 0
+    POISSON = 1
+    GAMMA = 2
+
+
+cdef inline double _linkinv(int link, double eta) noexcept nogil:
+    cdef double e, r
+    if link == LOGIT:
+        if eta >= 0:
+            r = 1.0 / (1.0 + exp(-eta))
+        else:
+            e = exp(eta)
+            r = e / (1.0 + e)
+        return r if r < 1.0 - EPS else 1.0 - EPS
+    elif link == PROBIT:
+        r = 0.5 * erfc(-eta * SQRT1_2)
+        return r if r < 1.0 - EPS else 1.0 - EPS
+    elif link == CLOGLOG:
+        r = -expm1(-exp(eta))
+        if r < EPS:
+            return EPS
+        return r if r < 1.0 - EPS else 1.0 - EPS
+    elif link == LOG:
+        r = exp(eta)
+        return r if r > EPS else EPS
+    elif link == INVERSE:
+        return 1.0 / eta
+    elif link == IDENTITY:
+        return eta
+    elif link == SQRT:
+        return eta * eta
+    r = 0.5 + atan(eta) / PI
+    return r if r < 1.0 - EPS else 1.0 - EPS
+
+
+cdef inline double _mu_eta(int link, double eta) noexcept nogil:
+    cdef double e, r
+    if link == LOGIT:
+        e = exp(-fabs(eta))
+        r = e / ((1.0 + e) * (1.0 + e))
+        return r if r > EPS else EPS
+    elif link == PROBIT:
+        return INV_SQRT2PI * exp(-0.5 * eta * eta)
+    elif link == CLOGLOG:
+        if eta > 700.0:
+            return EPS
+        r = exp(eta - exp(eta))
+        return r if r > EPS else EPS
+    elif link == LOG:
+        r = exp(eta)
+        return r if r > EPS else EPS
+    elif link == INVERSE:
+        return -1.0 / (eta * eta)
+    elif link == IDENTITY:
+        return 1.0
+    elif link == SQRT:
+        return 2.0 * eta
+    return 1.0 / (PI * (1.0 + eta * eta))
+
+
+cdef inline double _variance(int fam, double mu) noexcept nogil:
+    cdef double v
+    if fam == BINOMIAL:
+        v = mu * (1.0 - mu)
+        return v if v > EPS else EPS
+    elif fam == POISSON:
+        return mu
+    return mu * mu
+
+
+cdef inline double _ylogy(double y, double mu) noexcept nogil:
+    if y == 0.0:
+        return 0.0
+    return y * log(y / mu)
+
+
+cdef inline double _devres(int fam, double y, double mu, double wt) noexcept nogil:
+    if fam == BINOMIAL:
+        return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
+    elif fam == POISSON:
+        return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
+    return -2.0 * wt * (log(y / mu) - (y - mu) / mu)
+
+
+cdef inline void _mu_me(int link, double eta, double* mu, double* me) noexcept nogil:
+    """mu = linkinv(eta) and mu' = d mu / d eta, sharing the exponential where they can."""
+    cdef double e, r
+    if link == LOGIT:
+        e = exp(-fabs(eta))
+        r = 1.0 / (1.0 + e) if eta >= 0 else e / (1.0 + e)
+        mu[0] = r if r < 1.0 - EPS else 1.0 - EPS
+        r = e / ((1.0 + e) * (1.0 + e))
+        me[0] = r if r > EPS else EPS
+    elif link == LOG:
+        e = exp(eta)
+        mu[0] = e if e > EPS else EPS
+        me[0] = mu[0]
+    else:
+        mu[0] = _linkinv(link, eta)
+        me[0] = _mu_eta(link, eta)
+
+
+cdef class GlmResponse:
+    cdef readonly int fam, link
+    cdef readonly Py_ssize_t n
+    cdef double[::1] y, pw, a, b, c, mu, me
+    cdef double wsum, alogy, sat
+    cdef int exact
+    cdef double set_eta(self, const double* eta, int need_dev) noexcept nogil
+    cdef void working(self, const double* eta, const double* base, double* w,
+                      double* zt) noexcept nogil
+    cdef double m2loglik(self, double dev) noexcept nogil
