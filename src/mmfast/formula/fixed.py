@@ -16,6 +16,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 
 from ..errors import FormulaError
+from .simple import simple_matrix
 
 __all__ = ["ModelFrameSpec", "r_to_formulaic", "build_matrix", "R_FUNCTIONS"]
 
@@ -148,6 +149,9 @@ def build_matrix(rhs: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str], A
     """Dense model matrix, R column names and formulaic's spec for an R right-hand side."""
     if rhs.strip() == "1":  # the commonest random-effects term, (1 | g)
         return np.ones((len(data), 1)), ["(Intercept)"], InterceptSpec()
+    fast = simple_matrix(rhs, data)  # main effects only: numpy, no formula library
+    if fast is not None:
+        return fast
     py = r_to_formulaic(rhs, data.columns)
     try:
         mm = model_matrix(py, data, context=R_FUNCTIONS, na_action="ignore")

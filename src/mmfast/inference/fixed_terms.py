@@ -94,6 +94,7 @@ def _nospace(text: str) -> str:
 def fixed_terms(frame) -> FixedTerms:
     """Describe the fixed part of a ModelFrame (from formulaic's model spec)."""
     from ..formula.fixed import _name_map
+    from ..formula.simple import SimpleSpec
     spec = frame.fixed_spec.spec
     keep = np.asarray(frame.fixed_spec.keep)
     pos_of_full = {int(j): i for i, j in enumerate(keep)}
@@ -101,6 +102,12 @@ def fixed_terms(frame) -> FixedTerms:
     enc = getattr(spec, "encoder_state", {}) or {}
     intercept = False
     terms = []
+    if isinstance(spec, SimpleSpec):  # the formula layer's main-effects fast path
+        for label, numeric, full in spec.term_columns():
+            columns = np.array([pos_of_full[j] for j in full if j in pos_of_full], dtype=int)
+            terms.append(FixedTerm(label, [label], [numeric], columns))
+        return FixedTerms(intercept=spec.intercept, terms=terms, X=np.asarray(frame.X, dtype=float),
+                          names=list(frame.fixef_names), data=frame.data)
     slices = getattr(spec, "term_slices", None)
     if slices is None:  # the formula layer's shortcut spec for intercept-only models
         X = np.asarray(frame.X, dtype=float)
