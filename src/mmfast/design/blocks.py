@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .remat import RandomTerm
@@ -95,7 +96,8 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
             keys.append(rowblk[k] * nblocks + rowblk[m])
             pieces.append((k, m))
     allkeys = np.concatenate(keys)
-    uniq, inv = np.unique(allkeys, return_inverse=True)
+    inv, uniq = pd.factorize(allkeys, sort=True)  # hashing: much faster than np.unique's sort
+    inv = inv.astype(np.int64)
     pair_row = (uniq // nblocks).astype(np.int32)
     pair_col = (uniq % nblocks).astype(np.int32)
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]

@@ -51,11 +51,9 @@ def _single_factor(data: pd.DataFrame, col: str) -> tuple[np.ndarray, list[str]]
         levels = [level_label(s.cat.categories[i]) for i in used]
         return codes, levels
     values = s.to_numpy()
-    if values.dtype.kind in "biuf":
-        uniq, codes = np.unique(values, return_inverse=True)
-    else:
-        labels = values.astype(str)
-        uniq, codes = np.unique(labels, return_inverse=True)
+    if values.dtype.kind not in "biuf":
+        values = values.astype(str)
+    codes, uniq = pd.factorize(values, sort=True)  # sorted levels, as R's factor()
     return codes.astype(np.int64), [level_label(u) for u in uniq]
 
 
@@ -66,7 +64,7 @@ def grouping_factor(data: pd.DataFrame, expr: str) -> GroupingFactor:
     for part in parts[1:]:
         c2, l2 = _single_factor(data, part)
         key = codes * len(l2) + c2
-        uniq, codes = np.unique(key, return_inverse=True)
+        codes, uniq = pd.factorize(key, sort=True)
         levels = [f"{levels[k // len(l2)]}:{l2[k % len(l2)]}" for k in uniq]
     return GroupingFactor(expr, codes.astype(np.int32), levels)
 

@@ -83,12 +83,11 @@ class SimpleSpec:
             if t.levels is None:
                 cols.append(s.to_numpy(dtype=float))
                 continue
-            values = s.to_numpy() if isinstance(s.dtype, pd.CategoricalDtype) or \
-                s.dtype.kind in "iuf" else s.astype(str).to_numpy()
-            index = {v: i for i, v in enumerate(t.levels)}
-            codes = np.array([index.get(v, -1) for v in values]) if len(values) else np.zeros(0, int)
+            values = s if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype.kind in "iuf" \
+                else s.astype(str)
+            codes = np.asarray(pd.Categorical(values, categories=t.levels).codes)  # hashing, in C
             if np.any(codes < 0):
-                bad = sorted({_label(v) for v, c in zip(values, codes) if c < 0})
+                bad = sorted({_label(v) for v in np.asarray(values)[codes < 0]})
                 raise DataError(f"new levels of '{t.column}' in the data: {', '.join(bad[:5])}")
             lv = range(len(t.levels)) if t.full else range(1, len(t.levels))
             cols += [(codes == k).astype(float) for k in lv]
