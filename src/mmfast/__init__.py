@@ -20,3 +20,5 @@ __all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "
            "variance_test", "datasets", "MmfastError", "FormulaError", "DataError",
            "ModelSpecError", "FitError", "SingularFitWarning", "ConvergenceWarning",
            "RankDeficiencyWarning"]
+from .pipeline import fit_many  # noqa: E402
+__all__ += ["fit_many"]  # many-model pipeline (issue 6)

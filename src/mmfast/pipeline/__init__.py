@@ -1,0 +1,10 @@
+"""Many models: ``fit_many`` fits one mixed model per group of the data (per gene, per neuron).
+
+Modules: ``api`` (``fit_many``, design sharing, tidy output), ``grouping`` (groups and the
+designs they share), ``scalar`` (all fits of one scalar random-effects design at once, in
+arrays), ``tasks`` (chunks of work and their rows), ``backends`` (serial, loky, Dask),
+``output`` (resumable Parquet results).
+"""
+from .api import fit_many
+
+__all__ = ["fit_many"]
