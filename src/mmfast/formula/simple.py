@@ -83,11 +83,16 @@ class SimpleSpec:
             if t.levels is None:
                 cols.append(s.to_numpy(dtype=float))
                 continue
-            values = s if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype.kind in "iuf" \
-                else s.astype(str)
-            codes = np.asarray(pd.Categorical(values, categories=t.levels).codes)  # hashing, in C
+            if isinstance(s.dtype, pd.CategoricalDtype):  # map the categories, not every row
+                cat_pos = pd.Index(t.levels).get_indexer(s.cat.categories)
+                raw = s.cat.codes.to_numpy()
+                codes = np.where(raw >= 0, cat_pos[raw], -1)
+                values = s.to_numpy()
+            else:
+                values = s.to_numpy() if s.dtype.kind in "iuf" else s.astype(str).to_numpy()
+                codes = pd.Index(t.levels).get_indexer(values)  # hashing; -1 = unseen
             if np.any(codes < 0):
-                bad = sorted({_label(v) for v in np.asarray(values)[codes < 0]})
+                bad = sorted({_label(v) for v in values[codes < 0]})
                 raise DataError(f"new levels of '{t.column}' in the data: {', '.join(bad[:5])}")
             lv = range(len(t.levels)) if t.full else range(1, len(t.levels))
             cols += [(codes == k).astype(float) for k in lv]
