@@ -134,3 +134,25 @@ def test_predict_on_new_data_follows_the_model():
     np.testing.assert_allclose(m.predict(new, allow_new_levels=True), pop, rtol=1e-12)
     np.testing.assert_allclose(m.predict(d.iloc[:3], re_form=None),
                                m.fixef["(Intercept)"] + m.fixef["Days"] * d["Days"].iloc[:3], rtol=1e-12)
+
+
+@pytest.mark.parametrize("singular", [False, True])
+def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
+    """Log-scale L-BFGS-B on the analytic gradient reaches BOBYQA's optimum, also on the boundary."""
+    data = _crossed(seed=5)
+    if singular:  # no b-level variation at all: that variance must be estimated as 0
+        rng = np.random.default_rng(7)
+        data["y"] = 1 + 0.5 * data["x"] + rng.normal(0, 0.7, 60)[data["a"]] + rng.normal(0, 1, len(data))
+    formula = "y ~ x + (1 | a) + (1 | b)"
+    monkeypatch.setattr(lmm_module, "GRADIENT_MIN_Q", 10**9)
+    monkeypatch.setattr(lmm_module, "GRADIENT_MIN_DENSE", 10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dfo = mmfast.lmer(formula, data)
+        monkeypatch.setattr(lmm_module, "GRADIENT_MIN_Q", 0)
+        grad = mmfast.lmer(formula, data)
+    assert grad.optinfo["optimizer"].startswith("lbfgsb")
+    assert dfo.optinfo["optimizer"].startswith("bobyqa")
+    assert grad.reml_criterion <= dfo.reml_criterion + 1e-7
+    np.testing.assert_allclose(grad.theta, dfo.theta, atol=2e-4)
+    assert grad.singular == dfo.singular == singular

@@ -31,6 +31,7 @@ LOG2PI = np.log(2 * np.pi)
 
 DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
 GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
+GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
 
 
 def make_kernel(blocks, terms):
@@ -147,7 +148,9 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     @property
     def use_gradient(self) -> bool:
         """Analytic gradients pay off when each evaluation factors a large dense block."""
-        return getattr(self.kernel, "dense_size", 0) >= GRADIENT_MIN_DENSE
+        if not hasattr(self.kernel, "trace_gradient"):
+            return False
+        return self.kernel.dense_size >= GRADIENT_MIN_DENSE or self.blocks.q >= GRADIENT_MIN_Q
 
     # --- fitting -------------------------------------------------------------------------
     def fit(self, start=None, **optctrl) -> "LinearMixedModel":
