@@ -22,3 +22,7 @@ __all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "
            "RankDeficiencyWarning"]
 from .pipeline import fit_many  # noqa: E402
 __all__ += ["fit_many"]  # many-model pipeline (issue 6)
+from .nlme import lme  # noqa: E402
+__all__ += ["lme"]  # nlme's calling style (issue 9)
+from .emmeans import emmeans  # noqa: E402
+__all__ += ["emmeans"]  # marginal means and contrasts (issue 9)
