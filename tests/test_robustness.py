@@ -172,3 +172,22 @@ def test_random_input_never_crashes(case):
             return
     assert np.isfinite(m.loglik) or not m.converged
     assert len(m.fixef) <= m.nobs
+
+
+def test_cholmod_factors_are_freed():
+    """Thousands of CHOLMOD kernels built, used and dropped (and failed factorisations) stay flat."""
+    from mmfast._ext._pls import PLSKernel
+    d = mmfast.datasets.load("Penicillin")
+    m = mmfast.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", d)
+    T_ok, T_bad = m.templates(m.theta), m.templates(np.array([np.nan, 1.0]))
+
+    def batch(k):
+        for _ in range(k):
+            kern = PLSKernel(m.blocks)
+            kern.update(T_ok)
+            kern.update(T_bad)  # error path: not positive definite
+    batch(200)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    batch(3000)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 20_000, f"peak memory grew by {grown_kib} KiB over 3000 CHOLMOD kernels"
