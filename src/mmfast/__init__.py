@@ -26,3 +26,5 @@ from .nlme import lme  # noqa: E402
 __all__ += ["lme"]  # nlme's calling style (issue 9)
 from .emmeans import emmeans  # noqa: E402
 __all__ += ["emmeans"]  # marginal means and contrasts (issue 9)
+from .resample import cluster_permutation_test, pbmodcomp  # noqa: E402
+__all__ += ["pbmodcomp", "cluster_permutation_test"]  # simulation and resampling (issue 5)

@@ -27,8 +27,12 @@ class InferenceMixin:
         from .lrt import drop1
         return drop1(self, test=test, scope=scope)
 
-    def confint(self, parm=None, level: float = 0.95, method: str = "profile") -> pd.DataFrame:
-        """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``: profile or Wald."""
+    def confint(self, parm=None, level: float = 0.95, method: str = "profile", **boot) -> pd.DataFrame:
+        """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``: profile, Wald or
+        boot (percentile; ``nsim``, ``seed``, ``n_jobs``: see ``mmfast.resample.confint_boot``)."""
+        if str(method).lower() == "boot":
+            from ..resample.bootstrap import confint_boot
+            return confint_boot(self, parm=parm, level=level, **boot)
         from .profile import confint_table
         return confint_table(self, parm=parm, level=level, method=method)
 

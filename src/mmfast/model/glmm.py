@@ -63,6 +63,11 @@ STAGE2_TOL = (1e-7, 1e-5)    # stage 2 (the Newton correction after it polishes 
 class GeneralizedLinearMixedModel(MixedModelResults):
     """A GLMM g(E[y | b]) = Xβ + Zb with b = Λθ u, u ~ N(0, I), fitted by Laplace or AGQ."""
 
+    def refit(self, y, start=None) -> "GeneralizedLinearMixedModel":
+        """The same model fitted to a new response (same formula, data, weights, offset, family)."""
+        from ..resample import refit_response
+        return refit_response(self, y, start=start)
+
     def __init__(self, frame, family: Family, n_agq: int = 1, options: dict | None = None):
         if not frame.terms:
             raise ModelSpecError("no random-effects terms in the formula: this is a GLM")

@@ -163,6 +163,17 @@ class MixedModelResults(SerializeMixin):
             eta = eta + np.sum(Zk * contrib, axis=1)
         return eta
 
+    # --- simulation and resampling (mmfast.resample) ---------------------------------------
+    def simulate(self, nsim: int = 1, seed=None, as_frame: bool = True):
+        """Responses simulated from the fitted model, new random effects drawn (lme4's simulate)."""
+        from ..resample import simulate
+        return simulate(self, nsim=nsim, seed=seed, as_frame=as_frame)
+
+    def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1):
+        """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma)."""
+        from ..resample import bootstrap
+        return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs)
+
     # --- presentation ---------------------------------------------------------------------
     def summary(self, **kwargs):
         """lme4's ``summary()``: prints and returns the summary object."""

@@ -1,0 +1,223 @@
+"""Refit an LMM with a new fixed-effects matrix X (same y, Z, weights) and test it fast.
+
+A permutation of a cluster-level label changes X only.  ``DesignRefitter`` keeps everything
+that does not involve X: Z'Z (the kernel's block structure), Z'y, y'y, Z itself, and for
+each new X forms only what does: the QR of X, the OLS residual of y, Z'[Q r] and [Q r]'[Q r]
+(p + 1 columns), then fits θ from the original estimate.
+
+Satterthwaite's F test needs the derivatives of Var(β̂) and of the deviance in (θ, σ)
+(``inference.derivatives``).  Their q-dimensional algebra (``inference.structure``) is done
+here with dense matrices when q is small (``DenseVarianceStructure``: no sparse assembly,
+no connected-component search per fit; Z'Z is formed once), which is what makes one
+permutation cost about a millisecond.  The formulas are the lead's: ``analytic_derivatives``
+and ``Satterthwaite.f_test`` are called unchanged.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from ..inference.structure import VarianceStructure
+
+__all__ = ["DesignRefitter", "DenseVarianceStructure", "DENSE_Q_MAX", "wald_f", "satterthwaite_f"]
+
+DENSE_Q_MAX = 1500  # largest q handled with dense q x q matrices
+
+
+class _Shared:
+    """The X-free cross-products of one model (weighted rows), formed once."""
+
+    def __init__(self, model):
+        frame = model.frame
+        n = frame.nobs
+        sqrtw = model._sqrtw
+        from ..design.blocks import build_Z
+        Zw = model.Z if sqrtw is None else build_Z(frame.terms, n, sqrtw)
+        self.Zw = Zw.tocsc()
+        self.ZwT = self.Zw.T.tocsr()
+        y = np.asarray(frame.y, dtype=float)
+        if frame.offset is not None:
+            y = y - frame.offset
+        self.yw = y if sqrtw is None else y * sqrtw
+        self.sqrtw = sqrtw
+        self.q = self.Zw.shape[1]
+        self.dense = self.q <= DENSE_Q_MAX
+        if self.dense:
+            self.ZtZ = (self.ZwT @ self.Zw).toarray()
+            self.Zty = np.asarray(self.ZwT @ self.yw).ravel()
+            self.yty = float(self.yw @ self.yw)
+
+
+class DenseVarianceStructure(VarianceStructure):
+    """``VarianceStructure`` with dense q x q algebra and the X-free products shared."""
+
+    def __init__(self, model, shared: _Shared):  # noqa: D107 - replaces the sparse set-up
+        self.model = model
+        self.trace_method = "dense"
+        frame = model.frame
+        self.terms = frame.terms
+        self.theta = np.asarray(model.theta, dtype=float).copy()
+        X = np.asarray(frame.X, dtype=float)
+        Xw = X if shared.sqrtw is None else X * shared.sqrtw[:, None]
+        self.n, self.p = Xw.shape
+        self.q = shared.q
+        self.ZtZ = shared.ZtZ
+        self.ZtX = np.asarray(shared.ZwT @ Xw).reshape(self.q, self.p)
+        self.Zty, self.yty = shared.Zty, shared.yty
+        self.XtX, self.Xty = Xw.T @ Xw, Xw.T @ shared.yw
+        self.templates = [t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+                          for t in self.terms]
+        Lam = np.zeros((self.q, self.q))
+        for t, T in zip(self.terms, self.templates):
+            blk = Lam[t.offset: t.offset + t.q, t.offset: t.offset + t.q]
+            blk[...] = np.kron(np.eye(t.nlevels), T)
+        self.Lam = Lam
+        self.K = Lam.T @ self.ZtZ
+        A = self.K @ Lam + np.eye(self.q)
+        self._cf = cho_factor(A, lower=True, check_finite=False)
+        self.logdetA = 2.0 * float(np.sum(np.log(np.diag(self._cf[0]))))
+        self._tensors = None
+        self._setup_fixed()
+
+    def solve(self, B):
+        B = np.asarray(B, dtype=float)
+        if B.size == 0:
+            return np.zeros_like(B)
+        return cho_solve(self._cf, B, check_finite=False)
+
+    def M_times(self, B):
+        B = np.asarray(B, dtype=float)
+        if B.size == 0:
+            return np.zeros_like(B)
+        return self.ZtZ @ B - self.K.T @ self.solve(self.K @ B)
+
+    def B_times(self, v):
+        return self.Lam @ (self.Lam.T @ v)
+
+    def trace_tensors(self):
+        if self._tensors is not None:
+            return self._tensors
+        M = self.ZtZ - self.K.T @ self.solve(self.K)
+        terms = self.terms
+        N = [[None] * len(terms) for _ in terms]
+        dg = []
+        for k, tk in enumerate(terms):
+            rk = slice(tk.offset, tk.offset + tk.q)
+            own = M[rk, rk].reshape(tk.nlevels, tk.p, tk.nlevels, tk.p)
+            ii = np.arange(tk.nlevels)
+            dg.append(own[ii, :, ii, :].sum(axis=0))
+            for m, tm in enumerate(terms):
+                sub = M[rk, tm.offset: tm.offset + tm.q]
+                if tk.p == 1 and tm.p == 1:
+                    N[k][m] = np.full((1, 1, 1, 1), float(np.einsum("ij,ij->", sub, sub)))
+                else:
+                    sub = sub.reshape(tk.nlevels, tk.p, tm.nlevels, tm.p)
+                    N[k][m] = np.einsum("lanc,lbnd->abcd", sub, sub, optimize=True)
+        self._tensors = (N, dg)
+        return self._tensors
+
+
+def wald_f(beta, cov, L, scale=1.0):
+    """(F, q): (Lβ)'(L cov L')⁻¹(Lβ)/q over the positive-eigenvalue directions of L cov L'."""
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    d, P = np.linalg.eigh(L @ cov @ L.T)
+    pos = d > max(np.sqrt(np.finfo(float).eps) * d.max(), 0.0) if len(d) else d > 0
+    q = int(pos.sum())
+    if q == 0:
+        return np.nan, 0
+    r = P[:, pos].T @ (L @ beta)
+    return float(np.sum(r ** 2 / d[pos]) / q / scale), q
+
+
+def satterthwaite_f(sat, L) -> tuple[float, int, float, float]:
+    """(F, q, DenDF, p) of ``Satterthwaite.f_test(L)`` (rhs 0), vectorised over the q
+    directions and with the F tail from ``special.fdtrc`` (tests check it against f_test)."""
+    from scipy import special
+    from ..inference.satterthwaite import f_denominator_df
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    d, P = np.linalg.eigh(L @ sat.vcov @ L.T)
+    d, P = d[::-1], P[:, ::-1]
+    tol = max(np.sqrt(np.finfo(float).eps) * d[0], 0.0) if len(d) else 0.0
+    q = int(np.sum(d > tol))
+    if q == 0:
+        return np.nan, 0, np.nan, np.nan
+    PtL = (P.T @ L)[:q]
+    F = float(np.sum((PtL @ sat.beta) ** 2 / d[:q]) / q)
+    der = sat.derivatives
+    var = np.einsum("mi,ij,mj->m", PtL, sat.vcov, PtL)
+    grad = np.einsum("mi,kij,mj->mk", PtL, der.jacobian, PtL)
+    denom = np.einsum("mk,kl,ml->m", grad, der.vcov_varpar, grad)
+    nu = np.where(denom > 0, 2.0 * var ** 2 / np.where(denom > 0, denom, 1.0), np.inf)
+    ddf = f_denominator_df(nu)
+    return F, q, ddf, float(special.fdtrc(q, ddf, F))
+
+
+class DesignRefitter:
+    """``X -> LMM fitted with X`` for one fitted LMM (same y, Z, weights, offset, REML flag)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.shared = _Shared(model)
+
+    def refit(self, X, data=None):
+        """The model refitted with fixed-effects matrix X (n x p, same columns' meaning)."""
+        from ..errors import FitError
+        from ..model.lmm import make_kernel
+        m, sh = self.model, self.shared
+        X = np.ascontiguousarray(X, dtype=float)
+        if X.shape != m.frame.X.shape:
+            raise ValueError(f"X has shape {X.shape}, the model's is {m.frame.X.shape}")
+        new = object.__new__(type(m))  # not copy.copy: __setstate__ would rebuild the kernel
+        new.__dict__.update(m.__dict__)
+        new.__dict__.pop("_inference_cache", None)
+        new._condvar_cache = None
+        new.frame = dataclasses.replace(m.frame, X=X, data=m.frame.data if data is None else data)
+        Xw = X if sh.sqrtw is None else X * sh.sqrtw[:, None]
+        Q, Rb = np.linalg.qr(Xw)
+        dR = np.abs(np.diag(Rb))
+        if len(dR) and dR.min() <= 1e-9 * max(dR.max(), 1.0):
+            raise FitError("the fixed-effects matrix is rank deficient for this permutation")
+        new._Q, new._Rb = Q, Rb
+        new._logdetRb2 = 2.0 * float(np.sum(np.log(dR)))
+        yres = new._residual_response(m.frame.y)
+        W = np.column_stack([Q, yres])
+        blocks = copy.copy(m.blocks)  # a dataclass: V and the index arrays are shared
+        blocks.ZtW = np.asfortranarray(sh.ZwT @ W)
+        blocks.WtW = W.T @ W
+        new.blocks = blocks
+        new.kernel = make_kernel(blocks, m.frame.terms)
+        new._sparse_kernel = None
+        return new.fit(start=m.theta)
+
+    def satterthwaite(self, fit):
+        """lmerTest's Satterthwaite engine (``t_test``, ``f_test``) for a fit of this design."""
+        from ..inference.derivatives import analytic_derivatives
+        from ..inference.satterthwaite import Satterthwaite
+        if not self.shared.dense:
+            return Satterthwaite(fit)
+        d = analytic_derivatives(fit, DenseVarianceStructure(fit, self.shared))
+        sat = Satterthwaite.__new__(Satterthwaite)
+        sat.derivatives, sat.beta, sat.vcov = d, np.asarray(fit.beta, dtype=float), d.vcov_beta
+        sat.sigma, sat.warnings = float(fit.sigma), list(d.warnings)
+        return sat
+
+    def ols_f(self, X, L):
+        """(F, numerator df, denominator df, p) of the naive (weighted) least-squares fit."""
+        from scipy import stats
+        sh = self.shared
+        Xw = np.asarray(X, dtype=float)
+        Xw = Xw if sh.sqrtw is None else Xw * sh.sqrtw[:, None]
+        Q, R = np.linalg.qr(Xw)
+        eff = Q.T @ sh.yw
+        beta = np.linalg.solve(R, eff)
+        n, p = Xw.shape
+        r = sh.yw - Q @ eff
+        rss = float(r @ r)
+        s2 = rss / (n - p)
+        Ri = np.linalg.inv(R)
+        F, q = wald_f(beta, Ri @ Ri.T, L, s2)
+        pval = float(stats.f.sf(F, q, n - p)) if q else np.nan
+        return F, q, n - p, pval
