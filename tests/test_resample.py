@@ -319,3 +319,20 @@ def test_satterthwaite_f_equals_lmertest_f_test(sleep):
         assert (F, q) == pytest.approx((row["F value"], row["NumDF"]), rel=1e-12)
         assert ddf == pytest.approx(row["DenDF"], rel=1e-12)
         assert p == pytest.approx(row["Pr(>F)"], rel=1e-10)
+
+
+def test_permuting_a_categorical_column_keeps_it_a_factor():
+    """Regression: a Categorical permute column stayed a factor (it once became numeric: 1-df tests)."""
+    ex1 = mmfast.datasets.load("ex1")
+    cat = ex1.assign(treatment_idx=ex1["treatment_idx"].astype("category"))
+    a = mmfast.cluster_permutation_test("res ~ factor(treatment_idx) + (1 | midx)", ex1,
+                                        permute="treatment_idx", cluster="midx", n_perm=5, seed=3)
+    b = mmfast.cluster_permutation_test("res ~ treatment_idx + (1 | midx)", cat,
+                                        permute="treatment_idx", cluster="midx", n_perm=5, seed=3)
+    np.testing.assert_allclose(b.pvalues.to_numpy(), a.pvalues.to_numpy(), rtol=1e-8)
+    # and the first permutation's naive LM p-value equals lm() on the permuted data
+    lab = np.asarray(b.assignments)[0]
+    mice = sorted(cat["midx"].unique())
+    perm = cat.assign(treatment_idx=cat["midx"].map(dict(zip(mice, lab))).astype("category"))
+    p_lm = mmfast.lm("res ~ treatment_idx", perm).anova()["Pr(>F)"].iloc[0]
+    assert b.pvalues["lm"].iloc[0] == pytest.approx(p_lm, rel=1e-8)

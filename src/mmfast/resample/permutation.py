@@ -122,7 +122,7 @@ class _PermTask:
 
     def data_for(self, row_lab) -> pd.DataFrame:
         data = self.refitter.model.frame.data.copy()
-        data[self.permute] = self.labels[row_lab]
+        data[self.permute] = _like(data[self.permute], self.labels[row_lab])
         return data
 
     def contrast(self, X, row_lab) -> np.ndarray:
@@ -214,12 +214,19 @@ def _choose_term(ft, permute: str, term: str | None) -> str:
     return cands[0].label
 
 
+def _like(column: pd.Series, values: np.ndarray):
+    """New values for a column, keeping its dtype (a factor stays a factor with its levels)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.Categorical(values, dtype=column.dtype)
+    return values
+
+
 def _stack(model, ft, permute, labels, need_rd):
     """X (and the over-parameterised design) with every row given each label in turn."""
     data = model.frame.data
     K, n = len(labels), len(data)
     big = pd.concat([data] * K, ignore_index=True)
-    big[permute] = np.repeat(labels, n)
+    big[permute] = _like(data[permute], np.repeat(labels, n))
     X = model.frame.fixed_spec.matrix(big).reshape(K, n, -1)
     rd = None
     if need_rd:
