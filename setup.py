@@ -6,51 +6,20 @@ from setuptools import Extension, setup
 
 SUITESPARSE_INCLUDE = os.environ.get("SUITESPARSE_INCLUDE", "/usr/include/suitesparse")
 
+# (module, needs CHOLMOD): the CHOLMOD factor and kernel link it; the others use scipy's LAPACK
+KERNELS = [("_cholmod", True), ("_blocked", False), ("_glm", False), ("_crossprods", False),
+           ("_pirls", False), ("_pls", True)]
+
 extensions = [
     Extension(
-        "mmfast._ext._cholmod",
-        ["src/mmfast/_ext/_cholmod.pyx"],
-        include_dirs=[np.get_include(), SUITESPARSE_INCLUDE],
-        libraries=["cholmod"],
+        f"mmfast._ext.{name}",
+        [f"src/mmfast/_ext/{name}.pyx"],
+        include_dirs=[np.get_include()] + ([SUITESPARSE_INCLUDE] if cholmod else []),
+        libraries=["cholmod"] if cholmod else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "mmfast._ext._blocked",
-        ["src/mmfast/_ext/_blocked.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "mmfast._ext._glm",
-        ["src/mmfast/_ext/_glm.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "mmfast._ext._crossprods",
-        ["src/mmfast/_ext/_crossprods.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "mmfast._ext._pirls",
-        ["src/mmfast/_ext/_pirls.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "mmfast._ext._pls",
-        ["src/mmfast/_ext/_pls.pyx"],
-        include_dirs=[np.get_include(), SUITESPARSE_INCLUDE],
-        libraries=["cholmod"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
+    )
+    for name, cholmod in KERNELS
 ]
 
 setup(

@@ -14,13 +14,14 @@ from scipy import stats
 
 from ..errors import FormulaError
 from .frame import model_frame
+from .results import InformationCriteria
 
 __all__ = ["LinearModel", "lm"]
 
 LOG2PI = np.log(2 * np.pi)
 
 
-class LinearModel:
+class LinearModel(InformationCriteria):
     """A fitted linear model ``y = Xβ + ε``, ε ~ N(0, σ²/w)."""
 
     family = "gaussian"
@@ -60,14 +61,6 @@ class LinearModel:
         """The maximised log-likelihood (σ² = RSS/n), as R's ``logLik.lm``."""
         n = self.nobs
         return 0.5 * (self._logw - n * (LOG2PI + 1.0 - np.log(n) + np.log(self.rss)))
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
     def refit_ml(self) -> "LinearModel":
         return self

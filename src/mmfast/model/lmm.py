@@ -19,6 +19,7 @@ from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z
 from ..errors import ConvergenceWarning, FitError, SingularFitWarning
+from .ainv import ainv_blocks
 from .frame import ModelFrame, model_frame
 from .optimize import minimize_bounded, minimize_with_gradient
 from .results import MixedModelResults
@@ -68,7 +69,6 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         Zw = self.Z if self._sqrtw is None else build_Z(frame.terms, n, self._sqrtw)
         self.blocks = build_blocks(frame.terms, W, Zw, self._sqrtw)
         self.kernel = make_kernel(self.blocks, frame.terms)
-        self._sparse_kernel = None
         self.theta_lower = np.concatenate([t.theta_lower() for t in frame.terms])
         self.theta_start = np.concatenate([t.theta_start() for t in frame.terms])
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
@@ -214,7 +214,6 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["kernel"] = None
-        state["_sparse_kernel"] = None
         return state
 
     def __setstate__(self, state):
@@ -256,7 +255,6 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         WtW[p, p] = yres @ yres
         new.blocks.WtW = WtW
         new.kernel = make_kernel(new.blocks, self.frame.terms)
-        new._sparse_kernel = None
         return new.fit(start=self.theta if start is None else start)
 
     # --- criteria ------------------------------------------------------------------------
@@ -299,25 +297,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
 
     def _ainv_diag_blocks(self) -> list[np.ndarray]:
         """Diagonal p_k x p_k blocks of A⁻¹ per term, as arrays (levels, p, p)."""
-        if self._sparse_kernel is None:  # a CHOLMOD factor of A at θ̂ for the selected inverse
-            self._sparse_kernel = PLSKernel(self.blocks)
-        self._sparse_kernel.update(self.templates(self.theta))
-        chol, q = self._sparse_kernel.factor, self.blocks.q
-        out = []
-        for t in self.frame.terms:
-            blocks = np.empty((t.nlevels, t.p, t.p))
-            per = max(1, min(t.nlevels, 4_000_000 // max(q * t.p, 1)))
-            for lev0 in range(0, t.nlevels, per):
-                lev1 = min(t.nlevels, lev0 + per)
-                cols = t.offset + np.arange(lev0 * t.p, lev1 * t.p)
-                E = np.zeros((q, len(cols)), order="F")
-                E[cols, np.arange(len(cols))] = 1.0
-                S = chol.solve(E)[cols, :]  # (k p) x (k p): rows and columns of these levels
-                k = lev1 - lev0
-                S = S.reshape(k, t.p, k, t.p)
-                blocks[lev0:lev1] = S[np.arange(k), :, np.arange(k), :]
-            out.append(blocks)
-        return out
+        return ainv_blocks(self.blocks, self.frame.terms, self.templates(self.theta))
 
     def condvar(self) -> list[np.ndarray]:
         """Conditional covariance of b per term: array (levels, p, p) = σ² T (A⁻¹)_blk T'."""

@@ -12,10 +12,22 @@ import pandas as pd
 from ..errors import DataError
 from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
 
-__all__ = ["MixedModelResults"]
+__all__ = ["MixedModelResults", "InformationCriteria"]
 
 
-class MixedModelResults(SerializeMixin):
+class InformationCriteria:
+    """AIC and BIC from ``loglik``, ``npar`` and ``nobs`` (R's ``AIC``/``BIC``)."""
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
+
+
+class MixedModelResults(InformationCriteria, SerializeMixin):
     """Result accessors common to LMMs and GLMMs."""
 
     use_scale = True  # does the model have a residual scale σ (False for binomial/Poisson)
@@ -48,14 +60,6 @@ class MixedModelResults(SerializeMixin):
     def vcov(self) -> pd.DataFrame:
         names = self.frame.fixef_names
         return pd.DataFrame(self.vcov_array, index=names, columns=names)
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
     @property
     def theta_names(self) -> list[str]:
