@@ -13,6 +13,7 @@ from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
+from ._dense cimport small_chol
 
 cnp.import_array()
 
@@ -39,23 +40,6 @@ cdef inline void _tkv_tm(const double* Tk, Py_ssize_t pk, const double* V, const
             out[s * pm + t] = acc
 
 
-cdef inline int _small_chol(double* D, Py_ssize_t p) noexcept nogil:
-    """In-place lower Cholesky of a row-major p x p matrix; -1 if not positive definite."""
-    cdef Py_ssize_t i, j, k
-    cdef double acc
-    for j in range(p):
-        acc = D[j * p + j]
-        for k in range(j):
-            acc = acc - D[j * p + k] * D[j * p + k]
-        if acc <= 0.0:
-            return -1
-        D[j * p + j] = sqrt(acc)
-        for i in range(j + 1, p):
-            acc = D[i * p + j]
-            for k in range(j):
-                acc = acc - D[i * p + k] * D[j * p + k]
-            D[i * p + j] = acc / D[j * p + j]
-    return 0
 
 
 cdef class BlockedKernel:
@@ -161,7 +145,7 @@ cdef class BlockedKernel:
             _tkv_tm(T0, p0, &self.V[self.diag_vofs[j]], T0, p0, D, tmp)
             for s in range(p0):
                 D[s * p0 + s] += 1.0
-            if _small_chol(D, p0) != 0:
+            if small_chol(D, p0) != 0:
                 return -1
             for s in range(p0):
                 ld += 2.0 * log(D[s * p0 + s])

@@ -8,27 +8,11 @@ from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, fabs, lgamma, I
 from libc.string cimport memset, memcpy
 
 from ._glm cimport GlmResponse, _devres, _linkinv, EPS, SQRT1_2, INV_SQRT2PI, PI
+from ._dense cimport small_chol
 
 cnp.import_array()
 
 
-cdef inline int _chol(double* D, Py_ssize_t p) noexcept nogil:
-    """In-place lower Cholesky of a row-major p x p matrix (lower triangle read); -1 if not PD."""
-    cdef Py_ssize_t i, j, k
-    cdef double acc
-    for j in range(p):
-        acc = D[j * p + j]
-        for k in range(j):
-            acc = acc - D[j * p + k] * D[j * p + k]
-        if not acc > 0.0:
-            return -1
-        D[j * p + j] = sqrt(acc)
-        for i in range(j + 1, p):
-            acc = D[i * p + j]
-            for k in range(j):
-                acc = acc - D[i * p + k] * D[j * p + k]
-            D[i * p + j] = acc / D[j * p + j]
-    return 0
 
 
 cdef class SingleTerm:
@@ -240,7 +224,7 @@ cdef class SingleTerm:
                         for a in range(s, p):
                             acc = acc + T[a + s * p] * tmp[a * p + t]
                         Lj[s * p + t] = acc + (1.0 if s == t else 0.0)
-                if _chol(Lj, p) != 0:
+                if small_chol(Lj, p) != 0:
                     return -1
             for s in range(p):
                 ld += 2.0 * log(Lj[s * p + s])
@@ -274,7 +258,7 @@ cdef class SingleTerm:
                 for i in range(nl * p):
                     acc = acc - self.C[i * px + k] * self.cv[i]
                 self.mv[k] = acc
-            if _chol(&self.M[0], px) != 0:
+            if small_chol(&self.M[0], px) != 0:
                 return -1
             for k in range(px):
                 ldx += 2.0 * log(self.M[k * px + k])
