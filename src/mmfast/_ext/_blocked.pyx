@@ -15,6 +15,8 @@ from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
 from ._dense cimport small_chol
 
+from ..design.ordering import expand, locality_order
+
 cnp.import_array()
 
 
@@ -88,11 +90,11 @@ cdef class BlockedKernel:
         if len(d_idx) != self.nlev0:
             raise ValueError("every first-term level needs a diagonal block")
         self.diag_vofs = vofs[d_idx].astype(np.int64)
-        istart = _locality_order(np.asarray(blocks.blk_start), bt, tp, row, col, self.nlev0)
+        istart = locality_order(np.asarray(blocks.blk_start), bt, tp, row, col, self.nlev0)
         self.blk_start = istart
         sizes_b = tp[bt].astype(np.int64)
         self.perm_rows = np.empty(self.q, dtype=np.int64)
-        self.perm_rows[_expand(np.asarray(blocks.blk_start), sizes_b)] = _expand(istart, sizes_b)
+        self.perm_rows[expand(np.asarray(blocks.blk_start), sizes_b)] = expand(istart, sizes_b)
         c_idx = np.flatnonzero(is_cross)  # by first-term level, then by internal position
         c_idx = c_idx[np.lexsort((istart[row[c_idx]], col[c_idx]))]
         self.cross_vofs = vofs[c_idx].astype(np.int64)
@@ -552,33 +554,6 @@ cdef void _acc_ptvt(const double* P, Py_ssize_t pk, Py_ssize_t p0, const double*
             for i in range(p0):
                 acc = acc + P[s * p0 + i] * buf[i * pk + t]
             Q[s * pk + t] += acc
-
-
-def _expand(starts, sizes):
-    """Indices start_b, ..., start_b + size_b - 1 of every block b, concatenated."""
-    starts = np.asarray(starts, dtype=np.int64)
-    sizes = np.asarray(sizes, dtype=np.int64)
-    offs = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return np.repeat(starts, sizes) + offs
-
-
-def _locality_order(blk_start, blk_term, term_p, pair_row, pair_col, nlev0):
-    """Internal block starts: first-term blocks as given, the rest in reverse Cuthill-McKee
-    order of the block co-occurrence graph, so that blocks updated together sit together."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import reverse_cuthill_mckee
-    nb = len(blk_term)
-    istart = np.array(blk_start, dtype=np.int32, copy=True)
-    if nb == nlev0:
-        return istart
-    G = sp.coo_matrix((np.ones(len(pair_row)), (pair_row, pair_col)), shape=(nb, nb)).tocsr()
-    G = (G + G.T).tocsr()
-    order = np.asarray(reverse_cuthill_mckee(G, symmetric_mode=True))
-    rest = order[order >= nlev0]
-    sizes = np.asarray(term_p)[np.asarray(blk_term)[rest]]
-    q1 = int(nlev0 * term_p[0])
-    istart[rest] = q1 + np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    return istart
 
 
 def gram_times(blocks, B):
