@@ -191,3 +191,16 @@ def test_cholmod_factors_are_freed():
     batch(3000)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 20_000, f"peak memory grew by {grown_kib} KiB over 3000 CHOLMOD kernels"
+
+
+@pytest.mark.parametrize("n_agq", [0, 1, 5])
+def test_fitted_glmm_pickles(n_agq):
+    wl = mmfast.datasets.load("waterlick")
+    g = mmfast.glmer("lick ~ dff + (1 | mouseID)", wl, family="binomial", n_agq=n_agq)
+    g2 = pickle.loads(pickle.dumps(g))
+    assert g2.loglik == g.loglik
+    np.testing.assert_array_equal(g2.fixef, g.fixef)
+    np.testing.assert_array_equal(g2.predict(wl.iloc[:5], type="response"),
+                                  g.predict(wl.iloc[:5], type="response"))
+    np.testing.assert_allclose(g2.ranef_condsd["mouseID"], g.ranef_condsd["mouseID"], rtol=1e-10)
+    assert g2.deviance_at(g.theta, g.beta) == pytest.approx(g.deviance_at(g.theta, g.beta), rel=1e-12)

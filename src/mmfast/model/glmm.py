@@ -92,6 +92,30 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                               f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.n_agq}")
         self.fitted_ = False
 
+    # --- pickling: the compiled PIRLS engine is rebuilt and put back at the optimum ------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["engine"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _, _, _, mustart = self.family.initialize(self.frame.y, self.frame.weights,
+                                                  self.frame.y_extra, self.frame.parsed.response)
+        with np.errstate(all="ignore"):
+            eta0 = self.family.linkfun(mustart)
+        self.engine = make_engine(self.frame, self.family, self.y, self.prior_weights,
+                                  self.trials, eta0)
+        if self.n_agq > 1:
+            self.engine.set_agq(*gauss_hermite(self.n_agq))
+        if not getattr(self, "fitted_", False):
+            return
+        if self._xhat is not None:
+            self.engine.set_transform(self._beta1, self._Binv)
+            self.engine.laplace(self._xhat)
+        else:
+            self.engine.joint(self.theta)
+
     # --- fitting ---------------------------------------------------------------------------
     def fit(self, start=None) -> "GeneralizedLinearMixedModel":
         """Two-stage fit (see the module docstring); the cyclic GC is paused meanwhile."""
