@@ -110,6 +110,8 @@ class Binomial(Family):
 
     def loglik_terms(self, y, n, wt):
         m = self._m(n, wt)
+        if np.all(m == 1.0):  # 0/1 data, unit weights: log choose(1, k) = 0
+            return wt * y, wt * (1.0 - y), np.zeros(len(y))
         k = np.rint(m * y)
         mr = np.rint(m)
         coef = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
