@@ -13,33 +13,11 @@ from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
-from ._dense cimport small_chol
+from ._dense cimport small_chol, tkv_tm
 
 from ..design.ordering import expand, locality_order
 
 cnp.import_array()
-
-
-cdef inline void _tkv_tm(const double* Tk, Py_ssize_t pk, const double* V, const double* Tm,
-                         Py_ssize_t pm, double* out, double* tmp) noexcept nogil:
-    """out (pk x pm, row-major) = Tk' V Tm for lower-triangular column-major templates."""
-    cdef Py_ssize_t a, b, s, t
-    cdef double acc
-    if pk == 1 and pm == 1:
-        out[0] = Tk[0] * V[0] * Tm[0]
-        return
-    for a in range(pk):
-        for t in range(pm):
-            acc = 0.0
-            for b in range(t, pm):
-                acc = acc + V[a * pm + b] * Tm[b + t * pm]
-            tmp[a * pm + t] = acc
-    for s in range(pk):
-        for t in range(pm):
-            acc = 0.0
-            for a in range(s, pk):
-                acc = acc + Tk[a + s * pk] * tmp[a * pm + t]
-            out[s * pm + t] = acc
 
 
 
@@ -144,7 +122,7 @@ cdef class BlockedKernel:
         # 1. diagonal blocks of the first term
         for j in range(self.nlev0):
             D = &self.Ldiag[j * p0 * p0]
-            _tkv_tm(T0, p0, &self.V[self.diag_vofs[j]], T0, p0, D, tmp)
+            tkv_tm(T0, p0, &self.V[self.diag_vofs[j]], T0, p0, D, tmp)
             for s in range(p0):
                 D[s * p0 + s] += 1.0
             if small_chol(D, p0) != 0:
@@ -158,7 +136,7 @@ cdef class BlockedKernel:
                 k = self.blk_term[self.cross_row[c]]
                 pk = self.term_p[k]
                 Lab = &self.L21[self.cross_lofs[c]]
-                _tkv_tm(T + self.tofs[k], pk, &self.V[self.cross_vofs[c]], T0, p0, Lab, tmp)
+                tkv_tm(T + self.tofs[k], pk, &self.V[self.cross_vofs[c]], T0, p0, Lab, tmp)
                 for s in range(pk):  # row s: solve L_j x = a (forward substitution)
                     for t in range(p0):
                         acc = Lab[s * p0 + t]
@@ -173,7 +151,7 @@ cdef class BlockedKernel:
                 rb = self.rest_col[c]
                 pa = self.term_p[self.blk_term[ra]]
                 pb = self.term_p[self.blk_term[rb]]
-                _tkv_tm(T + self.tofs[self.blk_term[ra]], pa, &self.V[self.rest_vofs[c]],
+                tkv_tm(T + self.tofs[self.blk_term[ra]], pa, &self.V[self.rest_vofs[c]],
                         T + self.tofs[self.blk_term[rb]], pb, w, tmp)
                 ra = self.blk_start[ra] - self.q1
                 rb = self.blk_start[rb] - self.q1

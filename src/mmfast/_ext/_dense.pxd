@@ -19,3 +19,25 @@ cdef inline int small_chol(double* D, Py_ssize_t p) noexcept nogil:
                 acc = acc - D[i * p + k] * D[j * p + k]
             D[i * p + j] = acc / D[j * p + j]
     return 0
+
+
+cdef inline void tkv_tm(const double* Tk, Py_ssize_t pk, const double* V, const double* Tm,
+                        Py_ssize_t pm, double* out, double* tmp) noexcept nogil:
+    """out (pk x pm, row-major) = Tk' V Tm for lower-triangular column-major templates."""
+    cdef Py_ssize_t a, b, s, t
+    cdef double acc
+    if pk == 1 and pm == 1:
+        out[0] = Tk[0] * V[0] * Tm[0]
+        return
+    for a in range(pk):
+        for t in range(pm):
+            acc = 0.0
+            for b in range(t, pm):
+                acc = acc + V[a * pm + b] * Tm[b + t * pm]
+            tmp[a * pm + t] = acc
+    for s in range(pk):
+        for t in range(pm):
+            acc = 0.0
+            for a in range(s, pk):
+                acc = acc + Tk[a + s * pk] * tmp[a * pm + t]
+            out[s * pm + t] = acc

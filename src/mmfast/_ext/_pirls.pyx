@@ -396,12 +396,29 @@ cdef class SingleTerm:
         memcpy(&self.u[0], &self.ugood[0], self.nlev * self.p * sizeof(double))
         memcpy(&self.beta[0], &self.bgood[0], self.beta.shape[0] * sizeof(double))
 
+    cdef double _value(self, int rc, int use_agq) noexcept nogil:
+        """The criterion after PIRLS returned rc: inf (state restored) when it failed, else
+        -2 log p(y|u) + |u|² + log|L|² (Laplace) or the AGQ deviance; rc -3 (not converged
+        within the iterations) still gives a value, counted as a failure."""
+        self.last_rc = rc
+        if rc == -1 or rc == -2:
+            self.failures += 1
+            self._restore()
+            return INFINITY
+        if rc == -3:
+            self.failures += 1
+            self.sqrL = self._sqru()
+            self.m2ll = self.resp.m2loglik(self.dev)
+        if use_agq and self.nagq > 1:
+            self.agq_dev = self._agq()
+            return self.agq_dev + self.m2ll - self.dev
+        return self.ldL2 + self.sqrL + self.m2ll
+
     def laplace(self, x, grad=None):
         """Laplace deviance at x = [theta, delta] (lme4's, or the proper AGQ one if nAGQ > 1)."""
         cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64)
         cdef Py_ssize_t k, l, nth = self.ntheta, px = self.px
         cdef double acc, val
-        cdef int rc
         if xv.shape[0] != nth + px:
             raise ValueError("parameter vector has the wrong length")
         with nogil:
@@ -414,28 +431,12 @@ cdef class SingleTerm:
                     acc = acc + self.Binv[k, l] * xv[nth + l]
                 self.beta[k] = acc
             self._make_base()
-            rc = self._pirls(0)
-            self.last_rc = rc
-            if rc == -1 or rc == -2:
-                self.failures += 1
-                self._restore()
-                val = INFINITY
-            else:
-                if rc == -3:
-                    self.failures += 1
-                    self.sqrL = self._sqru()
-                    self.m2ll = self.resp.m2loglik(self.dev)
-                if self.nagq > 1:
-                    self.agq_dev = self._agq()
-                    val = self.agq_dev + self.m2ll - self.dev
-                else:
-                    val = self.ldL2 + self.sqrL + self.m2ll
+            val = self._value(self._pirls(0), 1)
         return val
 
     def joint(self, theta, grad=None):
         """lme4's nAGQ = 0 deviance at theta: beta and u from PIRLS jointly."""
         cdef const double[::1] tv = np.ascontiguousarray(theta, dtype=np.float64)
-        cdef int rc
         cdef double val
         if tv.shape[0] != self.ntheta:
             raise ValueError("theta has the wrong length")
@@ -443,18 +444,7 @@ cdef class SingleTerm:
             self.evaluations += 1
             self._save()
             self._set_theta(&tv[0])
-            rc = self._pirls(1)
-            self.last_rc = rc
-            if rc == -1 or rc == -2:
-                self.failures += 1
-                self._restore()
-                val = INFINITY
-            else:
-                if rc == -3:
-                    self.failures += 1
-                    self.sqrL = self._sqru()
-                    self.m2ll = self.resp.m2loglik(self.dev)
-                val = self.ldL2 + self.sqrL + self.m2ll
+            val = self._value(self._pirls(1), 0)
         return val
 
     def rx_matrix(self):

@@ -13,6 +13,7 @@ from libc.stdlib cimport malloc, free
 
 from ._cholmod cimport SparseCholesky
 from .cholmod cimport CHOLMOD_A
+from ._dense cimport tkv_tm
 
 cnp.import_array()
 
@@ -22,12 +23,11 @@ cdef void _fill_values(const double* T, const int* tofs, const int* term_p,
                        const long* pair_vofs, Py_ssize_t npairs, const double* V,
                        const long* pos, double* values, double* tmp) noexcept nogil:
     """values <- lower(Λ'Z'ZΛ + I) from the Z'Z sub-blocks."""
-    cdef Py_ssize_t pr, a, b, s, t, k, m, pk, pm
+    cdef Py_ssize_t pr, s, t, k, m, pk, pm
     cdef const double* Tk
     cdef const double* Tm
     cdef const double* Vp
     cdef const long* pp
-    cdef double acc
     for pr in range(npairs):
         k = blk_term[pair_row[pr]]
         m = blk_term[pair_col[pr]]
@@ -37,29 +37,12 @@ cdef void _fill_values(const double* T, const int* tofs, const int* term_p,
         pp = pos + pair_vofs[pr]
         Tk = T + tofs[k]
         Tm = T + tofs[m]
-        if pk == 1 and pm == 1:
-            values[pp[0]] = Tk[0] * Vp[0] * Tm[0]
-            if pair_row[pr] == pair_col[pr]:
-                values[pp[0]] += 1.0
-            continue
-        # tmp = V Tm  (pk x pm), Tm lower triangular column-major: Tm[b, t] = Tm[b + t*pm]
-        for a in range(pk):
-            for t in range(pm):
-                acc = 0.0
-                for b in range(t, pm):
-                    acc = acc + Vp[a * pm + b] * Tm[b + t * pm]
-                tmp[a * pm + t] = acc
-        # R = Tk' tmp ; R[s, t] = sum_{a >= s} Tk[a, s] tmp[a, t]
+        tkv_tm(Tk, pk, Vp, Tm, pm, tmp, tmp + pk * pm)  # R = Tk' V Tm into tmp
         for s in range(pk):
             for t in range(pm):
-                if pp[s * pm + t] < 0:
-                    continue
-                acc = 0.0
-                for a in range(s, pk):
-                    acc = acc + Tk[a + s * pk] * tmp[a * pm + t]
-                if pair_row[pr] == pair_col[pr] and s == t:
-                    acc = acc + 1.0
-                values[pp[s * pm + t]] = acc
+                if pp[s * pm + t] >= 0:  # the lower triangle only
+                    values[pp[s * pm + t]] = tmp[s * pm + t] + (
+                        1.0 if pair_row[pr] == pair_col[pr] and s == t else 0.0)
 
 
 cdef void _lambda_t(const double* T, const int* tofs, const int* term_p, const int* blk_term,
@@ -119,7 +102,7 @@ cdef class PLSKernel:
         self.B = np.zeros((self.q, self.ncol), order="F")
         self.X = np.zeros((self.q, self.ncol), order="F")
         pmax = int(max(blocks.term_p)) if len(blocks.term_p) else 1
-        self.tmp = <double*> malloc(pmax * pmax * sizeof(double))
+        self.tmp = <double*> malloc(2 * pmax * pmax * sizeof(double))
         if self.tmp == NULL:
             raise MemoryError()
 
