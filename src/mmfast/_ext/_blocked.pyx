@@ -13,7 +13,7 @@ from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
-from ._dense cimport small_chol, tkv_tm
+from ._dense cimport downdate, small_chol, tkv_tm
 
 from ..design.ordering import expand, locality_order
 
@@ -255,20 +255,12 @@ cdef class BlockedKernel:
         cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
         cdef double[:, ::1] Mv = M
         cdef double[::1, :] Cv = self.Cm
-        cdef Py_ssize_t i, c1, c2
-        cdef double acc
         cdef int rc
         with nogil:
             rc = self._factor(&Tv[0])
             if rc == 0:
                 self._rhs(&Tv[0])
-                for c1 in range(self.ncol):
-                    for c2 in range(c1, self.ncol):
-                        acc = 0.0
-                        for i in range(self.q):
-                            acc = acc + Cv[i, c1] * Cv[i, c2]
-                        Mv[c1, c2] = self.WtW[c1, c2] - acc
-                        Mv[c2, c1] = Mv[c1, c2]
+                downdate(&self.WtW[0, 0], &Cv[0, 0], &Cv[0, 0], self.q, self.ncol, &Mv[0, 0])
         if rc != 0:
             return np.inf, None
         return self.logdet, M

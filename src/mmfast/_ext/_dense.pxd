@@ -41,3 +41,17 @@ cdef inline void tkv_tm(const double* Tk, Py_ssize_t pk, const double* V, const 
             for a in range(s, pk):
                 acc = acc + Tk[a + s * pk] * tmp[a * pm + t]
             out[s * pm + t] = acc
+
+
+cdef inline void downdate(const double* WtW, const double* U, const double* V, Py_ssize_t q,
+                          Py_ssize_t ncol, double* M) noexcept nogil:
+    """M = W'W - U'V (symmetric, ncol x ncol, row-major); U, V column-major q x ncol."""
+    cdef Py_ssize_t i, c1, c2
+    cdef double acc
+    for c1 in range(ncol):
+        for c2 in range(c1, ncol):
+            acc = 0.0
+            for i in range(q):
+                acc = acc + U[i + c1 * q] * V[i + c2 * q]
+            M[c1 * ncol + c2] = WtW[c1 * ncol + c2] - acc
+            M[c2 * ncol + c1] = M[c1 * ncol + c2]

@@ -13,7 +13,7 @@ from libc.stdlib cimport malloc, free
 
 from ._cholmod cimport SparseCholesky
 from .cholmod cimport CHOLMOD_A
-from ._dense cimport tkv_tm
+from ._dense cimport downdate, tkv_tm
 
 cnp.import_array()
 
@@ -137,8 +137,6 @@ cdef class PLSKernel:
         cdef double[::1, :] Xv = self.X
         cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
         cdef double[:, ::1] Mv = M
-        cdef Py_ssize_t i, c1, c2
-        cdef double acc
         cdef int rc = 0
         cdef double* values = &self.chol.values[0]
         with nogil:
@@ -152,13 +150,7 @@ cdef class PLSKernel:
                           self.q, self.ncol, &Bv[0, 0])
                 rc = self.chol.solve_into(&Bv[0, 0], self.ncol, &Xv[0, 0], CHOLMOD_A)
             if rc == 0:
-                for c1 in range(self.ncol):
-                    for c2 in range(c1, self.ncol):
-                        acc = 0.0
-                        for i in range(self.q):
-                            acc = acc + Bv[i, c1] * Xv[i, c2]
-                        Mv[c1, c2] = self.WtW[c1, c2] - acc
-                        Mv[c2, c1] = Mv[c1, c2]
+                downdate(&self.WtW[0, 0], &Bv[0, 0], &Xv[0, 0], self.q, self.ncol, &Mv[0, 0])
         if rc != 0:
             return np.inf, None
         return self.chol.logdet, M
