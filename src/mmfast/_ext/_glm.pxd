@@ -99,6 +99,8 @@ cdef inline double _variance(int fam, double mu) noexcept nogil:
 cdef inline double _ylogy(double y, double mu) noexcept nogil:
     if y == 0.0:
         return 0.0
+    if y == 1.0:  # 0/1 data: no division
+        return -log(mu)
     return y * log(y / mu)
 
 
@@ -113,11 +115,13 @@ cdef inline double _devres(int fam, double y, double mu, double wt) noexcept nog
 cdef inline void _mu_me(int link, double eta, double* mu, double* me) noexcept nogil:
     """mu = linkinv(eta) and mu' = d mu / d eta, sharing the exponential where they can."""
     cdef double e, r
-    if link == LOGIT:
+    cdef double d
+    if link == LOGIT:  # one exponential, one division
         e = exp(-fabs(eta))
-        r = 1.0 / (1.0 + e) if eta >= 0 else e / (1.0 + e)
+        d = 1.0 / (1.0 + e)
+        r = d if eta >= 0 else e * d
         mu[0] = r if r < 1.0 - EPS else 1.0 - EPS
-        r = e / ((1.0 + e) * (1.0 + e))
+        r = e * d * d
         me[0] = r if r > EPS else EPS
     elif link == LOG:
         e = exp(eta)

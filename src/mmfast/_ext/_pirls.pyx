@@ -7,12 +7,11 @@ cimport numpy as cnp
 from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, fabs, lgamma, INFINITY, NAN, isfinite
 from libc.string cimport memset, memcpy
 
-from ._glm cimport GlmResponse, _devres, _linkinv, EPS, SQRT1_2, INV_SQRT2PI, PI
+from ._glm cimport (GlmResponse, _devres, _linkinv, EPS, SQRT1_2, INV_SQRT2PI,
+                   PI, BINOMIAL, POISSON, LOGIT, LOG)
 from ._dense cimport small_chol
 
 cnp.import_array()
-
-
 
 
 cdef class SingleTerm:
@@ -111,6 +110,21 @@ cdef class SingleTerm:
         if self.px:
             np.asarray(self.beta)[:self.px] = np.asarray(beta, dtype=np.float64)
         self.fresh = 0
+
+    def reset(self, GlmResponse resp, eta0):
+        """A new response on the same design (a refit): u = 0, beta = 0, eta = eta0, counters
+        zeroed, as a new engine would start; the transform and quadrature rule are kept."""
+        cdef const double[::1] e = np.ascontiguousarray(eta0, dtype=np.float64)
+        if resp.n != self.n or e.shape[0] != self.n:
+            raise ValueError("the new response has the wrong length")
+        self.resp = resp
+        self.eta[:] = e
+        self.base[:] = self.off
+        self.u[:] = 0.0
+        self.beta[:] = 0.0
+        self.fresh = 1
+        self.evaluations = self.iterations = self.failures = 0
+        self.last_rc = 0
 
     def set_transform(self, beta0, Binv):
         """beta = beta0 + Binv delta in ``laplace``."""
@@ -432,6 +446,77 @@ cdef class SingleTerm:
                 self.beta[k] = acc
             self._make_base()
             val = self._value(self._pirls(0), 1)
+        return val
+
+    @property
+    def has_gradient(self):
+        """``laplace_grad`` applies: a scalar term and a canonical link (binomial-logit,
+        Poisson-log), where d w / d eta is simple and u*'s derivatives have a closed form."""
+        return self.p == 1 and self.nagq == 1 and (
+            (self.resp.fam == BINOMIAL and self.resp.link == LOGIT)
+            or (self.resp.fam == POISSON and self.resp.link == LOG))
+
+    cdef void _gradient(self, double* g) noexcept nogil:
+        """d/dx of the Laplace deviance at the converged mode, x = [theta, delta].
+
+        dev + |u|^2 by the envelope theorem (u is its minimiser); log|A| = sum_j log D_j,
+        D_j = 1 + theta^2 G_j(eta), also moves with eta through u*(theta, beta), whose
+        derivatives are u_j' = (S_j - theta G_j u_j) / D_j along theta and -theta H_jk / D_j
+        along beta_k (S_j = sum r z, r = pw (y - mu); G_j = sum w z^2; H_jk = sum w z x_k)."""
+        cdef Py_ssize_t i, j, k, l, nl = self.nlev, px = self.px
+        cdef double th = self.T[0], wi, wd, mu, z, ri, up, a, gth = 0.0
+        cdef double* G = &self.G[0]
+        cdef double* S = &self.h[0]
+        cdef double* K = &self.cv[0]
+        cdef double* H = &self.H[0]
+        cdef double* Q = &self.C[0]
+        cdef double* gx = &self.mv[0]
+        cdef int binom = self.resp.fam == BINOMIAL
+        memset(G, 0, nl * sizeof(double))
+        memset(S, 0, nl * sizeof(double))
+        memset(K, 0, nl * sizeof(double))
+        if px:
+            memset(H, 0, nl * px * sizeof(double))
+            memset(Q, 0, nl * px * sizeof(double))
+            memset(gx, 0, px * sizeof(double))
+        for i in range(self.n):
+            mu = self.resp.mu[i]
+            wi = self.resp.pw[i] * (mu * (1.0 - mu) if binom else mu)
+            wd = wi * (1.0 - 2.0 * mu) if binom else wi  # d w / d eta
+            ri = self.resp.pw[i] * (self.resp.y[i] - mu)
+            z = self.Zx[i, 0]
+            j = self.codes[i]
+            G[j] += wi * z * z
+            S[j] += ri * z
+            K[j] += wd * z * z * z
+            for k in range(px):
+                H[j * px + k] += wi * z * self.X[i, k]
+                Q[j * px + k] += wd * z * z * self.X[i, k]
+                gx[k] -= 2.0 * ri * self.X[i, k]
+        for j in range(nl):
+            a = 1.0 + th * th * G[j]
+            up = (S[j] - th * G[j] * self.u[j]) / a
+            gth += (-2.0 * self.u[j] * S[j]
+                    + (2.0 * th * G[j] + th * th * (self.u[j] + th * up) * K[j]) / a)
+            for k in range(px):
+                up = -th * H[j * px + k] / a
+                gx[k] += th * th / a * (Q[j * px + k] + th * up * K[j])
+        g[0] = gth
+        for l in range(px):  # beta = beta0 + Binv delta
+            a = 0.0
+            for k in range(px):
+                a = a + self.Binv[k, l] * gx[k]
+            g[1 + l] = a
+
+    def laplace_grad(self, x, double[::1] grad):
+        """``laplace(x)``, with its gradient written into ``grad`` (needs ``has_gradient``;
+        left untouched when the value is not finite)."""
+        if grad.shape[0] != 1 + self.px or not self.has_gradient:
+            raise ValueError("no analytic gradient for this model, or grad has the wrong length")
+        cdef double val = self.laplace(x)
+        if isfinite(val):
+            with nogil:
+                self._gradient(&grad[0])
         return val
 
     def joint(self, theta, grad=None):

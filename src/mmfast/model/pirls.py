@@ -63,7 +63,9 @@ def make_response(family, y, pw, n) -> GlmResponse:
         m = family._m(n, pw)
         exact = bool(np.all(np.abs(m * y - np.rint(m * y)) < 1e-9 * np.maximum(1.0, m))
                      and np.all(np.abs(m - np.rint(m)) < 1e-9))
-    if exact:
+    if exact and family.name == "binomial" and not np.any((y > 0) & (y < 1)):
+        sat = float(np.sum(c))  # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
+    elif exact:
         sat = family.aic(y, n, y, pw)  # -2 log p at mu = y: the deviance residuals are zero there
     return GlmResponse(family.code, family.link.code, y, pw, a, b, c, sat, int(exact))
 
@@ -147,6 +149,21 @@ class KernelPIRLS:
         self.u = np.array(u, dtype=float)
         self.beta = np.array(beta, dtype=float)
         self.fresh = False
+
+    has_gradient = False  # no analytic Laplace gradient for several terms (BOBYQA is used)
+
+    def reset(self, resp: GlmResponse, eta0) -> None:
+        """A new response on the same design (see ``SingleTerm.reset``)."""
+        if resp.n != self.n or len(eta0) != self.n:
+            raise ValueError("the new response has the wrong length")
+        self.resp = resp
+        self.eta = np.array(eta0, dtype=float)
+        self.base = self.off.copy()
+        self.u = np.zeros(self.q)
+        self.beta = np.zeros(self.px)
+        self.fresh = True
+        self.evaluations = self.iterations = self.failures = 0
+        self.last_rc = 0
 
     def set_transform(self, beta0, Binv):
         self.beta0 = np.array(beta0, dtype=float)

@@ -96,6 +96,7 @@ class LoglikRefitter:
         self.fixef_names = list(model.frame.fixef_names)
         self.lean = (self.full.kind == "glmm" and model.n_agq == 1
                      and getattr(model, "_xhat", None) is not None)
+        self.hessian = None
         if self.lean:
             self.frame, self.family = model.frame, model.family
             self.x0 = np.array(model._xhat, dtype=float)
@@ -104,6 +105,7 @@ class LoglikRefitter:
             self.lower = np.concatenate([model.theta_lower, np.full(len(self.x0) - nth, -np.inf)])
             self.step = np.concatenate([np.maximum(0.05 * np.abs(self.x0[:nth]), 0.05),
                                         np.full(len(self.x0) - nth, 0.2)])
+            self.hessian = self._start_hessian(model.frame.y)
 
     def __call__(self, y) -> float:
         return self.fit(y)[0]
@@ -113,28 +115,65 @@ class LoglikRefitter:
         if not self.lean:
             m = self.full(y, None if start is None else start[0])
             return float(m.loglik), np.asarray(m.theta), np.asarray(m.beta)
-        from ..model.optimize import minimize_bounded
-        from ..model.pirls import make_engine
-        fr, fam = self.frame, self.family
-        y2, pw, ntr, mustart = fam.initialize(np.asarray(y, dtype=float), fr.weights, fr.y_extra,
-                                              fr.parsed.response)
-        with np.errstate(all="ignore"):
-            eta0 = fam.linkfun(mustart)
-        eng = make_engine(fr, fam, y2, pw, ntr, eta0)
-        eng.set_transform(self.beta1, self.Binv)
+        from ..model.optimize import minimize_bounded, minimize_newton
+        eng = self._engine_for(y)
         x0 = self.x0
         if start is not None:
             theta, beta = np.asarray(start[0], dtype=float), np.asarray(start[1], dtype=float)
             x0 = np.concatenate([np.maximum(theta, self.lower[:len(theta)]),
                                  np.linalg.solve(self.Binv, beta - self.beta1)])
-        res = minimize_bounded(eng.laplace, x0, self.lower, ftol_abs=FTOL, xtol_abs=XTOL,
-                               step=self.step)
+        res = None
+        if self.hessian is not None:  # analytic gradient: quasi-Newton, a handful of evaluations
+            res = minimize_newton(eng.laplace_grad, x0, self.lower, self.hessian)
+        if res is None or not (res.converged and np.isfinite(res.fun)):
+            res = minimize_bounded(eng.laplace, x0, self.lower, ftol_abs=FTOL, xtol_abs=XTOL,
+                                   step=self.step)
         if not (res.converged and np.isfinite(res.fun)):
             m = self.full(y)
             return float(m.loglik), np.asarray(m.theta), np.asarray(m.beta)
         nth = len(self.theta_hat)
         x = res.x
         return -0.5 * float(res.fun), x[:nth].copy(), self.beta1 + self.Binv @ x[nth:]
+
+    def _start_hessian(self, y):
+        """The Laplace deviance's Hessian at the original fit (central differences), the start
+        of the quasi-Newton refits; None when the engine has no analytic gradient.  A θ held at
+        its bound there gets a unit curvature (BFGS corrects it)."""
+        from ..model.glmm import FD_STEP
+        from ..model.pirls import fd_hessian
+        eng = self._engine_for(y)
+        if not eng.has_gradient:
+            return None
+        fx = eng.laplace(self.x0)
+        idx, _, H = fd_hessian(eng, self.x0, fx, self.lower, len(self.theta_hat), FD_STEP)
+        full = np.eye(len(self.x0))
+        full[np.ix_(idx, idx)] = H
+        try:
+            np.linalg.cholesky(full)
+        except np.linalg.LinAlgError:
+            return None
+        return full
+
+    def _engine_for(self, y):
+        """The PIRLS engine at response y: built once per refitter, then only reset."""
+        from ..model.pirls import make_engine, make_response
+        fr, fam = self.frame, self.family
+        y2, pw, ntr, mustart = fam.initialize(np.asarray(y, dtype=float), fr.weights, fr.y_extra,
+                                              fr.parsed.response)
+        with np.errstate(all="ignore"):
+            eta0 = fam.linkfun(mustart)
+        eng = self.__dict__.get("_engine")
+        if eng is None:
+            eng = self._engine = make_engine(fr, fam, y2, pw, ntr, eta0)
+            eng.set_transform(self.beta1, self.Binv)
+        else:
+            eng.reset(make_response(fam, y2, pw, ntr), eta0)
+        return eng
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_engine", None)  # compiled, not picklable: rebuilt in the worker
+        return state
 
     def start_from(self, other: "LoglikRefitter"):
         """A map (θ, β) of ``other`` (a nested model) -> a start for this model, or None.
