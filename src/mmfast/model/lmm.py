@@ -23,6 +23,7 @@ from .ainv import ainv_blocks
 from .frame import ModelFrame, model_frame
 from .optimize import minimize_bounded, minimize_with_gradient
 from .results import MixedModelResults
+from ..threads import SMALL_DENSE, small_blas_work
 from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
 
 __all__ = ["LinearMixedModel", "lmer"]
@@ -156,12 +157,13 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     def fit(self, start=None, **optctrl) -> "LinearMixedModel":
         """Minimise the criterion over θ (BOBYQA from lme4's start) and compute the results."""
         x0 = self.theta_start if start is None else np.asarray(start, dtype=float)
-        if self.use_gradient and not optctrl:
-            from .gradient import profiled_gradient
-            res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective,
-                                         x0, self.theta_lower)
-        else:
-            res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
+        with small_blas_work(getattr(self.kernel, "dense_size", SMALL_DENSE), self.blocks.q):
+            if self.use_gradient and not optctrl:
+                from .gradient import profiled_gradient
+                res = minimize_with_gradient(lambda th: profiled_gradient(self, th),
+                                             self.objective, x0, self.theta_lower)
+            else:
+                res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
         if not np.isfinite(res.fun) or res.fun >= 1e299:
             raise FitError("the REML criterion / deviance could not be evaluated at any θ tried "
                            "(the penalised system is not positive definite: check for extreme "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .scalar import ScalarDesign, fit_scalar, t_pvalues
+from ..threads import one_blas_thread
 
 __all__ = ["TIDY_COLUMNS", "ScalarTask", "GeneralTask", "run_task", "error_chunk", "concat_chunks",
            "satterthwaite_available"]
@@ -197,20 +198,7 @@ class ScalarTask:
         }
 
 
-_CONTROLLER = None
-
-
-def _one_blas_thread():
-    """A context with BLAS on one thread: a task is one core's work, whatever the backend
-    (OpenBLAS would otherwise spin a second thread on the small products of ``scalar``)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
-
-
 def run_task(task) -> dict:
     """Entry point for every backend (a module-level function, so workers can import it)."""
-    with _one_blas_thread():
+    with one_blas_thread():  # a task is one core's work, whatever the backend
         return task.run()
