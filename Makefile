@@ -18,6 +18,7 @@ test: setup
 
 bench: setup r-deps
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/memory.py --json benchmarks/results/memory.json
 
 setup: $(VENV)/.installed
 
