@@ -1,5 +1,5 @@
 # Small dense linear algebra shared by the kernels (inline: no call overhead in the inner loops).
-from libc.math cimport sqrt
+from libc.math cimport log, sqrt
 
 
 cdef inline int small_chol(double* D, Py_ssize_t p) noexcept nogil:
@@ -55,3 +55,17 @@ cdef inline void downdate(const double* WtW, const double* U, const double* V, P
                 acc = acc + U[i + c1 * q] * V[i + c2 * q]
             M[c1 * ncol + c2] = WtW[c1 * ncol + c2] - acc
             M[c2 * ncol + c1] = M[c1 * ncol + c2]
+
+
+cdef inline int profile_cross(double* M, Py_ssize_t m, double* out) noexcept nogil:
+    """Cholesky of the m x m cross-product M = [[R_X'R_X, .], [c_b', r^2 + |c_b|^2]] (row-major,
+    overwritten): out = (log|R_X|^2, r^2); -1 if it is not positive definite."""
+    cdef Py_ssize_t k
+    cdef double ld = 0.0
+    if small_chol(M, m) != 0:
+        return -1
+    for k in range(m - 1):
+        ld += 2.0 * log(M[k * m + k])
+    out[0] = ld
+    out[1] = M[m * m - 1] * M[m * m - 1]
+    return 0 if out[1] > 0.0 else -1

@@ -42,14 +42,14 @@ def _single_factor(data: pd.DataFrame, col: str) -> tuple[np.ndarray, list[str]]
     if col not in data.columns:
         raise FormulaError(f"grouping factor '{col}' is not a column of the data")
     s = data[col]
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        used = np.unique(s.cat.codes.to_numpy())
-        used = used[used >= 0]
-        remap = np.full(len(s.cat.categories), -1, dtype=np.int64)
+    if isinstance(s.dtype, pd.CategoricalDtype):  # unused categories dropped, as R's factor
+        raw = s.cat.codes.to_numpy()
+        cats = s.cat.categories
+        seen = np.bincount(raw[raw >= 0], minlength=len(cats)) > 0
+        used = np.flatnonzero(seen)
+        remap = np.full(len(cats), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
-        codes = remap[s.cat.codes.to_numpy()]
-        levels = [level_label(s.cat.categories[i]) for i in used]
-        return codes, levels
+        return remap[raw], [level_label(v) for v in cats[used].tolist()]
     values = s.to_numpy()
     if values.dtype.kind not in "biuf":
         values = values.astype(str)

@@ -116,13 +116,17 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
             extra[name] = arr
     for name, arr in extra.items():
         frame[name] = arr
-    complete = frame.notna().all(axis=1).to_numpy()
-    n_dropped = int((~complete).sum())
-    if not complete.any():
-        bad = [c for c in frame.columns if frame[c].isna().all()]
-        raise DataError("no rows left after dropping missing values"
-                        + (f" (all missing in: {', '.join(map(str, bad))})" if bad else ""))
-    frame = frame.loc[complete].reset_index(drop=True)
+    n_dropped = 0
+    if any(frame[c].hasnans for c in frame.columns):  # else no copy of the rows
+        complete = frame.notna().all(axis=1).to_numpy()
+        n_dropped = int((~complete).sum())
+        if not complete.any():
+            bad = [c for c in frame.columns if frame[c].isna().all()]
+            raise DataError("no rows left after dropping missing values"
+                            + (f" (all missing in: {', '.join(map(str, bad))})" if bad else ""))
+        frame = frame.loc[complete].reset_index(drop=True)
+    elif not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
+        frame = frame.reset_index(drop=True)
     for col in frame.columns:
         _numeric_column(frame, col)
     y, y_extra = _response(parsed.response, frame, response_kind)

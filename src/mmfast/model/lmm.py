@@ -9,6 +9,7 @@ penalised residual sum of squares r² = M_yy - c_β'c_β.  Then (Bates et al. 20
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -136,15 +137,16 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     def objective(self, theta, reml: bool | None = None) -> float:
         """The REML criterion (reml) or ML deviance, profiled over β and σ, at θ."""
         reml = self.reml if reml is None else reml
-        prof = self._profile(theta)
-        if prof is None:
+        prof = self.kernel.profiled(self.templates(np.asarray(theta, dtype=float)))
+        if prof is None:  # called per evaluation: the kernel does the small Cholesky too
             return np.inf
-        ldL2, ldRX2, r2, _, _ = prof
+        ldL2, ldRX2, r2 = prof
         n, p = self.frame.X.shape
         if reml:
             nmp = n - p
-            return ldL2 + ldRX2 + nmp * (1.0 + LOG2PI + np.log(r2 / nmp)) - self._logw
-        return ldL2 + n * (1.0 + LOG2PI + np.log(r2 / n)) - self._logw
+            return (ldL2 + ldRX2 + self._logdetRb2 + nmp * (1.0 + LOG2PI + math.log(r2 / nmp))
+                    - self._logw)
+        return ldL2 + n * (1.0 + LOG2PI + math.log(r2 / n)) - self._logw
 
     @property
     def use_gradient(self) -> bool:
