@@ -101,3 +101,57 @@ def test_quasi_newton_refits_reach_the_tight_optimum(water):
             tight = minimize_bounded(eng.laplace, r.x0, r.lower, ftol_abs=1e-13, xtol_abs=1e-9,
                                      step=r.step)
             assert ll == pytest.approx(-0.5 * tight.fun, abs=1e-6)
+
+
+# --- several terms (KernelPIRLS + laplace_gradient) ------------------------------------------
+def _simulated(first_vector: bool):
+    rng = np.random.default_rng(1)
+    n = 600
+    g1, g2, x = rng.integers(0, 60, n), rng.integers(0, 8, n), rng.normal(size=n)
+    eta = (-0.3 + 0.5 * x + 0.8 * rng.normal(size=60)[g1] + 0.5 * x * rng.normal(size=60)[g1]
+           + 0.6 * rng.normal(size=8)[g2])
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    import pandas as pd
+    df = pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
+    f = "y ~ x + (1 + x | g1) + (1 | g2)" if first_vector else "y ~ x + (1 | g1) + (1 + x | g2)"
+    return _glmer(f, df, "binomial")
+
+
+@pytest.fixture(scope="module")
+def multi():
+    ticks = datasets.load("grouseticks")
+    return {"vector_first": _simulated(True), "vector_second": _simulated(False),
+            "poisson": _glmer("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", ticks,
+                              "poisson")}
+
+
+@pytest.mark.parametrize("case", ["vector_first", "vector_second", "poisson"])
+def test_several_terms_gradient_matches_central_differences(case, multi):
+    model = multi[case]
+    eng = model.engine
+    assert eng.has_gradient and len(model.frame.terms) == 2
+    assert model.optinfo["stage2"]["optimizer"].startswith("lbfgsb")
+    eng.tol = 1e-13
+    x0 = np.array(model._xhat)
+    for shift in (0.25, -0.2):
+        x = x0 + shift * np.maximum(np.abs(x0), 0.3)
+        g = np.zeros(len(x))
+        eng.laplace_grad(x, g)
+        fd = _central(eng.laplace, x)
+        assert np.max(np.abs(g - fd)) < 1e-5 * max(1.0, np.max(np.abs(fd)))
+    eng.tol = 1e-10
+    eng.laplace(x0)
+
+
+@pytest.mark.parametrize("case", ["vector_first", "poisson"])
+def test_gradient_fit_reaches_the_derivative_free_optimum(case, multi, monkeypatch):
+    from mmfast.model.glmm import GeneralizedLinearMixedModel
+    model = multi[case]
+    monkeypatch.setattr(GeneralizedLinearMixedModel, "_use_gradient", property(lambda self: False))
+    bobyqa = _glmer(model.frame.parsed.formula, model.frame.data, model.family)
+    assert bobyqa.optinfo["stage2"]["optimizer"] == "bobyqa"
+    assert model.loglik >= bobyqa.loglik - 1e-6
+    assert model.loglik == pytest.approx(bobyqa.loglik, abs=1e-4)
+    assert np.allclose(model.fixef, bobyqa.fixef, atol=1e-3)
+    se, se_b = np.sqrt(np.diag(model.vcov)), np.sqrt(np.diag(bobyqa.vcov))
+    assert np.allclose(se, se_b, rtol=2e-3)

@@ -93,6 +93,20 @@ cdef class GlmResponse:
         return s
 
     # --- Python access (the kernel path, results, tests) ----------------------------------
+    @property
+    def y_(self):
+        """The response (read-only view)."""
+        a = np.asarray(self.y)
+        a.flags.writeable = False
+        return a
+
+    @property
+    def pw_(self):
+        """The prior weights (read-only view)."""
+        a = np.asarray(self.pw)
+        a.flags.writeable = False
+        return a
+
     def py_set_eta(self, eta, bint need_dev=True):
         cdef const double[::1] e = np.ascontiguousarray(eta, dtype=np.float64)
         if e.shape[0] != self.n:

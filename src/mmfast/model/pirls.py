@@ -36,6 +36,7 @@ from .._ext._pirls import SingleTerm
 from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z
+from . import laplace_gradient
 
 __all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_hessian", "PIRLS_TOL"]
 
@@ -81,6 +82,10 @@ def make_engine(frame, family, y, pw, n, eta0):
     else:
         eng = KernelPIRLS(resp, frame, off, eta0, ntheta)
     eng.newton = int(family.link.name == family.canonical)  # PIRLS is Newton's method then
+    if len(frame.terms) > 1 and laplace_gradient.supports(frame, family):
+        eng._grad = laplace_gradient.LaplaceGradient(frame, family)
+        eng._theta_pos = [(k, r, c) for k, t in enumerate(frame.terms)
+                          for r, c in zip(*t.tril_indices())]
     eng.tol = PIRLS_TOL
     return eng
 
@@ -127,6 +132,7 @@ class KernelPIRLS:
         self._Mraw = None
         self.nagq = 1
         self.newton = False  # canonical link (set by make_engine): quadratic convergence
+        self._grad, self._theta_pos = None, []
 
     # --- the interface shared with SingleTerm ----------------------------------------------
     @property
@@ -150,7 +156,21 @@ class KernelPIRLS:
         self.beta = np.array(beta, dtype=float)
         self.fresh = False
 
-    has_gradient = False  # no analytic Laplace gradient for several terms (BOBYQA is used)
+    @property
+    def has_gradient(self) -> bool:
+        """``laplace_grad`` applies (``laplace_gradient.supports``: canonical link, small
+        dense part)."""
+        return self._grad is not None and self.nagq == 1
+
+    def laplace_grad(self, x, grad) -> float:
+        """``laplace(x)``, with its gradient written into ``grad`` (left alone if not finite)."""
+        if not self.has_gradient:
+            raise ValueError("no analytic gradient for this model")
+        val = self.laplace(x)
+        if np.isfinite(val):
+            grad[:] = self._grad(self.T, self.u, self.eta, self.resp.y_, self.resp.pw_, self.Binv,
+                                 self._theta_pos)
+        return val
 
     def reset(self, resp: GlmResponse, eta0) -> None:
         """A new response on the same design (see ``SingleTerm.reset``)."""
@@ -350,3 +370,31 @@ def fd_hessian(eng, x, fx, lower, ntheta: int, step: float):
     eng.set_state(u0, beta)
     g = (fp - fm) / (2.0 * h)
     return idx, g, H
+
+
+def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
+    """``fd_hessian`` from the analytic gradient (``eng.laplace_grad``; fx unused): differences of
+    the gradient, 2 evaluations per free coordinate instead of about n + 1; symmetrised.
+    Returns (free coordinate indices, gradient, Hessian) over the free coordinates."""
+    free = np.array([not (i < ntheta and np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
+                     for i in range(len(x))])
+    idx = np.flatnonzero(free)
+    h = np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
+    for k, i in enumerate(idx):
+        if np.isfinite(lower[i]):
+            h[k] = min(h[k], 0.5 * (x[i] - lower[i]))
+    beta, u0 = eng.beta_, eng.u_
+    g0, gp, gm = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
+    eng.laplace_grad(x, g0)
+    H = np.empty((len(idx), len(idx)))
+    for k, i in enumerate(idx):
+        e = np.zeros(len(x))
+        e[i] = h[k]
+        eng.set_state(u0, beta)
+        eng.laplace_grad(x + e, gp)
+        eng.set_state(u0, beta)
+        eng.laplace_grad(x - e, gm)
+        H[:, k] = (gp[idx] - gm[idx]) / (2.0 * h[k])
+    eng.set_state(u0, beta)
+    eng.laplace(x)
+    return idx, g0[idx], 0.5 * (H + H.T)
