@@ -118,6 +118,11 @@ cdef class BlockedKernel:
         cdef double acc, ld = 0.0
         cdef const double* T0 = T
         cdef int info = 0, n2
+        cdef double* Sp
+        cdef double* col
+        cdef double* L21p
+        cdef const int* pos
+        cdef Py_ssize_t end
         cdef char lo = b'L'
         # 1. diagonal blocks of the first term
         for j in range(self.nlev0):
@@ -130,7 +135,13 @@ cdef class BlockedKernel:
             for s in range(p0):
                 ld += 2.0 * log(D[s * p0 + s])
         # 2. L21 blocks: (T_k' V T0) L_j^{-T}
-        for j in range(self.nlev0):
+        if self.scalar:  # one column per term: l_c = t_k v_c t_0 / d_j, plain pointers
+            L21p = &self.L21[0]
+            for j in range(self.nlev0):
+                acc = T0[0] / self.Ldiag[j]
+                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    L21p[c] = T[self.tofs[self.blk_term[self.cross_row[c]]]] * self.V[self.cross_vofs[c]] * acc
+        for j in range(self.nlev0 if not self.scalar else 0):
             D = &self.Ldiag[j * p0 * p0]
             for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                 k = self.blk_term[self.cross_row[c]]
@@ -164,13 +175,17 @@ cdef class BlockedKernel:
                 if ra == rb:
                     for s in range(pa):
                         self.S[ra + s, ra + s] += 1.0
-            if self.scalar:  # S[ra, rb] -= l_a l_b, column by column
+            if self.scalar:  # S[ra, rb] -= l_a l_b, column by column (local pointers: no reloads)
+                Sp = &self.S[0, 0]
+                L21p = &self.L21[0]
+                pos = &self.cross_pos[0]
                 for j in range(self.nlev0):
-                    for b in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                        acc = self.L21[b]
-                        rb = self.cross_pos[b]
-                        for a in range(b, self.cross_colptr[j + 1]):
-                            self.S[self.cross_pos[a], rb] -= self.L21[a] * acc
+                    end = self.cross_colptr[j + 1]
+                    for b in range(self.cross_colptr[j], end):
+                        acc = L21p[b]
+                        col = Sp + pos[b] * self.q2
+                        for a in range(b, end):
+                            col[pos[a]] -= L21p[a] * acc
             for j in range(self.nlev0 if not self.scalar else 0):  # column-wise in S (Fortran order)
                 for b in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                     Lb = &self.L21[self.cross_lofs[b]]
@@ -361,7 +376,11 @@ cdef class BlockedKernel:
         cdef double* buf
         cdef const double* Tk
         cdef const double* Vp
-        cdef Py_ssize_t pmax = 0
+        cdef Py_ssize_t pmax = 0, c0, c1
+        cdef const double* Sinvp = &self.Sinv[0, 0] if self.q2 > 0 else NULL
+        cdef const double* L21p = &self.L21[0]
+        cdef const int* pos = &self.cross_pos[0] if self.cross_pos.shape[0] > 0 else NULL
+        cdef const double* colp
         for k in range(self.term_p.shape[0]):
             if self.term_p[k] > pmax:
                 pmax = self.term_p[k]
@@ -386,13 +405,14 @@ cdef class BlockedKernel:
         for j in range(self.nlev0):
             D = &self.Ldiag[j * p0 * p0]
             # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
-            if self.scalar:
-                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                    ri = self.cross_pos[c]
+            if self.scalar:  # local pointers: the compiler keeps them in registers
+                c0, c1 = self.cross_colptr[j], self.cross_colptr[j + 1]
+                for c in range(c0, c1):
+                    colp = Sinvp + pos[c] * self.q2
                     acc = 0.0
-                    for c2 in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                        acc = acc + self.Sinv[self.cross_pos[c2], ri] * self.L21[c2]
-                    Y[(c - self.cross_colptr[j]) * pmax * p0] = acc
+                    for c2 in range(c0, c1):
+                        acc = acc + colp[pos[c2]] * L21p[c2]
+                    Y[(c - c0) * pmax * p0] = acc
             for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if not self.scalar else 0):
                 pk = self.term_p[self.blk_term[self.cross_row[c]]]
                 ri = self.blk_start[self.cross_row[c]] - self.q1

@@ -55,6 +55,10 @@ class LaplaceGradient:
         self.C = np.concatenate(cols, axis=1)
         self.m = self.C.shape[1]
         self.codes1 = terms[0].factor.codes.astype(np.int64)
+        p1, q1, q2, C = self.p1, self.q1, self.q2, self.C  # scatter positions in A₁₂ and A₂₂
+        C2 = C[:, p1:] - q1
+        self.idx12 = (C[:, :p1, None] * q2 + C2[:, None, :]).ravel()
+        self.idx22 = (C2[:, :, None] * q2 + C2[:, None, :]).ravel()
 
     # --- A and the entries of A⁻¹ a row touches ----------------------------------------------
     def _rows_zl(self, T):
@@ -69,7 +73,7 @@ class LaplaceGradient:
     def _blocks(self, V, w):
         """A₁₁⁻¹ per level (l, p₁, p₁), A₁₂ (q₁ x q₂), P = A₁₁⁻¹A₁₂, S⁻¹ (q₂ x q₂), P S⁻¹ and
         the diagonal blocks of (A⁻¹)₁₁."""
-        p1, q1, q2, C = self.p1, self.q1, self.q2, self.C
+        p1, q1, q2 = self.p1, self.q1, self.q2
         nl1 = q1 // p1
         V1, Vw = V[:, :p1], V * w[:, None]
         A11 = np.empty((nl1, p1, p1))
@@ -77,13 +81,10 @@ class LaplaceGradient:
             for b in range(p1):
                 A11[:, a, b] = np.bincount(self.codes1, Vw[:, a] * V1[:, b], minlength=nl1)
         A11 += np.eye(p1)
-        A11inv = np.linalg.inv(A11)
-        C2 = C[:, p1:] - q1
-        idx12 = (C[:, :p1, None] * q2 + C2[:, None, :]).ravel()
-        A12 = np.bincount(idx12, (Vw[:, :p1, None] * V[:, None, p1:]).ravel(),
+        A11inv = 1.0 / A11 if p1 == 1 else np.linalg.inv(A11)
+        A12 = np.bincount(self.idx12, (Vw[:, :p1, None] * V[:, None, p1:]).ravel(),
                           minlength=q1 * q2).reshape(q1, q2)
-        idx22 = (C2[:, :, None] * q2 + C2[:, None, :]).ravel()
-        A22 = np.bincount(idx22, (Vw[:, p1:, None] * V[:, None, p1:]).ravel(),
+        A22 = np.bincount(self.idx22, (Vw[:, p1:, None] * V[:, None, p1:]).ravel(),
                           minlength=q2 * q2).reshape(q2, q2) + np.eye(q2)
         Pl = np.einsum("lab,lbc->lac", A11inv, A12.reshape(nl1, p1, q2))
         P = Pl.reshape(q1, q2)
