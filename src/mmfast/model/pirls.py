@@ -373,18 +373,17 @@ def fd_hessian(eng, x, fx, lower, ntheta: int, step: float):
 
 
 def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
-    """``fd_hessian`` from the analytic gradient (``eng.laplace_grad``; fx unused): differences of
-    the gradient, 2 evaluations per free coordinate instead of about n + 1; symmetrised.
+    """``fd_hessian`` from the analytic gradient (``eng.laplace_grad``; fx unused): forward
+    differences of the gradient, n + 1 evaluations instead of n² + n, with a step 10x smaller
+    than ``fd_hessian``'s (the gradient is exact to PIRLS's tolerance); symmetrised.
     Returns (free coordinate indices, gradient, Hessian) over the free coordinates."""
+    step = 0.1 * step
     free = np.array([not (i < ntheta and np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
                      for i in range(len(x))])
     idx = np.flatnonzero(free)
     h = np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
-    for k, i in enumerate(idx):
-        if np.isfinite(lower[i]):
-            h[k] = min(h[k], 0.5 * (x[i] - lower[i]))
     beta, u0 = eng.beta_, eng.u_
-    g0, gp, gm = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
+    g0, gp = np.empty(len(x)), np.empty(len(x))
     eng.laplace_grad(x, g0)
     H = np.empty((len(idx), len(idx)))
     for k, i in enumerate(idx):
@@ -392,9 +391,7 @@ def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
         e[i] = h[k]
         eng.set_state(u0, beta)
         eng.laplace_grad(x + e, gp)
-        eng.set_state(u0, beta)
-        eng.laplace_grad(x - e, gm)
-        H[:, k] = (gp[idx] - gm[idx]) / (2.0 * h[k])
+        H[:, k] = (gp[idx] - g0[idx]) / h[k]
     eng.set_state(u0, beta)
     eng.laplace(x)
     return idx, g0[idx], 0.5 * (H + H.T)
