@@ -45,8 +45,9 @@ from ..errors import ConvergenceWarning, DataError, FitError, ModelSpecError, Si
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .frame import evaluate, model_frame
-from .optimize import minimize_bounded, minimize_with_gradient
-from .pirls import KernelPIRLS, fd_hessian, gradient_hessian, make_engine, single_term_ainv
+from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
+from .pirls import (KernelPIRLS, fd_hessian, gradient_hessian, make_engine, single_term_ainv,
+                    start_hessian)
 from .results import MixedModelResults
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
@@ -165,10 +166,14 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         lower = np.concatenate([self.theta_lower, np.full(p, -np.inf)])
         x0 = np.concatenate([r1.x, np.zeros(p)])
         step = np.concatenate([np.maximum(STEP_THETA * np.abs(r1.x), 0.05), np.full(p, STEP_DELTA)])
-        if self._use_gradient:  # analytic Laplace gradient: L-BFGS-B, far fewer evaluations
-            grad = np.empty(len(x0))
-            r2 = minimize_with_gradient(lambda x: (eng.laplace_grad(x, grad), grad.copy()),
-                                        eng.laplace, x0, lower)
+        if self._use_gradient:  # analytic Laplace gradient: quasi-Newton, few evaluations
+            r2 = minimize_newton(eng.laplace_grad, x0, lower, start_hessian(eng, x0, nth))
+            if not r2.converged:  # e.g. a variance at its bound: L-BFGS-B in log scale
+                grad = np.empty(len(x0))
+                r2b = minimize_with_gradient(lambda x: (eng.laplace_grad(x, grad), grad.copy()),
+                                             eng.laplace, r2.x, lower)
+                r2b.evaluations += r2.evaluations
+                r2 = r2b
         else:
             r2 = minimize_bounded(eng.laplace, x0, lower, ftol_abs=STAGE2_TOL[0],
                                   xtol_abs=STAGE2_TOL[1], step=step)

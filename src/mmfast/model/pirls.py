@@ -38,7 +38,8 @@ from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z
 from . import laplace_gradient
 
-__all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_hessian", "PIRLS_TOL"]
+__all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_hessian",
+           "gradient_hessian", "start_hessian", "PIRLS_TOL"]
 
 PIRLS_TOL = 1e-10  # max |step| in u (and relative in β) at convergence
 MAX_HALVINGS = 30
@@ -395,3 +396,27 @@ def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
     eng.set_state(u0, beta)
     eng.laplace(x)
     return idx, g0[idx], 0.5 * (H + H.T)
+
+
+def start_hessian(eng, x, ntheta: int, step: float = 1e-4) -> np.ndarray:
+    """A starting Hessian for quasi-Newton in (θ, whitened β): the θ columns by forward
+    differences of the analytic gradient (``ntheta`` + 1 evaluations), the β block 2I (the
+    whitening makes the deviance's β curvature about that); the identity if not positive
+    definite."""
+    n = len(x)
+    g0, g1 = np.empty(n), np.empty(n)
+    H = 2.0 * np.eye(n)
+    if not np.isfinite(eng.laplace_grad(x, g0)):
+        return np.eye(n)
+    for k in range(ntheta):
+        h = step * max(abs(x[k]), 0.1)
+        e = np.zeros(n)
+        e[k] = h
+        if not np.isfinite(eng.laplace_grad(x + e, g1)):
+            return np.eye(n)
+        H[:, k] = H[k, :] = (g1 - g0) / h
+    try:
+        np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return np.eye(n)
+    return H
