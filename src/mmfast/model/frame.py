@@ -58,22 +58,22 @@ def evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
 
 
 def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndarray:
-    """Indices of columns to keep: later columns in the span of earlier ones are dropped."""
+    """Indices of columns to keep: later columns in the span of earlier ones are dropped.
+
+    With the columns scaled to unit length, |R_jj| of an unpivoted Householder QR is the
+    distance of column j from the span of the columns before it (dropped ones add nothing to
+    that span), so one backward-stable ``qr(mode="r")`` decides every column.
+    """
     if X.shape[1] == 0:
         return np.arange(0)
     scale = np.sqrt((X ** 2).sum(axis=0))
-    keep, Q = [], np.zeros((X.shape[0], 0))
-    for j in range(X.shape[1]):
-        if scale[j] == 0:
-            continue
-        v = X[:, j] / scale[j]
-        r = v - Q @ (Q.T @ v)
-        r = r - Q @ (Q.T @ r)
-        nr = np.linalg.norm(r)
-        if nr > tol:
-            keep.append(j)
-            Q = np.column_stack([Q, r / nr])
-    return np.array(keep, dtype=int)
+    nz = scale > 0
+    Xs = X[:, nz] / scale[nz]
+    d = np.abs(np.diag(np.linalg.qr(Xs, mode="r"))) if Xs.shape[1] else np.zeros(0)
+    cols = np.flatnonzero(nz)
+    if len(d) < len(cols):  # fewer rows than columns: the trailing ones are dependent
+        d = np.concatenate([d, np.zeros(len(cols) - len(d))])
+    return cols[d > tol].astype(int)
 
 
 def _numeric_column(data: pd.DataFrame, col: str) -> None:
