@@ -60,18 +60,24 @@ def csc_pattern(blocks: "BlockStructure") -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) -> sp.csc_matrix:
-    """Sparse Z (n x q) from the terms' integer codes, level-major within each term."""
-    rows, cols, vals = [], [], []
-    for t in terms:
-        for j in range(t.p):
-            rows.append(np.arange(n))
-            cols.append(t.offset + t.factor.codes.astype(np.int64) * t.p + j)
-            v = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
-            vals.append(v)
+    """Sparse Z (n x q) from the terms' integer codes, level-major within each term.
+
+    Every row has exactly Σ p_t entries, in increasing column order (terms in order, a term's
+    columns after its level's offset), so the CSR arrays are written directly (no COO sort)."""
     q = sum(t.q for t in terms)
-    Z = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, q))
-    return Z
+    m = sum(t.p for t in terms)
+    cols = np.empty((n, m), dtype=np.int32 if q < 2**31 else np.int64)
+    vals = np.empty((n, m))
+    k = 0
+    for t in terms:
+        base = t.offset + t.factor.codes.astype(np.int64) * t.p
+        for j in range(t.p):
+            cols[:, k] = base + j
+            vals[:, k] = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
+            k += 1
+    indptr = np.arange(0, n * m + 1, m, dtype=cols.dtype)
+    Z = sp.csr_matrix((vals.ravel(), cols.ravel(), indptr), shape=(n, q))
+    return Z.tocsc()
 
 
 def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
