@@ -101,9 +101,21 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
         for m in range(k + 1):
             keys.append(rowblk[k] * nblocks + rowblk[m])
             pieces.append((k, m))
-    allkeys = np.concatenate(keys)
-    inv, uniq = pd.factorize(allkeys, sort=True)  # hashing: much faster than np.unique's sort
-    inv = inv.astype(np.int64)
+    # unique pairs per piece (pieces' keys are disjoint: their terms differ); a diagonal piece's
+    # pair is (a row's block, itself), so only cross pieces need hashing
+    local = []
+    for (k, m), key in zip(pieces, keys):
+        if k == m:
+            present = np.bincount(rowblk[k] - blk_base[k], minlength=int(nblk[k])) > 0
+            ub = blk_base[k] + np.flatnonzero(present)
+            remap = np.full(int(nblk[k]), -1, dtype=np.int64)
+            remap[present] = np.arange(len(ub))
+            local.append((remap[rowblk[k] - blk_base[k]], ub * nblocks + ub))
+        else:
+            codes, ukeys = pd.factorize(key, sort=True)  # hashing: faster than np.unique
+            local.append((codes, np.asarray(ukeys, dtype=np.int64)))
+    uniq = np.sort(np.concatenate([u for _, u in local]))
+    inv = np.concatenate([np.searchsorted(uniq, u)[c] for c, u in local]).astype(np.int64)
     pair_row = (uniq // nblocks).astype(np.int32)
     pair_col = (uniq % nblocks).astype(np.int32)
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
