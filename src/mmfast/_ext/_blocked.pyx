@@ -8,12 +8,12 @@ kernel is chosen; MixedModels.jl's layout).  Same interface as ``PLSKernel``.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport INFINITY, log, sqrt
+from libc.math cimport log, sqrt
 from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
-from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
+from ._dense cimport downdate, profiled_result, small_chol, tkv_tm
 
 from ..design.ordering import expand, locality_order
 
@@ -284,18 +284,8 @@ cdef class BlockedKernel:
     def profiled(self, T):
         """(log|A|, log|R_X|², r²) at T in the kernel's basis, or None where not positive
         definite: ``update`` and the Cholesky of M in one call (the LMM objective's path)."""
-        cdef double out[2]
-        cdef double[:, ::1] Mv
-        cdef int rc
         ld, M = self.update(T)
-        if M is None:
-            return None
-        Mv = M
-        with nogil:
-            rc = profile_cross(&Mv[0, 0], Mv.shape[0], out)
-        if rc != 0 or not ld < INFINITY:
-            return None
-        return ld, out[0], out[1]
+        return profiled_result(ld, M)
 
     def conditional_modes(self, beta):
         """Spherical random effects u at β from the last update: L'u = c_u - R_ZX β."""

@@ -1,5 +1,5 @@
 # Small dense linear algebra shared by the kernels (inline: no call overhead in the inner loops).
-from libc.math cimport log, sqrt
+from libc.math cimport INFINITY, log, sqrt
 
 
 cdef inline int small_chol(double* D, Py_ssize_t p) noexcept nogil:
@@ -69,3 +69,16 @@ cdef inline int profile_cross(double* M, Py_ssize_t m, double* out) noexcept nog
     out[0] = ld
     out[1] = M[m * m - 1] * M[m * m - 1]
     return 0 if out[1] > 0.0 else -1
+
+
+cdef inline object profiled_result(double ld, object M):
+    """A kernel's ``update`` result (log|A|, M) -> (log|A|, log|R_X|², r²), or None."""
+    cdef double out[2]
+    cdef double[:, ::1] Mv
+    cdef int rc
+    if M is None or not ld < INFINITY:
+        return None
+    Mv = M
+    with nogil:
+        rc = profile_cross(&Mv[0, 0], Mv.shape[0], out)
+    return None if rc != 0 else (ld, out[0], out[1])

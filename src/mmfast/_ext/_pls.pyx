@@ -9,12 +9,11 @@ Everything after the argument checks runs without the GIL.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport INFINITY
 from libc.stdlib cimport malloc, free
 
 from ._cholmod cimport SparseCholesky
 from .cholmod cimport CHOLMOD_A
-from ._dense cimport downdate, profile_cross, tkv_tm
+from ._dense cimport downdate, profiled_result, tkv_tm
 
 cnp.import_array()
 
@@ -159,15 +158,5 @@ cdef class PLSKernel:
     def profiled(self, T):
         """(log|A|, log|R_X|², r²) at T in the kernel's basis, or None where not positive
         definite: ``update`` and the Cholesky of M in one call (the LMM objective's path)."""
-        cdef double out[2]
-        cdef double[:, ::1] Mv
-        cdef int rc
         ld, M = self.update(T)
-        if M is None:
-            return None
-        Mv = M
-        with nogil:
-            rc = profile_cross(&Mv[0, 0], Mv.shape[0], out)
-        if rc != 0 or not ld < INFINITY:
-            return None
-        return ld, out[0], out[1]
+        return profiled_result(ld, M)
