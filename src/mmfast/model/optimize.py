@@ -140,7 +140,8 @@ def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000) ->
                      optimizer=name, converged=bool(fx < 1e299), message=message)
 
 
-def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50) -> OptResult:
+def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
+                    bound_tol=1e-4) -> OptResult:
     """Bounded quasi-Newton from a good start and a good Hessian (refits of a fitted model).
 
     ``fun_grad(x, g)`` returns f(x) and writes the analytic gradient into g.  The Hessian
@@ -148,9 +149,9 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50) -> 
     projected on ``x >= lower`` with coordinates at their bound held while the gradient pushes
     outwards, and halved until f decreases.  Converged when the Newton decrement g'B⁻¹g (twice
     the predicted decrease) is below ``dec_tol``; ``converged=False`` otherwise (the caller falls
-    back to BOBYQA).  A solution with a coordinate on its bound is reported as not converged:
-    the gradient cannot tell there (the Laplace deviance is even in a scalar θ, so its
-    derivative vanishes at θ = 0 whether or not that is a minimum).
+    back to BOBYQA).  A solution with a coordinate within ``bound_tol`` of its bound is reported
+    as not converged: the gradient cannot tell there (the Laplace deviance is even in a scalar
+    θ, so its derivative vanishes at θ = 0, and is tiny near it, whether or not 0 is a minimum).
     """
     t0 = time.perf_counter()
     lower = np.asarray(lower, dtype=float)
@@ -167,7 +168,7 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50) -> 
             break
         dec = -float(g @ d)
         if dec < dec_tol:
-            ok = not np.any(x <= lower)
+            ok = not np.any(x - lower < bound_tol)
             break
         if not dec > 0:  # not a descent direction: B has lost positive definiteness
             break

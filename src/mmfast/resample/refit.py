@@ -136,16 +136,16 @@ class LoglikRefitter:
         return -0.5 * float(res.fun), x[:nth].copy(), self.beta1 + self.Binv @ x[nth:]
 
     def _start_hessian(self, y):
-        """The Laplace deviance's Hessian at the original fit (central differences), the start
-        of the quasi-Newton refits; None when the engine has no analytic gradient.  A θ held at
-        its bound there gets a unit curvature (BFGS corrects it)."""
+        """The Laplace deviance's Hessian at the original fit (differences of the analytic
+        gradient), the start of the quasi-Newton refits; None when the engine has no analytic
+        gradient.  A θ held at its bound there gets a unit curvature (BFGS corrects it)."""
         from ..model.glmm import FD_STEP
-        from ..model.pirls import fd_hessian
+        from ..model.pirls import gradient_hessian
         eng = self._engine_for(y)
         if not eng.has_gradient:
             return None
         fx = eng.laplace(self.x0)
-        idx, _, H = fd_hessian(eng, self.x0, fx, self.lower, len(self.theta_hat), FD_STEP)
+        idx, _, H = gradient_hessian(eng, self.x0, fx, self.lower, len(self.theta_hat), FD_STEP)
         full = np.eye(len(self.x0))
         full[np.ix_(idx, idx)] = H
         try:
