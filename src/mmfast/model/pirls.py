@@ -325,6 +325,15 @@ def single_term_ainv(engine) -> list[np.ndarray]:
     return [np.einsum("lji,ljk->lik", Linv, Linv)]
 
 
+def _fd_steps(x, lower, ntheta: int, step: float):
+    """Free coordinates (θ within 1e-4 of its bound is held) and their difference steps:
+    relative to max(|θ|, 0.1) for θ, absolute for whitened β."""
+    free = np.array([not (i < ntheta and np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
+                     for i in range(len(x))])
+    idx = np.flatnonzero(free)
+    return idx, np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
+
+
 def fd_hessian(eng, x, fx, lower, ntheta: int, step: float):
     """Central-difference gradient and Hessian of ``eng.laplace`` at x (value fx).
 
@@ -336,10 +345,7 @@ def fd_hessian(eng, x, fx, lower, ntheta: int, step: float):
     Returns (free coordinate indices, gradient, Hessian) over the free coordinates.
     """
     f = eng.laplace
-    free = np.array([not (i < ntheta and np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
-                     for i in range(len(x))])
-    idx = np.flatnonzero(free)
-    h = np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
+    idx, h = _fd_steps(x, lower, ntheta, step)
     for k, i in enumerate(idx):
         if np.isfinite(lower[i]):
             h[k] = min(h[k], 0.5 * (x[i] - lower[i]))
@@ -378,23 +384,21 @@ def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
     differences of the gradient, n + 1 evaluations instead of n² + n, with a step 10x smaller
     than ``fd_hessian``'s (the gradient is exact to PIRLS's tolerance); symmetrised.
     Returns (free coordinate indices, gradient, Hessian) over the free coordinates."""
-    step = 0.1 * step
-    free = np.array([not (i < ntheta and np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
-                     for i in range(len(x))])
-    idx = np.flatnonzero(free)
-    h = np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
+    idx, h = _fd_steps(x, lower, ntheta, 0.1 * step)
     beta, u0 = eng.beta_, eng.u_
     g0, gp = np.empty(len(x)), np.empty(len(x))
-    eng.laplace_grad(x, g0)
+    ok = np.isfinite(eng.laplace_grad(x, g0))
     H = np.empty((len(idx), len(idx)))
     for k, i in enumerate(idx):
         e = np.zeros(len(x))
         e[i] = h[k]
         eng.set_state(u0, beta)
-        eng.laplace_grad(x + e, gp)
+        ok = ok and np.isfinite(eng.laplace_grad(x + e, gp))
         H[:, k] = (gp[idx] - g0[idx]) / h[k]
     eng.set_state(u0, beta)
-    eng.laplace(x)
+    fx = eng.laplace(x)
+    if not ok:  # PIRLS failed at a step: values-only differences
+        return fd_hessian(eng, x, fx, lower, ntheta, step)
     return idx, g0[idx], 0.5 * (H + H.T)
 
 
