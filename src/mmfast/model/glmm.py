@@ -5,7 +5,11 @@ Fitting follows lme4's two stages:
 1. θ only, with β estimated inside PIRLS (the nAGQ = 0 criterion), by BOBYQA;
 2. the Laplace (or, ``n_agq > 1``, adaptive Gauss-Hermite) deviance over (θ, β) jointly, from
    stage 1's answer.  β is optimised in whitened coordinates β = β₁ + R_X⁻¹ δ (R_X from stage 1),
-   so the problem is close to isotropic and BOBYQA needs few evaluations.
+   so the problem is close to isotropic and BOBYQA needs few evaluations.  With several
+   random-effects terms and a canonical link (binomial-logit, Poisson-log) the Laplace
+   deviance has an analytic gradient (``laplace_gradient``): stage 2 is then quasi-Newton from
+   a start Hessian (L-BFGS-B if it ends near a bound) and the Hessian below comes from
+   forward differences of the gradient (n + 1 evaluations instead of n² + n).
 
 Then a central finite-difference Hessian of the deviance over (θ, δ) gives the gradient check,
 one Newton correction (accepted only if it lowers the deviance) and, as in lme4, the
