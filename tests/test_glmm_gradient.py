@@ -88,6 +88,9 @@ def test_minimize_newton_on_a_bounded_quadratic():
     res = minimize_newton(quad(b), np.array([1.0, 0.0]), np.array([0.0, -np.inf]), H)
     assert not res.converged and res.x[0] == 0.0
     assert res.x[1] == pytest.approx(b[1] - H[1, 0] * (0.0 - b[0]) / H[1, 1], abs=1e-6)
+    # an indefinite start Hessian is no convergence certificate
+    res = minimize_newton(quad(a), np.zeros(2), np.full(2, -np.inf), -H)
+    assert not res.converged
 
 
 def test_quasi_newton_refits_reach_the_tight_optimum(water):

@@ -167,10 +167,10 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
         except np.linalg.LinAlgError:
             break
         dec = -float(g @ d)
+        if not dec >= 0:  # not a descent direction: B is not positive definite
+            break
         if dec < dec_tol:
             ok = not np.any(x - lower < bound_tol)
-            break
-        if not dec > 0:  # not a descent direction: B has lost positive definiteness
             break
         t, fn = 1.0, math.inf
         while t > 1e-6:
