@@ -169,8 +169,11 @@ class KernelPIRLS:
             raise ValueError("no analytic gradient for this model")
         val = self.laplace(x)
         if np.isfinite(val):
-            grad[:] = self._grad(self.T, self.u, self.eta, self.resp.y_, self.resp.pw_, self.Binv,
-                                 self._theta_pos)
+            try:
+                grad[:] = self._grad(self.T, self.u, self.eta, self.resp.y_, self.resp.pw_,
+                                     self.Binv, self._theta_pos)
+            except np.linalg.LinAlgError:  # a numerically singular Schur complement
+                grad[:] = np.nan
         return val
 
     def reset(self, resp: GlmResponse, eta0) -> None:
@@ -387,13 +390,13 @@ def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
     idx, h = _fd_steps(x, lower, ntheta, 0.1 * step)
     beta, u0 = eng.beta_, eng.u_
     g0, gp = np.empty(len(x)), np.empty(len(x))
-    ok = np.isfinite(eng.laplace_grad(x, g0))
+    ok = np.isfinite(eng.laplace_grad(x, g0)) and np.all(np.isfinite(g0))
     H = np.empty((len(idx), len(idx)))
     for k, i in enumerate(idx):
         e = np.zeros(len(x))
         e[i] = h[k]
         eng.set_state(u0, beta)
-        ok = ok and np.isfinite(eng.laplace_grad(x + e, gp))
+        ok = ok and np.isfinite(eng.laplace_grad(x + e, gp)) and np.all(np.isfinite(gp))
         H[:, k] = (gp[idx] - g0[idx]) / h[k]
     eng.set_state(u0, beta)
     fx = eng.laplace(x)
@@ -410,13 +413,13 @@ def start_hessian(eng, x, ntheta: int, step: float = 1e-4) -> np.ndarray:
     n = len(x)
     g0, g1 = np.empty(n), np.empty(n)
     H = 2.0 * np.eye(n)
-    if not np.isfinite(eng.laplace_grad(x, g0)):
+    if not (np.isfinite(eng.laplace_grad(x, g0)) and np.all(np.isfinite(g0))):
         return np.eye(n)
     for k in range(ntheta):
         h = step * max(abs(x[k]), 0.1)
         e = np.zeros(n)
         e[k] = h
-        if not np.isfinite(eng.laplace_grad(x + e, g1)):
+        if not (np.isfinite(eng.laplace_grad(x + e, g1)) and np.all(np.isfinite(g1))):
             return np.eye(n)
         H[:, k] = H[k, :] = (g1 - g0) / h
     try:
