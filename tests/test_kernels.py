@@ -138,7 +138,8 @@ def test_predict_on_new_data_follows_the_model():
 
 @pytest.mark.parametrize("singular", [False, True])
 def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
-    """Log-scale L-BFGS-B on the analytic gradient reaches BOBYQA's optimum, also on the boundary."""
+    """The gradient path (log-θ Newton, else log-scale L-BFGS-B) reaches BOBYQA's optimum, also
+    on the boundary."""
     data = _crossed(seed=5)
     if singular:  # no b-level variation at all: that variance must be estimated as 0
         rng = np.random.default_rng(7)
@@ -151,8 +152,40 @@ def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
         dfo = mmfast.lmer(formula, data)
         monkeypatch.setattr(lmm_module, "GRADIENT_MIN_Q", 0)
         grad = mmfast.lmer(formula, data)
-    assert grad.optinfo["optimizer"].startswith("lbfgsb")
+    # Newton on log θ from the moment start; a variance heading for 0 hands over to L-BFGS-B
+    assert grad.optinfo["optimizer"].startswith("lbfgsb" if singular else "newton(log)")
     assert dfo.optinfo["optimizer"].startswith("bobyqa")
     assert grad.reml_criterion <= dfo.reml_criterion + 1e-7
     np.testing.assert_allclose(grad.theta, dfo.theta, atol=2e-4)
     assert grad.singular == dfo.singular == singular
+
+
+def test_moment_start_and_log_newton():
+    """The moment start recovers a one-way design's variance ratio; Newton on log x finds a
+    known minimum and declines (converged False) when its start Hessian is indefinite."""
+    from mmfast.model.frame import model_frame
+    from mmfast.model.lmm import LinearMixedModel
+    from mmfast.model.optimize import minimize_log_newton
+    from mmfast.model.start import moment_start
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(400), 25)
+    data = pd.DataFrame({"y": 2.0 + 1.5 * rng.normal(size=400)[g] + rng.normal(size=g.size),
+                         "g": g.astype(str)})
+    th0 = moment_start(LinearMixedModel(model_frame("y ~ 1 + (1 | g)", data)))
+    assert th0[0] == pytest.approx(1.5, rel=0.1)  # σ_g / σ = 1.5
+
+    a = np.array([0.3, 2.0])
+
+    def fg(x, gr):  # Σ (log x - log a)², minimum at a
+        d = np.log(x) - np.log(a)
+        gr[:] = 2.0 * d / x
+        return float(d @ d)
+
+    res = minimize_log_newton(fg, np.array([0.5, 1.0]))
+    assert res.converged and np.allclose(res.x, a, rtol=1e-6)
+
+    def concave(x, gr):
+        gr[:] = -2.0 * x
+        return -float(x @ x)
+
+    assert not minimize_log_newton(concave, np.array([0.5, 1.0])).converged

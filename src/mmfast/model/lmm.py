@@ -22,7 +22,8 @@ from ..design.blocks import build_blocks, build_Z
 from ..errors import ConvergenceWarning, FitError, SingularFitWarning
 from .ainv import ainv_blocks
 from .frame import ModelFrame, model_frame
-from .optimize import minimize_bounded, minimize_with_gradient
+from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradient
+from .start import moment_start
 from .results import MixedModelResults
 from ..threads import SMALL_DENSE, small_blas_work
 from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
@@ -161,9 +162,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         x0 = self.theta_start if start is None else np.asarray(start, dtype=float)
         with small_blas_work(getattr(self.kernel, "dense_size", SMALL_DENSE), self.blocks.q):
             if self.use_gradient and not optctrl:
-                from .gradient import profiled_gradient
-                res = minimize_with_gradient(lambda th: profiled_gradient(self, th),
-                                             self.objective, x0, self.theta_lower)
+                res = self._fit_with_gradient(x0 if start is not None else moment_start(self))
             else:
                 res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
         if not np.isfinite(res.fun) or res.fun >= 1e299:
@@ -180,6 +179,28 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
             warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
                           stacklevel=3)
         return self
+
+    def _fit_with_gradient(self, x0):
+        """Large models: Newton on log θ from x0 when every θ is a standard deviation ratio
+        (scalar or ``||`` terms) and x0 is near the optimum; else, or if that does not
+        settle, L-BFGS-B in log scale (with a bounded pass for singular fits)."""
+        from .gradient import profiled_gradient
+
+        def fg(theta, g):
+            f, gg = profiled_gradient(self, theta)
+            g[:] = gg
+            return f
+
+        nev = 0
+        if np.all(self.theta_lower == 0) and np.all(x0 > 0):
+            res = minimize_log_newton(fg, x0)
+            if res.converged:
+                return res
+            nev, x0 = res.evaluations, (res.x if np.all(np.isfinite(res.x)) else x0)
+        res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0,
+                                     self.theta_lower)
+        res.evaluations += nev
+        return res
 
     def _set_theta(self, theta: np.ndarray) -> None:
         """Everything at θ: β, σ, u, b, fitted values, criteria."""
