@@ -456,7 +456,7 @@ cdef class BlockedKernel:
                 # Q_j (term 0) += P_ij' T_k' V   with P_ij: pk x p0, V: pk x p0
                 _acc_ptv(Pyx, pk, p0, T + self.tofs[k], pk, Vp, p0, 1, Q, buf)
                 # Q_i (term k) += P_ij T0' V'    (pk x p0)(p0 x p0)(p0 x pk)
-                _acc_ptvt(Pyx, pk, p0, T, Vp, pk, Q + self.tofs[k], buf)
+                _acc_ptv(Pyx, pk, p0, T, p0, Vp, pk, 0, Q + self.tofs[k], buf, 1)
         free(Y)
         free(P11)
         # rest pairs (x >= y, both after the first term): P from S⁻¹
@@ -516,15 +516,17 @@ cdef void _sandwich_inv(const double* L, double* P, Py_ssize_t p) noexcept nogil
 
 
 cdef void _acc_ptv(const double* P, Py_ssize_t pr, Py_ssize_t pc, const double* T, Py_ssize_t pt,
-                   const double* V, Py_ssize_t pv, int transpose_p, double* Q, double* buf) noexcept nogil:
-    """Q (pv x pv) += op(P) T' V, op(P) = P (pr x pc, pc == pt) or P' (pc x pr, pr == pt)."""
+                   const double* V, Py_ssize_t pv, int transpose_p, double* Q, double* buf,
+                   int transpose_v=0) noexcept nogil:
+    """Q += op(P) T' op(V): op(P) = P (pr x pc, pc == pt) or P' (pc x pr, pr == pt); op(V) =
+    V (pt x pv, row-major) or, with ``transpose_v``, V' of a row-major pv x pt V."""
     cdef Py_ssize_t s, t, i, a, nrow = pc if transpose_p else pr
     cdef double acc
-    for i in range(pt):  # buf = T' V  (pt x pv)
+    for i in range(pt):  # buf = T' op(V)  (pt x pv)
         for t in range(pv):
             acc = 0.0
             for a in range(i, pt):
-                acc = acc + T[a + i * pt] * V[a * pv + t]
+                acc = acc + T[a + i * pt] * (V[t * pt + a] if transpose_v else V[a * pv + t])
             buf[i * pv + t] = acc
     for s in range(nrow):
         for t in range(pv):
@@ -532,25 +534,6 @@ cdef void _acc_ptv(const double* P, Py_ssize_t pr, Py_ssize_t pc, const double* 
             for i in range(pt):
                 acc = acc + (P[i * pc + s] if transpose_p else P[s * pc + i]) * buf[i * pv + t]
             Q[s * pv + t] += acc
-
-
-cdef void _acc_ptvt(const double* P, Py_ssize_t pk, Py_ssize_t p0, const double* T0,
-                    const double* V, Py_ssize_t pv, double* Q, double* buf) noexcept nogil:
-    """Q (pk x pk) += P T0' V' with P: pk x p0, V: pk x p0 (row-major)."""
-    cdef Py_ssize_t s, t, i, a
-    cdef double acc
-    for i in range(p0):  # buf = T0' V'  (p0 x pk)
-        for t in range(pk):
-            acc = 0.0
-            for a in range(i, p0):
-                acc = acc + T0[a + i * p0] * V[t * p0 + a]
-            buf[i * pk + t] = acc
-    for s in range(pk):
-        for t in range(pk):
-            acc = 0.0
-            for i in range(p0):
-                acc = acc + P[s * p0 + i] * buf[i * pk + t]
-            Q[s * pk + t] += acc
 
 
 def gram_times(blocks, B):
