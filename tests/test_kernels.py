@@ -162,7 +162,8 @@ def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
 
 def test_moment_start_and_log_newton():
     """The moment start recovers a one-way design's variance ratio; Newton on log x finds a
-    known minimum and declines (converged False) when its start Hessian is indefinite."""
+    known minimum (some coordinates in log scale, some not) and declines (converged False) when
+    its start Hessian is indefinite."""
     from mmfast.model.frame import model_frame
     from mmfast.model.lmm import LinearMixedModel
     from mmfast.model.optimize import minimize_log_newton
@@ -175,17 +176,32 @@ def test_moment_start_and_log_newton():
     assert th0[0] == pytest.approx(1.5, rel=0.1)  # σ_g / σ = 1.5
 
     a = np.array([0.3, 2.0])
+    at = {}
 
-    def fg(x, gr):  # Σ (log x - log a)², minimum at a
+    def fg(x, gr):  # Σ (log x - log a)², minimum at a; exact Hessian in x
         d = np.log(x) - np.log(a)
         gr[:] = 2.0 * d / x
+        at["H"] = np.diag((2.0 - 2.0 * d) / x ** 2)
         return float(d @ d)
 
-    res = minimize_log_newton(fg, np.array([0.5, 1.0]))
+    res = minimize_log_newton(fg, np.array([0.5, 1.0]), lambda: at["H"])
     assert res.converged and np.allclose(res.x, a, rtol=1e-6)
+    assert res.evaluations <= 4  # exact Newton on a quadratic in log x: one step, one check
+
+    b = np.array([0.3, -1.0])  # the second coordinate not logged: (log x0 - log b0)² + (x1 - b1)²
+
+    def fg2(x, gr):
+        gr[:] = [2.0 * (np.log(x[0]) - np.log(b[0])) / x[0], 2.0 * (x[1] - b[1])]
+        at["H"] = np.diag([(2.0 - 2.0 * (np.log(x[0]) - np.log(b[0]))) / x[0] ** 2, 2.0])
+        return float((np.log(x[0]) - np.log(b[0])) ** 2 + (x[1] - b[1]) ** 2)
+
+    res = minimize_log_newton(fg2, np.array([0.5, 0.5]), lambda: at["H"],
+                              logged=np.array([True, False]), max_step=1.0)
+    assert res.converged and np.allclose(res.x, b, rtol=1e-6)
 
     def concave(x, gr):
         gr[:] = -2.0 * x
+        at["H"] = -2.0 * np.eye(2)
         return -float(x @ x)
 
-    assert not minimize_log_newton(concave, np.array([0.5, 1.0])).converged
+    assert not minimize_log_newton(concave, np.array([0.5, 1.0]), lambda: at["H"]).converged

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.linalg import cho_solve
 
 from .._ext._blocked import gram_times
+from .average_information import profiled_ai
 
 __all__ = ["profiled_gradient"]
 
@@ -25,13 +26,15 @@ def _per_term(vec: np.ndarray, t) -> np.ndarray:
     return block.reshape((t.nlevels, t.p) + vec.shape[1:])
 
 
-def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None) -> tuple[float, np.ndarray]:
-    """(objective, gradient) at θ for a model whose kernel has ``trace_gradient``."""
+def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessian: bool = False):
+    """(objective, gradient) at θ for a model whose kernel has ``trace_gradient``; with
+    ``hessian``, (objective, gradient, average-information Hessian)."""
     reml = model.reml if reml is None else reml
     theta = np.asarray(theta, dtype=float)
     prof = model._profile_kernel(theta)  # the kernel's basis: orthonormal X, residual y
     if prof is None:
-        return np.inf, np.full(len(theta), np.nan)
+        nan = np.full(len(theta), np.nan)
+        return (np.inf, nan, None) if hessian else (np.inf, nan)
     ldL2, ldRX2, r2, R, cb = prof
     kernel, blocks, terms = model.kernel, model.blocks, model.frame.terms
     n, p = model.frame.X.shape
@@ -45,8 +48,9 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None) -> tup
         K = H @ cho_solve((R, False), np.eye(p))
         LH = np.column_stack([model._lambda_times_at(theta, H[:, j]) for j in range(p)])
         Rx = blocks.ZtW[:, :p] - gram_times(blocks, LH)
-    Qt = kernel.trace_gradient(T, overwrite=True)  # last: it overwrites the factor
     nfac = (n - p) if reml else n
+    ai = profiled_ai(model, theta, r2, nfac, u, zte, R) if hessian else None
+    Qt = kernel.trace_gradient(T, overwrite=True)  # last: it overwrites the factor
     grad = np.empty(len(theta))
     tofs = 0
     for t in terms:
@@ -60,7 +64,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None) -> tup
         r, c = t.tril_indices()
         grad[t.theta_offset: t.theta_offset + t.ntheta] = G[r, c]
     obj = _criterion(model, ldL2, ldRX2 + model._logdetRb2, r2, reml)
-    return obj, grad
+    return (obj, grad, ai) if hessian else (obj, grad)
 
 
 def _criterion(model, ldL2, ldRX2, r2, reml):

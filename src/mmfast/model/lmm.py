@@ -36,6 +36,7 @@ LOG2PI = np.log(2 * np.pi)
 DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
 GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
 GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
+NEWTON_DECREMENT = 1e-7  # Newton steps stop when g'H⁻¹g (twice the predicted gain) is below
 
 
 def make_kernel(blocks, terms):
@@ -181,22 +182,28 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return self
 
     def _fit_with_gradient(self, x0):
-        """Large models: Newton on log θ from x0 when every θ is a standard deviation ratio
-        (scalar or ``||`` terms) and x0 is near the optimum; else, or if that does not
-        settle, L-BFGS-B in log scale (with a bounded pass for singular fits)."""
+        """Large models: Newton steps with the average-information Hessian, renewed at every
+        step, on log θ for the standard deviation ratios (the diagonal of the templates);
+        L-BFGS-B takes over when that does not settle or a variance heads for 0."""
         from .gradient import profiled_gradient
 
+        last = {}
+
         def fg(theta, g):
-            f, gg = profiled_gradient(self, theta)
+            f, gg, last["ai"] = profiled_gradient(self, theta, hessian=True)
             g[:] = gg
             return f
 
-        nev = 0
-        if np.all(self.theta_lower == 0) and np.all(x0 > 0):
-            res = minimize_log_newton(fg, x0)
-            if res.converged:
-                return res
-            nev, x0 = res.evaluations, (res.x if np.all(np.isfinite(res.x)) else x0)
+        logged = self.theta_lower == 0  # standard deviation ratios: Newton steps on log θ
+        res = None
+        if np.all(x0[logged] > 0):
+            res = minimize_log_newton(fg, x0, lambda: last["ai"], dec_tol=NEWTON_DECREMENT,
+                                      logged=logged, max_step=1.0)
+        if res is not None and res.converged:
+            return res
+        nev, x0 = (0, x0) if res is None else (res.evaluations, res.x)
+        if not np.all(np.isfinite(x0)):
+            x0 = self.theta_start
         res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0,
                                      self.theta_lower)
         res.evaluations += nev

@@ -142,7 +142,8 @@ def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000) ->
 
 
 def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
-                    bound_tol=1e-4, f0=None, g0=None) -> OptResult:
+                    bound_tol=1e-4, f0=None, g0=None, hessian_at=None,
+                    max_step=math.inf) -> OptResult:
     """Bounded quasi-Newton from a good start and a good Hessian (refits of a fitted model).
 
     ``fun_grad(x, g)`` returns f(x) and writes the analytic gradient into g.  The Hessian
@@ -154,6 +155,9 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
     as not converged: the gradient cannot tell there (the Laplace deviance is even in a scalar
     θ, so its derivative vanishes at θ = 0, and is tiny near it, whether or not 0 is a minimum).
     ``f0``, ``g0``: f and the gradient at x0 when the caller has them already.
+    ``hessian_at(x, g)``: a fresh Hessian approximation at the accepted point (just evaluated),
+    used instead of the BFGS update.  ``max_step``: the largest change of any coordinate
+    tried in one step (a longer Newton step is shortened first).
     """
     t0 = time.perf_counter()
     lower = np.asarray(lower, dtype=float)
@@ -178,7 +182,7 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
         if dec < dec_tol:
             ok = not np.any(x - lower < bound_tol)
             break
-        t, fn = 1.0, math.inf
+        t, fn = min(1.0, max_step / max(float(np.max(np.abs(d))), 1e-300)), math.inf
         while t > 1e-6:
             xn = np.maximum(x + t * d, lower)
             fn = float(fun_grad(xn, gn))
@@ -191,7 +195,9 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
         s, yv = xn - x, gn - g
         sy, Bs = float(s @ yv), B @ s
         sBs = float(s @ Bs)
-        if sy > 1e-12 * (1.0 + float(yv @ yv)) and sBs > 0:
+        if hessian_at is not None:
+            B = np.array(hessian_at(xn, gn), dtype=float)
+        elif sy > 1e-12 * (1.0 + float(yv @ yv)) and sBs > 0:
             B += np.outer(yv, yv) / sy - np.outer(Bs, Bs) / sBs
         x, f = xn, fn
         g, gn = gn, g
@@ -201,33 +207,38 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
                      optimizer="newton", converged=ok, message="" if ok else "no convergence")
 
 
-def minimize_log_newton(fun_grad, x0, step=1e-4, dec_tol=1e-10, maxiter=50,
-                        small=1e-4) -> OptResult:
-    """Positive parameters near their optimum: quasi-Newton on z = log x.
+def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=1e-4,
+                        logged=None, max_step=math.inf) -> OptResult:
+    """Newton steps near an optimum, on z = log x for the ``logged`` coordinates (default: all,
+    which must then be positive; the others, e.g. correlation parameters, stay as they are).
 
-    The start Hessian comes from forward differences of the analytic gradient (n + 1
-    evaluations), mapped to log scale (D H D + diag(g x), D = diag(x)); ``minimize_newton``
-    then runs unbounded in z.  Not converged (the caller falls back) when that Hessian is not
-    positive definite or a parameter heads for 0 (below ``small`` times the largest): a
-    boundary fit is for a bounded optimiser to settle.
+    ``hessian()`` is a Hessian approximation in x at the point ``fun_grad`` last evaluated
+    (the average information, for LMMs), taken afresh at every accepted point and mapped to z
+    (J H J + diag(∂f/∂z) on the logged coordinates, J = ∂x/∂z); ``minimize_newton`` runs
+    unbounded in z, trying steps of at most ``max_step``.  Not converged (the caller falls
+    back) when the start Hessian is not positive definite or a logged parameter heads for 0
+    (below ``small`` times the largest): a boundary fit is for a bounded optimiser to settle.
     """
     t0 = time.perf_counter()
     x0 = np.asarray(x0, dtype=float)
     n = len(x0)
-    g0, g1 = np.empty(n), np.empty(n)
+    logged = np.ones(n, dtype=bool) if logged is None else np.asarray(logged, dtype=bool)
+    g0 = np.empty(n)
     f0 = float(fun_grad(x0, g0))
-    H = np.empty((n, n))
-    for k in range(n if math.isfinite(f0) else 0):
-        h = step * x0[k]
-        e = np.zeros(n)
-        e[k] = h
-        fun_grad(x0 + e, g1)
-        H[:, k] = (g1 - g0) / h
-    fail = OptResult(x=x0, fun=f0, evaluations=n + 1, seconds=time.perf_counter() - t0,
+    H = np.asarray(hessian(), dtype=float) if math.isfinite(f0) else np.full((n, n), np.nan)
+    fail = OptResult(x=x0, fun=f0, evaluations=1, seconds=time.perf_counter() - t0,
                      optimizer="newton(log)", converged=False, message="start Hessian unusable")
     if not (math.isfinite(f0) and np.all(np.isfinite(H)) and np.all(np.isfinite(g0))):
         return fail
-    Hz = x0[:, None] * (0.5 * (H + H.T)) * x0[None, :] + np.diag(g0 * x0)
+
+    def to_x(z):
+        return np.where(logged, np.exp(np.minimum(z, 700.0)), z)
+
+    def to_z_hessian(H, x, gz):
+        j = np.where(logged, x, 1.0)
+        return j[:, None] * (0.5 * (H + H.T)) * j[None, :] + np.diag(np.where(logged, gz, 0.0))
+
+    Hz = to_z_hessian(H, x0, g0 * np.where(logged, x0, 1.0))
     try:
         np.linalg.cholesky(Hz)
     except np.linalg.LinAlgError:
@@ -235,15 +246,20 @@ def minimize_log_newton(fun_grad, x0, step=1e-4, dec_tol=1e-10, maxiter=50,
     gx = np.empty(n)
 
     def fz(z, g):
-        x = np.exp(z)
+        x = to_x(z)
         f = fun_grad(x, gx)
-        g[:] = gx * x
+        g[:] = gx * np.where(logged, x, 1.0)
         return f
 
-    res = minimize_newton(fz, np.log(x0), np.full(n, -np.inf), Hz, dec_tol, maxiter,
-                          f0=f0, g0=g0 * x0)
-    x = np.exp(res.x)
-    ok = res.converged and bool(np.all(x >= small * np.max(x)))
-    return OptResult(x=x, fun=res.fun, evaluations=res.evaluations + n + 1,
+    def hz(z, gz):
+        return to_z_hessian(np.asarray(hessian(), dtype=float), to_x(z), gz)
+
+    z0 = np.where(logged, np.log(np.where(logged, x0, 1.0)), x0)
+    res = minimize_newton(fz, z0, np.full(n, -np.inf), Hz, dec_tol, maxiter,
+                          f0=f0, g0=g0 * np.where(logged, x0, 1.0), hessian_at=hz,
+                          max_step=max_step)
+    x = to_x(res.x)
+    ok = res.converged and bool(np.all(x[logged] >= small * np.max(x[logged], initial=0.0)))
+    return OptResult(x=x, fun=res.fun, evaluations=res.evaluations + 1,
                      seconds=time.perf_counter() - t0, optimizer="newton(log)", converged=ok,
                      message=res.message if ok else "heading for a boundary or no convergence")
