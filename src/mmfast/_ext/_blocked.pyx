@@ -19,7 +19,7 @@ from ..design.ordering import expand, locality_order
 
 cnp.import_array()
 
-
+DIAG_TRACE_MIN = 1e-2  # smallest scalar θ_k for the diagonal trace: (q_k - tr_k) / θ_k cancels
 
 
 cdef class BlockedKernel:
@@ -29,6 +29,7 @@ cdef class BlockedKernel:
     cdef bint scalar  # every term has one column: fast paths without per-element index work
     cdef int[::1] cross_pos  # internal S position of each cross pair's row block
     cdef int[::1] term_p, tofs, blk_term, blk_start  # blk_start: the kernel's internal order
+    cdef int[::1] nlev  # levels (blocks) per term
     cdef readonly cnp.ndarray perm_rows  # internal row of every global u index
     # first-term diagonal pairs, cross pairs grouped by first-term level, rest pairs
     cdef long[::1] diag_vofs, cross_vofs, cross_lofs, rest_vofs
@@ -52,6 +53,7 @@ cdef class BlockedKernel:
         self.blk_term = bt
         self.nblocks = len(bt)
         self.p0 = tp[0]
+        self.nlev = np.bincount(bt, minlength=len(tp)).astype(np.int32)
         self.nlev0 = int(np.sum(bt == 0))
         self.q1 = self.nlev0 * self.p0
         self.q2 = self.q - self.q1
@@ -363,12 +365,13 @@ cdef class BlockedKernel:
                     u[j * p0 + s] = acc / D[s * p0 + s]
         return np.asarray(u)
 
-    def trace_gradient(self, T, overwrite=False):
+    def trace_gradient(self, T, overwrite=False, general=False):
         """Per term k, the p_k x p_k matrix Σ_y Q_y with Q_y = Σ_x (A⁻¹)_yx T_x' G_xy, after an update.
 
         d log|A| / d T_k[r, c] = 2 (Σ_y Q_y)[c, r]: only the blocks of A⁻¹ on A's own block
         pattern are needed (selected inverse): S⁻¹ by LAPACK, the first term's blocks from
-        L11, L21 and S⁻¹ without forming anything dense beyond S.
+        L11, L21 and S⁻¹ without forming anything dense beyond S.  Scalar terms with every θ_k
+        >= DIAG_TRACE_MIN take a shortcut through A⁻¹'s diagonal (``general``: never).
         """
         cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
         out = np.zeros(int(np.sum(np.asarray(self.term_p, dtype=np.int64) ** 2)))
@@ -376,11 +379,54 @@ cdef class BlockedKernel:
         if self.q2 > 0:  # overwrite: S's factor is not needed again before the next update
             self.Sinv = self.S if overwrite else np.array(self.S, order="F", copy=True)
         cdef int rc
+        cdef bint diag = self.scalar and not general
+        cdef double tmin = DIAG_TRACE_MIN
+        cdef Py_ssize_t k
+        for k in range(self.tofs.shape[0]):
+            diag = diag and Tv[self.tofs[k]] >= tmin
         with nogil:
-            rc = self._selinv_trace(&Tv[0], &Q[0])
+            rc = self._diag_trace(&Tv[0], &Q[0]) if diag else self._selinv_trace(&Tv[0], &Q[0])
         if rc != 0:
             raise FloatingPointError("selected inverse failed")
         return out
+
+    cdef int _diag_trace(self, const double* T, double* Q) noexcept nogil:
+        """Scalar terms, every θ_k away from 0: Q_k = (q_k - tr_k(A⁻¹)) / θ_k needs only the
+        diagonal of A⁻¹: (1 + l_j'S⁻¹l_j) / d_j² for the first term (l_j: column j of L21, so
+        S⁻¹ is read on its lower triangle), diag(S⁻¹) for the others."""
+        cdef Py_ssize_t j, a, b, end, blk, k, q2 = self.q2
+        cdef int n2 = <int> q2, info = 0
+        cdef char lo = b'L'
+        cdef double acc, quad, d
+        cdef const double* Sp = &self.Sinv[0, 0] if q2 > 0 else NULL
+        cdef const double* col
+        cdef const double* L21p = &self.L21[0]
+        cdef const int* pos = &self.cross_pos[0] if self.cross_pos.shape[0] > 0 else NULL
+        if q2 > 0:
+            dpotri(&lo, &n2, &self.Sinv[0, 0], &n2, &info)
+            if info != 0:
+                return -1
+        for k in range(self.term_p.shape[0]):
+            Q[k] = 0.0  # Σ of A⁻¹'s diagonal over the term, first
+        for j in range(self.nlev0):
+            end = self.cross_colptr[j + 1]
+            quad = 0.0
+            for b in range(self.cross_colptr[j], end):
+                col = Sp + pos[b] * q2
+                acc = 0.5 * L21p[b] * col[pos[b]]
+                for a in range(b + 1, end):
+                    acc = acc + L21p[a] * col[pos[a]]
+                quad = quad + 2.0 * L21p[b] * acc
+            d = self.Ldiag[j]
+            Q[0] += (1.0 + quad) / (d * d)
+        for blk in range(self.blk_term.shape[0]):
+            k = self.blk_term[blk]
+            if k > 0:
+                a = self.blk_start[blk] - self.q1
+                Q[k] += Sp[a * q2 + a]
+        for k in range(self.term_p.shape[0]):
+            Q[k] = (self.nlev[k] - Q[k]) / T[self.tofs[k]]
+        return 0
 
     cdef int _selinv_trace(self, const double* T, double* Q) noexcept nogil:
         cdef Py_ssize_t j, c, c2, s, t, a, i, k, pk, pk2, ri, ri2, xa, ya, pa, pb

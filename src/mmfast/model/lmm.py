@@ -25,7 +25,7 @@ from .frame import ModelFrame, model_frame
 from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradient
 from .start import moment_start
 from .results import MixedModelResults
-from ..threads import SMALL_DENSE, small_blas_work
+from ..threads import SMALL_DENSE, large_data_blas, small_blas_work
 from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
 
 __all__ = ["LinearMixedModel", "lmer"]
@@ -349,8 +349,9 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
     ``formula`` is lme4's syntax, pasted unchanged; ``weights``/``offset`` take a column name
     or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``.
     """
-    frame = model_frame(formula, data, weights=weights, offset=offset,
-                        check_nobs_vs_nre=check_nobs_vs_nre)
-    options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
-    model = LinearMixedModel(frame, reml=reml, options=options)
-    return model.fit(start=start, **optctrl)
+    with large_data_blas(getattr(data, "shape", (0,))[0]):
+        frame = model_frame(formula, data, weights=weights, offset=offset,
+                            check_nobs_vs_nre=check_nobs_vs_nre)
+        options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
+        model = LinearMixedModel(frame, reml=reml, options=options)
+        return model.fit(start=start, **optctrl)
