@@ -143,7 +143,7 @@ def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000) ->
 
 def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
                     bound_tol=1e-4, f0=None, g0=None, hessian_at=None,
-                    max_step=math.inf) -> OptResult:
+                    max_step=math.inf, final_step=False) -> OptResult:
     """Bounded quasi-Newton from a good start and a good Hessian (refits of a fitted model).
 
     ``fun_grad(x, g)`` returns f(x) and writes the analytic gradient into g.  The Hessian
@@ -157,7 +157,10 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
     ``f0``, ``g0``: f and the gradient at x0 when the caller has them already.
     ``hessian_at(x, g)``: a fresh Hessian approximation at the accepted point (just evaluated),
     used instead of the BFGS update.  ``max_step``: the largest change of any coordinate
-    tried in one step (a longer Newton step is shortened first).
+    tried in one step (a longer Newton step is shortened first).  ``final_step``: on
+    convergence return x + d, the last (tiny) Newton step taken without evaluating f there
+    (it gains accuracy for free when the caller evaluates at the result anyway); ``fun`` is
+    then the predicted f - g'd/2.
     """
     t0 = time.perf_counter()
     lower = np.asarray(lower, dtype=float)
@@ -181,6 +184,8 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
             break
         if dec < dec_tol:
             ok = not np.any(x - lower < bound_tol)
+            if ok and final_step:
+                x, f = np.maximum(x + d, lower), f - 0.5 * dec
             break
         t, fn = min(1.0, max_step / max(float(np.max(np.abs(d))), 1e-300)), math.inf
         while t > 1e-6:
@@ -215,7 +220,8 @@ def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=
     ``hessian()`` is a Hessian approximation in x at the point ``fun_grad`` last evaluated
     (the average information, for LMMs), taken afresh at every accepted point and mapped to z
     (J H J + diag(∂f/∂z) on the logged coordinates, J = ∂x/∂z); ``minimize_newton`` runs
-    unbounded in z, trying steps of at most ``max_step``.  Not converged (the caller falls
+    unbounded in z, trying steps of at most ``max_step``, and returns the point after the last
+    Newton step (not evaluated: the caller does, to set up its results).  Not converged (the caller falls
     back) when the start Hessian is not positive definite or a logged parameter heads for 0
     (below ``small`` times the largest): a boundary fit is for a bounded optimiser to settle.
     """
@@ -257,7 +263,7 @@ def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=
     z0 = np.where(logged, np.log(np.where(logged, x0, 1.0)), x0)
     res = minimize_newton(fz, z0, np.full(n, -np.inf), Hz, dec_tol, maxiter,
                           f0=f0, g0=g0 * np.where(logged, x0, 1.0), hessian_at=hz,
-                          max_step=max_step)
+                          max_step=max_step, final_step=True)
     x = to_x(res.x)
     ok = res.converged and bool(np.all(x[logged] >= small * np.max(x[logged], initial=0.0)))
     return OptResult(x=x, fun=res.fun, evaluations=res.evaluations + 1,
