@@ -43,9 +43,11 @@ def _single_factor(data: pd.DataFrame, col: str) -> tuple[np.ndarray, list[str]]
         raise FormulaError(f"grouping factor '{col}' is not a column of the data")
     s = data[col]
     if isinstance(s.dtype, pd.CategoricalDtype):  # unused categories dropped, as R's factor
-        raw = s.cat.codes.to_numpy()
-        cats = s.cat.categories
+        raw = s.array.codes
+        cats = s.dtype.categories
         seen = np.bincount(raw[raw >= 0], minlength=len(cats)) > 0
+        if seen.all():
+            return raw.astype(np.int64), [level_label(v) for v in cats.tolist()]
         used = np.flatnonzero(seen)
         remap = np.full(len(cats), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))

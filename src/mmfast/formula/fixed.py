@@ -153,6 +153,8 @@ def build_matrix(rhs: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str], A
     if fast is not None:
         return fast
     py = r_to_formulaic(rhs, data.columns)
+    if not isinstance(data, pd.DataFrame):  # a model frame's column view
+        data = data.frame()
     try:
         mm = model_matrix(py, data, context=R_FUNCTIONS, na_action="ignore")
     except Exception as exc:  # formulaic raises many types; report the formula term

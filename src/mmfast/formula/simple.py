@@ -34,7 +34,7 @@ class _Term:
 
 def _levels(s: pd.Series, as_factor: bool) -> list | None:
     if isinstance(s.dtype, pd.CategoricalDtype):
-        return list(s.cat.categories)
+        return s.dtype.categories.tolist()
     if s.dtype.kind in "iuf" and not as_factor:
         return None
     if s.dtype.kind in "iuf":
@@ -84,8 +84,8 @@ class SimpleSpec:
                 cols.append(s.to_numpy(dtype=float))
                 continue
             if isinstance(s.dtype, pd.CategoricalDtype):  # map the categories, not every row
-                cat_pos = pd.Index(t.levels).get_indexer(s.cat.categories)
-                raw = s.cat.codes.to_numpy()
+                cat_pos = pd.Index(t.levels).get_indexer(s.dtype.categories)
+                raw = s.array.codes
                 codes = np.where(raw >= 0, cat_pos[raw], -1)
                 values = s.to_numpy()
             else:

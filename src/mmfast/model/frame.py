@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..design.remat import RandomTerm, build_terms
+from .columns import Columns, complete_rows
 from ..errors import DataError, FormulaError, RankDeficiencyWarning
 from ..formula import ParsedFormula, build_matrix, parse_formula
 from ..formula.fixed import ModelFrameSpec, R_FUNCTIONS, r_to_formulaic
@@ -25,7 +26,7 @@ class ModelFrame:
     """Everything a model needs from its formula and data (rows already filtered)."""
 
     parsed: ParsedFormula
-    data: pd.DataFrame  # used columns only, complete rows
+    table: Columns  # used columns only, complete rows
     y: np.ndarray
     X: np.ndarray
     fixef_names: list[str]
@@ -40,6 +41,15 @@ class ModelFrame:
     @property
     def nobs(self) -> int:
         return len(self.y)
+
+    @property
+    def data(self) -> pd.DataFrame:
+        """The used columns of the complete rows, index 0..n-1 (built on first use)."""
+        return self.table.frame()
+
+    @data.setter
+    def data(self, frame: pd.DataFrame) -> None:
+        self.table = Columns.of(frame)
 
 
 def evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
@@ -76,12 +86,6 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
     return cols[d > tol].astype(int)
 
 
-def _numeric_column(data: pd.DataFrame, col: str) -> None:
-    s = data[col]
-    if s.dtype.kind in "fc" and not np.all(np.isfinite(s.to_numpy())):
-        raise DataError(f"column '{col}' has infinite values")
-
-
 def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
                 check_nobs_vs_nre: str = "stop", check_nlev: str = "stop",
                 response_kind: str = "numeric") -> ModelFrame:
@@ -100,7 +104,6 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
             if fac.strip("`") not in data.columns:
                 raise FormulaError(f"grouping factor '{fac}' in ({b}) is not a column of the data")
     _check_names_exist(parsed, data)
-    frame = data[used].copy()
     extra = {}
     for name, val in (("(weights)", weights), ("(offset)", offset)):
         if val is None:
@@ -114,21 +117,16 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
             if len(arr) != len(data):
                 raise DataError(f"{name[1:-1]} has {len(arr)} values for {len(data)} rows")
             extra[name] = arr
-    for name, arr in extra.items():
-        frame[name] = arr
+    frame = Columns(data, used, extra)
+    complete = complete_rows(frame)
     n_dropped = 0
-    if any(frame[c].hasnans for c in frame.columns):  # else no copy of the rows
-        complete = frame.notna().all(axis=1).to_numpy()
+    if complete is not None:  # else the rows are used as they are: no copy
         n_dropped = int((~complete).sum())
         if not complete.any():
             bad = [c for c in frame.columns if frame[c].isna().all()]
             raise DataError("no rows left after dropping missing values"
                             + (f" (all missing in: {', '.join(map(str, bad))})" if bad else ""))
-        frame = frame.loc[complete].reset_index(drop=True)
-    elif not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
-        frame = frame.reset_index(drop=True)
-    for col in frame.columns:
-        _numeric_column(frame, col)
+        frame = Columns.of(frame.frame().loc[complete].reset_index(drop=True))
     y, y_extra = _response(parsed.response, frame, response_kind)
     X, names, spec = build_matrix(parsed.fixed, frame)
     if not np.all(np.isfinite(X)):
@@ -154,7 +152,7 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
         if not np.all(np.isfinite(o)):
             raise DataError(f"offset({expr}) has non-finite values")
         off = o if off is None else off + o
-    return ModelFrame(parsed=parsed, data=frame, y=y, X=X, fixef_names=names,
+    return ModelFrame(parsed=parsed, table=frame, y=y, X=X, fixef_names=names,
                       fixed_spec=ModelFrameSpec(spec, names, keep), terms=terms, weights=w,
                       offset=off, n_dropped=n_dropped, dropped_columns=dropped, y_extra=y_extra)
 

@@ -64,6 +64,7 @@ def _factor_columns(parsed, frame_data) -> list[str]:
 def subset_template(model, keep: np.ndarray, check_nobs_vs_nre: str = "stop"):
     """``model``'s design on the rows ``keep`` (bool), or None when that is not lmer's design."""
     from ..design.remat import GroupingFactor
+    from ..model.columns import Columns
     from ..model.frame import keep_full_rank
     from ..model.lmm import LinearMixedModel
     f = model.frame
@@ -94,7 +95,8 @@ def subset_template(model, keep: np.ndarray, check_nobs_vs_nre: str = "stop"):
     if any(a <= b for a, b in zip(nlev, nlev[1:])) and nlev != [t.nlevels for t in f.terms]:
         return None  # lme4's term order could change: rebuild from the formula
     frame = dataclasses.replace(
-        f, data=f.data[keep].reset_index(drop=True), y=f.y[keep], X=np.ascontiguousarray(X),
+        f, table=Columns.of(f.data[keep].reset_index(drop=True)), y=f.y[keep],
+        X=np.ascontiguousarray(X),
         terms=terms, weights=None if f.weights is None else f.weights[keep],
         offset=None if f.offset is None else f.offset[keep], n_dropped=0)
     return LinearMixedModel(frame, reml=model.reml, options=dict(model.options))

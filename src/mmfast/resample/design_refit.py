@@ -174,7 +174,9 @@ class DesignRefitter:
         new.__dict__.update(m.__dict__)
         new.__dict__.pop("_inference_cache", None)
         new._condvar_cache = None
-        new.frame = dataclasses.replace(m.frame, X=X, data=m.frame.data if data is None else data)
+        new.frame = dataclasses.replace(m.frame, X=X)
+        if data is not None:
+            new.frame.data = data
         Xw = X if sh.sqrtw is None else X * sh.sqrtw[:, None]
         Q, Rb = np.linalg.qr(Xw)
         dR = np.abs(np.diag(Rb))

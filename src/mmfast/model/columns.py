@@ -1,0 +1,102 @@
+"""The data columns a model uses, each fetched once, and the rows complete in all of them.
+
+A pandas column access costs ~10 µs and ``data[cols].copy()`` ~0.25 ms, more than the whole
+optimisation of a small model; the frame builders only need a few columns as Series or
+arrays, so they get this read-only view instead of a copied DataFrame.  The DataFrame of the
+used columns (``ModelFrame.data``, for refits and predictions) is built on first use.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+__all__ = ["Columns", "complete_rows"]
+
+
+class Columns:
+    """A DataFrame-like view (``columns``, ``[name]``, ``len``, ``in``) of some columns of
+    ``data`` plus extra arrays such as ``(weights)``."""
+
+    def __init__(self, data: pd.DataFrame, names: list[str], extra: dict | None = None):
+        self._data = data
+        self._extra = dict(extra or {})
+        self.columns = list(names) + [c for c in self._extra if c not in names]
+        self._names = list(names)
+        self._series: dict = {}
+        self._frame: pd.DataFrame | None = None
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> "Columns":
+        """A view of every column of an already-built frame (0..n-1 index)."""
+        view = cls(frame, list(frame.columns))
+        view._frame = frame
+        return view
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, name) -> bool:
+        return name in self.columns
+
+    def __getitem__(self, name) -> pd.Series:
+        s = self._series.get(name)
+        if s is None:
+            if name in self._extra:
+                s = pd.Series(self._extra[name], index=self._data.index, name=name)
+            elif name in self._names:
+                s = self._data[name]
+            else:
+                raise KeyError(name)
+            self._series[name] = s
+        return s
+
+    def frame(self) -> pd.DataFrame:
+        """The columns as a DataFrame with index 0..n-1 (built once, on first use)."""
+        if self._frame is None:
+            df = self._data[self._names].copy()
+            for name, arr in self._extra.items():
+                df[name] = arr
+            if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0:
+                df = df.reset_index(drop=True)
+            self._frame = df
+        return self._frame
+
+
+def _scan(s: pd.Series):
+    """(missing mask or None, infinite mask or None) of one column, by its dtype."""
+    dt = s.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        miss = s.array.codes < 0
+        return (miss if miss.any() else None), None
+    if isinstance(dt, np.dtype) and dt.kind in "iub":
+        return None, None
+    if isinstance(dt, np.dtype) and dt.kind in "fc":
+        a = s.to_numpy()
+        fin = np.isfinite(a)
+        if fin.all():
+            return None, None
+        nan = np.isnan(a)
+        return (nan if nan.any() else None), (~fin & ~nan)
+    if not s.hasnans:  # strings, nullable integers, dates, ...
+        return None, None
+    return s.isna().to_numpy(), None
+
+
+def complete_rows(view: Columns) -> np.ndarray | None:
+    """The rows without a missing value in any column, or None when all are complete.
+
+    Infinite values in the complete rows are an error that names the column.
+    """
+    complete, infinite = None, []
+    for name in view.columns:
+        miss, inf = _scan(view[name])
+        if miss is not None:
+            complete = ~miss if complete is None else complete & ~miss
+        if inf is not None:
+            infinite.append((name, inf))
+    for name, inf in infinite:
+        if np.any(inf if complete is None else inf & complete):
+            raise DataError(f"column '{name}' has infinite values")
+    return complete
