@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from .remat import RandomTerm
 
-__all__ = ["BlockStructure", "build_blocks", "build_Z"]
+__all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times"]
 
 
 @dataclass
@@ -80,7 +80,21 @@ def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) ->
     return Z.tocsc()
 
 
-def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
+def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> np.ndarray:
+    """Z'W (q x m, Fortran order) for a dense W (n x m), from the terms' integer codes: one
+    bincount per (term column, W column), without building the sparse Z."""
+    q = sum(t.q for t in terms)
+    out = np.zeros((q, W.shape[1]), order="F")
+    for t in terms:
+        for j in range(t.p):
+            x = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
+            rows = slice(t.offset + j, t.offset + t.q, t.p)
+            for c in range(W.shape[1]):
+                out[rows, c] = np.bincount(t.factor.codes, weights=x * W[:, c], minlength=t.nlevels)
+    return out
+
+
+def build_blocks(terms: list[RandomTerm], W: np.ndarray,
                  sqrtw: np.ndarray | None = None) -> BlockStructure:
     """Form Z'Z (as block pairs), Z'W and W'W once; W's rows must already be weighted."""
     n = W.shape[0]
@@ -134,7 +148,7 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, Z: sp.csc_matrix,
                                  minlength=len(V))
 
     q = int(sum(t.q for t in terms))
-    ZtW = np.asfortranarray((Z.T @ W))
+    ZtW = zt_times(terms, W, sqrtw)
     WtW = W.T @ W
     return BlockStructure(q=q, term_p=term_p, blk_term=blk_term, blk_start=blk_start,
                           pair_row=pair_row, pair_col=pair_col, pair_vofs=pair_vofs, V=V,

@@ -7,7 +7,8 @@ becomes ``(1 | a) + (1 | b:a)``; ``offset(...)`` terms are kept apart.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from ..errors import FormulaError
 
@@ -147,9 +148,19 @@ def _split_double(lhs: str) -> list[str]:
 
 
 def parse_formula(formula: str) -> ParsedFormula:
-    """Parse an lme4 formula string such as ``y ~ x + (x | g)``."""
+    """Parse an lme4 formula string such as ``y ~ x + (x | g)``.
+
+    Parses are cached (a pipeline parses the same formula for every fit); each call gets its
+    own ParsedFormula with fresh lists (the Bars themselves are immutable).
+    """
     if not isinstance(formula, str) or "~" not in formula:
         raise FormulaError(f"formula must be a string of the form 'y ~ terms', got {formula!r}")
+    p = _parse_cached(formula)
+    return replace(p, bars=list(p.bars), offsets=list(p.offsets))
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(formula: str) -> ParsedFormula:
     _check_balanced(formula)
     lhs, _, rhs = formula.partition("~")
     response = lhs.strip()

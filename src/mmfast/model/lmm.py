@@ -18,7 +18,7 @@ from scipy.linalg import cho_solve, solve_triangular
 
 from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
-from ..design.blocks import build_blocks, build_Z
+from ..design.blocks import build_blocks, build_Z, zt_times
 from ..errors import ConvergenceWarning, FitError, SingularFitWarning
 from .ainv import ainv_blocks
 from .frame import ModelFrame, model_frame
@@ -69,14 +69,20 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(self._Rb))))) if p else 0.0
         yres = self._residual_response(frame.y)
         W = np.column_stack([self._Q, yres])
-        self.Z = build_Z(frame.terms, n)
-        Zw = self.Z if self._sqrtw is None else build_Z(frame.terms, n, self._sqrtw)
-        self.blocks = build_blocks(frame.terms, W, Zw, self._sqrtw)
+        self._Z = None
+        self.blocks = build_blocks(frame.terms, W, self._sqrtw)
         self.kernel = make_kernel(self.blocks, frame.terms)
         self.theta_lower = np.concatenate([t.theta_lower() for t in frame.terms])
         self.theta_start = np.concatenate([t.theta_start() for t in frame.terms])
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
         self.fitted_ = False
+
+    @property
+    def Z(self):
+        """The sparse n x q random-effects model matrix (built on first use)."""
+        if self._Z is None:
+            self._Z = build_Z(self.frame.terms, self.frame.nobs)
+        return self._Z
 
     def _residual_response(self, y: np.ndarray) -> np.ndarray:
         """Weighted y (less offset) minus its projection on X; sets γ = Q'y (checks y first)."""
@@ -280,8 +286,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         new.blocks = copy.copy(self.blocks)
         p = self.frame.X.shape[1]
         new.blocks.ZtW = np.asfortranarray(self.blocks.ZtW.copy())
-        Zw = self.Z if self._sqrtw is None else build_Z(self.frame.terms, self.nobs, self._sqrtw)
-        new.blocks.ZtW[:, p] = Zw.T @ yres
+        new.blocks.ZtW[:, p] = zt_times(self.frame.terms, yres[:, None], self._sqrtw)[:, 0]
         WtW = self.blocks.WtW.copy()
         WtW[:p, p] = WtW[p, :p] = self._Q.T @ yres
         WtW[p, p] = yres @ yres

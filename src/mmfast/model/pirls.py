@@ -35,7 +35,7 @@ from .._ext._glm import GlmResponse
 from .._ext._pirls import SingleTerm
 from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
 from .._ext._pls import PLSKernel
-from ..design.blocks import build_blocks, build_Z
+from ..design.blocks import build_blocks
 from . import laplace_gradient
 
 __all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_hessian",
@@ -102,8 +102,7 @@ class KernelPIRLS:
         n, p = self.X.shape
         self.n, self.px, self.ntheta = n, p, ntheta
         self.off = np.ascontiguousarray(off, dtype=float)
-        Z = build_Z(terms, n)
-        blocks = build_blocks(terms, np.zeros((n, p + 1)), Z)
+        blocks = build_blocks(terms, np.zeros((n, p + 1)))
         q = blocks.q
         self.q = q
         self.cp = Crossprods(blocks, terms)
