@@ -36,6 +36,7 @@ LOG2PI = np.log(2 * np.pi)
 DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
 GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
 GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
+MOMENT_STEP = 0.1  # BOBYQA's first steps from a moment start, relative to |θ₀| (at least 0.1)
 NEWTON_DECREMENT = 1e-7  # Newton steps stop when g'H⁻¹g (twice the predicted gain) is below
 
 
@@ -165,11 +166,17 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
 
     # --- fitting -------------------------------------------------------------------------
     def fit(self, start=None, **optctrl) -> "LinearMixedModel":
-        """Minimise the criterion over θ (BOBYQA from lme4's start) and compute the results."""
-        x0 = self.theta_start if start is None else np.asarray(start, dtype=float)
+        """Minimise the criterion over θ and compute the results: from ``start``, else from a
+        moment estimate (else lme4's start), by BOBYQA, or Newton steps for large models."""
+        x0 = None if start is None else np.asarray(start, dtype=float)
+        if x0 is None and not optctrl:
+            x0 = moment_start(self)
+            if x0 is not None:  # near the optimum: BOBYQA's first trust region small
+                optctrl = {"step": MOMENT_STEP * np.maximum(np.abs(x0), 0.1)}
+        x0 = self.theta_start if x0 is None else x0
         with small_blas_work(getattr(self.kernel, "dense_size", SMALL_DENSE), self.blocks.q):
-            if self.use_gradient and not optctrl:
-                res = self._fit_with_gradient(x0 if start is not None else moment_start(self))
+            if self.use_gradient and set(optctrl) <= {"step"}:
+                res = self._fit_with_gradient(x0)
             else:
                 res = minimize_bounded(self.objective, x0, self.theta_lower, **optctrl)
         if not np.isfinite(res.fun) or res.fun >= 1e299:
@@ -274,7 +281,8 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return self if not self.reml else self.refit_formula(self.frame.parsed.formula, reml=False)
 
     def refit(self, y: np.ndarray, start=None) -> "LinearMixedModel":
-        """A copy fitted to a new response with the same design (no re-parsing, kernel reused)."""
+        """A copy fitted to a new response with the same design (no re-parsing, kernel reused),
+        from ``start``, else this fit's θ, else (an unfitted template) a moment start."""
         import copy
         y = np.asarray(y, dtype=float)
         if y.shape != self.frame.y.shape:
@@ -292,7 +300,9 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         WtW[p, p] = yres @ yres
         new.blocks.WtW = WtW
         new.kernel = make_kernel(new.blocks, self.frame.terms)
-        return new.fit(start=self.theta if start is None else start)
+        if start is None and self.fitted_:
+            start = self.theta
+        return new.fit(start=start)
 
     # --- criteria ------------------------------------------------------------------------
     @property

@@ -110,7 +110,7 @@ def model_chunk(gidx: int, model, ddf) -> dict:
 
 
 def fit_one(template, y: np.ndarray, start, optctrl: dict):
-    """``template`` (same design) fitted to the response y, from ``start`` (lme4's θ start)."""
+    """``template`` (same design) fitted to the response y, from ``start`` (None: as lmer)."""
     from ..errors import DataError
     if not np.all(np.isfinite(y)):
         raise DataError(f"response '{template.frame.parsed.response}' has non-finite values")
@@ -134,11 +134,10 @@ class GeneralTask:
     ddf: str | None = "satterthwaite"
 
     def run(self) -> dict:
-        start = self.template.theta_start if self.start is None else self.start
         chunks = []
         for g, y in zip(self.gidx, self.Y):
             try:
-                chunks.append(model_chunk(int(g), fit_one(self.template, y, start, self.optctrl),
+                chunks.append(model_chunk(int(g), fit_one(self.template, y, self.start, self.optctrl),
                                           self.ddf))
             except Exception as exc:  # noqa: BLE001 - a failed fit is a row, never lost
                 chunks.append(error_chunk([g], _fmt(exc)))
