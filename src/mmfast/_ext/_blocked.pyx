@@ -60,6 +60,10 @@ cdef class BlockedKernel:
         row = np.asarray(blocks.pair_row)
         col = np.asarray(blocks.pair_col)
         vofs = np.asarray(blocks.pair_vofs[:-1] if len(blocks.pair_vofs) > len(row) else blocks.pair_vofs)
+        if self.nblocks == self.nlev0 and len(row) == self.nlev0 and np.array_equal(row, col) \
+                and np.array_equal(row, np.arange(self.nlev0)):
+            self._one_term(blocks, vofs)  # the common small model: nothing but diagonal blocks
+            return
         is_diag0 = (row == col) & (col < self.nlev0)
         is_cross = (row >= self.nlev0) & (col < self.nlev0)
         is_rest = col >= self.nlev0
@@ -101,6 +105,28 @@ cdef class BlockedKernel:
         self.Cm = self.C
         pmax = int(tp.max())
         self.work = np.zeros(3 * pmax * pmax + 2 * pmax)
+        self.logdet = np.nan
+        self.Sinv = None
+
+    def _one_term(self, blocks, vofs):
+        """Set-up for a single term: no cross or dense part, u in the design's own order."""
+        i4, i8 = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        self.diag_vofs = vofs.astype(np.int64)
+        self.blk_start = np.asarray(blocks.blk_start, dtype=np.int32).copy()
+        self.perm_rows = np.arange(self.q, dtype=np.int64)
+        self.cross_vofs, self.cross_lofs, self.rest_vofs = i8, np.zeros(1, dtype=np.int64), i8
+        self.cross_row, self.cross_pos, self.rest_row, self.rest_col = i4, i4, i4, i4
+        self.cross_colptr = np.zeros(self.nlev0 + 1, dtype=np.int32)
+        self.scalar = self.p0 == 1
+        self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
+        self.Ldiag = np.zeros(self.nlev0 * self.p0 * self.p0)
+        self.L21 = np.zeros(1)
+        self.S = np.zeros((1, 1), order="F")
+        self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
+        self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
+        self.C = np.zeros((self.q, self.ncol), order="F")
+        self.Cm = self.C
+        self.work = np.zeros(3 * self.p0 * self.p0 + 2 * self.p0)
         self.logdet = np.nan
         self.Sinv = None
 

@@ -107,6 +107,8 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
     blk_start = np.concatenate([t.offset + np.arange(t.nlevels) * t.p for t in terms]).astype(np.int32) \
         if nterms else np.zeros(0, np.int32)
     Xw = [t.X if sqrtw is None else t.X * sqrtw[:, None] for t in terms]
+    if nterms == 1:
+        return _one_term_blocks(terms[0], Xw[0], W, sqrtw, term_p, blk_term, blk_start)
     rowblk = [blk_base[k] + terms[k].factor.codes.astype(np.int64) for k in range(nterms)]
 
     # block pairs (bi >= bj): term k >= term m, so blocks of k come later in u
@@ -154,3 +156,20 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
                           pair_row=pair_row, pair_col=pair_col, pair_vofs=pair_vofs, V=V,
                           ZtW=ZtW, WtW=WtW, pieces=pieces,
                           row_pair=row_pair)
+
+
+def _one_term_blocks(t: RandomTerm, Xw: np.ndarray, W: np.ndarray, sqrtw, term_p, blk_term,
+                     blk_start) -> BlockStructure:
+    """``build_blocks`` for a single term: one diagonal block per level (every level has rows),
+    Σ over its rows of x x', by one bincount per entry of the lower triangle."""
+    G, p, codes = t.nlevels, t.p, t.factor.codes
+    V = np.empty((G, p, p))
+    for s in range(p):
+        for u in range(s + 1):
+            V[:, s, u] = V[:, u, s] = np.bincount(codes, Xw[:, s] * Xw[:, u], minlength=G)
+    levels = np.arange(G, dtype=np.int32)
+    return BlockStructure(q=t.q, term_p=term_p, blk_term=blk_term, blk_start=blk_start,
+                          pair_row=levels, pair_col=levels,
+                          pair_vofs=np.arange(G + 1, dtype=np.int64) * (p * p), V=V.ravel(),
+                          ZtW=zt_times([t], W, sqrtw), WtW=W.T @ W, pieces=[(0, 0)],
+                          row_pair=codes.astype(np.int64)[None, :])
