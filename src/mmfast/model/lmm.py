@@ -14,7 +14,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import cho_solve, solve_triangular
+from scipy.linalg import cho_solve
+from scipy.linalg.lapack import dtrtrs
 
 from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
@@ -38,6 +39,14 @@ GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough f
 GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
 MOMENT_STEP = 0.1  # BOBYQA's first steps from a moment start, relative to |θ₀| (at least 0.1)
 NEWTON_DECREMENT = 1e-7  # Newton steps stop when g'H⁻¹g (twice the predicted gain) is below
+
+
+def _solve_upper(R: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """R⁻¹b for upper-triangular R (LAPACK directly: scipy's wrapper costs ~10 µs a call)."""
+    x, info = dtrtrs(R, b)
+    if info != 0:
+        raise FitError("singular fixed-effects factor R_X")
+    return x
 
 
 def make_kernel(blocks, terms):
@@ -231,10 +240,10 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
             raise FitError("the model could not be evaluated at the optimum θ")
         ldL2, ldRX2, r2, RQ, cbQ = prof
         n, p = self.frame.X.shape
-        beta_q = solve_triangular(RQ, cbQ) if p else np.zeros(0)  # for the residual response
+        beta_q = _solve_upper(RQ, cbQ) if p else np.zeros(0)  # for the residual response
         self._R = RQ @ self._Rb
         self._ldL2, self._ldRX2, self._pwrss = ldL2, ldRX2 + self._logdetRb2, r2
-        self.beta = solve_triangular(self._Rb, beta_q + self._gamma) if p else np.zeros(0)
+        self.beta = _solve_upper(self._Rb, beta_q + self._gamma) if p else np.zeros(0)
         u = self.kernel.conditional_modes(beta_q)
         self.u = u
         self.b = self._lambda_times(u)
