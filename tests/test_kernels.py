@@ -174,6 +174,31 @@ def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
     assert grad.singular == dfo.singular == singular
 
 
+def test_moment_start_of_a_vector_term():
+    """(x | g) with a known covariance: the per-level regressions recover Σ/σ² (the start is
+    T T' = Σ/σ²); a constant-within-level x (no per-level slope) gives no moment estimate for
+    that factor, and lme4's start is kept."""
+    from mmfast.model.frame import model_frame
+    from mmfast.model.lmm import LinearMixedModel
+    from mmfast.model.start import moment_start
+    rng = np.random.default_rng(5)
+    G, m = 400, 25
+    g = np.repeat(np.arange(G), m)
+    x = rng.normal(size=G * m)
+    S = np.array([[1.0, 0.3], [0.3, 0.25]])  # σ = 1
+    b = rng.multivariate_normal([0, 0], S, size=G)
+    y = 1 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.normal(size=G * m)
+    model = LinearMixedModel(model_frame("y ~ x + (x | g)", pd.DataFrame({"y": y, "x": x, "g": g})))
+    th = moment_start(model)
+    T = np.array([[th[0], 0.0], [th[1], th[2]]])
+    np.testing.assert_allclose(T @ T.T, S, atol=0.12)
+    xc = np.repeat(rng.normal(size=G), m)  # x constant within g: X_g'X_g singular everywhere
+    yc = 1 + b[g, 0] + rng.normal(size=G * m)
+    model = LinearMixedModel(model_frame("y ~ x + (x | g)", pd.DataFrame({"y": yc, "x": xc, "g": g})))
+    th = moment_start(model)
+    assert th is None
+
+
 def test_moment_start_and_log_newton():
     """The moment start recovers a one-way design's variance ratio; Newton on log x finds a
     known minimum (some coordinates in log scale, some not) and declines (converged False) when

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.linalg.lapack import dgeqrf
 
 from ..design.remat import RandomTerm, build_terms
 from .columns import Columns, complete_rows
@@ -79,7 +80,7 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
     scale = np.sqrt((X ** 2).sum(axis=0))
     nz = scale > 0
     Xs = X[:, nz] / scale[nz]
-    d = np.abs(np.diag(np.linalg.qr(Xs, mode="r"))) if Xs.shape[1] else np.zeros(0)
+    d = np.abs(np.diag(dgeqrf(Xs)[0])) if Xs.shape[1] else np.zeros(0)  # R on and above it
     cols = np.flatnonzero(nz)
     if len(d) < len(cols):  # fewer rows than columns: the trailing ones are dependent
         d = np.concatenate([d, np.zeros(len(cols) - len(d))])

@@ -56,11 +56,21 @@ def _level_covariance(X: np.ndarray, codes: np.ndarray, G: int, r: np.ndarray):
 
 
 def moment_start(model) -> np.ndarray | None:
-    """θ₀ by the method of moments, or None when no term allows it (lme4's start is used).
+    """θ₀ by the method of moments, or None when no term allows it or the moments are not
+    usable numerically (then lme4's start is used).
 
     Terms on the same grouping factor (``(x || g)``, ``(1 | g) + (0 + x | g)``) are estimated
     together, each taking its own block of the joint Σ.
     """
+    try:
+        with np.errstate(all="ignore"):
+            theta = _moments(model)
+    except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+        return None
+    return theta if theta is not None and np.all(np.isfinite(theta)) else None
+
+
+def _moments(model) -> np.ndarray | None:
     frame = model.frame
     r = model._residual_response(frame.y)
     s2 = float(r @ r) / len(r)
