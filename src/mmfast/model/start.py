@@ -2,7 +2,7 @@
 
 lme4 starts every standard-deviation ratio at 1 and every correlation at 0.  Here each term
 regresses the OLS residuals r on its own columns within each level of its grouping factor
-(one pass over the rows: per-level cross-products by bincount, then p x p solves): the
+(one pass over the rows and a p x p Cholesky per level, in ``_ext/_moments.pyx``): the
 spread of those per-level coefficients b_g, less their average sampling variance
 σ_w² (X_g'X_g)⁻¹, estimates the term's covariance Σ; σ² is what is left of r's variance.
 θ is the Cholesky factor of Σ/σ².  The terms are estimated one at a time, so crossed terms
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ext._moments import level_regressions
+
 __all__ = ["moment_start"]
 
 FLOOR = 0.01  # smallest variance share a start gives a term (θ = 0 would pin it in log scale)
@@ -22,37 +24,23 @@ def _level_covariance(X: np.ndarray, codes: np.ndarray, G: int, r: np.ndarray):
     """(Σ, its mean contribution to the row variance) of the columns X within G levels, from
     per-level regressions of r, or None when fewer than two levels allow one."""
     p = X.shape[1]
-    XtX = np.empty((G, p, p))
-    Xtr = np.empty((G, p))
-    for a in range(p):
-        Xtr[:, a] = np.bincount(codes, X[:, a] * r, minlength=G)
-        for b in range(a + 1):
-            XtX[:, a, b] = XtX[:, b, a] = np.bincount(codes, X[:, a] * X[:, b], minlength=G)
-    cnt = np.bincount(codes, minlength=G)
-    if p == 1:
-        ok = (XtX[:, 0, 0] > 0) & (cnt >= 1)
-    else:
-        ev = np.linalg.eigvalsh(XtX)
-        ok = (ev[:, 0] > 1e-10 * np.maximum(ev[:, -1], 1e-300)) & (cnt >= p)
-    nok = int(ok.sum())
+    b, inv_mean, ssr, df, XtX = level_regressions(np.ascontiguousarray(X, dtype=float),
+                                                  np.ascontiguousarray(codes, dtype=np.int32),
+                                                  G, np.ascontiguousarray(r, dtype=float))
+    nok = b.shape[0]
     if nok < 2:
         return None
-    inv = np.linalg.inv(XtX[ok])
-    Xtr = Xtr[ok]
-    b = (inv @ Xtr[:, :, None])[:, :, 0]
-    df = float(cnt[ok].sum() - nok * p)
-    rr = np.bincount(codes, r * r, minlength=G)[ok]
-    s2w = float(rr.sum() - np.vdot(b, Xtr)) / df if df > 0 else 0.0
+    s2w = ssr / df if df > 0 else 0.0
     bc = b - b.mean(axis=0)
     spread = bc.T @ bc / (nok - 1)
-    sigma = spread - max(s2w, 0.0) * inv.mean(axis=0)
+    sigma = spread - max(s2w, 0.0) * inv_mean
     floor = FLOOR * max(np.trace(spread) / p, 1e-300)
     try:  # positive definite with room to spare: as it is (the common case, no eigh)
         np.linalg.cholesky(sigma - floor * np.eye(p))
     except np.linalg.LinAlgError:
         w, V = np.linalg.eigh(sigma)
         sigma = (V * np.maximum(w, floor)) @ V.T
-    return sigma, float(np.sum(sigma * (X.T @ X))) / len(r)
+    return sigma, float(np.sum(sigma * XtX)) / len(r)
 
 
 def moment_start(model) -> np.ndarray | None:
