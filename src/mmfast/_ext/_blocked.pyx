@@ -8,12 +8,12 @@ kernel is chosen; MixedModels.jl's layout).  Same interface as ``PLSKernel``.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport log, sqrt
+from libc.math cimport INFINITY, log, sqrt
 from libc.string cimport memset
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
-from ._dense cimport downdate, profiled_result, small_chol, tkv_tm
+from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
 
 from ..design.ordering import expand, locality_order
 
@@ -36,7 +36,7 @@ cdef class BlockedKernel:
     cdef int[::1] cross_row, cross_colptr, rest_row, rest_col
     cdef double[::1] V, Ldiag, L21
     cdef double[::1, :] S, ZtW
-    cdef double[:, ::1] WtW
+    cdef double[:, ::1] WtW, Mbuf
     cdef readonly cnp.ndarray C
     cdef double[::1, :] Cm
     cdef double[::1] work
@@ -101,6 +101,7 @@ cdef class BlockedKernel:
         ztw[self.perm_rows] = blocks.ZtW
         self.ZtW = ztw
         self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
+        self.Mbuf = np.empty((self.ncol, self.ncol))
         self.C = np.zeros((self.q, self.ncol), order="F")
         self.Cm = self.C
         pmax = int(tp.max())
@@ -124,6 +125,7 @@ cdef class BlockedKernel:
         self.S = np.zeros((1, 1), order="F")
         self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
         self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
+        self.Mbuf = np.empty((self.ncol, self.ncol))
         self.C = np.zeros((self.q, self.ncol), order="F")
         self.Cm = self.C
         self.work = np.zeros(3 * self.p0 * self.p0 + 2 * self.p0)
@@ -309,11 +311,22 @@ cdef class BlockedKernel:
         return self.logdet, M
 
 
-    def profiled(self, T):
+    def profiled(self, const double[::1] T):
         """(log|A|, log|R_X|², r²) at T in the kernel's basis, or None where not positive
-        definite: ``update`` and the Cholesky of M in one call (the LMM objective's path)."""
-        ld, M = self.update(T)
-        return profiled_result(ld, M)
+        definite: ``update`` and the Cholesky of M in one call, M in a buffer of its own (the
+        LMM criterion's path, called ~40-100 times per small fit)."""
+        cdef double out[2]
+        cdef double[::1, :] Cv = self.Cm
+        cdef int rc
+        with nogil:
+            rc = self._factor(&T[0])
+            if rc == 0:
+                self._rhs(&T[0])
+                downdate(&self.WtW[0, 0], &Cv[0, 0], &Cv[0, 0], self.q, self.ncol, &self.Mbuf[0, 0])
+                rc = profile_cross(&self.Mbuf[0, 0], self.ncol, out)
+        if rc != 0 or not self.logdet < INFINITY:
+            return None
+        return (self.logdet, out[0], out[1])
 
     def conditional_modes(self, beta):
         """Spherical random effects u at β from the last update: L'u = c_u - R_ZX β."""
