@@ -38,7 +38,7 @@ DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel take
 GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
 GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
 MOMENT_STEP = 0.1  # BOBYQA's first steps from a moment start, relative to |θ₀| (at least 0.1)
-NEWTON_DECREMENT = 1e-7  # Newton steps stop when g'H⁻¹g (twice the predicted gain) is below
+NEWTON_DECREMENT = 1e-10  # Newton steps stop when g'H⁻¹g left after the final step is below
 
 
 def _thin_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -225,6 +225,10 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         self.optinfo = {"optimizer": res.optimizer, "evaluations": res.evaluations,
                         "seconds": res.seconds, "message": res.message, "converged": res.converged}
         self._set_theta(res.x)
+        if res.history:  # the optimiser's last step was not evaluated: keep it only if no worse
+            x_last, f_last = res.history[-1]
+            if not self.objective_value <= f_last + 1e-10 * max(1.0, abs(f_last)):
+                self._set_theta(x_last)
         self.converged = bool(res.converged)
         if not self.converged:
             warnings.warn(f"model failed to converge: {res.message}", ConvergenceWarning, stacklevel=3)
