@@ -344,36 +344,44 @@ cdef class BlockedKernel:
         return self._solve_lt_internal(x)[self.perm_rows]
 
     def solve_l(self, r):
-        """L⁻¹ r for r in global order, after an ``update``; the result is in the factor's
-        own row order, like the rows of C (inner products with C's columns are meaningful)."""
-        cdef double[::1] u = np.empty(self.q)
-        np.asarray(u)[self.perm_rows] = r
-        cdef Py_ssize_t j, c, s, a, pk, st, p0 = self.p0
+        """L⁻¹ r for r (q, or q x m) in global order, after an ``update``; the result is in the
+        factor's own row order, like the rows of C (inner products with C's columns are
+        meaningful).  Several right-hand sides share one dense triangular solve (dtrsm)."""
+        r = np.asarray(r, dtype=np.float64)
+        one_rhs = r.ndim == 1
+        cdef cnp.ndarray[double, ndim=2] U = np.empty((self.q, 1 if one_rhs else r.shape[1]), order="F")
+        U[self.perm_rows] = r[:, None] if one_rhs else r
+        cdef double[::1, :] u = U
+        cdef Py_ssize_t j, c, s, a, k, pk, st, p0 = self.p0, m = U.shape[1]
         cdef double acc
         cdef double* D
         cdef double* Lab
-        cdef int n2 = <int> self.q2, one = 1
+        cdef double* x
+        cdef int n2 = <int> self.q2, nm = <int> m, ldu = <int> self.q
+        cdef double one = 1.0
         cdef char lo = b'L', no = b'N'
         with nogil:
-            for j in range(self.nlev0):
-                D = &self.Ldiag[j * p0 * p0]
-                for s in range(p0):
-                    acc = u[j * p0 + s]
-                    for a in range(s):
-                        acc = acc - D[s * p0 + a] * u[j * p0 + a]
-                    u[j * p0 + s] = acc / D[s * p0 + s]
-                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                    Lab = &self.L21[self.cross_lofs[c]]
-                    pk = self.term_p[self.blk_term[self.cross_row[c]]]
-                    st = self.blk_start[self.cross_row[c]]
-                    for s in range(pk):
-                        acc = 0.0
-                        for a in range(p0):
-                            acc = acc + Lab[s * p0 + a] * u[j * p0 + a]
-                        u[st + s] -= acc
+            for k in range(m):
+                x = &u[0, k]
+                for j in range(self.nlev0):
+                    D = &self.Ldiag[j * p0 * p0]
+                    for s in range(p0):
+                        acc = x[j * p0 + s]
+                        for a in range(s):
+                            acc = acc - D[s * p0 + a] * x[j * p0 + a]
+                        x[j * p0 + s] = acc / D[s * p0 + s]
+                    for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                        Lab = &self.L21[self.cross_lofs[c]]
+                        pk = self.term_p[self.blk_term[self.cross_row[c]]]
+                        st = self.blk_start[self.cross_row[c]]
+                        for s in range(pk):
+                            acc = 0.0
+                            for a in range(p0):
+                                acc = acc + Lab[s * p0 + a] * x[j * p0 + a]
+                            x[st + s] -= acc
             if self.q2 > 0:
-                dtrsv(&lo, &no, &no, &n2, &self.S[0, 0], &n2, &u[self.q1], &one)
-        return np.asarray(u)
+                dtrsm(&lo, &lo, &no, &no, &n2, &nm, &one, &self.S[0, 0], &n2, &u[self.q1, 0], &ldu)
+        return U[:, 0] if one_rhs else U
 
     def _solve_lt_internal(self, r):
         cdef double[::1] u = np.array(r, dtype=np.float64, copy=True)

@@ -66,7 +66,7 @@ def profiled_ai(model, theta, r2: float, nfac: int, u, zte, R) -> np.ndarray:
     Cw = working_coefficients(model, theta, u, zte)
     G = gram_times(blocks, Cw)                              # Z'Z c_k
     hu = _lambda_t_times(model, theta, G)
-    v = np.column_stack([kernel.solve_l(hu[:, k]) for k in range(Cw.shape[1])])
+    v = kernel.solve_l(hu)
     ww = Cw.T @ G - v.T @ v
     if p:
         hx = blocks.ZtW[:, :p].T @ Cw - kernel.C[:, :p].T @ v
