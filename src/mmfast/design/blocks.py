@@ -130,8 +130,14 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
         else:
             codes, ukeys = pd.factorize(key, sort=True)  # hashing: faster than np.unique
             local.append((codes, np.asarray(ukeys, dtype=np.int64)))
-    uniq = np.sort(np.concatenate([u for _, u in local]))
-    inv = np.concatenate([np.searchsorted(uniq, u)[c] for c, u in local]).astype(np.int64)
+    # merge the pieces' sorted keys: a stable argsort of sorted runs, then each key's rank
+    allkeys = np.concatenate([u for _, u in local])
+    order = np.argsort(allkeys, kind="stable")
+    uniq = allkeys[order]
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    ofs = np.cumsum([0] + [len(u) for _, u in local])
+    inv = np.concatenate([rank[o + c] for o, (c, _) in zip(ofs, local)])
     pair_row = (uniq // nblocks).astype(np.int32)
     pair_col = (uniq % nblocks).astype(np.int32)
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
