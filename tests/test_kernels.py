@@ -244,3 +244,18 @@ def test_moment_start_and_log_newton():
         return -float(x @ x)
 
     assert not minimize_log_newton(concave, np.array([0.5, 1.0]), lambda: at["H"]).converged
+
+
+@pytest.mark.parametrize("na,nb,n", [(300, 120, 7000), (3, 5000, 20000), (1, 1, 5), (50, 2, 400)])
+def test_pair_codes_number_pairs_in_sorted_order(na, nb, n):
+    """The design's pair coding is pandas' sorted factorize of a·nb + b (few and many b per a:
+    insertion sort and qsort), and rejects codes out of range."""
+    from mmfast._ext._pairs import pair_codes
+    rng = np.random.default_rng(na + nb)
+    a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
+    codes, keys = pair_codes(a, b, na, nb)
+    ref_codes, ref_keys = pd.factorize(a * nb + b, sort=True)
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_array_equal(keys, ref_keys)
+    with pytest.raises(ValueError, match="out of range"):
+        pair_codes(a, b, na, nb - 1 if nb > 1 else 0)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
+from .._ext._pairs import pair_codes
 from .remat import RandomTerm
 
 __all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times"]
@@ -112,15 +112,11 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
     rowblk = [blk_base[k] + terms[k].factor.codes.astype(np.int64) for k in range(nterms)]
 
     # block pairs (bi >= bj): term k >= term m, so blocks of k come later in u
-    keys, pieces = [], []
-    for k in range(nterms):
-        for m in range(k + 1):
-            keys.append(rowblk[k] * nblocks + rowblk[m])
-            pieces.append((k, m))
+    pieces = [(k, m) for k in range(nterms) for m in range(k + 1)]
     # unique pairs per piece (pieces' keys are disjoint: their terms differ); a diagonal piece's
-    # pair is (a row's block, itself), so only cross pieces need hashing
+    # pair is (a row's block, itself), so only cross pieces need pair coding
     local = []
-    for (k, m), key in zip(pieces, keys):
+    for k, m in pieces:
         if k == m:
             present = np.bincount(rowblk[k] - blk_base[k], minlength=int(nblk[k])) > 0
             ub = blk_base[k] + np.flatnonzero(present)
@@ -128,8 +124,10 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
             remap[present] = np.arange(len(ub))
             local.append((remap[rowblk[k] - blk_base[k]], ub * nblocks + ub))
         else:
-            codes, ukeys = pd.factorize(key, sort=True)  # hashing: faster than np.unique
-            local.append((codes, np.asarray(ukeys, dtype=np.int64)))
+            codes, pkeys = pair_codes(rowblk[k] - blk_base[k], rowblk[m] - blk_base[m],
+                                      int(nblk[k]), int(nblk[m]))
+            ka, kb = pkeys // nblk[m] + blk_base[k], pkeys % nblk[m] + blk_base[m]
+            local.append((codes, ka * nblocks + kb))
     # merge the pieces' sorted keys: a stable argsort of sorted runs, then each key's rank
     allkeys = np.concatenate([u for _, u in local])
     order = np.argsort(allkeys, kind="stable")
@@ -143,11 +141,8 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
     pair_vofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     V = np.zeros(int(pair_vofs[-1]))
-    row_pair = inv.reshape(len(pieces), n).astype(np.int64)
-    start = 0
-    for (k, m), key in zip(pieces, keys):
-        pid = inv[start: start + len(key)]
-        start += len(key)
+    row_pair = inv.reshape(len(pieces), n)
+    for (k, m), pid in zip(pieces, row_pair):
         pk, pm = terms[k].p, terms[m].p
         base = pair_vofs[pid]
         for s in range(pk):

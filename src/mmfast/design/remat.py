@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError, ModelSpecError
+from .._ext._pairs import pair_codes
 from ..formula import Bar, build_matrix
 
 __all__ = ["RandomTerm", "GroupingFactor", "grouping_factor", "build_terms", "level_label"]
@@ -65,8 +66,7 @@ def grouping_factor(data: pd.DataFrame, expr: str) -> GroupingFactor:
     codes, levels = _single_factor(data, parts[0])
     for part in parts[1:]:
         c2, l2 = _single_factor(data, part)
-        key = codes * len(l2) + c2
-        codes, uniq = pd.factorize(key, sort=True)
+        codes, uniq = pair_codes(codes, c2, len(levels), len(l2))
         levels = [f"{levels[k // len(l2)]}:{l2[k % len(l2)]}" for k in uniq]
     return GroupingFactor(expr, codes.astype(np.int32), levels)
 
