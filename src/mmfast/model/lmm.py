@@ -20,7 +20,7 @@ from scipy.linalg.lapack import dgeqrf, dorgqr, dtrtrs
 from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z, zt_times
-from ..errors import ConvergenceWarning, FitError, SingularFitWarning
+from ..errors import ConvergenceWarning, DataError, FitError, SingularFitWarning
 from .ainv import ainv_blocks
 from .frame import ModelFrame, model_frame
 from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradient
@@ -108,15 +108,15 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return self._Z
 
     def _residual_response(self, y: np.ndarray) -> np.ndarray:
-        """Weighted y (less offset) minus its projection on X; sets γ = Q'y (checks y first)."""
-        from ..errors import DataError
+        """Weighted y (less offset) minus its projection on X; sets γ = Q'y and keeps the result
+        as ``_yres`` (checks y first)."""
         y = y if self.frame.offset is None else y - self.frame.offset
         yw = y if self._sqrtw is None else y * self._sqrtw
         name = self.frame.parsed.response
-        if np.ptp(y) == 0:
+        if y.max() == y.min():
             raise DataError(f"response '{name}' is constant: there is no variance to model")
         self._gamma = self._Q.T @ yw
-        yres = yw - self._Q @ self._gamma
+        yres = self._yres = yw - self._Q @ self._gamma
         if np.linalg.norm(yres) <= 1e-10 * np.linalg.norm(yw):
             raise DataError(f"response '{name}' is an exact linear function of the fixed effects: "
                             "no residual variation is left for the random effects")

@@ -60,7 +60,7 @@ def moment_start(model) -> np.ndarray | None:
 
 def _moments(model) -> np.ndarray | None:
     frame = model.frame
-    r = model._residual_response(frame.y)
+    r = model._yres  # the OLS residual of the (weighted) response, from the model's set-up
     s2 = float(r @ r) / len(r)
     if not s2 > 0:
         return None
