@@ -259,3 +259,22 @@ def test_pair_codes_number_pairs_in_sorted_order(na, nb, n):
     np.testing.assert_array_equal(keys, ref_keys)
     with pytest.raises(ValueError, match="out of range"):
         pair_codes(a, b, na, nb - 1 if nb > 1 else 0)
+
+
+def test_unevaluated_final_step_is_kept_only_if_no_worse(monkeypatch):
+    """An optimiser result whose last step was not evaluated (``history`` holds the last
+    evaluated point) is checked by the fit: a worse point falls back to the evaluated one."""
+    from mmfast.model.optimize import OptResult
+    d = mmfast.datasets.load("sleepstudy")
+    good = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
+    bad_theta = good.theta * np.array([1.5, 1.0, 0.5])
+    f_good = good.objective(good.theta)
+
+    def fake(fun, x0, lower, **kw):
+        return OptResult(x=bad_theta, fun=f_good, evaluations=1, seconds=0.0, optimizer="fake",
+                         converged=True, history=[(good.theta.copy(), f_good)])
+
+    monkeypatch.setattr(lmm_module, "minimize_bounded", fake)
+    m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
+    np.testing.assert_array_equal(m.theta, good.theta)
+    assert m.reml_criterion == pytest.approx(good.reml_criterion, abs=1e-9)
