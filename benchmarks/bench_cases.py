@@ -26,6 +26,8 @@ DATA_DIR = REPO / "src" / "mmfast" / "datasets" / "data"
 REFERENCE_DIR = REPO / "tests" / "reference"
 BIG_CASES = {"insteval_ml", "big_nested_ml", "many_small"}
 BIG_REPEAT = 3
+MEDIUM_CASES = {"verbagg"}  # seconds per lme4 fit: a few fits, after a warm-up
+MEDIUM_REPEAT = 5
 MANY_SMALL_FORMULA = "y ~ group + (1 | animal)"
 VERBAGG_FORMULA = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"
 
@@ -97,8 +99,9 @@ class Case:
         return self.name in BIG_CASES
 
     def n_fits(self, repeat: int) -> int:
-        """Timed fits: ``repeat``, at most 3 for the big cases."""
-        return max(1, min(repeat, BIG_REPEAT) if self.big else repeat)
+        """Timed fits: ``repeat``, at most 3 for the big cases and 5 for the medium ones."""
+        cap = BIG_REPEAT if self.big else MEDIUM_REPEAT if self.name in MEDIUM_CASES else repeat
+        return max(1, min(repeat, cap))
 
     def r_spec(self, repeat: int) -> dict:
         """The case as ``lme4_timing.R`` reads it."""

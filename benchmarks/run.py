@@ -6,7 +6,8 @@ Usage (``make bench`` runs the first form)::
 
 For every case (``bench_cases.build_cases``: the LMM reference cases, many_small, the GLMM
 reference cases, verbagg) mmfast is timed first: one untimed warm-up, then the median of
-``--repeat`` fits (at most 3 for insteval_ml, big_nested_ml and many_small).  Then, if
+``--repeat`` fits (default 20; at most 3 for insteval_ml, big_nested_ml and many_small, 5 for
+verbagg).  Then, if
 ``Rscript`` with lme4 and jsonlite is available and ``--no-r`` is not given, the same cases
 are timed with lme4 by ``benchmarks/lme4_timing.R`` in a child process (same machine, same
 run, sequentially).  Results go to ``benchmarks/results/latest.json`` with machine info.
@@ -239,8 +240,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", help="comma-separated case names (default: all)")
     ap.add_argument("--no-r", action="store_true", help="do not time lme4")
-    ap.add_argument("--repeat", type=int, default=5,
-                    help="timed fits per case after a warm-up (big cases: at most 3)")
+    ap.add_argument("--repeat", type=int, default=20,
+                    help="timed fits per case after a warm-up (big cases: at most 3, verbagg 5)")
     ap.add_argument("--rscript", default=shutil.which("Rscript"), help="Rscript to use")
     ap.add_argument("--r-timeout", type=float, default=3600, help="seconds for the R run")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
