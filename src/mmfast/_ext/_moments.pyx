@@ -7,6 +7,22 @@ cimport numpy as cnp
 cnp.import_array()
 
 
+cdef inline void _chol_solve(double[:, ::1] L, double* x, Py_ssize_t p) noexcept nogil:
+    """x <- (L L')⁻¹ x for a lower-triangular L (p x p), in place."""
+    cdef Py_ssize_t a, k
+    cdef double acc
+    for a in range(p):
+        acc = x[a]
+        for k in range(a):
+            acc = acc - L[a, k] * x[k]
+        x[a] = acc / L[a, a]
+    for a in range(p - 1, -1, -1):
+        acc = x[a]
+        for k in range(a + 1, p):
+            acc = acc - L[k, a] * x[k]
+        x[a] = acc / L[a, a]
+
+
 def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G,
                       const double[::1] r):
     """Regress r on the columns of X within each of the G levels.
@@ -71,16 +87,9 @@ def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G
                         L[a, c] = acc / L[c, c]
             if not ok:
                 continue
-            for a in range(p):  # b = L'⁻¹ L⁻¹ X'r, in row m
-                acc = xtr[g, a]
-                for k in range(a):
-                    acc = acc - L[a, k] * e[k]
-                e[a] = acc / L[a, a]
-            for a in range(p - 1, -1, -1):
-                acc = e[a]
-                for k in range(a + 1, p):
-                    acc = acc - L[k, a] * b[m, k]
-                b[m, a] = acc / L[a, a]
+            for a in range(p):  # b = (L L')⁻¹ X'r, in row m
+                b[m, a] = xtr[g, a]
+            _chol_solve(L, &b[m, 0], p)
             acc = rr[g]
             for a in range(p):
                 acc = acc - b[m, a] * xtr[g, a]
@@ -88,15 +97,8 @@ def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G
             df += cnt[g] - p
             for c in range(p):  # column c of (X'X)⁻¹, added to the sum
                 for a in range(p):
-                    acc = 1.0 if a == c else 0.0
-                    for k in range(a):
-                        acc = acc - L[a, k] * e[k]
-                    e[a] = acc / L[a, a]
-                for a in range(p - 1, -1, -1):
-                    acc = e[a]
-                    for k in range(a + 1, p):
-                        acc = acc - L[k, a] * e[k]
-                    e[a] = acc / L[a, a]
+                    e[a] = 1.0 if a == c else 0.0
+                _chol_solve(L, &e[0], p)
                 for a in range(p):
                     inv[a, c] += e[a]
             m += 1
