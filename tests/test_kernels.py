@@ -150,15 +150,19 @@ def test_predict_on_new_data_follows_the_model():
                                m.fixef["(Intercept)"] + m.fixef["Days"] * d["Days"].iloc[:3], rtol=1e-12)
 
 
-@pytest.mark.parametrize("singular", [False, True])
+@pytest.mark.parametrize("singular", [False, True, "two"])
 def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
     """The gradient path (log-θ Newton, else log-scale L-BFGS-B) reaches BOBYQA's optimum, also
-    on the boundary."""
+    on the boundary, with one or two variances at 0 (near 0 the log scale flattens the
+    criterion: the bounded pass must still take them there)."""
     data = _crossed(seed=5)
+    formula = "y ~ x + (1 | a) + (1 | b)"
     if singular:  # no b-level variation at all: that variance must be estimated as 0
         rng = np.random.default_rng(7)
         data["y"] = 1 + 0.5 * data["x"] + rng.normal(0, 0.7, 60)[data["a"]] + rng.normal(0, 1, len(data))
-    formula = "y ~ x + (1 | a) + (1 | b)"
+    if singular == "two":
+        data["c"] = np.random.default_rng(8).integers(0, 12, len(data))
+        formula = "y ~ x + (1 | a) + (1 | b) + (1 | c)"
     monkeypatch.setattr(lmm_module, "GRADIENT_MIN_Q", 10**9)
     monkeypatch.setattr(lmm_module, "GRADIENT_MIN_DENSE", 10**9)
     with warnings.catch_warnings():
@@ -171,7 +175,7 @@ def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
     assert dfo.optinfo["optimizer"].startswith("bobyqa")
     assert grad.reml_criterion <= dfo.reml_criterion + 1e-7
     np.testing.assert_allclose(grad.theta, dfo.theta, atol=2e-4)
-    assert grad.singular == dfo.singular == singular
+    assert grad.singular == dfo.singular == bool(singular)
 
 
 def test_moment_start_of_a_vector_term():
@@ -278,3 +282,31 @@ def test_unevaluated_final_step_is_kept_only_if_no_worse(monkeypatch):
     m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
     np.testing.assert_array_equal(m.theta, good.theta)
     assert m.reml_criterion == pytest.approx(good.reml_criterion, abs=1e-9)
+
+
+def test_two_variances_at_zero_on_the_gradient_path():
+    """InstEval-sized crossed design where two of three variances are 0: Newton gives up (a
+    standard deviation heads for 0), L-BFGS-B must still reach BOBYQA's optimum, also from a
+    point with one variance small but not 0 (in log scale the criterion is flat there)."""
+    rng = np.random.default_rng(11)
+    n = 20000
+    a, b, c = rng.integers(0, 3000, n), rng.integers(0, 300, n), rng.integers(0, 20, n)
+    x = rng.normal(size=n)
+    y = 1 + 0.3 * x + rng.normal(0, 0.5, 3000)[a] + rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "x": x, "a": a, "b": b, "c": c})
+    formula = "y ~ x + (1 | a) + (1 | b) + (1 | c)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grad = mmfast.lmer(formula, data, reml=False)
+        dfo = mmfast.lmer(formula, data, reml=False, ftol_abs=1e-12)  # BOBYQA, lme4's start
+    assert grad.use_gradient and dfo.optinfo["optimizer"].startswith("bobyqa")
+    assert grad.ml_deviance <= dfo.ml_deviance + 1e-7
+    np.testing.assert_allclose(grad.theta, dfo.theta, atol=1e-4)
+    assert grad.singular
+    # L-BFGS-B alone from a point with one variance small but not tiny
+    from mmfast.model.gradient import profiled_gradient
+    from mmfast.model.optimize import minimize_with_gradient
+    res = minimize_with_gradient(lambda th: profiled_gradient(grad, th), grad.objective,
+                                 np.array([grad.theta[0], 0.0015, 0.0]), grad.theta_lower)
+    assert res.fun <= dfo.ml_deviance + 1e-7
+    np.testing.assert_allclose(res.x, dfo.theta, atol=1e-4)

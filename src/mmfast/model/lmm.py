@@ -38,6 +38,7 @@ DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel take
 GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
 GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
 MOMENT_STEP = 0.1  # BOBYQA's first steps from a moment start, relative to |θ₀| (at least 0.1)
+BOUNDARY_SHARE = 1e-3  # a Newton result's SD ratio below this share of the largest: start at 0
 NEWTON_DECREMENT = 1e-10  # Newton steps stop when g'H⁻¹g left after the final step is below
 
 
@@ -254,12 +255,14 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         res = None
         if np.all(x0[logged] > 0):
             res = minimize_log_newton(fg, x0, lambda: last["ai"], dec_tol=NEWTON_DECREMENT,
-                                      logged=logged, max_step=1.0)
+                                      logged=logged, max_step=1.0, small=BOUNDARY_SHARE)
         if res is not None and res.converged:
             return res
         nev, x0 = (0, x0) if res is None else (res.evaluations, res.x)
         if not np.all(np.isfinite(x0)):
             x0 = self.theta_start
+        # a standard deviation Newton drove towards 0 starts at 0: bounded in θ, not in log θ
+        x0 = np.where(logged & (x0 < BOUNDARY_SHARE * np.max(x0[logged], initial=0.0)), 0.0, x0)
         res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0,
                                      self.theta_lower)
         res.evaluations += nev

@@ -126,7 +126,11 @@ def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000) ->
     x = np.where(logged, np.exp(np.minimum(res.x, 700.0)), res.x)
     fx, name, message = float(res.fun), "lbfgsb(log)", str(res.message)
     scale = np.maximum(np.abs(x).max(), 1.0)
-    if res.status != 0 or np.any(logged & (x < 1e-3 * scale)):
+    # log scale flattens the criterion near 0 (its z-gradient is x times the θ-gradient): a
+    # small variance the θ-gradient still pushes down gets the bounded pass too
+    g_theta = np.asarray(res.jac, dtype=float) / np.where(logged, np.maximum(x, 1e-300), 1.0)
+    pushed = logged & (g_theta > 0) & (x < 0.05 * np.max(np.where(logged, x, 0.0), initial=0.0))
+    if res.status != 0 or np.any(logged & (x < 1e-3 * scale)) or np.any(pushed):
         bounds_x = [(lo if np.isfinite(lo) else None, None) for lo in lower]
         res2 = minimize(fg_theta, np.where(logged & (x < 1e-3 * scale), 0.0, x), jac=True,
                         method="L-BFGS-B", bounds=bounds_x, options=opts)
@@ -146,7 +150,7 @@ def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000) ->
 
 def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
                     bound_tol=1e-4, f0=None, g0=None, hessian_at=None,
-                    max_step=math.inf, final_step=False) -> OptResult:
+                    max_step=math.inf, final_step=False, give_up=None) -> OptResult:
     """Bounded quasi-Newton from a good start and a good Hessian (refits of a fitted model).
 
     ``fun_grad(x, g)`` returns f(x) and writes the analytic gradient into g.  The Hessian
@@ -167,7 +171,8 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
     caller to fall back on.  Convergence then means that the decrement left after that step
     is below ``dec_tol``, with the ratio of the last two step lengths as the contraction
     (AI-Newton converges linearly, ~0.02-0.1 per step on our models); that needs a decrement
-    already below FINAL_DEC_MAX.
+    already below FINAL_DEC_MAX.  ``give_up(x)``: checked at every accepted point; True stops
+    the run (not converged).
     """
     t0 = time.perf_counter()
     lower = np.asarray(lower, dtype=float)
@@ -219,8 +224,8 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
             B += np.outer(yv, yv) / sy - np.outer(Bs, Bs) / sBs
         x, f = xn, fn
         g, gn = gn, g
-        if np.max(np.abs(s)) < 1e-12:  # stalled
-            break
+        if np.max(np.abs(s)) < 1e-12 or (give_up is not None and give_up(x)):
+            break  # stalled, or the caller sees it go where it should not
     return OptResult(x=x, fun=f, evaluations=nev, seconds=time.perf_counter() - t0,
                      optimizer="newton", converged=ok, message="" if ok else "no convergence",
                      history=history)
@@ -275,9 +280,13 @@ def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=
         return to_z_hessian(np.asarray(hessian(), dtype=float), to_x(z), gz)
 
     z0 = np.where(logged, np.log(np.where(logged, x0, 1.0)), x0)
+    def to_boundary(z):  # a standard deviation heading for 0: log scale cannot get there
+        x = to_x(z)[logged]
+        return bool(np.any(x < small * np.max(x, initial=0.0)))
+
     res = minimize_newton(fz, z0, np.full(n, -np.inf), Hz, dec_tol, maxiter,
                           f0=f0, g0=g0 * np.where(logged, x0, 1.0), hessian_at=hz,
-                          max_step=max_step, final_step=True)
+                          max_step=max_step, final_step=True, give_up=to_boundary)
     x = to_x(res.x)
     ok = res.converged and bool(np.all(x[logged] >= small * np.max(x[logged], initial=0.0)))
     return OptResult(x=x, fun=res.fun, evaluations=res.evaluations + 1,
