@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -99,12 +100,7 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
     if len(data) == 0:
         raise DataError("data has no rows")
     parsed = parse_formula(formula)
-    used = parsed.variables(data.columns)
-    for b in parsed.bars:
-        for fac in b.factors:
-            if fac.strip("`") not in data.columns:
-                raise FormulaError(f"grouping factor '{fac}' in ({b}) is not a column of the data")
-    _check_names_exist(parsed, data)
+    used = list(_used_columns(formula, tuple(data.columns)))
     extra = {}
     for name, val in (("(weights)", weights), ("(offset)", offset)):
         if val is None:
@@ -158,7 +154,20 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
                       offset=off, n_dropped=n_dropped, dropped_columns=dropped, y_extra=y_extra)
 
 
-def _check_names_exist(parsed: ParsedFormula, data: pd.DataFrame) -> None:
+@lru_cache(maxsize=256)
+def _used_columns(formula: str, columns: tuple) -> tuple:
+    """The columns the formula uses, after checking that every name in it is a column or a
+    known function (cached: a pipeline checks the same formula and columns for every fit)."""
+    parsed = parse_formula(formula)
+    for b in parsed.bars:
+        for fac in b.factors:
+            if fac.strip("`") not in columns:
+                raise FormulaError(f"grouping factor '{fac}' in ({b}) is not a column of the data")
+    _check_names_exist(parsed, columns)
+    return tuple(parsed.variables(columns))
+
+
+def _check_names_exist(parsed: ParsedFormula, columns) -> None:
     """Name the first identifier that is neither a column nor a known function."""
     from ..formula.parse import identifiers
     known = set(R_FUNCTIONS) | {"factor", "as.factor", "C", "I", "offset", "cbind", "as.numeric",
@@ -166,7 +175,7 @@ def _check_names_exist(parsed: ParsedFormula, data: pd.DataFrame) -> None:
     exprs = [parsed.response, parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars]
     for expr in exprs:
         for tok in identifiers(expr):
-            if tok in data.columns or tok in known or tok.replace(".", "").isdigit():
+            if tok in columns or tok in known or tok.replace(".", "").isdigit():
                 continue
             if tok.lower() in ("inf", "nan", "pi", "e"):
                 continue
