@@ -195,8 +195,8 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
         dec = -float(g @ d)
         if not dec >= 0:  # not a descent direction: B is not positive definite
             break
-        dmax = float(np.max(np.abs(d), initial=0.0))
         # with a final step, what is left after it: the step ratio estimates the contraction
+        dmax = float(np.max(np.abs(d), initial=0.0)) if final_step else 0.0
         rho2 = min(1.0, (dmax / dprev) ** 2) if final_step and dec < FINAL_DEC_MAX else 1.0
         if dec * rho2 < dec_tol:
             ok = not np.any(x - lower < bound_tol)
