@@ -79,7 +79,7 @@ def test_analytic_gradient_is_the_derivative(fits, case, reml):
 def test_diagonal_trace_equals_the_selected_inverse(fits, case):
     """Scalar terms: Q_k = (q_k - tr_k(A⁻¹)) / θ_k from A⁻¹'s diagonal is the general
     selected-inverse trace; below DIAG_TRACE_MIN the kernel takes the general path itself."""
-    from mmfast._ext._blocked import DIAG_TRACE_MIN
+    from mmfast._ext._selinv import DIAG_TRACE_MIN
     m = fits[case]
     for theta in _points(m) + [np.full(len(m.theta), 0.5 * DIAG_TRACE_MIN)]:
         T = m.templates(theta)
