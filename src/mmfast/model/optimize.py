@@ -240,9 +240,10 @@ def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=
     (the average information, for LMMs), taken afresh at every accepted point and mapped to z
     (J H J + diag(∂f/∂z) on the logged coordinates, J = ∂x/∂z); ``minimize_newton`` runs
     unbounded in z, trying steps of at most ``max_step``, and returns the point after the last
-    Newton step (not evaluated: the caller does, to set up its results).  Not converged (the caller falls
-    back) when the start Hessian is not positive definite or a logged parameter heads for 0
-    (below ``small`` times the largest): a boundary fit is for a bounded optimiser to settle.
+    Newton step (not evaluated: the caller does, to set up its results).  Not converged (the
+    caller falls back) when the start Hessian is not positive definite or a logged parameter
+    heads for 0 (below ``small`` times the largest; the run stops as soon as one does): a
+    boundary fit is for a bounded optimiser to settle.
     """
     t0 = time.perf_counter()
     x0 = np.asarray(x0, dtype=float)
