@@ -204,3 +204,18 @@ def test_fitted_glmm_pickles(n_agq):
                                   g.predict(wl.iloc[:5], type="response"))
     np.testing.assert_allclose(g2.ranef_condsd["mouseID"], g.ranef_condsd["mouseID"], rtol=1e-10)
     assert g2.deviance_at(g.theta, g.beta) == pytest.approx(g.deviance_at(g.theta, g.beta), rel=1e-12)
+
+
+def test_model_data_is_a_snapshot_of_the_fit():
+    """The model frame keeps the columns as they were at the fit (no copy of the data is made,
+    pandas' copy-on-write does it): changing the caller's data frame afterwards changes neither
+    ``frame.data`` nor a refit such as ``drop1``."""
+    d = mmfast.datasets.load("sleepstudy")
+    expected = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d.copy()).drop1()
+    m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
+    y0 = float(d["Reaction"].iloc[0])
+    d.loc[0, "Reaction"] = 1e6  # after the fit, before anything asked for frame.data
+    d["Days"] = d["Days"] * 100
+    assert m.frame.data["Reaction"].iloc[0] == y0
+    assert m.frame.data["Days"].max() == 9
+    pd.testing.assert_frame_equal(m.drop1(), expected)

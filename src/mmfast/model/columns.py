@@ -3,7 +3,8 @@
 A pandas column access costs ~10 µs and ``data[cols].copy()`` ~0.25 ms, more than the whole
 optimisation of a small model; the frame builders only need a few columns as Series or
 arrays, so they get this read-only view instead of a copied DataFrame.  The DataFrame of the
-used columns (``ModelFrame.data``, for refits and predictions) is built on first use.
+used columns (``ModelFrame.data``, for refits and predictions) is built on first use from the
+Series fetched at set-up (``complete_rows`` fetches every column).
 """
 from __future__ import annotations
 
@@ -53,11 +54,11 @@ class Columns:
         return s
 
     def frame(self) -> pd.DataFrame:
-        """The columns as a DataFrame with index 0..n-1 (built once, on first use)."""
+        """The columns as a DataFrame with index 0..n-1 (built once, on first use), from the
+        Series fetched when the model was set up: pandas' copy-on-write keeps them as they were
+        even if the caller changes the data frame afterwards."""
         if self._frame is None:
-            df = self._data[self._names].copy()
-            for name, arr in self._extra.items():
-                df[name] = arr
+            df = pd.DataFrame({name: self[name] for name in self.columns})
             if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0:
                 df = df.reset_index(drop=True)
             self._frame = df
