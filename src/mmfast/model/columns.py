@@ -15,6 +15,9 @@ from ..errors import DataError
 
 __all__ = ["Columns", "complete_rows"]
 
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or \
+    getattr(pd.options.mode, "copy_on_write", False) is True
+
 
 class Columns:
     """A DataFrame-like view (``columns``, ``[name]``, ``len``, ``in``) of some columns of
@@ -48,6 +51,8 @@ class Columns:
                 s = pd.Series(self._extra[name], index=self._data.index, name=name)
             elif name in self._names:
                 s = self._data[name]
+                if not _COPY_ON_WRITE:  # pandas 2 without copy-on-write: a view, copy it
+                    s = s.copy()
             else:
                 raise KeyError(name)
             self._series[name] = s
