@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._ext._moments import level_regressions
+from .._ext._pairs import pair_codes
 
 __all__ = ["moment_start"]
 
@@ -21,8 +22,9 @@ FLOOR = 0.01  # smallest variance share a start gives a term (θ = 0 would pin i
 
 
 def _level_covariance(X: np.ndarray, codes: np.ndarray, G: int, r: np.ndarray):
-    """(Σ, its mean contribution to the row variance) of the columns X within G levels, from
-    per-level regressions of r, or None when fewer than two levels allow one."""
+    """(Σ, its mean contribution to the row variance, the pooled residual variance within the
+    levels) of the columns X within G levels, from per-level regressions of r, or None when
+    fewer than two levels allow one."""
     p = X.shape[1]
     b, inv_mean, ssr, df, XtX = level_regressions(np.ascontiguousarray(X, dtype=float),
                                                   np.ascontiguousarray(codes, dtype=np.int32),
@@ -40,7 +42,18 @@ def _level_covariance(X: np.ndarray, codes: np.ndarray, G: int, r: np.ndarray):
     except np.linalg.LinAlgError:
         w, V = np.linalg.eigh(sigma)
         sigma = (V * np.maximum(w, floor)) @ V.T
-    return sigma, float(np.sum(sigma * XtX)) / len(r)
+    return sigma, float(np.sum(sigma * XtX)) / len(r), s2w
+
+
+def _nested(t, terms) -> bool:
+    """Whether t's grouping factor is nested in another term's: each of its levels occurs
+    with one level of the other factor only."""
+    for o in terms:
+        if o.factor.name != t.factor.name and o.nlevels < t.nlevels:
+            npairs = len(pair_codes(t.factor.codes, o.factor.codes, t.nlevels, o.nlevels)[1])
+            if npairs == t.nlevels:
+                return True
+    return False
 
 
 def moment_start(model) -> np.ndarray | None:
@@ -67,7 +80,7 @@ def _moments(model) -> np.ndarray | None:
     groups: dict = {}
     for i, t in enumerate(frame.terms):
         groups.setdefault(t.factor.name, []).append(i)
-    est, share = [None] * len(frame.terms), 0.0
+    est, share, inner = [None] * len(frame.terms), 0.0, []
     for idx in groups.values():
         terms = [frame.terms[i] for i in idx]
         X = np.column_stack([t.X for t in terms])
@@ -77,13 +90,18 @@ def _moments(model) -> np.ndarray | None:
         if e is None:
             continue
         share += e[1]
+        if e[2] > 0 and _nested(terms[0], frame.terms):
+            inner.append(e[2])
         ofs = 0
         for i, t in zip(idx, terms):
             est[i] = e[0][ofs: ofs + t.p, ofs: ofs + t.p]
             ofs += t.p
     if all(e is None for e in est):
         return None
-    resid = max(s2 - share, FLOOR * s2)
+    # σ²: what the terms leave of r's variance; with nested factors the shares overlap (the
+    # outer factor's level means carry the inner variance too), and the variance within the
+    # levels of an inner factor estimates σ² directly
+    resid = max(s2 - share, min(inner, default=0.0), FLOOR * s2)
     out = []
     for t, e in zip(frame.terms, est):
         if e is None:
