@@ -203,6 +203,22 @@ def test_moment_start_of_a_vector_term():
     assert th is None
 
 
+def test_moment_start_of_nested_factors():
+    """(1 | a/b): the outer factor's level means carry the inner variance too, so σ² comes
+    from the variance within the inner levels; the start lands near the simulated ratios."""
+    from mmfast.model.frame import model_frame
+    from mmfast.model.lmm import LinearMixedModel
+    from mmfast.model.start import moment_start
+    rng = np.random.default_rng(9)
+    a = np.repeat(np.arange(60), 40)
+    b = np.repeat(np.arange(60 * 8), 5)  # 8 inner levels per outer level, 5 rows each
+    y = rng.normal(0, 1.5, 60)[a] + rng.normal(0, 0.8, 480)[b] + rng.normal(size=a.size)
+    data = pd.DataFrame({"y": y, "a": a, "b": b % 8})  # b coded within a, as in the lecture
+    model = LinearMixedModel(model_frame("y ~ 1 + (1 | a/b)", data))
+    th = moment_start(model)  # terms: b:a (480 levels), a (60)
+    np.testing.assert_allclose(th, [0.8, 1.5], rtol=0.25)
+
+
 def test_moment_start_and_log_newton():
     """The moment start recovers a one-way design's variance ratio; Newton on log x finds a
     known minimum (some coordinates in log scale, some not) and declines (converged False) when

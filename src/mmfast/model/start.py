@@ -40,20 +40,27 @@ def _level_covariance(X: np.ndarray, codes: np.ndarray, G: int, r: np.ndarray):
     try:  # positive definite with room to spare: as it is (the common case, no eigh)
         np.linalg.cholesky(sigma - floor * np.eye(p))
     except np.linalg.LinAlgError:
-        w, V = np.linalg.eigh(sigma)
-        sigma = (V * np.maximum(w, floor)) @ V.T
+        sigma = _psd(sigma, floor)
     return sigma, float(np.sum(sigma * XtX)) / len(r), s2w
 
 
-def _nested(t, terms) -> bool:
-    """Whether t's grouping factor is nested in another term's: each of its levels occurs
-    with one level of the other factor only."""
-    for o in terms:
-        if o.factor.name != t.factor.name and o.nlevels < t.nlevels:
+def _parent(t, terms):
+    """The term whose grouping factor t's is nested in (each level of t's factor occurs with
+    one of its levels only), the finest such; None when t's factor is not nested."""
+    best = None
+    for j, o in enumerate(terms):
+        if o.factor.name != t.factor.name and o.nlevels < t.nlevels and \
+                (best is None or o.nlevels > terms[best].nlevels):
             npairs = len(pair_codes(t.factor.codes, o.factor.codes, t.nlevels, o.nlevels)[1])
             if npairs == t.nlevels:
-                return True
-    return False
+                best = j
+    return best
+
+
+def _psd(S: np.ndarray, floor: float) -> np.ndarray:
+    """S with its eigenvalues raised to at least ``floor``."""
+    w, V = np.linalg.eigh(S)
+    return (V * np.maximum(w, floor)) @ V.T
 
 
 def moment_start(model) -> np.ndarray | None:
@@ -90,17 +97,23 @@ def _moments(model) -> np.ndarray | None:
         if e is None:
             continue
         share += e[1]
-        if e[2] > 0 and _nested(terms[0], frame.terms):
-            inner.append(e[2])
         ofs = 0
         for i, t in zip(idx, terms):
             est[i] = e[0][ofs: ofs + t.p, ofs: ofs + t.p]
             ofs += t.p
+        if e[2] > 0 and _parent(terms[0], frame.terms) is not None:
+            inner.append(e[2])
     if all(e is None for e in est):
         return None
-    # σ²: what the terms leave of r's variance; with nested factors the shares overlap (the
-    # outer factor's level means carry the inner variance too), and the variance within the
-    # levels of an inner factor estimates σ² directly
+    # nested factors: an inner level's mean carries its outer level's effect too, so the
+    # inner covariance is what its spread adds to the outer one's (same columns only)
+    raw = list(est)
+    for i, t in enumerate(frame.terms):
+        o = _parent(t, frame.terms) if raw[i] is not None else None
+        if o is not None and raw[o] is not None and frame.terms[o].names == t.names:
+            est[i] = _psd(raw[i] - raw[o], FLOOR * np.trace(raw[i]) / t.p)
+    # σ²: what the terms leave of r's variance; with nested factors the shares overlap, and
+    # the variance within the levels of an inner factor estimates σ² directly
     resid = max(s2 - share, min(inner, default=0.0), FLOOR * s2)
     out = []
     for t, e in zip(frame.terms, est):
