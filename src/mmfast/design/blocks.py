@@ -140,15 +140,16 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
     pair_col = (uniq % nblocks).astype(np.int32)
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
     pair_vofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    V = np.zeros(int(pair_vofs[-1]))
     row_pair = inv.reshape(len(pieces), n)
+    idx, wts = [], []  # every (row, entry of its block pair) product, summed by one bincount
     for (k, m), pid in zip(pieces, row_pair):
         pk, pm = terms[k].p, terms[m].p
         base = pair_vofs[pid]
         for s in range(pk):
             for t in range(pm):
-                V += np.bincount(base + s * pm + t, weights=Xw[k][:, s] * Xw[m][:, t],
-                                 minlength=len(V))
+                idx.append(base + s * pm + t)
+                wts.append(Xw[k][:, s] * Xw[m][:, t])
+    V = np.bincount(np.concatenate(idx), weights=np.concatenate(wts), minlength=int(pair_vofs[-1]))
 
     q = int(sum(t.q for t in terms))
     ZtW = zt_times(terms, W, sqrtw)

@@ -87,6 +87,7 @@ def _moments(model) -> np.ndarray | None:
     groups: dict = {}
     for i, t in enumerate(frame.terms):
         groups.setdefault(t.factor.name, []).append(i)
+    parents = [_parent(t, frame.terms) for t in frame.terms]
     est, share, inner = [None] * len(frame.terms), 0.0, []
     for idx in groups.values():
         terms = [frame.terms[i] for i in idx]
@@ -101,16 +102,16 @@ def _moments(model) -> np.ndarray | None:
         for i, t in zip(idx, terms):
             est[i] = e[0][ofs: ofs + t.p, ofs: ofs + t.p]
             ofs += t.p
-        if e[2] > 0 and _parent(terms[0], frame.terms) is not None:
+        if e[2] > 0 and parents[idx[0]] is not None:
             inner.append(e[2])
     if all(e is None for e in est):
         return None
     # nested factors: an inner level's mean carries its outer level's effect too, so the
     # inner covariance is what its spread adds to the outer one's (same columns only)
     raw = list(est)
-    for i, t in enumerate(frame.terms):
-        o = _parent(t, frame.terms) if raw[i] is not None else None
-        if o is not None and raw[o] is not None and frame.terms[o].names == t.names:
+    for i, (t, o) in enumerate(zip(frame.terms, parents)):
+        if o is not None and raw[i] is not None and raw[o] is not None and \
+                frame.terms[o].names == t.names:
             est[i] = _psd(raw[i] - raw[o], FLOOR * np.trace(raw[i]) / t.p)
     # σ²: what the terms leave of r's variance; with nested factors the shares overlap, and
     # the variance within the levels of an inner factor estimates σ² directly
