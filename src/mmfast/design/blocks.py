@@ -141,15 +141,13 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
     pair_vofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     row_pair = inv.reshape(len(pieces), n)
-    idx, wts = [], []  # every (row, entry of its block pair) product, summed by one bincount
-    for (k, m), pid in zip(pieces, row_pair):
+    V = np.zeros(int(pair_vofs[-1]))
+    for (k, m), pid in zip(pieces, row_pair):  # per piece, its rows' products in one bincount
         pk, pm = terms[k].p, terms[m].p
         base = pair_vofs[pid]
-        for s in range(pk):
-            for t in range(pm):
-                idx.append(base + s * pm + t)
-                wts.append(Xw[k][:, s] * Xw[m][:, t])
-    V = np.bincount(np.concatenate(idx), weights=np.concatenate(wts), minlength=int(pair_vofs[-1]))
+        idx = np.concatenate([base + (s * pm + t) for s in range(pk) for t in range(pm)])
+        wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
+        V += np.bincount(idx, weights=wts, minlength=len(V))
 
     q = int(sum(t.q for t in terms))
     ZtW = zt_times(terms, W, sqrtw)
