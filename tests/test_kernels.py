@@ -219,6 +219,17 @@ def test_moment_start_of_nested_factors():
     np.testing.assert_allclose(th, [0.8, 1.5], rtol=0.25)
 
 
+def test_intercepts_anova_start_is_reml_for_balanced_data(fits):
+    """Random intercepts only: Henderson's method 1 gives the ANOVA estimators, which for
+    balanced data (Penicillin: 24 plates x 6 samples, one each; Pastes: nested) are the REML
+    estimates themselves when positive."""
+    from mmfast.model.lmm import LinearMixedModel
+    from mmfast.model.start import moment_start
+    for case in ("penicillin_reml", "pastes_reml"):
+        m = fits[case]
+        np.testing.assert_allclose(moment_start(LinearMixedModel(m.frame)), m.theta, rtol=2e-5)
+
+
 def test_moment_start_and_log_newton():
     """The moment start recovers a one-way design's variance ratio; Newton on log x finds a
     known minimum (some coordinates in log scale, some not) and declines (converged False) when
