@@ -164,7 +164,8 @@ cdef class BlockedKernel:
                         Lab[s * p0 + t] = acc / D[t * p0 + t]
         # 3. S = A22 - L21 L21'
         if self.q2 > 0:
-            memset(&self.S[0, 0], 0, self.q2 * self.q2 * sizeof(double))
+            for j in range(self.q2):  # the lower triangle only: LAPACK reads no other part
+                memset(&self.S[j, j], 0, (self.q2 - j) * sizeof(double))
             for c in range(self.rest_row.shape[0]):
                 ra = self.rest_row[c]
                 rb = self.rest_col[c]
@@ -174,11 +175,11 @@ cdef class BlockedKernel:
                         T + self.tofs[self.blk_term[rb]], pb, w, tmp)
                 ra = self.blk_start[ra] - self.q1
                 rb = self.blk_start[rb] - self.q1
-                for s in range(pa):
-                    for t in range(pb):
-                        if ra >= rb:
+                for s in range(pa):  # lower triangle only (a diagonal block's upper half is
+                    for t in range(pb):  # its mirror, which LAPACK does not read)
+                        if ra + s >= rb + t:
                             self.S[ra + s, rb + t] += w[s * pb + t]
-                        else:  # the internal order put x before y: the transpose is the lower part
+                        elif ra < rb:  # the internal order put x before y: the transpose is lower
                             self.S[rb + t, ra + s] += w[s * pb + t]
                 if ra == rb:
                     for s in range(pa):
@@ -206,6 +207,8 @@ cdef class BlockedKernel:
                         # rows of a are >= rows of b (sorted by row within a column)
                         for s in range(pa):
                             for t in range(pb):
+                                if ra + s < rb + t:  # upper half of a diagonal block: unread
+                                    continue
                                 acc = 0.0
                                 for i in range(p0):
                                     acc = acc + La[s * p0 + i] * Lb[t * p0 + i]
