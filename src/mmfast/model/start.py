@@ -9,7 +9,7 @@ spread of those per-level coefficients b_g, less their average sampling variance
 only get a rough start that way; models made of random intercepts alone use Henderson's
 method 1 instead (the ANOVA estimators: all variances from one linear system).  A start only
 changes how many evaluations reach the optimum (InstEval: 4 Newton evaluations; sleepstudy:
-about half of BOBYQA's from lme4's start; Penicillin 19 instead of 41).
+about half of BOBYQA's from lme4's start; Penicillin 19 instead of 53).
 """
 from __future__ import annotations
 
