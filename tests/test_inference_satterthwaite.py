@@ -125,11 +125,8 @@ def test_trace_routes_agree(case, fit_case, crossed_vector_model):
 
 
 def test_exact_df_where_lmerTest_is_numerically_off(fit_case):
-    """Exact derivatives give the exact df: Dyestuff 5 (lmerTest 4.99999998), Dyestuff2 (theta = 0) 29.
-
-    What is left is θ's own error: the REML criterion is flat to rounding within ~1e-7 of the
-    optimum (relative), so any optimiser stops there and the df follows (README: 1e-3)."""
-    assert fit_case("dyestuff_reml").model.summary().coefficients["df"].iloc[0] == pytest.approx(5, rel=1e-6)
+    """Exact derivatives give the exact df: Dyestuff 5 (lmerTest 4.99999998), Dyestuff2 (theta = 0) 29."""
+    assert fit_case("dyestuff_reml").model.summary().coefficients["df"].iloc[0] == pytest.approx(5, rel=1e-7)
     assert fit_case("dyestuff2_reml").model.summary().coefficients["df"].iloc[0] == pytest.approx(29, rel=1e-9)
 
 
