@@ -70,6 +70,8 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
 def _criterion(model, ldL2, ldRX2, r2, reml):
     n, p = model.frame.X.shape
     log2pi = np.log(2 * np.pi)
+    # the kernel's y is y / _yscale (1 but for extreme scales): log r² gains 2 log _yscale
+    logr2 = np.log(r2) + 2.0 * np.log(model._yscale)
     if reml:
-        return ldL2 + ldRX2 + (n - p) * (1.0 + log2pi + np.log(r2 / (n - p))) - model._logw
-    return ldL2 + n * (1.0 + log2pi + np.log(r2 / n)) - model._logw
+        return ldL2 + ldRX2 + (n - p) * (1.0 + log2pi + logr2 - np.log(n - p)) - model._logw
+    return ldL2 + n * (1.0 + log2pi + logr2 - np.log(n)) - model._logw

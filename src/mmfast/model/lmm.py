@@ -34,6 +34,8 @@ __all__ = ["LinearMixedModel", "lmer"]
 LOG2PI = np.log(2 * np.pi)
 
 
+EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a function of X
+THETA_SCALE_RANGE = 2.0 ** 10  # a random-effects column of size outside 1/this..this: θ rescaled
 DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
 GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
 GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
@@ -76,6 +78,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     """An LMM ``y = Xβ + Zb + ε`` with ``b = Λθ u``, ``u ~ N(0, σ²I)``, ``ε ~ N(0, σ²I)``."""
 
     family = "gaussian"
+    _yscale = 1.0  # the kernel's y is y / _yscale (see _residual_response)
 
     def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None):
         if not frame.terms:
@@ -92,6 +95,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         Xw = frame.X if self._sqrtw is None else frame.X * self._sqrtw[:, None]
         self._Q, self._Rb = _thin_qr(Xw) if p else (np.zeros((n, 0)), np.zeros((0, 0)))
         self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(self._Rb))))) if p else 0.0
+        self._yscale = None  # chosen from the first response
         yres = self._residual_response(frame.y)
         W = np.column_stack([self._Q, yres])
         self._Z = None
@@ -110,18 +114,31 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return self._Z
 
     def _residual_response(self, y: np.ndarray) -> np.ndarray:
-        """Weighted y (less offset) minus its projection on X; sets γ = Q'y and keeps the result
-        as ``_yres`` (checks y first)."""
+        """Weighted y (less offset) minus its projection on X, divided by ``_yscale``; sets
+        γ = Q'y (not divided) and keeps the result as ``_yres`` (checks y first).
+
+        ``_yscale`` is 1 unless the residual's size is outside 2^±100, where its squares would
+        over- or underflow (y * 1e200): then the power of 2 nearest to it, so that the kernel
+        sees values near 1 and every result maps back exactly (θ does not change with it)."""
         y = y if self.frame.offset is None else y - self.frame.offset
         yw = y if self._sqrtw is None else y * self._sqrtw
         name = self.frame.parsed.response
         if y.max() == y.min():
             raise DataError(f"response '{name}' is constant: there is no variance to model")
         self._gamma = self._Q.T @ yw
-        yres = self._yres = yw - self._Q @ self._gamma
-        if np.linalg.norm(yres) <= 1e-10 * np.linalg.norm(yw):
+        yres = yw - self._Q @ self._gamma
+        # relative to y's own rounding (y + 1e12 keeps a residual of ~1e-11 of its norm)
+        big = float(np.max(np.abs(yw)))
+        if np.linalg.norm(yres / big) <= EXACT_FIT_ULPS * np.finfo(float).eps * np.sqrt(len(yw)) \
+                * np.linalg.norm(yw / big):
             raise DataError(f"response '{name}' is an exact linear function of the fixed effects: "
                             "no residual variation is left for the random effects")
+        if self._yscale is None:
+            size = float(np.max(np.abs(yres)))
+            self._yscale = 1.0 if 2.0 ** -100 < size < 2.0 ** 100 else 2.0 ** round(math.log2(size))
+        if self._yscale != 1.0:
+            yres = yres / self._yscale
+        self._yres = yres
         return yres
 
     # --- the objective -------------------------------------------------------------------
@@ -165,7 +182,8 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
             return None
         ldL2, ld, r2, RQ, cbQ = prof
         R = RQ @ self._Rb
-        return ldL2, ld + self._logdetRb2, r2, R, cbQ + RQ @ self._gamma
+        c = self._yscale
+        return ldL2, ld + self._logdetRb2, r2 * c * c, R, c * cbQ + RQ @ self._gamma
 
     def objective(self, theta, reml: bool | None = None) -> float:
         """The REML criterion (reml) or ML deviance, profiled over β and σ, at θ."""
@@ -184,6 +202,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
             nfac = float(n - p if reml else n)
             const = nfac * (1.0 + LOG2PI - math.log(nfac)) - self._logw
             const += self._logdetRb2 if reml else 0.0
+            const += nfac * 2.0 * math.log(self._yscale)
             self.templates(self.theta_start)  # sets the template index
             profiled, tpos, T, log, inf = self.kernel.profiled, self._tpos, np.zeros(self._tsize), \
                 math.log, math.inf
@@ -216,9 +235,9 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         if x0 is None and not optctrl:
             x0 = moment_start(self)
             if x0 is not None:  # near the optimum: BOBYQA's first trust region small
-                optctrl = {"step": MOMENT_STEP * np.maximum(np.abs(x0), 0.1)}
-        if x0 is None or np.array_equal(x0, self.theta_start):
-            x0, kind = self.theta_start, "lme4"
+                optctrl = {"step": self._moment_step(x0)}
+        if x0 is None or np.array_equal(x0, self._lme4_start()):
+            x0, kind = self._lme4_start(), "lme4"
         with small_blas_work(getattr(self.kernel, "dense_size", SMALL_DENSE), self.blocks.q):
             res = self._optimize(x0, optctrl)
             self._settle(res, start=kind)
@@ -233,11 +252,54 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return self
 
     def _optimize(self, x0, optctrl):
-        """One optimisation run from x0: Newton/L-BFGS-B for large models, else BOBYQA."""
+        """One optimisation run from x0: Newton/L-BFGS-B for large models, else BOBYQA, on
+        θ·s when ``_theta_scale`` gives s (the answer is mapped back to θ)."""
         if self.use_gradient and set(optctrl) <= {"step"}:
-            return self._fit_with_gradient(x0)
-        res = minimize_bounded(self.criterion(), x0, self.theta_lower, **optctrl)
+            return self._fit_with_gradient(x0)  # the diagonal in log scale: no rescaling
+        s = self._theta_scale()
+        if s is None:
+            res = minimize_bounded(self.criterion(), x0, self.theta_lower, **optctrl)
+        else:
+            f = self.criterion()
+            ctrl = dict(optctrl)
+            if ctrl.get("step") is not None:
+                ctrl["step"] = np.asarray(ctrl["step"], dtype=float) * s
+            res = minimize_bounded(lambda z: f(z / s), x0 * s, self.theta_lower * s, **ctrl)
+            res.x = res.x / s
+            res.history = [(x / s, fx) for x, fx in res.history]
         return self._polish_one_parameter(res)
+
+    def _theta_scale(self):
+        """Per element of θ, the power of 2 nearest to the size (root mean square) of its
+        template row's column of Z, or None when every column's size is within
+        THETA_SCALE_RANGE of 1.  A column of Z multiplied by d divides that row of Λ by d, so
+        BOBYQA's steps and tolerances (absolute, on θ) only fit θ·s: Days·1e5 in sleepstudy
+        gives θ ~ 1e-6 for the slope, which a tolerance of 1e-9 does not resolve."""
+        return self._column_sizes()[1]
+
+    def _column_sizes(self):
+        """(per term, its columns' power-of-2 scales or None; θ's scale s or None; per element
+        of θ its row's column size), computed once (O(n) per column but intercepts)."""
+        if "_colsizes" not in self.__dict__:
+            scales, tscale, tsize, any_far = [], [], [], False
+            n = len(self.frame.y)
+            for t in self.frame.terms:
+                if list(t.names) == ["(Intercept)"]:
+                    size = np.ones(1)
+                else:
+                    X = np.asarray(t.X, dtype=float).reshape(n, -1)
+                    size = np.sqrt(np.mean(X * X, axis=0))
+                size = np.where(size > 0, size, 1.0)
+                far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
+                d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
+                any_far |= bool(np.any(far))
+                scales.append(d if np.any(far) else None)
+                r, _ = t.tril_indices()
+                tscale.append(d[r])
+                tsize.append(size[r])
+            self._colsizes = (scales, np.concatenate(tscale) if any_far else None,
+                              np.concatenate(tsize))
+        return self._colsizes
 
     def _settle(self, res, start: str) -> None:
         """Set the results at an optimiser's answer (its last, unevaluated step only if it is
@@ -263,10 +325,9 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         a diagonal θ_jj = 0 it is stationary in θ_jj (scalar terms: a function of θ² alone)
         and an optimiser that comes near 0 may stay there.  A fit with a standard deviation
         ratio below NEAR_BOUNDARY is therefore rerun from lme4's start (from the moment start
-        if it was lme4's) and from 3 times lme4's start (a wider basin: the differential
-        harness has a case only that finds), then from the best point with its near-zero
-        columns reflected: the column j and its negative give the same covariance, but the
-        bound θ_jj >= 0 blocks the descent in one of them only.  Any other fit from a start
+        if it was lme4's), then from the better point with its near-zero columns reflected:
+        the column j and its negative give the same covariance, but the bound θ_jj >= 0
+        blocks the descent in one of them only.  Any other fit from a start
         not lme4's costs one evaluation: lme4's start must not be better than the optimum
         found (else rerun from it); large models (Newton steps) skip even that, as the harness
         found no worse interior optimum from the moment start."""
@@ -275,19 +336,17 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
             if kind == "lme4" or self.use_gradient:  # one evaluation there: InstEval +15%
                 return
             f1 = self.objective_value
-            if not self.criterion()(self.theta_start) < f1 - 1e-10 * max(1.0, abs(f1)):
+            if not self.criterion()(self._lme4_start()) < f1 - 1e-10 * max(1.0, abs(f1)):
                 self.optinfo["restart"] = {"taken": False, "checked": "criterion at lme4's start"}
                 return
         elif optctrl and kind == "lme4":  # the caller chose the optimiser's settings
             return
         if kind != "lme4":
-            starts = [("lme4", self.theta_start, {})]
+            starts = [("lme4", self._lme4_start(), {})]
         else:
             m0 = moment_start(self)
             starts = [] if m0 is None else \
-                [("moment", m0, {"step": MOMENT_STEP * np.maximum(np.abs(m0), 0.1)})]
-        if near:
-            starts.append(("3 x lme4", 3.0 * self.theta_start, {}))
+                [("moment", m0, {"step": self._moment_step(m0)})]
         ctrl = {k: v for k, v in optctrl.items() if k != "step"}
         best = (self.theta, self.objective_value, self.optinfo)
         tried = [{"from": kind, "criterion": float(best[1])}]
@@ -313,9 +372,25 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         self.optinfo["evaluations"] = evals
         self.optinfo["restart"] = {"taken": True, "tried": tried, "won": best[2]["start"]}
 
+    def _moment_step(self, x0):
+        """BOBYQA's first steps from a moment start: MOMENT_STEP of |θ₀| (at least 0.1), in
+        the rescaled coordinates of ``_theta_scale`` (given in θ's)."""
+        s = self._theta_scale()
+        if s is None:
+            return MOMENT_STEP * np.maximum(np.abs(x0), 0.1)
+        return MOMENT_STEP * np.maximum(np.abs(x0 * s), 0.1) / s
+
+    def _lme4_start(self):
+        """lme4's start (θ = 1 on the diagonals, 0 off), for rescaled columns (``_theta_scale``)
+        in the rescaled coordinates: where a user who rescaled the column would start."""
+        s = self._theta_scale()
+        return self.theta_start if s is None else self.theta_start / s
+
     def _near_boundary(self) -> bool:
-        """A standard deviation ratio (a template's diagonal) below NEAR_BOUNDARY."""
-        return bool(np.any(self.theta[np.isfinite(self.theta_lower)] < NEAR_BOUNDARY))
+        """A standard deviation ratio (a template's diagonal) times its column's size (the SD
+        its random effect adds to y, over σ) below NEAR_BOUNDARY."""
+        theta = self.theta * self._column_sizes()[2]  # SD of each column's effect / σ
+        return bool(np.any(theta[np.isfinite(self.theta_lower)] < NEAR_BOUNDARY))
 
     def _reflected(self, theta):
         """θ with each template column j whose θ_jj is near 0 negated below the diagonal and
@@ -391,13 +466,15 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         ldL2, ldRX2, r2, RQ, cbQ = prof
         n, p = self.frame.X.shape
         beta_q = _solve_upper(RQ, cbQ) if p else np.zeros(0)  # for the residual response
+        c = self._yscale  # the kernel's y is y / c: β, u, σ scale with c, r² with c²
         self._R = RQ @ self._Rb
-        self._ldL2, self._ldRX2, self._pwrss = ldL2, ldRX2 + self._logdetRb2, r2
-        self.beta = _solve_upper(self._Rb, beta_q + self._gamma) if p else np.zeros(0)
-        u = self.kernel.conditional_modes(beta_q)
+        self._ldL2, self._ldRX2, self._pwrss = ldL2, ldRX2 + self._logdetRb2, r2 * c * c
+        self._log_pwrss = math.log(r2) + 2.0 * math.log(c)  # finite where r² c² is not
+        self.beta = _solve_upper(self._Rb, c * beta_q + self._gamma) if p else np.zeros(0)
+        u = self.kernel.conditional_modes(beta_q) * c
         self.u = u
         self.b = self._lambda_times(u)
-        self.sigma = float(np.sqrt(r2 / (n - p if self.reml else n)))
+        self.sigma = float(np.sqrt(r2 / (n - p if self.reml else n))) * c
         self.fitted_ = True
         self._condvar_cache = None
 
@@ -468,14 +545,14 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     @property
     def ml_deviance(self) -> float:
         n = self.nobs
-        return self._ldL2 + n * (1.0 + LOG2PI + np.log(self._pwrss / n)) - self._logw
+        return self._ldL2 + n * (1.0 + LOG2PI + self._log_pwrss - math.log(n)) - self._logw
 
     @property
     def reml_criterion(self) -> float | None:
         if not self.reml:
             return None
         n, p = self.frame.X.shape
-        return (self._ldL2 + self._ldRX2 + (n - p) * (1.0 + LOG2PI + np.log(self._pwrss / (n - p)))
+        return (self._ldL2 + self._ldRX2 + (n - p) * (1.0 + LOG2PI + self._log_pwrss - math.log(n - p))
                 - self._logw)
 
     @property

@@ -130,10 +130,16 @@ def _moments(model) -> np.ndarray | None:
     for i, t in enumerate(frame.terms):
         groups.setdefault(t.factor.name, []).append(i)
     parents = [_parent(t, frame.terms) for t in frame.terms]
+    colscale = model._column_sizes()[0] if hasattr(model, "_column_sizes") else \
+        [None] * len(frame.terms)
     est, share, inner = [None] * len(frame.terms), 0.0, []
     for idx in groups.values():
         terms = [frame.terms[i] for i in idx]
-        X = np.column_stack([t.X for t in terms])
+        # columns of extreme size (Days * 1e5) divided by powers of 2 (the model's choice),
+        # Σ mapped back below: the per-level regressions are then well scaled
+        d = np.concatenate([np.ones(t.p) if colscale[i] is None else colscale[i]
+                            for i, t in zip(idx, terms)])
+        X = np.column_stack([t.X for t in terms]) / d
         if model._sqrtw is not None:
             X = X * model._sqrtw[:, None]
         e = _level_covariance(X, terms[0].factor.codes, terms[0].nlevels, r)
@@ -141,8 +147,9 @@ def _moments(model) -> np.ndarray | None:
             continue
         share += e[1]
         ofs = 0
+        cov = e[0] / np.outer(d, d)
         for i, t in zip(idx, terms):
-            est[i] = e[0][ofs: ofs + t.p, ofs: ofs + t.p]
+            est[i] = cov[ofs: ofs + t.p, ofs: ofs + t.p]
             ofs += t.p
         if e[2] > 0 and parents[idx[0]] is not None:
             inner.append(e[2])
