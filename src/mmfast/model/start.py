@@ -137,9 +137,12 @@ def _moments(model) -> np.ndarray | None:
         terms = [frame.terms[i] for i in idx]
         # columns of extreme size (Days * 1e5) divided by powers of 2 (the model's choice),
         # Σ mapped back below: the per-level regressions are then well scaled
-        d = np.concatenate([np.ones(t.p) if colscale[i] is None else colscale[i]
-                            for i, t in zip(idx, terms)])
-        X = np.column_stack([t.X for t in terms]) / d
+        X = np.column_stack([t.X for t in terms])
+        d = None
+        if any(colscale[i] is not None for i in idx):
+            d = np.concatenate([np.ones(t.p) if colscale[i] is None else colscale[i]
+                                for i, t in zip(idx, terms)])
+            X = X / d
         if model._sqrtw is not None:
             X = X * model._sqrtw[:, None]
         e = _level_covariance(X, terms[0].factor.codes, terms[0].nlevels, r)
@@ -147,7 +150,7 @@ def _moments(model) -> np.ndarray | None:
             continue
         share += e[1]
         ofs = 0
-        cov = e[0] / np.outer(d, d)
+        cov = e[0] if d is None else e[0] / np.outer(d, d)
         for i, t in zip(idx, terms):
             est[i] = cov[ofs: ofs + t.p, ofs: ofs + t.p]
             ofs += t.p
