@@ -284,11 +284,11 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
             scales, tscale, tsize, any_far = [], [], [], False
             n = len(self.frame.y)
             for t in self.frame.terms:
-                if list(t.names) == ["(Intercept)"]:
-                    size = np.ones(1)
-                else:
-                    X = np.asarray(t.X, dtype=float).reshape(n, -1)
-                    size = np.sqrt(np.mean(X * X, axis=0))
+                size = np.ones(t.p)  # an intercept column's size is 1
+                cols = [j for j, name in enumerate(t.names) if name != "(Intercept)"]
+                if cols:
+                    X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
+                    size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
                 size = np.where(size > 0, size, 1.0)
                 far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
                 d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
@@ -350,12 +350,13 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         ctrl = {k: v for k, v in optctrl.items() if k != "step"}
         best = (self.theta, self.objective_value, self.optinfo)
         tried = [{"from": kind, "criterion": float(best[1])}]
-        evals = best[2]["evaluations"]
+        evals, secs = best[2]["evaluations"], best[2]["seconds"]
 
         def run(name, x0, step):
-            nonlocal best, evals
+            nonlocal best, evals, secs
             self._settle(self._optimize(x0, {**ctrl, **step}), start=name)
             evals += self.optinfo["evaluations"]
+            secs += self.optinfo["seconds"]
             tried.append({"from": name, "criterion": float(self.objective_value)})
             if self.objective_value < best[1] - 1e-12 * max(1.0, abs(best[1])):
                 best = (self.theta, self.objective_value, self.optinfo)
@@ -369,7 +370,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         if self.theta is not best[0]:
             self._set_theta(best[0])
         self.optinfo = dict(best[2])
-        self.optinfo["evaluations"] = evals
+        self.optinfo["evaluations"], self.optinfo["seconds"] = evals, secs  # all runs
         self.optinfo["restart"] = {"taken": True, "tried": tried, "won": best[2]["start"]}
 
     def _moment_step(self, x0):
@@ -393,17 +394,17 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return bool(np.any(theta[np.isfinite(self.theta_lower)] < NEAR_BOUNDARY))
 
     def _reflected(self, theta):
-        """θ with each template column j whose θ_jj is near 0 negated below the diagonal and
-        θ_jj set to 0.1 (the same covariance at θ_jj = 0); None when no such column has
-        entries below its diagonal."""
-        x, hit = theta.copy(), False
+        """θ with each template column j whose θ_jj is near 0 (as in ``_near_boundary``)
+        negated below the diagonal and θ_jj set to 0.1 in size-scaled units (at θ_jj = 0 the
+        same covariance); None when no such column has entries below its diagonal."""
+        x, hit, size = theta.copy(), False, self._column_sizes()[2]
         for t in self.frame.terms:
             r, c = t.tril_indices()
             for j in range(t.p - 1):
                 k = t.theta_offset + int(np.flatnonzero((r == j) & (c == j))[0])
                 below = t.theta_offset + np.flatnonzero((c == j) & (r > j))
-                if x[k] < NEAR_BOUNDARY and np.any(x[below] != 0):
-                    x[below], x[k], hit = -x[below], 0.1, True
+                if x[k] * size[k] < NEAR_BOUNDARY and np.any(x[below] != 0):
+                    x[below], x[k], hit = -x[below], 0.1 / size[k], True
         return x if hit else None
 
     def _polish_one_parameter(self, res):
