@@ -90,3 +90,17 @@ def test_issue14_boundary_optimum_of_three_scalar_terms():
     assert info["taken"] and info["won"] == "lme4" and m.optinfo["start"] == "lme4"
     assert info["tried"][0]["from"] == "moment"
     assert info["tried"][0]["criterion"] > case["best_criterion"] + 0.01
+
+
+def test_issue14_case_satterthwaite_and_kenward_roger_df():
+    """At the boundary optimum the df were wrong too (x: 4.45 instead of lmerTest's 4.34);
+    lmerTest's and pbkrtest's df at lme4's optimum (tests/oracle/differential_issue14_df.R)."""
+    with gzip.open(REF.parent / "differential_issue14_df.json.gz", "rt", encoding="utf-8") as fh:
+        ref = json.load(fh)
+    m = _fit(next(c for c in CASES if c["id"] == ref["id"]))
+    sat = m.summary().coefficients
+    kr = m.summary(ddf="kenward-roger").coefficients
+    assert list(sat.index) == ref["names"]
+    np.testing.assert_allclose(sat["df"], ref["satterthwaite_df"], rtol=1e-4)
+    np.testing.assert_allclose(kr["df"], ref["kenward_roger_df"], rtol=1e-4)
+    np.testing.assert_allclose(sat["Std. Error"], ref["se"], rtol=1e-5)
