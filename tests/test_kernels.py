@@ -305,7 +305,8 @@ def test_unevaluated_final_step_is_kept_only_if_no_worse(monkeypatch):
         return OptResult(x=bad_theta, fun=f_good, evaluations=1, seconds=0.0, optimizer="fake",
                          converged=True, history=[(good.theta.copy(), f_good)])
 
-    monkeypatch.setattr(lmm_module, "minimize_bounded", fake)
+    import mmfast.model.fitting as fitting_module  # where LinearMixedModel.fit calls it
+    monkeypatch.setattr(fitting_module, "minimize_bounded", fake)
     m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
     np.testing.assert_array_equal(m.theta, good.theta)
     assert m.reml_criterion == pytest.approx(good.reml_criterion, abs=1e-9)

@@ -1,0 +1,259 @@
+"""How an LMM's θ is optimised: the start (moment estimate, lme4's), BOBYQA or Newton steps,
+the rescaling of θ for Z columns of extreme size, and the safety restarts that keep a fit
+from stopping at a boundary local optimum (issue 14).  Mixed into ``LinearMixedModel``, which
+provides the criterion, the kernel and ``_set_theta``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..errors import ConvergenceWarning, FitError, SingularFitWarning
+from ..threads import SMALL_DENSE, small_blas_work
+from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradient
+from .start import moment_start
+
+__all__ = ["FitStrategy"]
+
+THETA_SCALE_RANGE = 2.0 ** 10  # a random-effects column of size outside 1/this..this: θ rescaled
+MOMENT_STEP = 0.1  # BOBYQA's first steps from a moment start, relative to |θ₀| (at least 0.1)
+BOUNDARY_SHARE = 1e-3  # a Newton result's SD ratio below this share of the largest: start at 0
+NEAR_BOUNDARY = 1e-2  # a standard deviation ratio below this: the fit is rerun from another start
+NEWTON_DECREMENT = 1e-10  # Newton steps stop when g'H⁻¹g left after the final step is below
+
+
+class FitStrategy:
+    """The ``fit`` of ``LinearMixedModel`` and the optimisation steps behind it."""
+
+    def fit(self, start=None, **optctrl) -> "LinearMixedModel":
+        """Minimise the criterion over θ and compute the results: from ``start``, else from a
+        moment estimate (else lme4's start), by BOBYQA, or Newton steps for large models.
+        A fit near the boundary, or one whose start was not lme4's, is checked against
+        lme4's start (``_safety_restart``); ``optinfo["restart"]`` says what was done."""
+        x0 = None if start is None else np.asarray(start, dtype=float)
+        kind = "user" if x0 is not None else "moment"
+        if x0 is None and not optctrl:
+            x0 = moment_start(self)
+            if x0 is not None:  # near the optimum: BOBYQA's first trust region small
+                optctrl = {"step": self._moment_step(x0)}
+        if x0 is None or np.array_equal(x0, self._lme4_start()):
+            x0, kind = self._lme4_start(), "lme4"
+        with small_blas_work(getattr(self.kernel, "dense_size", SMALL_DENSE), self.blocks.q):
+            res = self._optimize(x0, optctrl)
+            self._settle(res, start=kind)
+            self._safety_restart(kind, optctrl)
+        self.converged = bool(self.optinfo["converged"])
+        if not self.converged:
+            warnings.warn(f"model failed to converge: {self.optinfo['message']}",
+                          ConvergenceWarning, stacklevel=3)
+        if self.singular:
+            warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
+                          stacklevel=3)
+        return self
+
+    def _optimize(self, x0, optctrl):
+        """One optimisation run from x0: Newton/L-BFGS-B for large models, else BOBYQA, on
+        θ·s when ``_theta_scale`` gives s (the answer is mapped back to θ)."""
+        if self.use_gradient and set(optctrl) <= {"step"}:
+            return self._fit_with_gradient(x0)  # the diagonal in log scale: no rescaling
+        s = self._theta_scale()
+        if s is None:
+            res = minimize_bounded(self.criterion(), x0, self.theta_lower, **optctrl)
+        else:
+            f = self.criterion()
+            ctrl = dict(optctrl)
+            if ctrl.get("step") is not None:
+                ctrl["step"] = np.asarray(ctrl["step"], dtype=float) * s
+            res = minimize_bounded(lambda z: f(z / s), x0 * s, self.theta_lower * s, **ctrl)
+            res.x = res.x / s
+            res.history = [(x / s, fx) for x, fx in res.history]
+        return self._polish_one_parameter(res)
+
+    def _theta_scale(self):
+        """Per element of θ, the power of 2 nearest to the size (root mean square) of its
+        template row's column of Z, or None when every column's size is within
+        THETA_SCALE_RANGE of 1.  A column of Z multiplied by d divides that row of Λ by d, so
+        BOBYQA's steps and tolerances (absolute, on θ) only fit θ·s: Days·1e5 in sleepstudy
+        gives θ ~ 1e-6 for the slope, which a tolerance of 1e-9 does not resolve."""
+        return self._column_sizes()[1]
+
+    def _column_sizes(self):
+        """(per term, its columns' power-of-2 scales or None; θ's scale s or None; per element
+        of θ its row's column size), computed once (O(n) per column but intercepts)."""
+        if "_colsizes" not in self.__dict__:
+            scales, tscale, tsize, any_far = [], [], [], False
+            n = len(self.frame.y)
+            for t in self.frame.terms:
+                size = np.ones(t.p)  # an intercept column's size is 1
+                cols = [j for j, name in enumerate(t.names) if name != "(Intercept)"]
+                if cols:
+                    X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
+                    size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
+                size = np.where(size > 0, size, 1.0)
+                far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
+                d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
+                any_far |= bool(np.any(far))
+                scales.append(d if np.any(far) else None)
+                r, _ = t.tril_indices()
+                tscale.append(d[r])
+                tsize.append(size[r])
+            self._colsizes = (scales, np.concatenate(tscale) if any_far else None,
+                              np.concatenate(tsize))
+        return self._colsizes
+
+    def _settle(self, res, start: str) -> None:
+        """Set the results at an optimiser's answer (its last, unevaluated step only if it is
+        no worse than the last evaluated point) and record the run in ``optinfo``."""
+        if not np.isfinite(res.fun) or res.fun >= 1e299:
+            raise FitError("the REML criterion / deviance could not be evaluated at any θ tried "
+                           "(the penalised system is not positive definite: check for extreme "
+                           "scales in the random-effects covariates or too few observations)")
+        self.optinfo = {"optimizer": res.optimizer, "evaluations": res.evaluations,
+                        "seconds": res.seconds, "message": res.message, "converged": res.converged,
+                        "start": start}
+        self._set_theta(res.x)
+        if res.history:  # the optimiser's last step was not evaluated: keep it only if no worse
+            x_last, f_last = res.history[-1]
+            if not self.objective_value <= f_last + 1e-10 * max(1.0, abs(f_last)):
+                self._set_theta(x_last)
+
+    def _safety_restart(self, kind: str, optctrl) -> None:
+        """Further runs from other starts where a local optimum is possible, keeping the best
+        (``optinfo["restart"]`` lists them).
+
+        The criterion depends on a template's column j only through its outer product, so with
+        a diagonal θ_jj = 0 it is stationary in θ_jj (scalar terms: a function of θ² alone)
+        and an optimiser that comes near 0 may stay there.  A fit with a standard deviation
+        ratio below NEAR_BOUNDARY is therefore rerun from lme4's start (from the moment start
+        if it was lme4's), then from the better point with its near-zero columns reflected:
+        the column j and its negative give the same covariance, but the bound θ_jj >= 0
+        blocks the descent in one of them only.  Any other fit from a start
+        not lme4's costs one evaluation: lme4's start must not be better than the optimum
+        found (else rerun from it); large models (Newton steps) skip even that, as the harness
+        found no worse interior optimum from the moment start."""
+        near = self._near_boundary()
+        if not near:
+            if kind == "lme4" or self.use_gradient:  # InstEval: 0.3 s at lme4's start, fit 0.2 s
+                return
+            f1 = self.objective_value
+            if not self.criterion()(self._lme4_start()) < f1 - 1e-10 * max(1.0, abs(f1)):
+                self.optinfo["restart"] = {"taken": False, "checked": "criterion at lme4's start"}
+                return
+        elif optctrl and kind == "lme4":  # the caller chose the optimiser's settings
+            return
+        if kind != "lme4":
+            starts = [("lme4", self._lme4_start(), {})]
+        else:
+            m0 = moment_start(self)
+            starts = [] if m0 is None else \
+                [("moment", m0, {"step": self._moment_step(m0)})]
+        ctrl = {k: v for k, v in optctrl.items() if k != "step"}
+        best = (self.theta, self.objective_value, self.optinfo)
+        tried = [{"from": kind, "criterion": float(best[1])}]
+        evals, secs = best[2]["evaluations"], best[2]["seconds"]
+
+        def run(name, x0, step):
+            nonlocal best, evals, secs
+            self._settle(self._optimize(x0, {**ctrl, **step}), start=name)
+            evals += self.optinfo["evaluations"]
+            secs += self.optinfo["seconds"]
+            tried.append({"from": name, "criterion": float(self.objective_value)})
+            if self.objective_value < best[1] - 1e-12 * max(1.0, abs(best[1])):
+                best = (self.theta, self.objective_value, self.optinfo)
+
+        for name, x0, step in starts:
+            run(name, x0, step)
+        if near:
+            reflected = self._reflected(best[0])
+            if reflected is not None:
+                run("reflected", reflected, {})
+        if self.theta is not best[0]:
+            self._set_theta(best[0])
+        self.optinfo = dict(best[2])
+        self.optinfo["evaluations"], self.optinfo["seconds"] = evals, secs  # all runs
+        self.optinfo["restart"] = {"taken": True, "tried": tried, "won": best[2]["start"]}
+
+    def _moment_step(self, x0):
+        """BOBYQA's first steps from a moment start: MOMENT_STEP of |θ₀| (at least 0.1), in
+        the rescaled coordinates of ``_theta_scale`` (given in θ's)."""
+        s = self._theta_scale()
+        if s is None:
+            return MOMENT_STEP * np.maximum(np.abs(x0), 0.1)
+        return MOMENT_STEP * np.maximum(np.abs(x0 * s), 0.1) / s
+
+    def _lme4_start(self):
+        """lme4's start (θ = 1 on the diagonals, 0 off), for rescaled columns (``_theta_scale``)
+        in the rescaled coordinates: where a user who rescaled the column would start."""
+        s = self._theta_scale()
+        return self.theta_start if s is None else self.theta_start / s
+
+    def _near_boundary(self) -> bool:
+        """A standard deviation ratio (a template's diagonal) times its column's size (the SD
+        its random effect adds to y, over σ) below NEAR_BOUNDARY."""
+        theta = self.theta * self._column_sizes()[2]  # SD of each column's effect / σ
+        return bool(np.any(theta[np.isfinite(self.theta_lower)] < NEAR_BOUNDARY))
+
+    def _reflected(self, theta):
+        """θ with each template column j whose θ_jj is near 0 (as in ``_near_boundary``)
+        negated below the diagonal and θ_jj set to 0.1 in size-scaled units (at θ_jj = 0 the
+        same covariance); None when no such column has entries below its diagonal."""
+        x, hit, size = theta.copy(), False, self._column_sizes()[2]
+        for t in self.frame.terms:
+            r, c = t.tril_indices()
+            for j in range(t.p - 1):
+                k = t.theta_offset + int(np.flatnonzero((r == j) & (c == j))[0])
+                below = t.theta_offset + np.flatnonzero((c == j) & (r > j))
+                if x[k] * size[k] < NEAR_BOUNDARY and np.any(x[below] != 0):
+                    x[below], x[k], hit = -x[below], 0.1 / size[k], True
+        return x if hit else None
+
+    def _polish_one_parameter(self, res):
+        """One θ: a Newton step on the analytic gradient after BOBYQA.  A one-parameter
+        criterion is flat to rounding within ~1e-7 (relative) of its optimum, so no method that
+        only compares values gets closer; the gradient is not flat there.  The step is left
+        unevaluated (``history``: ``fit`` keeps the BOBYQA point if it is worse)."""
+        if not (res.converged and len(res.x) == 1 and self.theta_lower[0] == 0
+                and res.x[0] > BOUNDARY_SHARE and hasattr(self.kernel, "trace_gradient")):
+            return res
+        from .gradient import profiled_gradient
+        f, g, ai = profiled_gradient(self, res.x, hessian=True)
+        if not (np.isfinite(f) and np.all(np.isfinite(g)) and ai is not None and ai[0, 0] > 0):
+            return res
+        step = -g / ai[0, 0]
+        if abs(step[0]) > 1e-3 * res.x[0]:  # a polish, not a search
+            return res
+        res.history = [(res.x.copy(), float(res.fun))]
+        res.x = res.x + step
+        res.evaluations += 1
+        return res
+
+    def _fit_with_gradient(self, x0):
+        """Large models: Newton steps with the average-information Hessian, renewed at every
+        step, on log θ for the standard deviation ratios (the diagonal of the templates);
+        L-BFGS-B takes over when that does not settle or a variance heads for 0."""
+        from .gradient import profiled_gradient
+
+        last = {}
+
+        def fg(theta, g):
+            f, gg, last["ai"] = profiled_gradient(self, theta, hessian=True)
+            g[:] = gg
+            return f
+
+        logged = self.theta_lower == 0  # standard deviation ratios: Newton steps on log θ
+        res = None
+        if np.all(x0[logged] > 0):
+            res = minimize_log_newton(fg, x0, lambda: last["ai"], dec_tol=NEWTON_DECREMENT,
+                                      logged=logged, max_step=1.0, small=BOUNDARY_SHARE)
+        if res is not None and res.converged:
+            return res
+        nev, x0 = (0, x0) if res is None else (res.evaluations, res.x)
+        if not np.all(np.isfinite(x0)):
+            x0 = self.theta_start
+        # a standard deviation Newton drove towards 0 starts at 0: bounded in θ, not in log θ
+        x0 = np.where(logged & (x0 < BOUNDARY_SHARE * np.max(x0[logged], initial=0.0)), 0.0, x0)
+        res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0,
+                                     self.theta_lower)
+        res.evaluations += nev
+        return res
