@@ -104,3 +104,17 @@ def test_issue14_case_satterthwaite_and_kenward_roger_df():
     np.testing.assert_allclose(sat["df"], ref["satterthwaite_df"], rtol=1e-4)
     np.testing.assert_allclose(kr["df"], ref["kenward_roger_df"], rtol=1e-4)
     np.testing.assert_allclose(sat["Std. Error"], ref["se"], rtol=1e-5)
+
+
+def test_stored_data_is_the_generators():
+    """The stored designs are those of tests/oracle/differential_designs.py (same seeds)."""
+    import importlib.util
+    path = Path(__file__).resolve().parent / "oracle" / "differential_designs.py"
+    spec = importlib.util.spec_from_file_location("differential_designs", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert [c["seed"] for c in CASES] == list(range(gen.NCASES)) + gen.BOUNDARY_SEEDS
+    for case in (CASES[0], CASES[157], CASES[-1]):
+        made = gen.make_case(case["seed"])
+        assert made["formula"] == case["formula"] and made["reml"] == case["reml"]
+        assert made["data"] == case["data"]
