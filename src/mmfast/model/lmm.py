@@ -266,6 +266,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if "_pwrss" in state and "_log_pwrss" not in state:  # pickled before y's rescaling
+            self._log_pwrss = math.log(state["_pwrss"])
         self.kernel = make_kernel(self.blocks, self.frame.terms)
         if getattr(self, "fitted_", False):
             self.kernel.update(self.templates(self.theta))
