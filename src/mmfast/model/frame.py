@@ -214,3 +214,29 @@ def _response(expr: str, frame: pd.DataFrame, kind: str) -> tuple[np.ndarray, np
     if not np.all(np.isfinite(y)):
         raise DataError(f"response '{expr}' has non-finite values")
     return y, None
+
+
+def with_response(frame: ModelFrame, y) -> ModelFrame:
+    """``frame`` with another response, everything else (rows, X, terms, weights) shared: what
+    ``refit(y)`` fits.  ``y`` is copied (the caller may reuse its array); the response's column
+    in ``frame.data`` is replaced too when the response is a bare column (for ``cbind(s, f)``:
+    s = y and, if f is a column, f = trials - y), so refits by formula see the new response."""
+    import dataclasses
+
+    from .columns import with_column
+    y = np.array(y, dtype=float).ravel()
+    if y.shape != frame.y.shape:
+        raise DataError(f"new response has {y.size} values, the model has {frame.nobs} rows")
+    if not np.all(np.isfinite(y)):
+        raise DataError("new response has non-finite values")
+    table, expr = frame.table, frame.parsed.response.strip()
+    if expr.startswith("cbind(") and expr.endswith(")") and frame.y_extra is not None:
+        from ..formula.parse import split_top
+        parts = [t.strip().strip("`") for _, t in split_top(expr[6:-1], ",")]
+        values = [y, frame.y_extra - y]
+    else:
+        parts, values = [expr.strip("`")], [y]
+    for name, val in zip(parts, values):
+        if name in table.columns:
+            table = with_column(table, name, val)
+    return dataclasses.replace(frame, y=y, table=table)

@@ -425,10 +425,18 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     # --- refitting (anova, drop1) ----------------------------------------------------------
     def refit_formula(self, formula: str) -> "GeneralizedLinearMixedModel":
         """The same data (rows this fit used), family, weights, offset and n_agq; new formula."""
-        data = self.frame.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in self.frame.data])
-        weights = self.frame.weights
-        off = self.frame.data["(offset)"].to_numpy() if "(offset)" in self.frame.data else None
-        return glmer(formula, data, family=self.family, n_agq=self.n_agq, weights=weights, offset=off)
+        from .frame import with_response
+        table = self.frame.data
+        data = table.drop(columns=[c for c in ("(weights)", "(offset)") if c in table])
+        off = table["(offset)"].to_numpy() if "(offset)" in table else None
+        check = self.options.get("check_nobs_vs_nre", "stop")
+        frame = model_frame(formula, data, weights=self.frame.weights, offset=off,
+                            check_nobs_vs_nre=check,
+                            response_kind="binary" if self.family == "binomial" else "numeric")
+        if frame.parsed.response.strip() == self.frame.parsed.response.strip():
+            frame = with_response(frame, self.frame.y)  # a refit's response carries over
+        model = GeneralizedLinearMixedModel(frame, self.family, n_agq=self.n_agq, options=self.options)
+        return model.fit()
 
     def refit_ml(self) -> "GeneralizedLinearMixedModel":
         """GLMMs are always fitted by maximum likelihood: the model itself."""

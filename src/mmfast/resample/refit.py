@@ -12,8 +12,6 @@ for a binomial GLMM 0/1 (or proportions with ``weights`` = trials) or, for a
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 __all__ = ["model_kind", "refit_response", "Refitter", "LoglikRefitter"]
@@ -42,8 +40,9 @@ def _check_response(model, y) -> np.ndarray:
 
 
 def _glmm_refit(frame, family, n_agq, options, theta, y):
+    from ..model.frame import with_response
     from ..model.glmm import GeneralizedLinearMixedModel
-    new_frame = dataclasses.replace(frame, y=y)
+    new_frame = with_response(frame, y)  # copies y
     model = GeneralizedLinearMixedModel(new_frame, family, n_agq=n_agq, options=options)
     return model.fit(start=theta)
 
