@@ -335,6 +335,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         state = self.__dict__.copy()
         state["kernel"] = None
         state.pop("_criteria", None)  # closures over the kernel
+        state.pop("_inference_lock", None)  # a thread lock (inference.locking): made again on use
         return state
 
     def __setstate__(self, state):
