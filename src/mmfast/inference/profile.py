@@ -100,7 +100,7 @@ class Profile:
                 model = model.refit_ml()
         self.model = model
         m = self.model
-        self.n, self.p = m.frame.X.shape
+        self.n, self.p = m.nobs, m.frame.X.shape[1]  # rows of weight 0 do not count
         self.logw = getattr(m, "_logw", 0.0)
         self.theta_hat = np.asarray(m.theta, dtype=float).copy()
         self.psi_hat = theta_to_sdcor(m, self.theta_hat, float(m.sigma))

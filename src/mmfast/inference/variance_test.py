@@ -116,7 +116,7 @@ def _exact_rlrt(full, nsim: int, seed) -> VarianceTestResult:
     mu = np.linalg.eigvalsh(Z.T @ RZ)
     mu = mu[mu > 1e-10 * max(mu.max(), 1e-300)]
     rng = np.random.default_rng(seed)
-    sims = np.concatenate([rlrt_null_distribution(mu, X.shape[0] - X.shape[1], min(2000, nsim - i), rng)
+    sims = np.concatenate([rlrt_null_distribution(mu, fit.nobs - X.shape[1], min(2000, nsim - i), rng)
                            for i in range(0, nsim, 2000)])
     p = float(np.mean(sims >= stat))
     return VarianceTestResult("exact-rlrt", float(stat), p, nsim=nsim, simulated=sims)

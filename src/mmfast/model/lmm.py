@@ -88,6 +88,9 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         self.options = dict(options or {})  # what lmer() was called with besides formula/data
         n, p = frame.X.shape
         self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
+        if frame.weights is not None and self.nobs <= p:  # rows of weight 0 do not count
+            raise DataError(f"only {self.nobs} observations have a non-zero weight, for {p} fixed "
+                            "effects: the model cannot be estimated")
         # The kernel works in an orthonormal basis Q of X (X = Q R_b) on the OLS residual of y:
         # the PLS solution is invariant to y -> y - Xγ and X -> X R⁻¹, and this avoids the
         # cancellation in y'y - ... when y or X have large means (values are mapped back below).
@@ -187,7 +190,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
             cache = {}
             self._criteria = (self.kernel, cache)
         if reml not in cache:
-            n, p = self.frame.X.shape
+            n, p = self.nobs, self.frame.X.shape[1]  # rows of weight 0 do not count
             nfac = float(n - p if reml else n)
             const = nfac * (1.0 + LOG2PI - math.log(nfac)) - self._logw
             const += self._logdetRb2 if reml else 0.0
@@ -305,7 +308,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         if prof is None:
             raise FitError("the model could not be evaluated at the optimum θ")
         ldL2, ldRX2, r2, RQ, cbQ = prof
-        n, p = self.frame.X.shape
+        n, p = self.nobs, self.frame.X.shape[1]
         beta_q = _solve_upper(RQ, cbQ) if p else np.zeros(0)  # for the residual response
         self._R = RQ @ self._Rb
         self._ldL2, self._ldRX2, self._pwrss = ldL2, ldRX2 + self._logdetRb2, r2
@@ -388,7 +391,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     def reml_criterion(self) -> float | None:
         if not self.reml:
             return None
-        n, p = self.frame.X.shape
+        n, p = self.nobs, self.frame.X.shape[1]
         return (self._ldL2 + self._ldRX2 + (n - p) * (1.0 + LOG2PI + np.log(self._pwrss / (n - p)))
                 - self._logw)
 

@@ -35,7 +35,11 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
     # --- sizes ----------------------------------------------------------------------------
     @property
     def nobs(self) -> int:
-        return self.frame.nobs
+        """Observations with a non-zero prior weight (R's ``nobs`` for weighted fits): a row of
+        weight 0 contributes nothing, so the fit equals one without that row; arrays such as
+        ``fitted`` still have ``frame.nobs`` rows."""
+        w = self.frame.weights
+        return self.frame.nobs if w is None else int(np.count_nonzero(w))
 
     @property
     def ngroups(self) -> dict[str, int]:
