@@ -41,6 +41,28 @@ def close(a, b, rtol=RTOL, atol=1e-6):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol + rtol * scale, equal_nan=True)
 
 
+def _close_json(a, b, path="") -> None:
+    """Two ``to_dict()`` results: same keys and strings, numbers within RTOL (``optinfo``'s
+    evaluation counts and timings excepted: the two optimisations differ; ``ranef`` is compared
+    as whole vectors in test_lmm_refit_accessors_match_fresh_fit, not value by value)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            if k not in ("optinfo", "timing", "evaluations", "seconds", "message", "ranef"):
+                _close_json(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list) and a and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           for v in a):
+        close(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for k, (u, v) in enumerate(zip(a, b)):
+            _close_json(u, v, f"{path}[{k}]")
+    elif isinstance(a, float):
+        close(a, b)
+    else:
+        assert a == b, path
+
+
 @pytest.fixture(scope="module")
 def lmm_pair():
     sleep = mmfast.datasets.load("sleepstudy")
@@ -170,9 +192,47 @@ def test_glmm_bernoulli_refit_copies_and_carries_over():
     data = data.assign(any=(data["incidence"] > 0).astype(float))
     f = "any ~ period + (1 | herd)"
     m = mmfast.glmer(f, data, family="binomial")
-    y = 1.0 - data["any"].to_numpy()
+    y2 = np.random.default_rng(5).binomial(1, 0.25, len(data)).astype(float)  # not 1 - y: symmetric
+    y = y2.copy()
     r = m.refit(y)
     y[:] = 0
-    fresh = mmfast.glmer(f, data.assign(any=1.0 - data["any"]), family="binomial")
+    fresh = mmfast.glmer(f, data.assign(any=y2), family="binomial")
+    assert abs(r.loglik - m.loglik) > 1
     close(r.beta, fresh.beta, rtol=1e-4, atol=1e-5)
     close(r.drop1(), fresh.drop1(), rtol=1e-4, atol=1e-4)
+
+
+def test_lmm_refit_serialized_contest_profile_emmeans(lmm_pair):
+    import pickle
+    m, r, f, _ = lmm_pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _close_json(r.to_dict(), f.to_dict())
+        close(r.contest([[0, 1]]), f.contest([[0, 1]]))
+        close(r.profile("(Intercept)"), f.profile("(Intercept)"), rtol=1e-3, atol=1e-3)
+        close(pd.DataFrame(mmfast.emmeans(r, "Days").table),
+              pd.DataFrame(mmfast.emmeans(f, "Days").table))
+        p = pickle.loads(pickle.dumps(r))
+        close(p.confint(method="profile"), f.confint(method="profile"), rtol=1e-4)
+        close(p.refit_ml().loglik, f.refit_ml().loglik)
+
+
+def test_refit_with_a_response_expression():
+    """log(Reaction): the refit's y is on the log scale; refits by formula (ML, drop1, profile,
+    icc by group) must use it, not re-evaluate log() on the stored column."""
+    sleep = mmfast.datasets.load("sleepstudy")
+    f = "log(Reaction) ~ Days + (1 | Subject)"
+    m = mmfast.lmer(f, sleep)
+    rng = np.random.default_rng(3)
+    y2 = np.log(sleep["Reaction"].to_numpy()) + rng.normal(0, 0.2, len(sleep))
+    r = m.refit(y2)
+    data2 = sleep.assign(Reaction=np.exp(y2))
+    fresh = mmfast.lmer(f, data2)
+    assert abs(r.loglik - m.loglik) > 10
+    close(r.theta, fresh.theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        close(r.refit_ml().loglik, fresh.refit_ml().loglik)
+        close(r.drop1(), fresh.drop1())
+        close(r.confint(method="profile"), fresh.confint(method="profile"), rtol=1e-4)
+        close(r.summary(ddf="Kenward-Roger").coefficients, fresh.summary(ddf="Kenward-Roger").coefficients)

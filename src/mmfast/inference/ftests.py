@@ -88,7 +88,7 @@ class FixedDf:
 
 
 def _cache(model) -> dict:
-    """Per-model cache, invalidated when the fit changes (refit() copies share the dict)."""
+    """Per-model cache, invalidated when the fit changes (use it under ``model_lock``)."""
     store = model.__dict__.setdefault("_inference_cache", {})
     key = (np.asarray(model.theta).tobytes(), np.asarray(model.beta).tobytes(), float(model.sigma),
            bool(getattr(model, "reml", False)), int(model.nobs))
