@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
+
 __all__ = ["model_kind", "refit_response", "Refitter", "LoglikRefitter"]
 
 FTOL, XTOL = 1e-8, 1e-4  # the lean GLMM refit's BOBYQA tolerances (deviance, coordinates)
@@ -33,9 +35,9 @@ def model_kind(model) -> str:
 def _check_response(model, y) -> np.ndarray:
     y = np.asarray(y, dtype=float).ravel()
     if y.shape != model.frame.y.shape:
-        raise ValueError(f"new response has {y.size} values, the model has {model.frame.nobs} rows")
+        raise DataError(f"new response has {y.size} values, the model has {model.frame.nobs} rows")
     if not np.all(np.isfinite(y)):
-        raise ValueError("new response has non-finite values")
+        raise DataError("new response has non-finite values")
     return y
 
 
