@@ -74,3 +74,25 @@ def test_all_weights_zero_is_an_error():
     sleep = mmfast.datasets.load("sleepstudy")
     with pytest.raises(mmfast.MmfastError, match="weight"):
         mmfast.lmer(FORMULA, sleep, weights=np.zeros(len(sleep)))
+
+
+def test_lm_zero_weights_as_r_lm():
+    """R's lm drops rows of weight 0 from nobs, df.residual, σ and logLik."""
+    r = REF["zero_weights_lm"]
+    w = np.asarray(r["weights"], dtype=float)
+    m = mmfast.lm(r["formula"], mmfast.datasets.load("sleepstudy"), weights=w)
+    assert m.nobs == r["nobs"] and m.df_residual == r["df_residual"]
+    np.testing.assert_allclose(m.beta, r["coef"], rtol=1e-10)
+    np.testing.assert_allclose([m.sigma, m.loglik, m.aic, m.bic],
+                               [r["sigma"], r["logLik"], r["AIC"], r["BIC"]], rtol=1e-10)
+    np.testing.assert_allclose(np.sqrt(np.diag(m.vcov_array)), r["se"], rtol=1e-10)
+
+
+def test_variance_test_against_lm_with_zero_weights():
+    """The LRT of the random effects against the weighted lm: both count the same 146 rows."""
+    ref, m, _ = _fits("zero_weights_ml")
+    null = mmfast.lm(REF["zero_weights_lm"]["formula"], mmfast.datasets.load("sleepstudy"),
+                     weights=np.asarray(ref["weights"], dtype=float))
+    res = mmfast.variance_test(m, null)
+    np.testing.assert_allclose(res.stat, 2 * (ref["dropped"]["logLik"] - REF["zero_weights_lm"]["logLik"]),
+                               rtol=1e-8)

@@ -57,6 +57,12 @@ for (reml in c(TRUE, FALSE)) {
   out[[paste0("zero_weights_", key)]] <- list(weights = w, formula = "Reaction ~ Days + (Days | Subject)",
     zero = summ(mw, reml), dropped = summ(md, reml))
 }
+# lm with the same zero weights (the null model of variance_test / anova against an lmer fit)
+lw <- lm(Reaction ~ Days, sl, weights = w)
+out$zero_weights_lm <- list(formula = "Reaction ~ Days", weights = w, coef = unname(coef(lw)),
+  sigma = sigma(lw), logLik = as.numeric(logLik(lw)), logLik_df = attr(logLik(lw), "df"),
+  nobs = nobs(lw), df_residual = df.residual(lw), AIC = AIC(lw), BIC = BIC(lw),
+  se = unname(sqrt(diag(vcov(lw)))))
 out[["_meta"]] <- list(script = "tests/oracle/refit_predict_weights.R",
                        control = "bobyqa, rhoend 1e-12 (tight)",
                        lme4 = as.character(packageVersion("lme4")),
