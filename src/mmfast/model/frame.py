@@ -240,3 +240,23 @@ def with_response(frame: ModelFrame, y) -> ModelFrame:
         if name in table.columns:
             table = with_column(table, name, val)
     return dataclasses.replace(frame, y=y, table=table)
+
+
+def frame_for_formula(frame: ModelFrame, formula: str, options: dict | None = None,
+                      response_kind: str = "numeric") -> ModelFrame:
+    """The model frame of another formula on ``frame``'s rows, weights and offset argument (for
+    refit_ml, drop1, anova); ``frame``'s response carries over when the response expression is
+    the same (a refit's y is not in the data as the formula reads it).  ``options``: the
+    model's options; those that are ``model_frame`` arguments are passed on."""
+    import inspect
+    table = frame.data
+    data = table.drop(columns=[c for c in ("(weights)", "(offset)") if c in table])
+    offset = table["(offset)"].to_numpy() if "(offset)" in table else None
+    params = inspect.signature(model_frame).parameters
+    passed = {k: v for k, v in (options or {}).items()
+              if k in params and k not in ("formula", "data", "weights", "offset", "response_kind")}
+    new = model_frame(formula, data, weights=frame.weights, offset=offset,
+                      response_kind=response_kind, **passed)
+    if new.parsed.response.strip() == frame.parsed.response.strip():
+        new = with_response(new, frame.y)
+    return new

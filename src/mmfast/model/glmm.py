@@ -425,16 +425,9 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     # --- refitting (anova, drop1) ----------------------------------------------------------
     def refit_formula(self, formula: str) -> "GeneralizedLinearMixedModel":
         """The same data (rows this fit used), family, weights, offset and n_agq; new formula."""
-        from .frame import with_response
-        table = self.frame.data
-        data = table.drop(columns=[c for c in ("(weights)", "(offset)") if c in table])
-        off = table["(offset)"].to_numpy() if "(offset)" in table else None
-        check = self.options.get("check_nobs_vs_nre", "stop")
-        frame = model_frame(formula, data, weights=self.frame.weights, offset=off,
-                            check_nobs_vs_nre=check,
-                            response_kind="binary" if self.family == "binomial" else "numeric")
-        if frame.parsed.response.strip() == self.frame.parsed.response.strip():
-            frame = with_response(frame, self.frame.y)  # a refit's response carries over
+        from .frame import frame_for_formula
+        frame = frame_for_formula(self.frame, formula, self.options,
+                                  response_kind="binary" if self.family == "binomial" else "numeric")
         model = GeneralizedLinearMixedModel(frame, self.family, n_agq=self.n_agq, options=self.options)
         return model.fit()
 

@@ -351,20 +351,16 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
     def refit_formula(self, formula: str, reml: bool | None = None) -> "LinearMixedModel":
         """The same rows, weights, offset and options with another formula; a refit's response
         carries over when the response expression is the same."""
-        from .frame import with_response
-        table = self.frame.data
-        data = table.drop(columns=[c for c in ("(weights)", "(offset)") if c in table])
-        offset = table["(offset)"].to_numpy() if "(offset)" in table else None
-        opts = dict(self.options)
-        check = opts.pop("check_nobs_vs_nre", "stop")
-        with large_data_blas(len(data)):
-            frame = model_frame(formula, data, weights=self.frame.weights, offset=offset,
-                                check_nobs_vs_nre=check)
-            if frame.parsed.response.strip() == self.frame.parsed.response.strip():
-                frame = with_response(frame, self.frame.y)
+        import inspect
+
+        from .frame import frame_for_formula
+        frame_args = inspect.signature(model_frame).parameters  # the rest: optimiser controls
+        optctrl = {k: v for k, v in self.options.items() if k not in frame_args}
+        with large_data_blas(self.frame.nobs):
+            frame = frame_for_formula(self.frame, formula, self.options)
             model = LinearMixedModel(frame, reml=self.reml if reml is None else reml,
                                      options=self.options)
-            return model.fit(**opts)
+            return model.fit(**optctrl)
 
     def refit_ml(self) -> "LinearMixedModel":
         """This model refitted by maximum likelihood (itself if it already is)."""
