@@ -96,3 +96,22 @@ def test_variance_test_against_lm_with_zero_weights():
     res = mmfast.variance_test(m, null)
     np.testing.assert_allclose(res.stat, 2 * (ref["dropped"]["logLik"] - REF["zero_weights_lm"]["logLik"]),
                                rtol=1e-8)
+
+
+@pytest.mark.parametrize("family", ["poisson", "gamma"])
+def test_glmm_zero_weights_equal_the_dropped_fit(family):
+    """GLMMs: a row of prior weight 0 adds nothing to the deviance; nobs, BIC, residual df
+    and (Gamma) the scale must not count it either, as for the fit without that row."""
+    cbpp = mmfast.datasets.load("cbpp").assign(y=lambda d: d["incidence"] + 0.5)
+    resp = "incidence" if family == "poisson" else "y"
+    w = np.ones(len(cbpp))
+    w[[3, 10, 20]] = 0
+    f = f"{resp} ~ period + (1 | herd)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = mmfast.glmer(f, cbpp, family=family, weights=w)
+        b = mmfast.glmer(f, cbpp[w > 0].reset_index(drop=True), family=family, weights=w[w > 0])
+    assert a.nobs == b.nobs == 53 and a.df_residual == b.df_residual
+    np.testing.assert_allclose([a.loglik, a.aic, a.bic, a.sigma], [b.loglik, b.aic, b.bic, b.sigma],
+                               rtol=1e-8)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-6)
