@@ -1,9 +1,10 @@
 """Refit a fitted mixed model to a new response, same design: LMMs and GLMMs alike.
 
-``LinearMixedModel.refit(y)`` reuses the kernel and the cross-products of [Z X].  GLMMs
-(``mmfast.glmer``) get the equivalent here: the model frame is kept (no re-parsing, no new
-design matrices), only the response changes, and the fit starts from the original θ, as
-lme4's ``refit(object, newresp)`` does.  ``Refitter`` is the picklable form sent to worker
+Both build a new model on ``with_response(frame, y)`` (the frame with y copied in, so the
+refit is the fit ``lmer``/``glmer`` give on the data with the new response, and later changes
+to the caller's array do not reach it): no re-parsing, no new design matrices
+(``LinearMixedModel.refit`` also shares X's QR and Z'Z), and the fit starts from the original
+θ, as lme4's ``refit(object, newresp)`` does.  ``Refitter`` is the picklable form sent to worker
 processes (a GLMM's compiled PIRLS engine cannot be pickled; its frame and family can).
 
 The new response is given as the model frame holds it: numbers for an LMM (offset included);
