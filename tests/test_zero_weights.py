@@ -115,3 +115,25 @@ def test_glmm_zero_weights_equal_the_dropped_fit(family):
     np.testing.assert_allclose([a.loglik, a.aic, a.bic, a.sigma], [b.loglik, b.aic, b.bic, b.sigma],
                                rtol=1e-8)
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_permutation_fast_path_counts_the_same_rows(reml):
+    """The random-intercept engine of the permutation tests must give the σ and Satterthwaite
+    df of the fit without the zero-weight rows (it counted every row before)."""
+    from mmfast.resample.intercept import RandomInterceptLMM
+    sleep = mmfast.datasets.load("sleepstudy")
+    w = np.ones(len(sleep))
+    w[::7], w[5::9] = 0.0, 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mmfast.lmer("Reaction ~ Days + (1 | Subject)", sleep, weights=w, reml=reml)
+        eng = RandomInterceptLMM(m)
+        res = eng.fit(m.frame.X)
+        est, se, df = eng.satterthwaite(res).t_test(np.array([0.0, 1.0]))
+        d = mmfast.lmer("Reaction ~ Days + (1 | Subject)", sleep[w > 0].reset_index(drop=True),
+                        weights=w[w > 0], reml=reml)  # the reference: those rows dropped
+        co = d.summary().coefficients.loc["Days"]
+    np.testing.assert_allclose([res["theta"], res["sigma"]], [d.theta[0], d.sigma], rtol=1e-6)
+    np.testing.assert_allclose([est, se, df], co[["Estimate", "Std. Error", "df"]].to_numpy(float),
+                               rtol=1e-6)
