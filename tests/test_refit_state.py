@@ -236,3 +236,14 @@ def test_refit_with_a_response_expression():
         close(r.drop1(), fresh.drop1())
         close(r.confint(method="profile"), fresh.confint(method="profile"), rtol=1e-4)
         close(r.summary(ddf="Kenward-Roger").coefficients, fresh.summary(ddf="Kenward-Roger").coefficients)
+
+
+def test_refit_bad_response_is_a_named_error(lmm_pair, glmm_pair):
+    for model in (lmm_pair[0], glmm_pair[0]):
+        n = model.frame.nobs
+        with pytest.raises(mmfast.MmfastError, match=f"new response has {n - 1} values.*{n} rows"):
+            model.refit(np.ones(n - 1))
+        bad = np.ones(n)
+        bad[2] = np.nan
+        with pytest.raises(mmfast.MmfastError, match="non-finite"):
+            model.refit(bad)
