@@ -189,7 +189,7 @@ def _extrapolate(est: np.ndarray, v: float) -> np.ndarray:
 def numeric_derivatives(model) -> VarparDerivatives:
     """Richardson differences of the deviance d(θ, σ) and of σ²F(θ)⁻¹ (the reference version)."""
     reml = bool(model.reml)
-    n, p = model.frame.X.shape
+    n, p = model.nobs, model.frame.X.shape[1]  # rows of weight 0 do not count
     nth = len(model.theta)
 
     def deviance(vp):

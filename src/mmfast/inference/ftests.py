@@ -88,7 +88,7 @@ class FixedDf:
 
 
 def _cache(model) -> dict:
-    """Per-model cache, invalidated when the fit changes (refit() copies share the dict)."""
+    """Per-model cache, invalidated when the fit changes (use it under ``model_lock``)."""
     store = model.__dict__.setdefault("_inference_cache", {})
     key = (np.asarray(model.theta).tobytes(), np.asarray(model.beta).tobytes(), float(model.sigma),
            bool(getattr(model, "reml", False)), int(model.nobs))
@@ -100,7 +100,13 @@ def _cache(model) -> dict:
 
 def ddf_method(model, ddf="satterthwaite", derivatives: str = "analytic"):
     """The (cached) test engine of a model for ``ddf``."""
+    from .locking import model_lock
     name = resolve_ddf(ddf)
+    with model_lock(model):  # Satterthwaite's derivatives move the kernel; the cache is shared
+        return _ddf_method(model, name, derivatives)
+
+
+def _ddf_method(model, name, derivatives):
     store = _cache(model)
     key = (name, derivatives if name == "satterthwaite" else None)
     if key not in store:

@@ -39,11 +39,13 @@ class InferenceMixin:
     def profile(self, which=None) -> pd.DataFrame:
         """lme4's ``profile()``: ζ along each parameter (columns parameter, value, zeta)."""
         from .ftests import _cache
+        from .locking import model_lock
         from .profile import Profile
-        store = _cache(self)
-        if "profile" not in store:
-            store["profile"] = Profile(self)
-        return store["profile"].data(which)
+        with model_lock(self):  # the cached Profile and (ML fits) the kernel are shared
+            store = _cache(self)
+            if "profile" not in store:
+                store["profile"] = Profile(self)
+            return store["profile"].data(which)
 
     def icc(self, by: str | None = None, reml: bool | None = None):
         """ICC per grouping factor (random-intercept models); ``by``: refit within each level."""

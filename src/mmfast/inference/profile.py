@@ -100,7 +100,7 @@ class Profile:
                 model = model.refit_ml()
         self.model = model
         m = self.model
-        self.n, self.p = m.frame.X.shape
+        self.n, self.p = m.nobs, m.frame.X.shape[1]  # rows of weight 0 do not count
         self.logw = getattr(m, "_logw", 0.0)
         self.theta_hat = np.asarray(m.theta, dtype=float).copy()
         self.psi_hat = theta_to_sdcor(m, self.theta_hat, float(m.sigma))
@@ -230,7 +230,10 @@ class Profile:
     def data(self, which=None) -> pd.DataFrame:
         """All traced profiles: columns parameter, value, zeta (for zeta plots)."""
         idx = self._which(which)
-        return pd.concat([self.trace(w) for w in idx], ignore_index=True)
+        try:
+            return pd.concat([self.trace(w) for w in idx], ignore_index=True)
+        finally:
+            self.model._profile(self.model.theta)  # leave the kernel at the estimate
 
     def _which(self, which) -> list[int]:
         if which is None:
@@ -306,8 +309,10 @@ def confint_table(model, parm=None, level: float = 0.95, method: str = "profile"
         return out if parm is None else out.loc[[parm] if isinstance(parm, str) else list(parm)]
     if method == "profile":
         from .ftests import _cache
-        store = _cache(model)
-        if "profile" not in store:
-            store["profile"] = Profile(model)
-        return store["profile"].confint(parm, level)
+        from .locking import model_lock
+        with model_lock(model):  # the cached Profile and (ML fits) the model's kernel are shared
+            store = _cache(model)
+            if "profile" not in store:
+                store["profile"] = Profile(model)
+            return store["profile"].confint(parm, level)
     raise ValueError(f"method must be 'profile' or 'wald', not {method!r}")

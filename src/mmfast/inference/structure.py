@@ -54,7 +54,7 @@ class VarianceStructure:
             Z = (sp.diags(sqrtw) @ Z).tocsc()
             X = X * sqrtw[:, None]
             y = y * sqrtw
-        self.n, self.p = X.shape
+        self.n, self.p = int(model.nobs), X.shape[1]  # rows of weight 0 do not count
         self.q = Z.shape[1]
         self.ZtZ = (Z.T @ Z).tocsc()
         self.ZtX = np.asarray(Z.T @ X).reshape(self.q, self.p)

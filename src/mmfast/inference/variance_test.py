@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ModelSpecError
+from .locking import objective_at
 
 __all__ = ["variance_test", "VarianceTestResult", "rlrt_null_distribution"]
 
@@ -49,7 +50,7 @@ def _n_variance_params(model) -> int:
 def _mixture(full, null) -> VarianceTestResult:
     full_ml = full.refit_ml()
     if null is None:  # the same model without random effects: θ = 0
-        ll0 = -0.5 * full_ml.objective(np.zeros_like(full_ml.theta), reml=False)
+        ll0 = -0.5 * objective_at(full_ml, np.zeros_like(full_ml.theta), reml=False)
         d = _n_variance_params(full_ml)
     else:
         ll0 = null.refit_ml().loglik if hasattr(null, "refit_ml") else null.loglik
@@ -104,7 +105,7 @@ def _exact_rlrt(full, nsim: int, seed) -> VarianceTestResult:
         raise ModelSpecError("exact-rlrt tests a single scalar random-effects term (as RLRsim's "
                              "exactRLRT(m)); use method='mixture' for other models")
     fit = full if getattr(full, "reml", False) else full.refit_formula(full.frame.parsed.formula, reml=True)
-    stat = max(0.0, fit.objective(np.zeros_like(fit.theta), reml=True) - fit.reml_criterion)
+    stat = max(0.0, objective_at(fit, np.zeros_like(fit.theta), reml=True) - fit.reml_criterion)
     X = fit.frame.X
     Z = fit.Z.toarray()
     if fit.frame.weights is not None:
@@ -115,7 +116,7 @@ def _exact_rlrt(full, nsim: int, seed) -> VarianceTestResult:
     mu = np.linalg.eigvalsh(Z.T @ RZ)
     mu = mu[mu > 1e-10 * max(mu.max(), 1e-300)]
     rng = np.random.default_rng(seed)
-    sims = np.concatenate([rlrt_null_distribution(mu, X.shape[0] - X.shape[1], min(2000, nsim - i), rng)
+    sims = np.concatenate([rlrt_null_distribution(mu, fit.nobs - X.shape[1], min(2000, nsim - i), rng)
                            for i in range(0, nsim, 2000)])
     p = float(np.mean(sims >= stat))
     return VarianceTestResult("exact-rlrt", float(stat), p, nsim=nsim, simulated=sims)

@@ -106,3 +106,12 @@ def complete_rows(view: Columns) -> np.ndarray | None:
         if np.any(inf if complete is None else inf & complete):
             raise DataError(f"column '{name}' has infinite values")
     return complete
+
+
+def with_column(view: Columns, name: str, values: np.ndarray) -> Columns:
+    """``view`` with column ``name`` replaced by ``values`` (a refit's new response); the other
+    columns are shared, the DataFrame is rebuilt on first use."""
+    out = Columns(view._data, view._names, {**view._extra, name: values})
+    out.columns = list(view.columns)
+    out._series = {k: s for k, s in view._series.items() if k != name}
+    return out

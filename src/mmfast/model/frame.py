@@ -214,3 +214,49 @@ def _response(expr: str, frame: pd.DataFrame, kind: str) -> tuple[np.ndarray, np
     if not np.all(np.isfinite(y)):
         raise DataError(f"response '{expr}' has non-finite values")
     return y, None
+
+
+def with_response(frame: ModelFrame, y) -> ModelFrame:
+    """``frame`` with another response, everything else (rows, X, terms, weights) shared: what
+    ``refit(y)`` fits.  ``y`` is copied (the caller may reuse its array); the response's column
+    in ``frame.data`` is replaced too when the response is a bare column (for ``cbind(s, f)``:
+    s = y and, if f is a column, f = trials - y), so refits by formula see the new response."""
+    import dataclasses
+
+    from .columns import with_column
+    y = np.array(y, dtype=float).ravel()
+    if y.shape != frame.y.shape:
+        raise DataError(f"new response has {y.size} values, the model has {frame.nobs} rows")
+    if not np.all(np.isfinite(y)):
+        raise DataError("new response has non-finite values")
+    table, expr = frame.table, frame.parsed.response.strip()
+    if expr.startswith("cbind(") and expr.endswith(")") and frame.y_extra is not None:
+        from ..formula.parse import split_top
+        parts = [t.strip().strip("`") for _, t in split_top(expr[6:-1], ",")]
+        values = [y, frame.y_extra - y]
+    else:
+        parts, values = [expr.strip("`")], [y]
+    for name, val in zip(parts, values):
+        if name in table.columns:
+            table = with_column(table, name, val)
+    return dataclasses.replace(frame, y=y, table=table)
+
+
+def frame_for_formula(frame: ModelFrame, formula: str, options: dict | None = None,
+                      response_kind: str = "numeric") -> ModelFrame:
+    """The model frame of another formula on ``frame``'s rows, weights and offset argument (for
+    refit_ml, drop1, anova); ``frame``'s response carries over when the response expression is
+    the same (a refit's y is not in the data as the formula reads it).  ``options``: the
+    model's options; those that are ``model_frame`` arguments are passed on."""
+    import inspect
+    table = frame.data
+    data = table.drop(columns=[c for c in ("(weights)", "(offset)") if c in table])
+    offset = table["(offset)"].to_numpy() if "(offset)" in table else None
+    params = inspect.signature(model_frame).parameters
+    passed = {k: v for k, v in (options or {}).items()
+              if k in params and k not in ("formula", "data", "weights", "offset", "response_kind")}
+    new = model_frame(formula, data, weights=frame.weights, offset=offset,
+                      response_kind=response_kind, **passed)
+    if new.parsed.response.strip() == frame.parsed.response.strip():
+        new = with_response(new, frame.y)
+    return new

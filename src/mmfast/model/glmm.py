@@ -425,10 +425,11 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     # --- refitting (anova, drop1) ----------------------------------------------------------
     def refit_formula(self, formula: str) -> "GeneralizedLinearMixedModel":
         """The same data (rows this fit used), family, weights, offset and n_agq; new formula."""
-        data = self.frame.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in self.frame.data])
-        weights = self.frame.weights
-        off = self.frame.data["(offset)"].to_numpy() if "(offset)" in self.frame.data else None
-        return glmer(formula, data, family=self.family, n_agq=self.n_agq, weights=weights, offset=off)
+        from .frame import frame_for_formula
+        frame = frame_for_formula(self.frame, formula, self.options,
+                                  response_kind="binary" if self.family == "binomial" else "numeric")
+        model = GeneralizedLinearMixedModel(frame, self.family, n_agq=self.n_agq, options=self.options)
+        return model.fit()
 
     def refit_ml(self) -> "GeneralizedLinearMixedModel":
         """GLMMs are always fitted by maximum likelihood: the model itself."""

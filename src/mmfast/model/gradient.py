@@ -37,7 +37,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
         return (np.inf, nan, None) if hessian else (np.inf, nan)
     ldL2, ldRX2, r2, R, cb = prof
     kernel, blocks, terms = model.kernel, model.blocks, model.frame.terms
-    n, p = model.frame.X.shape
+    n, p = model.nobs, model.frame.X.shape[1]  # rows of weight 0 do not count
     T = model.templates(theta)
     beta = np.linalg.solve(R, cb) if p else np.zeros(0)
     u = kernel.conditional_modes(beta)
@@ -68,7 +68,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
 
 
 def _criterion(model, ldL2, ldRX2, r2, reml):
-    n, p = model.frame.X.shape
+    n, p = model.nobs, model.frame.X.shape[1]  # rows of weight 0 do not count
     log2pi = np.log(2 * np.pi)
     # the kernel's y is y / _yscale (1 but for extreme scales): log r² gains 2 log _yscale
     logr2 = np.log(r2) + 2.0 * np.log(model._yscale)

@@ -42,7 +42,7 @@ class LinearModel(InformationCriteria):
         self.fitted = X @ self.beta + (0 if frame.offset is None else frame.offset)
         self.residuals = frame.y - self.fitted
         self.rss = float(np.sum((sw * self.residuals) ** 2))
-        n, p = X.shape
+        n, p = self.nobs, X.shape[1]  # rows of weight 0 do not count (R's lm)
         self.df_residual = n - p
         self.sigma = float(np.sqrt(self.rss / self.df_residual)) if self.df_residual > 0 else np.nan
         self._logw = 0.0 if w is None else float(np.sum(np.log(w[w > 0])))
@@ -50,7 +50,9 @@ class LinearModel(InformationCriteria):
     # --- what the likelihood-ratio machinery needs --------------------------------------------
     @property
     def nobs(self) -> int:
-        return len(self.frame.y)
+        """Rows with a non-zero weight (R's ``nobs``)."""
+        w = self.frame.weights
+        return len(self.frame.y) if w is None else int(np.count_nonzero(w))
 
     @property
     def npar(self) -> int:

@@ -74,7 +74,10 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
     family = "gaussian"
     _yscale = 1.0  # the kernel's y is y / _yscale (see _residual_response)
 
-    def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None):
+    def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None,
+                 design: "LinearMixedModel | None" = None):
+        """``design``: a model on the same rows, X, Z and weights (a refit to a new response):
+        its factorisation of X and cross-products Z'Z, Z'X are shared, not recomputed."""
         if not frame.terms:
             from ..errors import FormulaError
             raise FormulaError("no random-effects terms in the formula: use mmfast.lm for a linear model")
@@ -83,17 +86,25 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         self.options = dict(options or {})  # what lmer() was called with besides formula/data
         n, p = frame.X.shape
         self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
+        if frame.weights is not None and self.nobs <= p:  # rows of weight 0 do not count
+            raise DataError(f"only {self.nobs} observations have a non-zero weight, for {p} fixed "
+                            "effects: the model cannot be estimated")
         # The kernel works in an orthonormal basis Q of X (X = Q R_b) on the OLS residual of y:
         # the PLS solution is invariant to y -> y - Xγ and X -> X R⁻¹, and this avoids the
         # cancellation in y'y - ... when y or X have large means (values are mapped back below).
-        Xw = frame.X if self._sqrtw is None else frame.X * self._sqrtw[:, None]
-        self._Q, self._Rb = _thin_qr(Xw) if p else (np.zeros((n, 0)), np.zeros((0, 0)))
+        if design is None:
+            Xw = frame.X if self._sqrtw is None else frame.X * self._sqrtw[:, None]
+            self._Q, self._Rb = _thin_qr(Xw) if p else (np.zeros((n, 0)), np.zeros((0, 0)))
+        else:
+            self._Q, self._Rb = design._Q, design._Rb
         self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(self._Rb))))) if p else 0.0
         self._yscale = None  # chosen from the first response
         yres = self._residual_response(frame.y)
-        W = np.column_stack([self._Q, yres])
-        self._Z = None
-        self.blocks = build_blocks(frame.terms, W, self._sqrtw)
+        self._Z = None if design is None else design._Z
+        if design is None:
+            self.blocks = build_blocks(frame.terms, np.column_stack([self._Q, yres]), self._sqrtw)
+        else:
+            self.blocks = _with_response_blocks(design.blocks, frame.terms, self._Q, yres, self._sqrtw)
         self.kernel = make_kernel(self.blocks, frame.terms)
         self.theta_lower = np.concatenate([t.theta_lower() for t in frame.terms])
         self.theta_start = np.concatenate([t.theta_start() for t in frame.terms])
@@ -195,7 +206,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
             cache = {}
             self._criteria = (self.kernel, cache)
         if reml not in cache:
-            n, p = self.frame.X.shape
+            n, p = self.nobs, self.frame.X.shape[1]  # rows of weight 0 do not count
             nfac = float(n - p if reml else n)
             const = nfac * (1.0 + LOG2PI - math.log(nfac)) - self._logw
             const += self._logdetRb2 if reml else 0.0
@@ -230,7 +241,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         if prof is None:
             raise FitError("the model could not be evaluated at the optimum θ")
         ldL2, ldRX2, r2, RQ, cbQ = prof
-        n, p = self.frame.X.shape
+        n, p = self.nobs, self.frame.X.shape[1]
         beta_q = _solve_upper(RQ, cbQ) if p else np.zeros(0)  # for the residual response
         c = self._yscale  # the kernel's y is y / c: β, u, σ scale with c, r² with c²
         self._R = RQ @ self._Rb
@@ -262,6 +273,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         state = self.__dict__.copy()
         state["kernel"] = None
         state.pop("_criteria", None)  # closures over the kernel
+        state.pop("_inference_lock", None)  # a thread lock (inference.locking): made again on use
         return state
 
     def __setstate__(self, state):
@@ -274,37 +286,30 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
 
     # --- refitting (model comparison, drop1, resampling) ---------------------------------
     def refit_formula(self, formula: str, reml: bool | None = None) -> "LinearMixedModel":
-        """The same data and options with another formula (the rows this fit used)."""
-        data = self.frame.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in self.frame.data])
-        opts = dict(self.options)
-        if self.frame.weights is not None:
-            opts["weights"] = self.frame.weights
-        return lmer(formula, data, reml=self.reml if reml is None else reml, **opts)
+        """The same rows, weights, offset and options with another formula; a refit's response
+        carries over when the response expression is the same."""
+        import inspect
+
+        from .frame import frame_for_formula
+        frame_args = inspect.signature(model_frame).parameters  # the rest: optimiser controls
+        optctrl = {k: v for k, v in self.options.items() if k not in frame_args}
+        with large_data_blas(self.frame.nobs):
+            frame = frame_for_formula(self.frame, formula, self.options)
+            model = LinearMixedModel(frame, reml=self.reml if reml is None else reml,
+                                     options=self.options)
+            return model.fit(**optctrl)
 
     def refit_ml(self) -> "LinearMixedModel":
         """This model refitted by maximum likelihood (itself if it already is)."""
         return self if not self.reml else self.refit_formula(self.frame.parsed.formula, reml=False)
 
     def refit(self, y: np.ndarray, start=None) -> "LinearMixedModel":
-        """A copy fitted to a new response with the same design (no re-parsing, kernel reused),
-        from ``start``, else this fit's θ, else (an unfitted template) a moment start."""
-        import copy
-        y = np.asarray(y, dtype=float)
-        if y.shape != self.frame.y.shape:
-            raise ValueError(f"new response has shape {y.shape}, expected {self.frame.y.shape}")
-        new = copy.copy(self)
-        new.frame = copy.copy(self.frame)
-        new.frame.y = y
-        yres = new._residual_response(y)
-        new.blocks = copy.copy(self.blocks)
-        p = self.frame.X.shape[1]
-        new.blocks.ZtW = np.asfortranarray(self.blocks.ZtW.copy())
-        new.blocks.ZtW[:, p] = zt_times(self.frame.terms, yres[:, None], self._sqrtw)[:, 0]
-        WtW = self.blocks.WtW.copy()
-        WtW[:p, p] = WtW[p, :p] = self._Q.T @ yres
-        WtW[p, p] = yres @ yres
-        new.blocks.WtW = WtW
-        new.kernel = make_kernel(new.blocks, self.frame.terms)
+        """A new model on response ``y`` (copied), same design, fitted from ``start``, else this
+        fit's θ, else (an unfitted template) a moment start: what ``lmer`` on the data with the
+        new response gives, without re-parsing or recomputing Z'Z."""
+        from .frame import with_response
+        new = LinearMixedModel(with_response(self.frame, y), reml=self.reml,
+                               options=self.options, design=self)
         if start is None and self.fitted_:
             start = self.theta
         return new.fit(start=start)
@@ -319,7 +324,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
     def reml_criterion(self) -> float | None:
         if not self.reml:
             return None
-        n, p = self.frame.X.shape
+        n, p = self.nobs, self.frame.X.shape[1]
         return (self._ldL2 + self._ldRX2 + (n - p) * (1.0 + LOG2PI + self._log_pwrss - math.log(n - p))
                 - self._logw)
 
@@ -360,6 +365,19 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
                 res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blocks, T))
             self._condvar_cache = res
         return self._condvar_cache
+
+
+def _with_response_blocks(blocks, terms, Q, yres, sqrtw):
+    """``blocks`` with the response column of Z'W and W'W replaced (W = [Q yres]); Z'Z (V)
+    and the index arrays are shared."""
+    import dataclasses
+    p = Q.shape[1]
+    ZtW = np.asfortranarray(blocks.ZtW.copy())
+    ZtW[:, p] = zt_times(terms, yres[:, None], sqrtw)[:, 0]
+    WtW = blocks.WtW.copy()
+    WtW[:p, p] = WtW[p, :p] = Q.T @ yres
+    WtW[p, p] = yres @ yres
+    return dataclasses.replace(blocks, ZtW=ZtW, WtW=WtW)
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,

@@ -35,7 +35,11 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
     # --- sizes ----------------------------------------------------------------------------
     @property
     def nobs(self) -> int:
-        return self.frame.nobs
+        """Observations with a non-zero prior weight (R's ``nobs`` for weighted fits): a row of
+        weight 0 contributes nothing, so the fit equals one without that row; arrays such as
+        ``fitted`` still have ``frame.nobs`` rows."""
+        w = self.frame.weights
+        return self.frame.nobs if w is None else int(np.count_nonzero(w))
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -147,7 +151,6 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
         if newdata is None:
             return self.linear_predictor() if re_form is not None else (
                 self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
-        from ..design.remat import grouping_factor
         Xn = self.frame.fixed_spec.matrix(newdata)
         eta = Xn @ self.beta
         if re_form is None:
@@ -155,13 +158,7 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
         for t in self.frame.terms:
             Zk = np.asarray(t.spec.get_model_matrix(newdata), dtype=float)
             Zk = np.broadcast_to(Zk, (len(newdata), t.p)) if Zk.shape[0] != len(newdata) else Zk
-            gf = grouping_factor(newdata, t.factor.name)
-            lookup = {lev: i for i, lev in enumerate(t.factor.levels)}
-            idx = np.array([lookup.get(lev, -1) for lev in gf.levels])[gf.codes]
-            if np.any(idx < 0) and not allow_new_levels:
-                new = sorted({lev for lev in gf.levels if lev not in lookup})
-                raise DataError(f"new levels of '{t.factor.name}' in newdata: {', '.join(new[:5])}"
-                                " (pass allow_new_levels=True to predict them at the population level)")
+            idx = _level_index(newdata, t.factor, allow_new_levels)
             bk = self.b[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
             contrib = np.where(idx[:, None] >= 0, bk[np.maximum(idx, 0)], 0.0)
             eta = eta + np.sum(Zk * contrib, axis=1)
@@ -188,3 +185,34 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
         kind = "REML" if getattr(self, "reml", False) else "ML"
         return (f"<{type(self).__name__} {self.frame.parsed.formula!r} ({kind}), "
                 f"nobs={self.nobs}, logLik={self.loglik:.4f}>")
+
+
+def _level_index(newdata: pd.DataFrame, factor, allow_new_levels: bool) -> np.ndarray:
+    """Each newdata row's index into the fitted levels of ``factor``, -1 for a new level or a
+    missing grouping value: lme4's predict refuses both unless ``allow_new_levels``, and then
+    predicts those rows at the population level (random effect 0)."""
+    from ..design.remat import grouping_factor
+    parts = [p.strip().strip("`") for p in factor.name.split(":")]
+    missing = np.zeros(len(newdata), dtype=bool)
+    for col in parts:
+        if col in newdata.columns:
+            missing |= pd.isna(newdata[col]).to_numpy()
+    if missing.any() and not allow_new_levels:
+        rows = np.flatnonzero(missing)
+        raise DataError(f"NAs are not allowed in prediction data for grouping variable "
+                        f"'{factor.name}' (row{'s' if len(rows) > 1 else ''} "
+                        f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}) "
+                        "unless allow_new_levels=True (then predicted at the population level)")
+    present = newdata.loc[~missing] if missing.any() else newdata
+    idx = np.full(len(newdata), -1, dtype=np.int64)
+    if len(present):
+        gf = grouping_factor(present.reset_index(drop=True), factor.name)
+        lookup = {lev: i for i, lev in enumerate(factor.levels)}
+        codes = np.asarray(gf.codes, dtype=np.int64)
+        known = np.array([lookup.get(lev, -1) for lev in gf.levels] + [-1], dtype=np.int64)
+        idx[~missing] = known[np.where(codes >= 0, codes, len(gf.levels))]  # never code -1
+        if not allow_new_levels and np.any(idx < 0):
+            new = sorted({lev for lev in gf.levels if lev not in lookup})
+            raise DataError(f"new levels of '{factor.name}' in newdata: {', '.join(new[:5])}"
+                            " (pass allow_new_levels=True to predict them at the population level)")
+    return idx

@@ -173,6 +173,7 @@ class DesignRefitter:
         new = object.__new__(type(m))  # not copy.copy: __setstate__ would rebuild the kernel
         new.__dict__.update(m.__dict__)
         new.__dict__.pop("_inference_cache", None)
+        new.__dict__.pop("_inference_lock", None)  # its own lock (inference.locking)
         new._condvar_cache = None
         new.frame = dataclasses.replace(m.frame, X=X)
         if data is not None:

@@ -51,8 +51,8 @@ class RandomInterceptLMM:
         frame = model.frame
         t = frame.terms[0]
         n, p = frame.X.shape
-        self.n, self.p, self.reml = n, p, bool(model.reml)
-        self.nu = n - p if self.reml else n
+        self.n, self.p, self.reml = int(model.nobs), p, bool(model.reml)  # weight-0 rows: not counted
+        self.nu = self.n - p if self.reml else self.n
         self.codes = np.asarray(t.factor.codes, dtype=np.int64)
         G = t.nlevels
         w = np.ones(n) if frame.weights is None else np.asarray(frame.weights, dtype=float)

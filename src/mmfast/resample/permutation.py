@@ -281,7 +281,7 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
     ft = fixed_terms(model.frame)
     term = _choose_term(ft, permute, term)
     trivial = model.frame.X.shape[1] <= 1 or len(ft.terms) <= 1
-    K, n, p = len(labels), model.nobs, model.frame.X.shape[1]
+    K, n, p = len(labels), model.frame.nobs, model.frame.X.shape[1]
     fast = K * n * max(p, 1) <= 20_000_000
     Xstack = rdstack = None
     if fast:

@@ -1,9 +1,10 @@
 """Refit a fitted mixed model to a new response, same design: LMMs and GLMMs alike.
 
-``LinearMixedModel.refit(y)`` reuses the kernel and the cross-products of [Z X].  GLMMs
-(``mmfast.glmer``) get the equivalent here: the model frame is kept (no re-parsing, no new
-design matrices), only the response changes, and the fit starts from the original θ, as
-lme4's ``refit(object, newresp)`` does.  ``Refitter`` is the picklable form sent to worker
+Both build a new model on ``with_response(frame, y)`` (the frame with y copied in, so the
+refit is the fit ``lmer``/``glmer`` give on the data with the new response, and later changes
+to the caller's array do not reach it): no re-parsing, no new design matrices
+(``LinearMixedModel.refit`` also shares X's QR and Z'Z), and the fit starts from the original
+θ, as lme4's ``refit(object, newresp)`` does.  ``Refitter`` is the picklable form sent to worker
 processes (a GLMM's compiled PIRLS engine cannot be pickled; its frame and family can).
 
 The new response is given as the model frame holds it: numbers for an LMM (offset included);
@@ -12,9 +13,9 @@ for a binomial GLMM 0/1 (or proportions with ``weights`` = trials) or, for a
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
+
+from ..errors import DataError
 
 __all__ = ["model_kind", "refit_response", "Refitter", "LoglikRefitter"]
 
@@ -35,15 +36,16 @@ def model_kind(model) -> str:
 def _check_response(model, y) -> np.ndarray:
     y = np.asarray(y, dtype=float).ravel()
     if y.shape != model.frame.y.shape:
-        raise ValueError(f"new response has {y.size} values, the model has {model.frame.nobs} rows")
+        raise DataError(f"new response has {y.size} values, the model has {model.frame.nobs} rows")
     if not np.all(np.isfinite(y)):
-        raise ValueError("new response has non-finite values")
+        raise DataError("new response has non-finite values")
     return y
 
 
 def _glmm_refit(frame, family, n_agq, options, theta, y):
+    from ..model.frame import with_response
     from ..model.glmm import GeneralizedLinearMixedModel
-    new_frame = dataclasses.replace(frame, y=y)
+    new_frame = with_response(frame, y)  # copies y
     model = GeneralizedLinearMixedModel(new_frame, family, n_agq=n_agq, options=options)
     return model.fit(start=theta)
 
