@@ -428,7 +428,9 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         data = self.frame.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in self.frame.data])
         weights = self.frame.weights
         off = self.frame.data["(offset)"].to_numpy() if "(offset)" in self.frame.data else None
-        return glmer(formula, data, family=self.family, n_agq=self.n_agq, weights=weights, offset=off)
+        checks = {k: v for k, v in self.options.items() if k.startswith("check_")}
+        return glmer(formula, data, family=self.family, n_agq=self.n_agq, weights=weights,
+                     offset=off, **checks)
 
     def refit_ml(self) -> "GeneralizedLinearMixedModel":
         """GLMMs are always fitted by maximum likelihood: the model itself."""
@@ -496,7 +498,9 @@ def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFr
 
 
 def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
-          offset=None, start=None, check_nobs_vs_nre: str = "stop") -> GeneralizedLinearMixedModel:
+          offset=None, start=None, check_nobs_vs_nre: str = "ignore",
+          check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
+          ) -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed model as ``lme4::glmer`` does.
 
     ``family``: ``"binomial"``, ``"poisson"``, ``"gamma"`` (canonical links) or an object from
@@ -505,14 +509,31 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     ``weights``/``offset``: a column name or an array (``offset(log(t))`` in the formula works too).
     The response as R reads it: 0/1 (or a two-level factor, first level = failure), ``s/n``
     with ``weights = n``, or ``cbind(s, f)``.  ``start``: starting θ (lme4's ``start$theta``).
+    ``check_*``: ``glmerControl``'s checks ("ignore", "warning", "stop"; lme4's defaults, so
+    observation-level random effects ``(1 | obs)`` are allowed).
     Results: ``fixef``, ``vcov``, ``theta``, ``loglik``, ``aic``, ``bic``, ``deviance``,
     ``varcorr``, ``ranef``, ``fitted``, ``predict(type=...)``, ``odds_ratios()``, ``summary()``,
     ``anova(other)``, ``drop1()``; how the fit went in ``optinfo``.
     """
     fam = get_family(family)
+    checks = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1,
+              "allow_n": True}
     frame = model_frame(formula, data, weights=weights, offset=offset,
-                        check_nobs_vs_nre=check_nobs_vs_nre,
+                        check_nobs_vs_nre=check_nobs_vs_nre, level_checks=checks,
                         response_kind="binary" if fam == "binomial" else "numeric")
-    options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre}
+    _check_response_not_constant(frame, fam)
+    options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre,
+               "check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1}
     model = GeneralizedLinearMixedModel(frame, fam, n_agq=n_agq, options=options)
     return model.fit(start=start)
+
+
+def _check_response_not_constant(frame, family) -> None:
+    """lme4's ``check.response.not.const``: a response with one value (all 0, all 1, all the
+    same cbind() row) has no information about the linear predictor: estimates go to ±∞."""
+    y, extra = frame.y, frame.y_extra
+    if len(y) and np.all(y == y[0]) and (extra is None or np.all(extra == extra[0])):
+        what = (f"every row is cbind({y[0]:g}, {extra[0] - y[0]:g})" if extra is not None
+                else f"every value is {y[0]:g}")
+        raise DataError(f"response '{frame.parsed.response}' is constant ({what}): a {family.name} "
+                        "GLMM cannot be fitted to it (lme4: 'Response is constant')")

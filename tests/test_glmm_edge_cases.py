@@ -1,0 +1,124 @@
+"""glmer on issue 14's edge cases against lme4: observation-level random effects (lme4's
+glmerControl level checks), constant responses, separation, Gamma responses in other units.
+
+The R numbers are in tests/reference/glmm_edge_cases.json.gz, made by
+tests/oracle/glmm_edge_cases.R (R 4.2.2, lme4 1.1-31): every fit with lme4's defaults and with
+tight settings (bobyqa in both stages, rhoend 1e-12, tolPwrss 1e-10), compared with the latter.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmfast
+from mmfast.errors import ConvergenceWarning, DataError, MmfastError, ModelSpecError
+from mmfast.families import Binomial, Gamma
+from reference_cases import load_reference
+
+REF = load_reference("glmm_edge_cases")
+
+
+def _factors(d: pd.DataFrame, cols) -> pd.DataFrame:
+    d = d.copy()
+    for c in cols:
+        d[c] = pd.Categorical(d[c], categories=sorted(d[c].unique()))
+    return d
+
+
+def _cbpp():
+    d = _factors(mmfast.datasets.load("cbpp"), ["herd", "period"])
+    d["obs"] = np.arange(1, len(d) + 1)
+    return d
+
+
+def _grouse():
+    return _factors(mmfast.datasets.load("grouseticks"), ["INDEX", "BROOD", "YEAR", "LOCATION"])
+
+
+def _water():
+    return mmfast.datasets.load("waterlick")
+
+
+def _water_per_mouse():
+    w = _water()
+    g = w.groupby("mouseID")["lick"]
+    return pd.DataFrame({"mouseID": g.sum().index, "lick": g.sum().to_numpy(),
+                         "trials": g.size().to_numpy()})
+
+
+def _fit_strict(formula, data, family, **kw):
+    """glmer with numpy's RuntimeWarnings turned into errors: none may leak out of a fit."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", RuntimeWarning)
+        m = mmfast.glmer(formula, data, family=family, **kw)
+    return m, [w for w in caught]
+
+
+def _compare(m, ref, tol_fixef=1e-4, tol_ll=1e-5):
+    np.testing.assert_allclose(m.fixef.to_numpy(), np.atleast_1d(ref["fixef"]), rtol=tol_fixef,
+                               atol=1e-6)
+    np.testing.assert_allclose(m.theta, np.atleast_1d(ref["theta"]), rtol=tol_fixef, atol=1e-6)
+    assert abs(m.loglik - ref["logLik"]) < tol_ll * max(1.0, abs(ref["logLik"]))
+
+
+# --- 1. level checks: lme4's glmerControl defaults allow as many levels as observations -------
+
+LEVEL_CASES = {
+    "cbpp_obs": (_cbpp, "binomial"),
+    "cbpp_herd_obs": (_cbpp, "binomial"),
+    "grouse_obs": (_grouse, "poisson"),
+    "grouse_obs_only": (_grouse, "poisson"),
+    "water_per_mouse": (_water_per_mouse, "binomial"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEVEL_CASES))
+def test_observation_level_random_effects_as_lme4(case):
+    make, family = LEVEL_CASES[case]
+    ref = REF[case]
+    m, caught = _fit_strict(ref["formula"], make(), family)
+    assert not caught, [str(w.message) for w in caught]
+    _compare(m, ref["tight"])
+    np.testing.assert_allclose(np.sqrt(np.diag(m.vcov_array)), ref["tight"]["se"], rtol=2e-3)
+    assert m.ngroups == ref["tight"]["ngrps"]
+
+
+def test_level_checks_stop_still_allow_n_levels_in_glmer():
+    # glFormula checks with allow.n = TRUE: "stop" refuses only more levels than observations
+    ref = REF["cbpp_obs_stop"]
+    m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | obs)", _cbpp(),
+                     "binomial", check_nobs_vs_nlev="stop", check_nobs_vs_nre="stop")
+    _compare(m, ref, tol_fixef=2e-3, tol_ll=1e-6)
+
+
+def test_nobs_vs_nre_stop_and_warning_in_glmer():
+    f = "cbind(incidence, size - incidence) ~ 1 + (period | obs)"
+    with pytest.raises(ModelSpecError, match=r"number of observations \(=56\) < number of random "
+                       r"effects \(=224\) for term \(period \| obs\).*check_nobs_vs_nre"):
+        mmfast.glmer(f, _cbpp(), "binomial", check_nobs_vs_nre="stop")
+    assert REF["nre_stop"]["error"].startswith("number of observations (=56) < number of random")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            mmfast.glmer(f, _cbpp(), "binomial", check_nobs_vs_nre="warning")
+        except MmfastError:
+            pass  # only the check's warning matters here
+    assert any(str(w.message) == REF["nre_warning"]["warnings"] for w in caught)
+
+
+def test_one_level_and_lmer_checks_unchanged():
+    w = _water()
+    w["one"] = 1
+    with pytest.raises(ModelSpecError, match="must have > 1 sampled level"):
+        mmfast.glmer("lick ~ dff + (1 | one)", w, "binomial")
+    assert "> 1 sampled level" in REF["one_level"]["error"]
+    # lmer keeps lmerControl's defaults: as many levels as observations is an error
+    with pytest.raises(ModelSpecError, match="must be < number of observations"):
+        mmfast.lmer("TICKS ~ YEAR + (1 | INDEX)", _grouse())
+    assert "must be < number of observations" in REF["lmer_obs"]["error"]
+    with pytest.raises(ModelSpecError, match="check_nobs_vs_nlev must be"):
+        mmfast.glmer("lick ~ dff + (1 | mouseID)", w, "binomial", check_nobs_vs_nlev="Stop")
