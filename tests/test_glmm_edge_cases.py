@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 import mmfast
-from mmfast.errors import ConvergenceWarning, DataError, MmfastError, ModelSpecError
+from mmfast.errors import (ConvergenceWarning, DataError, MmfastError, ModelSpecError,
+                           SingularFitWarning)
 from mmfast.families import Binomial, Gamma
 from reference_cases import load_reference
 
@@ -122,3 +123,78 @@ def test_one_level_and_lmer_checks_unchanged():
     assert "must be < number of observations" in REF["lmer_obs"]["error"]
     with pytest.raises(ModelSpecError, match="check_nobs_vs_nlev must be"):
         mmfast.glmer("lick ~ dff + (1 | mouseID)", w, "binomial", check_nobs_vs_nlev="Stop")
+
+
+# --- 2. edge cases: constant responses, separation -------------------------------------------
+
+@pytest.mark.parametrize("case,value", [("const_binomial_0", 0), ("const_binomial_1", 1)])
+def test_constant_binomial_response_is_an_error_as_lme4(case, value):
+    assert REF[case]["error"] == "Response is constant"
+    w = _water()
+    w["lick"] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(DataError, match=rf"response 'lick' is constant \(every value is {value}\)"):
+            mmfast.glmer("lick ~ dff + (1 | mouseID)", w, "binomial")
+
+
+def test_constant_poisson_and_cbind_responses_are_errors():
+    assert REF["const_poisson_0"]["error"] == "Response is constant"
+    g = _grouse()
+    g["TICKS"] = 0
+    with pytest.raises(DataError, match="response 'TICKS' is constant"):
+        mmfast.glmer("TICKS ~ YEAR + (1 | BROOD)", g, "poisson")
+    d = _cbpp()
+    d["incidence"], d["size"] = 2, 10
+    with pytest.raises(DataError, match=r"is constant \(every row is cbind\(2, 8\)\)"):
+        mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", d, "binomial")
+    d["incidence"] = np.where(np.arange(len(d)) % 2, 2, 3)  # not constant: fits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        mmfast.glmer("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", d, "binomial")
+
+
+# --- 3. Gamma: the fit does not depend on the response's units --------------------------------
+
+def _gamma_data(scale):
+    gd = REF["gamma_data"]
+    return pd.DataFrame({"ys": np.asarray(gd["y"]) * scale, "x": gd["x"], "g": gd["g"]})
+
+
+@pytest.mark.parametrize("key", ["gamma_inverse_scale_1e+00", "gamma_inverse_scale_1e-06",
+                                 "gamma_log_scale_1e-06"])
+def test_gamma_fits_as_lme4_in_any_units(key):
+    ref = REF[key]
+    link = "log" if key.startswith("gamma_log") else "inverse"
+    m, caught = _fit_strict(ref["formula"], _gamma_data(ref["scale"]), Gamma(link=link))
+    assert not caught, [str(w.message) for w in caught]
+    assert m.converged and not m.singular
+    # lme4's tight fit; mmfast's deviance may be lower (lme4's log|L| lags one PIRLS step)
+    t = ref["tight"]
+    np.testing.assert_allclose(m.fixef.to_numpy(), t["fixef"], rtol=2e-5)
+    np.testing.assert_allclose(m.theta, t["theta"], rtol=2e-5)
+    assert -1e-6 < m.loglik - t["logLik"] < 2e-5
+    assert m.sigma == pytest.approx(t["sigma"], rel=1e-4)
+
+
+def test_gamma_inverse_is_equivariant_in_the_response_units():
+    """y -> c y: β and θ (both on the 1/y scale) times 1/c, SEs too, σ unchanged, logLik
+    - n log c.  lme4 itself fails at c = 1e6 ("PIRLS loop resulted in NaN value") and its SEs
+    at c = 1e-6 are off by 10^3 (finite differences with absolute steps)."""
+    assert "NaN" in REF["gamma_inverse_scale_1e+06"]["default"]["error"]
+    ref = REF["gamma_inverse_scale_1e+00"]["tight"]
+    fits = {}
+    for c in (1.0, 1e-6, 1e6):
+        fits[c], caught = _fit_strict("ys ~ x + (1 | g)", _gamma_data(c), Gamma(link="inverse"))
+        assert not caught, [str(w.message) for w in caught]
+    n = fits[1.0].nobs
+    se1 = np.sqrt(np.diag(fits[1.0].vcov_array))
+    np.testing.assert_allclose(se1, ref["se"], rtol=2e-3)
+    for c in (1e-6, 1e6):
+        m = fits[c]
+        assert m.converged and not m.singular
+        np.testing.assert_allclose(m.fixef.to_numpy() * c, ref["fixef"], rtol=2e-5)
+        np.testing.assert_allclose(m.theta * c, ref["theta"], rtol=2e-5)
+        np.testing.assert_allclose(np.sqrt(np.diag(m.vcov_array)) * c, se1, rtol=1e-4)
+        assert m.sigma == pytest.approx(fits[1.0].sigma, rel=1e-6)
+        assert m.loglik == pytest.approx(fits[1.0].loglik - n * np.log(c), abs=1e-5)

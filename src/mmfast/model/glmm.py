@@ -50,8 +50,8 @@ from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .frame import evaluate, model_frame
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
-from .pirls import (KernelPIRLS, fd_hessian, gradient_hessian, make_engine, single_term_ainv,
-                    start_hessian)
+from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
+                    single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
@@ -133,9 +133,12 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                 gc.enable()
 
     def _fit(self, start=None) -> "GeneralizedLinearMixedModel":
-        eng, t0 = self.engine, time.perf_counter()
+        t0 = time.perf_counter()
         nth, p = len(self.theta_start), self.frame.X.shape[1]
-        th0 = self.theta_start if start is None else np.asarray(start, dtype=float)
+        scale = theta_scale(self.family, self.y, self.prior_weights)
+        # the optimisers work on θ / scale (y's units drop out: Gamma); scale 1: the engine
+        eng = self.engine if scale == 1.0 else ThetaScaled(self.engine, scale, nth)
+        th0 = self.theta_start if start is None else np.asarray(start, dtype=float) / scale
         final = self.n_agq == 0
         ftol, xtol = (1e-10, 1e-9) if final else STAGE1_TOL
         tol = eng.tol
@@ -154,8 +157,10 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                            f"family's range with the {self.link} link?): try the canonical link "
                            f"'{self.family.canonical}' or another start")
         self.converged = bool(r1.converged)
+        if scale != 1.0:
+            info["notes"].append(f"θ optimised in units of {scale:.6g} (the response's scale)")
         if final:
-            self._finish_joint(r1.x, f1, info, t0)
+            self._finish_joint(r1.x * scale, f1, info, t0)
             return self
         beta1 = eng.beta_
         M = eng.rx_matrix()
@@ -184,7 +189,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         info["stage2"] = {"optimizer": r2.optimizer, "evaluations": r2.evaluations,
                           "message": r2.message, "converged": r2.converged}
         x, fx = r2.x, r2.fun
-        x, fx, check = self._check_optimum(x, fx, lower, info)
+        x, fx, check = self._check_optimum(eng, x, fx, lower, info)
         if not check["ok"] or not r2.converged:  # lme4's advice: another optimiser, more evaluations
             why = "gradient check failed" if not check["ok"] else r2.message
             r3 = minimize_bounded(eng.laplace, x, lower, ftol_abs=1e-12, xtol_abs=1e-10,
@@ -195,12 +200,21 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                               "message": r3.message, "converged": r3.converged}
             if r3.fun <= fx:
                 x, fx = r3.x, r3.fun
-            x, fx, check = self._check_optimum(x, fx, lower, info)
+            x, fx, check = self._check_optimum(eng, x, fx, lower, info)
         self.converged = bool(check["ok"])
         if not check["ok"]:
             _warn(f"model failed to converge: {check['message']}", ConvergenceWarning)
-        self._finish(x, info, check, t0)
+        self._finish(x if scale == 1.0 else eng.to_theta(x), info, check, t0)
         return self
+
+    @property
+    def singular(self) -> bool:
+        """lme4's ``isSingular`` (a template diagonal below 1e-4), in the optimiser's θ units:
+        for Gamma with the inverse/identity link θ carries y's units (``pirls.theta_scale``),
+        and a fit must not turn singular by changing them."""
+        diag = np.isfinite(self.theta_lower)
+        scale = theta_scale(self.family, self.y, self.prior_weights)
+        return bool(np.any(self.theta[diag] < 1e-4 * scale))
 
     @property
     def _use_gradient(self) -> bool:
@@ -208,11 +222,12 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         an evaluation costs a few µs and L-BFGS-B's own overhead would dominate."""
         return isinstance(self.engine, KernelPIRLS) and self.engine.has_gradient
 
-    def _check_optimum(self, x, fx, lower, info):
-        """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check."""
-        fx = self.engine.laplace(x)
+    def _check_optimum(self, eng, x, fx, lower, info):
+        """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check (on
+        the optimiser's view ``eng`` of the engine: its θ units)."""
+        fx = eng.laplace(x)
         hess = gradient_hessian if self._use_gradient else fd_hessian
-        idx, g, H = hess(self.engine, x, fx, lower, len(self.theta_lower), FD_STEP)
+        idx, g, H = hess(eng, x, fx, lower, len(self.theta_lower), FD_STEP)
         check = {"ok": True, "message": "", "free": idx, "gradient": g, "hessian": H, "pd": True}
         try:
             R = np.linalg.cholesky(H).T
@@ -224,7 +239,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         step[idx] = -np.linalg.solve(H, g)
         xn = x + step
         if np.all(xn >= lower) and np.max(np.abs(step)) < 0.1:
-            fn = self.engine.laplace(xn)
+            fn = eng.laplace(xn)
             if fn < fx:
                 x, fx = xn, fn
                 check["newton"] = float(np.max(np.abs(step)))
