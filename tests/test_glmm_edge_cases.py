@@ -198,3 +198,59 @@ def test_gamma_inverse_is_equivariant_in_the_response_units():
         np.testing.assert_allclose(np.sqrt(np.diag(m.vcov_array)) * c, se1, rtol=1e-4)
         assert m.sigma == pytest.approx(fits[1.0].sigma, rel=1e-6)
         assert m.loglik == pytest.approx(fits[1.0].loglik - n * np.log(c), abs=1e-5)
+
+
+def _only_separation_warning(caught, pattern):
+    import re
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert caught[0].category is ConvergenceWarning
+    assert re.search(pattern, str(caught[0].message)), str(caught[0].message)
+
+
+def _separated():
+    w = _water()
+    w["band"] = np.where(w.dff > 10, "high", np.where(w.dff > 0, "mid", "low"))
+    w.loc[w.band == "high", "lick"] = 1  # every trial with dff > 10 a lick
+    return w
+
+
+def test_quasi_complete_separation_fits_as_lme4_with_a_warning():
+    ref = REF["separation"]
+    m, caught = _fit_strict(ref["formula"], _separated(), "binomial")
+    _only_separation_warning(caught, r"numerically 0 or 1 for 68 rows \(complete or quasi-"
+                             r"complete separation\): the estimates of \(Intercept\), bandlow, "
+                             r"bandmid tend to ±infinity")
+    t = ref["tight"]
+    assert m.theta[0] == pytest.approx(t["theta"], rel=1e-4)
+    # the log-likelihood's supremum: mmfast at least as high as lme4's tight fit, not far above
+    assert -1e-6 < m.loglik - t["logLik"] < 1e-4
+    b, bt = m.fixef.to_numpy(), np.asarray(t["fixef"])
+    # identified: the log-odds of the "low" and "mid" bands; the reference level's goes to +inf
+    np.testing.assert_allclose(b[0] + b[1:], bt[0] + bt[1:], atol=1e-4)
+    assert b[0] > 10 and bt[0] > 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        se = np.sqrt(np.diag(m.vcov_array))
+        m.summary()
+    assert np.all(np.isfinite(se)) and se[0] > 10  # lme4: 36 (tight) to 1170 (default)
+
+
+def test_probit_with_one_separating_row_fits_as_lme4_with_a_warning():
+    ref = REF["probit_one_row"]
+    w = _water()
+    w["z"] = 0.0
+    w.loc[ref["z_row"], "z"] = 1.0
+    assert w.lick[ref["z_row"]] == 1
+    m, caught = _fit_strict(ref["formula"], w, Binomial(link="probit"))
+    _only_separation_warning(caught, r"for 1 row \(complete or quasi-complete separation\): "
+                             r"the estimates of z tend to ±infinity")
+    t = ref["tight"]
+    assert m.theta[0] == pytest.approx(t["theta"], rel=1e-4)
+    np.testing.assert_allclose(m.fixef.to_numpy()[:2], t["fixef"][:2], rtol=1e-4)
+    assert m.fixef["z"] > 5
+    assert -1e-6 < m.loglik - t["logLik"] < 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        se = np.sqrt(np.diag(m.vcov_array))
+        m.summary()
+    np.testing.assert_allclose(se[:2], t["se"][:2], rtol=2e-3)

@@ -53,6 +53,7 @@ from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
+from .separation import detect_separation, separation_message
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
 
@@ -63,6 +64,7 @@ STAGE1_MAXEVAL = 100000
 STAGE1_PIRLS_TOL = 1e-7
 STEP_THETA, STEP_DELTA = 0.05, 0.2  # stage 2's initial steps: relative for θ, in SE units for β
 STAGE2_TOL = (1e-7, 1e-5)    # stage 2 (the Newton correction after it polishes further)
+PIRLS_FTOL = 1e-10           # stage 1's fallback: PIRLS also stops on a stalled deviance
 
 
 class GeneralizedLinearMixedModel(MixedModelResults):
@@ -144,14 +146,22 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         tol = eng.tol
         if not final:  # stage 1 only gives starting values: PIRLS to 1e-7 is plenty
             eng.tol = STAGE1_PIRLS_TOL
+        notes = []
         try:
             r1 = minimize_bounded(eng.joint, th0, self.theta_lower, ftol_abs=ftol, xtol_abs=xtol,
                                   maxeval=100000 if final else STAGE1_MAXEVAL)
+            f1 = eng.joint(r1.x)
+            if not np.isfinite(f1):  # e.g. separation: β diverges inside PIRLS.  As lme4,
+                eng.ftol = PIRLS_FTOL  # stop PIRLS where the deviance no longer moves
+                r1 = minimize_bounded(eng.joint, th0, self.theta_lower, ftol_abs=ftol,
+                                      xtol_abs=xtol, maxeval=100000 if final else STAGE1_MAXEVAL)
+                f1 = eng.joint(r1.x)
+                notes.append("stage 1 failed with PIRLS to convergence (fixed effects diverging?):"
+                             f" refitted with PIRLS stopped on the deviance (ftol {PIRLS_FTOL})")
         finally:
-            eng.tol = tol
+            eng.tol, eng.ftol = tol, 0.0
         info = {"stage1": {"optimizer": r1.optimizer, "evaluations": r1.evaluations,
-                           "message": r1.message, "converged": r1.converged}, "notes": []}
-        f1 = eng.joint(r1.x)
+                           "message": r1.message, "converged": r1.converged}, "notes": notes}
         if not np.isfinite(f1):
             raise FitError(f"PIRLS failed at every θ tried (fitted means outside the {self.family.name} "
                            f"family's range with the {self.link} link?): try the canonical link "
@@ -168,11 +178,17 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             Binv = np.linalg.inv(np.linalg.cholesky(M).T) if p else np.zeros((0, 0))
         except np.linalg.LinAlgError:
             Binv = np.diag(1.0 / np.sqrt(np.maximum(np.diag(M), 1e-12)))
+        lower = np.concatenate([self.theta_lower, np.full(p, -np.inf)])
+        sep = detect_separation(self.family, M, self.frame.X, eng.eta_,
+                                self.frame.fixef_names)
+        if sep is not None:  # diverging directions: held at 0 (on their "bound") from here on
+            Binv = sep.Binv
+            lower[nth + p - sep.nnull:] = 0.0
+            info["notes"].append(separation_message(self.family, sep))
         eng.set_transform(beta1, Binv)
         self._Binv, self._beta1 = Binv, beta1
         if self.n_agq > 1:
             eng.set_agq(*gauss_hermite(self.n_agq))
-        lower = np.concatenate([self.theta_lower, np.full(p, -np.inf)])
         x0 = np.concatenate([r1.x, np.zeros(p)])
         step = np.concatenate([np.maximum(STEP_THETA * np.abs(r1.x), 0.05), np.full(p, STEP_DELTA)])
         if self._use_gradient:  # analytic Laplace gradient: quasi-Newton, few evaluations
@@ -189,6 +205,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         info["stage2"] = {"optimizer": r2.optimizer, "evaluations": r2.evaluations,
                           "message": r2.message, "converged": r2.converged}
         x, fx = r2.x, r2.fun
+        if sep is not None:
+            x[nth + p - sep.nnull:] = 0.0  # no effect on the criterion: back on the "bound"
         x, fx, check = self._check_optimum(eng, x, fx, lower, info)
         if not check["ok"] or not r2.converged:  # lme4's advice: another optimiser, more evaluations
             why = "gradient check failed" if not check["ok"] else r2.message
@@ -200,9 +218,13 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                               "message": r3.message, "converged": r3.converged}
             if r3.fun <= fx:
                 x, fx = r3.x, r3.fun
+            if sep is not None:
+                x[nth + p - sep.nnull:] = 0.0
             x, fx, check = self._check_optimum(eng, x, fx, lower, info)
         self.converged = bool(check["ok"])
-        if not check["ok"]:
+        if sep is not None:
+            _warn(separation_message(self.family, sep), ConvergenceWarning)
+        elif not check["ok"]:
             _warn(f"model failed to converge: {check['message']}", ConvergenceWarning)
         self._finish(x if scale == 1.0 else eng.to_theta(x), info, check, t0)
         return self

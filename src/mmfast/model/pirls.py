@@ -118,6 +118,7 @@ class KernelPIRLS:
         self.u = np.zeros(q)
         self.beta = np.zeros(p)
         self.eta = np.array(eta0, dtype=float)
+        self.eta_start = self.eta.copy()
         self.base = self.off.copy()
         self.w = np.zeros(n)
         self.zt = np.zeros(n)
@@ -125,6 +126,7 @@ class KernelPIRLS:
         self.Binv = np.eye(p)
         self.fresh = True
         self.tol = PIRLS_TOL
+        self.ftol = 0.0  # > 0: also stop on a stalled penalised deviance (see SingleTerm)
         self.maxit = 100
         self.ldL2 = self.ldRX2 = self.sqrL = self.dev = self.m2ll = np.nan
         self.evaluations = self.iterations = self.failures = 0
@@ -181,6 +183,7 @@ class KernelPIRLS:
             raise ValueError("the new response has the wrong length")
         self.resp = resp
         self.eta = np.array(eta0, dtype=float)
+        self.eta_start = self.eta.copy()
         self.base = self.off.copy()
         self.u = np.zeros(self.q)
         self.beta = np.zeros(self.px)
@@ -245,6 +248,8 @@ class KernelPIRLS:
             self.u, self.beta = ugood, bgood
             if joint:
                 self.base = self.off + self.X @ self.beta
+            if self.fresh:  # eta is the failed iterate's: back to the starting one
+                self.eta = self.eta_start.copy()
             return np.inf
         if rc == -3:
             self.failures += 1
@@ -261,7 +266,10 @@ class KernelPIRLS:
             if joint:
                 self.base = self.off + self.X @ self.beta
             self.cp.linpred(self.base, self.u, self.T, self.eta)
-        self.resp.py_set_eta(self.eta, False)
+        if self.ftol > 0 and not fresh:
+            pdev_old = self.resp.py_set_eta(self.eta, True) + float(self.u @ self.u)
+        else:
+            self.resp.py_set_eta(self.eta, False)
         empty = np.zeros(0)
         prev = None
         for it in range(self.maxit):
@@ -295,6 +303,13 @@ class KernelPIRLS:
                 k += 1
             if not pdev <= pdev_old + slack:
                 return -2
+            if self.ftol > 0 and abs(pdev_old - pdev) <= self.ftol * (1.0 + abs(pdev)):
+                self.u, self.beta = uold, bold  # stalled (separation): the step is not taken
+                if joint:
+                    self.base = self.off + self.X @ self.beta
+                self._pdev()
+                self.fresh = False
+                return 0
             dmax = float(np.max(np.abs(self.u - uold))) if len(self.u) else 0.0
             if joint and p:
                 dmax = max(dmax, float(np.max(np.abs(self.beta - bold) / (1.0 + np.abs(self.beta)))))
@@ -328,9 +343,10 @@ def single_term_ainv(engine) -> list[np.ndarray]:
 
 
 def _fd_steps(x, lower, ntheta: int, step: float):
-    """Free coordinates (θ within 1e-4 of its bound is held) and their difference steps:
+    """Free coordinates (θ within 1e-4 of its bound is held, as is a whitened β given a
+    finite bound: a diverging direction, see ``separation``) and their difference steps:
     relative to max(|θ|, 0.1) for θ, absolute for whitened β."""
-    free = np.array([not (i < ntheta and np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
+    free = np.array([not (np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
                      for i in range(len(x))])
     idx = np.flatnonzero(free)
     return idx, np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
@@ -460,6 +476,14 @@ class ThetaScaled:
     @tol.setter
     def tol(self, value):
         self._eng.tol = value
+
+    @property
+    def ftol(self):
+        return self._eng.ftol
+
+    @ftol.setter
+    def ftol(self, value):
+        self._eng.ftol = value
 
     def to_theta(self, x) -> np.ndarray:
         x = np.array(x, dtype=float)
