@@ -254,3 +254,21 @@ def test_probit_with_one_separating_row_fits_as_lme4_with_a_warning():
         se = np.sqrt(np.diag(m.vcov_array))
         m.summary()
     np.testing.assert_allclose(se[:2], t["se"][:2], rtol=2e-3)
+
+
+@pytest.mark.parametrize("case", ["separation_nagq0", "separation_two_terms"])
+def test_separation_other_paths_as_lme4(case):
+    """nAGQ = 0 (β inside PIRLS: the stage that diverges) and two terms (the kernel engine)."""
+    ref = REF[case]
+    d = _separated()
+    d["blk"] = np.arange(len(d)) % 16
+    m, caught = _fit_strict(ref["formula"], d, "binomial",
+                            n_agq=0 if case.endswith("nagq0") else 1)
+    _only_separation_warning(caught, r"the estimates of \(Intercept\), bandlow, bandmid tend to "
+                             r"±infinity")
+    t = ref["tight"]
+    np.testing.assert_allclose(m.theta, t["theta"], rtol=1e-4)
+    assert -1e-6 < m.loglik - t["logLik"] < 1e-4
+    b, bt = m.fixef.to_numpy(), np.asarray(t["fixef"])
+    np.testing.assert_allclose(b[0] + b[1:], bt[0] + bt[1:], atol=1e-4)
+    assert b[0] > 10

@@ -68,6 +68,9 @@ sep <- water
 sep$band <- as_fac(ifelse(sep$dff > 10, "high", ifelse(sep$dff > 0, "mid", "low")))
 sep$lick[sep$band == "high"] <- 1
 out$separation <- fit_both("lick ~ band + (1 | mouseID)", sep, binomial)
+out$separation_nagq0 <- fit_both("lick ~ band + (1 | mouseID)", sep, binomial, nAGQ = 0)
+sep$blk <- as_fac((seq_len(nrow(sep)) - 1) %% 16)  # a second, crossed grouping factor
+out$separation_two_terms <- fit_both("lick ~ band + (1 | mouseID) + (1 | blk)", sep, binomial)
 # probit, one separating row: z = 1 on the first lick only
 pr <- water; pr$z <- 0; pr$z[which(pr$lick == 1)[1]] <- 1
 out$probit_one_row <- fit_both("lick ~ dff + z + (1 | mouseID)", pr, binomial(link = "probit"))

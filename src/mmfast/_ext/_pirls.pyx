@@ -11,6 +11,8 @@ from ._glm cimport (GlmResponse, _devres, _linkinv, EPS, SQRT1_2, INV_SQRT2PI,
                    PI, BINOMIAL, POISSON, LOGIT, LOG)
 from ._dense cimport small_chol
 
+cdef double STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
+
 cnp.import_array()
 
 
@@ -128,6 +130,14 @@ cdef class SingleTerm:
         self.fresh = 1
         self.evaluations = self.iterations = self.failures = 0
         self.last_rc = 0
+
+    def restart(self):
+        """Back to the starting state (u = 0, beta = 0, the starting eta), counters kept."""
+        self.eta[:] = self.eta_start
+        self.base[:] = self.off
+        self.u[:] = 0.0
+        self.beta[:] = 0.0
+        self.fresh = 1
 
     def set_transform(self, beta0, Binv):
         """beta = beta0 + Binv delta in ``laplace``."""
@@ -307,8 +317,9 @@ cdef class SingleTerm:
     cdef int _pirls(self, int joint) noexcept nogil:
         """Iterate to convergence (max |step| < tol) with step halving; 0 on success.
 
-        With ``ftol`` > 0 (a fallback, off by default) a step that changes the penalised
-        deviance by less than ftol (relative) also ends the iteration, and is not taken: where
+        With ``ftol`` > 0 (a fallback, off by default) a step larger than STALL_STEP that
+        changes the penalised deviance by less than ftol (relative) ends the iteration, and is
+        not taken (small steps near a mode change it little too: those go on): where
         the mode is at infinity (separation: a fixed effect diverges inside PIRLS) the
         iteration stops at a finite point and warm starts do not drift further out."""
         cdef double pdev_old, pdev, dmax, d, slack, prev = -1.0
@@ -350,7 +361,18 @@ cdef class SingleTerm:
                 k += 1
             if not (pdev <= pdev_old + slack):
                 return -2
-            if self.ftol > 0.0 and fabs(pdev_old - pdev) <= self.ftol * (1.0 + fabs(pdev)):
+            dmax = 0.0
+            for i in range(nu):
+                d = fabs(self.u[i] - self.uold[i])
+                if d > dmax:
+                    dmax = d
+            for i in range(px):
+                d = fabs(self.beta[i] - self.bold[i]) / (1.0 + fabs(self.beta[i]))
+                if d > dmax:
+                    dmax = d
+            # stalled: a large step that leaves the deviance where it was (a diverging β)
+            if (self.ftol > 0.0 and dmax > STALL_STEP
+                    and fabs(pdev_old - pdev) <= self.ftol * (1.0 + fabs(pdev))):
                 memcpy(&self.u[0], &self.uold[0], nu * sizeof(double))
                 if px:
                     memcpy(&self.beta[0], &self.bold[0], px * sizeof(double))
@@ -361,15 +383,6 @@ cdef class SingleTerm:
                 self.sqrL = self._sqru()
                 self.m2ll = self.resp.m2loglik(self.dev)
                 return 0
-            dmax = 0.0
-            for i in range(nu):
-                d = fabs(self.u[i] - self.uold[i])
-                if d > dmax:
-                    dmax = d
-            for i in range(px):
-                d = fabs(self.beta[i] - self.bold[i]) / (1.0 + fabs(self.beta[i]))
-                if d > dmax:
-                    dmax = d
             pdev_old = pdev
             if k == 0 and not (fresh and it == 0):
                 if dmax < self.tol:

@@ -53,7 +53,7 @@ from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
-from .separation import detect_separation, separation_message
+from .separation import at_bounds, detect_separation, separation_message
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
 
@@ -146,16 +146,21 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         tol = eng.tol
         if not final:  # stage 1 only gives starting values: PIRLS to 1e-7 is plenty
             eng.tol = STAGE1_PIRLS_TOL
-        notes = []
+        notes, failures = [], eng.failures
         try:
             r1 = minimize_bounded(eng.joint, th0, self.theta_lower, ftol_abs=ftol, xtol_abs=xtol,
                                   maxeval=100000 if final else STAGE1_MAXEVAL)
             f1 = eng.joint(r1.x)
-            if not np.isfinite(f1):  # e.g. separation: β diverges inside PIRLS.  As lme4,
-                eng.ftol = PIRLS_FTOL  # stop PIRLS where the deviance no longer moves
-                r1 = minimize_bounded(eng.joint, th0, self.theta_lower, ftol_abs=ftol,
+            diverging = eng.failures > failures and at_bounds(self.family, eng.eta_).any()
+            if not np.isfinite(f1) or diverging:  # e.g. separation: β diverges inside PIRLS.
+                eng.ftol = PIRLS_FTOL  # As lme4: stop PIRLS where the deviance no longer moves;
+                # from the start each time (a warm start would drift further out every time)
+                def fresh_joint(theta):
+                    eng.restart()
+                    return eng.joint(theta)
+                r1 = minimize_bounded(fresh_joint, th0, self.theta_lower, ftol_abs=ftol,
                                       xtol_abs=xtol, maxeval=100000 if final else STAGE1_MAXEVAL)
-                f1 = eng.joint(r1.x)
+                f1 = fresh_joint(r1.x)
                 notes.append("stage 1 failed with PIRLS to convergence (fixed effects diverging?):"
                              f" refitted with PIRLS stopped on the deviance (ftol {PIRLS_FTOL})")
         finally:
@@ -170,6 +175,11 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         if scale != 1.0:
             info["notes"].append(f"θ optimised in units of {scale:.6g} (the response's scale)")
         if final:
+            sep = detect_separation(self.family, eng.rx_matrix(), self.frame.X, eng.eta_,
+                                    self.frame.fixef_names) if notes else None
+            if sep is not None:
+                info["notes"].append(separation_message(self.family, sep))
+                _warn(separation_message(self.family, sep), ConvergenceWarning)
             self._finish_joint(r1.x * scale, f1, info, t0)
             return self
         beta1 = eng.beta_
@@ -222,11 +232,15 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                 x[nth + p - sep.nnull:] = 0.0
             x, fx, check = self._check_optimum(eng, x, fx, lower, info)
         self.converged = bool(check["ok"])
+        self._finish(x if scale == 1.0 else eng.to_theta(x), info, check, t0)
+        held = sep is not None
+        if not held:  # a direction that diverged only in stage 2 (the engine is at the estimate)
+            sep = detect_separation(self.family, self.engine.rx_matrix, self.frame.X,
+                                    self.engine.eta_, self.frame.fixef_names)
         if sep is not None:
-            _warn(separation_message(self.family, sep), ConvergenceWarning)
+            _warn(separation_message(self.family, sep, held), ConvergenceWarning)
         elif not check["ok"]:
             _warn(f"model failed to converge: {check['message']}", ConvergenceWarning)
-        self._finish(x if scale == 1.0 else eng.to_theta(x), info, check, t0)
         return self
 
     @property

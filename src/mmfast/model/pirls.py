@@ -43,6 +43,7 @@ __all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_he
 
 PIRLS_TOL = 1e-10  # max |step| in u (and relative in β) at convergence
 MAX_HALVINGS = 30
+STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
 
 
 def template_index(terms) -> tuple[np.ndarray, int]:
@@ -191,6 +192,14 @@ class KernelPIRLS:
         self.evaluations = self.iterations = self.failures = 0
         self.last_rc = 0
 
+    def restart(self) -> None:
+        """Back to the starting state (u = 0, beta = 0, the starting eta), counters kept."""
+        self.eta = self.eta_start.copy()
+        self.base = self.off.copy()
+        self.u = np.zeros(self.q)
+        self.beta = np.zeros(self.px)
+        self.fresh = True
+
     def set_transform(self, beta0, Binv):
         self.beta0 = np.array(beta0, dtype=float)
         self.Binv = np.array(Binv, dtype=float).reshape(self.px, self.px)
@@ -303,16 +312,17 @@ class KernelPIRLS:
                 k += 1
             if not pdev <= pdev_old + slack:
                 return -2
-            if self.ftol > 0 and abs(pdev_old - pdev) <= self.ftol * (1.0 + abs(pdev)):
-                self.u, self.beta = uold, bold  # stalled (separation): the step is not taken
+            dmax = float(np.max(np.abs(self.u - uold))) if len(self.u) else 0.0
+            if joint and p:
+                dmax = max(dmax, float(np.max(np.abs(self.beta - bold) / (1.0 + np.abs(self.beta)))))
+            if (self.ftol > 0 and dmax > STALL_STEP
+                    and abs(pdev_old - pdev) <= self.ftol * (1.0 + abs(pdev))):
+                self.u, self.beta = uold, bold  # stalled (a diverging β): the step is not taken
                 if joint:
                     self.base = self.off + self.X @ self.beta
                 self._pdev()
                 self.fresh = False
                 return 0
-            dmax = float(np.max(np.abs(self.u - uold))) if len(self.u) else 0.0
-            if joint and p:
-                dmax = max(dmax, float(np.max(np.abs(self.beta - bold) / (1.0 + np.abs(self.beta)))))
             pdev_old = pdev
             if k == 0 and not (fresh and it == 0):
                 if dmax < self.tol:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Separation", "detect_separation", "EDGE", "NULL_RATIO"]
+__all__ = ["Separation", "at_bounds", "detect_separation", "separation_message", "EDGE",
+           "NULL_RATIO"]
 
 EDGE = 1e-7         # a fitted mean within this of 0 (or 1, binomial) is at the family's bound
 NULL_RATIO = 1e-8   # eigenvalue / largest of the column-scaled R_X'R_X: a near-null direction
@@ -33,20 +34,31 @@ class Separation:
     nedge: int
 
 
-def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray,
-                      names) -> Separation | None:
-    """None unless fitted means sit at the family's bounds and R_X'R_X (M, at stage 1's
-    estimates), scaled by X's column norms, is near-singular; O(n) for the means (O(np) and a
-    p x p eigendecomposition only when some are at a bound)."""
-    if family.name not in ("binomial", "poisson") or M.shape[0] == 0:
-        return None
+def at_bounds(family, eta: np.ndarray) -> np.ndarray:
+    """Rows whose fitted mean is numerically at the family's bound (binomial: 0 or 1,
+    Poisson: 0); none for other families."""
+    if family.name not in ("binomial", "poisson"):
+        return np.zeros(len(eta), dtype=bool)
     with np.errstate(all="ignore"):
         mu = family.linkinv(eta)
     edge = mu < EDGE
     if family.name == "binomial":
         edge |= mu > 1.0 - EDGE
+    return edge
+
+
+def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray,
+                      names) -> Separation | None:
+    """None unless fitted means sit at the family's bounds and R_X'R_X (M, or a function
+    giving it, at the estimates), scaled by X's column norms, is near-singular; O(n) for the means (O(np) and a
+    p x p eigendecomposition only when some are at a bound)."""
+    if X.shape[1] == 0:
+        return None
+    edge = at_bounds(family, eta)
     if not edge.any():
         return None
+    if callable(M):  # computed only now (a factorisation)
+        M = M()
     d = np.sqrt(np.einsum("ij,ij->j", X, X))
     if not np.all(np.isfinite(M)) or np.any(d <= 0):
         return None
@@ -63,11 +75,12 @@ def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray,
     return Separation(Binv=Binv, nnull=p - r, names=involved, nedge=int(edge.sum()))
 
 
-def separation_message(family, sep: Separation) -> str:
+def separation_message(family, sep: Separation, held: bool = True) -> str:
     """The warning: what happened, which estimates are affected, what remains meaningful."""
     what = ("fitted probabilities numerically 0 or 1" if family.name == "binomial"
             else "fitted means numerically 0")
-    return (f"{what} for {sep.nedge} row{'s' if sep.nedge != 1 else ''} (complete or quasi-complete separation): the estimates "
-            f"of {', '.join(sep.names)} tend to ±infinity; they are held where the deviance "
-            "stops changing, so their values and standard errors are not meaningful (θ, the "
-            "log-likelihood and the identified combinations of fixed effects are)")
+    return (f"{what} for {sep.nedge} row{'s' if sep.nedge != 1 else ''} (complete or "
+            f"quasi-complete separation): the estimates of {', '.join(sep.names)} tend to "
+            "±infinity; " + ("they are held where the deviance stops changing, so " if held
+                             else "") + "their values and standard errors are not meaningful "
+            "(θ, the log-likelihood and the identified combinations of fixed effects are)")
