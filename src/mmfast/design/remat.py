@@ -190,12 +190,12 @@ def _check_terms(terms: list[RandomTerm], n: int, checks: dict, allow_n: bool) -
             raise DataError(f"random-effects term ({t.bar}) has non-finite values in its model matrix")
     few = [t for t in terms if t.nlevels < 2]
     if few:
-        _act(checks["check_nlev_gtr_1"], "check_nlev_gtr_1",
+        _act(checks["check_nlev_gtr_1"], "check_nlev_gtr_1" if allow_n else None,
              f"grouping factor '{few[0].factor.name}' has {few[0].nlevels} level: grouping "
              "factors must have > 1 sampled level")
     many = [t for t in terms if (t.nlevels > n if allow_n else t.nlevels >= n)]
     if many:
-        _act(checks["check_nobs_vs_nlev"], "check_nobs_vs_nlev",
+        _act(checks["check_nobs_vs_nlev"], "check_nobs_vs_nlev" if allow_n else None,
              f"number of levels of each grouping factor must be {'<=' if allow_n else '<'} number "
              f"of observations (problems: "
              + ", ".join(f"{t.factor.name}, {t.nlevels} levels for {n} observations" for t in many)
@@ -209,10 +209,11 @@ def _check_terms(terms: list[RandomTerm], n: int, checks: dict, allow_n: bool) -
                  + " probably unidentifiable")
 
 
-def _act(level: str, name: str, msg: str) -> None:
-    """Carry out one check at its level: nothing, a warning, or a ModelSpecError."""
+def _act(level: str, name: str | None, msg: str) -> None:
+    """Carry out one check at its level: nothing, a warning, or a ModelSpecError (naming the
+    keyword that turns it off, where the entry point has one: glmer all three, lmer nRE)."""
     if level == "warning":
         import warnings
         warnings.warn(msg, UserWarning, stacklevel=5)
     elif level == "stop":
-        raise ModelSpecError(f"{msg} (pass {name}='ignore' to fit it anyway)")
+        raise ModelSpecError(msg + (f" (pass {name}='ignore' to fit it anyway)" if name else ""))
