@@ -33,6 +33,9 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
   ones to ~1e-5 where lme4's carry finite-difference noise up to ~3e-3.
 * For n_agq > 1 the log-likelihood is the integrated one (lme4 reports it minus the saturated
   log-likelihood, lme4 issue #161).
+* Gamma (inverse/identity link): θ is optimised in units of the response (``pirls.theta_scale``),
+  so y and 1e-6 y give the same fit (lme4 fails at 1e6 y; its SEs at 1e-6 y are off).
+* Separation: the diverging fixed-effect direction is held once PIRLS stalls (``separation``).
 """
 from __future__ import annotations
 
