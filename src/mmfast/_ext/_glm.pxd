@@ -40,8 +40,10 @@ cdef inline double _linkinv(int link, double eta) noexcept nogil:
             e = exp(eta)
             r = e / (1.0 + e)
         return r if r < 1.0 - EPS else 1.0 - EPS
-    elif link == PROBIT:
+    elif link == PROBIT:  # R's probit: mu in [eps, 1 - eps], mu.eta at least eps
         r = 0.5 * erfc(-eta * SQRT1_2)
+        if r < EPS:
+            return EPS
         return r if r < 1.0 - EPS else 1.0 - EPS
     elif link == CLOGLOG:
         r = -expm1(-exp(eta))
@@ -68,7 +70,8 @@ cdef inline double _mu_eta(int link, double eta) noexcept nogil:
         r = e / ((1.0 + e) * (1.0 + e))
         return r if r > EPS else EPS
     elif link == PROBIT:
-        return INV_SQRT2PI * exp(-0.5 * eta * eta)
+        r = INV_SQRT2PI * exp(-0.5 * eta * eta)
+        return r if r > EPS else EPS
     elif link == CLOGLOG:
         if eta > 700.0:
             return EPS

@@ -11,6 +11,8 @@ from ._glm cimport (GlmResponse, _devres, _linkinv, EPS, SQRT1_2, INV_SQRT2PI,
                    PI, BINOMIAL, POISSON, LOGIT, LOG)
 from ._dense cimport small_chol
 
+cdef double STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
+
 cnp.import_array()
 
 
@@ -28,13 +30,13 @@ cdef class SingleTerm:
     cdef int[::1] codes
     cdef double[:, ::1] Zx, X
     cdef double[::1] off, u, beta, eta, base, T, w, zt, G, L, h, H, C, cv, XtWX, XtWz, M, Mraw, mv
-    cdef double[::1] uold, bold, ugood, bgood, tmp, beta0, gsum, mult
+    cdef double[::1] uold, bold, ugood, bgood, tmp, beta0, gsum, mult, eta_start
     cdef double[:, ::1] Binv
     cdef double[::1] agq_z, agq_w
     cdef readonly double ldL2, ldRX2, sqrL, dev, m2ll, agq_dev
     cdef readonly int fresh, nagq, last_rc
     cdef readonly long evaluations, iterations, failures
-    cdef public double tol
+    cdef public double tol, ftol
     cdef public int maxit, newton
 
     def __init__(self, GlmResponse resp, codes, Zx, X, off, eta0, int ntheta):
@@ -58,6 +60,7 @@ cdef class SingleTerm:
         self.beta0 = np.zeros(max(px, 1))
         self.Binv = np.eye(max(px, 1))
         self.eta = np.array(eta0, dtype=np.float64, copy=True)
+        self.eta_start = np.array(eta0, dtype=np.float64, copy=True)
         self.base = np.array(off, dtype=np.float64, copy=True)
         self.T = np.eye(p).ravel()
         self.w = np.zeros(self.n)
@@ -81,6 +84,7 @@ cdef class SingleTerm:
         self.nagq = 1
         self.fresh = 1
         self.tol = 1e-10
+        self.ftol = 0.0
         self.maxit = 100
 
     # --- state access ---------------------------------------------------------------------
@@ -119,12 +123,21 @@ cdef class SingleTerm:
             raise ValueError("the new response has the wrong length")
         self.resp = resp
         self.eta[:] = e
+        self.eta_start[:] = e
         self.base[:] = self.off
         self.u[:] = 0.0
         self.beta[:] = 0.0
         self.fresh = 1
         self.evaluations = self.iterations = self.failures = 0
         self.last_rc = 0
+
+    def restart(self):
+        """Back to the starting state (u = 0, beta = 0, the starting eta), counters kept."""
+        self.eta[:] = self.eta_start
+        self.base[:] = self.off
+        self.u[:] = 0.0
+        self.beta[:] = 0.0
+        self.fresh = 1
 
     def set_transform(self, beta0, Binv):
         """beta = beta0 + Binv delta in ``laplace``."""
@@ -302,14 +315,25 @@ cdef class SingleTerm:
         return 0
 
     cdef int _pirls(self, int joint) noexcept nogil:
-        """Iterate to convergence (max |step| < tol) with step halving; 0 on success."""
+        """Iterate to convergence (max |step| < tol) with step halving; 0 on success.
+
+        With ``ftol`` > 0 (a fallback, off by default) a step larger than STALL_STEP that
+        changes the penalised deviance by less than ftol (relative) ends the iteration, and is
+        not taken (small steps near a mode change it little too: those go on): where
+        the mode is at infinity (separation: a fixed effect diverges inside PIRLS) the
+        iteration stops at a finite point and warm starts do not drift further out."""
         cdef double pdev_old, pdev, dmax, d, slack, prev = -1.0
         cdef int it, k, fresh = self.fresh
         cdef Py_ssize_t i, nu = self.nlev * self.p, px = self.px if joint else 0
         pdev_old = INFINITY  # as lme4: no step halving in the first iteration
         if not fresh:
+            if px:  # beta may have been restored after a failure: base must follow it
+                self._make_base()
             self._linpred()
-        self.resp.set_eta(&self.eta[0], 0)
+        if self.ftol > 0.0 and not fresh:
+            pdev_old = self.resp.set_eta(&self.eta[0], 1) + self._sqru()
+        else:
+            self.resp.set_eta(&self.eta[0], 0)
         for it in range(self.maxit):
             self.iterations += 1
             memcpy(&self.uold[0], &self.u[0], nu * sizeof(double))
@@ -346,6 +370,19 @@ cdef class SingleTerm:
                 d = fabs(self.beta[i] - self.bold[i]) / (1.0 + fabs(self.beta[i]))
                 if d > dmax:
                     dmax = d
+            # stalled: a large step that leaves the deviance where it was (a diverging β)
+            if (self.ftol > 0.0 and dmax > STALL_STEP
+                    and fabs(pdev_old - pdev) <= self.ftol * (1.0 + fabs(pdev))):
+                memcpy(&self.u[0], &self.uold[0], nu * sizeof(double))
+                if px:
+                    memcpy(&self.beta[0], &self.bold[0], px * sizeof(double))
+                    self._make_base()
+                self._linpred()
+                self.dev = self.resp.set_eta(&self.eta[0], 1)
+                self.fresh = 0
+                self.sqrL = self._sqru()
+                self.m2ll = self.resp.m2loglik(self.dev)
+                return 0
             pdev_old = pdev
             if k == 0 and not (fresh and it == 0):
                 if dmax < self.tol:
@@ -418,6 +455,8 @@ cdef class SingleTerm:
         if rc == -1 or rc == -2:
             self.failures += 1
             self._restore()
+            if self.fresh:  # eta is the failed iterate's: back to the starting one
+                memcpy(&self.eta[0], &self.eta_start[0], self.n * sizeof(double))
             return INFINITY
         if rc == -3:
             self.failures += 1

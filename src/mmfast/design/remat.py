@@ -145,10 +145,24 @@ def _make_unique(names: list[str]) -> list[str]:
     return out
 
 
+CHECK_LEVELS = ("ignore", "warning", "stop")
+
+
 def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "stop",
-                check_nlev: str = "stop") -> list[RandomTerm]:
-    """Random-effects terms in lme4's order (decreasing number of levels, ties in formula order)."""
+                check_nobs_vs_nlev: str = "stop", check_nlev_gtr_1: str = "stop",
+                allow_n: bool = False) -> list[RandomTerm]:
+    """Random-effects terms in lme4's order (decreasing number of levels, ties in formula order).
+
+    The checks are lme4's ``check.nobs.vs.nRE``, ``check.nobs.vs.nlev`` and
+    ``check.nlev.gtr.1`` ("ignore", "warning" or "stop"); ``allow_n`` is glmer's relaxation
+    (as many levels or random effects as observations is allowed: observation-level effects).
+    """
     n = len(data)
+    checks = {"check_nobs_vs_nre": check_nobs_vs_nre, "check_nobs_vs_nlev": check_nobs_vs_nlev,
+              "check_nlev_gtr_1": check_nlev_gtr_1}
+    for name, val in checks.items():
+        if val not in CHECK_LEVELS:
+            raise ModelSpecError(f"{name} must be 'ignore', 'warning' or 'stop' (got {val!r})")
     terms = []
     for bar in bars:
         X, names, spec = build_matrix(bar.lhs, data)
@@ -160,7 +174,7 @@ def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "s
     terms = [terms[i] for i in order]
     for t, g in zip(terms, _make_unique([t.factor.name for t in terms])):
         t.group = g
-    _check_terms(terms, n, check_nobs_vs_nre, check_nlev)
+    _check_terms(terms, n, checks, allow_n)
     off = th = 0
     for t in terms:
         t.offset, t.theta_offset = off, th
@@ -169,25 +183,37 @@ def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "s
     return terms
 
 
-def _check_terms(terms: list[RandomTerm], n: int, nobs_vs_nre: str, nlev: str) -> None:
+def _check_terms(terms: list[RandomTerm], n: int, checks: dict, allow_n: bool) -> None:
     """lme4's checks on grouping factors and on observations vs random effects."""
     for t in terms:
         if not np.all(np.isfinite(t.X)):
             raise DataError(f"random-effects term ({t.bar}) has non-finite values in its model matrix")
-        if t.nlevels < 2 and nlev != "ignore":
-            raise ModelSpecError(
-                f"grouping factor '{t.factor.name}' has {t.nlevels} level: grouping factors "
-                "must have > 1 sampled level")
-        if t.nlevels >= n and nlev != "ignore":
-            raise ModelSpecError(
-                f"number of levels of each grouping factor must be < number of observations "
-                f"(problems: {t.factor.name}, {t.nlevels} levels for {n} observations)")
-        if n <= t.q and nobs_vs_nre != "ignore":
-            msg = (f"number of observations (={n}) <= number of random effects (={t.q}) for term "
-                   f"({t.bar}); the random-effects parameters and the residual variance (or "
-                   "scale parameter) are probably unidentifiable")
-            if nobs_vs_nre == "warning":
-                import warnings
-                warnings.warn(msg, UserWarning, stacklevel=4)
-            else:
-                raise ModelSpecError(msg + " (pass check_nobs_vs_nre='ignore' to fit it anyway)")
+    few = [t for t in terms if t.nlevels < 2]
+    if few:
+        _act(checks["check_nlev_gtr_1"], "check_nlev_gtr_1" if allow_n else None,
+             f"grouping factor '{few[0].factor.name}' has {few[0].nlevels} level: grouping "
+             "factors must have > 1 sampled level")
+    many = [t for t in terms if (t.nlevels > n if allow_n else t.nlevels >= n)]
+    if many:
+        _act(checks["check_nobs_vs_nlev"], "check_nobs_vs_nlev" if allow_n else None,
+             f"number of levels of each grouping factor must be {'<=' if allow_n else '<'} number "
+             f"of observations (problems: "
+             + ", ".join(f"{t.factor.name}, {t.nlevels} levels for {n} observations" for t in many)
+             + ")")
+    for t in terms:
+        if t.q > n if allow_n else t.q >= n:
+            _act(checks["check_nobs_vs_nre"], "check_nobs_vs_nre",
+                 f"number of observations (={n}) {'<' if allow_n else '<='} number of random "
+                 f"effects (={t.q}) for term ({t.bar}); the random-effects parameters "
+                 + ("are" if allow_n else "and the residual variance (or scale parameter) are")
+                 + " probably unidentifiable")
+
+
+def _act(level: str, name: str | None, msg: str) -> None:
+    """Carry out one check at its level: nothing, a warning, or a ModelSpecError (naming the
+    keyword that turns it off, where the entry point has one: glmer all three, lmer nRE)."""
+    if level == "warning":
+        import warnings
+        warnings.warn(msg, UserWarning, stacklevel=5)
+    elif level == "stop":
+        raise ModelSpecError(msg + (f" (pass {name}='ignore' to fit it anyway)" if name else ""))

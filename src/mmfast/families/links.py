@@ -63,11 +63,11 @@ class Probit(Link):
     def linkfun(self, mu):
         return special.ndtri(mu)
 
-    def linkinv(self, eta):
-        return np.minimum(1.0 - EPS, special.ndtr(eta))
+    def linkinv(self, eta):  # R's probit: mu in [eps, 1 - eps], mu.eta at least eps
+        return np.clip(special.ndtr(eta), EPS, 1.0 - EPS)
 
     def mu_eta(self, eta):
-        return stats.norm.pdf(eta)
+        return np.maximum(EPS, stats.norm.pdf(eta))
 
 
 class Cloglog(Link):

@@ -89,9 +89,10 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
 
 
 def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
-                check_nobs_vs_nre: str = "stop", check_nlev: str = "stop",
+                check_nobs_vs_nre: str = "stop", level_checks: dict | None = None,
                 response_kind: str = "numeric") -> ModelFrame:
-    """Parse, validate and build the design of a mixed model."""
+    """Parse, validate and build the design of a mixed model (``level_checks``: further
+    keywords of ``design.remat.build_terms``, e.g. glmer's)."""
     if not isinstance(data, pd.DataFrame):
         try:
             data = pd.DataFrame(data)
@@ -137,7 +138,8 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
                       RankDeficiencyWarning, stacklevel=3)
     X = np.ascontiguousarray(X[:, keep])
     names = [names[j] for j in keep]
-    terms = build_terms(parsed.bars, frame, check_nobs_vs_nre, check_nlev) if parsed.bars else []
+    terms = (build_terms(parsed.bars, frame, check_nobs_vs_nre, **(level_checks or {}))
+             if parsed.bars else [])
     w = extra.get("(weights)")
     if w is not None:
         w = frame["(weights)"].to_numpy()

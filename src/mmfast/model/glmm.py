@@ -33,6 +33,9 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
   ones to ~1e-5 where lme4's carry finite-difference noise up to ~3e-3.
 * For n_agq > 1 the log-likelihood is the integrated one (lme4 reports it minus the saturated
   log-likelihood, lme4 issue #161).
+* Gamma (inverse/identity link): θ is optimised in units of the response (``pirls.theta_scale``),
+  so y and 1e-6 y give the same fit (lme4 fails at 1e6 y; its SEs at 1e-6 y are off).
+* Separation: the diverging fixed-effect direction is held once PIRLS stalls (``separation``).
 """
 from __future__ import annotations
 
@@ -50,9 +53,10 @@ from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .frame import evaluate, model_frame
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
-from .pirls import (KernelPIRLS, fd_hessian, gradient_hessian, make_engine, single_term_ainv,
-                    start_hessian)
+from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
+                    single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
+from .separation import at_bounds, detect_separation, separation_message
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
 
@@ -63,6 +67,7 @@ STAGE1_MAXEVAL = 100000
 STAGE1_PIRLS_TOL = 1e-7
 STEP_THETA, STEP_DELTA = 0.05, 0.2  # stage 2's initial steps: relative for θ, in SE units for β
 STAGE2_TOL = (1e-7, 1e-5)    # stage 2 (the Newton correction after it polishes further)
+PIRLS_FTOL = 1e-10           # stage 1's fallback: PIRLS also stops on a stalled deviance
 
 
 class GeneralizedLinearMixedModel(MixedModelResults):
@@ -133,29 +138,52 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                 gc.enable()
 
     def _fit(self, start=None) -> "GeneralizedLinearMixedModel":
-        eng, t0 = self.engine, time.perf_counter()
+        t0 = time.perf_counter()
         nth, p = len(self.theta_start), self.frame.X.shape[1]
-        th0 = self.theta_start if start is None else np.asarray(start, dtype=float)
+        scale = theta_scale(self.family, self.y, self.prior_weights)
+        # the optimisers work on θ / scale (y's units drop out: Gamma); scale 1: the engine
+        eng = self.engine if scale == 1.0 else ThetaScaled(self.engine, scale, nth)
+        th0 = self.theta_start if start is None else np.asarray(start, dtype=float) / scale
         final = self.n_agq == 0
         ftol, xtol = (1e-10, 1e-9) if final else STAGE1_TOL
         tol = eng.tol
         if not final:  # stage 1 only gives starting values: PIRLS to 1e-7 is plenty
             eng.tol = STAGE1_PIRLS_TOL
+        notes, failures = [], eng.failures
         try:
             r1 = minimize_bounded(eng.joint, th0, self.theta_lower, ftol_abs=ftol, xtol_abs=xtol,
                                   maxeval=100000 if final else STAGE1_MAXEVAL)
+            f1 = eng.joint(r1.x)
+            diverging = eng.failures > failures and at_bounds(self.family, eng.eta_).any()
+            if not np.isfinite(f1) or diverging:  # e.g. separation: β diverges inside PIRLS.
+                eng.ftol = PIRLS_FTOL  # As lme4: stop PIRLS where the deviance no longer moves;
+                # from the start each time (a warm start would drift further out every time)
+                def fresh_joint(theta):
+                    eng.restart()
+                    return eng.joint(theta)
+                r1 = minimize_bounded(fresh_joint, th0, self.theta_lower, ftol_abs=ftol,
+                                      xtol_abs=xtol, maxeval=100000 if final else STAGE1_MAXEVAL)
+                f1 = fresh_joint(r1.x)
+                notes.append("stage 1 failed with PIRLS to convergence (fixed effects diverging?):"
+                             f" refitted with PIRLS stopped on the deviance (ftol {PIRLS_FTOL})")
         finally:
-            eng.tol = tol
+            eng.tol, eng.ftol = tol, 0.0
         info = {"stage1": {"optimizer": r1.optimizer, "evaluations": r1.evaluations,
-                           "message": r1.message, "converged": r1.converged}, "notes": []}
-        f1 = eng.joint(r1.x)
+                           "message": r1.message, "converged": r1.converged}, "notes": notes}
         if not np.isfinite(f1):
             raise FitError(f"PIRLS failed at every θ tried (fitted means outside the {self.family.name} "
                            f"family's range with the {self.link} link?): try the canonical link "
                            f"'{self.family.canonical}' or another start")
         self.converged = bool(r1.converged)
+        if scale != 1.0:
+            info["notes"].append(f"θ optimised in units of {scale:.6g} (the response's scale)")
         if final:
-            self._finish_joint(r1.x, f1, info, t0)
+            sep = detect_separation(self.family, eng.rx_matrix(), self.frame.X, eng.eta_,
+                                    self.frame.fixef_names) if notes else None
+            if sep is not None:
+                info["notes"].append(separation_message(self.family, sep))
+                _warn(separation_message(self.family, sep), ConvergenceWarning)
+            self._finish_joint(r1.x * scale, f1, info, t0)
             return self
         beta1 = eng.beta_
         M = eng.rx_matrix()
@@ -163,11 +191,17 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             Binv = np.linalg.inv(np.linalg.cholesky(M).T) if p else np.zeros((0, 0))
         except np.linalg.LinAlgError:
             Binv = np.diag(1.0 / np.sqrt(np.maximum(np.diag(M), 1e-12)))
+        lower = np.concatenate([self.theta_lower, np.full(p, -np.inf)])
+        sep = detect_separation(self.family, M, self.frame.X, eng.eta_,
+                                self.frame.fixef_names)
+        if sep is not None:  # diverging directions: held at 0 (on their "bound") from here on
+            Binv = sep.Binv
+            lower[nth + p - sep.nnull:] = 0.0
+            info["notes"].append(separation_message(self.family, sep))
         eng.set_transform(beta1, Binv)
         self._Binv, self._beta1 = Binv, beta1
         if self.n_agq > 1:
             eng.set_agq(*gauss_hermite(self.n_agq))
-        lower = np.concatenate([self.theta_lower, np.full(p, -np.inf)])
         x0 = np.concatenate([r1.x, np.zeros(p)])
         step = np.concatenate([np.maximum(STEP_THETA * np.abs(r1.x), 0.05), np.full(p, STEP_DELTA)])
         if self._use_gradient:  # analytic Laplace gradient: quasi-Newton, few evaluations
@@ -184,7 +218,9 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         info["stage2"] = {"optimizer": r2.optimizer, "evaluations": r2.evaluations,
                           "message": r2.message, "converged": r2.converged}
         x, fx = r2.x, r2.fun
-        x, fx, check = self._check_optimum(x, fx, lower, info)
+        if sep is not None:
+            x[nth + p - sep.nnull:] = 0.0  # no effect on the criterion: back on the "bound"
+        x, fx, check = self._check_optimum(eng, x, fx, lower, info)
         if not check["ok"] or not r2.converged:  # lme4's advice: another optimiser, more evaluations
             why = "gradient check failed" if not check["ok"] else r2.message
             r3 = minimize_bounded(eng.laplace, x, lower, ftol_abs=1e-12, xtol_abs=1e-10,
@@ -195,12 +231,29 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                               "message": r3.message, "converged": r3.converged}
             if r3.fun <= fx:
                 x, fx = r3.x, r3.fun
-            x, fx, check = self._check_optimum(x, fx, lower, info)
+            if sep is not None:
+                x[nth + p - sep.nnull:] = 0.0
+            x, fx, check = self._check_optimum(eng, x, fx, lower, info)
         self.converged = bool(check["ok"])
-        if not check["ok"]:
+        self._finish(x if scale == 1.0 else eng.to_theta(x), info, check, t0)
+        held = sep is not None
+        if not held:  # a direction that diverged only in stage 2 (the engine is at the estimate)
+            sep = detect_separation(self.family, self.engine.rx_matrix, self.frame.X,
+                                    self.engine.eta_, self.frame.fixef_names)
+        if sep is not None:
+            _warn(separation_message(self.family, sep, held), ConvergenceWarning)
+        elif not check["ok"]:
             _warn(f"model failed to converge: {check['message']}", ConvergenceWarning)
-        self._finish(x, info, check, t0)
         return self
+
+    @property
+    def singular(self) -> bool:
+        """lme4's ``isSingular`` (a template diagonal below 1e-4), in the optimiser's θ units:
+        for Gamma with the inverse/identity link θ carries y's units (``pirls.theta_scale``),
+        and a fit must not turn singular by changing them."""
+        diag = np.isfinite(self.theta_lower)
+        scale = theta_scale(self.family, self.y, self.prior_weights)
+        return bool(np.any(self.theta[diag] < 1e-4 * scale))
 
     @property
     def _use_gradient(self) -> bool:
@@ -208,11 +261,12 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         an evaluation costs a few µs and L-BFGS-B's own overhead would dominate."""
         return isinstance(self.engine, KernelPIRLS) and self.engine.has_gradient
 
-    def _check_optimum(self, x, fx, lower, info):
-        """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check."""
-        fx = self.engine.laplace(x)
+    def _check_optimum(self, eng, x, fx, lower, info):
+        """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check (on
+        the optimiser's view ``eng`` of the engine: its θ units)."""
+        fx = eng.laplace(x)
         hess = gradient_hessian if self._use_gradient else fd_hessian
-        idx, g, H = hess(self.engine, x, fx, lower, len(self.theta_lower), FD_STEP)
+        idx, g, H = hess(eng, x, fx, lower, len(self.theta_lower), FD_STEP)
         check = {"ok": True, "message": "", "free": idx, "gradient": g, "hessian": H, "pd": True}
         try:
             R = np.linalg.cholesky(H).T
@@ -224,7 +278,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         step[idx] = -np.linalg.solve(H, g)
         xn = x + step
         if np.all(xn >= lower) and np.max(np.abs(step)) < 0.1:
-            fn = self.engine.laplace(xn)
+            fn = eng.laplace(xn)
             if fn < fx:
                 x, fx = xn, fn
                 check["newton"] = float(np.max(np.abs(step)))
@@ -497,7 +551,9 @@ def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFr
 
 
 def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
-          offset=None, start=None, check_nobs_vs_nre: str = "stop") -> GeneralizedLinearMixedModel:
+          offset=None, start=None, check_nobs_vs_nre: str = "ignore",
+          check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
+          ) -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed model as ``lme4::glmer`` does.
 
     ``family``: ``"binomial"``, ``"poisson"``, ``"gamma"`` (canonical links) or an object from
@@ -506,14 +562,31 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     ``weights``/``offset``: a column name or an array (``offset(log(t))`` in the formula works too).
     The response as R reads it: 0/1 (or a two-level factor, first level = failure), ``s/n``
     with ``weights = n``, or ``cbind(s, f)``.  ``start``: starting θ (lme4's ``start$theta``).
+    ``check_*``: ``glmerControl``'s checks ("ignore", "warning", "stop"; lme4's defaults, so
+    observation-level random effects ``(1 | obs)`` are allowed).
     Results: ``fixef``, ``vcov``, ``theta``, ``loglik``, ``aic``, ``bic``, ``deviance``,
     ``varcorr``, ``ranef``, ``fitted``, ``predict(type=...)``, ``odds_ratios()``, ``summary()``,
     ``anova(other)``, ``drop1()``; how the fit went in ``optinfo``.
     """
     fam = get_family(family)
+    checks = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1,
+              "allow_n": True}
     frame = model_frame(formula, data, weights=weights, offset=offset,
-                        check_nobs_vs_nre=check_nobs_vs_nre,
+                        check_nobs_vs_nre=check_nobs_vs_nre, level_checks=checks,
                         response_kind="binary" if fam == "binomial" else "numeric")
-    options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre}
+    _check_response_not_constant(frame, fam)
+    options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre,
+               "level_checks": checks}  # model_frame's arguments: refits (drop1, anova) reuse them
     model = GeneralizedLinearMixedModel(frame, fam, n_agq=n_agq, options=options)
     return model.fit(start=start)
+
+
+def _check_response_not_constant(frame, family) -> None:
+    """lme4's ``check.response.not.const``: a response with one value (all 0, all 1, all the
+    same cbind() row) has no information about the linear predictor: estimates go to ±∞."""
+    y, extra = frame.y, frame.y_extra
+    if len(y) and np.all(y == y[0]) and (extra is None or np.all(extra == extra[0])):
+        what = (f"every row is cbind({y[0]:g}, {extra[0] - y[0]:g})" if extra is not None
+                else f"every value is {y[0]:g}")
+        raise DataError(f"response '{frame.parsed.response}' is constant ({what}): a {family.name} "
+                        "GLMM cannot be fitted to it (lme4: 'Response is constant')")

@@ -43,6 +43,7 @@ __all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_he
 
 PIRLS_TOL = 1e-10  # max |step| in u (and relative in β) at convergence
 MAX_HALVINGS = 30
+STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
 
 
 def template_index(terms) -> tuple[np.ndarray, int]:
@@ -118,6 +119,7 @@ class KernelPIRLS:
         self.u = np.zeros(q)
         self.beta = np.zeros(p)
         self.eta = np.array(eta0, dtype=float)
+        self.eta_start = self.eta.copy()
         self.base = self.off.copy()
         self.w = np.zeros(n)
         self.zt = np.zeros(n)
@@ -125,6 +127,7 @@ class KernelPIRLS:
         self.Binv = np.eye(p)
         self.fresh = True
         self.tol = PIRLS_TOL
+        self.ftol = 0.0  # > 0: also stop on a stalled penalised deviance (see SingleTerm)
         self.maxit = 100
         self.ldL2 = self.ldRX2 = self.sqrL = self.dev = self.m2ll = np.nan
         self.evaluations = self.iterations = self.failures = 0
@@ -181,12 +184,21 @@ class KernelPIRLS:
             raise ValueError("the new response has the wrong length")
         self.resp = resp
         self.eta = np.array(eta0, dtype=float)
+        self.eta_start = self.eta.copy()
         self.base = self.off.copy()
         self.u = np.zeros(self.q)
         self.beta = np.zeros(self.px)
         self.fresh = True
         self.evaluations = self.iterations = self.failures = 0
         self.last_rc = 0
+
+    def restart(self) -> None:
+        """Back to the starting state (u = 0, beta = 0, the starting eta), counters kept."""
+        self.eta = self.eta_start.copy()
+        self.base = self.off.copy()
+        self.u = np.zeros(self.q)
+        self.beta = np.zeros(self.px)
+        self.fresh = True
 
     def set_transform(self, beta0, Binv):
         self.beta0 = np.array(beta0, dtype=float)
@@ -245,6 +257,8 @@ class KernelPIRLS:
             self.u, self.beta = ugood, bgood
             if joint:
                 self.base = self.off + self.X @ self.beta
+            if self.fresh:  # eta is the failed iterate's: back to the starting one
+                self.eta = self.eta_start.copy()
             return np.inf
         if rc == -3:
             self.failures += 1
@@ -261,7 +275,10 @@ class KernelPIRLS:
             if joint:
                 self.base = self.off + self.X @ self.beta
             self.cp.linpred(self.base, self.u, self.T, self.eta)
-        self.resp.py_set_eta(self.eta, False)
+        if self.ftol > 0 and not fresh:
+            pdev_old = self.resp.py_set_eta(self.eta, True) + float(self.u @ self.u)
+        else:
+            self.resp.py_set_eta(self.eta, False)
         empty = np.zeros(0)
         prev = None
         for it in range(self.maxit):
@@ -298,6 +315,14 @@ class KernelPIRLS:
             dmax = float(np.max(np.abs(self.u - uold))) if len(self.u) else 0.0
             if joint and p:
                 dmax = max(dmax, float(np.max(np.abs(self.beta - bold) / (1.0 + np.abs(self.beta)))))
+            if (self.ftol > 0 and dmax > STALL_STEP
+                    and abs(pdev_old - pdev) <= self.ftol * (1.0 + abs(pdev))):
+                self.u, self.beta = uold, bold  # stalled (a diverging β): the step is not taken
+                if joint:
+                    self.base = self.off + self.X @ self.beta
+                self._pdev()
+                self.fresh = False
+                return 0
             pdev_old = pdev
             if k == 0 and not (fresh and it == 0):
                 if dmax < self.tol:
@@ -328,9 +353,10 @@ def single_term_ainv(engine) -> list[np.ndarray]:
 
 
 def _fd_steps(x, lower, ntheta: int, step: float):
-    """Free coordinates (θ within 1e-4 of its bound is held) and their difference steps:
+    """Free coordinates (θ within 1e-4 of its bound is held, as is a whitened β given a
+    finite bound: a diverging direction, see ``separation``) and their difference steps:
     relative to max(|θ|, 0.1) for θ, absolute for whitened β."""
-    free = np.array([not (i < ntheta and np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
+    free = np.array([not (np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
                      for i in range(len(x))])
     idx = np.flatnonzero(free)
     return idx, np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
@@ -426,3 +452,66 @@ def start_hessian(eng, x, ntheta: int, step: float = 1e-4) -> np.ndarray:
     except np.linalg.LinAlgError:
         return np.eye(n)
     return H
+
+
+def theta_scale(family, y, pw) -> float:
+    """The unit of θ for the optimiser: b lives on the link scale, which for a family with a
+    scale parameter (Gamma) carries y's units with the inverse (1/y) and identity (y) links.
+    Optimising θ / this unit (the geometric mean of y to the power ∓1) makes the fit
+    equivariant in y's units; 1 (no rescaling) for every other family and link."""
+    if not family.has_scale or family.link.name not in ("inverse", "identity"):
+        return 1.0
+    w = np.asarray(pw, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gm = float(np.exp(np.sum(w * np.log(y)) / np.sum(w))) if np.sum(w) > 0 else 1.0
+    if not np.isfinite(gm) or gm <= 0:
+        return 1.0
+    return 1.0 / gm if family.link.name == "inverse" else gm
+
+
+class ThetaScaled:
+    """A PIRLS engine seen in scaled θ coordinates φ = θ / scale (see ``theta_scale``): what
+    the optimisers and the Hessian see; everything else passes through unchanged."""
+
+    def __init__(self, engine, scale: float, ntheta: int):
+        self._eng, self.scale, self.ntheta = engine, float(scale), ntheta
+
+    def __getattr__(self, name):  # beta_, u_, rx_matrix, set_state, set_transform...
+        return getattr(self._eng, name)
+
+    @property
+    def tol(self):
+        return self._eng.tol
+
+    @tol.setter
+    def tol(self, value):
+        self._eng.tol = value
+
+    @property
+    def ftol(self):
+        return self._eng.ftol
+
+    @ftol.setter
+    def ftol(self, value):
+        self._eng.ftol = value
+
+    def to_theta(self, x) -> np.ndarray:
+        x = np.array(x, dtype=float)
+        x[: self.ntheta] *= self.scale
+        return x
+
+    def from_theta(self, x) -> np.ndarray:
+        x = np.array(x, dtype=float)
+        x[: self.ntheta] /= self.scale
+        return x
+
+    def joint(self, phi, grad=None) -> float:
+        return self._eng.joint(np.asarray(phi, dtype=float) * self.scale)
+
+    def laplace(self, x, grad=None) -> float:
+        return self._eng.laplace(self.to_theta(x))
+
+    def laplace_grad(self, x, grad) -> float:
+        val = self._eng.laplace_grad(self.to_theta(x), grad)
+        grad[: self.ntheta] *= self.scale
+        return val
