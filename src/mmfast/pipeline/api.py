@@ -121,6 +121,8 @@ class _Spec:
         self.parsed, self.reml, self.ddf = parsed, bool(reml), ddf
         self.response_error: str | None = None  # set when the response cannot be evaluated
         self.kwargs = dict(kwargs)
+        from ..model.frame import _check_names_exist
+        _check_names_exist(parsed, data.columns)  # names and functions, before anything runs
         cols = set(data.columns)
         used = parsed.variables(data.columns)
         rhs = " ".join([parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars])
@@ -152,8 +154,10 @@ class _Spec:
         try:
             if expr in data.columns:
                 vals = data[expr].to_numpy()[complete]
-            else:
-                cols = [c for c in identifiers(self.parsed.response) if c in data.columns]
+            else:  # parsed and interpreted (allow-listed names and functions), never executed
+                from ..formula.expr import names_in, parse_expr
+                node = parse_expr(self.parsed.response)
+                cols = [c for c in names_in(node) if c in data.columns]
                 vals = evaluate(self.parsed.response, data.loc[complete, cols])
             if np.asarray(vals).dtype.kind not in "biuf":
                 from ..errors import DataError
