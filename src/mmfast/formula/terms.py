@@ -48,6 +48,8 @@ class TermSpec:
                 raise FormulaError(f"'{deparse(node)}': the power of a formula term must be a "
                                    "positive integer (use I() for arithmetic)")
             return f"({self._render(node.args[0])})**{int(p.value)}"
+        if k == "unary" and node.value == "-" and node.args[0].kind != "num":
+            return f"-{self._render(node.args[0])}"  # a removed term, as x - z
         if k == "binary" and node.value in ("|", "||"):
             raise FormulaError(f"random-effects term '{deparse(node)}' must be in parentheses")
         if k == "paren":
@@ -59,7 +61,7 @@ class TermSpec:
             if node.value in (0.0, 1.0):
                 return str(int(node.value))
             raise FormulaError(f"'{deparse(node)}' is not a formula term (only 0 or 1)")
-        if k in ("name", "call"):
+        if k in ("name", "call") or k == "binary" and node.value not in ("~", "^", "%in%"):
             if k == "call" and node.value == "offset":
                 raise FormulaError("offset() must be a top-level term of the formula")
             name = deparse(node)
