@@ -93,3 +93,48 @@ def test_glmer_formulas_and_factor_responses(formula, data, newdata):
     np.testing.assert_allclose(m.fixef.to_numpy(), np.ravel(ref["fixef"]), rtol=1e-4, atol=1e-6)
     assert -2 * m.loglik == pytest.approx(ref["deviance"], abs=1e-4)
     np.testing.assert_allclose(m.predict(newdata), ref["predict_new"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("formula, family, message", [
+    ("cbind(Reaction, Days) ~ Days + (1 | Subject)", None, "cbind"),  # lme4 fails obscurely
+    ("Reaction | Subject ~ Days + (1 | Subject)", None, "left-hand side"),
+    ("count ~ Days + offset(\"Days\") + (1 | Subject)", "poisson", "offset.*text"),
+    ("Reaction ~ Days + (1 | Subject) ~ Days", None, "more than one '~'"),
+    ("Reaction ~ foo(Days) + (1 | Subject)", None, r"'foo\(\)'"),
+    ("Reaction ~ log(Dayz) + (1 | Subject)", None, "'Dayz'"),
+    ("Reaction ~ Days^2.5 + (1 | Subject)", None, "power"),
+    ("Reaction ~ Days + (1 | Subject", None, "unbalanced"),
+])
+def test_formula_errors_name_the_problem(formula, family, message, data):
+    with pytest.raises(mmfast.MmfastError, match=message):
+        if family:
+            mmfast.glmer(formula, data, family=family)
+        else:
+            mmfast.lmer(formula, data)
+
+
+def test_factor_response_rules(data):
+    """R: a factor response's first level is failure (after unused levels are dropped);
+    lmer refuses a factor/text response."""
+    d = data.copy()
+    d["yn2"] = pd.Categorical(np.where(d["Reaction"] > 290, "yes", "no"),
+                              categories=["never", "yes", "no"])  # 'never' unused: 'yes' fails
+    ref = REF["glmer"]["yn ~ Days + (1 | Subject)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mmfast.glmer("yn2 ~ Days + (1 | Subject)", d, family="binomial")
+    np.testing.assert_array_equal(m.frame.y, ref["y"])
+    with pytest.raises(mmfast.DataError, match="'y3'.*numeric"):
+        mmfast.lmer("y3 ~ Days + (1 | Subject)", data)
+
+
+def test_predict_keeps_training_levels(data, newdata):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mmfast.lmer('Reaction ~ relevel(f, ref = "b") + (1 | Subject)', data)
+    bad = newdata.assign(f="z")
+    with pytest.raises(mmfast.DataError, match="new levels.*z"):
+        m.predict(bad)
+    # a newdata subset with one level still gets the training coding
+    one = newdata.assign(f="b")
+    np.testing.assert_allclose(m.predict(one, re_form=None), m.fixef.iloc[0])
