@@ -140,3 +140,14 @@ def test_integer_columns_compute_in_doubles():
     np.testing.assert_array_equal(evaluate_expr("x * x + u * u", d),
                                   [100.0**2 + 60000.0**2, 120.0**2 + 65000.0**2])
     np.testing.assert_array_equal(evaluate_expr("w + w", d), [2.0 * (2**31 - 1), 2.0**31])
+
+
+def test_nullable_and_small_integer_columns_in_terms():
+    from mmfast.formula import build_matrix
+    d = pd.DataFrame({"x": pd.array([100, 120, 90, 7], dtype="Int16"),
+                      "z": np.array([100, 120, 3, 9], dtype=np.int8)})
+    X, names, _ = build_matrix("I(x^2) + x:z", d)
+    assert names == ["(Intercept)", "I(x^2)", "x:z"]
+    x = np.array([100.0, 120, 90, 7])
+    z = np.array([100.0, 120, 3, 9])
+    np.testing.assert_array_equal(X, np.column_stack([np.ones(4), x ** 2, x * z]))

@@ -147,10 +147,7 @@ class _Parser:
                 self.i += 2
                 kwargs.append((val.strip("`\"'"), self.expr()))
             else:
-                if kwargs:
-                    args.append(self.expr())  # R allows it; keep positional order simple
-                else:
-                    args.append(self.expr())
+                args.append(self.expr())
             tok = self.take()
             if tok[:2] == ("op", ")"):
                 return Node("call", name, tuple(args), tuple(kwargs))

@@ -159,6 +159,9 @@ def _plain_column(data, name: str):
         return s.to_numpy()
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "mM":
         raise DataError(f"column '{name}' holds dates/times: convert it to numbers first")
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype) \
+            and not isinstance(s.dtype, np.dtype):  # nullable integers/floats
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
     return s.to_numpy() if isinstance(s.dtype, np.dtype) else s.array
 
 
