@@ -138,3 +138,17 @@ def test_predict_keeps_training_levels(data, newdata):
     # a newdata subset with one level still gets the training coding
     one = newdata.assign(f="b")
     np.testing.assert_allclose(m.predict(one, re_form=None), m.fixef.iloc[0])
+
+
+def test_anova_on_expression_terms():
+    """lmerTest's Type III and II tables: term labels and columns from the expression terms."""
+    ref = REF["anova_ex2"]
+    d = mmfast.datasets.load("ex2").copy()
+    d["z"] = np.arange(len(d)) % 5
+    m = mmfast.lmer(ref["formula"], d)
+    for kind, typ in (("type3", 3), ("type2", 2)):
+        a = m.anova(type=typ)
+        assert list(a.index) == ref[kind]["terms"]
+        np.testing.assert_allclose(a["NumDF"], ref[kind]["NumDF"])
+        np.testing.assert_allclose(a["DenDF"], ref[kind]["DenDF"], rtol=1e-3)
+        np.testing.assert_allclose(a["F value"], ref[kind]["F"], rtol=1e-4)

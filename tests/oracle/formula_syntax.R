@@ -4,7 +4,7 @@
 #   Rscript tests/oracle/formula_syntax.R
 # The data are sleepstudy plus columns derived without randomness (see augment());
 # tests/test_formula_syntax.py builds the same columns.
-suppressMessages({library(lme4); library(splines); library(jsonlite)})
+suppressMessages({library(lme4); library(lmerTest); library(splines); library(jsonlite)})
 d <- read.csv(gzfile("src/mmfast/datasets/data/sleepstudy.csv.gz"))
 augment <- function(d) {
   i <- seq_len(nrow(d)) - 1
@@ -56,7 +56,7 @@ lmm <- list(
   "Reaction ~ log(Days + 1, 2) + (poly(Days, 2) | Subject)")
 fits <- list()
 for (fs in lmm) {
-  m <- lmer(as.formula(fs), d, REML = TRUE, control = ctrl)
+  m <- lme4::lmer(as.formula(fs), d, REML = TRUE, control = ctrl)
   fits[[fs]] <- list(fixef_names = names(fixef(m)), fixef = unname(fixef(m)),
                      objective = REMLcrit(m), sigma = sigma(m),
                      # lme4's predict fails on backticked names: NULL then
@@ -76,7 +76,15 @@ for (g in glmms) {
                        deviance = -2 * as.numeric(logLik(m)), y = unname(m@resp$y),
                        predict_new = unname(predict(m, newdata = nd)))
 }
-out <- list(model_matrix = mm, lmer = fits, glmer = gfits,
+# lmerTest's F tests on expression terms (the terms' names and columns, R's assign)
+e2 <- read.csv(gzfile("src/mmfast/datasets/data/ex2.csv.gz"))
+e2$z <- (seq_len(nrow(e2)) - 1) %% 5
+af <- "res ~ factor(treatment_idx) * log(z + 1) + poly(z, 2) + (1 | midx)"
+am <- lmerTest::lmer(as.formula(af), e2, control = ctrl)
+tab <- function(a) list(terms = rownames(a), NumDF = a$NumDF, DenDF = a$DenDF,
+                        F = a[["F value"]], p = a[["Pr(>F)"]])
+anovas <- list(formula = af, type3 = tab(anova(am)), type2 = tab(anova(am, type = 2)))
+out <- list(model_matrix = mm, lmer = fits, glmer = gfits, anova_ex2 = anovas,
             newdata_rows = c(1:12, 171:180) - 1,
             "_meta" = list(script = "tests/oracle/formula_syntax.R",
                            lme4 = as.character(packageVersion("lme4")), R = R.version.string,
