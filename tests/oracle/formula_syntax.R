@@ -32,7 +32,8 @@ rhs <- c("poly(Days, 2)", "ns(Days, df = 3)", "splines::ns(Days, df = 2)",
          "Days %% 3 + Days %/% 4", "poly(Days, 2):f", "scale(Days) + sqrt(Days)",
          "`a b` + Reaction.time", "Intercept", "I(x8^2) + x8 * z8", "poly(Days, 3) * f",
          "ns(Days, knots = c(3, 6)) + exp(Days/10)", "factor(Days %/% 3) + pmax(Days, 4)",
-         "log(x8 + 1):f - 1", "Intercept * f", "-1 + x8:f + I(x8 * z8) + (x8 > 50)")
+         "log(x8 + 1):f - 1", "Intercept * f", "-1 + x8:f + I(x8 * z8) + (x8 > 50)",
+         "relevel(f, 3) + poly(Days, 2, raw = TRUE)")
 mm <- list()
 for (r in rhs) {
   fo <- as.formula(paste("~", r))

@@ -291,13 +291,15 @@ def _relevel(node, ctx):
 
     def levels():
         values, labels = _factor_levels(x)
-        r = r_label(ref) if not isinstance(ref, str) else ref
-        if isinstance(ref, float) and not isinstance(x, (pd.Categorical,)) and r not in labels:
-            raise DataError(f"'{key}': ref must be an existing level")
-        if r not in labels:
-            raise DataError(f"'{key}': '{r}' is not a level of {deparse(node.args[0])} "
-                            f"(levels: {', '.join(labels[:8])})")
-        i = labels.index(r)
+        if isinstance(ref, str):
+            if ref not in labels:
+                raise DataError(f"'{key}': '{ref}' is not a level of {deparse(node.args[0])} "
+                                f"(levels: {', '.join(labels[:8])})")
+            i = labels.index(ref)
+        else:  # R: a number is the position of the reference level
+            i = int(_scalar(ref, node, "ref")) - 1
+            if not 0 <= i < len(labels):
+                raise DataError(f"'{key}': ref = {i + 1} is out of range (1..{len(labels)})")
         return [values[i]] + values[:i] + values[i + 1:], [labels[i]] + labels[:i] + labels[i + 1:]
     values, labels = ctx.remember(key, levels)
     return to_factor(x, values, labels, f"'{key}'")

@@ -37,6 +37,7 @@ _SPACED = {"~", "||", "|", "&&", "&", "==", "!=", "<", ">", "<=", ">=", "+", "-"
 _SYNTACTIC = re.compile(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.")
 _RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
              "NULL", "Inf", "NaN", "NA", "in"}
+_LITERALS = {"TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "NA_real_"}
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def deparse(node: Node) -> str:
     if k == "str":
         return '"' + node.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if k == "name":
-        return _name(node.value)
+        return node.value if node.value in _LITERALS else _name(node.value)
     if k == "paren":
         return f"({deparse(node.args[0])})"
     if k == "unary":
