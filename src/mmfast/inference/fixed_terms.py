@@ -7,7 +7,6 @@ indicator per level, no contrasts; lmerTest's ``get_rdX``) behind Type III contr
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,10 +84,6 @@ class FixedTerms:
             owner += [k] * block.shape[1]
         rdX = np.column_stack(cols) if cols else np.zeros((self.X.shape[0], 0))
         return rdX, owner
-
-
-def _nospace(text: str) -> str:
-    return re.sub(r"\s+", "", text)
 
 
 def fixed_terms(frame) -> FixedTerms:

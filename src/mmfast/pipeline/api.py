@@ -121,8 +121,6 @@ class _Spec:
         self.parsed, self.reml, self.ddf = parsed, bool(reml), ddf
         self.response_error: str | None = None  # set when the response cannot be evaluated
         self.kwargs = dict(kwargs)
-        from ..model.frame import _check_names_exist
-        _check_names_exist(parsed, data.columns)  # names and functions, before anything runs
         cols = set(data.columns)
         used = parsed.variables(data.columns)
         rhs = " ".join([parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars])
@@ -148,7 +146,8 @@ class _Spec:
 
     def response(self, data, complete) -> np.ndarray:
         """The response for every row (NaN for incomplete rows); its errors are every group's."""
-        from ..model.frame import evaluate
+        from ..model.frame import _check_names_exist, evaluate
+        _check_names_exist(self.parsed, data.columns)  # raised, not per group: nothing runs
         y = np.full(len(data), np.nan)
         expr = self.parsed.response.strip().strip("`")
         try:
