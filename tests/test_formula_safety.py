@@ -151,3 +151,8 @@ def test_nullable_and_small_integer_columns_in_terms():
     x = np.array([100.0, 120, 90, 7])
     z = np.array([100.0, 120, 3, 9])
     np.testing.assert_array_equal(X, np.column_stack([np.ones(4), x ** 2, x * z]))
+
+
+def test_deeply_nested_text_is_a_formula_error():
+    with pytest.raises(FormulaError, match="nested"):
+        parse_expr("(" * 5000 + "x" + ")" * 5000)

@@ -162,7 +162,10 @@ def parse_expr(text: str) -> Node:
     if not isinstance(text, str) or not text.strip():
         raise FormulaError(f"empty expression {text!r}")
     p = _Parser(text)
-    node = p.expr()
+    try:
+        node = p.expr()
+    except RecursionError:
+        raise FormulaError(f"expression too deeply nested: {text[:60]!r}...") from None
     if p.peek()[0] != "end":
         raise p.error("unexpected token")
     return node
