@@ -1,6 +1,9 @@
-"""Formula layer: lme4 syntax -> response, fixed part (formulaic) and random-effects bars."""
-from .fixed import ModelFrameSpec, build_matrix, r_to_formulaic
+"""Formula layer: lme4 syntax -> response, fixed part and random-effects bars; R expressions
+parsed (``expr``) and evaluated over the data (``evaluate``), never executed."""
+from .evaluate import evaluate_expr
+from .expr import deparse, parse_expr
+from .fixed import ModelFrameSpec, build_matrix
 from .parse import Bar, ParsedFormula, parse_formula
 
 __all__ = ["Bar", "ParsedFormula", "parse_formula", "ModelFrameSpec", "build_matrix",
-           "r_to_formulaic"]
+           "parse_expr", "deparse", "evaluate_expr"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from ..errors import FormulaError
+from .expr import parse_expr
 
 __all__ = ["Bar", "ParsedFormula", "parse_formula", "split_top", "identifiers"]
 
@@ -45,15 +46,16 @@ class ParsedFormula:
 
     def variables(self, columns) -> list[str]:
         """Data columns the formula uses (response, fixed, random and offsets)."""
-        text = " ".join([self.response, self.fixed, *self.offsets]
-                        + [b.lhs + " " + b.group for b in self.bars])
+        from .expr import names_in, parse_expr
+        exprs = [self.response, self.fixed, *self.offsets]
+        exprs += [e for b in self.bars for e in (b.lhs, b.group)]
         cols = set(columns)
-        found = []
-        for tok in _IDENT.findall(text):
-            tok = tok.strip("`")
-            if tok in cols and tok not in found:
-                found.append(tok)
-        return found
+        found: dict = {}
+        for e in exprs:
+            for name in names_in(parse_expr(e)):
+                if name in cols:
+                    found[name] = None
+        return list(found)
 
 
 def identifiers(text: str) -> list[str]:
@@ -168,6 +170,15 @@ def _parse_cached(formula: str) -> ParsedFormula:
         raise FormulaError(f"formula {formula!r} has no response left of '~'")
     if not rhs.strip():
         raise FormulaError(f"formula {formula!r} has nothing right of '~'")
+    if "~" in rhs:
+        raise FormulaError(f"formula {formula!r} has more than one '~'")
+    node = parse_expr(response)
+    if node.kind == "binary" and node.value in ("|", "||"):
+        raise FormulaError(f"a random-effects bar '|' cannot be on the left-hand side of '~' "
+                           f"(in {formula!r}): write y ~ x + (1 | g)")
+    parse_expr(rhs)  # syntax errors name the position in the right-hand side
+    if _find_bar(rhs) is not None:  # lme4: '|' binds loosest, the whole RHS is one bar
+        rhs = f"({rhs})"
     fixed_terms, bars, offsets = [], [], []
     for sign, term in split_top(rhs):
         inner = _strip_parens(term)
@@ -185,6 +196,9 @@ def _parse_cached(formula: str) -> ParsedFormula:
             continue
         m = re.fullmatch(r"offset\((.*)\)", term)
         if m:
+            if parse_expr(m.group(1)).kind == "str":
+                raise FormulaError(f"offset({m.group(1).strip()}) must be a numeric expression, "
+                                   "not text (write offset(log(t)), or pass offset='column')")
             offsets.append(m.group(1).strip())
             continue
         fixed_terms.append((sign, term))

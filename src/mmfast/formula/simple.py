@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .expr import deparse, parse_expr
 from .parse import split_top
 
 __all__ = ["simple_matrix", "SimpleSpec"]
@@ -119,7 +120,7 @@ def simple_matrix(rhs: str, data: pd.DataFrame):
             levels = _levels(data[col], as_factor=bool(m))
         except TypeError:
             return None
-        name = f"factor({col})" if m and t.startswith("factor") else (t if m else col)
+        name = deparse(parse_expr(t))  # R's name: `a b` keeps its backticks
         full = levels is not None and not intercept and not seen_factor
         seen_factor = seen_factor or levels is not None
         terms.append(_Term(col, name, levels, full))

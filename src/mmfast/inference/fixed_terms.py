@@ -7,7 +7,6 @@ indicator per level, no contrasts; lmerTest's ``get_rdX``) behind Type III contr
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,18 +86,13 @@ class FixedTerms:
         return rdX, owner
 
 
-def _nospace(text: str) -> str:
-    return re.sub(r"\s+", "", text)
-
-
 def fixed_terms(frame) -> FixedTerms:
     """Describe the fixed part of a ModelFrame (from formulaic's model spec)."""
-    from ..formula.fixed import _name_map
     from ..formula.simple import SimpleSpec
     spec = frame.fixed_spec.spec
     keep = np.asarray(frame.fixed_spec.keep)
     pos_of_full = {int(j): i for i, j in enumerate(keep)}
-    mapping = _name_map(frame.parsed.fixed, frame.data.columns)
+    mapping = getattr(spec, "r_names", {})  # synthetic variable -> R expression
     enc = getattr(spec, "encoder_state", {}) or {}
     intercept = False
     terms = []
@@ -123,7 +117,7 @@ def fixed_terms(frame) -> FixedTerms:
         variables, numeric = [], []
         for f in factors:
             expr = str(f.expr)
-            rname = mapping.get(_nospace(expr), expr).strip("`")
+            rname = mapping.get(expr, expr)
             variables.append(rname)
             kind = enc.get(expr, (None,))[0]
             numeric.append(str(getattr(kind, "value", kind)) != "categorical")

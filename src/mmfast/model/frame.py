@@ -18,7 +18,9 @@ from ..design.remat import RandomTerm, build_terms
 from .columns import Columns, complete_rows
 from ..errors import DataError, FormulaError, RankDeficiencyWarning
 from ..formula import ParsedFormula, build_matrix, parse_formula
-from ..formula.fixed import ModelFrameSpec, R_FUNCTIONS, r_to_formulaic
+from ..formula.evaluate import check_names, column_values, evaluate_expr
+from ..formula.expr import parse_expr
+from ..formula.fixed import ModelFrameSpec
 
 __all__ = ["ModelFrame", "model_frame", "evaluate", "keep_full_rank"]
 
@@ -54,19 +56,13 @@ class ModelFrame:
         self.table = Columns.of(frame)
 
 
-def evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
-    """Evaluate an R expression over the data columns (``log(y)``, ``s/n``, ``size - incidence``)."""
-    py = r_to_formulaic(expr, data.columns).replace("`", "")
-    names = {c: data[c].to_numpy() for c in data.columns if isinstance(c, str)}
-    if expr.strip("` ") in data.columns:
-        return data[expr.strip("` ")].to_numpy()
-    try:
-        out = eval(py, {"__builtins__": {}}, {**R_FUNCTIONS, **names})  # noqa: S307
-    except NameError as exc:
-        raise FormulaError(f"cannot evaluate '{expr}': {exc} (not a column of the data)") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise FormulaError(f"cannot evaluate '{expr}': {exc}") from exc
-    return np.broadcast_to(np.asarray(out), (len(data),)).copy()
+def evaluate(expr: str, data) -> np.ndarray:
+    """Evaluate an R expression over the data columns (``log(y)``, ``s/n``, ``size - incidence``):
+    parsed and interpreted with the allow-listed functions, never executed; numbers in float64."""
+    name = expr.strip().strip("`")
+    if name in data.columns:
+        return column_values(data, name)
+    return evaluate_expr(expr, data)
 
 
 def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndarray:
@@ -90,9 +86,12 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
 
 def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
                 check_nobs_vs_nre: str = "stop", level_checks: dict | None = None,
-                response_kind: str = "numeric") -> ModelFrame:
-    """Parse, validate and build the design of a mixed model (``level_checks``: further
-    keywords of ``design.remat.build_terms``, e.g. glmer's)."""
+                response_kind: str = "lmm") -> ModelFrame:
+    """Parse, validate and build the design of a mixed model.
+
+    ``response_kind``: "lmm" (lmer, lm: one numeric response), "binary" (binomial glmer: also
+    ``cbind(s, f)`` and factors) or "numeric" (other glmer families).  ``level_checks``: further
+    keywords of ``design.remat.build_terms`` (glmer's checks)."""
     if not isinstance(data, pd.DataFrame):
         try:
             data = pd.DataFrame(data)
@@ -147,7 +146,10 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
             raise DataError("weights must be finite and non-negative")
     off = frame["(offset)"].to_numpy() if "(offset)" in frame else None
     for expr in parsed.offsets:
-        o = evaluate(expr, frame).astype(float)
+        o = evaluate(expr, frame)
+        if not isinstance(o, np.ndarray) or o.ndim != 1 or o.dtype.kind not in "biuf":
+            raise DataError(f"offset({expr}) must be numeric")
+        o = o.astype(np.float64)
         if not np.all(np.isfinite(o)):
             raise DataError(f"offset({expr}) has non-finite values")
         off = o if off is None else off + o
@@ -170,52 +172,58 @@ def _used_columns(formula: str, columns: tuple) -> tuple:
 
 
 def _check_names_exist(parsed: ParsedFormula, columns) -> None:
-    """Name the first identifier that is neither a column nor a known function."""
-    from ..formula.parse import identifiers
-    known = set(R_FUNCTIONS) | {"factor", "as.factor", "C", "I", "offset", "cbind", "as.numeric",
-                                "poly", "scale", "np", "T", "F", "TRUE", "FALSE"}
+    """Name the first identifier that is neither a column nor a known constant, and the first
+    function that is not allow-listed (nothing is evaluated)."""
     exprs = [parsed.response, parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars]
     for expr in exprs:
-        for tok in identifiers(expr):
-            if tok in columns or tok in known or tok.replace(".", "").isdigit():
-                continue
-            if tok.lower() in ("inf", "nan", "pi", "e"):
-                continue
-            raise DataError(f"'{tok}' in the formula is not a column of the data")
+        check_names(parse_expr(expr), columns)
 
 
-def _column_or_evaluate(expr: str, frame: pd.DataFrame) -> np.ndarray:
-    """A bare column directly (the common response), anything else through ``evaluate``."""
-    name = expr.strip().strip("`")
-    if name in frame.columns:
-        return frame[name].to_numpy()
-    return evaluate(expr, frame)
+def _response(expr: str, frame, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response: a numeric vector, or (successes, trials) from a binomial ``cbind(s, f)``.
 
-
-def _response(expr: str, frame: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The response: numeric vector, or (successes, trials) from ``cbind(s, f)``."""
-    expr = expr.strip()
-    if expr.startswith("cbind(") and expr.endswith(")"):
-        from ..formula.parse import split_top
-        parts = [t for _, t in split_top(expr[6:-1], ",")]
-        if len(parts) != 2:
-            raise FormulaError(f"cbind() response needs two columns, got '{expr}'")
-        s = _column_or_evaluate(parts[0], frame).astype(float)
-        f = _column_or_evaluate(parts[1], frame).astype(float)
+    Binomial (``kind="binary"``) follows R's factor rule: a factor's first level (a pandas
+    Categorical's first used category, text's first sorted value) is failure, every other level
+    success; logicals are 0/1."""
+    node = parse_expr(expr)
+    if node.kind == "call" and node.value == "cbind":
+        if kind == "lmm":
+            raise FormulaError(f"a cbind() response ('{expr}') is for binomial models (glmer with "
+                               "family='binomial'); lmer/lm need one numeric response")
+        if len(node.args) != 2 or node.kwargs:
+            raise FormulaError(f"cbind() response needs two columns (successes, failures), "
+                               f"got '{expr}'")
+        s, f = (_numeric_response(evaluate_expr(a, frame), expr) for a in node.args)
         return s, s + f
-    raw = _column_or_evaluate(expr, frame)
-    if raw.dtype.kind == "b":
-        raw = raw.astype(float)
-    if raw.dtype.kind not in "iuf":
-        if kind == "binary" and raw.dtype.kind in "OUS":
-            levels = sorted(set(map(str, raw)))
-            if len(levels) == 2:  # R: first level is failure, others success
-                return (raw.astype(str) != levels[0]).astype(float), None
-        raise DataError(f"response '{expr}' must be numeric (got {raw.dtype} values)")
-    y = raw.astype(float)
+    raw = evaluate(expr, frame)
+    if isinstance(raw, pd.Categorical) or (isinstance(raw, np.ndarray) and raw.dtype.kind in "OUS"):
+        if kind != "binary":
+            raise DataError(f"response '{expr}' must be numeric (got text/factor values)")
+        return _factor_response(raw), None
+    if isinstance(raw, np.ndarray) and raw.ndim == 2:
+        raise FormulaError(f"response '{expr}' has {raw.shape[1]} columns; one is needed")
+    return _numeric_response(raw, expr), None
+
+
+def _numeric_response(raw, expr: str) -> np.ndarray:
+    if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "biuf":
+        raise DataError(f"response '{expr}' must be numeric (got text/factor values)")
+    y = raw.astype(np.float64)
     if not np.all(np.isfinite(y)):
         raise DataError(f"response '{expr}' has non-finite values")
-    return y, None
+    return y
+
+
+def _factor_response(raw) -> np.ndarray:
+    """R's binomial factor response: first level failure (0), all others success (1)."""
+    if isinstance(raw, pd.Categorical):
+        codes = raw.codes
+        used = np.unique(codes[codes >= 0])
+        return (codes != used[0]).astype(np.float64)
+    text = raw.astype(str)
+    return (text != min(set(text))).astype(np.float64)
+
+
 
 
 def with_response(frame: ModelFrame, y) -> ModelFrame:
@@ -232,12 +240,12 @@ def with_response(frame: ModelFrame, y) -> ModelFrame:
     if not np.all(np.isfinite(y)):
         raise DataError("new response has non-finite values")
     table, expr = frame.table, frame.parsed.response.strip()
-    if expr.startswith("cbind(") and expr.endswith(")") and frame.y_extra is not None:
-        from ..formula.parse import split_top
-        parts = [t.strip().strip("`") for _, t in split_top(expr[6:-1], ",")]
+    node = parse_expr(expr)
+    if node.kind == "call" and node.value == "cbind" and frame.y_extra is not None:
+        parts = [a.value if a.kind == "name" else None for a in node.args]
         values = [y, frame.y_extra - y]
     else:
-        parts, values = [expr.strip("`")], [y]
+        parts, values = [node.value if node.kind == "name" else None], [y]
     for name, val in zip(parts, values):
         if name in table.columns:
             table = with_column(table, name, val)
@@ -245,7 +253,7 @@ def with_response(frame: ModelFrame, y) -> ModelFrame:
 
 
 def frame_for_formula(frame: ModelFrame, formula: str, options: dict | None = None,
-                      response_kind: str = "numeric") -> ModelFrame:
+                      response_kind: str = "lmm") -> ModelFrame:
     """The model frame of another formula on ``frame``'s rows, weights and offset argument (for
     refit_ml, drop1, anova); ``frame``'s response carries over when the response expression is
     the same (a refit's y is not in the data as the formula reads it).  ``options``: the

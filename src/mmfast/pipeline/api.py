@@ -146,14 +146,17 @@ class _Spec:
 
     def response(self, data, complete) -> np.ndarray:
         """The response for every row (NaN for incomplete rows); its errors are every group's."""
-        from ..model.frame import evaluate
+        from ..model.frame import _check_names_exist, evaluate
+        _check_names_exist(self.parsed, data.columns)  # raised, not per group: nothing runs
         y = np.full(len(data), np.nan)
         expr = self.parsed.response.strip().strip("`")
         try:
             if expr in data.columns:
                 vals = data[expr].to_numpy()[complete]
-            else:
-                cols = [c for c in identifiers(self.parsed.response) if c in data.columns]
+            else:  # parsed and interpreted (allow-listed names and functions), never executed
+                from ..formula.expr import names_in, parse_expr
+                node = parse_expr(self.parsed.response)
+                cols = [c for c in names_in(node) if c in data.columns]
                 vals = evaluate(self.parsed.response, data.loc[complete, cols])
             if np.asarray(vals).dtype.kind not in "biuf":
                 from ..errors import DataError
