@@ -19,7 +19,7 @@ import numpy as np
 from .errors import ArgumentError
 
 __all__ = ["validated", "check_keywords", "unknown_keyword", "boolean", "one_of", "integer",
-           "OPTIMIZER_KEYWORDS", "NOBS_CHECKS"]
+           "check_start", "check_models", "OPTIMIZER_KEYWORDS", "NOBS_CHECKS"]
 
 OPTIMIZER_KEYWORDS = ("ftol_abs", "xtol_abs", "maxeval", "step")  # lmer's **optctrl
 NOBS_CHECKS = ("stop", "warning", "ignore")  # lmerControl's check.nobs.vs.* values
@@ -93,18 +93,47 @@ def integer(minimum: int = 0):
     return check
 
 
-def one_of(*choices, none: bool = False):
-    """One of ``choices`` (strings, compared as given); a close miss is suggested."""
+def one_of(*choices, none: bool = False, case: bool = True):
+    """One of ``choices`` (strings, compared as given, or ignoring case if ``case=False``);
+    a close miss is suggested."""
     def check(name: str, value):
         if value is None and none:
             return value
-        if isinstance(value, str) and value in choices:
+        if isinstance(value, str) and (value in choices
+                                       or not case and value.lower() in choices):
             return value
         guess = closest(value, choices) if isinstance(value, str) else None
         allowed = ", ".join(map(repr, choices)) + (" or None" if none else "")
         raise ArgumentError(f"{name} must be one of {allowed}, not {value!r}"
                             + (f": did you mean {name}={guess!r}?" if guess else ""))
     return check
+
+
+def check_start(start, lower, names) -> None:
+    """``start`` (θ, lme4's order) must have one finite value per θ, within the bounds."""
+    if start is None:
+        return
+    try:
+        x = np.asarray(start, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"start must be numbers (θ in lme4's order), not {start!r}") from exc
+    if x.ndim != 1 or len(x) != len(lower):
+        raise ArgumentError(f"start has {x.size} value{'s' if x.size != 1 else ''}; this model has "
+                            f"{len(lower)} θ parameters ({', '.join(names)})")
+    if not np.all(np.isfinite(x)):
+        raise ArgumentError(f"start has non-finite values: {list(x)}")
+    low = np.asarray(lower, dtype=float)
+    bad = np.flatnonzero(x < low)
+    if bad.size:
+        raise ArgumentError(f"start for {names[bad[0]]} is {x[bad[0]]:g}, below its lower bound "
+                            f"{low[bad[0]]:g}")
+
+
+def check_models(func: str, named: dict, allowed) -> None:
+    """``anova(m0, m1=...)`` takes models by keyword: any other keyword is a misspelling."""
+    for k, v in named.items():
+        if k not in allowed and not hasattr(v, "loglik"):
+            raise unknown_keyword(func, k, v, allowed)
 
 
 # --- the decorator ---------------------------------------------------------------------------

@@ -35,8 +35,12 @@ def resolve_ddf(ddf) -> str:
         return "asymptotic"
     key = str(ddf).strip().lower().replace(" ", "-")
     if key not in _ALIASES:
-        raise ValueError(f"ddf must be one of 'satterthwaite', 'kenward-roger', 'between-within', "
-                         f"'residual', None or 'lme4', not {ddf!r}")
+        from ..arguments import closest
+        from ..errors import ArgumentError
+        guess = closest(key, _ALIASES)
+        raise ArgumentError(f"ddf must be one of 'satterthwaite', 'kenward-roger', 'between-within', "
+                            f"'residual', None or 'lme4', not {ddf!r}"
+                            + (f": did you mean ddf={_ALIASES[guess]!r}?" if guess else ""))
     return _ALIASES[key]
 
 

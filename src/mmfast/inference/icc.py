@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..arguments import boolean, validated
 from ..errors import ModelSpecError
 
 __all__ = ["icc", "icc_by_group"]
@@ -34,6 +35,7 @@ def icc(model) -> pd.Series:
     return pd.Series(var / total, index=[t.group for t in terms], name="icc")
 
 
+@validated(reml=boolean)
 def icc_by_group(formula: str, data: pd.DataFrame, by: str, reml: bool = True) -> pd.DataFrame:
     """Fit ``formula`` (random intercepts only) within each level of ``by``; variances and ICCs.
 

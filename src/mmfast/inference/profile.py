@@ -310,4 +310,5 @@ def confint_table(model, parm=None, level: float = 0.95, method: str = "profile"
         if "profile" not in store:
             store["profile"] = Profile(model)
         return store["profile"].confint(parm, level)
-    raise ValueError(f"method must be 'profile' or 'wald', not {method!r}")
+    from ..errors import ArgumentError
+    raise ArgumentError(f"method must be 'profile' or 'wald', not {method!r}")

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import NOBS_CHECKS, check_models, check_start, integer, one_of, validated
 from ..design.blocks import build_Z
 from ..errors import ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
@@ -392,6 +393,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def scaled_residuals(self) -> np.ndarray:
         return self.resid("pearson") / self.sigma
 
+    @validated(name="predict", type=one_of("link", "response"))
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link",  # noqa: A002
                 re_form=True, allow_new_levels: bool = False, offset=None) -> np.ndarray:
         """Predictions on the link (``type="link"``) or response (``"response"``) scale."""
@@ -414,6 +416,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                              else np.asarray(offset, dtype=float))
         return self.family.linkinv(eta) if type == "response" else np.asarray(eta)
 
+    @validated(name="odds_ratios")
     def odds_ratios(self, level: float = 0.95) -> pd.DataFrame:
         """exp(β) with Wald intervals exp(β ± z SE) (logit links), and the % change in the odds."""
         if self.family != "binomial" or self.link != "logit":
@@ -436,9 +439,11 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     def anova(self, *others, **named) -> pd.DataFrame:
         """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``)."""
+        check_models("anova", named, ("names", "refit"))
         from ..inference.lrt import anova_lrt
         return anova_lrt(self, *others, **named)
 
+    @validated(name="drop1")
     def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
         """Refit without each droppable fixed term: npar, AIC, LRT, Pr(Chi) (lme4's ``drop1``)."""
         from ..inference.lrt import drop1
@@ -495,6 +500,7 @@ def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFr
     return df
 
 
+@validated(n_agq=integer(0), check_nobs_vs_nre=one_of(*NOBS_CHECKS))
 def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
           offset=None, start=None, check_nobs_vs_nre: str = "stop") -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed model as ``lme4::glmer`` does.
@@ -515,4 +521,5 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
                         response_kind="binary" if fam == "binomial" else "numeric")
     options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre}
     model = GeneralizedLinearMixedModel(frame, fam, n_agq=n_agq, options=options)
+    check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)

@@ -27,6 +27,7 @@ from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradi
 from .start import moment_start
 from .results import MixedModelResults
 from ..threads import SMALL_DENSE, large_data_blas, small_blas_work
+from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, check_start, one_of, validated
 from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
 
 __all__ = ["LinearMixedModel", "lmer"]
@@ -425,6 +426,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return self._condvar_cache
 
 
+@validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS))
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
          check_nobs_vs_nre: str = "stop", start=None, **optctrl) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
@@ -437,4 +439,5 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
                             check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
         model = LinearMixedModel(frame, reml=reml, options=options)
+        check_start(start, model.theta_lower, model.theta_names)
         return model.fit(start=start, **optctrl)

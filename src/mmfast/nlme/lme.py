@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ModelSpecError
+from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, one_of, validated
+from ..errors import ArgumentError, ModelSpecError
 from .random import RandomLevel, lme4_formula, parse_random
 
 __all__ = ["LmeFit", "lme", "LmeAnova", "LmeComparison"]
@@ -287,6 +288,8 @@ class LmeFit:
     __str__ = __repr__
 
 
+@validated(extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
+           check_nobs_vs_nre=one_of(*NOBS_CHECKS))
 def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_options) -> LmeFit:
     """Fit a linear mixed model as ``nlme::lme(fixed, data, random, method)`` does.
 
@@ -300,7 +303,7 @@ def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_opt
     from ..model.lmm import lmer
     key = str(method).upper()
     if key not in _METHODS:
-        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+        raise ArgumentError(f"method must be 'REML' or 'ML', not {method!r}")
     levels = parse_random(random)
     formula = lme4_formula(fixed, levels)
     lmer_options.setdefault("check_nobs_vs_nre", "ignore")

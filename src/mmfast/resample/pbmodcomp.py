@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import integer, validated
 from .parallel import TaskFailure, as_seed_sequence, run_tasks
 from .refit import LoglikRefitter, model_kind
 from .simulate import ResponseSimulator
@@ -135,6 +136,7 @@ def _formula(model) -> str:
     return model.frame.parsed.formula
 
 
+@validated(nsim=integer(1))
 def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1,
               progress=None) -> PBModComp:
     """pbkrtest's ``PBmodcomp(largeModel, smallModel, nsim)`` for LMMs and GLMMs.
