@@ -62,7 +62,7 @@ BAD = {
                      "start has 2 values; this model has 3"),
     "glmer nAGQ": (lambda s, m, b: mmfast.glmer("y ~ x + (1|g)", b, nAGQ=1), ArgumentError,
                    "did you mean n_agq=1?"),
-    "glmer n_agq": (lambda s, m, b: mmfast.glmer("y ~ x + (1|g)", b, n_agq="1"), ArgumentError,
+    "glmer n_agq": (lambda s, m, b: mmfast.glmer("y ~ x + (1|g)", b, n_agq="1"), MmfastError,
                     "n_agq must be an integer"),
     "glmer start": (lambda s, m, b: mmfast.glmer("y ~ x + (1|g)", b, start=[1, 1]), ArgumentError,
                     "start has 2 values; this model has 1"),

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..arguments import NOBS_CHECKS, check_models, check_start, integer, one_of, validated
+from ..arguments import NOBS_CHECKS, check_models, check_start, one_of, validated
 from ..design.blocks import build_Z
 from ..errors import ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
@@ -500,7 +500,7 @@ def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFr
     return df
 
 
-@validated(n_agq=integer(0), check_nobs_vs_nre=one_of(*NOBS_CHECKS))
+@validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
 def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
           offset=None, start=None, check_nobs_vs_nre: str = "stop") -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed model as ``lme4::glmer`` does.
