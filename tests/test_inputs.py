@@ -289,3 +289,19 @@ def test_corrupt_part_is_named(tmp_path):
     part.write_bytes(raw[: len(raw) // 2])  # truncated
     with pytest.raises(DataError, match=part.name):
         mmfast.fit_many(data, RFORM, by="gene", output=str(out))
+
+
+def test_glmm_predict_and_icc_take_other_frames(binary, sleep):
+    pl = pytest.importorskip("polars")
+    g = mmfast.glmer("y ~ x + (1|g)", binary)
+    np.testing.assert_allclose(g.predict(pl.from_pandas(binary), type="response"),
+                               g.predict(binary, type="response"))
+    with pytest.raises(ArgumentError, match="did you mean type='response'"):
+        g.predict(binary, type="respnse")
+    with pytest.raises(DataError, match="newdata has no rows"):
+        g.predict(binary.iloc[:0])
+    ic = mmfast.icc_by_group("Reaction ~ 1 + (1 | Subject)", pl.from_pandas(sleep.assign(
+        half=(sleep.Days >= 5).astype(int))), by="half")
+    ref = mmfast.icc_by_group("Reaction ~ 1 + (1 | Subject)", sleep.assign(
+        half=(sleep.Days >= 5).astype(int)), by="half")
+    pd.testing.assert_frame_equal(ic, ref)

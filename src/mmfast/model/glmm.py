@@ -49,6 +49,7 @@ from ..design.blocks import build_Z
 from ..errors import ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
+from .data_input import as_frame
 from .frame import evaluate, model_frame
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
 from .pirls import (KernelPIRLS, fd_hessian, gradient_hessian, make_engine, single_term_ainv,
@@ -397,8 +398,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link",  # noqa: A002
                 re_form=True, allow_new_levels: bool = False, offset=None) -> np.ndarray:
         """Predictions on the link (``type="link"``) or response (``"response"``) scale."""
-        if type not in ("link", "response"):
-            raise ValueError(f"type must be 'link' or 'response', not {type!r}")
+        if newdata is not None:  # pandas, polars, arrow or a dict; not empty
+            newdata = as_frame(newdata, "newdata", allow_empty=False)
         if newdata is None:
             eta = self._eta if re_form is not None else (
                 self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
