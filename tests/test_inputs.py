@@ -305,3 +305,16 @@ def test_glmm_predict_and_icc_take_other_frames(binary, sleep):
     ref = mmfast.icc_by_group("Reaction ~ 1 + (1 | Subject)", sleep.assign(
         half=(sleep.Days >= 5).astype(int)), by="half")
     pd.testing.assert_frame_equal(ic, ref)
+
+
+def test_a_date_may_be_a_grouping_factor(sleep):
+    """Only arithmetic parts of a formula refuse dates: (1 | day) groups by day, as in R."""
+    code = sleep.Subject.astype("int64") % 7
+    dated = sleep.assign(day=pd.Timestamp("2020-01-01") + pd.to_timedelta(code, unit="D"),
+                         code=code)
+    m = mmfast.lmer("Reaction ~ Days + (1 | day)", dated)
+    ref = mmfast.lmer("Reaction ~ Days + (1 | code)", dated)  # the same partition of the rows
+    assert m.ngroups == {"day": 7}
+    assert m.loglik == pytest.approx(ref.loglik, rel=1e-12)
+    with pytest.raises(DataError, match="column 'day' holds datetime"):
+        mmfast.lmer("Reaction ~ day + (1 | Subject)", dated)

@@ -8,6 +8,7 @@ column names, and date/time columns used by a formula are ``DataError``s naming 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
 from functools import lru_cache
 
 import numpy as np
@@ -15,7 +16,8 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["as_frame", "model_data", "check_numeric_time"]
+__all__ = ["as_frame", "model_data", "check_numeric_time", "numeric_names",
+           "time_dtype_error"]
 
 _ACCEPTED = "a pandas DataFrame, a polars DataFrame, a pyarrow Table or a dict of columns"
 
@@ -79,29 +81,62 @@ def _from_mapping(data: Mapping, what: str) -> pd.DataFrame:
 
 # --- what a model may use ----------------------------------------------------------------------
 def model_data(data, formula: str, weights=None, offset=None) -> pd.DataFrame:
-    """``data`` for a model: converted, not empty, no date/time column among those it uses."""
+    """``data`` for a model: converted, not empty, and no date/time column where the formula
+    needs numbers (response, covariates, slopes, offsets, weights; a grouping factor may be a
+    date).  Cost: a cached formula scan and the frame's dtypes, ~1 µs."""
     frame = as_frame(data)
     if len(frame) == 0:
         raise DataError("data has no rows")
-    names = _formula_names(formula) if isinstance(formula, str) else ()
-    names = [c for c in names if c in frame.columns]
-    names += [v for v in (weights, offset) if isinstance(v, str) and v in frame.columns]
+    names = list(numeric_names(formula)) if isinstance(formula, str) else []
+    names += [v for v in (weights, offset) if isinstance(v, str)]
     check_numeric_time(frame, names)
     return frame
 
 
+@lru_cache(maxsize=256)
+def numeric_names(formula: str) -> tuple:
+    """The names in the parts of ``formula`` that are arithmetic (all but grouping factors)."""
+    from ..formula import parse_formula
+    from ..formula.parse import identifiers
+    parsed = parse_formula(formula)
+    exprs = [parsed.response, parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars]
+    return tuple(dict.fromkeys(n for e in exprs for n in identifiers(e)))
+
+
+def _dtypes(frame: pd.DataFrame):
+    """The column dtypes, in column order (pandas' block manager: ~0.3 µs, where
+    ``frame.dtypes`` builds a Series, ~25 µs)."""
+    try:
+        return frame._mgr.get_dtypes()
+    except AttributeError:  # pragma: no cover - another pandas layout
+        return frame.dtypes.to_numpy()
+
+
+def time_dtype_error(name, dtype) -> DataError | None:
+    """The error for a date/time column in a model (no arithmetic a model can use; R refuses
+    them too), or None: O(1), from the dtype alone."""
+    kind = getattr(dtype, "kind", "O")
+    if kind in "mM" or isinstance(dtype, (pd.DatetimeTZDtype, pd.PeriodDtype)):
+        what = "timedelta" if kind == "m" else "datetime"
+        hint = ("e.g. t / pd.Timedelta(days=1)" if kind == "m"
+                else "e.g. (t - t.min()) / pd.Timedelta(days=1)")
+        return DataError(f"column {name!r} holds {what} values ({dtype}): a model needs "
+                         f"numbers; convert it first, {hint}")
+    return None
+
+
 def check_numeric_time(frame: pd.DataFrame, columns) -> None:
-    """Date/time columns have no arithmetic a model can use (R refuses them too): name them."""
+    """``time_dtype_error`` for each of ``columns`` in ``frame`` (others are ignored), and
+    object columns holding dates."""
+    dtypes, index = _dtypes(frame), frame.columns
     for c in columns:
-        dt = frame[c].dtype
-        kind = getattr(dt, "kind", "O")
-        if kind in "mM" or isinstance(dt, (pd.DatetimeTZDtype, pd.PeriodDtype)):
-            what = "timedelta" if kind == "m" else "datetime"
-            hint = ("e.g. t / pd.Timedelta(days=1)" if kind == "m"
-                    else "e.g. (t - t.min()) / pd.Timedelta(days=1)")
-            raise DataError(f"column {c!r} holds {what} values ({dt}): a model needs numbers; "
-                            f"convert it first, {hint}")
-        if kind == "O" and len(frame) and _is_time_object(frame[c]):
+        if c not in index:
+            continue
+        dt = dtypes[index.get_loc(c)]
+        err = time_dtype_error(c, dt)
+        if err is not None:
+            raise err
+        if dt == object and len(frame) and _is_time_object(frame[c]):
             raise DataError(f"column {c!r} holds date/time objects: a model needs numbers; "
                             "convert it first (e.g. days since the start)")
 
@@ -114,9 +149,3 @@ def _is_time_object(col: pd.Series) -> bool:
         return False
     v = col[i]
     return isinstance(v, (_dt.date, _dt.time, _dt.timedelta, np.datetime64, np.timedelta64))
-
-
-@lru_cache(maxsize=256)
-def _formula_names(formula: str) -> tuple:
-    from ..formula.parse import identifiers
-    return tuple(dict.fromkeys(identifiers(formula)))

@@ -93,7 +93,7 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
                 check_nobs_vs_nre: str = "stop", check_nlev: str = "stop",
                 response_kind: str = "numeric") -> ModelFrame:
     """Parse, validate and build the design of a mixed model."""
-    data = model_data(data, formula, weights, offset)  # pandas/polars/arrow/dict; checked
+    data = model_data(data, formula, weights, offset)  # pandas, polars, pyarrow, dict; checked
     parsed = parse_formula(formula)
     used = list(_used_columns(formula, tuple(data.columns)))
     extra = {}

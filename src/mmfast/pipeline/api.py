@@ -19,7 +19,7 @@ import pandas as pd
 from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, one_of, validated
 from ..errors import DataError
 from ..formula.parse import identifiers, parse_formula
-from ..model.data_input import as_frame, check_numeric_time
+from ..model.data_input import as_frame, check_numeric_time, numeric_names
 from .backends import BACKENDS, run_tasks
 from .grouping import group_keys, plan_groups
 from .output import ResultStore, group_hashes
@@ -72,7 +72,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
         from ..inference.ftests import resolve_ddf
         resolve_ddf(ddf)  # an unknown ddf fails before any fit
     parsed = parse_formula(formula)
-    check_numeric_time(data, [c for c in parsed.variables(data.columns) if c in data.columns])
+    check_numeric_time(data, numeric_names(formula))  # a date may group, not be a covariate
     data, lmer_kwargs = _array_arguments(data, lmer_kwargs)
     spec = _Spec(parsed, data, by, reml, ddf, lmer_kwargs)
     # rows missing a design value belong to no design; rows missing only the response are
