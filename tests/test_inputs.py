@@ -289,6 +289,10 @@ def test_corrupt_part_is_named(tmp_path):
     part.write_bytes(raw[: len(raw) // 2])  # truncated
     with pytest.raises(DataError, match=part.name):
         mmfast.fit_many(data, RFORM, by="gene", output=str(out))
+    a_file = tmp_path / "file.parquet"
+    a_file.write_text("x")
+    with pytest.raises(DataError, match="is not a fit_many results directory"):
+        mmfast.fit_many(data, RFORM, by="gene", output=str(a_file))
 
 
 def test_glmm_predict_and_icc_take_other_frames(binary, sleep):

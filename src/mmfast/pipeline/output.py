@@ -65,8 +65,8 @@ class ResultStore:
         self.by = list(by)
         self.signature = dict(signature)
         if self.path.exists() and not self.path.is_dir():
-            raise FileExistsError(f"output {str(self.path)!r} exists and is not a fit_many results "
-                                  "directory: choose another path")
+            raise DataError(f"output {str(self.path)!r} exists and is not a fit_many results "
+                            "directory: choose another path")
         self.path.mkdir(parents=True, exist_ok=True)
         self.schema = None
         self._check_signature()
