@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..errors import ArgumentError
+
 __all__ = ["resolve_ddf", "ddf_method", "coefficient_table", "contest", "anova_table"]
 
 _ALIASES = {
@@ -151,14 +153,14 @@ def _as_matrix(model, L) -> tuple[np.ndarray, list[str] | None]:
     if isinstance(L, pd.DataFrame):
         missing = [c for c in L.columns if c not in names]
         if missing:
-            raise ValueError(f"contrast columns {missing} are not fixed effects ({names})")
+            raise ArgumentError(f"contrast columns {missing} are not fixed effects ({names})")
         rows = [str(i) for i in L.index]
         return L.reindex(columns=names, fill_value=0.0).to_numpy(dtype=float), rows
     L = np.asarray(L, dtype=float)
     if L.ndim == 1:
         L = L[None, :]
     if L.shape[1] != len(names):
-        raise ValueError(f"contrast has {L.shape[1]} columns; the model has {len(names)} fixed effects")
+        raise ArgumentError(f"contrast has {L.shape[1]} columns; the model has {len(names)} fixed effects")
     return L, None
 
 

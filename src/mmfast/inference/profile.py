@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ..errors import ArgumentError
+
 __all__ = ["Profile", "profile_model", "confint_table", "parameter_names"]
 
 LOG2PI = np.log(2 * np.pi)
@@ -246,7 +248,7 @@ class Profile:
                 elif w in self.names:
                     out.append(self.names.index(w))
                 else:
-                    raise KeyError(f"no parameter {w!r}; parameters are {self.names}")
+                    raise ArgumentError(f"no parameter {w!r}; parameters are {self.names}")
             else:
                 out.append(int(w))
         return out

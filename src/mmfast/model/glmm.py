@@ -46,7 +46,7 @@ from scipy import stats
 
 from ..arguments import NOBS_CHECKS, check_models, check_start, one_of, validated
 from ..design.blocks import build_Z
-from ..errors import ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
+from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .data_input import as_frame
@@ -385,7 +385,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             return y - mu
         if type == "working":
             return (y - mu) / self.family.mu_eta(self._eta)
-        raise ValueError(f"unknown residual type {type!r}: deviance, pearson, response or working")
+        raise ArgumentError(f"unknown residual type {type!r}: deviance, pearson, response or working")
 
     @property
     def residuals(self) -> np.ndarray:
@@ -456,7 +456,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         eng = self.engine
         theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
         if theta.shape != self.theta.shape or beta.shape != self.beta.shape:
-            raise ValueError(f"theta needs {len(self.theta)} and beta {len(self.beta)} values")
+            raise ArgumentError(f"theta needs {len(self.theta)} and beta {len(self.beta)} values")
         p = len(self.beta)
         eng.set_transform(np.zeros(p), np.eye(p))
         try:
@@ -491,7 +491,7 @@ def _warn(message: str, category) -> None:
 def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFrame:
     """Odds ratios exp(b) and Wald limits exp(b ± z_{(1+level)/2} se), also as % change."""
     if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (got {level})")
+        raise ArgumentError(f"level must be between 0 and 1 (got {level})")
     b, s = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
     z = stats.norm.ppf(0.5 + level / 2)
     orr, lo, hi = np.exp(b), np.exp(b - z * s), np.exp(b + z * s)

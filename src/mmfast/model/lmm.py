@@ -355,7 +355,7 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         import copy
         y = np.asarray(y, dtype=float)
         if y.shape != self.frame.y.shape:
-            raise ValueError(f"new response has shape {y.shape}, expected {self.frame.y.shape}")
+            raise DataError(f"new response has shape {y.shape}, expected {self.frame.y.shape}")
         new = copy.copy(self)
         new.frame = copy.copy(self.frame)
         new.frame.y = y

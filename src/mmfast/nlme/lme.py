@@ -216,7 +216,7 @@ class LmeFit:
             return self.compare(*others, names=names)
         kind = str(type).lower()
         if kind not in ("sequential", "marginal"):
-            raise ValueError(f"type must be 'sequential' or 'marginal', not {type!r}")
+            raise ArgumentError(f"type must be 'sequential' or 'marginal', not {type!r}")
         from ..inference.fixed_terms import fixed_terms
         ft = fixed_terms(self.model.frame)
         V = self._vcov_adjusted(adjust_sigma)
@@ -246,14 +246,14 @@ class LmeFit:
         if names is None:
             names = [f"fit{i + 1}" for i in range(len(fits))]
         if len(names) != len(fits):
-            raise ValueError(f"{len(names)} names for {len(fits)} fits")
+            raise ArgumentError(f"{len(names)} names for {len(fits)} fits")
         for f in fits:
             if not isinstance(f, LmeFit):
-                raise TypeError("compare() takes fits from mmfast.lme (use mmfast.anova for lmer fits)")
+                raise ArgumentError("compare() takes fits from mmfast.lme (use mmfast.anova for lmer fits)")
         if len({f.nobs for f in fits}) > 1:
-            raise ValueError("all fitted objects must use the same number of observations")
+            raise ModelSpecError("all fitted objects must use the same number of observations")
         if len({f.method for f in fits}) > 1:
-            raise ValueError("all fitted objects must have the same estimation method (ML or REML)")
+            raise ModelSpecError("all fitted objects must have the same estimation method (ML or REML)")
         if self.reml and len({f.fixed.replace(" ", "") for f in fits}) > 1:
             warnings.warn("fitted objects with different fixed effects: REML comparisons are not "
                           "meaningful", UserWarning, stacklevel=2)

@@ -30,6 +30,7 @@ from ..arguments import boolean, integer, validated
 from ..inference.fixed_terms import FixedTerms
 from .design_refit import satterthwaite_f
 from .parallel import TaskFailure, as_seed_sequence, run_tasks
+from ..errors import ArgumentError, DataError
 
 __all__ = ["cluster_permutation_test", "PermutationTest"]
 
@@ -201,16 +202,16 @@ def _choose_term(ft, permute: str, term: str | None) -> str:
     from ..formula.parse import identifiers
     if term is not None:
         if term not in ft.labels:
-            raise ValueError(f"term {term!r} is not a fixed-effects term ({ft.labels})")
+            raise ArgumentError(f"term {term!r} is not a fixed-effects term ({ft.labels})")
         return term
     cands = [t for t in ft.terms if any(permute in identifiers(v) for v in t.variables)]
     if not cands:
-        raise ValueError(f"'{permute}' is not in the fixed part of the formula: nothing to test")
+        raise ArgumentError(f"'{permute}' is not in the fixed part of the formula: nothing to test")
     if len(cands) > 1:
         mains = [t for t in cands if len(t.variables) == 1]
         if len(mains) != 1:
-            raise ValueError(f"several terms involve '{permute}' ({[t.label for t in cands]}): "
-                             "choose one with term=")
+            raise ArgumentError(f"several terms involve '{permute}' ({[t.label for t in cands]}): "
+                                "choose one with term=")
         return mains[0].label
     return cands[0].label
 
@@ -279,7 +280,7 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
         raise DataError(f"'{permute}' takes a single value: there is nothing to permute")
     cluster_label = np.searchsorted(labels, first)
     if not np.array_equal(labels[cluster_label], first):
-        raise ValueError(f"cannot index the values of '{permute}'")
+        raise DataError(f"cannot index the values of '{permute}'")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = lmer(formula, d, reml=reml)

@@ -16,6 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from ..errors import ArgumentError, DataError
+
 __all__ = ["model_kind", "refit_response", "Refitter", "LoglikRefitter"]
 
 FTOL, XTOL = 1e-8, 1e-4  # the lean GLMM refit's BOBYQA tolerances (deviance, coordinates)
@@ -29,15 +31,15 @@ def model_kind(model) -> str:
         return "lmm"
     if isinstance(model, GeneralizedLinearMixedModel):
         return "glmm"
-    raise TypeError(f"expected a fitted mmfast.lmer or mmfast.glmer model, not {type(model).__name__}")
+    raise ArgumentError(f"expected a fitted mmfast.lmer or mmfast.glmer model, not {type(model).__name__}")
 
 
 def _check_response(model, y) -> np.ndarray:
     y = np.asarray(y, dtype=float).ravel()
     if y.shape != model.frame.y.shape:
-        raise ValueError(f"new response has {y.size} values, the model has {model.frame.nobs} rows")
+        raise DataError(f"new response has {y.size} values, the model has {model.frame.nobs} rows")
     if not np.all(np.isfinite(y)):
-        raise ValueError("new response has non-finite values")
+        raise DataError("new response has non-finite values")
     return y
 
 
