@@ -19,6 +19,7 @@ import numpy as np
 from .errors import ArgumentError
 
 __all__ = ["validated", "check_keywords", "unknown_keyword", "boolean", "one_of", "integer",
+           "probability", "number", "is_model", "check_model_arguments",
            "check_start", "check_models", "OPTIMIZER_KEYWORDS", "NOBS_CHECKS"]
 
 OPTIMIZER_KEYWORDS = ("ftol_abs", "xtol_abs", "maxeval", "step")  # lmer's **optctrl
@@ -82,15 +83,45 @@ def boolean(name: str, value):
     raise ArgumentError(f"{name} must be True or False, not {value!r}{hint}")
 
 
-def integer(minimum: int = 0):
-    """A whole number >= ``minimum`` (numpy integers too)."""
+def integer(minimum: int = 0, none: bool = False):
+    """A whole number >= ``minimum`` (numpy integers too; None if ``none``)."""
     def check(name: str, value):
+        if value is None and none:
+            return value
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
             raise ArgumentError(f"{name} must be an integer, not {value!r}")
         if value < minimum:
             raise ArgumentError(f"{name} must be >= {minimum}, not {value!r}")
         return int(value)
     return check
+
+
+def probability(name: str, value):
+    """A number strictly between 0 and 1 (a confidence level)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not 0 < value < 1:
+        raise ArgumentError(f"{name} must be a number between 0 and 1 (e.g. 0.95), not {value!r}")
+    return float(value)
+
+
+def number(name: str, value):
+    """A real number (not a bool, not text)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ArgumentError(f"{name} must be a number, not {value!r}")
+    return value
+
+
+def is_model(value) -> bool:
+    """A fitted mmfast model (lmer, glmer, lm, lme): it has a log-likelihood."""
+    return hasattr(value, "loglik")
+
+
+def check_model_arguments(func: str, values, what: str = "a fitted mmfast model") -> None:
+    """Positional arguments that must be fitted models (``anova(m0, m1)``)."""
+    for i, v in enumerate(values):
+        if not is_model(v):
+            raise ArgumentError(f"{func}() takes {what}s; argument {i + 1} is a "
+                                f"{type(v).__name__} ({str(v)[:40]!r})")
 
 
 def one_of(*choices, none: bool = False, case: bool = True):
@@ -132,7 +163,7 @@ def check_start(start, lower, names) -> None:
 def check_models(func: str, named: dict, allowed) -> None:
     """``anova(m0, m1=...)`` takes models by keyword: any other keyword is a misspelling."""
     for k, v in named.items():
-        if k not in allowed and not hasattr(v, "loglik"):
+        if k not in allowed and not is_model(v):
             raise unknown_keyword(func, k, v, allowed)
 
 

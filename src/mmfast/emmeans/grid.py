@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..arguments import validated
+from ..arguments import probability, validated
 from .contrasts import DEFAULT_ADJUST, adjust_pvalues, contrast_family
 from .engine import make_engine
 from ..errors import ArgumentError
@@ -318,7 +318,7 @@ class EmmGrid:
     __str__ = __repr__
 
 
-@validated()
+@validated(level=probability)
 def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95,
             at: dict | None = None) -> EmmGrid:
     """Estimated marginal means as R's ``emmeans(model, specs)``.

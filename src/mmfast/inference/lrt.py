@@ -27,8 +27,9 @@ def _is_reml(m) -> bool:
 
 def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> pd.DataFrame:
     """lme4's ``anova()`` for two or more models (positional and/or keyword arguments)."""
-    from ..arguments import check_models
+    from ..arguments import check_model_arguments, check_models
     check_models("anova", named, ("names", "refit"))
+    check_model_arguments("anova", models)
     mods = list(models) + list(named.values())
     if names is None:
         names = [f"MODEL{i + 1}" for i in range(len(models))] + list(named)

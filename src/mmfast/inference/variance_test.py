@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..arguments import integer, validated
+from ..arguments import check_model_arguments, integer, validated
 from ..errors import ArgumentError, ModelSpecError
 
 __all__ = ["variance_test", "VarianceTestResult", "rlrt_null_distribution"]
@@ -130,6 +130,7 @@ def variance_test(full, null=None, method: str = "mixture", nsim: int = 10000,
 
     ``method="mixture"``: LRT with the 50:50 χ² mixture; ``"exact-rlrt"``: RLRsim's exactRLRT.
     """
+    check_model_arguments("variance_test", [full] if null is None else [full, null])
     if method == "mixture":
         return _mixture(full, null)
     if method in ("exact-rlrt", "exact_rlrt", "rlrt"):

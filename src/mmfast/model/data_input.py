@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["as_frame", "model_data", "check_numeric_time", "numeric_names",
+__all__ = ["as_frame", "model_data", "check_numeric_time", "numeric_names", "missing_columns",
            "time_dtype_error"]
 
 _ACCEPTED = "a pandas DataFrame, a polars DataFrame, a pyarrow Table or a dict of columns"
@@ -90,7 +90,36 @@ def model_data(data, formula: str, weights=None, offset=None) -> pd.DataFrame:
     names = list(numeric_names(formula)) if isinstance(formula, str) else []
     names += [v for v in (weights, offset) if isinstance(v, str)]
     check_numeric_time(frame, names)
+    for what, v in (("weights", weights), ("offset", offset)):
+        _check_numeric_argument(frame, what, v)
     return frame
+
+
+def _check_numeric_argument(frame: pd.DataFrame, what: str, value) -> None:
+    """``weights``/``offset``: a numeric column name or numbers (text is a DataError)."""
+    if value is None:
+        return
+    if isinstance(value, str):
+        if value in frame.columns:
+            dt = _dtypes(frame)[frame.columns.get_loc(value)]
+            if getattr(dt, "kind", "O") not in "biuf":
+                raise DataError(f"{what} column {value!r} must be numeric (got {dt} values)")
+        return
+    try:
+        np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} must be numbers ({exc})") from exc
+
+
+def missing_columns(parsed, used, newdata: pd.DataFrame, random: bool = True) -> list:
+    """The data columns a prediction needs (fixed part, offsets and, with ``random``, the
+    random-effects terms; of ``used``, the columns the fit used) that ``newdata`` lacks."""
+    from ..formula.parse import identifiers
+    exprs = [parsed.fixed, *parsed.offsets]
+    if random:
+        exprs += [b.lhs for b in parsed.bars] + [f for b in parsed.bars for f in b.factors]
+    need = dict.fromkeys(n for e in exprs for n in identifiers(e) if n in used)
+    return [c for c in need if c not in newdata.columns]
 
 
 @lru_cache(maxsize=256)

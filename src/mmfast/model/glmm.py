@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..arguments import NOBS_CHECKS, check_models, check_start, one_of, validated
+from ..arguments import (NOBS_CHECKS, check_model_arguments, check_models, check_start, one_of,
+                         probability, validated)
 from ..design.blocks import build_Z
 from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
@@ -417,7 +418,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                              else np.asarray(offset, dtype=float))
         return self.family.linkinv(eta) if type == "response" else np.asarray(eta)
 
-    @validated(name="odds_ratios")
+    @validated(name="odds_ratios", level=probability)
     def odds_ratios(self, level: float = 0.95) -> pd.DataFrame:
         """exp(β) with Wald intervals exp(β ± z SE) (logit links), and the % change in the odds."""
         if self.family != "binomial" or self.link != "logit":
@@ -441,6 +442,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def anova(self, *others, **named) -> pd.DataFrame:
         """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``)."""
         check_models("anova", named, ("names", "refit"))
+        check_model_arguments("anova", others)
         from ..inference.lrt import anova_lrt
         return anova_lrt(self, *others, **named)
 

@@ -27,7 +27,8 @@ from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradi
 from .start import moment_start
 from .results import MixedModelResults
 from ..threads import SMALL_DENSE, large_data_blas, small_blas_work
-from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, check_start, one_of, validated
+from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, check_start, integer, number,
+                         one_of, validated)
 from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
 
 __all__ = ["LinearMixedModel", "lmer"]
@@ -426,7 +427,8 @@ class LinearMixedModel(InferenceMixin, MixedModelResults):
         return self._condvar_cache
 
 
-@validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS))
+@validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS),
+           maxeval=integer(1), ftol_abs=number, xtol_abs=number)
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
          check_nobs_vs_nre: str = "stop", start=None, **optctrl) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).

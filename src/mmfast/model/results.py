@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..arguments import boolean, integer, validated
 from ..errors import DataError
-from .data_input import as_frame
+from .data_input import as_frame, missing_columns
 from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
 
 __all__ = ["MixedModelResults", "InformationCriteria"]
@@ -147,8 +147,12 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
     def predict(self, newdata: pd.DataFrame | None = None, allow_new_levels: bool = False,
                 re_form=True) -> np.ndarray:
         """Predictions on the linear-predictor scale; ``re_form=None`` drops random effects."""
-        if newdata is not None:  # pandas, polars, arrow or a dict; not empty
+        if newdata is not None:  # pandas, polars, arrow or a dict; not empty; the columns used
             newdata = as_frame(newdata, "newdata", allow_empty=False)
+            lack = missing_columns(self.frame.parsed, self.frame.table.columns, newdata,
+                                   random=re_form is not None)
+            if lack:
+                raise DataError(f"newdata lacks column(s) the model uses: {', '.join(map(repr, lack))}")
         if newdata is None:
             return self.linear_predictor() if re_form is not None else (
                 self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))

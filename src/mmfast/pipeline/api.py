@@ -16,8 +16,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, one_of, validated
-from ..errors import DataError
+from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number, one_of,
+                         validated)
+from ..errors import ArgumentError, DataError
 from ..formula.parse import identifiers, parse_formula
 from ..model.data_input import as_frame, check_numeric_time, numeric_names
 from .backends import BACKENDS, run_tasks
@@ -37,7 +38,8 @@ _LMER_DESIGN_KWARGS = ("check_nobs_vs_nre",)
 
 
 @validated(extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
-           reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS), backend=one_of(*BACKENDS))
+           reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS), backend=one_of(*BACKENDS),
+           n_jobs=integer(-1, none=True), maxeval=integer(1), ftol_abs=number, xtol_abs=number)
 def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backend: str = "loky",
              output=None, reml: bool = True, ddf: str | None = "satterthwaite",
              **lmer_kwargs) -> pd.DataFrame:
@@ -63,6 +65,9 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     per fit ``converged``, ``singular``, ``loglik`` and ``error`` (a failed group is one row
     with its error message and missing values elsewhere).
     """
+    if not (isinstance(by, str) or isinstance(by, (list, tuple))
+            and by and all(isinstance(b, str) for b in by)):
+        raise ArgumentError(f"by must be a column name or a list of them, not {by!r}")
     by = [by] if isinstance(by, str) else list(by)
     data = as_frame(data)
     missing = [c for c in by if c not in data.columns]
