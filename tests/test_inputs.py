@@ -354,3 +354,12 @@ def test_a_date_may_be_a_grouping_factor(sleep):
     assert m.loglik == pytest.approx(ref.loglik, rel=1e-12)
     with pytest.raises(DataError, match="column 'day' holds datetime"):
         mmfast.lmer("Reaction ~ day + (1 | Subject)", dated)
+
+
+def test_lme_methods_check_keywords(sleep):
+    fit = mmfast.lme("Reaction ~ Days", sleep, random="~ Days | Subject")
+    with pytest.raises(ArgumentError, match="did you mean adjust_sigma=False?"):
+        fit.summary(adjustSigma=False)
+    with pytest.raises(ArgumentError, match="adjust_sigma must be True or False"):
+        fit.tTable(adjust_sigma="no")
+    assert mmfast.ArgumentError is ArgumentError

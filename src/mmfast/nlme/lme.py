@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, one_of, validated
+from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, one_of, validated
 from ..errors import ArgumentError, ModelSpecError
 from .random import RandomLevel, lme4_formula, parse_random
 
@@ -167,6 +167,7 @@ class LmeFit:
         terms.update(term_df)
         return {"X": pd.Series(col_df, index=names), "terms": pd.Series(terms, dtype=float)}
 
+    @validated(name="tTable", adjust_sigma=boolean)
     def tTable(self, adjust_sigma: bool = True) -> pd.DataFrame:
         """nlme's ``summary(fit)$tTable``: Value, Std.Error, DF, t-value, p-value."""
         beta = self.fixef
@@ -209,6 +210,7 @@ class LmeFit:
         return self.model.residuals
 
     # --- tests ----------------------------------------------------------------------------------
+    @validated(name="anova", adjust_sigma=boolean)
     def anova(self, *others, type: str = "sequential", adjust_sigma: bool = True,
               names: list[str] | None = None) -> pd.DataFrame:
         """nlme's ``anova()``: F tests of the fixed terms, or with other fits, ``compare()``."""
@@ -240,6 +242,7 @@ class LmeFit:
                                 "Denom. DF: marginal (Type III) F tests\n")
         return out
 
+    @validated(name="compare")
     def compare(self, *others, names: list[str] | None = None) -> pd.DataFrame:
         """nlme's ``anova(fit1, fit2, ...)``: LR tests between consecutive fits, in the given order."""
         fits = [self, *others]
@@ -276,6 +279,7 @@ class LmeFit:
         return LmeFit(self.model.refit_ml(), self.fixed, self.levels, self.random)
 
     # --- printing -------------------------------------------------------------------------------
+    @validated(name="summary", adjust_sigma=boolean)
     def summary(self, adjust_sigma: bool = True):
         """nlme's ``summary()``: criteria, random effects, fixed effects with DF, residuals."""
         from .printing import LmeSummary
