@@ -363,3 +363,15 @@ def test_lme_methods_check_keywords(sleep):
     with pytest.raises(ArgumentError, match="adjust_sigma must be True or False"):
         fit.tTable(adjust_sigma="no")
     assert mmfast.ArgumentError is ArgumentError
+
+
+def test_resume_refuses_reordered_factor_levels(tmp_path):
+    """Same values, another reference level: the stored coefficients would be stale."""
+    data = _groups_data(seed=4, genes=3)
+    data["arm"] = pd.Categorical(np.where(data.animal % 2 == 0, "a", "b"), categories=["a", "b"])
+    form = "y ~ arm + (1 | animal)"
+    out = tmp_path / "l.parquet"
+    mmfast.fit_many(data, form, by="gene", output=str(out))
+    flipped = data.assign(arm=data.arm.cat.reorder_categories(["b", "a"]))
+    with pytest.raises(DataError, match="another fit_many call"):
+        mmfast.fit_many(flipped, form, by="gene", output=str(out))

@@ -90,8 +90,12 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     if output is not None:
         options = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
                    for k, v in sorted(lmer_kwargs.items())}
+        # a Categorical's level order sets the reference level: part of the call
+        levels = {c: [str(v) for v in data[c].cat.categories] + [str(data[c].cat.ordered)]
+                  for c in spec.needed if isinstance(data[c].dtype, pd.CategoricalDtype)}
         store = ResultStore(output, by, {"formula": formula, "by": by, "reml": bool(reml),
-                                         "ddf": ddf, "options": options, "data": "group-hash-1"})
+                                         "ddf": ddf, "options": options, "data": "group-hash-1",
+                                         "levels": levels})
         gid, _ = group_keys(data, by)  # only when resuming: O(n) hashing, vectorised
         hashes = group_hashes(data, spec.needed, gid, len(keys))
     pending = ~store.done(keys, hashes) if store is not None else np.ones(len(keys), dtype=bool)
