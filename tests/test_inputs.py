@@ -60,6 +60,10 @@ BAD = {
     "control": (lambda s, m, b: mmfast.lmer(F, s, control={}), ArgumentError, "'control'"),
     "start length": (lambda s, m, b: mmfast.lmer(F, s, start=[1, 2]), ArgumentError,
                      "start has 2 values; this model has 3"),
+    "start dict": (lambda s, m, b: mmfast.lmer(F, s, start={"theta": [1, 0, 1], "fixef": [0, 0]}),
+                   ArgumentError, "start as a dict takes 'theta' only"),
+    "start below bound": (lambda s, m, b: mmfast.lmer(F, s, start=[-1, 0, 1]), ArgumentError,
+                          "below its lower bound"),
     "glmer nAGQ": (lambda s, m, b: mmfast.glmer("y ~ x + (1|g)", b, nAGQ=1), ArgumentError,
                    "did you mean n_agq=1?"),
     "glmer n_agq": (lambda s, m, b: mmfast.glmer("y ~ x + (1|g)", b, n_agq="1"), MmfastError,
@@ -183,7 +187,8 @@ def test_argument_error_is_also_a_type_error(sleep):
 
 
 def test_valid_keywords_still_pass(sleep):
-    m = mmfast.lmer(F, sleep, reml=np.bool_(False), check_nobs_vs_nre="warning")
+    m = mmfast.lmer(F, sleep, reml=np.bool_(False), check_nobs_vs_nre="warning",
+                    start={"theta": [1.0, 0.0, 1.0]})  # lme4's start = list(theta = ...)
     assert not m.reml
     assert m.deviance == pytest.approx(LME4_ML_DEVIANCE, abs=1e-5)  # lme4: REML = FALSE
 

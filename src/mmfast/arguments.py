@@ -140,10 +140,16 @@ def one_of(*choices, none: bool = False, case: bool = True):
     return check
 
 
-def check_start(start, lower, names) -> None:
-    """``start`` (θ, lme4's order) must have one finite value per θ, within the bounds."""
+def check_start(start, lower, names):
+    """``start`` as θ (lme4's order; lme4's ``list(theta = ...)`` as a dict too), checked: one
+    finite value per θ, within the bounds.  Returns None or the array."""
     if start is None:
-        return
+        return None
+    if isinstance(start, dict):
+        other = [k for k in start if k != "theta"]
+        if other or "theta" not in start:
+            raise ArgumentError(f"start as a dict takes 'theta' only (got {sorted(map(str, start))})")
+        start = start["theta"]
     try:
         x = np.asarray(start, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -158,6 +164,7 @@ def check_start(start, lower, names) -> None:
     if bad.size:
         raise ArgumentError(f"start for {names[bad[0]]} is {x[bad[0]]:g}, below its lower bound "
                             f"{low[bad[0]]:g}")
+    return x
 
 
 def check_models(func: str, named: dict, allowed) -> None:

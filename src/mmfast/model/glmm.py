@@ -524,5 +524,5 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
                         response_kind="binary" if fam == "binomial" else "numeric")
     options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre}
     model = GeneralizedLinearMixedModel(frame, fam, n_agq=n_agq, options=options)
-    check_start(start, model.theta_lower, model.theta_names)
+    start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)

@@ -441,5 +441,5 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
                             check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
         model = LinearMixedModel(frame, reml=reml, options=options)
-        check_start(start, model.theta_lower, model.theta_names)
+        start = check_start(start, model.theta_lower, model.theta_names)
         return model.fit(start=start, **optctrl)
