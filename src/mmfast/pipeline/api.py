@@ -264,7 +264,10 @@ def _array_arguments(data, kwargs):
     for k in ("weights", "offset"):
         v = kwargs.get(k)
         if v is not None and not isinstance(v, str):
-            arr = np.asarray(v, dtype=float).ravel()
+            try:
+                arr = np.asarray(v, dtype=float).ravel()
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{k} must be numbers or a column name ({exc})") from exc
             if len(arr) != len(data):
                 raise DataError(f"{k} has {len(arr)} values for {len(data)} rows")
             data = data.assign(**{f"({k})": arr})
