@@ -264,8 +264,8 @@ def test_output_resumes_after_interruption(tmp_path, many_small):
     calls = {"n": 0}
     real_write = api.ResultStore.write
 
-    def dying_write(self, frame):
-        real_write(self, frame)
+    def dying_write(self, frame, *hashes):
+        real_write(self, frame, *hashes)
         calls["n"] += 1
         raise KeyboardInterrupt
 
@@ -323,7 +323,7 @@ def test_dask_results_identical_to_serial(monkeypatch, tmp_path):
 
 def test_bad_arguments():
     data = make_data(n_groups=2)
-    with pytest.raises(KeyError):
+    with pytest.raises(mmfast.DataError, match="nope"):
         mmfast.fit_many(data, FORMULA, by="nope")
     with pytest.raises(ValueError, match="backend"):
         mmfast.fit_many(data, FORMULA, by="gene", n_jobs=2, backend="threads")

@@ -6,8 +6,8 @@ families and links in ``families``), ``lm`` (the naive linear model), ``anova``
 tests of a variance component), ``datasets`` (the bundled data).
 """
 from . import datasets, families
-from .errors import (ConvergenceWarning, DataError, FitError, FormulaError, MmfastError,
-                     ModelSpecError, RankDeficiencyWarning, SingularFitWarning)
+from .errors import (ArgumentError, ConvergenceWarning, DataError, FitError, FormulaError,
+                     MmfastError, ModelSpecError, RankDeficiencyWarning, SingularFitWarning)
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
 from .model.glmm import GeneralizedLinearMixedModel, glmer
@@ -17,7 +17,7 @@ from .model.lmm import LinearMixedModel, lmer
 __version__ = "0.1.0"
 __all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "families",
            "lm", "LinearModel", "anova", "icc_by_group",
-           "variance_test", "datasets", "MmfastError", "FormulaError", "DataError",
+           "variance_test", "datasets", "MmfastError", "FormulaError", "DataError", "ArgumentError",
            "ModelSpecError", "FitError", "SingularFitWarning", "ConvergenceWarning",
            "RankDeficiencyWarning"]
 from .pipeline import fit_many  # noqa: E402

@@ -1,4 +1,8 @@
-"""The ``mmfast`` command: ``mmfast fit DATA "FORMULA"``, ``mmfast demo``, ``mmfast bench``."""
+"""The ``mmfast`` command: ``mmfast fit DATA "FORMULA"``, ``mmfast demo``, ``mmfast bench``.
+
+A user error (bad formula, data, file or option) prints one line, ``mmfast: error: ...``, and
+exits with status 2 (argparse's convention); ``--debug`` shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import DataError, MmfastError
 from .present.serialize import results_dict
 
 __all__ = ["main", "read_table", "results_dict"]
@@ -20,10 +25,13 @@ def read_table(path: str) -> pd.DataFrame:
         from . import datasets
         if path in datasets.names():
             return datasets.load(path)
-        raise SystemExit(f"mmfast: no such file or bundled data set: {path}")
-    if p.suffix == ".parquet":
-        return pd.read_parquet(p)
-    return pd.read_csv(p)
+        raise DataError(f"no such file or bundled data set: {path}")
+    try:
+        if p.suffix == ".parquet":
+            return pd.read_parquet(p)
+        return pd.read_csv(p)
+    except (OSError, ValueError, ImportError) as exc:  # empty, unparsable, unreadable
+        raise DataError(f"cannot read {path}: {exc}") from exc
 
 
 def _fit(args) -> int:
@@ -74,8 +82,28 @@ def main(argv=None) -> int:
     b = sub.add_parser("bench", help="time mmfast against lme4 (source checkout)")
     b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for benchmarks/run.py")
     b.set_defaults(func=_bench)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    for p in (f, d, b):
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (MmfastError, OSError) as exc:  # the user's input: one line, no traceback
+        if args.debug:
+            raise
+        print(f"mmfast: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"mmfast: error: {type(exc).__name__}: {_one_line(exc)} (internal error: "
+              "rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

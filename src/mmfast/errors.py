@@ -1,6 +1,6 @@
 """Exceptions and warnings mmfast raises: each names the problem (and the column)."""
 
-__all__ = ["MmfastError", "FormulaError", "DataError", "ModelSpecError", "FitError",
+__all__ = ["MmfastError", "FormulaError", "DataError", "ArgumentError", "ModelSpecError", "FitError",
            "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning"]
 
 
@@ -14,6 +14,11 @@ class FormulaError(MmfastError):
 
 class DataError(MmfastError):
     """The data cannot be used as given (missing column, wrong type, non-finite values...)."""
+
+
+class ArgumentError(MmfastError, TypeError):
+    """A keyword argument is unknown, misspelled, of the wrong type or has an unknown value
+    (also a TypeError, as Python's own "unexpected keyword argument")."""
 
 
 class ModelSpecError(MmfastError):

@@ -9,6 +9,8 @@ from importlib import resources
 
 import pandas as pd
 
+from ..errors import DataError
+
 __all__ = ["load", "names"]
 
 
@@ -24,7 +26,7 @@ def load(name: str) -> pd.DataFrame:
     if name not in available:
         lower = {n.lower(): n for n in available}
         if name.lower() not in lower:
-            raise ValueError(f"unknown data set {name!r}; available: {', '.join(available)}")
+            raise DataError(f"unknown data set {name!r}; available: {', '.join(available)}")
         name = lower[name.lower()]
     with (resources.files(__package__) / "data" / f"{name}.csv.gz").open("rb") as fh:
         return pd.read_csv(fh, compression="gzip")

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import integrate, special, stats
 
+from ..errors import ArgumentError
+
 __all__ = ["contrast_family", "adjust_pvalues", "DEFAULT_ADJUST", "ptukey_sf", "pdunnx_sf"]
 
 DEFAULT_ADJUST = {"pairwise": "tukey", "revpairwise": "tukey", "tukey": "tukey",
@@ -42,11 +44,11 @@ def _ref_index(ref, labels: list[str], default: int) -> int:
     if isinstance(ref, (int, np.integer)) and not isinstance(ref, bool):
         k = int(ref)
         if not -len(labels) <= k < len(labels):
-            raise ValueError(f"ref={ref} is out of range for {len(labels)} levels (0-based)")
+            raise ArgumentError(f"ref={ref} is out of range for {len(labels)} levels (0-based)")
         return k % len(labels)
     if str(ref) in labels:
         return labels.index(str(ref))
-    raise ValueError(f"ref={ref!r} is neither a 0-based index nor one of the levels {labels}")
+    raise ArgumentError(f"ref={ref!r} is neither a 0-based index nor one of the levels {labels}")
 
 
 def contrast_family(method, labels: list[str], ref=None) -> tuple[np.ndarray, list[str], str]:
@@ -57,7 +59,7 @@ def contrast_family(method, labels: list[str], ref=None) -> tuple[np.ndarray, li
         for name, coef in method.items():
             c = np.asarray(coef, dtype=float).ravel()
             if len(c) != k:
-                raise ValueError(f"contrast {name!r} has {len(c)} coefficients for {k} means")
+                raise ArgumentError(f"contrast {name!r} has {len(c)} coefficients for {k} means")
             rows.append(c)
             names.append(str(name))
         return np.array(rows), names, "custom"
@@ -94,10 +96,10 @@ def contrast_family(method, labels: list[str], ref=None) -> tuple[np.ndarray, li
             rows.append(c)
             names.append(f"{labels[i]} effect")
     else:
-        raise ValueError(f"unknown contrast method {method!r}: use one of {sorted(DEFAULT_ADJUST)} "
-                         "or a dict {name: coefficients}")
+        raise ArgumentError(f"unknown contrast method {method!r}: use one of {sorted(DEFAULT_ADJUST)} "
+                            "or a dict {name: coefficients}")
     if not rows:
-        raise ValueError(f"contrast method {method!r} needs at least two means (got {k})")
+        raise ArgumentError(f"contrast method {method!r} needs at least two means (got {k})")
     return np.array(rows), names, ("pairwise" if m in PAIRWISE else m)
 
 
@@ -230,7 +232,7 @@ def adjust_pvalues(t: np.ndarray, df: np.ndarray, adjust: str, kind: str, nmeans
         raise NotImplementedError("adjust='mvt' (multivariate t, emmeans' default for 'consec') is not "
                                   "implemented: pass adjust='sidak', 'holm', 'bonferroni' or 'none'")
     else:
-        raise ValueError(f"unknown adjust method {adjust!r}")
+        raise ArgumentError(f"unknown adjust method {adjust!r}")
     if adj == "tukey":
         note = f"P value adjustment: tukey method for comparing a family of {nmeans} estimates"
     elif adj == "scheffe":

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 __all__ = ["Engine", "make_engine"]
 
 
@@ -60,8 +62,8 @@ def _quad(L: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 def _lme_engine(fit, ddf):
     if ddf not in ("containment", "asymptotic"):
-        raise ValueError(f"ddf={ddf!r}: for mmfast.lme fits emmeans uses 'containment' (nlme's df) or "
-                         "'asymptotic'; for lmerTest/pbkrtest df pass the lmer fit (fit.model)")
+        raise ArgumentError(f"ddf={ddf!r}: for mmfast.lme fits emmeans uses 'containment' (nlme's df) or "
+                            "'asymptotic'; for lmerTest/pbkrtest df pass the lmer fit (fit.model)")
     V = fit._vcov_adjusted(adjust_sigma=True)  # emmeans' sigmaAdjust = TRUE
     dfx = fit.fixDF()["X"].to_numpy(dtype=float).copy()
     names = list(fit.fixef.index)
@@ -108,14 +110,14 @@ def make_engine(fit, ddf) -> Engine:
         return _lmer_engine(fit, resolve_ddf("kenward-roger" if ddf is None else ddf))
     if isinstance(fit, LinearModel):
         if ddf not in (None, "residual"):
-            raise ValueError(f"ddf={ddf!r}: an mmfast.lm fit has the residual df only")
+            raise ArgumentError(f"ddf={ddf!r}: an mmfast.lm fit has the residual df only")
         n, p = fit.frame.X.shape
         V = np.asarray(fit.vcov_array, dtype=float)
         return Engine(fit, "residual", fit.beta,
                       lambda L: (_quad(L, V), np.full(len(L), float(n - p))), df_note=False)
     if hasattr(fit, "vcov_array") and hasattr(fit, "frame"):  # GLMMs: z tests on the link scale
         if ddf not in (None, "asymptotic"):
-            raise ValueError(f"ddf={ddf!r}: this model supports 'asymptotic' (z tests) only")
+            raise ArgumentError(f"ddf={ddf!r}: this model supports 'asymptotic' (z tests) only")
         V = np.asarray(fit.vcov_array, dtype=float)
         fam = getattr(fit, "family", None)
         link = getattr(getattr(fam, "link", None), "name", None) or getattr(fam, "link", None)
@@ -123,4 +125,4 @@ def make_engine(fit, ddf) -> Engine:
             and link != "identity" else []
         return Engine(fit, "asymptotic", fit.beta,
                       lambda L: (_quad(L, V), np.full(len(L), np.inf)), notes, df_note=False)
-    raise TypeError(f"emmeans() needs an mmfast model (lmer, lme, lm, glmer), not {type(fit).__name__}")
+    raise ArgumentError(f"emmeans() needs an mmfast model (lmer, lme, lm, glmer), not {type(fit).__name__}")

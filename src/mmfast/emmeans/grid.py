@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import probability, validated
 from .contrasts import DEFAULT_ADJUST, adjust_pvalues, contrast_family
 from .engine import make_engine
+from ..errors import ArgumentError
 
 __all__ = ["EmmGrid", "EmmTable", "emmeans", "reference_grid"]
 
@@ -90,7 +92,7 @@ def reference_grid(model, at: dict | None = None) -> tuple[pd.DataFrame, dict[st
     at = dict(at or {})
     unknown = [k for k in at if k not in names]
     if unknown:
-        raise ValueError(f"at= names {unknown} are not variables of the fixed part ({names})")
+        raise ArgumentError(f"at= names {unknown} are not variables of the fixed part ({names})")
     values, factors = {}, {}
     for v in names:
         s = data[v]
@@ -130,7 +132,7 @@ def _parse_specs(specs, by) -> tuple[list[str], list[str]]:
         if "~" in text:
             lhs, _, text = text.partition("~")
             if lhs.strip():
-                raise ValueError("write contrasts with .pairs()/.contrast(), not 'pairwise ~ x' specs")
+                raise ArgumentError("write contrasts with .pairs()/.contrast(), not 'pairwise ~ x' specs")
         main, bar, cond = text.partition("|")
         spec_vars = [t for t in re.split(r"[+*:\s]+", main.strip()) if t]
         by_vars = [t for t in re.split(r"[+*:\s]+", cond.strip()) if t] if bar else []
@@ -139,7 +141,7 @@ def _parse_specs(specs, by) -> tuple[list[str], list[str]]:
     if by is not None:
         by_vars = [by] if isinstance(by, str) else list(by)
     if not spec_vars:
-        raise ValueError(f"specs={specs!r} names no variable")
+        raise ArgumentError(f"specs={specs!r} names no variable")
     return spec_vars, by_vars
 
 
@@ -181,8 +183,8 @@ class EmmGrid:
         grid, factors = reference_grid(self.model, at)
         missing = [v for v in self.specs + self.by if v not in grid.columns]
         if missing:
-            raise ValueError(f"{missing} are not variables of the fixed part "
-                             f"({list(grid.columns)})")
+            raise ArgumentError(f"{missing} are not variables of the fixed part "
+                                f"({list(grid.columns)})")
         self.grid = grid
         fs = self.model.frame.fixed_spec
         Xfull = np.asarray(fs.spec.get_model_matrix(grid), dtype=float)  # aliased columns too
@@ -304,7 +306,7 @@ class EmmGrid:
         for cand in (raw, [labels[i] for i in idx]):
             if ref in cand:
                 return cand.index(ref)
-        raise ValueError(f"ref={ref!r} is not one of the levels {raw}")
+        raise ArgumentError(f"ref={ref!r} is not one of the levels {raw}")
 
     def pairs(self, adjust: str | None = "tukey", reverse: bool = False) -> EmmTable:
         """All pairwise differences (emmeans' ``pairs()``; ``reverse``: ``revpairwise``), Tukey."""
@@ -316,6 +318,7 @@ class EmmGrid:
     __str__ = __repr__
 
 
+@validated(level=probability)
 def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95,
             at: dict | None = None) -> EmmGrid:
     """Estimated marginal means as R's ``emmeans(model, specs)``.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fixed_terms import FixedTerms
+from ..errors import ArgumentError
 
 __all__ = ["doolittle_upper", "contrasts_type1", "contrasts_type2", "contrasts_type3",
            "term_contrasts", "zapsmall"]
@@ -132,5 +133,5 @@ def term_contrasts(ft: FixedTerms, type: int | str = 3) -> dict[str, np.ndarray]
     """{term label: hypothesis matrix (rows x p)} for anova Type 1, 2 or 3 (or 'I'..'III')."""
     t = {"1": 1, "I": 1, "2": 2, "II": 2, "3": 3, "III": 3}.get(str(type).upper())
     if t is None:
-        raise ValueError(f"type must be 1, 2 or 3 (or 'I', 'II', 'III'), not {type!r}")
+        raise ArgumentError(f"type must be 1, 2 or 3 (or 'I', 'II', 'III'), not {type!r}")
     return {1: contrasts_type1, 2: contrasts_type2, 3: contrasts_type3}[t](ft)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .structure import VarianceStructure, term_elementary
+from ..errors import ArgumentError
 
 __all__ = ["VarparDerivatives", "varpar_derivatives", "richardson_hessian", "richardson_jacobian",
            "pinv_positive"]
@@ -223,4 +224,4 @@ def varpar_derivatives(model, method: str = "analytic") -> VarparDerivatives:
         return analytic_derivatives(model)
     if method == "numeric":
         return numeric_derivatives(model)
-    raise ValueError(f"method must be 'analytic' or 'numeric', not {method!r}")
+    raise ArgumentError(f"method must be 'analytic' or 'numeric', not {method!r}")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 __all__ = ["FixedTerm", "FixedTerms", "fixed_terms"]
 
 
@@ -42,7 +44,7 @@ class FixedTerms:
         for t in self.terms:
             if t.label == label:
                 return t
-        raise KeyError(f"no fixed-effects term {label!r}; terms are {self.labels}")
+        raise ArgumentError(f"no fixed-effects term {label!r}; terms are {self.labels}")
 
     def containment(self) -> dict[str, list[str]]:
         """lmerTest: term A is contained in B if vars(A) ⊂ vars(B) strictly and both have the

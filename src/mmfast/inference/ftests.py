@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..errors import ArgumentError
+
 __all__ = ["resolve_ddf", "ddf_method", "coefficient_table", "contest", "anova_table"]
 
 _ALIASES = {
@@ -35,8 +37,12 @@ def resolve_ddf(ddf) -> str:
         return "asymptotic"
     key = str(ddf).strip().lower().replace(" ", "-")
     if key not in _ALIASES:
-        raise ValueError(f"ddf must be one of 'satterthwaite', 'kenward-roger', 'between-within', "
-                         f"'residual', None or 'lme4', not {ddf!r}")
+        from ..arguments import closest
+        from ..errors import ArgumentError
+        guess = closest(key, _ALIASES)
+        raise ArgumentError(f"ddf must be one of 'satterthwaite', 'kenward-roger', 'between-within', "
+                            f"'residual', None or 'lme4', not {ddf!r}"
+                            + (f": did you mean ddf={_ALIASES[guess]!r}?" if guess else ""))
     return _ALIASES[key]
 
 
@@ -153,14 +159,14 @@ def _as_matrix(model, L) -> tuple[np.ndarray, list[str] | None]:
     if isinstance(L, pd.DataFrame):
         missing = [c for c in L.columns if c not in names]
         if missing:
-            raise ValueError(f"contrast columns {missing} are not fixed effects ({names})")
+            raise ArgumentError(f"contrast columns {missing} are not fixed effects ({names})")
         rows = [str(i) for i in L.index]
         return L.reindex(columns=names, fill_value=0.0).to_numpy(dtype=float), rows
     L = np.asarray(L, dtype=float)
     if L.ndim == 1:
         L = L[None, :]
     if L.shape[1] != len(names):
-        raise ValueError(f"contrast has {L.shape[1]} columns; the model has {len(names)} fixed effects")
+        raise ArgumentError(f"contrast has {L.shape[1]} columns; the model has {len(names)} fixed effects")
     return L, None
 
 

@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelSpecError
+from ..arguments import boolean, validated
+from ..errors import DataError, ModelSpecError
 
 __all__ = ["icc", "icc_by_group"]
 
@@ -34,15 +35,18 @@ def icc(model) -> pd.Series:
     return pd.Series(var / total, index=[t.group for t in terms], name="icc")
 
 
+@validated(reml=boolean)
 def icc_by_group(formula: str, data: pd.DataFrame, by: str, reml: bool = True) -> pd.DataFrame:
     """Fit ``formula`` (random intercepts only) within each level of ``by``; variances and ICCs.
 
     Columns: ``nobs``, ``n_<g>`` (levels of each grouping factor g), ``var_<g>``, ``var_resid``,
     ``icc`` (one factor) or ``icc_<g>`` (several), ``singular``; index: the levels of ``by``.
     """
+    from ..model.data_input import as_frame
     from ..model.lmm import lmer
+    data = as_frame(data)
     if by not in data.columns:
-        raise KeyError(f"'{by}' is not a column of the data")
+        raise DataError(f"'{by}' (by) is not a column of the data")
     col = data[by]
     levels = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else sorted(col.dropna().unique())
     rows, index = [], []

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..errors import ArgumentError, DataError, ModelSpecError
+
 __all__ = ["anova_lrt", "drop1"]
 
 
@@ -25,16 +27,19 @@ def _is_reml(m) -> bool:
 
 def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> pd.DataFrame:
     """lme4's ``anova()`` for two or more models (positional and/or keyword arguments)."""
+    from ..arguments import check_model_arguments, check_models
+    check_models("anova", named, ("names", "refit"))
+    check_model_arguments("anova", models)
     mods = list(models) + list(named.values())
     if names is None:
         names = [f"MODEL{i + 1}" for i in range(len(models))] + list(named)
     if len(names) != len(mods):
-        raise ValueError(f"{len(names)} names for {len(mods)} models")
+        raise ArgumentError(f"{len(names)} names for {len(mods)} models")
     if len(mods) < 2:
-        raise ValueError("anova() compares two or more models; for one LMM use model.anova()")
+        raise ArgumentError("anova() compares two or more models; for one LMM use model.anova()")
     nobs = {int(m.nobs) for m in mods}
     if len(nobs) > 1:
-        raise ValueError(f"models were not all fitted to the same size of dataset (nobs: {sorted(nobs)})")
+        raise ModelSpecError(f"models were not all fitted to the same size of dataset (nobs: {sorted(nobs)})")
     notes = []
     if refit and any(_is_reml(m) for m in mods):
         notes.append("refitting model(s) with ML (instead of REML)")
@@ -79,13 +84,13 @@ def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> 
     scope = ft.droppable() if scope is None else list(scope)
     unknown = [s for s in scope if s not in ft.labels]
     if unknown:
-        raise ValueError(f"scope {unknown} is not a subset of the term labels {ft.labels}")
+        raise ArgumentError(f"scope {unknown} is not a subset of the term labels {ft.labels}")
     base = model.refit_ml() if _is_reml(model) else model
     fits = [base]
     for term in scope:
         new = base.refit_formula(_formula_without(model, term, ft))
         if int(new.nobs) != int(base.nobs):
-            raise ValueError("number of rows in use has changed: remove missing values?")
+            raise DataError("number of rows in use has changed: remove missing values?")
         fits.append(new)
     edf = np.array([f.npar for f in fits], dtype=float)
     aic = np.array([f.aic for f in fits], dtype=float)
@@ -94,7 +99,7 @@ def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> 
     out = pd.DataFrame({"npar": npar, "AIC": aic}, index=["<none>"] + scope)
     if test is not None:
         if str(test).lower() not in ("chisq", "lrt", "chi"):
-            raise ValueError(f"test must be 'Chisq' or None, not {test!r}")
+            raise ArgumentError(f"test must be 'Chisq' or None, not {test!r}")
         dev = -2.0 * np.array([f.loglik for f in fits])
         lrt = dev - dev[0]
         lrt[0] = np.nan

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..arguments import (boolean, check_model_arguments, check_models, one_of, probability,
+                         validated)
+from ..errors import ArgumentError
+
+BOOT_KEYWORDS = ("nsim", "seed", "n_jobs", "progress")  # confint_boot's
+
 __all__ = ["InferenceMixin"]
 
 
@@ -11,31 +17,46 @@ class InferenceMixin:
 
     def anova(self, *others, type=3, ddf="satterthwaite", refit: bool = True, **named) -> pd.DataFrame:
         """F tests of the fixed terms (lmerTest, Type 1/2/3) or, given other models, LR tests (lme4)."""
+        check_models("anova", named, ("type", "ddf", "refit", "names"))
+        check_model_arguments("anova", (self, *others))
         if others or named:
             from .lrt import anova_lrt
             return anova_lrt(self, *others, refit=refit, **named)
         from .ftests import anova_table
         return anova_table(self, type=type, ddf=ddf)
 
+    @validated(name="contest", joint=boolean)
     def contest(self, L, ddf="satterthwaite", joint: bool = True, rhs=0.0) -> pd.DataFrame:
         """Test L β = rhs: a t test per row (one row or joint=False), else one F test."""
         from .ftests import contest
         return contest(self, L, ddf=ddf, joint=joint, rhs=rhs)
 
+    @validated(name="drop1")
     def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
         """Likelihood-ratio test of dropping each fixed term (respecting marginality), as lme4."""
         from .lrt import drop1
         return drop1(self, test=test, scope=scope)
 
+    @validated(extra=BOOT_KEYWORDS, name="confint", level=probability,
+               method=one_of("profile", "wald", "boot", case=False))
     def confint(self, parm=None, level: float = 0.95, method: str = "profile", **boot) -> pd.DataFrame:
         """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``: profile, Wald or
         boot (percentile; ``nsim``, ``seed``, ``n_jobs``: see ``mmfast.resample.confint_boot``)."""
-        if str(method).lower() == "boot":
-            from ..resample.bootstrap import confint_boot
-            return confint_boot(self, parm=parm, level=level, **boot)
-        from .profile import confint_table
-        return confint_table(self, parm=parm, level=level, method=method)
+        if boot and str(method).lower() != "boot":
+            raise ArgumentError(f"{', '.join(boot)} applies to method='boot' only "
+                                f"(method is {method!r})")
+        try:
+            if str(method).lower() == "boot":
+                from ..resample.bootstrap import confint_boot
+                return confint_boot(self, parm=parm, level=level, **boot)
+            from .profile import confint_table
+            return confint_table(self, parm=parm, level=level, method=method)
+        except KeyError as exc:  # parm names no parameter
+            if parm is None:
+                raise
+            raise ArgumentError(f"parm={parm!r} names no parameter of the model ({exc})") from exc
 
+    @validated(name="profile")
     def profile(self, which=None) -> pd.DataFrame:
         """lme4's ``profile()``: ζ along each parameter (columns parameter, value, zeta)."""
         from .ftests import _cache

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ..errors import ArgumentError
+
 __all__ = ["Profile", "profile_model", "confint_table", "parameter_names"]
 
 LOG2PI = np.log(2 * np.pi)
@@ -249,7 +251,7 @@ class Profile:
                 elif w in self.names:
                     out.append(self.names.index(w))
                 else:
-                    raise KeyError(f"no parameter {w!r}; parameters are {self.names}")
+                    raise ArgumentError(f"no parameter {w!r}; parameters are {self.names}")
             else:
                 out.append(int(w))
         return out
@@ -315,4 +317,5 @@ def confint_table(model, parm=None, level: float = 0.95, method: str = "profile"
             if "profile" not in store:
                 store["profile"] = Profile(model)
             return store["profile"].confint(parm, level)
-    raise ValueError(f"method must be 'profile' or 'wald', not {method!r}")
+    from ..errors import ArgumentError
+    raise ArgumentError(f"method must be 'profile' or 'wald', not {method!r}")

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..errors import ModelSpecError
+from ..arguments import check_model_arguments, integer, validated
+from ..errors import ArgumentError, ModelSpecError
 from .locking import objective_at
 
 __all__ = ["variance_test", "VarianceTestResult", "rlrt_null_distribution"]
@@ -122,6 +123,7 @@ def _exact_rlrt(full, nsim: int, seed) -> VarianceTestResult:
     return VarianceTestResult("exact-rlrt", float(stat), p, nsim=nsim, simulated=sims)
 
 
+@validated(nsim=integer(1))
 def variance_test(full, null=None, method: str = "mixture", nsim: int = 10000,
                   seed=None) -> VarianceTestResult:
     """Test the variance component(s) that ``full`` has and ``null`` lacks (``null`` may be an
@@ -129,8 +131,9 @@ def variance_test(full, null=None, method: str = "mixture", nsim: int = 10000,
 
     ``method="mixture"``: LRT with the 50:50 χ² mixture; ``"exact-rlrt"``: RLRsim's exactRLRT.
     """
+    check_model_arguments("variance_test", [full] if null is None else [full, null])
     if method == "mixture":
         return _mixture(full, null)
     if method in ("exact-rlrt", "exact_rlrt", "rlrt"):
         return _exact_rlrt(full, int(nsim), seed)
-    raise ValueError(f"unknown method {method!r}: use 'mixture' or 'exact-rlrt'")
+    raise ArgumentError(f"unknown method {method!r}: use 'mixture' or 'exact-rlrt'")

@@ -16,6 +16,7 @@ from scipy.linalg.lapack import dgeqrf
 
 from ..design.remat import RandomTerm, build_terms
 from .columns import Columns, complete_rows
+from .data_input import model_data
 from ..errors import DataError, FormulaError, RankDeficiencyWarning
 from ..formula import ParsedFormula, build_matrix, parse_formula
 from ..formula.evaluate import check_names, column_values, evaluate_expr
@@ -92,13 +93,7 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
     ``response_kind``: "lmm" (lmer, lm: one numeric response), "binary" (binomial glmer: also
     ``cbind(s, f)`` and factors) or "numeric" (other glmer families).  ``level_checks``: further
     keywords of ``design.remat.build_terms`` (glmer's checks)."""
-    if not isinstance(data, pd.DataFrame):
-        try:
-            data = pd.DataFrame(data)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"data must be a pandas DataFrame (got {type(data).__name__})") from exc
-    if len(data) == 0:
-        raise DataError("data has no rows")
+    data = model_data(data, formula, weights, offset)  # pandas, polars, pyarrow, dict; checked
     parsed = parse_formula(formula)
     used = list(_used_columns(formula, tuple(data.columns)))
     extra = {}

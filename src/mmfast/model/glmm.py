@@ -47,10 +47,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import (NOBS_CHECKS, check_model_arguments, check_models, check_start, one_of,
+                         probability, validated)
 from ..design.blocks import build_Z
-from ..errors import ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
+from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
+from .data_input import as_frame
 from .frame import evaluate, model_frame
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
@@ -437,7 +440,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             return y - mu
         if type == "working":
             return (y - mu) / self.family.mu_eta(self._eta)
-        raise ValueError(f"unknown residual type {type!r}: deviance, pearson, response or working")
+        raise ArgumentError(f"unknown residual type {type!r}: deviance, pearson, response or working")
 
     @property
     def residuals(self) -> np.ndarray:
@@ -446,11 +449,12 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def scaled_residuals(self) -> np.ndarray:
         return self.resid("pearson") / self.sigma
 
+    @validated(name="predict", type=one_of("link", "response"))
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link",  # noqa: A002
                 re_form=True, allow_new_levels: bool = False, offset=None) -> np.ndarray:
         """Predictions on the link (``type="link"``) or response (``"response"``) scale."""
-        if type not in ("link", "response"):
-            raise ValueError(f"type must be 'link' or 'response', not {type!r}")
+        if newdata is not None:  # pandas, polars, arrow or a dict; not empty
+            newdata = as_frame(newdata, "newdata", allow_empty=False)
         if newdata is None:
             eta = self._eta if re_form is not None else (
                 self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
@@ -468,6 +472,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                              else np.asarray(offset, dtype=float))
         return self.family.linkinv(eta) if type == "response" else np.asarray(eta)
 
+    @validated(name="odds_ratios", level=probability)
     def odds_ratios(self, level: float = 0.95) -> pd.DataFrame:
         """exp(β) with Wald intervals exp(β ± z SE) (logit links), and the % change in the odds."""
         if self.family != "binomial" or self.link != "logit":
@@ -491,9 +496,12 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     def anova(self, *others, **named) -> pd.DataFrame:
         """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``)."""
+        check_models("anova", named, ("names", "refit"))
+        check_model_arguments("anova", others)
         from ..inference.lrt import anova_lrt
         return anova_lrt(self, *others, **named)
 
+    @validated(name="drop1")
     def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
         """Refit without each droppable fixed term: npar, AIC, LRT, Pr(Chi) (lme4's ``drop1``)."""
         from ..inference.lrt import drop1
@@ -505,7 +513,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         eng = self.engine
         theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
         if theta.shape != self.theta.shape or beta.shape != self.beta.shape:
-            raise ValueError(f"theta needs {len(self.theta)} and beta {len(self.beta)} values")
+            raise ArgumentError(f"theta needs {len(self.theta)} and beta {len(self.beta)} values")
         p = len(self.beta)
         eng.set_transform(np.zeros(p), np.eye(p))
         try:
@@ -540,7 +548,7 @@ def _warn(message: str, category) -> None:
 def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFrame:
     """Odds ratios exp(b) and Wald limits exp(b ± z_{(1+level)/2} se), also as % change."""
     if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (got {level})")
+        raise ArgumentError(f"level must be between 0 and 1 (got {level})")
     b, s = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
     z = stats.norm.ppf(0.5 + level / 2)
     orr, lo, hi = np.exp(b), np.exp(b - z * s), np.exp(b + z * s)
@@ -550,6 +558,7 @@ def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFr
     return df
 
 
+@validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
 def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
           offset=None, start=None, check_nobs_vs_nre: str = "ignore",
           check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
@@ -578,6 +587,7 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre,
                "level_checks": checks}  # model_frame's arguments: refits (drop1, anova) reuse them
     model = GeneralizedLinearMixedModel(frame, fam, n_agq=n_agq, options=options)
+    start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import FormulaError
+from ..arguments import validated
 from .frame import model_frame
 from .results import InformationCriteria
 
@@ -101,6 +102,7 @@ class LinearModel(InformationCriteria):
                              "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), self.df_residual)},
                             index=self.frame.fixef_names)
 
+    @validated(name="summary")
     def summary(self) -> "LMSummary":
         return LMSummary(self)
 
@@ -148,6 +150,7 @@ class LMSummary:
     __repr__ = __str__
 
 
+@validated()
 def lm(formula: str, data: pd.DataFrame, weights=None, offset=None) -> LinearModel:
     """Fit a linear model by least squares, as R's ``lm`` (R formula syntax, no random effects)."""
     frame = model_frame(formula, data, weights=weights, offset=offset)

@@ -25,6 +25,8 @@ from .frame import ModelFrame, model_frame
 from .fitting import FitStrategy
 from .results import MixedModelResults
 from ..threads import large_data_blas
+from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, check_start, integer, number,
+                         one_of, validated)
 from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
 
 __all__ = ["LinearMixedModel", "lmer"]
@@ -380,6 +382,8 @@ def _with_response_blocks(blocks, terms, Q, yres, sqrtw):
     return dataclasses.replace(blocks, ZtW=ZtW, WtW=WtW)
 
 
+@validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS),
+           maxeval=integer(1), ftol_abs=number, xtol_abs=number)
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
          check_nobs_vs_nre: str = "stop", start=None, **optctrl) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
@@ -392,4 +396,5 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
                             check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
         model = LinearMixedModel(frame, reml=reml, options=options)
+        start = check_start(start, model.theta_lower, model.theta_names)
         return model.fit(start=start, **optctrl)

@@ -37,6 +37,7 @@ from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks
 from . import laplace_gradient
+from ..errors import DataError
 
 __all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_hessian",
            "gradient_hessian", "start_hessian", "PIRLS_TOL"]
@@ -181,7 +182,7 @@ class KernelPIRLS:
     def reset(self, resp: GlmResponse, eta0) -> None:
         """A new response on the same design (see ``SingleTerm.reset``)."""
         if resp.n != self.n or len(eta0) != self.n:
-            raise ValueError("the new response has the wrong length")
+            raise DataError("the new response has the wrong length")
         self.resp = resp
         self.eta = np.array(eta0, dtype=float)
         self.eta_start = self.eta.copy()

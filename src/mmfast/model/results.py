@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..arguments import boolean, integer, validated
 from ..errors import DataError
+from .data_input import as_frame, missing_columns
 from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
 
 __all__ = ["MixedModelResults", "InformationCriteria"]
@@ -145,9 +147,16 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
     def residuals(self) -> np.ndarray:
         return self.frame.y - self.fitted
 
+    @validated(name="predict", allow_new_levels=boolean)
     def predict(self, newdata: pd.DataFrame | None = None, allow_new_levels: bool = False,
                 re_form=True) -> np.ndarray:
         """Predictions on the linear-predictor scale; ``re_form=None`` drops random effects."""
+        if newdata is not None:  # pandas, polars, arrow or a dict; not empty; the columns used
+            newdata = as_frame(newdata, "newdata", allow_empty=False)
+            lack = missing_columns(self.frame.parsed, self.frame.table.columns, newdata,
+                                   random=re_form is not None)
+            if lack:
+                raise DataError(f"newdata lacks column(s) the model uses: {', '.join(map(repr, lack))}")
         if newdata is None:
             return self.linear_predictor() if re_form is not None else (
                 self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
@@ -165,17 +174,20 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
         return eta
 
     # --- simulation and resampling (mmfast.resample) ---------------------------------------
+    @validated(name="simulate", nsim=integer(1))
     def simulate(self, nsim: int = 1, seed=None, as_frame: bool = True):
         """Responses simulated from the fitted model, new random effects drawn (lme4's simulate)."""
         from ..resample import simulate
         return simulate(self, nsim=nsim, seed=seed, as_frame=as_frame)
 
+    @validated(name="bootstrap", nsim=integer(1))
     def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1):
         """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma)."""
         from ..resample import bootstrap
         return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs)
 
     # --- presentation ---------------------------------------------------------------------
+    @validated(extra=("ddf", "print_out"), name="summary")
     def summary(self, **kwargs):
         """lme4's ``summary()``: prints and returns the summary object."""
         from ..present.summary import Summary

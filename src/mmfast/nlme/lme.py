@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ModelSpecError
+from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, one_of, validated
+from ..errors import ArgumentError, ModelSpecError
 from .random import RandomLevel, lme4_formula, parse_random
 
 __all__ = ["LmeFit", "lme", "LmeAnova", "LmeComparison"]
@@ -166,6 +167,7 @@ class LmeFit:
         terms.update(term_df)
         return {"X": pd.Series(col_df, index=names), "terms": pd.Series(terms, dtype=float)}
 
+    @validated(name="tTable", adjust_sigma=boolean)
     def tTable(self, adjust_sigma: bool = True) -> pd.DataFrame:
         """nlme's ``summary(fit)$tTable``: Value, Std.Error, DF, t-value, p-value."""
         beta = self.fixef
@@ -208,6 +210,7 @@ class LmeFit:
         return self.model.residuals
 
     # --- tests ----------------------------------------------------------------------------------
+    @validated(name="anova", adjust_sigma=boolean)
     def anova(self, *others, type: str = "sequential", adjust_sigma: bool = True,
               names: list[str] | None = None) -> pd.DataFrame:
         """nlme's ``anova()``: F tests of the fixed terms, or with other fits, ``compare()``."""
@@ -215,7 +218,7 @@ class LmeFit:
             return self.compare(*others, names=names)
         kind = str(type).lower()
         if kind not in ("sequential", "marginal"):
-            raise ValueError(f"type must be 'sequential' or 'marginal', not {type!r}")
+            raise ArgumentError(f"type must be 'sequential' or 'marginal', not {type!r}")
         from ..inference.fixed_terms import fixed_terms
         ft = fixed_terms(self.model.frame)
         V = self._vcov_adjusted(adjust_sigma)
@@ -239,20 +242,21 @@ class LmeFit:
                                 "Denom. DF: marginal (Type III) F tests\n")
         return out
 
+    @validated(name="compare")
     def compare(self, *others, names: list[str] | None = None) -> pd.DataFrame:
         """nlme's ``anova(fit1, fit2, ...)``: LR tests between consecutive fits, in the given order."""
         fits = [self, *others]
         if names is None:
             names = [f"fit{i + 1}" for i in range(len(fits))]
         if len(names) != len(fits):
-            raise ValueError(f"{len(names)} names for {len(fits)} fits")
+            raise ArgumentError(f"{len(names)} names for {len(fits)} fits")
         for f in fits:
             if not isinstance(f, LmeFit):
-                raise TypeError("compare() takes fits from mmfast.lme (use mmfast.anova for lmer fits)")
+                raise ArgumentError("compare() takes fits from mmfast.lme (use mmfast.anova for lmer fits)")
         if len({f.nobs for f in fits}) > 1:
-            raise ValueError("all fitted objects must use the same number of observations")
+            raise ModelSpecError("all fitted objects must use the same number of observations")
         if len({f.method for f in fits}) > 1:
-            raise ValueError("all fitted objects must have the same estimation method (ML or REML)")
+            raise ModelSpecError("all fitted objects must have the same estimation method (ML or REML)")
         if self.reml and len({f.fixed.replace(" ", "") for f in fits}) > 1:
             warnings.warn("fitted objects with different fixed effects: REML comparisons are not "
                           "meaningful", UserWarning, stacklevel=2)
@@ -275,6 +279,7 @@ class LmeFit:
         return LmeFit(self.model.refit_ml(), self.fixed, self.levels, self.random)
 
     # --- printing -------------------------------------------------------------------------------
+    @validated(name="summary", adjust_sigma=boolean)
     def summary(self, adjust_sigma: bool = True):
         """nlme's ``summary()``: criteria, random effects, fixed effects with DF, residuals."""
         from .printing import LmeSummary
@@ -287,6 +292,8 @@ class LmeFit:
     __str__ = __repr__
 
 
+@validated(extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
+           check_nobs_vs_nre=one_of(*NOBS_CHECKS))
 def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_options) -> LmeFit:
     """Fit a linear mixed model as ``nlme::lme(fixed, data, random, method)`` does.
 
@@ -300,7 +307,7 @@ def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_opt
     from ..model.lmm import lmer
     key = str(method).upper()
     if key not in _METHODS:
-        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+        raise ArgumentError(f"method must be 'REML' or 'ML', not {method!r}")
     levels = parse_random(random)
     formula = lme4_formula(fixed, levels)
     lmer_options.setdefault("check_nobs_vs_nre", "ignore")

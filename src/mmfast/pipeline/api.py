@@ -16,10 +16,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number, one_of,
+                         validated)
+from ..errors import ArgumentError, DataError
 from ..formula.parse import identifiers, parse_formula
+from ..model.data_input import as_frame, check_numeric_time, numeric_names
 from .backends import BACKENDS, run_tasks
-from .grouping import plan_groups
-from .output import ResultStore
+from .grouping import group_keys, plan_groups
+from .output import ResultStore, group_hashes
 from .scalar import scalar_design
 from .templates import build_template, subset_template
 from .tasks import (TIDY_COLUMNS, GeneralTask, ScalarTask, concat_chunks, error_chunk,
@@ -33,6 +37,9 @@ SCALAR_MAX_P = 16  # fixed effects up to which the array path is used
 _LMER_DESIGN_KWARGS = ("check_nobs_vs_nre",)
 
 
+@validated(extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
+           reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS), backend=one_of(*BACKENDS),
+           n_jobs=integer(-1, none=True), maxeval=integer(1), ftol_abs=number, xtol_abs=number)
 def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backend: str = "loky",
              output=None, reml: bool = True, ddf: str | None = "satterthwaite",
              **lmer_kwargs) -> pd.DataFrame:
@@ -43,7 +50,9 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     ``"dask"`` runs on the current ``dask.distributed`` client, or on a LocalCluster of
     n_jobs processes started for the call.  Results do not depend on either.
     ``output``: a path (e.g. ``"results.parquet"``): results are written there as they finish
-    and a run that was interrupted resumes, fitting only the groups not yet written.
+    and a run that was interrupted resumes, fitting only the groups not yet written; if the
+    data of a group already written changed (any column the model uses), it is refused
+    (``DataError``: use a new path) rather than returning stale rows.
     ``ddf``: ``"satterthwaite"`` (lmerTest's df, when ``mmfast.inference`` provides it),
     another ``ddf`` of ``mmfast.inference`` (e.g. ``"kenward-roger"``), or None (no df, no p).
     ``reml`` and the other keyword arguments (``weights``/``offset`` as column names,
@@ -56,16 +65,19 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     per fit ``converged``, ``singular``, ``loglik`` and ``error`` (a failed group is one row
     with its error message and missing values elsewhere).
     """
+    if not (isinstance(by, str) or isinstance(by, (list, tuple))
+            and by and all(isinstance(b, str) for b in by)):
+        raise ArgumentError(f"by must be a column name or a list of them, not {by!r}")
     by = [by] if isinstance(by, str) else list(by)
-    if not isinstance(data, pd.DataFrame):
-        data = pd.DataFrame(data)
+    data = as_frame(data)
     missing = [c for c in by if c not in data.columns]
     if missing:
-        raise KeyError(f"by column(s) {missing} not in the data")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
-                         f"not {backend!r}")
+        raise DataError(f"by column(s) {missing} not in the data")
+    if ddf is not None:
+        from ..inference.ftests import resolve_ddf
+        resolve_ddf(ddf)  # an unknown ddf fails before any fit
     parsed = parse_formula(formula)
+    check_numeric_time(data, numeric_names(formula))  # a date may group, not be a covariate
     data, lmer_kwargs = _array_arguments(data, lmer_kwargs)
     spec = _Spec(parsed, data, by, reml, ddf, lmer_kwargs)
     # rows missing a design value belong to no design; rows missing only the response are
@@ -78,9 +90,15 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     if output is not None:
         options = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
                    for k, v in sorted(lmer_kwargs.items())}
+        # a Categorical's level order sets the reference level: part of the call
+        levels = {c: [str(v) for v in data[c].cat.categories] + [str(data[c].cat.ordered)]
+                  for c in spec.needed if isinstance(data[c].dtype, pd.CategoricalDtype)}
         store = ResultStore(output, by, {"formula": formula, "by": by, "reml": bool(reml),
-                                         "ddf": ddf, "options": options})
-    pending = ~store.done(keys) if store is not None else np.ones(len(keys), dtype=bool)
+                                         "ddf": ddf, "options": options, "data": "group-hash-1",
+                                         "levels": levels})
+        gid, _ = group_keys(data, by)  # only when resuming: O(n) hashing, vectorised
+        hashes = group_hashes(data, spec.needed, gid, len(keys))
+    pending = ~store.done(keys, hashes) if store is not None else np.ones(len(keys), dtype=bool)
 
     chunks = []
     if plan.empty.size:
@@ -99,7 +117,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     collected = []
     for chunk in _finished(chunks, tasks, n_jobs, backend):
         if store is not None:
-            store.write(_frame(chunk, keys, by))
+            store.write(_frame(chunk, keys, by), hashes[pd.unique(chunk["_gidx"])])
         collected.append(chunk)
     result = _frame(concat_chunks(collected), keys, by, sort=True)
     if store is not None:
@@ -129,8 +147,8 @@ class _Spec:
         extra = [v for k in ("weights", "offset") if isinstance(v := kwargs.get(k), str)]
         for v in extra:
             if v not in cols:
-                raise KeyError(f"{v!r} ({'weights' if v == kwargs.get('weights') else 'offset'}) "
-                               "is not a column of the data")
+                raise DataError(f"{v!r} ({'weights' if v == kwargs.get('weights') else 'offset'}) "
+                                "is not a column of the data")
         self.design_cols = [c for c in used if c in rhs_vars or c in group_vars] + extra
         self.grouping_cols = [c for c in group_vars if c not in rhs_vars and c not in extra]
         self.response_only = [c for c in used if c not in self.design_cols]
@@ -249,9 +267,12 @@ def _array_arguments(data, kwargs):
     for k in ("weights", "offset"):
         v = kwargs.get(k)
         if v is not None and not isinstance(v, str):
-            arr = np.asarray(v, dtype=float).ravel()
+            try:
+                arr = np.asarray(v, dtype=float).ravel()
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{k} must be numbers or a column name ({exc})") from exc
             if len(arr) != len(data):
-                raise ValueError(f"{k} has {len(arr)} values for {len(data)} rows")
+                raise DataError(f"{k} has {len(arr)} values for {len(data)} rows")
             data = data.assign(**{f"({k})": arr})
             kwargs[k] = f"({k})"
     return data, kwargs

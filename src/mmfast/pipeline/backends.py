@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from .tasks import run_task
+from ..errors import ArgumentError
 
 __all__ = ["run_tasks", "BACKENDS", "effective_jobs"]
 
@@ -22,7 +23,7 @@ def effective_jobs(n_jobs: int | None) -> int:
         return 1
     n_jobs = int(n_jobs)
     if n_jobs == 0:
-        raise ValueError("n_jobs must not be 0")
+        raise ArgumentError("n_jobs must not be 0")
     if n_jobs < 0:
         return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     return n_jobs
@@ -31,8 +32,8 @@ def effective_jobs(n_jobs: int | None) -> int:
 def run_tasks(tasks: list, n_jobs: int | None = 1, backend: str = "loky") -> Iterator:
     """Run ``tasks`` (each has ``.run()``), yielding results as they complete."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
-                         f"not {backend!r}")
+        raise ArgumentError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
+                            f"not {backend!r}")
     if not tasks:
         return iter(())
     if backend == "dask":

@@ -21,6 +21,7 @@ from scipy import stats
 from .parallel import TaskFailure, as_seed_sequence, run_tasks
 from .refit import Refitter, model_kind
 from .simulate import ResponseSimulator
+from ..errors import ArgumentError
 
 __all__ = ["bootstrap", "confint_boot", "default_statistics", "norm_inter", "percentile_intervals"]
 
@@ -88,7 +89,7 @@ def bootstrap(model, nsim: int = 1000, func=None, seed=None, n_jobs: int | None 
     model_kind(model)
     nsim = int(nsim)
     if nsim < 1:
-        raise ValueError(f"nsim must be >= 1 (got {nsim})")
+        raise ArgumentError(f"nsim must be >= 1 (got {nsim})")
     func = default_statistics if func is None else func
     t0, names = _as_vector(func(model), None)
     k = len(t0)
@@ -149,7 +150,7 @@ def percentile_intervals(replicates: pd.DataFrame, level: float = 0.95) -> pd.Da
     """Percentile intervals per column (``boot.ci(type = "perc")``), columns '2.5 %', '97.5 %'."""
     from ..inference.profile import _pct
     if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (got {level})")
+        raise ArgumentError(f"level must be between 0 and 1 (got {level})")
     a = (1 - level) / 2
     rows = [norm_inter(replicates[c].to_numpy(), [a, 1 - a]) for c in replicates.columns]
     return pd.DataFrame(rows, index=list(replicates.columns), columns=[_pct(a), _pct(1 - a)])

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 __all__ = ["as_seed_sequence", "task_generators", "run_tasks", "TaskFailure", "effective_n_jobs",
            "seed_entropy"]
 
@@ -46,8 +48,8 @@ def as_seed_sequence(seed) -> np.random.SeedSequence:
         return np.random.SeedSequence()
     if isinstance(seed, (int, np.integer)) and int(seed) >= 0:
         return np.random.SeedSequence(int(seed))
-    raise ValueError("seed must be None, a non-negative int, a SeedSequence or a Generator, "
-                     f"not {seed!r}")
+    raise ArgumentError("seed must be None, a non-negative int, a SeedSequence or a Generator, "
+                        f"not {seed!r}")
 
 
 def seed_entropy(ss: np.random.SeedSequence):

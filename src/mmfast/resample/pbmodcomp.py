@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import integer, validated
 from .parallel import TaskFailure, as_seed_sequence, run_tasks
 from .refit import LoglikRefitter, model_kind
 from .simulate import ResponseSimulator
+from ..errors import ArgumentError, ModelSpecError
 
 __all__ = ["pbmodcomp", "PBModComp", "pb_tests"]
 
@@ -135,6 +137,7 @@ def _formula(model) -> str:
     return model.frame.parsed.formula
 
 
+@validated(nsim=integer(1))
 def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1,
               progress=None) -> PBModComp:
     """pbkrtest's ``PBmodcomp(largeModel, smallModel, nsim)`` for LMMs and GLMMs.
@@ -147,20 +150,20 @@ def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1,
     if isinstance(small, str):
         small = large.refit_formula(small)
     if model_kind(small) != kind:
-        raise ValueError("both models must be LMMs (mmfast.lmer) or both GLMMs (mmfast.glmer)")
+        raise ArgumentError("both models must be LMMs (mmfast.lmer) or both GLMMs (mmfast.glmer)")
     if large.nobs != small.nobs or not np.allclose(large.frame.y, small.frame.y, equal_nan=True):
-        raise ValueError("the models must be fitted to the same response (same rows): "
-                         f"nobs {large.nobs} and {small.nobs}")
+        raise ModelSpecError("the models must be fitted to the same response (same rows): "
+                             f"nobs {large.nobs} and {small.nobs}")
     if kind == "glmm" and large.family != small.family:
-        raise ValueError(f"the models have different families ({large.family!r}, {small.family!r})")
+        raise ModelSpecError(f"the models have different families ({large.family!r}, {small.family!r})")
     nsim = int(nsim)
     if nsim < 1:
-        raise ValueError(f"nsim must be >= 1 (got {nsim})")
+        raise ArgumentError(f"nsim must be >= 1 (got {nsim})")
     large, small = _ml(large), _ml(small)
     ndf = large.npar - small.npar
     if ndf <= 0:
-        raise ValueError(f"the large model must have more parameters than the small one "
-                         f"({large.npar} vs {small.npar}): swap the arguments?")
+        raise ModelSpecError(f"the large model must have more parameters than the small one "
+                             f"({large.npar} vs {small.npar}): swap the arguments?")
     tobs = 2.0 * (large.loglik - small.loglik)
     ss = as_seed_sequence(seed)
     t0 = time.perf_counter()

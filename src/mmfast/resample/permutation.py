@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..arguments import boolean, integer, validated
 from ..inference.fixed_terms import FixedTerms
 from .design_refit import satterthwaite_f
 from .parallel import TaskFailure, as_seed_sequence, run_tasks
+from ..errors import ArgumentError, DataError
 
 __all__ = ["cluster_permutation_test", "PermutationTest"]
 
@@ -200,16 +202,16 @@ def _choose_term(ft, permute: str, term: str | None) -> str:
     from ..formula.parse import identifiers
     if term is not None:
         if term not in ft.labels:
-            raise ValueError(f"term {term!r} is not a fixed-effects term ({ft.labels})")
+            raise ArgumentError(f"term {term!r} is not a fixed-effects term ({ft.labels})")
         return term
     cands = [t for t in ft.terms if any(permute in identifiers(v) for v in t.variables)]
     if not cands:
-        raise ValueError(f"'{permute}' is not in the fixed part of the formula: nothing to test")
+        raise ArgumentError(f"'{permute}' is not in the fixed part of the formula: nothing to test")
     if len(cands) > 1:
         mains = [t for t in cands if len(t.variables) == 1]
         if len(mains) != 1:
-            raise ValueError(f"several terms involve '{permute}' ({[t.label for t in cands]}): "
-                             "choose one with term=")
+            raise ArgumentError(f"several terms involve '{permute}' ({[t.label for t in cands]}): "
+                                "choose one with term=")
         return mains[0].label
     return cands[0].label
 
@@ -236,6 +238,7 @@ def _stack(model, ft, permute, labels, need_rd):
     return X, rd
 
 
+@validated(reml=boolean, n_perm=integer(1))
 def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, cluster: str,
                              n_perm: int = 1000, seed=None, n_jobs: int | None = 1,
                              ddf: str = "satterthwaite", reml: bool = True, term: str | None = None,
@@ -254,27 +257,30 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
     from ..inference.ftests import resolve_ddf
     from ..model.frame import model_frame
     from ..model.lmm import lmer
+    from ..errors import DataError
+    from ..model.data_input import as_frame
     ddf = resolve_ddf(ddf)
+    data = as_frame(data)
     for col, what in ((permute, "permute"), (cluster, "cluster")):
         if col not in data.columns:
-            raise ValueError(f"{what} column '{col}' is not a column of the data")
+            raise DataError(f"{what} column '{col}' is not a column of the data")
     parsed = parse_formula(formula)
     used = list(dict.fromkeys(parsed.variables(data.columns) + [permute, cluster]))
     d = data.loc[data[used].notna().all(axis=1)].reset_index(drop=True)
     per_cluster = d.groupby(cluster, sort=True)[permute].nunique()
     bad = per_cluster[per_cluster > 1]
     if len(bad):
-        raise ValueError(f"'{permute}' is not constant within clusters of '{cluster}' "
+        raise DataError(f"'{permute}' is not constant within clusters of '{cluster}' "
                          f"({len(bad)} clusters vary, e.g. {', '.join(map(str, bad.index[:5]))}): "
                          "only a cluster-level variable can be permuted across clusters")
     cl_codes, cl_levels = pd.factorize(d[cluster], sort=True)
     first = d.groupby(cl_codes, sort=True)[permute].first().to_numpy()
     labels = np.array(sorted(pd.unique(first)), dtype=first.dtype)
     if len(labels) < 2:
-        raise ValueError(f"'{permute}' takes a single value: there is nothing to permute")
+        raise DataError(f"'{permute}' takes a single value: there is nothing to permute")
     cluster_label = np.searchsorted(labels, first)
     if not np.array_equal(labels[cluster_label], first):
-        raise ValueError(f"cannot index the values of '{permute}'")
+        raise DataError(f"cannot index the values of '{permute}'")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = lmer(formula, d, reml=reml)

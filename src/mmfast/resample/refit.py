@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ArgumentError, DataError
 
 __all__ = ["model_kind", "refit_response", "Refitter", "LoglikRefitter"]
 
@@ -30,7 +30,7 @@ def model_kind(model) -> str:
         return "lmm"
     if isinstance(model, GeneralizedLinearMixedModel):
         return "glmm"
-    raise TypeError(f"expected a fitted mmfast.lmer or mmfast.glmer model, not {type(model).__name__}")
+    raise ArgumentError(f"expected a fitted mmfast.lmer or mmfast.glmer model, not {type(model).__name__}")
 
 
 def _check_response(model, y) -> np.ndarray:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ArgumentError, DataError
 from .parallel import as_seed_sequence, task_generators
 from .refit import model_kind
 
@@ -111,7 +111,7 @@ def simulate(model, nsim: int = 1, seed=None, as_frame: bool = True):
     """
     nsim = int(nsim)
     if nsim < 1:
-        raise ValueError(f"nsim must be >= 1 (got {nsim})")
+        raise ArgumentError(f"nsim must be >= 1 (got {nsim})")
     ss = as_seed_sequence(seed)
     sim = ResponseSimulator(model)
     Y = np.column_stack([sim.draw(rng) for rng in task_generators(ss, nsim)])
