@@ -153,7 +153,7 @@ BAD = {
                               DataError, "weights must be numbers"),
     "dataset name": (lambda s, m, b: mmfast.datasets.load("sleepstudyy"), DataError,
                      "unknown data set 'sleepstudyy'"),
-    "refit length": (lambda s, m, b: m.refit(np.ones(3)), DataError, "new response has shape"),
+    "refit length": (lambda s, m, b: m.refit(np.ones(3)), DataError, "new response has 3 values"),
     "drop1 test": (lambda s, m, b: m.drop1(test="F"), ArgumentError, "test must be 'Chisq'"),
     "anova type": (lambda s, m, b: m.anova(type=5), ArgumentError, "type must be 1, 2 or 3"),
     "contest width": (lambda s, m, b: m.contest([1, 2, 3]), ArgumentError, "contrast has 3 columns"),
