@@ -76,3 +76,27 @@ def test_exact_linear_function_still_refused():
     d["Reaction"] = 1e12 + 3.0 * d["Days"]
     with pytest.raises(mmfast.errors.DataError, match="exact linear function"):
         mmfast.lmer(FORMULA, d)
+
+
+def test_fit_many_response_offset_by_1e12_matches_lmer():
+    """fit_many's batched scalar path: y + 1e12 is not 'an exact linear function' (the rounding
+    of the mean is not a residual); each group's answer is lmer's on that group."""
+    d = mmfast.datasets.load("sleepstudy").copy()
+    d["Reaction"] = d["Reaction"] + 1e12
+    d["half"] = (d["Subject"].astype(str).str[-1].astype(int) % 2)
+    out = mmfast.fit_many(d, "Reaction ~ Days + (1 | Subject)", by="half")
+    assert out["error"].isna().all()
+    for half, rows in out.groupby("half"):
+        m = mmfast.lmer("Reaction ~ Days + (1 | Subject)", d[d["half"] == half])
+        fixed = rows[rows["effect"] == "fixed"].set_index("term")["estimate"]
+        assert fixed["Days"] == pytest.approx(m.fixef["Days"], rel=1e-6)
+        # both intercepts are 1e12 + ~250 to a few units of the last place (1.2e-4): 1e-14 relative
+        assert fixed["(Intercept)"] == pytest.approx(m.fixef.iloc[0], rel=1e-14)
+
+
+def test_fit_many_exact_linear_function_still_refused():
+    d = mmfast.datasets.load("sleepstudy").copy()
+    d["Reaction"] = 1e12 + 3.0 * d["Days"]
+    d["half"] = (d["Subject"].astype(str).str[-1].astype(int) % 2)
+    out = mmfast.fit_many(d, "Reaction ~ Days + (1 | Subject)", by="half")
+    assert out["error"].str.contains("exact linear function").all()

@@ -270,7 +270,12 @@ def _response_checks(Y, rss, response):
     err[~finite] = f"response '{response}' has non-finite values"
     const = finite & (np.ptp(np.where(np.isfinite(Y), Y, 0.0), axis=1) == 0)
     err[const] = f"response '{response}' is constant: there is no variance to model"
-    explained = finite & ~const & (rss <= 1e-20 * np.einsum("gn,gn->g", Y, Y))
+    # relative to the centred variation, and above the rounding of a large mean (y + 1e12):
+    # what is left after removing Xγ from such y is ~ eps |y| per value, not a residual
+    Yc = np.where(finite[:, None], Y - np.mean(np.where(np.isfinite(Y), Y, 0.0), axis=1)[:, None], 0.0)
+    tol = np.maximum(1e-20 * np.einsum("gn,gn->g", Yc, Yc),
+                     (64 * np.finfo(float).eps) ** 2 * np.einsum("gn,gn->g", Y, Y))
+    explained = finite & ~const & (rss <= tol)
     err[explained] = (f"response '{response}' is an exact linear function of the fixed effects: "
                       "no residual variation is left for the random effects")
     return err
