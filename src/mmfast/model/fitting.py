@@ -5,6 +5,7 @@ provides the criterion, the kernel and ``_set_theta``.
 """
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from ..errors import ConvergenceWarning, FitError, SingularFitWarning
 from ..threads import SMALL_DENSE, small_blas_work
 from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradient
+from .optsummary import OptStage, OptSummary, optinfo_property
 from .start import moment_start
 
 __all__ = ["FitStrategy"]
@@ -30,7 +32,8 @@ class FitStrategy:
         """Minimise the criterion over θ and compute the results: from ``start``, else from a
         moment estimate (else lme4's start), by BOBYQA, or Newton steps for large models.
         A fit near the boundary, or one whose start was not lme4's, is checked against
-        lme4's start (``_safety_restart``); ``optinfo["restart"]`` says what was done."""
+        lme4's start (``_safety_restart``); ``optsummary`` records what was done."""
+        t0 = time.perf_counter()
         x0 = None if start is None else np.asarray(start, dtype=float)
         kind = "user" if x0 is not None else "moment"
         if x0 is None and not optctrl:
@@ -40,17 +43,32 @@ class FitStrategy:
         if x0 is None or np.array_equal(x0, self._lme4_start()):
             x0, kind = self._lme4_start(), "lme4"
         with small_blas_work(getattr(self.kernel, "dense_size", SMALL_DENSE), self.blocks.q):
+            self._stages, self._restart, self._extra_evals = [], None, 0
             res = self._optimize(x0, optctrl)
-            self._settle(res, start=kind)
+            self._settle(res, start=kind, x0=x0)
             self._safety_restart(kind, optctrl)
-        self.converged = bool(self.optinfo["converged"])
+        self._record(time.perf_counter() - t0)
+        self.converged = self.optsummary.converged
         if not self.converged:
-            warnings.warn(f"model failed to converge: {self.optinfo['message']}",
+            warnings.warn(f"model failed to converge: {self.optsummary.message}",
                           ConvergenceWarning, stacklevel=3)
         if self.singular:
             warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
                           stacklevel=3)
         return self
+
+    def _record(self, seconds: float) -> None:
+        """``optsummary`` from the runs ``_settle`` recorded (the kept one: ``_best``)."""
+        stages, best = tuple(self._stages), self._stages[self._best]
+        self.optsummary = OptSummary(
+            optimizer=best.optimizer, evaluations=sum(s.evaluations for s in stages)
+            + self._extra_evals, theta_start=stages[0].start, theta_final=self.theta.copy(),
+            objective=float(self.objective_value), converged=best.converged,
+            message=best.message, seconds=seconds, start_kind=best.name, stages=stages,
+            restart=self._restart)
+        del self._stages, self._restart, self._extra_evals, self._best
+
+    optinfo = optinfo_property
 
     def _optimize(self, x0, optctrl):
         """One optimisation run from x0: Newton/L-BFGS-B for large models, else BOBYQA, on
@@ -102,25 +120,26 @@ class FitStrategy:
                               np.concatenate(tsize))
         return self._colsizes
 
-    def _settle(self, res, start: str) -> None:
+    def _settle(self, res, start: str, x0) -> None:
         """Set the results at an optimiser's answer (its last, unevaluated step only if it is
-        no worse than the last evaluated point) and record the run in ``optinfo``."""
+        no worse than the last evaluated point) and record the run (``_stages``)."""
         if not np.isfinite(res.fun) or res.fun >= 1e299:
             raise FitError("the REML criterion / deviance could not be evaluated at any θ tried "
                            "(the penalised system is not positive definite: check for extreme "
                            "scales in the random-effects covariates or too few observations)")
-        self.optinfo = {"optimizer": res.optimizer, "evaluations": res.evaluations,
-                        "seconds": res.seconds, "message": res.message, "converged": res.converged,
-                        "start": start}
         self._set_theta(res.x)
         if res.history:  # the optimiser's last step was not evaluated: keep it only if no worse
             x_last, f_last = res.history[-1]
             if not self.objective_value <= f_last + 1e-10 * max(1.0, abs(f_last)):
                 self._set_theta(x_last)
+        self._best = len(self._stages)
+        self._stages.append(OptStage(start, res.optimizer, res.evaluations, res.converged,
+                                     res.message, np.array(x0, dtype=float), self.theta.copy(),
+                                     float(self.objective_value), res.seconds))
 
     def _safety_restart(self, kind: str, optctrl) -> None:
         """Further runs from other starts where a local optimum is possible, keeping the best
-        (``optinfo["restart"]`` lists them).
+        (``optsummary.restart`` lists them).
 
         The criterion depends on a template's column j only through its outer product, so with
         a diagonal θ_jj = 0 it is stationary in θ_jj (scalar terms: a function of θ² alone)
@@ -137,8 +156,9 @@ class FitStrategy:
             if kind == "lme4" or self.use_gradient:  # InstEval: 0.3 s at lme4's start, fit 0.2 s
                 return
             f1 = self.objective_value
+            self._extra_evals += 1  # the check's one evaluation
             if not self.criterion()(self._lme4_start()) < f1 - 1e-10 * max(1.0, abs(f1)):
-                self.optinfo["restart"] = {"taken": False, "checked": "criterion at lme4's start"}
+                self._restart = {"taken": False, "checked": "criterion at lme4's start"}
                 return
         elif optctrl and kind == "lme4":  # the caller chose the optimiser's settings
             return
@@ -149,18 +169,15 @@ class FitStrategy:
             starts = [] if m0 is None else \
                 [("moment", m0, {"step": self._moment_step(m0)})]
         ctrl = {k: v for k, v in optctrl.items() if k != "step"}
-        best = (self.theta, self.objective_value, self.optinfo)
+        best = (self.theta, self.objective_value, self._best)
         tried = [{"from": kind, "criterion": float(best[1])}]
-        evals, secs = best[2]["evaluations"], best[2]["seconds"]
 
         def run(name, x0, step):
-            nonlocal best, evals, secs
-            self._settle(self._optimize(x0, {**ctrl, **step}), start=name)
-            evals += self.optinfo["evaluations"]
-            secs += self.optinfo["seconds"]
+            nonlocal best
+            self._settle(self._optimize(x0, {**ctrl, **step}), start=name, x0=x0)
             tried.append({"from": name, "criterion": float(self.objective_value)})
             if self.objective_value < best[1] - 1e-12 * max(1.0, abs(best[1])):
-                best = (self.theta, self.objective_value, self.optinfo)
+                best = (self.theta, self.objective_value, self._best)
 
         for name, x0, step in starts:
             run(name, x0, step)
@@ -170,9 +187,8 @@ class FitStrategy:
                 run("reflected", reflected, {})
         if self.theta is not best[0]:
             self._set_theta(best[0])
-        self.optinfo = dict(best[2])
-        self.optinfo["evaluations"], self.optinfo["seconds"] = evals, secs  # all runs
-        self.optinfo["restart"] = {"taken": True, "tried": tried, "won": best[2]["start"]}
+        self._best = best[2]
+        self._restart = {"taken": True, "tried": tried, "won": self._stages[best[2]].name}
 
     def _moment_step(self, x0):
         """BOBYQA's first steps from a moment start: MOMENT_STEP of |θ₀| (at least 0.1), in
@@ -249,6 +265,8 @@ class FitStrategy:
         if res is not None and res.converged:
             return res
         nev, x0 = (0, x0) if res is None else (res.evaluations, res.x)
+        why = "" if res is None else f"after newton(log) ({res.message}): "
+
         if not np.all(np.isfinite(x0)):
             x0 = self.theta_start
         # a standard deviation Newton drove towards 0 starts at 0: bounded in θ, not in log θ
@@ -256,4 +274,5 @@ class FitStrategy:
         res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0,
                                      self.theta_lower)
         res.evaluations += nev
+        res.message = why + res.message  # the fallback taken, in the record
         return res

@@ -56,6 +56,7 @@ from .agq import check_agq, gauss_hermite
 from .data_input import as_frame
 from .frame import evaluate, model_frame
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
+from .optsummary import OptStage, OptSummary, optinfo_property
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
@@ -147,6 +148,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         # the optimisers work on θ / scale (y's units drop out: Gamma); scale 1: the engine
         eng = self.engine if scale == 1.0 else ThetaScaled(self.engine, scale, nth)
         th0 = self.theta_start if start is None else np.asarray(start, dtype=float) / scale
+        self._opt_start = th0 * scale  # for optsummary (θ's units)
         final = self.n_agq == 0
         ftol, xtol = (1e-10, 1e-9) if final else STAGE1_TOL
         tol = eng.tol
@@ -249,6 +251,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             _warn(f"model failed to converge: {check['message']}", ConvergenceWarning)
         return self
 
+    optinfo = optinfo_property
+
     @property
     def singular(self) -> bool:
         """lme4's ``isSingular`` (a template diagonal below 1e-4), in the optimiser's θ units:
@@ -341,14 +345,19 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self._devres = self.family.dev_resids(self.y, self._mu, self.prior_weights)
         self._ldL2, self._sqrL = eng.ldL2, eng.sqrL
         self._condvar_cache = None
-        evals = sum(info[k]["evaluations"] for k in ("stage1", "stage2", "stage3") if k in info)
-        self.optinfo = {**info, "optimizer": "+".join(info[k]["optimizer"] for k in
-                                                     ("stage1", "stage2", "stage3") if k in info),
-                        "evaluations": evals, "objective_evaluations": eng.evaluations,
-                        "pirls_iterations": eng.iterations, "pirls_failures": eng.failures,
-                        "seconds": time.perf_counter() - t0, "converged": bool(check["ok"]),
-                        "message": check.get("message", ""),
-                        "max_grad": check.get("max_grad"), "newton_step": check.get("newton")}
+        stages = tuple(OptStage(k, info[k]["optimizer"], info[k]["evaluations"],
+                                info[k]["converged"], info[k]["message"])
+                       for k in ("stage1", "stage2", "stage3") if k in info)
+        self.optsummary = OptSummary(
+            optimizer="+".join(s.optimizer for s in stages),
+            evaluations=sum(s.evaluations for s in stages),
+            theta_start=self.__dict__.pop("_opt_start", self.theta_start),
+            theta_final=self.theta.copy(), objective=float(self._objective),
+            converged=bool(check["ok"]), message=check.get("message", ""),
+            seconds=time.perf_counter() - t0, stages=stages,
+            extra={**info, "objective_evaluations": eng.evaluations,
+                   "pirls_iterations": eng.iterations, "pirls_failures": eng.failures,
+                   "max_grad": check.get("max_grad"), "newton_step": check.get("newton")})
         self.fitted_ = True
         if self.singular:
             _warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning)

@@ -1,0 +1,90 @@
+"""What an optimisation did, typed (as MixedModels.jl's ``OptSummary``): which optimiser ran
+in each stage, how many evaluations, from where to where, restarts taken, time.  LMM and GLMM
+fits fill one each (``model.optsummary``); ``summary()`` prints its optimiser and the legacy
+``model.optinfo`` dict is built from it.  Building one costs a few attribute copies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["OptStage", "OptSummary", "optinfo_property"]
+
+
+@dataclass(frozen=True)
+class OptStage:
+    """One optimiser run: ``name`` says which (LMM: the start it ran from, "moment", "lme4",
+    "user", "reflected"; GLMM: "stage1", "stage2", "stage3")."""
+
+    name: str
+    optimizer: str
+    evaluations: int
+    converged: bool
+    message: str = ""
+    start: np.ndarray | None = None
+    final: np.ndarray | None = None
+    objective: float = float("nan")
+    seconds: float = float("nan")
+
+
+@dataclass(frozen=True)
+class OptSummary:
+    """A finished fit's optimisation record.
+
+    ``optimizer``: the optimiser whose answer was kept ("+"-joined over stages that build on
+    each other, e.g. GLMM's "bobyqa+newton"); ``evaluations``: every criterion evaluation
+    the fit made (restarts and the one-evaluation check at lme4's start included);
+    ``theta_start``/``theta_final`` in θ's units; ``restart``: None when no check was made,
+    else a dict (``taken``, and ``tried``/``won`` or ``checked``); ``extra``: what one kind of
+    model adds (GLMM: PIRLS counts, gradient check, notes)."""
+
+    optimizer: str
+    evaluations: int
+    theta_start: np.ndarray
+    theta_final: np.ndarray
+    objective: float
+    converged: bool
+    message: str
+    seconds: float
+    start_kind: str = ""
+    stages: tuple = ()
+    restart: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def fallback(self) -> bool:
+        """Whether anything beyond the first run was needed: a restart from another start or
+        an optimiser's fallback (Nelder-Mead after BOBYQA, L-BFGS-B after Newton, a GLMM's
+        stage 3)."""
+        taken = bool(self.restart and self.restart.get("taken"))
+        return taken or len([s for s in self.stages if s.name == "stage3"]) > 0 or \
+            any("+" in s.optimizer or "lbfgsb" in s.optimizer for s in self.stages
+                if not s.name.startswith("stage1"))
+
+    def convergence_line(self) -> str:
+        """lme4's ``optimizer (X) convergence code: c (OK)`` line, with our optimiser."""
+        code, text = (0, "OK") if self.converged else (1, self.message or "not converged")
+        return f"optimizer ({self.optimizer}) convergence code: {code} ({text})"
+
+    def as_optinfo(self) -> dict:
+        """The pre-OptSummary ``optinfo`` dict (same keys; values from this record)."""
+        out = dict(self.extra)
+        out.update(optimizer=self.optimizer, evaluations=self.evaluations, seconds=self.seconds,
+                   message=self.message, converged=self.converged)
+        if self.start_kind:
+            out["start"] = self.start_kind
+        if self.restart is not None:
+            out["restart"] = self.restart
+        return out
+
+
+def _optinfo(model) -> dict:
+    """The fit's record as a plain dict (kept for older code; ``optsummary`` is typed)."""
+    summ = model.__dict__.get("optsummary")
+    if summ is None:
+        raise AttributeError("optinfo: the model has not been fitted")
+    return summ.as_optinfo()
+
+
+optinfo_property = property(_optinfo)  # ``model.optinfo`` of LMMs and GLMMs alike
