@@ -274,5 +274,6 @@ class FitStrategy:
         res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0,
                                      self.theta_lower)
         res.evaluations += nev
-        res.message = why + res.message  # the fallback taken, in the record
+        if why:  # the fallback taken, on record
+            res.optimizer, res.message = f"newton(log)+{res.optimizer}", why + res.message
         return res

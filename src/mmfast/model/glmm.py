@@ -216,6 +216,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                 r2b = minimize_with_gradient(lambda x: (eng.laplace_grad(x, grad), grad.copy()),
                                              eng.laplace, r2.x, lower)
                 r2b.evaluations += r2.evaluations
+                r2b.optimizer = f"{r2.optimizer}+{r2b.optimizer}"  # the fallback, on record
+                r2b.message = f"after {r2.optimizer} ({r2.message}): {r2b.message}"
                 r2 = r2b
         else:
             r2 = minimize_bounded(eng.laplace, x0, lower, ftol_abs=STAGE2_TOL[0],

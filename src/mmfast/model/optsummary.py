@@ -54,18 +54,19 @@ class OptSummary:
 
     @property
     def fallback(self) -> bool:
-        """Whether anything beyond the first run was needed: a restart from another start or
-        an optimiser's fallback (Nelder-Mead after BOBYQA, L-BFGS-B after Newton, a GLMM's
-        stage 3)."""
-        taken = bool(self.restart and self.restart.get("taken"))
-        return taken or len([s for s in self.stages if s.name == "stage3"]) > 0 or \
-            any("+" in s.optimizer or "lbfgsb" in s.optimizer for s in self.stages
-                if not s.name.startswith("stage1"))
+        """Whether anything beyond the planned run was needed: a restart from another start, an
+        optimiser's fallback within a run ("+" in its name: Nelder-Mead after BOBYQA,
+        L-BFGS-B after Newton) or a GLMM's stage 3."""
+        return bool(self.restart and self.restart.get("taken")) or any(
+            "+" in s.optimizer or s.name == "stage3" for s in self.stages)
 
     def convergence_line(self) -> str:
-        """lme4's ``optimizer (X) convergence code: c (OK)`` line, with our optimiser."""
-        code, text = (0, "OK") if self.converged else (1, self.message or "not converged")
-        return f"optimizer ({self.optimizer}) convergence code: {code} ({text})"
+        """lme4's ``optimizer (X) convergence code: c (OK)`` line, with the optimiser that ran;
+        the code is the kept run's own (a failed gradient check is a separate message)."""
+        kept = [s for s in self.stages if s.name == self.start_kind] or self.stages[-1:]
+        ok = kept[0].converged if kept else self.converged
+        text = "OK" if ok else (kept[0].message if kept else self.message) or "not converged"
+        return f"optimizer ({self.optimizer}) convergence code: {0 if ok else 1} ({text})"
 
     def as_optinfo(self) -> dict:
         """The pre-OptSummary ``optinfo`` dict (same keys; values from this record)."""

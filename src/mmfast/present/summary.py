@@ -126,10 +126,15 @@ class Summary:
         lines.append(f"Number of obs: {m.nobs}, groups:  {ng}")
         lines.append("\nFixed effects:")
         lines.append(format_table(self.coefficients))
-        if not m.converged:
-            lines.append("\nWarning: model failed to converge")
-        if m.singular:
-            lines.append("optimizer (bobyqa) convergence code: 0 (OK)\nboundary (singular) fit: see help('isSingular')")
+        if not m.converged or m.singular:  # as lme4: the optimiser (the one that ran), then why
+            opt = getattr(m, "optsummary", None)
+            if opt is not None:
+                lines.append(opt.convergence_line())
+            if not m.converged:
+                why = "" if opt is None or not opt.message else f": {opt.message}"
+                lines.append(f"Warning: model failed to converge{why}")
+            if m.singular:
+                lines.append("boundary (singular) fit: see help('isSingular')")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
