@@ -56,8 +56,8 @@ class Family:
             return other == self.name
         return isinstance(other, Family) and other.name == self.name and other.link == self.link
 
-    def __hash__(self) -> int:
-        return hash((self.name, self.link.name))
+    def __hash__(self) -> int:  # equal objects hash equally: a family also equals its name
+        return hash(self.name)
 
     # --- the distribution -----------------------------------------------------------------
     def variance(self, mu):
