@@ -56,7 +56,7 @@ from .agq import check_agq, gauss_hermite
 from .data_input import as_frame
 from .frame import evaluate, model_frame
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
-from .optsummary import OptStage, OptSummary, optinfo_property
+from .optsummary import glmm_summary, optinfo_property
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
@@ -347,19 +347,9 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self._devres = self.family.dev_resids(self.y, self._mu, self.prior_weights)
         self._ldL2, self._sqrL = eng.ldL2, eng.sqrL
         self._condvar_cache = None
-        stages = tuple(OptStage(k, info[k]["optimizer"], info[k]["evaluations"],
-                                info[k]["converged"], info[k]["message"])
-                       for k in ("stage1", "stage2", "stage3") if k in info)
-        self.optsummary = OptSummary(
-            optimizer="+".join(s.optimizer for s in stages),
-            evaluations=sum(s.evaluations for s in stages),
-            theta_start=self.__dict__.pop("_opt_start", self.theta_start),
-            theta_final=self.theta.copy(), objective=float(self._objective),
-            converged=bool(check["ok"]), message=check.get("message", ""),
-            seconds=time.perf_counter() - t0, stages=stages,
-            extra={**info, "objective_evaluations": eng.evaluations,
-                   "pirls_iterations": eng.iterations, "pirls_failures": eng.failures,
-                   "max_grad": check.get("max_grad"), "newton_step": check.get("newton")})
+        self.optsummary = glmm_summary(
+            info, check, eng, self.__dict__.pop("_opt_start", self.theta_start), self.theta,
+            self._objective, time.perf_counter() - t0)
         self.fitted_ = True
         if self.singular:
             _warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["OptStage", "OptSummary", "optinfo_property"]
+__all__ = ["OptStage", "OptSummary", "glmm_summary", "optinfo_property"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: no elementwise ==
 class OptStage:
     """One optimiser run: ``name`` says which (LMM: the start it ran from, "moment", "lme4",
     "user", "reflected"; GLMM: "stage1", "stage2", "stage3")."""
@@ -28,7 +28,7 @@ class OptStage:
     seconds: float = float("nan")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: no elementwise ==
 class OptSummary:
     """A finished fit's optimisation record.
 
@@ -89,3 +89,21 @@ def _optinfo(model) -> dict:
 
 
 optinfo_property = property(_optinfo)  # ``model.optinfo`` of LMMs and GLMMs alike
+
+
+def glmm_summary(info, check, engine, theta_start, theta, objective, seconds) -> OptSummary:
+    """A GLMM fit's record from its stages (``info["stage1"]``...: each optimiser's run), the
+    gradient check at the optimum and the PIRLS engine's counters."""
+    stages = tuple(OptStage(k, info[k]["optimizer"], info[k]["evaluations"],
+                            info[k]["converged"], info[k]["message"],
+                            start=theta_start if k == "stage1" else None)
+                   for k in ("stage1", "stage2", "stage3") if k in info)
+    return OptSummary(
+        optimizer="+".join(s.optimizer for s in stages),
+        evaluations=sum(s.evaluations for s in stages), theta_start=theta_start,
+        theta_final=np.array(theta, dtype=float), objective=float(objective),
+        converged=bool(check["ok"]), message=check.get("message", ""), seconds=seconds,
+        stages=stages, extra={**info, "objective_evaluations": engine.evaluations,
+                              "pirls_iterations": engine.iterations,
+                              "pirls_failures": engine.failures,
+                              "max_grad": check.get("max_grad"), "newton_step": check.get("newton")})
