@@ -33,8 +33,10 @@ class OptSummary:
     """A finished fit's optimisation record.
 
     ``optimizer``: the optimiser whose answer was kept ("+"-joined over stages that build on
-    each other, e.g. GLMM's "bobyqa+newton"); ``evaluations``: every criterion evaluation
-    the fit made (restarts and the one-evaluation check at lme4's start included);
+    each other, e.g. GLMM's "bobyqa+newton"); ``evaluations``: the optimisers' criterion
+    evaluations, an LMM's restarts and its one-evaluation check at lme4's start included (a
+    GLMM's finite-difference check at the optimum is not: ``extra["objective_evaluations"]``
+    is the PIRLS engine's count of everything);
     ``theta_start``/``theta_final`` in θ's units; ``restart``: None when no check was made,
     else a dict (``taken``, and ``tried``/``won`` or ``checked``); ``extra``: what one kind of
     model adds (GLMM: PIRLS counts, gradient check, notes)."""
