@@ -60,8 +60,7 @@ class VarianceStructure:
         self.ZtX = np.asarray(Z.T @ X).reshape(self.q, self.p)
         self.Zty = np.asarray(Z.T @ y).ravel()
         self.XtX, self.Xty, self.yty = X.T @ X, X.T @ y, float(y @ y)
-        self.templates = [t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
-                          for t in self.terms]
+        self.templates = model.layout.templates(self.theta)
         self.Lam = self._blockdiag(self.templates)
         self.K = (self.Lam.T @ self.ZtZ).tocsc()  # Λ'Z'Z
         A = (self.K @ self.Lam + sp.identity(self.q, format="csc")).tocsc()
