@@ -104,6 +104,7 @@ def test_lower_is_zero_exactly_on_the_diagonal():
     np.testing.assert_array_equal(pm.lower, [0, -np.inf, -np.inf, 0, -np.inf, 0])
     np.testing.assert_array_equal(pm.start, [1, 0, 0, 1, 0, 1])
     np.testing.assert_array_equal(pm.to_template(pm.start), np.eye(3))
+    np.testing.assert_array_equal(pm.flat_pos, [0, 1, 2, 4, 5, 8])  # column-major in T
     assert pm.names == ["g.(Intercept)", "g.x.(Intercept)", "g.z.(Intercept)", "g.x", "g.z.x",
                         "g.z"]
     th = np.arange(1.0, 7.0)

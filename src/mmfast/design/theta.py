@@ -17,18 +17,17 @@ class LowerCholesky:
     """A term's unstructured covariance, lme4's way: θ_i is T's lower triangle, column by column.
 
     ``p`` columns named ``columns`` (R names) of grouping factor ``group``; the diagonal entries
-    are bounded below by 0 (lme4's rule), the others free; lme4 starts at T = I.
+    are bounded below by 0 (lme4's rule), the others free; lme4 starts at T = I.  ``rows``/``cols``
+    say where each entry of θ_i sits in T, ``flat_pos`` the same in T flattened column-major.
     """
 
     def __init__(self, p: int, columns: list[str], group: str):
         self.p, self.columns, self.group = int(p), list(columns), group
-        rows, cols = [], []
-        for j in range(self.p):
-            for i in range(j, self.p):
-                rows.append(i)
-                cols.append(j)
+        rows = [i for j in range(self.p) for i in range(j, self.p)]
+        cols = [j for j in range(self.p) for i in range(j, self.p)]
         self.rows = np.array(rows, dtype=np.int64)  # T[rows[k], cols[k]] = θ_i[k]
         self.cols = np.array(cols, dtype=np.int64)
+        self.flat_pos = self.rows + self.cols * self.p  # in T flattened column-major
         self.ntheta = len(rows)
         self.diagonal = self.rows == self.cols
         self.lower = np.where(self.diagonal, 0.0, -np.inf)
@@ -69,22 +68,26 @@ class ThetaLayout:
     """
 
     def __init__(self, terms):
-        self.params = [t.param for t in terms]
-        sizes = [pm.ntheta for pm in self.params]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.ntheta = int(self.offsets[-1])
-        self.slices = [slice(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
-        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
-        self.lower = cat([pm.lower for pm in self.params], float)
-        self.start = cat([pm.start for pm in self.params], float)
-        self.diagonal = cat([pm.diagonal for pm in self.params], bool)  # bounded below by 0
-        pos, ofs = [], 0
-        for pm in self.params:
-            pos.append(ofs + pm.rows + pm.cols * pm.p)
-            ofs += pm.p * pm.p
-        self.pos, self.size = cat(pos, np.int64), ofs
-        for a in (self.lower, self.start, self.diagonal, self.pos):
-            a.setflags(write=False)
+        self.params = params = [t.param for t in terms]
+        offsets, pos, ofs, sq = [0], [], 0, 0
+        for pm in params:
+            ofs += pm.ntheta
+            offsets.append(ofs)
+            pos.append(sq + pm.flat_pos)
+            sq += pm.p * pm.p
+        self.offsets = np.array(offsets, dtype=np.int64)
+        self.ntheta, self.size = ofs, sq
+        self.slices = [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:])]
+        if params:
+            self.lower = np.concatenate([pm.lower for pm in params])
+            self.start = np.concatenate([pm.start for pm in params])
+            self.diagonal = np.concatenate([pm.diagonal for pm in params])  # bounded below by 0
+            self.pos = np.concatenate(pos)
+        else:
+            self.lower, self.start = np.zeros(0), np.zeros(0)
+            self.diagonal, self.pos = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
+        for x in (self.lower, self.start, self.diagonal, self.pos):
+            x.flags.writeable = False
 
     def __len__(self) -> int:
         return self.ntheta

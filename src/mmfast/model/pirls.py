@@ -78,8 +78,8 @@ def make_engine(frame, family, y, pw, n, eta0):
     eng.newton = int(family.link.name == family.canonical)  # PIRLS is Newton's method then
     if len(frame.terms) > 1 and laplace_gradient.supports(frame, family):
         eng._grad = laplace_gradient.LaplaceGradient(frame, family)
-        eng._theta_pos = [(k, r, c) for k, pm in enumerate(ThetaLayout(frame.terms).params)
-                          for r, c in zip(pm.rows.tolist(), pm.cols.tolist())]
+        eng._theta_pos = [(k, r, c) for k, t in enumerate(frame.terms)
+                          for r, c in zip(t.param.rows.tolist(), t.param.cols.tolist())]
     eng.tol = PIRLS_TOL
     return eng
 
