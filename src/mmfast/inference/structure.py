@@ -24,15 +24,10 @@ import scipy.sparse as sp
 
 from .._ext._cholmod import SparseCholesky
 
-__all__ = ["VarianceStructure", "term_elementary"]
+__all__ = ["VarianceStructure"]
 
 CHUNK_ENTRIES = 4_000_000  # entries of one dense column chunk of M
 DENSE_COMPONENT_MAX = 150  # components up to this size: batched dense algebra (larger: Schur)
-
-
-def term_elementary(p: int) -> list[tuple[int, int]]:
-    """(row, col) of θ's entries in a p x p template (column-wise lower triangle)."""
-    return [(i, j) for j in range(p) for i in range(j, p)]
 
 
 class VarianceStructure:
