@@ -56,10 +56,9 @@ def theta_to_sdcor(model, theta: np.ndarray, sigma: float) -> np.ndarray:
 def sdcor_to_theta(model, psi: np.ndarray) -> np.ndarray | None:
     """θ from (sd, cor, σ); None if a term's correlation matrix is not positive semi-definite."""
     sigma = psi[-1]
-    theta, pos = [], 0
-    for t in model.frame.terms:
-        vals = psi[pos: pos + t.ntheta]
-        pos += t.ntheta
+    theta = []
+    for t, s in zip(model.frame.terms, model.layout.slices):  # (sd, cor) in θ's order
+        vals = psi[s]
         if t.p == 1:
             theta.append(vals[0] / sigma)
             continue
