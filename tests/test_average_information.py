@@ -45,8 +45,7 @@ def _kernel_ai(m, theta):
 def _lambda(m, theta):
     """Λθ as a dense q x q matrix, term by term and level by level."""
     blocks = []
-    for t in m.frame.terms:
-        T = t.template(theta[t.theta_offset: t.theta_offset + t.ntheta])
+    for t, T in zip(m.frame.terms, m.layout.templates(theta)):
         blocks.append(sp.kron(sp.eye(t.nlevels), T))
     return sp.block_diag(blocks).toarray()
 

@@ -2,11 +2,12 @@
 
 A term ``(x | g)`` has p columns (``(Intercept)``, ``x``) and ℓ levels; its slice of Z has
 q = p·ℓ columns, level-major (lme4's order).  Its relative covariance factor is a p x p lower
-triangular template T filled column-wise from θ, repeated on every level.
+triangular template T filled from θ (``design.theta``), repeated on every level.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 from ..errors import DataError, FormulaError, ModelSpecError
 from .._ext._pairs import pair_codes
 from ..formula import Bar, build_matrix
+from .theta import LowerCholesky
 
 __all__ = ["RandomTerm", "GroupingFactor", "grouping_factor", "build_terms", "level_label"]
 
@@ -82,7 +84,6 @@ class RandomTerm:
     spec: Any = None  # formulaic spec of the term's left-hand side (for predict)
     group: str = ""  # lme4's VarCorr name, made unique ('Subject', 'Subject.1')
     offset: int = 0  # first column of this term in u (set by the design)
-    theta_offset: int = 0  # first position of this term's parameters in θ
     extra: dict = field(default_factory=dict)
 
     @property
@@ -99,37 +100,12 @@ class RandomTerm:
 
     @property
     def ntheta(self) -> int:
-        return self.p * (self.p + 1) // 2
+        return self.param.ntheta
 
-    def tril_indices(self) -> tuple[np.ndarray, np.ndarray]:
-        """(row, col) of θ's entries in T, column-wise lower triangle as lme4 stores them."""
-        rows, cols = [], []
-        for j in range(self.p):
-            for i in range(j, self.p):
-                rows.append(i)
-                cols.append(j)
-        return np.array(rows), np.array(cols)
-
-    def theta_lower(self) -> np.ndarray:
-        r, c = self.tril_indices()
-        return np.where(r == c, 0.0, -np.inf)
-
-    def theta_start(self) -> np.ndarray:
-        r, c = self.tril_indices()
-        return (r == c).astype(float)
-
-    def theta_names(self) -> list[str]:
-        r, c = self.tril_indices()
-        g = self.factor.name
-        return [f"{g}.{self.names[i]}" if i == j else f"{g}.{self.names[i]}.{self.names[j]}"
-                for i, j in zip(r, c)]
-
-    def template(self, theta_k: np.ndarray) -> np.ndarray:
-        """The p x p lower-triangular relative covariance factor T for this term."""
-        T = np.zeros((self.p, self.p))
-        r, c = self.tril_indices()
-        T[r, c] = theta_k
-        return T
+    @cached_property
+    def param(self) -> LowerCholesky:
+        """This term's covariance parametrisation (θ_i <-> template T); see ``design.theta``."""
+        return LowerCholesky(self.p, self.names, self.factor.name)
 
 
 def _make_unique(names: list[str]) -> list[str]:
@@ -175,11 +151,10 @@ def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "s
     for t, g in zip(terms, _make_unique([t.factor.name for t in terms])):
         t.group = g
     _check_terms(terms, n, checks, allow_n)
-    off = th = 0
+    off = 0
     for t in terms:
-        t.offset, t.theta_offset = off, th
+        t.offset = off
         off += t.q
-        th += t.ntheta
     return terms
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .structure import VarianceStructure, term_elementary
+from .structure import VarianceStructure
 from ..errors import ArgumentError
 
 __all__ = ["VarparDerivatives", "varpar_derivatives", "richardson_hessian", "richardson_jacobian",
@@ -69,11 +69,9 @@ def pinv_positive(h: np.ndarray, tol: float = 1e-8) -> tuple[np.ndarray, list[st
 def _theta_pieces(model):
     """Per θ_i: (term index, E_i) with E_i the elementary p x p matrix of θ_i."""
     out = []
-    for k, t in enumerate(model.frame.terms):
-        for (r, c) in term_elementary(t.p):
-            E = np.zeros((t.p, t.p))
-            E[r, c] = 1.0
-            out.append((k, E))
+    for k, pm in enumerate(model.layout.params):
+        for e in np.eye(pm.ntheta):
+            out.append((k, pm.to_template(e)))  # ∂T/∂θ_i
     return out
 
 

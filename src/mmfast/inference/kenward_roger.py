@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .structure import VarianceStructure, term_elementary
+from .structure import VarianceStructure
 
 __all__ = ["KenwardRoger"]
 
@@ -43,7 +43,7 @@ class KenwardRoger:
         Bk = vs.term_B()
         re = []  # (term, E_r)
         for k, t in enumerate(vs.terms):
-            for (a, b) in term_elementary(t.p):
+            for a, b in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
                 E = np.zeros((t.p, t.p))
                 E[a, b] = E[b, a] = 1.0
                 re.append((k, E))

@@ -37,45 +37,38 @@ def parameter_names(model) -> list[str]:
     out = []
     for t in model.frame.terms:
         g = t.factor.name
-        for j in range(t.p):
-            for i in range(j, t.p):
-                out.append(f"sd_{t.names[i]}|{g}" if i == j else f"cor_{t.names[i]}.{t.names[j]}|{g}")
+        for i, j in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
+            out.append(f"sd_{t.names[i]}|{g}" if i == j else f"cor_{t.names[i]}.{t.names[j]}|{g}")
     return out + ["sigma"]
 
 
 def theta_to_sdcor(model, theta: np.ndarray, sigma: float) -> np.ndarray:
     """(sd, cor per term in θ's order, σ) from (θ, σ)."""
     out = []
-    for t in model.frame.terms:
-        T = t.template(theta[t.theta_offset: t.theta_offset + t.ntheta])
+    for t, T in zip(model.frame.terms, model.layout.templates(theta)):
         S = sigma ** 2 * T @ T.T
         sd = np.sqrt(np.diag(S))
-        for j in range(t.p):
-            for i in range(j, t.p):
-                out.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
+        for i, j in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
+            out.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
     return np.array(out + [sigma])
 
 
 def sdcor_to_theta(model, psi: np.ndarray) -> np.ndarray | None:
     """θ from (sd, cor, σ); None if a term's correlation matrix is not positive semi-definite."""
     sigma = psi[-1]
-    theta, pos = [], 0
-    for t in model.frame.terms:
-        vals = psi[pos: pos + t.ntheta]
-        pos += t.ntheta
+    theta = []
+    for t, s in zip(model.frame.terms, model.layout.slices):  # (sd, cor) in θ's order
+        vals = psi[s]
         if t.p == 1:
             theta.append(vals[0] / sigma)
             continue
         R = np.eye(t.p)
         sd = np.zeros(t.p)
-        k = 0
-        for j in range(t.p):
-            for i in range(j, t.p):
-                if i == j:
-                    sd[i] = vals[k]
-                else:
-                    R[i, j] = R[j, i] = vals[k]
-                k += 1
+        for k, (i, j) in enumerate(zip(t.param.rows.tolist(), t.param.cols.tolist())):
+            if i == j:
+                sd[i] = vals[k]
+            else:
+                R[i, j] = R[j, i] = vals[k]
         nz = sd > 0
         T = np.zeros((t.p, t.p))
         if nz.any():
@@ -85,8 +78,7 @@ def sdcor_to_theta(model, psi: np.ndarray) -> np.ndarray | None:
             except np.linalg.LinAlgError:
                 return None
             T[np.ix_(nz, nz)] = Tn
-        r, c = t.tril_indices()
-        theta.append(T[r, c])
+        theta.append(t.param.from_template(T))
     return np.concatenate([np.atleast_1d(np.asarray(v, dtype=float)) for v in theta])
 
 

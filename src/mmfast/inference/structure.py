@@ -24,15 +24,10 @@ import scipy.sparse as sp
 
 from .._ext._cholmod import SparseCholesky
 
-__all__ = ["VarianceStructure", "term_elementary"]
+__all__ = ["VarianceStructure"]
 
 CHUNK_ENTRIES = 4_000_000  # entries of one dense column chunk of M
 DENSE_COMPONENT_MAX = 150  # components up to this size: batched dense algebra (larger: Schur)
-
-
-def term_elementary(p: int) -> list[tuple[int, int]]:
-    """(row, col) of θ's entries in a p x p template (column-wise lower triangle)."""
-    return [(i, j) for j in range(p) for i in range(j, p)]
 
 
 class VarianceStructure:
@@ -60,8 +55,7 @@ class VarianceStructure:
         self.ZtX = np.asarray(Z.T @ X).reshape(self.q, self.p)
         self.Zty = np.asarray(Z.T @ y).ravel()
         self.XtX, self.Xty, self.yty = X.T @ X, X.T @ y, float(y @ y)
-        self.templates = [t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
-                          for t in self.terms]
+        self.templates = model.layout.templates(self.theta)
         self.Lam = self._blockdiag(self.templates)
         self.K = (self.Lam.T @ self.ZtZ).tocsc()  # Λ'Z'Z
         A = (self.K @ self.Lam + sp.identity(self.q, format="csc")).tocsc()

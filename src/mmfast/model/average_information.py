@@ -30,25 +30,24 @@ def working_coefficients(model, theta: np.ndarray, u: np.ndarray, zte: np.ndarra
     """The q x nθ matrix of c_k = D_k u + Λ D_k' Z'r, one column per element of θ."""
     terms = model.frame.terms
     out = np.zeros((len(u), len(theta)))
-    for t in terms:
-        T = t.template(theta[t.theta_offset: t.theta_offset + t.ntheta])
+    layout = model.layout
+    for t, T, s in zip(terms, layout.templates(theta), layout.slices):
         ub = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
         eb = zte[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
-        for i, (r, c) in enumerate(zip(*t.tril_indices())):
+        for i, (r, c) in enumerate(zip(t.param.rows.tolist(), t.param.cols.tolist())):
             blk = np.zeros((t.nlevels, t.p))
             blk[:, r] = ub[:, c]                  # D_k u
             dte = np.zeros((t.nlevels, t.p))
             dte[:, c] = eb[:, r]                  # D_k' Z'r
             blk += dte @ T.T                      # Λ D_k' Z'r
-            out[t.offset: t.offset + t.q, t.theta_offset + i] = blk.ravel()
+            out[t.offset: t.offset + t.q, s.start + i] = blk.ravel()
     return out
 
 
 def _lambda_t_times(model, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Λ' x for a q x m matrix x."""
     out = np.empty_like(x)
-    for t in model.frame.terms:
-        T = t.template(theta[t.theta_offset: t.theta_offset + t.ntheta])
+    for t, T in zip(model.frame.terms, model.layout.templates(theta)):
         blk = x[t.offset: t.offset + t.q].reshape(t.nlevels, t.p, -1)
         out[t.offset: t.offset + t.q] = np.einsum("lrm,rc->lcm", blk, T).reshape(t.q, -1)
     return out

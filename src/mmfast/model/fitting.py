@@ -113,7 +113,7 @@ class FitStrategy:
                 d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
                 any_far |= bool(np.any(far))
                 scales.append(d if np.any(far) else None)
-                r, _ = t.tril_indices()
+                r = t.param.rows
                 tscale.append(d[r])
                 tsize.append(size[r])
             self._colsizes = (scales, np.concatenate(tscale) if any_far else None,
@@ -215,11 +215,10 @@ class FitStrategy:
         negated below the diagonal and θ_jj set to 0.1 in size-scaled units (at θ_jj = 0 the
         same covariance); None when no such column has entries below its diagonal."""
         x, hit, size = theta.copy(), False, self._column_sizes()[2]
-        for t in self.frame.terms:
-            r, c = t.tril_indices()
-            for j in range(t.p - 1):
-                k = t.theta_offset + int(np.flatnonzero((r == j) & (c == j))[0])
-                below = t.theta_offset + np.flatnonzero((c == j) & (r > j))
+        for pm, s in zip(self.layout.params, self.layout.slices):
+            for j in range(pm.p - 1):
+                k = s.start + pm.diagonal_position(j)
+                below = s.start + pm.below_positions(j)
                 if x[k] * size[k] < NEAR_BOUNDARY and np.any(x[below] != 0):
                     x[below], x[k], hit = -x[below], 0.1 / size[k], True
         return x if hit else None

@@ -50,6 +50,7 @@ from scipy import stats
 from ..arguments import (NOBS_CHECKS, check_model_arguments, check_models, check_start, one_of,
                          probability, validated)
 from ..design.blocks import build_Z
+from ..design.theta import ThetaLayout
 from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
@@ -98,8 +99,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             eta0 = family.linkfun(mustart)
         self.engine = make_engine(frame, family, y, pw, ntr, eta0)
         self._Z = None
-        self.theta_lower = np.concatenate([t.theta_lower() for t in frame.terms])
-        self.theta_start = np.concatenate([t.theta_start() for t in frame.terms])
+        self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
+        self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
         self.approximation = ("Laplace Approximation" if self.n_agq == 1 else
                               "Laplace Approximation, nAGQ = 0: fixed effects estimated in PIRLS"
                               if self.n_agq == 0 else
@@ -356,8 +357,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     def _lambda_times(self, u):
         out = np.empty_like(u)
-        for t in self.frame.terms:
-            T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+        for t, T in zip(self.frame.terms, self.layout.templates(self.theta)):
             blk = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
             out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
         return out
@@ -418,8 +418,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             eng = self.engine
             blocks = eng.ainv_blocks() if isinstance(eng, KernelPIRLS) else single_term_ainv(eng)
             res = []
-            for t, blk in zip(self.frame.terms, blocks):
-                T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+            for T, blk in zip(self.layout.templates(self.theta), blocks):
                 res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blk, T))
             self._condvar_cache = res
         return self._condvar_cache

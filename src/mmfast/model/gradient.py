@@ -53,7 +53,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
     Qt = kernel.trace_gradient(T, overwrite=True)  # last: it overwrites the factor
     grad = np.empty(len(theta))
     tofs = 0
-    for t in terms:
+    for k, t in enumerate(terms):
         pk = t.p
         GA = 2.0 * Qt[tofs: tofs + pk * pk].reshape(pk, pk).T
         tofs += pk * pk
@@ -61,8 +61,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
         G = GA + (nfac / r2) * dr2
         if reml and p:
             G = G - 2.0 * np.einsum("lcs,lrs->rc", _per_term(K, t), _per_term(Rx, t))
-        r, c = t.tril_indices()
-        grad[t.theta_offset: t.theta_offset + t.ntheta] = G[r, c]
+        grad[model.layout.slices[k]] = G[t.param.rows, t.param.cols]  # ∂ w.r.t. T's θ entries
     obj = _criterion(model, ldL2, ldRX2 + model._logdetRb2, r2, reml)
     return (obj, grad, ai) if hessian else (obj, grad)
 

@@ -19,6 +19,7 @@ from scipy.linalg.lapack import dgeqrf, dorgqr, dtrtrs
 from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z, zt_times
+from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
 from ..families.gaussian import GAUSSIAN
 from .ainv import ainv_blocks
@@ -109,8 +110,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         else:
             self.blocks = _with_response_blocks(design.blocks, frame.terms, self._Q, yres, self._sqrtw)
         self.kernel = make_kernel(self.blocks, frame.terms)
-        self.theta_lower = np.concatenate([t.theta_lower() for t in frame.terms])
-        self.theta_start = np.concatenate([t.theta_start() for t in frame.terms])
+        self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
+        self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
         self.fitted_ = False
 
@@ -154,17 +155,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
 
     # --- the objective -------------------------------------------------------------------
     def templates(self, theta: np.ndarray) -> np.ndarray:
-        """Λ's templates T_k, flat and column-major, from θ (one scatter)."""
-        if getattr(self, "_tpos", None) is None:
-            pos, ofs = [], 0
-            for t in self.frame.terms:
-                r, c = t.tril_indices()
-                pos.append(ofs + r + c * t.p)
-                ofs += t.p * t.p
-            self._tpos, self._tsize = np.concatenate(pos), ofs
-        T = np.zeros(self._tsize)
-        T[self._tpos] = theta
-        return T
+        """Λ's templates T_k, flat and column-major, from θ (the layout's scatter)."""
+        return self.layout.flat(theta)
 
     def _profile_kernel(self, theta: np.ndarray):
         """(ldL2, ldRX2, r², R_X, c_β) at θ in the kernel's basis (Q, OLS residual of y).
@@ -214,9 +206,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
             const = nfac * (1.0 + LOG2PI - math.log(nfac)) - self._logw
             const += self._logdetRb2 if reml else 0.0
             const += nfac * 2.0 * math.log(self._yscale)
-            self.templates(self.theta_start)  # sets the template index
-            profiled, tpos, T, log, inf = self.kernel.profiled, self._tpos, np.zeros(self._tsize), \
-                math.log, math.inf
+            profiled, tpos, T, log, inf = self.kernel.profiled, self.layout.pos, \
+                np.zeros(self.layout.size), math.log, math.inf
 
             def f(theta) -> float:
                 T[tpos] = theta
@@ -265,8 +256,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
     def _lambda_times_at(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """b = Λθ u, term by term and level by level."""
         out = np.empty_like(u)
-        for t in self.frame.terms:
-            T = t.template(theta[t.theta_offset: t.theta_offset + t.ntheta])
+        for t, T in zip(self.frame.terms, self.layout.templates(theta)):
             blk = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
             out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
         return out
@@ -363,8 +353,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         """Conditional covariance of b per term: array (levels, p, p) = σ² T (A⁻¹)_blk T'."""
         if self._condvar_cache is None:
             res = []
-            for t, blocks in zip(self.frame.terms, self._ainv_diag_blocks()):
-                T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
+            for T, blocks in zip(self.layout.templates(self.theta), self._ainv_diag_blocks()):
                 res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blocks, T))
             self._condvar_cache = res
         return self._condvar_cache

@@ -36,25 +36,16 @@ from .._ext._pirls import SingleTerm
 from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks
+from ..design.theta import ThetaLayout
 from . import laplace_gradient
 from ..errors import DataError
 
-__all__ = ["make_engine", "KernelPIRLS", "template_index", "ainv_blocks", "fd_hessian",
+__all__ = ["make_engine", "KernelPIRLS", "ainv_blocks", "fd_hessian",
            "gradient_hessian", "start_hessian", "PIRLS_TOL"]
 
 PIRLS_TOL = 1e-10  # max |step| in u (and relative in β) at convergence
 MAX_HALVINGS = 30
 STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
-
-
-def template_index(terms) -> tuple[np.ndarray, int]:
-    """Positions of θ's entries in the flat, column-major templates of all terms."""
-    idx, ofs = [], 0
-    for t in terms:
-        r, c = t.tril_indices()
-        idx.append(ofs + r + c * t.p)
-        ofs += t.p * t.p
-    return np.concatenate(idx).astype(np.int64), ofs
 
 
 def make_response(family, y, pw, n) -> GlmResponse:
@@ -88,7 +79,7 @@ def make_engine(frame, family, y, pw, n, eta0):
     if len(frame.terms) > 1 and laplace_gradient.supports(frame, family):
         eng._grad = laplace_gradient.LaplaceGradient(frame, family)
         eng._theta_pos = [(k, r, c) for k, t in enumerate(frame.terms)
-                          for r, c in zip(*t.tril_indices())]
+                          for r, c in zip(t.param.rows.tolist(), t.param.cols.tolist())]
     eng.tol = PIRLS_TOL
     return eng
 
@@ -115,8 +106,8 @@ class KernelPIRLS:
         self.V = np.zeros_like(blocks.V)
         self.ZtW = {True: np.zeros((q, p + 1), order="F"), False: np.zeros((q, 1), order="F")}
         self.WtW = {True: np.zeros((p + 1, p + 1)), False: np.zeros((1, 1))}
-        self.tidx, tsize = template_index(terms)
-        self.T = np.zeros(tsize)
+        layout = ThetaLayout(terms)
+        self.tidx, self.T = layout.pos, np.zeros(layout.size)
         self.u = np.zeros(q)
         self.beta = np.zeros(p)
         self.eta = np.array(eta0, dtype=float)

@@ -69,16 +69,12 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
 
     @property
     def theta_names(self) -> list[str]:
-        return [n for t in self.frame.terms for n in t.theta_names()]
+        return self.layout.names
 
     # --- variance components --------------------------------------------------------------
     def term_covariances(self) -> list[np.ndarray]:
         """Covariance matrix of each term's random effects: σ² T T'."""
-        out = []
-        for t in self.frame.terms:
-            T = t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
-            out.append(self.sigma ** 2 * T @ T.T)
-        return out
+        return [self.sigma ** 2 * T @ T.T for T in self.layout.templates(self.theta)]
 
     @property
     def varcorr(self) -> pd.DataFrame:

@@ -171,9 +171,7 @@ def _moments(model) -> np.ndarray | None:
     out = []
     for t, e in zip(frame.terms, est):
         if e is None:
-            out.extend(t.theta_start())
+            out.extend(t.param.start)
             continue
-        L = np.linalg.cholesky(e / resid)
-        r_idx, c_idx = t.tril_indices()
-        out.extend(L[r_idx, c_idx])
+        out.extend(t.param.from_template(np.linalg.cholesky(e / resid)))
     return np.array(out, dtype=float)

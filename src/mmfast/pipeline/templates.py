@@ -78,7 +78,7 @@ def subset_template(model, keep: np.ndarray, check_nobs_vs_nre: str = "stop"):
     X = f.X[keep]
     if len(keep_full_rank(X, f.fixef_names)) != X.shape[1]:
         return None
-    terms, off, th = [], 0, 0
+    terms, off = [], 0
     for t in f.terms:
         codes = t.factor.codes[keep]
         used, new_codes = np.unique(codes, return_inverse=True)
@@ -88,9 +88,8 @@ def subset_template(model, keep: np.ndarray, check_nobs_vs_nre: str = "stop"):
         factor = GroupingFactor(t.factor.name, new_codes.astype(np.int32),
                                 [t.factor.levels[i] for i in used])
         terms.append(dataclasses.replace(t, factor=factor, X=np.ascontiguousarray(t.X[keep]),
-                                         offset=off, theta_offset=th))
+                                         offset=off))
         off += q
-        th += t.ntheta
     nlev = [t.nlevels for t in terms]
     if any(a <= b for a, b in zip(nlev, nlev[1:])) and nlev != [t.nlevels for t in f.terms]:
         return None  # lme4's term order could change: rebuild from the formula

@@ -68,8 +68,7 @@ class DenseVarianceStructure(VarianceStructure):
         self.ZtX = np.asarray(shared.ZwT @ Xw).reshape(self.q, self.p)
         self.Zty, self.yty = shared.Zty, shared.yty
         self.XtX, self.Xty = Xw.T @ Xw, Xw.T @ shared.yw
-        self.templates = [t.template(self.theta[t.theta_offset: t.theta_offset + t.ntheta])
-                          for t in self.terms]
+        self.templates = model.layout.templates(self.theta)
         Lam = np.zeros((self.q, self.q))
         for t, T in zip(self.terms, self.templates):
             blk = Lam[t.offset: t.offset + t.q, t.offset: t.offset + t.q]

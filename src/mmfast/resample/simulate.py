@@ -28,11 +28,11 @@ from .refit import model_kind
 __all__ = ["ResponseSimulator", "simulate", "lambda_times"]
 
 
-def lambda_times(terms, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """b = Λθ u for a q-vector or a q x m matrix u, term by term and level by level."""
+def lambda_times(terms, templates, u: np.ndarray) -> np.ndarray:
+    """b = Λθ u for a q-vector or a q x m matrix u, term by term and level by level, from the
+    terms' templates (``ThetaLayout.templates(θ)``)."""
     out = np.empty_like(u, dtype=float)
-    for t in terms:
-        T = t.template(theta[t.theta_offset: t.theta_offset + t.ntheta])
+    for t, T in zip(terms, templates):
         blk = u[t.offset: t.offset + t.q].reshape((t.nlevels, t.p) + u.shape[1:])
         out[t.offset: t.offset + t.q] = np.einsum("ij,lj...->li...", T, blk).reshape(
             (t.q,) + u.shape[1:])
@@ -48,6 +48,7 @@ class ResponseSimulator:
         self.n = frame.nobs
         self.terms = frame.terms
         self.theta = np.array(model.theta, dtype=float)
+        self.templates = model.layout.templates(self.theta)
         self.q = int(sum(t.q for t in frame.terms))
         eta = frame.X @ np.asarray(model.beta, dtype=float)
         if frame.offset is not None:
@@ -82,7 +83,7 @@ class ResponseSimulator:
     def linear_predictor(self, rng: np.random.Generator) -> np.ndarray:
         """η with newly drawn random effects (σ-scaled for an LMM)."""
         u = rng.standard_normal(self.q)
-        zb = self.Z @ lambda_times(self.terms, self.theta, u)
+        zb = self.Z @ lambda_times(self.terms, self.templates, u)
         return self.eta_fixed + (self.sigma * zb if self.kind == "lmm" else zb)
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
