@@ -14,6 +14,7 @@ from ..errors import DataError
 from .data_input import as_frame, missing_columns
 from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
 from ..present.results_api import StatsmodelsAPI  # params, bse, pvalues, get_prediction, ...
+from ..present.tidy import TidyMixin  # broom.mixed's tidy, glance, augment
 
 __all__ = ["MixedModelResults", "InformationCriteria"]
 
@@ -30,7 +31,7 @@ class InformationCriteria:
         return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
 
-class MixedModelResults(InformationCriteria, StatsmodelsAPI, SerializeMixin):
+class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, SerializeMixin):
     """Result accessors common to LMMs and GLMMs."""
 
     use_scale = True  # does the model have a residual scale σ (False for binomial/Poisson)
