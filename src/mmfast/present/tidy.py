@@ -121,7 +121,7 @@ class TidyMixin:
         out = pd.concat([p for p in parts if len(p)], ignore_index=True) if parts else pd.DataFrame()
         order = ["effect", "group", "level", "term", "estimate", "std.error", "statistic", "df",
                  "p.value", "conf.low", "conf.high"]
-        if conf_int and "fixed" in eff or "ran_vals" in eff and conf_int:
+        if conf_int:  # ran_pars rows: no interval (broom.mixed's Wald default)
             for c in ("conf.low", "conf.high"):
                 if c not in out:
                     out[c] = np.nan
