@@ -12,6 +12,7 @@ from ..errors import ArgumentError
 __all__ = ["TidyMixin"]
 
 EFFECTS = ("fixed", "ran_pars", "ran_vals")
+HAT_MAX_COLUMNS = 3000  # augment's .hat: dense n x (q + p) work, skipped for larger models
 
 
 def _effects(effects) -> tuple:
@@ -166,8 +167,9 @@ class TidyMixin:
             ``data`` plus ``.fitted`` (linear predictor), ``.resid`` (LMMs: response,
             GLMMs: deviance residuals), ``.fixed`` (Xβ + offset), ``.mu`` (mean), ``.offset``,
             ``.sqrtXwt``, ``.sqrtrwt``, ``.weights`` (prior weights), ``.wtres`` (Pearson
-            residuals) and for GLMMs ``.eta``.  (broom's ``.hat`` and ``.cooksd`` are not
-            computed.)
+            residuals) and for GLMMs ``.eta``; for LMMs with at most ``HAT_MAX_COLUMNS``
+            random plus fixed effects also ``.hat`` (diagonal of the hat matrix) and
+            ``.cooksd`` (Cook's distance), as lme4's ``hatvalues``/``cooks.distance``.
 
         Examples
         --------
@@ -194,6 +196,15 @@ class TidyMixin:
                 ".wtres": sqrtrwt * (y - mu)}
         if not self._is_lmm():
             cols[".eta"] = eta
+        else:
+            hat = _lmm_hat(self, np.sqrt(pw))
+            if hat is not None:  # lme4's hatvalues and cooks.distance
+                p = f.X.shape[1]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    cook = (cols[".wtres"] / (1 - hat)) ** 2 * hat / (self.sigma ** 2 * p)
+                cook[np.isinf(cook)] = np.nan
+                cols = {**dict(list(cols.items())[:2]), ".hat": hat, ".cooksd": cook,
+                        **dict(list(cols.items())[2:])}
         if data is None:
             idx, complete = f.row_index, f.complete
             base = f.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in f.data])
@@ -219,3 +230,26 @@ class TidyMixin:
             raise ArgumentError(f"data has {nrows} rows; the model was fitted to {len(s)} "
                                 f"(pass the data the model was fitted to)")
         return s.to_numpy()
+
+
+def _lmm_hat(model, sqrtw: np.ndarray) -> np.ndarray | None:
+    """Diagonal of the LMM's hat matrix (fitted = H y): with A = W^½ [ZΛ X] and
+    M = A'A + diag(I_q, 0), h = diag(A M⁻¹ A') (lme4's ``hatvalues``).  Dense, so only for
+    q + p <= HAT_MAX_COLUMNS; None otherwise."""
+    f = model.frame
+    Z = model.Z
+    q, p = Z.shape[1], f.X.shape[1]
+    if q + p > HAT_MAX_COLUMNS or f.nobs * (q + p) > 5e7:
+        return None
+    Zd = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z, dtype=float)
+    ZL = np.empty_like(Zd)
+    for t in f.terms:
+        T = t.template(model.theta[t.theta_offset: t.theta_offset + t.ntheta])
+        blk = Zd[:, t.offset: t.offset + t.q].reshape(f.nobs, t.nlevels, t.p)
+        ZL[:, t.offset: t.offset + t.q] = (blk @ T).reshape(f.nobs, t.q)
+    A = np.hstack([ZL, f.X]) * sqrtw[:, None]
+    M = A.T @ A
+    M[np.arange(q), np.arange(q)] += 1.0
+    C = np.linalg.cholesky(M)
+    B = np.linalg.solve(C, A.T)  # C⁻¹ A'
+    return np.einsum("ij,ij->j", B, B)
