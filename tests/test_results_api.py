@@ -40,6 +40,8 @@ def fits(sleep):
     return {"sleep_reml": mmfast.lmer(SLEEP, sleep),
             "sleep_ml": mmfast.lmer(SLEEP, sleep, reml=False),
             "machines_3x3": mmfast.lmer("score ~ Machine + (0 + Machine | Worker)", mach),
+            "sleep_weighted": mmfast.lmer(SLEEP, sleep.assign(w=1.0 + sleep["Days"] % 3),
+                                          weights="w"),
             "cbpp": mmfast.glmer(CBPP, cbpp, "binomial")}
 
 
@@ -180,7 +182,7 @@ TIDY_COLS = ["effect", "group", "term", "estimate", "std.error", "statistic", "d
              "conf.low", "conf.high"]
 
 
-@pytest.mark.parametrize("case", ["sleep_reml", "sleep_ml", "machines_3x3"])
+@pytest.mark.parametrize("case", ["sleep_reml", "sleep_ml", "machines_3x3", "sleep_weighted"])
 def test_tidy_matches_broom_mixed(fits, case):
     ref = _ref_frame(case, "tidy")
     got = fits[case].tidy(conf_int=True)
@@ -234,7 +236,7 @@ def test_tidy_glmm(fits):
     np.testing.assert_allclose(rp["estimate"], ref[ref["effect"] == "ran_pars"]["estimate"], rtol=1e-3)
 
 
-@pytest.mark.parametrize("case", ["sleep_reml", "sleep_ml", "machines_3x3", "cbpp"])
+@pytest.mark.parametrize("case", ["sleep_reml", "sleep_ml", "machines_3x3", "sleep_weighted", "cbpp"])
 def test_glance_matches_broom_mixed(fits, case):
     ref = REF[case]["glance"]
     got = fits[case].glance()
@@ -244,7 +246,7 @@ def test_glance_matches_broom_mixed(fits, case):
         assert got[k].iloc[0] == pytest.approx(v, rel=tol), k
 
 
-@pytest.mark.parametrize("case", ["sleep_reml", "cbpp"])
+@pytest.mark.parametrize("case", ["sleep_reml", "sleep_weighted", "cbpp"])
 def test_augment_matches_broom_mixed(fits, case):
     ref = _ref_frame(case, "augment")
     got = fits[case].augment()
@@ -271,3 +273,16 @@ def test_augment_keeps_data_rows_and_index(sleep):
     assert np.isnan(full.loc[1003, ".fitted"]) and full.index.equals(d.index)
     with pytest.raises(MmfastError, match="rows"):
         m.augment(d.iloc[:10])
+
+
+def test_glmm_na_exclude():
+    d = _factors(mmfast.datasets.load("cbpp"), ["herd", "period"])
+    d.loc[[2, 40], "incidence"] = np.nan
+    g = mmfast.glmer(CBPP, d, "binomial")
+    g2 = mmfast.glmer(CBPP, d.dropna(), "binomial")
+    for a, b in ((g.fitted, g2.fitted), (g.residuals, g2.residuals),
+                 (g.predict(type="response"), g2.predict(type="response"))):
+        assert a.index.equals(d.index) and list(np.flatnonzero(a.isna())) == [2, 40]
+        np.testing.assert_allclose(a.dropna().to_numpy(), b.to_numpy(), rtol=1e-8)
+    sf = g.get_prediction().summary_frame()
+    assert sf.index.equals(d.index) and sf["mean_se"].isna().sum() == 2

@@ -23,6 +23,13 @@ for (reml in c(TRUE, FALSE)) {
     augment = dots(augment(m)),
     vcov = unname(as.matrix(vcov(m))))
 }
+sleep$w <- 1 + sleep$Days %% 3  # prior weights 1, 2, 3
+m <- lmerTest::lmer(Reaction ~ Days + (Days | Subject), sleep, weights = w, control = ctrl)
+out[["sleep_weighted"]] <- list(
+  data = "sleepstudy", formula = "Reaction ~ Days + (Days | Subject)", REML = TRUE, family = "gaussian",
+  weights = "1 + Days %% 3",
+  tidy = frame_list(tidy(m, conf.int = TRUE)), glance = frame_list(glance(m)),
+  augment = dots(augment(m)))
 mach <- load_data("Machines"); mach$Machine <- as_fac(mach$Machine); mach$Worker <- as_fac(mach$Worker)
 m <- lmerTest::lmer(score ~ Machine + (0 + Machine | Worker), mach, control = ctrl)
 out[["machines_3x3"]] <- list(
