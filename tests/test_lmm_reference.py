@@ -311,11 +311,15 @@ def test_summary_mentions_both_parts(fit_case, capsys):
 def test_fitted_residuals_predict(case, fit_case):
     fit = fit_case(case)
     m = fit.model
-    fitted, resid = np.asarray(m.fitted, dtype=float), np.asarray(m.residuals, dtype=float)
+    # na.exclude: one value per data row, NaN where a row was dropped for missing values
+    assert len(m.fitted) == len(m.residuals) == len(fit.data)
+    assert int(m.fitted.isna().sum()) == len(fit.data) - m.nobs
+    fitted = m.fitted.dropna().to_numpy(dtype=float)
+    resid = m.residuals.dropna().to_numpy(dtype=float)
     assert fitted.shape == resid.shape == (m.nobs,)
     y = response(fit)
     assert_close(fitted + resid, y, 1e-10, 1e-10, f"{case}: fitted + residuals = y")
-    assert_close(np.asarray(m.predict(), dtype=float), fitted, 1e-12, 1e-12, f"{case}: predict() = fitted")
+    assert_close(m.predict().dropna().to_numpy(dtype=float), fitted, 1e-12, 1e-12, f"{case}: predict() = fitted")
 
 
 def test_coef_is_fixef_plus_ranef(fit_case):

@@ -42,6 +42,10 @@ class ModelFrame:
     n_dropped: int = 0
     dropped_columns: list[str] = field(default_factory=list)
     y_extra: np.ndarray | None = None  # e.g. binomial trials from cbind(s, f)
+    # the caller's row labels (all rows) and which rows were complete (None: all): fitted,
+    # residuals and predict() come back on them, NaN where a row was dropped (R's na.exclude)
+    row_index: pd.Index | None = None
+    complete: np.ndarray | None = None
 
     @property
     def nobs(self) -> int:
@@ -109,6 +113,7 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
             if len(arr) != len(data):
                 raise DataError(f"{name[1:-1]} has {len(arr)} values for {len(data)} rows")
             extra[name] = arr
+    row_index = data.index  # a reference: O(1)
     frame = Columns(data, used, extra)
     complete = complete_rows(frame)
     n_dropped = 0
@@ -150,7 +155,8 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
         off = o if off is None else off + o
     return ModelFrame(parsed=parsed, table=frame, y=y, X=X, fixef_names=names,
                       fixed_spec=ModelFrameSpec(spec, names, keep), terms=terms, weights=w,
-                      offset=off, n_dropped=n_dropped, dropped_columns=dropped, y_extra=y_extra)
+                      offset=off, n_dropped=n_dropped, dropped_columns=dropped, y_extra=y_extra,
+                      row_index=row_index, complete=complete)
 
 
 @lru_cache(maxsize=256)
@@ -264,4 +270,6 @@ def frame_for_formula(frame: ModelFrame, formula: str, options: dict | None = No
                       response_kind=response_kind, **passed)
     if new.parsed.response.strip() == frame.parsed.response.strip():
         new = with_response(new, frame.y)
+    if new.complete is None and new.nobs == frame.nobs:  # same rows: the caller's labels
+        new.row_index, new.complete = frame.row_index, frame.complete
     return new

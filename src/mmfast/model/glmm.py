@@ -425,9 +425,10 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     # --- fitted values, residuals, prediction ----------------------------------------------
     @property
-    def fitted(self) -> np.ndarray:
-        """Fitted means μ (lme4's ``fitted``), conditional on the random effects."""
-        return self._mu.copy()
+    def fitted(self) -> pd.Series:
+        """Fitted means μ (lme4's ``fitted``), conditional on the random effects: a Series on
+        the data's index, NaN for rows dropped for missing values (R's ``na.exclude``)."""
+        return self._on_rows(self._mu, "fitted")
 
     def resid(self, type: str = "deviance") -> np.ndarray:  # noqa: A002 - R's argument name
         """Residuals: ``deviance`` (lme4's default), ``pearson``, ``response`` or ``working``."""
@@ -443,23 +444,25 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         raise ArgumentError(f"unknown residual type {type!r}: deviance, pearson, response or working")
 
     @property
-    def residuals(self) -> np.ndarray:
-        return self.resid("deviance")
+    def residuals(self) -> pd.Series:
+        """Deviance residuals (lme4's ``residuals``) on the data's index, NaN for dropped rows."""
+        return self._on_rows(self.resid("deviance"), "residuals")
 
     def scaled_residuals(self) -> np.ndarray:
         return self.resid("pearson") / self.sigma
 
     @validated(name="predict", type=one_of("link", "response"))
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link",  # noqa: A002
-                re_form=True, allow_new_levels: bool = False, offset=None) -> np.ndarray:
-        """Predictions on the link (``type="link"``) or response (``"response"``) scale."""
+                re_form=True, allow_new_levels: bool = False, offset=None) -> pd.Series:
+        """Predictions on the link (``type="link"``) or response (``"response"``) scale: a
+        Series on newdata's index, or (no newdata) the data's index, NaN for dropped rows."""
         if newdata is not None:  # pandas, polars, arrow or a dict; not empty
             newdata = as_frame(newdata, "newdata", allow_empty=False)
         if newdata is None:
             eta = self._eta if re_form is not None else (
                 self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
         else:
-            eta = super().predict(newdata, allow_new_levels=allow_new_levels, re_form=re_form)
+            eta = self._predict_eta(newdata, allow_new_levels=allow_new_levels, re_form=re_form)
             for expr in self.frame.parsed.offsets:
                 eta = eta + evaluate(expr, newdata).astype(float)
             arg = self.options.get("offset")
@@ -470,7 +473,10 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                     raise DataError("the model was fitted with offset=: pass offset= for newdata")
                 eta = eta + (newdata[offset].to_numpy(dtype=float) if isinstance(offset, str)
                              else np.asarray(offset, dtype=float))
-        return self.family.linkinv(eta) if type == "response" else np.asarray(eta)
+        out = self.family.linkinv(eta) if type == "response" else np.asarray(eta)
+        if newdata is None:
+            return self._on_rows(out, "predicted")
+        return pd.Series(out, index=newdata.index, name="predicted")
 
     @validated(name="odds_ratios", level=probability)
     def odds_ratios(self, level: float = 0.95) -> pd.DataFrame:

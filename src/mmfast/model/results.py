@@ -13,6 +13,8 @@ from ..arguments import boolean, integer, validated
 from ..errors import DataError
 from .data_input import as_frame, missing_columns
 from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
+from ..present.results_api import StatsmodelsAPI  # params, bse, pvalues, get_prediction, ...
+from ..present.tidy import TidyMixin  # broom.mixed's tidy, glance, augment
 
 __all__ = ["MixedModelResults", "InformationCriteria"]
 
@@ -29,7 +31,7 @@ class InformationCriteria:
         return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
 
-class MixedModelResults(InformationCriteria, SerializeMixin):
+class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, SerializeMixin):
     """Result accessors common to LMMs and GLMMs."""
 
     use_scale = True  # does the model have a residual scale σ (False for binomial/Poisson)
@@ -136,17 +138,66 @@ class MixedModelResults(InformationCriteria, SerializeMixin):
         return eta
 
     @property
-    def fitted(self) -> np.ndarray:
-        return self.linear_predictor()
+    def fitted(self) -> pd.Series:
+        """Fitted values Xβ + Zb (+ offset), conditional on the random effects (lme4's ``fitted``).
+
+        Returns
+        -------
+        pandas.Series
+            On the data's index, NaN for rows dropped for missing values (R's ``na.exclude``),
+            so ``df["fit"] = m.fitted`` lines up.
+
+        Examples
+        --------
+        >>> df["fit"] = m.fitted  # doctest: +SKIP
+        """
+        return self._on_rows(self.linear_predictor(), "fitted")
 
     @property
-    def residuals(self) -> np.ndarray:
-        return self.frame.y - self.fitted
+    def residuals(self) -> pd.Series:
+        """Response residuals y - fitted, on the data's index (NaN for dropped rows).
+
+        Returns
+        -------
+        pandas.Series
+
+        Examples
+        --------
+        >>> df["res"] = m.residuals  # doctest: +SKIP
+        """
+        return self._on_rows(self.frame.y - self.linear_predictor(), "residuals")
 
     @validated(name="predict", allow_new_levels=boolean)
     def predict(self, newdata: pd.DataFrame | None = None, allow_new_levels: bool = False,
-                re_form=True) -> np.ndarray:
-        """Predictions on the linear-predictor scale; ``re_form=None`` drops random effects."""
+                re_form=True) -> pd.Series:
+        """Predictions on the linear-predictor scale (lme4's ``predict``).
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            pandas, polars, pyarrow or a dict; default: the fitted rows.
+        allow_new_levels : bool
+            Predict unseen (or missing) grouping levels at the population level.
+        re_form : True or None
+            None drops the random effects (``re.form = NA``).
+
+        Returns
+        -------
+        pandas.Series
+            On newdata's index, or (no newdata) on the data's index with NaN for dropped rows.
+
+        Examples
+        --------
+        >>> m.predict(df.head(3), re_form=None)  # doctest: +SKIP
+        """
+        if newdata is None:
+            return self._on_rows(self._predict_eta(None, allow_new_levels, re_form), "predicted")
+        newdata = as_frame(newdata, "newdata", allow_empty=False)
+        return pd.Series(self._predict_eta(newdata, allow_new_levels, re_form),
+                         index=newdata.index, name="predicted")
+
+    def _predict_eta(self, newdata, allow_new_levels: bool = False, re_form=True) -> np.ndarray:
+        """The linear predictor at the fitted rows (``newdata`` None) or at ``newdata``."""
         if newdata is not None:  # pandas, polars, arrow or a dict; not empty; the columns used
             newdata = as_frame(newdata, "newdata", allow_empty=False)
             lack = missing_columns(self.frame.parsed, self.frame.table.columns, newdata,

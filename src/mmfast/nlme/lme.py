@@ -201,12 +201,12 @@ class LmeFit:
         return pd.DataFrame(rows)
 
     @property
-    def fitted(self) -> np.ndarray:
+    def fitted(self) -> pd.Series:
         """Fitted values at the innermost level (fixed plus all random effects)."""
         return self.model.fitted
 
     @property
-    def residuals(self) -> np.ndarray:
+    def residuals(self) -> pd.Series:
         return self.model.residuals
 
     # --- tests ----------------------------------------------------------------------------------

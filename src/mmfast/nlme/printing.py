@@ -78,7 +78,8 @@ def _fixed_block(fit, tt: pd.DataFrame) -> list[str]:
 
 
 def _residual_block(fit) -> list[str]:
-    r = fit.residuals / fit.sigma
+    r = np.asarray(fit.residuals, dtype=float)
+    r = r[~np.isnan(r)] / fit.sigma  # rows dropped for missing values are NaN (na.exclude)
     q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1])
     vec = named_vector(["Min", "Q1", "Med", "Q3", "Max"], r_format(q, 7))
     return ["Standardized Within-Group Residuals:"] + vec.split("\n")

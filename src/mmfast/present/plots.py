@@ -326,12 +326,18 @@ def plot_caterpillar(model: Any, group: str | None = None, level: float = 0.95, 
     return fig
 
 
+def _used_rows(values) -> np.ndarray:
+    """Per-row values of the rows the fit used (a model's Series has NaN for dropped rows)."""
+    v = np.asarray(values, dtype=float)
+    return v[~np.isnan(v)] if isinstance(values, pd.Series) else v
+
+
 def _pearson_residuals(model: Any) -> np.ndarray:
     """Pearson residuals: ``resid(m, type = "pearson")`` for GLMMs, √w (y - fitted)/σ for LMMs."""
     resid = getattr(model, "resid", None)
     if callable(resid):
         return np.asarray(resid("pearson"), dtype=float)
-    r = np.asarray(model.residuals, dtype=float)
+    r = _used_rows(model.residuals)
     w = getattr(model.frame, "weights", None)
     if w is not None:
         r = r * np.sqrt(w)
@@ -349,7 +355,7 @@ def plot_diagnostics(model: Any, *, ranef_qq: bool = False,
     Mirrors lme4's ``plot(m)`` (``plot.merMod``: Pearson residuals vs fitted) and
     ``qqnorm(resid(m)); qqline(resid(m))`` / ``lattice::qqmath(ranef(m))``.
     """
-    fitted = np.asarray(model.fitted, dtype=float)
+    fitted = _used_rows(model.fitted)
     res = _pearson_residuals(model)
     extra = [(g, c) for g, re in model.ranef.items() for c in re.columns] if ranef_qq else []
     fig, axes = _subplots(2 + len(extra), 4 if extra else 2, (4.2, 3.8), figsize)

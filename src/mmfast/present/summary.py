@@ -115,7 +115,8 @@ class Summary:
                                 columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
             lines.append("\n" + crit.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
         res = getattr(m, "scaled_residuals", None)
-        res = res() if callable(res) else m.residuals / m.sigma
+        res = np.asarray(res() if callable(res) else m.residuals / m.sigma, dtype=float)
+        res = res[~np.isnan(res)]  # rows dropped for missing values are NaN (na.exclude)
         q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
         lines.append("\nScaled residuals: ")
         lines.append(pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"])
