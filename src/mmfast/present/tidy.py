@@ -243,8 +243,7 @@ def _lmm_hat(model, sqrtw: np.ndarray) -> np.ndarray | None:
         return None
     Zd = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z, dtype=float)
     ZL = np.empty_like(Zd)
-    for t in f.terms:
-        T = t.template(model.theta[t.theta_offset: t.theta_offset + t.ntheta])
+    for t, T in zip(f.terms, model.layout.templates(model.theta)):
         blk = Zd[:, t.offset: t.offset + t.q].reshape(f.nobs, t.nlevels, t.p)
         ZL[:, t.offset: t.offset + t.q] = (blk @ T).reshape(f.nobs, t.q)
     A = np.hstack([ZL, f.X]) * sqrtw[:, None]
