@@ -61,7 +61,7 @@ from .optsummary import glmm_summary, optinfo_property
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
-from .separation import at_bounds, detect_separation, separation_message
+from .separation import at_bounds, check_response_not_constant, detect_separation, separation_message
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
 
@@ -589,20 +589,9 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     frame = model_frame(formula, data, weights=weights, offset=offset,
                         check_nobs_vs_nre=check_nobs_vs_nre, level_checks=checks,
                         response_kind="binary" if fam == "binomial" else "numeric")
-    _check_response_not_constant(frame, fam)
+    check_response_not_constant(frame, fam)
     options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre,
                "level_checks": checks}  # model_frame's arguments: refits (drop1, anova) reuse them
     model = GeneralizedLinearMixedModel(frame, fam, n_agq=n_agq, options=options)
     start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)
-
-
-def _check_response_not_constant(frame, family) -> None:
-    """lme4's ``check.response.not.const``: a response with one value (all 0, all 1, all the
-    same cbind() row) has no information about the linear predictor: estimates go to ±∞."""
-    y, extra = frame.y, frame.y_extra
-    if len(y) and np.all(y == y[0]) and (extra is None or np.all(extra == extra[0])):
-        what = (f"every row is cbind({y[0]:g}, {extra[0] - y[0]:g})" if extra is not None
-                else f"every value is {y[0]:g}")
-        raise DataError(f"response '{frame.parsed.response}' is constant ({what}): a {family.name} "
-                        "GLMM cannot be fitted to it (lme4: 'Response is constant')")

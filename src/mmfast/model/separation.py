@@ -1,4 +1,5 @@
-"""Complete or quasi-complete separation in a binomial or Poisson GLMM.
+"""Data the likelihood cannot pin down: complete or quasi-complete separation in a binomial or
+Poisson GLMM, and a constant response.
 
 When some rows can be fitted exactly (every trial at one level of a factor a success, a Poisson
 group of zeros), the likelihood keeps rising as a combination of fixed effects goes to ±∞: the
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DataError
+
 __all__ = ["Separation", "at_bounds", "detect_separation", "separation_message", "EDGE",
-           "NULL_RATIO"]
+           "NULL_RATIO", "check_response_not_constant"]
 
 EDGE = 1e-7         # a fitted mean within this of 0 (or 1, binomial) is at the family's bound
 NULL_RATIO = 1e-8   # eigenvalue / largest of the column-scaled R_X'R_X: a near-null direction
@@ -84,3 +87,14 @@ def separation_message(family, sep: Separation, held: bool = True) -> str:
             "±infinity; " + ("they are held where the deviance stops changing, so " if held
                              else "") + "their values and standard errors are not meaningful "
             "(θ, the log-likelihood and the identified combinations of fixed effects are)")
+
+
+def check_response_not_constant(frame, family) -> None:
+    """lme4's ``check.response.not.const``: a response with one value (all 0, all 1, all the
+    same cbind() row) has no information about the linear predictor: estimates go to ±∞."""
+    y, extra = frame.y, frame.y_extra
+    if len(y) and np.all(y == y[0]) and (extra is None or np.all(extra == extra[0])):
+        what = (f"every row is cbind({y[0]:g}, {extra[0] - y[0]:g})" if extra is not None
+                else f"every value is {y[0]:g}")
+        raise DataError(f"response '{frame.parsed.response}' is constant ({what}): a {family.name} "
+                        "GLMM cannot be fitted to it (lme4: 'Response is constant')")
