@@ -121,3 +121,75 @@ cdef class GlmResponse:
         with nogil:
             self.working(&eta[0], &base[0], &w[0], &zt[0])
 
+
+    def py_set_mu(self, mu):
+        """Store mu (mu' is not needed by m2loglik) for ``Family.aic``."""
+        cdef const double[::1] m = np.ascontiguousarray(mu, dtype=np.float64)
+        if m.shape[0] != self.n:
+            raise ValueError(f"mu has length {m.shape[0]}, the response {self.n}")
+        self.mu[:] = m
+
+
+# --- vectorised access for mmfast.families (the Python classes are thin wrappers) ----------
+def _flat(x):
+    """(array of x as float64, a C-contiguous 1-D copy or view of it, an output of its shape)."""
+    a = np.asarray(x, dtype=np.float64)
+    return a, np.ascontiguousarray(a).reshape(-1), np.empty(a.shape)
+
+
+def _result(a, out):
+    return out if a.ndim else out[()]
+
+
+def link_apply(int link, int what, x):
+    """what = 0: linkfun(mu), 1: linkinv(eta), 2: mu_eta(eta), elementwise (any shape)."""
+    if not 0 <= link <= CAUCHIT or not 0 <= what <= 2:
+        raise ValueError(f"unknown link code {link} or function code {what}")
+    a, flat, out = _flat(x)
+    cdef const double[::1] v = flat
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = v.shape[0]
+    with nogil:
+        if what == 0:
+            for i in range(n):
+                o[i] = _linkfun(link, v[i])
+        elif what == 1:
+            for i in range(n):
+                o[i] = _linkinv(link, v[i])
+        else:
+            for i in range(n):
+                o[i] = _mu_eta(link, v[i])
+    return _result(a, out)
+
+
+def family_variance(int fam, mu):
+    """V(mu) of the family, elementwise (any shape)."""
+    if not 0 <= fam <= GAUSSIAN:
+        raise ValueError(f"unknown family code {fam}")
+    a, flat, out = _flat(mu)
+    cdef const double[::1] v = flat
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = v.shape[0]
+    with nogil:
+        for i in range(n):
+            o[i] = _variance(fam, v[i])
+    return _result(a, out)
+
+
+def family_dev_resids(int fam, y, mu, wt):
+    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast)."""
+    if not 0 <= fam <= GAUSSIAN:
+        raise ValueError(f"unknown family code {fam}")
+    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
+                                     np.asarray(mu, dtype=np.float64),
+                                     np.asarray(wt, dtype=np.float64))
+    out = np.empty(ya.shape)
+    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
+    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
+    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = yv.shape[0]
+    with nogil:
+        for i in range(n):
+            o[i] = _devres(fam, yv[i], mv[i], wv[i])
+    return _result(ya, out)
