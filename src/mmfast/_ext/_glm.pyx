@@ -1,10 +1,11 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The response side of PIRLS for GLMMs: mu, working weights w = pw mu'^2 / V(mu), working
 response, deviance residuals and -2 log p(y | mu) for the families/links of ``mmfast.families``
 (integer codes, lme4's clamping), all without the GIL."""
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport exp, log, log1p, lgamma, NAN, INFINITY
+from ._checks import check_length
 
 cnp.import_array()
 
@@ -25,6 +26,8 @@ cdef class GlmResponse:
         self.b = np.array(b, dtype=np.float64, order="C", copy=True)
         self.c = np.array(c, dtype=np.float64, order="C", copy=True)
         self.n = self.y.shape[0]
+        for name, arr in (("pw", self.pw), ("a", self.a), ("b", self.b), ("c", self.c)):
+            check_length(name, arr.shape[0], self.n)
         self.mu = np.zeros(self.n)
         self.me = np.ones(self.n)
         self.wsum = float(np.sum(pw))
@@ -109,8 +112,7 @@ cdef class GlmResponse:
 
     def py_set_eta(self, eta, bint need_dev=True):
         cdef const double[::1] e = np.ascontiguousarray(eta, dtype=np.float64)
-        if e.shape[0] != self.n:
-            raise ValueError("eta has the wrong length")
+        check_length("eta", e.shape[0], self.n)
         return self.set_eta(&e[0], need_dev)
 
     def py_m2loglik(self, double dev):
@@ -118,6 +120,11 @@ cdef class GlmResponse:
 
     def working_into(self, const double[::1] eta, const double[::1] base, double[::1] w,
                      double[::1] zt):
+        """w, zt at eta (``working``) into the given arrays, all of the response's length."""
+        check_length("eta", eta.shape[0], self.n)
+        check_length("base", base.shape[0], self.n)
+        check_length("w", w.shape[0], self.n)
+        check_length("zt", zt.shape[0], self.n)
         with nogil:
             self.working(&eta[0], &base[0], &w[0], &zt[0])
 
@@ -125,8 +132,7 @@ cdef class GlmResponse:
     def py_set_mu(self, mu):
         """Store mu (mu' is not needed by m2loglik) for ``Family.aic``."""
         cdef const double[::1] m = np.ascontiguousarray(mu, dtype=np.float64)
-        if m.shape[0] != self.n:
-            raise ValueError(f"mu has length {m.shape[0]}, the response {self.n}")
+        check_length("mu", m.shape[0], self.n)
         self.mu[:] = m
 
 
