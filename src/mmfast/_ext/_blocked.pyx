@@ -282,7 +282,8 @@ cdef class BlockedKernel:
     def update(self, T):
         """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""
         cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
-        check_length("T", Tv.shape[0], self.tsize)
+        if Tv.shape[0] != self.tsize:
+            check_length("T", Tv.shape[0], self.tsize)
         cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
         cdef double[:, ::1] Mv = M
         cdef double[::1, :] Cv = self.Cm
@@ -304,7 +305,8 @@ cdef class BlockedKernel:
         cdef double out[2]
         cdef double[::1, :] Cv = self.Cm
         cdef int rc
-        check_length("T", T.shape[0], self.tsize)
+        if T.shape[0] != self.tsize:
+            check_length("T", T.shape[0], self.tsize)
         with nogil:
             rc = self._factor(&T[0])
             if rc == 0:
@@ -318,7 +320,8 @@ cdef class BlockedKernel:
     def conditional_modes(self, beta):
         """Spherical random effects u at β from the last update: L'u = c_u - R_ZX β."""
         p = self.ncol - 1
-        check_length("beta", len(beta), p)
+        if len(beta) != p:
+            check_length("beta", len(beta), p)
         return self._solve_lt_internal(self.C[:, p] - self.C[:, :p] @ beta)[self.perm_rows]
 
     def solve_lt_c(self, j):
@@ -329,7 +332,8 @@ cdef class BlockedKernel:
 
     def solve_lt(self, r):
         """u = L⁻ᵀ r (global order), after an ``update``."""
-        check_length("r", len(r), self.q)
+        if len(r) != self.q:
+            check_length("r", len(r), self.q)
         x = np.empty(self.q)
         x[self.perm_rows] = r
         return self._solve_lt_internal(x)[self.perm_rows]
@@ -377,7 +381,8 @@ cdef class BlockedKernel:
 
     def _solve_lt_internal(self, r):
         cdef double[::1] u = np.array(r, dtype=np.float64, copy=True)
-        check_length("r", u.shape[0], self.q)
+        if u.shape[0] != self.q:
+            check_length("r", u.shape[0], self.q)
         cdef Py_ssize_t j, c, s, a, pk, st, p0 = self.p0
         cdef double acc
         cdef double* D

@@ -1,6 +1,7 @@
 """Argument checks of the Cython kernels' public entries: a wrong length is a DataError naming
 the argument and both lengths, never an out-of-bounds read (the kernels run without bounds
-checks).  O(1) per call: shapes only, never the values."""
+checks).  O(1) per call: shapes only, never the values; on the per-evaluation paths the kernels
+compare the lengths inline and call these only on a mismatch (to build the message)."""
 from __future__ import annotations
 
 from ..errors import DataError

@@ -65,7 +65,8 @@ cdef class SparseCholesky:
         self.n = n
         self.indptr = np.ascontiguousarray(indptr, dtype=np.int32)
         self.indices = np.ascontiguousarray(indices, dtype=np.int32)
-        check_length("indptr", self.indptr.shape[0], n + 1)
+        if self.indptr.shape[0] != n + 1:
+            check_length("indptr", self.indptr.shape[0], n + 1)
         if self.indptr[0] != 0 or self.indptr[n] != self.indices.shape[0]:
             raise DataError("kernel argument 'indptr' must start at 0 and end at len(indices)")
         self.values = np.zeros(self.indices.shape[0], dtype=np.float64)
@@ -141,7 +142,8 @@ cdef class SparseCholesky:
     def factorize(self, values=None):
         """Refactor (after writing new values) and return log det; inf if not positive definite."""
         if values is not None:
-            check_length("values", np.size(values), self.values.shape[0])
+            if np.size(values) != self.values.shape[0]:
+                check_length("values", np.size(values), self.values.shape[0])
             np.copyto(np.asarray(self.values), values)
         with nogil:
             self.refactor()

@@ -53,16 +53,21 @@ cdef class Crossprods:
         """V <- Z'WZ sub-blocks, ZtW <- Z'W[X zt], WtW <- [X zt]'W[X zt] (X may be None)."""
         cdef const double[:, ::1] Xv
         cdef Py_ssize_t px = 0
-        check_length("w", w.shape[0], self.n)
-        check_length("zt", zt.shape[0], self.n)
+        if w.shape[0] != self.n:
+            check_length("w", w.shape[0], self.n)
+        if zt.shape[0] != self.n:
+            check_length("zt", zt.shape[0], self.n)
         if X is not None:
             Xv = X
             px = Xv.shape[1]
-            check_length("X (rows)", Xv.shape[0], self.n)
+            if Xv.shape[0] != self.n:
+                check_length("X (rows)", Xv.shape[0], self.n)
         else:
             Xv = np.zeros((1, 1))
-        check_length("V", V.shape[0], self.nv)
-        check_length("ZtW (rows)", ZtW.shape[0], self.q)
+        if V.shape[0] != self.nv:
+            check_length("V", V.shape[0], self.nv)
+        if ZtW.shape[0] != self.q:
+            check_length("ZtW (rows)", ZtW.shape[0], self.q)
         if ZtW.shape[1] != px + 1 or WtW.shape[0] != px + 1 or WtW.shape[1] != px + 1:
             raise DataError("kernel arguments ZtW / WtW do not match the number of columns of "
                             f"[X zt] ({px + 1})")
@@ -169,10 +174,14 @@ cdef class Crossprods:
     def linpred(self, const double[::1] base, const double[::1] u, const double[::1] T,
                 double[::1] out):
         """out = base + Z Λ u, Λ from the flat column-major templates T."""
-        check_length("base", base.shape[0], self.n)
-        check_length("u", u.shape[0], self.q)
-        check_length("T", T.shape[0], self.tsize)
-        check_length("out", out.shape[0], self.n)
+        if base.shape[0] != self.n:
+            check_length("base", base.shape[0], self.n)
+        if u.shape[0] != self.q:
+            check_length("u", u.shape[0], self.q)
+        if T.shape[0] != self.tsize:
+            check_length("T", T.shape[0], self.tsize)
+        if out.shape[0] != self.n:
+            check_length("out", out.shape[0], self.n)
         cdef Py_ssize_t i, k, s, t, pk, ck, nzc = self.nzc, nt = self.nterms
         cdef i64 row
         cdef double acc, bs

@@ -112,7 +112,8 @@ cdef class GlmResponse:
 
     def py_set_eta(self, eta, bint need_dev=True):
         cdef const double[::1] e = np.ascontiguousarray(eta, dtype=np.float64)
-        check_length("eta", e.shape[0], self.n)
+        if e.shape[0] != self.n:
+            check_length("eta", e.shape[0], self.n)
         return self.set_eta(&e[0], need_dev)
 
     def py_m2loglik(self, double dev):
@@ -121,10 +122,14 @@ cdef class GlmResponse:
     def working_into(self, const double[::1] eta, const double[::1] base, double[::1] w,
                      double[::1] zt):
         """w, zt at eta (``working``) into the given arrays, all of the response's length."""
-        check_length("eta", eta.shape[0], self.n)
-        check_length("base", base.shape[0], self.n)
-        check_length("w", w.shape[0], self.n)
-        check_length("zt", zt.shape[0], self.n)
+        if eta.shape[0] != self.n:
+            check_length("eta", eta.shape[0], self.n)
+        if base.shape[0] != self.n:
+            check_length("base", base.shape[0], self.n)
+        if w.shape[0] != self.n:
+            check_length("w", w.shape[0], self.n)
+        if zt.shape[0] != self.n:
+            check_length("zt", zt.shape[0], self.n)
         with nogil:
             self.working(&eta[0], &base[0], &w[0], &zt[0])
 
@@ -132,7 +137,8 @@ cdef class GlmResponse:
     def py_set_mu(self, mu):
         """Store mu (mu' is not needed by m2loglik) for ``Family.aic``."""
         cdef const double[::1] m = np.ascontiguousarray(mu, dtype=np.float64)
-        check_length("mu", m.shape[0], self.n)
+        if m.shape[0] != self.n:
+            check_length("mu", m.shape[0], self.n)
         self.mu[:] = m
 
 

@@ -36,8 +36,10 @@ def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G
     squares and degrees of freedom, and X'X over all rows.
     """
     cdef Py_ssize_t n = X.shape[0], p = X.shape[1], i, g, a, c, k, m = 0
-    check_length("codes", codes.shape[0], n)
-    check_length("r", r.shape[0], n)
+    if codes.shape[0] != n:
+        check_length("codes", codes.shape[0], n)
+    if r.shape[0] != n:
+        check_length("r", r.shape[0], n)
     if n and (np.min(codes) < 0 or np.max(codes) >= G):  # once per fit, O(n) like the rest
         raise DataError(f"kernel argument 'codes' has a level outside 0..{G - 1}")
     cdef cnp.ndarray[double, ndim=3] xtx_a = np.zeros((G, p, p))

@@ -27,7 +27,8 @@ def pair_codes(a_in, b_in, Py_ssize_t na, Py_ssize_t nb):
     cdef const i64[::1] a = np.ascontiguousarray(a_in, dtype=np.int64)
     cdef const i64[::1] b = np.ascontiguousarray(b_in, dtype=np.int64)
     cdef Py_ssize_t n = a.shape[0], i, j, k, s, e, m, npairs = 0, x
-    check_length("b", b.shape[0], n)
+    if b.shape[0] != n:
+        check_length("b", b.shape[0], n)
     if n and (np.min(a_in) < 0 or np.max(a_in) >= na or np.min(b_in) < 0 or np.max(b_in) >= nb):
         raise ValueError("pair_codes: a code out of range")
     codes_a = np.empty(n, dtype=np.int64)

@@ -46,7 +46,8 @@ cdef class SingleTerm:
         self.resp = resp
         self.codes = np.array(codes, dtype=np.int32, order="C", copy=True)
         if np.ndim(X) == 2:
-            check_length("X (rows)", np.shape(X)[0], self.codes.shape[0])
+            if np.shape(X)[0] != self.codes.shape[0]:
+                check_length("X (rows)", np.shape(X)[0], self.codes.shape[0])
         self.Zx = np.array(Zx, dtype=np.float64, order="C", copy=True)
         self.X = np.array(X, dtype=np.float64, order="C", copy=True).reshape(len(self.codes), -1)
         self.off = np.array(off, dtype=np.float64, order="C", copy=True)
@@ -55,10 +56,14 @@ cdef class SingleTerm:
         self.px = self.X.shape[1]
         self.nlev = int(np.max(codes)) + 1 if self.n else 0
         self.ntheta = ntheta
-        check_length("Zx (rows)", self.Zx.shape[0], self.n)
-        check_length("off", self.off.shape[0], self.n)
-        check_length("eta0", len(eta0), self.n)
-        check_length("response", resp.n, self.n)
+        if self.Zx.shape[0] != self.n:
+            check_length("Zx (rows)", self.Zx.shape[0], self.n)
+        if self.off.shape[0] != self.n:
+            check_length("off", self.off.shape[0], self.n)
+        if len(eta0) != self.n:
+            check_length("eta0", len(eta0), self.n)
+        if resp.n != self.n:
+            check_length("response", resp.n, self.n)
         if self.n and np.min(codes) < 0:
             raise DataError("kernel argument 'codes' has a negative level code")
         cdef Py_ssize_t p = self.p, px = self.px, nl = self.nlev
@@ -121,7 +126,8 @@ cdef class SingleTerm:
 
     def set_state(self, u, beta):
         """Set u and beta (eta follows at the next evaluation)."""
-        check_length("u", len(u), self.u.shape[0])
+        if len(u) != self.u.shape[0]:
+            check_length("u", len(u), self.u.shape[0])
         check_length("beta", len(beta) if self.px else self.px, self.px)
         np.asarray(self.u)[:] = np.asarray(u, dtype=np.float64)
         if self.px:
@@ -132,8 +138,10 @@ cdef class SingleTerm:
         """A new response on the same design (a refit): u = 0, beta = 0, eta = eta0, counters
         zeroed, as a new engine would start; the transform and quadrature rule are kept."""
         cdef const double[::1] e = np.ascontiguousarray(eta0, dtype=np.float64)
-        check_length("response", resp.n, self.n)
-        check_length("eta0", e.shape[0], self.n)
+        if resp.n != self.n:
+            check_length("response", resp.n, self.n)
+        if e.shape[0] != self.n:
+            check_length("eta0", e.shape[0], self.n)
         self.resp = resp
         self.eta[:] = e
         self.eta_start[:] = e
@@ -155,14 +163,17 @@ cdef class SingleTerm:
     def set_transform(self, beta0, Binv):
         """beta = beta0 + Binv delta in ``laplace``."""
         if self.px:
-            check_length("beta0", len(beta0), self.px)
-            check_length("Binv", np.size(Binv), self.px * self.px)
+            if len(beta0) != self.px:
+                check_length("beta0", len(beta0), self.px)
+            if np.size(Binv) != self.px * self.px:
+                check_length("Binv", np.size(Binv), self.px * self.px)
             np.asarray(self.beta0)[:self.px] = np.asarray(beta0, dtype=np.float64)
             self.Binv = np.ascontiguousarray(Binv, dtype=np.float64).reshape(self.px, self.px)
 
     def set_agq(self, z, w):
         """Gauss-Hermite nodes and weights for the standard normal (weights sum to 1)."""
-        check_length("w", len(w), len(z))
+        if len(w) != len(z):
+            check_length("w", len(w), len(z))
         if len(z) == 0:
             raise DataError("kernel argument 'z' is empty (at least one quadrature node)")
         self.agq_z = np.ascontiguousarray(z, dtype=np.float64)
@@ -490,7 +501,8 @@ cdef class SingleTerm:
         cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64)
         cdef Py_ssize_t k, l, nth = self.ntheta, px = self.px
         cdef double acc, val
-        check_length("x", xv.shape[0], nth + px)
+        if xv.shape[0] != nth + px:
+            check_length("x", xv.shape[0], nth + px)
         with nogil:
             self.evaluations += 1
             self._save()
@@ -567,7 +579,8 @@ cdef class SingleTerm:
     def laplace_grad(self, x, double[::1] grad):
         """``laplace(x)``, with its gradient written into ``grad`` (needs ``has_gradient``;
         left untouched when the value is not finite)."""
-        check_length("grad", grad.shape[0], 1 + self.px)
+        if grad.shape[0] != 1 + self.px:
+            check_length("grad", grad.shape[0], 1 + self.px)
         if not self.has_gradient:
             raise ValueError("no analytic gradient for this model")
         cdef double val = self.laplace(x)
@@ -580,7 +593,8 @@ cdef class SingleTerm:
         """lme4's nAGQ = 0 deviance at theta: beta and u from PIRLS jointly."""
         cdef const double[::1] tv = np.ascontiguousarray(theta, dtype=np.float64)
         cdef double val
-        check_length("theta", tv.shape[0], self.ntheta)
+        if tv.shape[0] != self.ntheta:
+            check_length("theta", tv.shape[0], self.ntheta)
         with nogil:
             self.evaluations += 1
             self._save()

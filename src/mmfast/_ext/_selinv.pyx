@@ -28,7 +28,8 @@ def trace_gradient(BlockedKernel self, T, overwrite=False, general=False):
     >= DIAG_TRACE_MIN take a shortcut through A⁻¹'s diagonal (``general``: never).
     """
     cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
-    check_length("T", Tv.shape[0], self.tsize)
+    if Tv.shape[0] != self.tsize:
+        check_length("T", Tv.shape[0], self.tsize)
     out = np.zeros(self.tsize)
     cdef double[::1] Q = out
     if self.q2 > 0:  # overwrite: S's factor is not needed again before the next update
