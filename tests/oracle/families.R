@@ -56,7 +56,9 @@ aic <- list(
   aic_case("poisson", poisson(), yp, rep(1, nb), mup, rep(1, nb)),
   aic_case("poisson_weighted", poisson(), yp, rep(1, nb), mup, wg),
   aic_case("Gamma", Gamma(), yg, rep(1, nb), mug, rep(1, nb)),
-  aic_case("Gamma_weighted", Gamma(), yg, rep(1, nb), mug, wg))
+  aic_case("Gamma_weighted", Gamma(), yg, rep(1, nb), mug, wg),
+  aic_case("gaussian", gaussian(), yg, rep(1, nb), mug, rep(1, nb)),
+  aic_case("gaussian_weighted", gaussian(), yg, rep(1, nb), mug, wg))
 con <- gzfile("tests/reference/families.json.gz", "w")
 writeLines(toJSON(list(grid = out, aic = aic, R = R.version.string), auto_unbox = TRUE), con)
 close(con)
