@@ -7,8 +7,7 @@ cimport numpy as cnp
 from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, fabs, lgamma, INFINITY, NAN, isfinite
 from libc.string cimport memset, memcpy
 
-from ._glm cimport (GlmResponse, _devres, _linkinv, EPS, SQRT1_2, INV_SQRT2PI,
-                   PI, BINOMIAL, POISSON, LOGIT, LOG)
+from ._glm cimport GlmResponse, _devres, _linkinv, BINOMIAL, POISSON, LOGIT, LOG
 from ._dense cimport small_chol
 from ._checks import check_length
 from ..errors import DataError
