@@ -1,16 +1,18 @@
 """The blocked kernel's layout, shared with the modules that work on its factor (_selinv)."""
 cimport numpy as cnp
+from ._types cimport i64
 
 
 cdef class BlockedKernel:
     cdef Py_ssize_t q, q1, q2, p0, nlev0, ncol, nblocks
+    cdef readonly Py_ssize_t tsize  # length of the flat templates T
     cdef bint scalar  # every term has one column: fast paths without per-element index work
     cdef int[::1] cross_pos  # internal S position of each cross pair's row block
     cdef int[::1] term_p, tofs, blk_term, blk_start  # blk_start: the kernel's internal order
     cdef int[::1] nlev  # levels (blocks) per term
     cdef readonly cnp.ndarray perm_rows  # internal row of every global u index
     # first-term diagonal pairs, cross pairs grouped by first-term level, rest pairs
-    cdef long[::1] diag_vofs, cross_vofs, cross_lofs, rest_vofs
+    cdef i64[::1] diag_vofs, cross_vofs, cross_lofs, rest_vofs
     cdef int[::1] cross_row, cross_colptr, rest_row, rest_col
     cdef double[::1] V, Ldiag, L21
     cdef double[::1, :] S, ZtW

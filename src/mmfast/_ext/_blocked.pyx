@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Blocked Cholesky for PLS: the first term's block of A is block-diagonal and never fills.
 
 A = [[A11, A21'], [A21, A22]] with A11 = blockdiag(L_j L_j') (one p0 x p0 block per level of
@@ -13,8 +13,10 @@ from libc.string cimport memset
 from scipy.linalg.cython_lapack cimport dpotrf
 from scipy.linalg.cython_blas cimport dtrsm, dtrsv
 from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
+from ._types cimport i64
 
 from ..design.ordering import expand, locality_order
+from ._checks import check_crossprods, check_length
 
 cnp.import_array()
 
@@ -27,6 +29,7 @@ cdef class BlockedKernel:
         tp = np.asarray(blocks.term_p, dtype=np.int32)
         self.term_p = tp
         self.tofs = np.concatenate([[0], np.cumsum(tp.astype(np.int64) ** 2)[:-1]]).astype(np.int32)
+        self.tsize = int(np.sum(tp.astype(np.int64) ** 2))
         bt = np.asarray(blocks.blk_term, dtype=np.int32)
         self.blk_term = bt
         self.nblocks = len(bt)
@@ -271,6 +274,7 @@ cdef class BlockedKernel:
 
     def set_crossprods(self, V, ZtW, WtW):
         """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
+        check_crossprods(self.V.shape[0], self.q, self.ncol, V, ZtW, WtW)
         np.copyto(np.asarray(self.V), V)
         np.asarray(self.ZtW)[self.perm_rows] = ZtW
         np.copyto(np.asarray(self.WtW), WtW)
@@ -278,6 +282,8 @@ cdef class BlockedKernel:
     def update(self, T):
         """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""
         cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
+        if Tv.shape[0] != self.tsize:
+            check_length("T", Tv.shape[0], self.tsize)
         cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
         cdef double[:, ::1] Mv = M
         cdef double[::1, :] Cv = self.Cm
@@ -299,6 +305,8 @@ cdef class BlockedKernel:
         cdef double out[2]
         cdef double[::1, :] Cv = self.Cm
         cdef int rc
+        if T.shape[0] != self.tsize:
+            check_length("T", T.shape[0], self.tsize)
         with nogil:
             rc = self._factor(&T[0])
             if rc == 0:
@@ -312,14 +320,20 @@ cdef class BlockedKernel:
     def conditional_modes(self, beta):
         """Spherical random effects u at β from the last update: L'u = c_u - R_ZX β."""
         p = self.ncol - 1
+        if len(beta) != p:
+            check_length("beta", len(beta), p)
         return self._solve_lt_internal(self.C[:, p] - self.C[:, :p] @ beta)[self.perm_rows]
 
     def solve_lt_c(self, j):
         """L⁻ᵀ c_j for column j of C = L⁻¹Λ'Z'[X y] (for j < p: the columns of A⁻¹Λ'Z'X)."""
+        if not 0 <= j < self.ncol:
+            raise ValueError(f"column {j} of C out of range (C has {self.ncol} columns)")
         return self._solve_lt_internal(self.C[:, j])[self.perm_rows]
 
     def solve_lt(self, r):
         """u = L⁻ᵀ r (global order), after an ``update``."""
+        if len(r) != self.q:
+            check_length("r", len(r), self.q)
         x = np.empty(self.q)
         x[self.perm_rows] = r
         return self._solve_lt_internal(x)[self.perm_rows]
@@ -329,6 +343,7 @@ cdef class BlockedKernel:
         factor's own row order, like the rows of C (inner products with C's columns are
         meaningful).  Several right-hand sides share one dense triangular solve (dtrsm)."""
         r = np.asarray(r, dtype=np.float64)
+        check_length("r", r.shape[0] if r.ndim else -1, self.q)
         one_rhs = r.ndim == 1
         cdef cnp.ndarray[double, ndim=2] U = np.empty((self.q, 1 if one_rhs else r.shape[1]), order="F")
         U[self.perm_rows] = r[:, None] if one_rhs else r
@@ -366,6 +381,8 @@ cdef class BlockedKernel:
 
     def _solve_lt_internal(self, r):
         cdef double[::1] u = np.array(r, dtype=np.float64, copy=True)
+        if u.shape[0] != self.q:
+            check_length("r", u.shape[0], self.q)
         cdef Py_ssize_t j, c, s, a, pk, st, p0 = self.p0
         cdef double acc
         cdef double* D
@@ -402,12 +419,14 @@ cdef class BlockedKernel:
 
 def gram_times(blocks, B):
     """Z'Z B for a dense B (q x m), from the stored sub-blocks (no n-row work)."""
-    cdef double[:, ::1] Bv = np.ascontiguousarray(B, dtype=np.float64).reshape(blocks.q, -1)
+    B = np.asarray(B, dtype=np.float64)
+    check_length("B", B.shape[0] if B.ndim else -1, blocks.q)
+    cdef double[:, ::1] Bv = np.ascontiguousarray(B).reshape(blocks.q, -1)
     out = np.zeros((blocks.q, Bv.shape[1]))
     cdef double[:, ::1] O = out
     cdef int[::1] prow = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
     cdef int[::1] pcol = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
-    cdef long[::1] vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
+    cdef i64[::1] vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
     cdef double[::1] V = np.ascontiguousarray(blocks.V, dtype=np.float64)
     cdef int[::1] bt = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
     cdef int[::1] bs = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)

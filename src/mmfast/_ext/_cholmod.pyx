@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """A CHOLMOD factor of a symmetric positive-definite matrix with a fixed sparsity pattern.
 
 The symbolic analysis (fill-reducing ordering, supernodes) is done once; ``refactor``
@@ -9,6 +9,8 @@ import numpy as np
 cimport numpy as cnp
 from libc.math cimport log, INFINITY
 from libc.string cimport memcpy
+from ._checks import check_length
+from ..errors import DataError
 
 from .cholmod cimport (CHOLMOD_A, CHOLMOD_DOUBLE, CHOLMOD_INT, CHOLMOD_L, CHOLMOD_P,
                        CHOLMOD_REAL, CHOLMOD_SUPERNODAL, CHOLMOD_AUTO, CHOLMOD_OK,
@@ -64,7 +66,9 @@ cdef class SparseCholesky:
         self.indptr = np.ascontiguousarray(indptr, dtype=np.int32)
         self.indices = np.ascontiguousarray(indices, dtype=np.int32)
         if self.indptr.shape[0] != n + 1:
-            raise ValueError("indptr must have n + 1 entries")
+            check_length("indptr", self.indptr.shape[0], n + 1)
+        if self.indptr[0] != 0 or self.indptr[n] != self.indices.shape[0]:
+            raise DataError("kernel argument 'indptr' must start at 0 and end at len(indices)")
         self.values = np.zeros(self.indices.shape[0], dtype=np.float64)
         for j in range(n):  # identity values so that the analysis sees a valid matrix
             if self.indptr[j + 1] > self.indptr[j]:
@@ -138,6 +142,8 @@ cdef class SparseCholesky:
     def factorize(self, values=None):
         """Refactor (after writing new values) and return log det; inf if not positive definite."""
         if values is not None:
+            if np.size(values) != self.values.shape[0]:
+                check_length("values", np.size(values), self.values.shape[0])
             np.copyto(np.asarray(self.values), values)
         with nogil:
             self.refactor()
@@ -149,6 +155,7 @@ cdef class SparseCholesky:
         cdef cnp.ndarray[double, ndim=2, mode="fortran"] out
         arr = np.asarray(B, dtype=np.float64)
         vec = arr.ndim == 1
+        check_length("B (rows)", arr.shape[0] if arr.ndim else -1, self.n)
         Bf = np.asfortranarray(arr.reshape(self.n, -1))
         out = np.empty_like(Bf, order="F")
         cdef int sysc = SYSTEMS[system]

@@ -1,10 +1,13 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Reweighted cross-products for GLMMs with several random-effects terms: Z'WZ as the block
 structure's sub-blocks (from its ``row_pair`` table), Z'W[X z] and [X z]'W[X z] in one pass over
 the rows, and the linear predictor from u; the factorisation itself is the LMM kernel's."""
 import numpy as np
 cimport numpy as cnp
 from libc.string cimport memset
+from ._checks import check_length
+from ..errors import DataError
+from ._types cimport i64
 
 cnp.import_array()
 
@@ -17,9 +20,9 @@ cdef class Crossprods:
     offset in V of the sub-block each row adds to, per term pair.
     """
 
-    cdef Py_ssize_t n, nterms, npieces, nzc, q
+    cdef Py_ssize_t n, nterms, npieces, nzc, q, nv, tsize
     cdef double[:, ::1] zval
-    cdef long[:, ::1] zbase, vidx
+    cdef i64[:, ::1] zbase, vidx
     cdef int[::1] term_p, term_col, tofs, piece_k, piece_m, ones
     cdef double[::1] acc
 
@@ -27,12 +30,14 @@ cdef class Crossprods:
         self.n = blocks.row_pair.shape[1]
         self.nterms = len(terms)
         self.q = blocks.q
+        self.nv = len(blocks.V)
         self.zval = np.ascontiguousarray(np.column_stack([t.X for t in terms]), dtype=np.float64)
         self.nzc = self.zval.shape[1]
         self.zbase = np.ascontiguousarray(np.column_stack(
             [t.offset + t.factor.codes.astype(np.int64) * t.p for t in terms]), dtype=np.int64)
         tp = np.array([t.p for t in terms], dtype=np.int32)
         self.term_p = tp
+        self.tsize = int(np.sum(tp.astype(np.int64) ** 2))
         self.term_col = (np.cumsum(tp) - tp).astype(np.int32)
         self.tofs = (np.cumsum(tp.astype(np.int64) ** 2) - tp.astype(np.int64) ** 2).astype(np.int32)
         self.ones = np.array([t.p == 1 and bool(np.all(t.X == 1.0)) for t in terms], dtype=np.int32)
@@ -48,22 +53,33 @@ cdef class Crossprods:
         """V <- Z'WZ sub-blocks, ZtW <- Z'W[X zt], WtW <- [X zt]'W[X zt] (X may be None)."""
         cdef const double[:, ::1] Xv
         cdef Py_ssize_t px = 0
+        if w.shape[0] != self.n:
+            check_length("w", w.shape[0], self.n)
+        if zt.shape[0] != self.n:
+            check_length("zt", zt.shape[0], self.n)
         if X is not None:
             Xv = X
             px = Xv.shape[1]
+            if Xv.shape[0] != self.n:
+                check_length("X (rows)", Xv.shape[0], self.n)
         else:
             Xv = np.zeros((1, 1))
-        if ZtW.shape[1] != px + 1 or WtW.shape[0] != px + 1:
-            raise ValueError("ZtW / WtW do not match the number of columns of [X zt]")
+        if V.shape[0] != self.nv:
+            check_length("V", V.shape[0], self.nv)
+        if ZtW.shape[0] != self.q:
+            check_length("ZtW (rows)", ZtW.shape[0], self.q)
+        if ZtW.shape[1] != px + 1 or WtW.shape[0] != px + 1 or WtW.shape[1] != px + 1:
+            raise DataError("kernel arguments ZtW / WtW do not match the number of columns of "
+                            f"[X zt] ({px + 1})")
         if (px + 1) * (px + 1) > self.acc.shape[0]:
             self.acc = np.zeros((px + 1) * (px + 1))
         cdef Py_ssize_t i, r, k, m, s, t, pk, pm, ck, cm, c1, c2, n = self.n, nzc = self.nzc
         cdef Py_ssize_t ldz = ZtW.shape[0], npc = px + 1, nt = self.nterms
-        cdef long vo, row
+        cdef i64 vo, row
         cdef double wi, xs, wz, acc
-        cdef const long* vid
+        cdef const i64* vid
         cdef const double* zv = &self.zval[0, 0]
-        cdef const long* zb = &self.zbase[0, 0]
+        cdef const i64* zb = &self.zbase[0, 0]
         cdef const int* tp = &self.term_p[0]
         cdef const int* tc = &self.term_col[0]
         cdef const int* ones = &self.ones[0]
@@ -158,11 +174,19 @@ cdef class Crossprods:
     def linpred(self, const double[::1] base, const double[::1] u, const double[::1] T,
                 double[::1] out):
         """out = base + Z Λ u, Λ from the flat column-major templates T."""
+        if base.shape[0] != self.n:
+            check_length("base", base.shape[0], self.n)
+        if u.shape[0] != self.q:
+            check_length("u", u.shape[0], self.q)
+        if T.shape[0] != self.tsize:
+            check_length("T", T.shape[0], self.tsize)
+        if out.shape[0] != self.n:
+            check_length("out", out.shape[0], self.n)
         cdef Py_ssize_t i, k, s, t, pk, ck, nzc = self.nzc, nt = self.nterms
-        cdef long row
+        cdef i64 row
         cdef double acc, bs
         cdef const double* zv = &self.zval[0, 0]
-        cdef const long* zb = &self.zbase[0, 0]
+        cdef const i64* zb = &self.zbase[0, 0]
         cdef const int* tp = &self.term_p[0]
         cdef const int* tc = &self.term_col[0]
         cdef const int* to = &self.tofs[0]

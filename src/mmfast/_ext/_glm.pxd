@@ -1,6 +1,8 @@
-# Families and links of PIRLS as C inline functions (codes as in mmfast.families), and the
-# response object shared by the PIRLS kernels.
-from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, fabs, lgamma
+# Families and links as C inline functions (codes as in mmfast.families), and the response object
+# shared by the PIRLS kernels.  The only implementation: mmfast.families' Python classes call the
+# vectorised wrappers of _glm.pyx, so the kernel and the Python API cannot drift apart.
+from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, tan, fabs, lgamma
+from scipy.special.cython_special cimport ndtri
 
 cdef extern from *:
     """
@@ -29,6 +31,33 @@ cdef enum:
     BINOMIAL = 0
     POISSON = 1
     GAMMA = 2
+    GAUSSIAN = 3
+
+
+cdef inline double _linkfun(int link, double mu) noexcept nogil:
+    """eta = g(mu); logit as scipy.special.logit (log1p form near 1/2 for precision)."""
+    cdef double s
+    if link == LOGIT:
+        if mu < 0.3 or mu > 0.65:
+            return log(mu / (1.0 - mu))
+        s = 2.0 * (mu - 0.5)
+        return log1p(s) - log1p(-s)
+    elif link == PROBIT:
+        return ndtri(mu)
+    elif link == CLOGLOG:
+        return log(-log1p(-mu))
+    elif link == LOG:
+        return log(mu)
+    elif link == INVERSE:
+        return 1.0 / mu
+    elif link == IDENTITY:
+        return mu
+    elif link == SQRT:
+        return sqrt(mu)
+    # cauchit: R's qcauchy; tan(pi (mu - 1/2)) loses the digits of a small mu or 1 - mu
+    if mu < 0.5:
+        return -1.0 / tan(PI * mu)
+    return 1.0 / tan(PI * (1.0 - mu))
 
 
 cdef inline double _linkinv(int link, double eta) noexcept nogil:
@@ -59,7 +88,10 @@ cdef inline double _linkinv(int link, double eta) noexcept nogil:
         return eta
     elif link == SQRT:
         return eta * eta
-    r = 0.5 + atan(eta) / PI
+    # cauchit: R's pcauchy (atan(-1/eta)/pi below -1 keeps the tail's digits), in [eps, 1 - eps]
+    r = atan(-1.0 / eta) / PI if eta < -1.0 else 0.5 + atan(eta) / PI
+    if r < EPS:
+        return EPS
     return r if r < 1.0 - EPS else 1.0 - EPS
 
 
@@ -86,7 +118,8 @@ cdef inline double _mu_eta(int link, double eta) noexcept nogil:
         return 1.0
     elif link == SQRT:
         return 2.0 * eta
-    return 1.0 / (PI * (1.0 + eta * eta))
+    r = 1.0 / (PI * (1.0 + eta * eta))  # cauchit: R's dcauchy, at least eps
+    return r if r > EPS else EPS
 
 
 cdef inline double _variance(int fam, double mu) noexcept nogil:
@@ -96,6 +129,8 @@ cdef inline double _variance(int fam, double mu) noexcept nogil:
         return v if v > EPS else EPS
     elif fam == POISSON:
         return mu
+    elif fam == GAUSSIAN:
+        return 1.0
     return mu * mu
 
 
@@ -112,6 +147,8 @@ cdef inline double _devres(int fam, double y, double mu, double wt) noexcept nog
         return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
     elif fam == POISSON:
         return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
+    elif fam == GAUSSIAN:
+        return wt * (y - mu) * (y - mu)
     return -2.0 * wt * (log(y / mu) - (y - mu) / mu)
 
 

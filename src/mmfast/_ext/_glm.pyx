@@ -1,10 +1,11 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The response side of PIRLS for GLMMs: mu, working weights w = pw mu'^2 / V(mu), working
 response, deviance residuals and -2 log p(y | mu) for the families/links of ``mmfast.families``
 (integer codes, lme4's clamping), all without the GIL."""
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport exp, log, log1p, lgamma, NAN, INFINITY
+from ._checks import check_length
 
 cnp.import_array()
 
@@ -25,6 +26,8 @@ cdef class GlmResponse:
         self.b = np.array(b, dtype=np.float64, order="C", copy=True)
         self.c = np.array(c, dtype=np.float64, order="C", copy=True)
         self.n = self.y.shape[0]
+        for name, arr in (("pw", self.pw), ("a", self.a), ("b", self.b), ("c", self.c)):
+            check_length(name, arr.shape[0], self.n)
         self.mu = np.zeros(self.n)
         self.me = np.ones(self.n)
         self.wsum = float(np.sum(pw))
@@ -110,7 +113,7 @@ cdef class GlmResponse:
     def py_set_eta(self, eta, bint need_dev=True):
         cdef const double[::1] e = np.ascontiguousarray(eta, dtype=np.float64)
         if e.shape[0] != self.n:
-            raise ValueError("eta has the wrong length")
+            check_length("eta", e.shape[0], self.n)
         return self.set_eta(&e[0], need_dev)
 
     def py_m2loglik(self, double dev):
@@ -118,6 +121,87 @@ cdef class GlmResponse:
 
     def working_into(self, const double[::1] eta, const double[::1] base, double[::1] w,
                      double[::1] zt):
+        """w, zt at eta (``working``) into the given arrays, all of the response's length."""
+        if eta.shape[0] != self.n:
+            check_length("eta", eta.shape[0], self.n)
+        if base.shape[0] != self.n:
+            check_length("base", base.shape[0], self.n)
+        if w.shape[0] != self.n:
+            check_length("w", w.shape[0], self.n)
+        if zt.shape[0] != self.n:
+            check_length("zt", zt.shape[0], self.n)
         with nogil:
             self.working(&eta[0], &base[0], &w[0], &zt[0])
 
+
+    def py_set_mu(self, mu):
+        """Store mu (mu' is not needed by m2loglik) for ``Family.aic``."""
+        cdef const double[::1] m = np.ascontiguousarray(mu, dtype=np.float64)
+        if m.shape[0] != self.n:
+            check_length("mu", m.shape[0], self.n)
+        self.mu[:] = m
+
+
+# --- vectorised access for mmfast.families (the Python classes are thin wrappers) ----------
+def _flat(x):
+    """(array of x as float64, a C-contiguous 1-D copy or view of it, an output of its shape)."""
+    a = np.asarray(x, dtype=np.float64)
+    return a, np.ascontiguousarray(a).reshape(-1), np.empty(a.shape)
+
+
+def _result(a, out):
+    return out if a.ndim else out[()]
+
+
+def link_apply(int link, int what, x):
+    """what = 0: linkfun(mu), 1: linkinv(eta), 2: mu_eta(eta), elementwise (any shape)."""
+    if not 0 <= link <= CAUCHIT or not 0 <= what <= 2:
+        raise ValueError(f"unknown link code {link} or function code {what}")
+    a, flat, out = _flat(x)
+    cdef const double[::1] v = flat
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = v.shape[0]
+    with nogil:
+        if what == 0:
+            for i in range(n):
+                o[i] = _linkfun(link, v[i])
+        elif what == 1:
+            for i in range(n):
+                o[i] = _linkinv(link, v[i])
+        else:
+            for i in range(n):
+                o[i] = _mu_eta(link, v[i])
+    return _result(a, out)
+
+
+def family_variance(int fam, mu):
+    """V(mu) of the family, elementwise (any shape)."""
+    if not 0 <= fam <= GAUSSIAN:
+        raise ValueError(f"unknown family code {fam}")
+    a, flat, out = _flat(mu)
+    cdef const double[::1] v = flat
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = v.shape[0]
+    with nogil:
+        for i in range(n):
+            o[i] = _variance(fam, v[i])
+    return _result(a, out)
+
+
+def family_dev_resids(int fam, y, mu, wt):
+    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast)."""
+    if not 0 <= fam <= GAUSSIAN:
+        raise ValueError(f"unknown family code {fam}")
+    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
+                                     np.asarray(mu, dtype=np.float64),
+                                     np.asarray(wt, dtype=np.float64))
+    out = np.empty(ya.shape)
+    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
+    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
+    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = yv.shape[0]
+    with nogil:
+        for i in range(n):
+            o[i] = _devres(fam, yv[i], mv[i], wv[i])
+    return _result(ya, out)

@@ -1,8 +1,11 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Per-level least squares for the moment start (model/start.py): one pass over the rows for
 the per-level cross-products, then a p x p Cholesky solve per level."""
 import numpy as np
 cimport numpy as cnp
+from ._types cimport i64
+from ._checks import check_length
+from ..errors import DataError
 
 cnp.import_array()
 
@@ -33,12 +36,18 @@ def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G
     squares and degrees of freedom, and X'X over all rows.
     """
     cdef Py_ssize_t n = X.shape[0], p = X.shape[1], i, g, a, c, k, m = 0
+    if codes.shape[0] != n:
+        check_length("codes", codes.shape[0], n)
+    if r.shape[0] != n:
+        check_length("r", r.shape[0], n)
+    if n and (np.min(codes) < 0 or np.max(codes) >= G):  # once per fit, O(n) like the rest
+        raise DataError(f"kernel argument 'codes' has a level outside 0..{G - 1}")
     cdef cnp.ndarray[double, ndim=3] xtx_a = np.zeros((G, p, p))
     cdef cnp.ndarray[double, ndim=2] xtr_a = np.zeros((G, p))
     cdef double[:, :, ::1] xtx = xtx_a
     cdef double[:, ::1] xtr = xtr_a
     cdef double[::1] rr = np.zeros(G)
-    cdef long[::1] cnt = np.zeros(G, dtype=np.int64)
+    cdef i64[::1] cnt = np.zeros(G, dtype=np.int64)
     b_a = np.zeros((G, p))
     inv_a = np.zeros((p, p))
     tot_a = np.zeros((p, p))
@@ -48,7 +57,7 @@ def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G
     cdef double[:, ::1] L = np.zeros((p, p))
     cdef double[::1] e = np.zeros(p)
     cdef double xa, acc, dmax, ssr = 0.0
-    cdef long df = 0
+    cdef i64 df = 0
     cdef bint ok
     with nogil:
         for i in range(n):

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Integer codes of (a, b) pairs, numbered in sorted (a, b) order: the block pairs of the
 design (design/blocks.py) and interactions of grouping factors (design/remat.py).
 
@@ -9,12 +9,14 @@ per a)), no hashing.
 import numpy as np
 cimport numpy as cnp
 from libc.stdlib cimport qsort
+from ._types cimport i64
+from ._checks import check_length
 
 cnp.import_array()
 
 
 cdef int _cmp(const void* x, const void* y) noexcept nogil:
-    cdef long u = (<const long*> x)[0], v = (<const long*> y)[0]
+    cdef i64 u = (<const i64*> x)[0], v = (<const i64*> y)[0]
     return (u > v) - (u < v)
 
 
@@ -22,21 +24,23 @@ def pair_codes(a_in, b_in, Py_ssize_t na, Py_ssize_t nb):
     """(codes, keys): codes[i] numbers the pair (a[i], b[i]) among the distinct pairs in
     increasing a·nb + b order, keys holds a·nb + b of each distinct pair (int64, sorted).
     a and b are integer arrays with 0 <= a < na and 0 <= b < nb."""
-    cdef const long[::1] a = np.ascontiguousarray(a_in, dtype=np.int64)
-    cdef const long[::1] b = np.ascontiguousarray(b_in, dtype=np.int64)
+    cdef const i64[::1] a = np.ascontiguousarray(a_in, dtype=np.int64)
+    cdef const i64[::1] b = np.ascontiguousarray(b_in, dtype=np.int64)
     cdef Py_ssize_t n = a.shape[0], i, j, k, s, e, m, npairs = 0, x
+    if b.shape[0] != n:
+        check_length("b", b.shape[0], n)
     if n and (np.min(a_in) < 0 or np.max(a_in) >= na or np.min(b_in) < 0 or np.max(b_in) >= nb):
         raise ValueError("pair_codes: a code out of range")
     codes_a = np.empty(n, dtype=np.int64)
-    cdef long[::1] codes = codes_a
-    cdef long[::1] start = np.zeros(na + 1, dtype=np.int64)
-    cdef long[::1] rows = np.empty(n, dtype=np.int64)
-    cdef long[::1] fill = np.empty(na, dtype=np.int64)
-    cdef long[::1] mark = np.full(nb, -1, dtype=np.int64)
-    cdef long[::1] slot = np.empty(nb, dtype=np.int64)
-    cdef long[::1] seen = np.empty(nb, dtype=np.int64)
+    cdef i64[::1] codes = codes_a
+    cdef i64[::1] start = np.zeros(na + 1, dtype=np.int64)
+    cdef i64[::1] rows = np.empty(n, dtype=np.int64)
+    cdef i64[::1] fill = np.empty(na, dtype=np.int64)
+    cdef i64[::1] mark = np.full(nb, -1, dtype=np.int64)
+    cdef i64[::1] slot = np.empty(nb, dtype=np.int64)
+    cdef i64[::1] seen = np.empty(nb, dtype=np.int64)
     keys_a = np.empty(n, dtype=np.int64)
-    cdef long[::1] keys = keys_a
+    cdef i64[::1] keys = keys_a
     with nogil:
         for i in range(n):
             start[a[i] + 1] += 1
@@ -55,7 +59,7 @@ def pair_codes(a_in, b_in, Py_ssize_t na, Py_ssize_t nb):
                     seen[m] = x
                     m += 1
             if m > 32:
-                qsort(&seen[0], m, sizeof(long), _cmp)
+                qsort(&seen[0], m, sizeof(i64), _cmp)
             for k in range(1, m if m <= 32 else 0):  # insertion sort: few per a
                 x = seen[k]
                 i = k - 1

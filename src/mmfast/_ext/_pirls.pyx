@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The whole PIRLS for a GLMM with one random-effects term, where A = Λ'Z'WZΛ + I is block
 diagonal (one p x p block per level): an objective evaluation is a single call, warm-started
 from the last u, including adaptive Gauss-Hermite quadrature for a scalar term."""
@@ -7,9 +7,11 @@ cimport numpy as cnp
 from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, fabs, lgamma, INFINITY, NAN, isfinite
 from libc.string cimport memset, memcpy
 
-from ._glm cimport (GlmResponse, _devres, _linkinv, EPS, SQRT1_2, INV_SQRT2PI,
-                   PI, BINOMIAL, POISSON, LOGIT, LOG)
+from ._glm cimport GlmResponse, _devres, _linkinv, BINOMIAL, POISSON, LOGIT, LOG
 from ._dense cimport small_chol
+from ._checks import check_length
+from ..errors import DataError
+from ._types cimport i64
 
 cdef double STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
 
@@ -35,13 +37,16 @@ cdef class SingleTerm:
     cdef double[::1] agq_z, agq_w
     cdef readonly double ldL2, ldRX2, sqrL, dev, m2ll, agq_dev
     cdef readonly int fresh, nagq, last_rc
-    cdef readonly long evaluations, iterations, failures
+    cdef readonly i64 evaluations, iterations, failures
     cdef public double tol, ftol
     cdef public int maxit, newton
 
     def __init__(self, GlmResponse resp, codes, Zx, X, off, eta0, int ntheta):
         self.resp = resp
         self.codes = np.array(codes, dtype=np.int32, order="C", copy=True)
+        if np.ndim(X) == 2:
+            if np.shape(X)[0] != self.codes.shape[0]:
+                check_length("X (rows)", np.shape(X)[0], self.codes.shape[0])
         self.Zx = np.array(Zx, dtype=np.float64, order="C", copy=True)
         self.X = np.array(X, dtype=np.float64, order="C", copy=True).reshape(len(self.codes), -1)
         self.off = np.array(off, dtype=np.float64, order="C", copy=True)
@@ -50,6 +55,16 @@ cdef class SingleTerm:
         self.px = self.X.shape[1]
         self.nlev = int(np.max(codes)) + 1 if self.n else 0
         self.ntheta = ntheta
+        if self.Zx.shape[0] != self.n:
+            check_length("Zx (rows)", self.Zx.shape[0], self.n)
+        if self.off.shape[0] != self.n:
+            check_length("off", self.off.shape[0], self.n)
+        if len(eta0) != self.n:
+            check_length("eta0", len(eta0), self.n)
+        if resp.n != self.n:
+            check_length("response", resp.n, self.n)
+        if self.n and np.min(codes) < 0:
+            raise DataError("kernel argument 'codes' has a negative level code")
         cdef Py_ssize_t p = self.p, px = self.px, nl = self.nlev
         self.u = np.zeros(nl * p)
         self.uold = np.zeros(nl * p)
@@ -110,6 +125,9 @@ cdef class SingleTerm:
 
     def set_state(self, u, beta):
         """Set u and beta (eta follows at the next evaluation)."""
+        if len(u) != self.u.shape[0]:
+            check_length("u", len(u), self.u.shape[0])
+        check_length("beta", len(beta) if self.px else self.px, self.px)
         np.asarray(self.u)[:] = np.asarray(u, dtype=np.float64)
         if self.px:
             np.asarray(self.beta)[:self.px] = np.asarray(beta, dtype=np.float64)
@@ -119,8 +137,10 @@ cdef class SingleTerm:
         """A new response on the same design (a refit): u = 0, beta = 0, eta = eta0, counters
         zeroed, as a new engine would start; the transform and quadrature rule are kept."""
         cdef const double[::1] e = np.ascontiguousarray(eta0, dtype=np.float64)
-        if resp.n != self.n or e.shape[0] != self.n:
-            raise ValueError("the new response has the wrong length")
+        if resp.n != self.n:
+            check_length("response", resp.n, self.n)
+        if e.shape[0] != self.n:
+            check_length("eta0", e.shape[0], self.n)
         self.resp = resp
         self.eta[:] = e
         self.eta_start[:] = e
@@ -142,11 +162,19 @@ cdef class SingleTerm:
     def set_transform(self, beta0, Binv):
         """beta = beta0 + Binv delta in ``laplace``."""
         if self.px:
+            if len(beta0) != self.px:
+                check_length("beta0", len(beta0), self.px)
+            if np.size(Binv) != self.px * self.px:
+                check_length("Binv", np.size(Binv), self.px * self.px)
             np.asarray(self.beta0)[:self.px] = np.asarray(beta0, dtype=np.float64)
             self.Binv = np.ascontiguousarray(Binv, dtype=np.float64).reshape(self.px, self.px)
 
     def set_agq(self, z, w):
         """Gauss-Hermite nodes and weights for the standard normal (weights sum to 1)."""
+        if len(w) != len(z):
+            check_length("w", len(w), len(z))
+        if len(z) == 0:
+            raise DataError("kernel argument 'z' is empty (at least one quadrature node)")
         self.agq_z = np.ascontiguousarray(z, dtype=np.float64)
         self.agq_w = np.ascontiguousarray(w, dtype=np.float64)
         self.nagq = len(z)
@@ -473,7 +501,7 @@ cdef class SingleTerm:
         cdef Py_ssize_t k, l, nth = self.ntheta, px = self.px
         cdef double acc, val
         if xv.shape[0] != nth + px:
-            raise ValueError("parameter vector has the wrong length")
+            check_length("x", xv.shape[0], nth + px)
         with nogil:
             self.evaluations += 1
             self._save()
@@ -550,8 +578,10 @@ cdef class SingleTerm:
     def laplace_grad(self, x, double[::1] grad):
         """``laplace(x)``, with its gradient written into ``grad`` (needs ``has_gradient``;
         left untouched when the value is not finite)."""
-        if grad.shape[0] != 1 + self.px or not self.has_gradient:
-            raise ValueError("no analytic gradient for this model, or grad has the wrong length")
+        if grad.shape[0] != 1 + self.px:
+            check_length("grad", grad.shape[0], 1 + self.px)
+        if not self.has_gradient:
+            raise ValueError("no analytic gradient for this model")
         cdef double val = self.laplace(x)
         if isfinite(val):
             with nogil:
@@ -563,7 +593,7 @@ cdef class SingleTerm:
         cdef const double[::1] tv = np.ascontiguousarray(theta, dtype=np.float64)
         cdef double val
         if tv.shape[0] != self.ntheta:
-            raise ValueError("theta has the wrong length")
+            check_length("theta", tv.shape[0], self.ntheta)
         with nogil:
             self.evaluations += 1
             self._save()

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Penalised least squares on a CHOLMOD factor: one objective evaluation of an LMM.
 
 Given the templates T_k (from θ), ``update`` writes A = Λ'Z'ZΛ + I into the factor's
@@ -14,20 +14,22 @@ from libc.stdlib cimport malloc, free
 from ._cholmod cimport SparseCholesky
 from .cholmod cimport CHOLMOD_A
 from ._dense cimport downdate, profiled_result, tkv_tm
+from ._checks import check_crossprods, check_length
+from ._types cimport i64
 
 cnp.import_array()
 
 
 cdef void _fill_values(const double* T, const int* tofs, const int* term_p,
                        const int* blk_term, const int* pair_row, const int* pair_col,
-                       const long* pair_vofs, Py_ssize_t npairs, const double* V,
-                       const long* pos, double* values, double* tmp) noexcept nogil:
+                       const i64* pair_vofs, Py_ssize_t npairs, const double* V,
+                       const i64* pos, double* values, double* tmp) noexcept nogil:
     """values <- lower(Λ'Z'ZΛ + I) from the Z'Z sub-blocks."""
     cdef Py_ssize_t pr, s, t, k, m, pk, pm
     cdef const double* Tk
     cdef const double* Tm
     cdef const double* Vp
-    cdef const long* pp
+    cdef const i64* pp
     for pr in range(npairs):
         k = blk_term[pair_row[pr]]
         m = blk_term[pair_col[pr]]
@@ -70,13 +72,13 @@ cdef class PLSKernel:
 
     cdef SparseCholesky chol
     cdef int[::1] term_p, tofs, blk_term, blk_start, pair_row, pair_col
-    cdef long[::1] pair_vofs, pos
+    cdef i64[::1] pair_vofs, pos
     cdef double[::1] V
     cdef double[::1, :] ZtW
     cdef double[:, ::1] WtW
     cdef readonly cnp.ndarray B, X
     cdef double* tmp
-    cdef readonly Py_ssize_t q, ncol
+    cdef readonly Py_ssize_t q, ncol, tsize
 
     def __cinit__(self):
         self.tmp = NULL
@@ -87,6 +89,7 @@ cdef class PLSKernel:
         self.term_p = np.ascontiguousarray(blocks.term_p, dtype=np.int32)
         self.tofs = np.ascontiguousarray(
             np.concatenate([[0], np.cumsum(blocks.term_p.astype(np.int64) ** 2)[:-1]]), dtype=np.int32)
+        self.tsize = int(np.sum(np.asarray(blocks.term_p, dtype=np.int64) ** 2))
         self.blk_term = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
         self.blk_start = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)
         self.pair_row = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
@@ -115,15 +118,18 @@ cdef class PLSKernel:
         return self.chol
 
     def template_size(self):
-        return int(np.sum(np.asarray(self.term_p) ** 2))
+        return self.tsize
 
     def conditional_modes(self, beta):
         """Spherical random effects u at β from the last update: u = A⁻¹(Λ'Z'y - Λ'Z'X β)."""
         p = self.ncol - 1
+        if len(beta) != p:
+            check_length("beta", len(beta), p)
         return self.X[:, p] - self.X[:, :p] @ beta
 
     def set_crossprods(self, V, ZtW, WtW):
         """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
+        check_crossprods(self.V.shape[0], self.q, self.ncol, V, ZtW, WtW)
         np.copyto(np.asarray(self.V), V)
         np.copyto(np.asarray(self.ZtW), ZtW)
         np.copyto(np.asarray(self.WtW), WtW)
@@ -131,8 +137,8 @@ cdef class PLSKernel:
     def update(self, T):
         """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""
         cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
-        if Tv.shape[0] != self.template_size():
-            raise ValueError("template vector has the wrong length")
+        if Tv.shape[0] != self.tsize:
+            check_length("T", Tv.shape[0], self.tsize)
         cdef double[::1, :] Bv = self.B
         cdef double[::1, :] Xv = self.X
         cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The selected inverse of the blocked kernel's A, for the gradient of log|A|.
 
 d log|A| / dθ needs A⁻¹ only on A's own block pattern: S⁻¹ from LAPACK's dpotri, the first
@@ -12,6 +12,7 @@ from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotri
 
 from ._blocked cimport BlockedKernel
+from ._checks import check_length
 
 cnp.import_array()
 
@@ -27,7 +28,9 @@ def trace_gradient(BlockedKernel self, T, overwrite=False, general=False):
     >= DIAG_TRACE_MIN take a shortcut through A⁻¹'s diagonal (``general``: never).
     """
     cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
-    out = np.zeros(int(np.sum(np.asarray(self.term_p, dtype=np.int64) ** 2)))
+    if Tv.shape[0] != self.tsize:
+        check_length("T", Tv.shape[0], self.tsize)
+    out = np.zeros(self.tsize)
     cdef double[::1] Q = out
     if self.q2 > 0:  # overwrite: S's factor is not needed again before the next update
         self.Sinv = self.S if overwrite else np.array(self.S, order="F", copy=True)

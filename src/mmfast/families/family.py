@@ -2,8 +2,10 @@
 
 A family object says how the response is read (R's ``family$initialize``), its variance,
 deviance residuals and ``-2 log p(y | mu)`` (R's ``family$aic``, which is what lme4 puts in its
-Laplace deviance).  ``code`` and ``link.code`` select the same formulas in the Cython PIRLS
-kernel.  A family compares equal to its R name, so ``m.family == "binomial"`` works.
+Laplace deviance).  The formulas exist once, in Cython (``mmfast._ext._glm``): ``code`` and
+``link.code`` select them, both in the PIRLS kernels and in the thin methods here.  A family
+compares equal to its R name (``m.family == "binomial"``) and hashes like it.  ``Gaussian`` is
+the family of ``lmer``/``lm`` fits (``m.family``); ``glmer`` refuses it.
 
 lme4 conventions reproduced here:
 
@@ -22,10 +24,12 @@ import warnings
 import numpy as np
 from scipy import special
 
+from .._ext._glm import GlmResponse, family_dev_resids, family_variance
 from ..errors import DataError, ModelSpecError
-from .links import EPS, Link, get_link
+from .links import Link, get_link
 
-__all__ = ["Family", "Binomial", "Poisson", "Gamma", "get_family", "FAMILIES"]
+__all__ = ["Family", "Binomial", "Poisson", "Gamma", "Gaussian", "GAUSSIAN", "get_family",
+           "FAMILIES"]
 
 
 class Family:
@@ -56,19 +60,30 @@ class Family:
             return other == self.name
         return isinstance(other, Family) and other.name == self.name and other.link == self.link
 
-    def __hash__(self) -> int:  # equal objects hash equally: a family also equals its name
+    def __hash__(self) -> int:  # equal to its name, so hashed like it (links share the hash)
         return hash(self.name)
 
-    # --- the distribution -----------------------------------------------------------------
+    # --- the distribution (Cython: mmfast._ext._glm) --------------------------------------
     def variance(self, mu):
-        raise NotImplementedError
+        """V(mu), elementwise."""
+        return family_variance(self.code, mu)
 
     def dev_resids(self, y, mu, wt):
-        raise NotImplementedError
+        """R's ``dev.resids``: the deviance's terms, elementwise (broadcast)."""
+        return family_dev_resids(self.code, y, mu, wt)
 
     def aic(self, y, n, mu, wt, dev=None) -> float:
-        """R's ``family$aic``: -2 log-likelihood (Gamma: plus 2)."""
-        raise NotImplementedError
+        """R's ``family$aic``: -2 log-likelihood (Gamma: plus 2), by the PIRLS kernel's formula."""
+        y = np.asarray(y, dtype=float)
+        mu = np.broadcast_to(np.asarray(mu, dtype=float), y.shape)
+        wt = np.broadcast_to(np.asarray(wt, dtype=float), y.shape)
+        n = np.broadcast_to(np.asarray(n, dtype=float), y.shape)
+        if dev is None:
+            dev = float(np.sum(self.dev_resids(y, mu, wt)))
+        a, b, c = self.loglik_terms(y, n, wt)
+        resp = GlmResponse(self.code, self.link.code, y, wt, a, b, c)
+        resp.py_set_mu(mu)
+        return float(resp.py_m2loglik(dev))
 
     def initialize(self, y, weights, trials, response: str):
         """(y, prior weights, n, mustart) as R's ``family$initialize`` makes them."""
@@ -89,21 +104,10 @@ class Family:
         raise NotImplementedError
 
 
-def _ylogy(y, mu):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
-
-
 class Binomial(Family):
     name, code = "binomial", 0
     links = ("logit", "probit", "cloglog", "cauchit", "log")
     canonical = "logit"
-
-    def variance(self, mu):
-        return np.maximum(EPS, mu * (1.0 - mu))
-
-    def dev_resids(self, y, mu, wt):
-        return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
 
     def _m(self, n, wt):
         return n if np.any(n > 1) else wt
@@ -117,13 +121,6 @@ class Binomial(Family):
         coef = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
         lchoose = special.gammaln(mr + 1) - special.gammaln(k + 1) - special.gammaln(mr - k + 1)
         return coef * k, coef * (mr - k), -2.0 * coef * lchoose
-
-    def aic(self, y, n, mu, wt, dev=None) -> float:
-        a, b, c = self.loglik_terms(y, n, wt)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            la = np.where(a > 0, a * np.log(np.where(a > 0, mu, 1.0)), 0.0)
-            lb = np.where(b > 0, b * np.log1p(-np.where(b > 0, mu, 0.0)), 0.0)
-        return float(np.sum(c - 2.0 * (la + lb)))
 
     def initialize(self, y, weights, trials, response: str):
         nobs = len(y)
@@ -159,20 +156,8 @@ class Poisson(Family):
     links = ("log", "identity", "sqrt")
     canonical = "log"
 
-    def variance(self, mu):
-        return np.asarray(mu, dtype=float)
-
-    def dev_resids(self, y, mu, wt):
-        return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
-
     def loglik_terms(self, y, n, wt):
         return wt * y, wt, 2.0 * wt * special.gammaln(y + 1.0)
-
-    def aic(self, y, n, mu, wt, dev=None) -> float:
-        a, b, c = self.loglik_terms(y, n, wt)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            la = np.where(a > 0, a * np.log(np.where(a > 0, mu, 1.0)), 0.0)
-        return float(np.sum(c - 2.0 * (la - b * mu)))
 
     def initialize(self, y, weights, trials, response: str):
         if trials is not None:
@@ -195,23 +180,8 @@ class Gamma(Family):
     canonical = "inverse"
     has_scale = True
 
-    def variance(self, mu):
-        return np.asarray(mu, dtype=float) ** 2
-
-    def dev_resids(self, y, mu, wt):
-        return -2.0 * wt * (np.log(y / mu) - (y - mu) / mu)
-
     def loglik_terms(self, y, n, wt):
         return wt * np.log(y), wt, np.zeros_like(y)
-
-    def aic(self, y, n, mu, wt, dev=None) -> float:
-        if dev is None:
-            dev = float(np.sum(self.dev_resids(y, mu, wt)))
-        disp = dev / np.sum(wt)
-        shape = 1.0 / disp
-        logd = (-special.gammaln(shape) - shape * np.log(mu * disp) + (shape - 1.0) * np.log(y)
-                - y / (mu * disp))
-        return float(-2.0 * np.sum(wt * logd) + 2.0)
 
     def initialize(self, y, weights, trials, response: str):
         if trials is not None:
@@ -224,15 +194,37 @@ class Gamma(Family):
         return y.astype(float), w, np.ones(nobs), y.astype(float).copy()
 
 
+class Gaussian(Family):
+    """The normal family of ``lmer``/``lm`` fits (their ``family``); not a ``glmer`` family."""
+
+    name, code = "gaussian", 3
+    links = ("identity", "log", "inverse")
+    canonical = "identity"
+    has_scale = True
+
+    def aic(self, y, n, mu, wt, dev=None) -> float:
+        """R's ``gaussian()$aic``: -2 log-likelihood at sigma^2 = dev / nobs, plus 2."""
+        y = np.asarray(y, dtype=float)
+        wt = np.broadcast_to(np.asarray(wt, dtype=float), y.shape)
+        if dev is None:
+            dev = float(np.sum(self.dev_resids(y, mu, wt)))
+        nobs = y.size
+        return float(nobs * (np.log(2.0 * np.pi * dev / nobs) + 1.0) + 2.0 - np.sum(np.log(wt)))
+
+
+GAUSSIAN = Gaussian()  # shared by the linear models (immutable in use)
+
 FAMILIES = {"binomial": Binomial, "poisson": Poisson, "gamma": Gamma}
 
 
 def get_family(family) -> Family:
     """A Family from a string (``"binomial"``, ``"poisson"``, ``"gamma"``), a class or an object."""
+    if isinstance(family, type) and issubclass(family, Family):
+        family = family()
+    if isinstance(family, Gaussian):
+        family = "gaussian"
     if isinstance(family, Family):
         return family
-    if isinstance(family, type) and issubclass(family, Family):
-        return family()
     if isinstance(family, str):
         key = family.strip().lower()
         if key in FAMILIES:

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import FormulaError
-from ..families.gaussian import GAUSSIAN
+from ..families import GAUSSIAN
 from ..arguments import validated
 from .frame import model_frame
 from .results import InformationCriteria
@@ -26,7 +26,7 @@ LOG2PI = np.log(2 * np.pi)
 class LinearModel(InformationCriteria):
     """A fitted linear model ``y = Xβ + ε``, ε ~ N(0, σ²/w)."""
 
-    family = GAUSSIAN  # a Family, as a GLMM's; == "gaussian"
+    family = GAUSSIAN  # compares equal to "gaussian", as a GLMM's family to its name
     reml = False
     use_scale = True
 

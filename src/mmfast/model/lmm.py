@@ -21,7 +21,7 @@ from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z, zt_times
 from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
-from ..families.gaussian import GAUSSIAN
+from ..families import GAUSSIAN
 from .ainv import ainv_blocks
 from .frame import ModelFrame, model_frame
 from .fitting import FitStrategy
@@ -75,7 +75,7 @@ def make_kernel(blocks, terms):
 class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
     """An LMM ``y = Xβ + Zb + ε`` with ``b = Λθ u``, ``u ~ N(0, σ²I)``, ``ε ~ N(0, σ²I)``."""
 
-    family = GAUSSIAN  # a Family, as a GLMM's; == "gaussian"
+    family = GAUSSIAN  # compares equal to "gaussian", as a GLMM's family to its name
     _yscale = 1.0  # the kernel's y is y / _yscale (see _residual_response)
 
     def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None,
