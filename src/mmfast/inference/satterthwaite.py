@@ -43,26 +43,25 @@ class Satterthwaite:
         self.sigma = float(model.sigma)
         self.warnings = list(self.derivatives.warnings)
 
+    def nu(self, R: np.ndarray) -> np.ndarray:
+        """Satterthwaite's df of each row's contrast R_m β (inf when Var(φ̂) gives it no spread)."""
+        R, d = np.atleast_2d(np.asarray(R, dtype=float)), self.derivatives
+        var = np.einsum("mi,ij,mj->m", R, self.vcov, R)
+        grad = np.einsum("mi,kij,mj->mk", R, np.asarray(d.jacobian), R)
+        denom = np.einsum("mk,kl,ml->m", grad, d.vcov_varpar, grad)
+        return np.where(denom > 0, 2.0 * var ** 2 / np.where(denom > 0, denom, 1.0), np.inf)
+
     def df(self, l: np.ndarray) -> float:
         """Satterthwaite's df of the contrast l'β."""
-        d = self.derivatives
-        var = float(l @ self.vcov @ l)
-        grad = np.array([l @ J @ l for J in d.jacobian])
-        denom = float(grad @ d.vcov_varpar @ grad)
-        return 2 * var ** 2 / denom if denom > 0 else np.inf
+        return float(self.nu(l)[0])
 
     def t_test(self, l: np.ndarray) -> tuple[float, float, float]:
         l = np.asarray(l, dtype=float).ravel()
         return float(l @ self.beta), float(np.sqrt(l @ self.vcov @ l)), self.df(l)
 
     def direction_df(self, dirs: Directions) -> float:
-        """The F's denominator df from the per-direction t df ν_m (vectorised over the q rows)."""
-        R, d = dirs.rows, self.derivatives
-        var = np.einsum("mi,ij,mj->m", R, self.vcov, R)
-        grad = np.einsum("mi,kij,mj->mk", R, np.asarray(d.jacobian), R)
-        denom = np.einsum("mk,kl,ml->m", grad, d.vcov_varpar, grad)
-        nu = np.where(denom > 0, 2.0 * var ** 2 / np.where(denom > 0, denom, 1.0), np.inf)
-        return f_denominator_df(nu)
+        """The F's denominator df from the per-direction t df ν_m."""
+        return f_denominator_df(self.nu(dirs.rows))
 
     def wald(self, L: np.ndarray, rhs: np.ndarray | float = 0.0) -> WaldTest:
         """lmerTest's ``contestMD``: the shared Wald F with Satterthwaite's df."""
