@@ -13,8 +13,10 @@ pbkrtest forms the n x n Σ⁻¹.  Here Σ = σ²V and every piece is q-dimensio
 X'V⁻²X = F - W'BW, X'V⁻³X = F - 2W'BW + W'BMBW, K_rs = tr(MD_rMD_s),
 tr(D_rZ'V⁻²Z) = tr(D_rM) - tr(D_rMBM), tr V⁻² = n - 2tr(MB) + tr(MBMB) (D_r = I⊗E_r).
 
-The F is the shared Wald F (``wald``) on Φ_A, scaled.  The df for a contrast L (q rows) follows Kenward & Roger's moment matching: with
-Θ = L'(LΦL')⁻¹L, A1 = Σ W_rs tr(ΘΦP_rΦ) tr(ΘΦP_sΦ), A2 = Σ W_rs tr(ΘΦP_rΦΘΦP_sΦ), ...
+The F is the shared Wald F (``wald``) on Φ_A, then scaled.  The df for a contrast L (q rows,
+pbkrtest's full-row-rank reduction) follows Kenward & Roger's moment matching: with
+Θ = L'(LΦL')⁻¹L (``wald.Directions.metric``), A1 = Σ W_rs tr(ΘΦP_rΦ) tr(ΘΦP_sΦ),
+A2 = Σ W_rs tr(ΘΦP_rΦΘΦP_sΦ), ...
 KR is defined for REML fits: an ML fit is refitted by REML first (as pbkrtest does).
 """
 from __future__ import annotations

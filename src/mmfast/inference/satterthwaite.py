@@ -6,8 +6,9 @@ parameters φ = (θ, σ) and Var(φ̂) = 2H⁻¹ (H the deviance Hessian, ``deri
     ν = 2 (l'Φl)² / (∇_φ' Var(φ̂) ∇_φ).
 
 A q-row hypothesis L is rotated by the eigenvectors of LΦL' (eigenvalues d_m > 0; the
-shared ``wald.wald_test``) into q independent t tests with ν_m; F = Σ t_m²/q and, with E = Σ ν_m/(ν_m - 2) (all ν_m > 2),
-the F's denominator df is 2E/(E - q) (2 if some ν_m <= 2; their mean if all are equal).
+shared ``wald.wald_test``) into q independent t tests with ν_m; F = Σ t_m²/q and, with
+E = Σ ν_m/(ν_m - 2) (all ν_m > 2), the F's denominator df is 2E/(E - q) (2 if some
+ν_m <= 2; their mean if all are equal).
 """
 from __future__ import annotations
 
