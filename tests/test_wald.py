@@ -113,3 +113,18 @@ def test_rhs_and_zero_rank(sleep):
     assert wald_test(beta, V, L2, rhs=rhs).F == pytest.approx(F, rel=1e-12)
     none = wald_test(beta, V, np.zeros((1, 3)), df=lambda d: 1.0)
     assert none.numdf == 0 and np.isnan(none.F) and np.isnan(none.p) and np.isnan(none.dendf)
+
+
+def test_infinite_satterthwaite_df_gives_the_chi_square_p(sleep):
+    """Regression: with Var(φ̂) = 0 every ν_m is infinite; the F's p-value is then χ²_q/q's
+    (it was NaN: scipy's F tail with an infinite denominator df), as the t test's is normal."""
+    import copy
+    import dataclasses
+    from mmfast.inference.satterthwaite import Satterthwaite
+    sat = copy.copy(Satterthwaite(sleep))
+    d = sat.derivatives
+    sat.derivatives = dataclasses.replace(d, vcov_varpar=np.zeros_like(d.vcov_varpar))
+    row = sat.f_test(L2)
+    F = _numpy_f(sat.beta, sat.vcov, L2)
+    assert row["DenDF"] == np.inf and row["F value"] == pytest.approx(F, rel=1e-12)
+    assert row["Pr(>F)"] == pytest.approx(stats.chi2.sf(2 * F, 2), rel=1e-10)

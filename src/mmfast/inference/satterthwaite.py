@@ -28,8 +28,9 @@ def f_denominator_df(nu: np.ndarray, tol: float = 1e-8) -> float:
         return float(np.mean(nu))
     if np.any(nu <= 2):
         return 2.0
-    E = float(np.sum(nu / (nu - 2)))
-    return 2 * E / (E - len(nu))
+    with np.errstate(invalid="ignore"):  # ν/(ν - 2) -> 1 as ν -> ∞
+        E = float(np.sum(np.where(np.isinf(nu), 1.0, nu / (nu - 2))))
+    return 2 * E / (E - len(nu)) if E > len(nu) else np.inf
 
 
 class Satterthwaite:
