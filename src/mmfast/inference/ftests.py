@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ArgumentError
+from .wald import wald_test
 
 __all__ = ["resolve_ddf", "ddf_method", "coefficient_table", "contest", "anova_table"]
 
@@ -81,16 +82,7 @@ class FixedDf:
 
     def f_test(self, L, rhs=0.0, term=None):
         L = np.atleast_2d(np.asarray(L, dtype=float))
-        rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],))
-        d, P = np.linalg.eigh(L @ self.vcov @ L.T)
-        pos = d > max(np.sqrt(np.finfo(float).eps) * d.max(), 0.0) if len(d) else d > 0
-        q = int(pos.sum())
-        r = P[:, pos].T @ (L @ self.beta - rhs)
-        F = float(np.sum(r ** 2 / d[pos]) / q) if q else np.nan
-        ddf = self._df(L, term)
-        ms = F * self.sigma ** 2
-        p = float(stats.f.sf(F, q, ddf)) if np.isfinite(ddf) else float(stats.chi2.sf(F * q, q))
-        return {"Sum Sq": ms * q, "Mean Sq": ms, "NumDF": q, "DenDF": ddf, "F value": F, "Pr(>F)": p}
+        return wald_test(self.beta, self.vcov, L, df=self._df(L, term), rhs=rhs).anova_row(self.sigma)
 
 
 def _cache(model) -> dict:

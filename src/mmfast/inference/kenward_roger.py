@@ -13,16 +13,17 @@ pbkrtest forms the n x n Σ⁻¹.  Here Σ = σ²V and every piece is q-dimensio
 X'V⁻²X = F - W'BW, X'V⁻³X = F - 2W'BW + W'BMBW, K_rs = tr(MD_rMD_s),
 tr(D_rZ'V⁻²Z) = tr(D_rM) - tr(D_rMBM), tr V⁻² = n - 2tr(MB) + tr(MBMB) (D_r = I⊗E_r).
 
-The df for a contrast L (q rows) follows Kenward & Roger's moment matching: with
-Θ = L'(LΦL')⁻¹L, A1 = Σ W_rs tr(ΘΦP_rΦ) tr(ΘΦP_sΦ), A2 = Σ W_rs tr(ΘΦP_rΦΘΦP_sΦ), ...
+The F is the shared Wald F (``wald``) on Φ_A, then scaled.  The df for a contrast L (q rows,
+pbkrtest's full-row-rank reduction) follows Kenward & Roger's moment matching: with
+Θ = L'(LΦL')⁻¹L (``wald.Directions.metric``), A1 = Σ W_rs tr(ΘΦP_rΦ) tr(ΘΦP_sΦ),
+A2 = Σ W_rs tr(ΘΦP_rΦΘΦP_sΦ), ...
 KR is defined for REML fits: an ML fit is refitted by REML first (as pbkrtest does).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
-
 from .structure import VarianceStructure
+from .wald import WaldTest, directions, f_pvalue, wald_test
 
 __all__ = ["KenwardRoger"]
 
@@ -103,7 +104,7 @@ class KenwardRoger:
     def _moments(self, L: np.ndarray, q: int):
         """(df, F scaling) for the hypothesis L β = 0 with q = rank(L)."""
         Phi = self.Phi
-        Theta = L.T @ np.linalg.solve(L @ Phi @ L.T, L)
+        Theta = directions(L, Phi).metric()  # L'(LΦL')⁻¹L
         Us = [Theta @ Phi @ Pr @ Phi for Pr in self.P]
         tr = np.array([np.trace(u) for u in Us])
         A1 = float(tr @ self.W @ tr)
@@ -138,12 +139,10 @@ class KenwardRoger:
         L, rhs = L[keep], rhs[keep]
         q = L.shape[0]
         df2, scale = self._moments(L, q)
-        Lb = L @ self.beta - rhs
-        Fu = float(Lb @ np.linalg.solve(L @ self.vcov_adjusted @ L.T, Lb)) / q
-        F = scale * Fu
-        ms = Fu * self.sigma ** 2
-        return {"Sum Sq": ms * q, "Mean Sq": ms, "NumDF": q, "DenDF": df2, "F value": F,
-                "Pr(>F)": float(stats.f.sf(F, q, df2))}
+        unscaled = wald_test(self.beta, self.vcov_adjusted, L, df=df2, rhs=rhs)
+        F = scale * unscaled.F  # KR's scaled F on (q, df2); Sum/Mean Sq from the unscaled one
+        res = WaldTest(F, unscaled.numdf, df2, f_pvalue(F, unscaled.numdf, df2))
+        return res.anova_row(self.sigma, F_ms=unscaled.F)
 
 
 def _full_row_rank(L: np.ndarray, tol: float = 1e-7) -> np.ndarray:

@@ -5,16 +5,16 @@ parameters φ = (θ, σ) and Var(φ̂) = 2H⁻¹ (H the deviance Hessian, ``deri
 
     ν = 2 (l'Φl)² / (∇_φ' Var(φ̂) ∇_φ).
 
-A q-row hypothesis L is rotated by the eigenvectors of LΦL' (eigenvalues d_m > 0) into q
-independent t tests with ν_m; F = Σ t_m²/q and, with E = Σ ν_m/(ν_m - 2) (all ν_m > 2),
-the F's denominator df is 2E/(E - q) (2 if some ν_m <= 2; their mean if all are equal).
+A q-row hypothesis L is rotated by the eigenvectors of LΦL' (eigenvalues d_m > 0; the
+shared ``wald.wald_test``) into q independent t tests with ν_m; F = Σ t_m²/q and, with
+E = Σ ν_m/(ν_m - 2) (all ν_m > 2), the F's denominator df is 2E/(E - q) (2 if some
+ν_m <= 2; their mean if all are equal).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
-
 from .derivatives import varpar_derivatives
+from .wald import Directions, WaldTest, wald_test
 
 __all__ = ["Satterthwaite", "f_denominator_df"]
 
@@ -28,8 +28,9 @@ def f_denominator_df(nu: np.ndarray, tol: float = 1e-8) -> float:
         return float(np.mean(nu))
     if np.any(nu <= 2):
         return 2.0
-    E = float(np.sum(nu / (nu - 2)))
-    return 2 * E / (E - len(nu))
+    with np.errstate(invalid="ignore"):  # ν/(ν - 2) -> 1 as ν -> ∞
+        E = float(np.sum(np.where(np.isinf(nu), 1.0, nu / (nu - 2))))
+    return 2 * E / (E - len(nu)) if E > len(nu) else np.inf
 
 
 class Satterthwaite:
@@ -44,38 +45,30 @@ class Satterthwaite:
         self.sigma = float(model.sigma)
         self.warnings = list(self.derivatives.warnings)
 
+    def nu(self, R: np.ndarray) -> np.ndarray:
+        """Satterthwaite's df of each row's contrast R_m β (inf when Var(φ̂) gives it no spread)."""
+        R, d = np.atleast_2d(np.asarray(R, dtype=float)), self.derivatives
+        var = np.einsum("mi,ij,mj->m", R, self.vcov, R)
+        grad = np.einsum("mi,kij,mj->mk", R, np.asarray(d.jacobian), R)
+        denom = np.einsum("mk,kl,ml->m", grad, d.vcov_varpar, grad)
+        return np.where(denom > 0, 2.0 * var ** 2 / np.where(denom > 0, denom, 1.0), np.inf)
+
     def df(self, l: np.ndarray) -> float:
         """Satterthwaite's df of the contrast l'β."""
-        d = self.derivatives
-        var = float(l @ self.vcov @ l)
-        grad = np.array([l @ J @ l for J in d.jacobian])
-        denom = float(grad @ d.vcov_varpar @ grad)
-        return 2 * var ** 2 / denom if denom > 0 else np.inf
+        return float(self.nu(l)[0])
 
     def t_test(self, l: np.ndarray) -> tuple[float, float, float]:
         l = np.asarray(l, dtype=float).ravel()
         return float(l @ self.beta), float(np.sqrt(l @ self.vcov @ l)), self.df(l)
 
+    def direction_df(self, dirs: Directions) -> float:
+        """The F's denominator df from the per-direction t df ν_m."""
+        return f_denominator_df(self.nu(dirs.rows))
+
+    def wald(self, L: np.ndarray, rhs: np.ndarray | float = 0.0) -> WaldTest:
+        """lmerTest's ``contestMD``: the shared Wald F with Satterthwaite's df."""
+        return wald_test(self.beta, self.vcov, L, df=self.direction_df, rhs=rhs)
+
     def f_test(self, L: np.ndarray, rhs: np.ndarray | float = 0.0) -> dict:
-        """lmerTest's ``contestMD``: F over the positive-eigenvalue directions of LΦL'."""
-        L = np.atleast_2d(np.asarray(L, dtype=float))
-        rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],))
-        beta = self.beta if not np.any(rhs) else self.beta - np.linalg.pinv(L) @ rhs
-        d, P = np.linalg.eigh(L @ self.vcov @ L.T)
-        d, P = d[::-1], P[:, ::-1]
-        tol = max(np.sqrt(np.finfo(float).eps) * d[0], 0.0) if len(d) else 0.0
-        pos = d > tol
-        q = int(pos.sum())
-        if q == 0:
-            return _f_row(np.nan, 0, np.nan, self.sigma)
-        PtL = (P.T @ L)[:q]
-        t2 = (PtL @ beta) ** 2 / d[:q]
-        F = float(np.sum(t2) / q)
-        nu = np.array([self.df(PtL[m]) for m in range(q)])
-        return _f_row(F, q, f_denominator_df(nu), self.sigma)
-
-
-def _f_row(F: float, q: int, ddf: float, sigma: float) -> dict:
-    ms = F * sigma ** 2
-    p = float(stats.f.sf(F, q, ddf)) if q > 0 and np.isfinite(F) else np.nan
-    return {"Sum Sq": ms * q, "Mean Sq": ms, "NumDF": q, "DenDF": ddf, "F value": F, "Pr(>F)": p}
+        """lmerTest's anova/contest row for L β = rhs."""
+        return self.wald(L, rhs).anova_row(self.sigma)

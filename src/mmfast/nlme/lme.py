@@ -231,8 +231,9 @@ class LmeFit:
             c0 = R @ beta
             F = [float(np.sum(c0[cols] ** 2) / len(cols)) for _, cols in groups]
         else:
-            F = [float(beta[cols] @ np.linalg.solve(V[np.ix_(cols, cols)], beta[cols]) / len(cols))
-                 for _, cols in groups]
+            from ..inference.wald import wald_test
+            I = np.eye(len(beta))
+            F = [wald_test(beta, V, I[cols]).F for _, cols in groups]
         ddf = self.fixDF()["terms"]
         num = np.array([len(c) for _, c in groups], dtype=int)
         den = np.array([ddf[label] for label, _ in groups], dtype=float)

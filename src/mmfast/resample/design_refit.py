@@ -22,7 +22,7 @@ from scipy.linalg import cho_factor, cho_solve
 
 from ..inference.structure import VarianceStructure
 
-__all__ = ["DesignRefitter", "DenseVarianceStructure", "DENSE_Q_MAX", "wald_f", "satterthwaite_f"]
+__all__ = ["DesignRefitter", "DenseVarianceStructure", "DENSE_Q_MAX", "satterthwaite_f"]
 
 DENSE_Q_MAX = 1500  # largest q handled with dense q x q matrices
 
@@ -119,39 +119,10 @@ class DenseVarianceStructure(VarianceStructure):
         return self._tensors
 
 
-def wald_f(beta, cov, L, scale=1.0):
-    """(F, q): (Lβ)'(L cov L')⁻¹(Lβ)/q over the positive-eigenvalue directions of L cov L'."""
-    L = np.atleast_2d(np.asarray(L, dtype=float))
-    d, P = np.linalg.eigh(L @ cov @ L.T)
-    pos = d > max(np.sqrt(np.finfo(float).eps) * d.max(), 0.0) if len(d) else d > 0
-    q = int(pos.sum())
-    if q == 0:
-        return np.nan, 0
-    r = P[:, pos].T @ (L @ beta)
-    return float(np.sum(r ** 2 / d[pos]) / q / scale), q
-
-
 def satterthwaite_f(sat, L) -> tuple[float, int, float, float]:
-    """(F, q, DenDF, p) of ``Satterthwaite.f_test(L)`` (rhs 0), vectorised over the q
-    directions and with the F tail from ``special.fdtrc`` (tests check it against f_test)."""
-    from scipy import special
-    from ..inference.satterthwaite import f_denominator_df
-    L = np.atleast_2d(np.asarray(L, dtype=float))
-    d, P = np.linalg.eigh(L @ sat.vcov @ L.T)
-    d, P = d[::-1], P[:, ::-1]
-    tol = max(np.sqrt(np.finfo(float).eps) * d[0], 0.0) if len(d) else 0.0
-    q = int(np.sum(d > tol))
-    if q == 0:
-        return np.nan, 0, np.nan, np.nan
-    PtL = (P.T @ L)[:q]
-    F = float(np.sum((PtL @ sat.beta) ** 2 / d[:q]) / q)
-    der = sat.derivatives
-    var = np.einsum("mi,ij,mj->m", PtL, sat.vcov, PtL)
-    grad = np.einsum("mi,kij,mj->mk", PtL, der.jacobian, PtL)
-    denom = np.einsum("mk,kl,ml->m", grad, der.vcov_varpar, grad)
-    nu = np.where(denom > 0, 2.0 * var ** 2 / np.where(denom > 0, denom, 1.0), np.inf)
-    ddf = f_denominator_df(nu)
-    return F, q, ddf, float(special.fdtrc(q, ddf, F))
+    """(F, q, DenDF, p) of ``Satterthwaite.f_test(L)`` (rhs 0) without the table row."""
+    res = sat.wald(L)
+    return res.F, res.numdf, res.dendf, res.p
 
 
 class DesignRefitter:
@@ -208,7 +179,7 @@ class DesignRefitter:
 
     def ols_f(self, X, L):
         """(F, numerator df, denominator df, p) of the naive (weighted) least-squares fit."""
-        from scipy import stats
+        from ..inference.wald import wald_test
         sh = self.shared
         Xw = np.asarray(X, dtype=float)
         Xw = Xw if sh.sqrtw is None else Xw * sh.sqrtw[:, None]
@@ -220,6 +191,6 @@ class DesignRefitter:
         rss = float(r @ r)
         s2 = rss / (n - p)
         Ri = np.linalg.inv(R)
-        F, q = wald_f(beta, Ri @ Ri.T, L, s2)
-        pval = float(stats.f.sf(F, q, n - p)) if q else np.nan
+        res = wald_test(beta, Ri @ Ri.T, L, df=n - p, scale=s2)
+        F, q, pval = res.F, res.numdf, res.p
         return F, q, n - p, pval

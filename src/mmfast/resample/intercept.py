@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import special
 from scipy.linalg import lapack
 
 __all__ = ["RandomInterceptLMM", "applies"]
@@ -211,8 +210,8 @@ class RandomInterceptLMM:
 
     def ols_f(self, res: dict, L) -> tuple[float, int, int, float]:
         """(F, numerator df, denominator df, p) of the naive least-squares fit (θ = 0)."""
-        from .design_refit import wald_f
+        from ..inference.wald import wald_test
         st = self._state(0.0, *res["sums"], full=False)
         df = self.n - len(st.beta)
-        F, q = wald_f(st.beta, st.Finv, L, st.r2 / df)
-        return F, q, df, float(special.fdtrc(q, df, F)) if q else np.nan
+        w = wald_test(st.beta, st.Finv, L, df=df, scale=st.r2 / df)
+        return w.F, w.numdf, df, w.p
