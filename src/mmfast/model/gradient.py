@@ -16,6 +16,7 @@ from scipy.linalg import cho_solve
 
 from .._ext._blocked import gram_times
 from .average_information import profiled_ai
+from .criterion import profiled_deviance
 
 __all__ = ["profiled_gradient"]
 
@@ -62,15 +63,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
         if reml and p:
             G = G - 2.0 * np.einsum("lcs,lrs->rc", _per_term(K, t), _per_term(Rx, t))
         grad[model.layout.slices[k]] = G[t.param.rows, t.param.cols]  # ∂ w.r.t. T's θ entries
-    obj = _criterion(model, ldL2, ldRX2 + model._logdetRb2, r2, reml)
-    return (obj, grad, ai) if hessian else (obj, grad)
-
-
-def _criterion(model, ldL2, ldRX2, r2, reml):
-    n, p = model.nobs, model.frame.X.shape[1]  # rows of weight 0 do not count
-    log2pi = np.log(2 * np.pi)
     # the kernel's y is y / _yscale (1 but for extreme scales): log r² gains 2 log _yscale
     logr2 = np.log(r2) + 2.0 * np.log(model._yscale)
-    if reml:
-        return ldL2 + ldRX2 + (n - p) * (1.0 + log2pi + logr2 - np.log(n - p)) - model._logw
-    return ldL2 + n * (1.0 + log2pi + logr2 - np.log(n)) - model._logw
+    obj = profiled_deviance(ldL2, ldRX2 + model._logdetRb2, logr2, n, p, reml, model._logw)
+    return (obj, grad, ai) if hessian else (obj, grad)

@@ -23,6 +23,7 @@ from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
 from ..families import GAUSSIAN
 from .ainv import ainv_blocks
+from .criterion import profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
 from .fitting import FitStrategy
 from .results import MixedModelResults
@@ -32,9 +33,6 @@ from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, check_start, 
 from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
 
 __all__ = ["LinearMixedModel", "lmer"]
-
-LOG2PI = np.log(2 * np.pi)
-
 
 EPS = float(np.finfo(float).eps)
 EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a function of X
@@ -202,8 +200,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
             self._criteria = (self.kernel, cache)
         if reml not in cache:
             n, p = self.nobs, self.frame.X.shape[1]  # rows of weight 0 do not count
-            nfac = float(n - p if reml else n)
-            const = nfac * (1.0 + LOG2PI - math.log(nfac)) - self._logw
+            nfac = float(residual_df(n, p, reml))  # profiled_deviance, constants bound once
+            const = profiled_constant(n, p, reml, self._logw)
             const += self._logdetRb2 if reml else 0.0
             const += nfac * 2.0 * math.log(self._yscale)
             profiled, tpos, T, log, inf = self.kernel.profiled, self.layout.pos, \
@@ -310,16 +308,15 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
     # --- criteria ------------------------------------------------------------------------
     @property
     def ml_deviance(self) -> float:
-        n = self.nobs
-        return self._ldL2 + n * (1.0 + LOG2PI + self._log_pwrss - math.log(n)) - self._logw
+        return profiled_deviance(self._ldL2, self._ldRX2, self._log_pwrss, self.nobs,
+                                 self.frame.X.shape[1], False, self._logw)
 
     @property
     def reml_criterion(self) -> float | None:
         if not self.reml:
             return None
-        n, p = self.nobs, self.frame.X.shape[1]
-        return (self._ldL2 + self._ldRX2 + (n - p) * (1.0 + LOG2PI + self._log_pwrss - math.log(n - p))
-                - self._logw)
+        return profiled_deviance(self._ldL2, self._ldRX2, self._log_pwrss, self.nobs,
+                                 self.frame.X.shape[1], True, self._logw)
 
     @property
     def loglik(self) -> float:
