@@ -28,11 +28,10 @@ import numpy as np
 
 from .structure import VarianceStructure
 from ..errors import ArgumentError
+from ..model.criterion import deviance_at_sigma
 
 __all__ = ["VarparDerivatives", "varpar_derivatives", "richardson_hessian", "richardson_jacobian",
            "pinv_positive"]
-
-LOG2PI = np.log(2 * np.pi)
 
 
 @dataclass
@@ -196,11 +195,8 @@ def numeric_derivatives(model) -> VarparDerivatives:
         if prof is None:
             return np.inf
         ldL2, ldRX2, r2, _, _ = prof
-        s2 = vp[nth] ** 2
-        dev = ldL2 + r2 / s2 + n * np.log(2 * np.pi * s2)
-        if reml:
-            dev += ldRX2 - p * np.log(2 * np.pi * s2)
-        return dev
+        # Σ log w left out: a constant, it cancels in the differences
+        return deviance_at_sigma(ldL2, ldRX2, r2, vp[nth] ** 2, n, p, reml)
 
     def vcov(vp):
         R = model._profile(vp[:nth])[3]

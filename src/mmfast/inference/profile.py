@@ -22,10 +22,9 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..errors import ArgumentError
+from ..model.criterion import deviance_at_sigma, profiled_deviance
 
 __all__ = ["Profile", "profile_model", "confint_table", "parameter_names"]
-
-LOG2PI = np.log(2 * np.pi)
 
 
 def _pct(a: float) -> str:
@@ -117,7 +116,7 @@ class Profile:
         if prof is None or not sigma > 0:
             return np.inf
         ldL2, _, r2, _, _ = prof
-        return ldL2 + r2 / sigma ** 2 + self.n * (LOG2PI + np.log(sigma ** 2)) - self.logw
+        return deviance_at_sigma(ldL2, 0.0, r2, sigma ** 2, self.n, 0, False, self.logw)
 
     def _dev_psi(self, psi) -> float:
         theta = sdcor_to_theta(self.model, psi)
@@ -132,7 +131,7 @@ class Profile:
         Ri = np.linalg.inv(R)
         cjj = float(Ri[j] @ Ri[j])
         r2x = r2 + (x - beta[j]) ** 2 / cjj
-        return ldL2 + self.n * (1.0 + LOG2PI + np.log(r2x / self.n)) - self.logw
+        return profiled_deviance(ldL2, 0.0, np.log(r2x), self.n, 0, False, self.logw)
 
     @staticmethod
     def _minimize(f, x0, lower, upper):

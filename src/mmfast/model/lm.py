@@ -15,12 +15,11 @@ from scipy import stats
 from ..errors import FormulaError
 from ..families import GAUSSIAN
 from ..arguments import validated
+from .criterion import profiled_deviance
 from .frame import model_frame
 from .results import InformationCriteria
 
 __all__ = ["LinearModel", "lm"]
-
-LOG2PI = np.log(2 * np.pi)
 
 
 class LinearModel(InformationCriteria):
@@ -64,7 +63,7 @@ class LinearModel(InformationCriteria):
     def loglik(self) -> float:
         """The maximised log-likelihood (σ² = RSS/n), as R's ``logLik.lm``."""
         n = self.nobs
-        return 0.5 * (self._logw - n * (LOG2PI + 1.0 - np.log(n) + np.log(self.rss)))
+        return -0.5 * profiled_deviance(0.0, 0.0, np.log(self.rss), n, 0, False, self._logw)
 
     def refit_ml(self) -> "LinearModel":
         return self

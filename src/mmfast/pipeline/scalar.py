@@ -37,9 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import stdtr
 
+from ..model.criterion import profiled_deviance
+
 __all__ = ["ScalarDesign", "scalar_design", "fit_scalar", "FitArrays"]
 
-LOG2PI = np.log(2 * np.pi)
 GRID = np.concatenate([[0.0], np.logspace(-5, 5, 26)])  # t = θ², factor ~2.5 between points
 RTOL_T = 1e-11  # Newton stops when a step changes t by less than this, relatively
 MAXIT = 200
@@ -157,8 +158,8 @@ def evaluate(des: "ScalarDesign", Yst: np.ndarray, rss: np.ndarray, t: np.ndarra
     if with_f:  # the criterion itself (Newton's iterations only need the derivatives)
         out["ldL2"] = -np.sum(np.log(inv_d), axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            f = out["ldL2"] + nu * (1.0 + LOG2PI + np.log(r2 / nu))
-        out["f"] = f + ldF + des.logdetRb2 if des.reml else f
+            out["f"] = profiled_deviance(out["ldL2"], ldF + des.logdetRb2, np.log(r2), des.n, p,
+                                         des.reml)
     if order == 0:
         return out
     F1, b1 = -Fm[1], -P[1, :p]
@@ -205,10 +206,10 @@ def _grid(des: "ScalarDesign", E: np.ndarray, rss: np.ndarray):
     Q = np.einsum("gkl,gl->gk", (ys @ Mcat).reshape(len(ys), 2 * K, L), ys)
     r2, r2_1 = rss[:, None] - Q[:, :K], -Q[:, K:]
     with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.sum(np.log(d), axis=1) + nu * (1.0 + LOG2PI + np.log(r2 / nu))
+        f = profiled_deviance(np.sum(np.log(d), axis=1), ldF + des.logdetRb2, np.log(r2),
+                              des.n, p, des.reml)
         ft = np.sum(des.m / d, axis=1) + nu * r2_1 / r2
     if des.reml:
-        f = f + ldF + des.logdetRb2
         ft = ft + np.einsum("kij,kji->k", Finv, F1)
     return f, ft
 
