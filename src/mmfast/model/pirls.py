@@ -32,7 +32,7 @@ import numpy as np
 
 from .._ext._crossprods import Crossprods
 from .._ext._glm import GlmResponse
-from .._ext._pirls import SingleTerm
+from .._ext._pirls import SingleTerm, pirls_constants
 from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks
@@ -43,9 +43,11 @@ from ..errors import DataError
 __all__ = ["make_engine", "KernelPIRLS", "ainv_blocks", "fd_hessian",
            "gradient_hessian", "start_hessian", "PIRLS_TOL"]
 
-PIRLS_TOL = 1e-10  # max |step| in u (and relative in β) at convergence
-MAX_HALVINGS = 30
-STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
+_C = pirls_constants()  # defined once, in _ext/_pirls.pyx (shared with SingleTerm)
+PIRLS_TOL = _C["tol"]  # max |step| in u (and relative in β) at convergence
+PIRLS_MAXIT, MAX_HALVINGS, HALVING_SLACK = _C["maxit"], _C["max_halvings"], _C["halving_slack"]
+STALL_STEP = _C["stall_step"]  # with ftol: a step at least this large that the deviance ignores
+NEWTON_STEP, NEWTON_RATIO = _C["newton_step"], _C["newton_ratio"]
 
 
 def make_response(family, y, pw, n) -> GlmResponse:
@@ -120,7 +122,7 @@ class KernelPIRLS:
         self.fresh = True
         self.tol = PIRLS_TOL
         self.ftol = 0.0  # > 0: also stop on a stalled penalised deviance (see SingleTerm)
-        self.maxit = 100
+        self.maxit = PIRLS_MAXIT
         self.ldL2 = self.ldRX2 = self.sqrL = self.dev = self.m2ll = np.nan
         self.evaluations = self.iterations = self.failures = 0
         self.last_rc = 0
@@ -294,7 +296,7 @@ class KernelPIRLS:
             self.ldL2 = ld
             pdev = self._pdev()
             k = 0  # halve only on a real increase: a roundoff-level one would stall the iteration
-            slack = 1e-10 * (1.0 + abs(pdev_old)) if np.isfinite(pdev_old) else 0.0
+            slack = HALVING_SLACK * (1.0 + abs(pdev_old)) if np.isfinite(pdev_old) else 0.0
             while not pdev <= pdev_old + slack and k < MAX_HALVINGS:
                 self.u = 0.5 * (uold + self.u)
                 if joint:
@@ -323,8 +325,8 @@ class KernelPIRLS:
                 # Canonical link: PIRLS is Newton's method, the error after this step is about
                 # dmax³/prev²; when that is negligible, refactor at u for log|A| instead of
                 # taking one more full step (saves the solve and the linear predictor).
-                if (self.newton and not joint and prev is not None and dmax < 1e-6
-                        and dmax ** 3 < 1e-11 * prev ** 2):
+                if (self.newton and not joint and prev is not None and dmax < NEWTON_STEP
+                        and dmax ** 3 < NEWTON_RATIO * prev ** 2):
                     self._reweight(False)
                     ld, M = kern.update(self.T)
                     if M is None:
