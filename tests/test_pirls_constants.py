@@ -80,3 +80,9 @@ def test_engines_start_from_the_shared_values(cbpp):
         assert eng.tol == c["tol"] and eng.maxit == c["maxit"] and eng.ftol == 0.0
     assert _pirls.SingleTerm is SingleTerm
 
+
+def test_kernel_engine_uses_the_models_layout(cbpp):
+    m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)",
+                     cbpp, family="binomial")
+    assert m.engine.layout is m.layout
+    assert m.engine.tidx is m.layout.pos

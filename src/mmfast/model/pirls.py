@@ -67,8 +67,9 @@ def make_response(family, y, pw, n) -> GlmResponse:
     return GlmResponse(family.code, family.link.code, y, pw, a, b, c, sat, int(exact))
 
 
-def make_engine(frame, family, y, pw, n, eta0):
-    """The PIRLS engine for this model: Cython single-term when possible, else kernel-based."""
+def make_engine(frame, family, y, pw, n, eta0, layout: ThetaLayout | None = None):
+    """The PIRLS engine for this model: Cython single-term when possible, else kernel-based
+    (on the model's θ ``layout`` when given, so there is one per model)."""
     resp = make_response(family, y, pw, n)
     off = np.zeros(frame.nobs) if frame.offset is None else np.asarray(frame.offset, dtype=float)
     ntheta = sum(t.ntheta for t in frame.terms)
@@ -76,7 +77,7 @@ def make_engine(frame, family, y, pw, n, eta0):
         t = frame.terms[0]
         eng = SingleTerm(resp, t.factor.codes, t.X, frame.X, off, eta0, ntheta)
     else:
-        eng = KernelPIRLS(resp, frame, off, eta0, ntheta)
+        eng = KernelPIRLS(resp, frame, off, eta0, ntheta, layout)
     eng.newton = int(family.link.name == family.canonical)  # PIRLS is Newton's method then
     if len(frame.terms) > 1 and laplace_gradient.supports(frame, family):
         eng._grad = laplace_gradient.LaplaceGradient(frame, family)
@@ -89,7 +90,8 @@ def make_engine(frame, family, y, pw, n, eta0):
 class KernelPIRLS:
     """PIRLS for several random-effects terms on the LMM kernels (same interface as SingleTerm)."""
 
-    def __init__(self, resp: GlmResponse, frame, off, eta0, ntheta: int):
+    def __init__(self, resp: GlmResponse, frame, off, eta0, ntheta: int,
+                 layout: ThetaLayout | None = None):
         from .lmm import make_kernel
         self.resp, self.frame = resp, frame
         terms = frame.terms
@@ -108,8 +110,8 @@ class KernelPIRLS:
         self.V = np.zeros_like(blocks.V)
         self.ZtW = {True: np.zeros((q, p + 1), order="F"), False: np.zeros((q, 1), order="F")}
         self.WtW = {True: np.zeros((p + 1, p + 1)), False: np.zeros((1, 1))}
-        layout = ThetaLayout(terms)
-        self.tidx, self.T = layout.pos, np.zeros(layout.size)
+        layout = ThetaLayout(terms) if layout is None else layout
+        self.layout, self.tidx, self.T = layout, layout.pos, np.zeros(layout.size)
         self.u = np.zeros(q)
         self.beta = np.zeros(p)
         self.eta = np.array(eta0, dtype=float)
