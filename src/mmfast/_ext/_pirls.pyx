@@ -13,7 +13,22 @@ from ._checks import check_length
 from ..errors import DataError
 from ._types cimport i64
 
-cdef double STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
+# PIRLS tuning constants: their one definition.  SingleTerm reads them here, model/pirls.py's
+# KernelPIRLS through ``pirls_constants()``; tests/test_pirls_constants.py checks both sides.
+cdef double PIRLS_TOL = 1e-10     # max |step| in u (relative in β): not lme4's tolPwrss criterion
+cdef int PIRLS_MAXIT = 100        # iterations per evaluation (lme4's glmer maxit = 100L)
+cdef int MAX_HALVINGS = 30        # step halvings per iteration (lme4's maxstephalfit is 20)
+cdef double HALVING_SLACK = 1e-10  # relative pdev increase tolerated without halving (roundoff)
+cdef double STALL_STEP = 1e-3     # with ftol: a step at least this large that the deviance ignores
+cdef double NEWTON_STEP = 1e-6    # canonical link: the last step is skipped once |step| < this
+cdef double NEWTON_RATIO = 1e-11  # ... and |step|³ < this * |previous step|² (quadratic rate)
+
+
+def pirls_constants() -> dict:
+    """The PIRLS tuning constants above, for the Python engine (one definition for both)."""
+    return {"tol": PIRLS_TOL, "maxit": PIRLS_MAXIT, "max_halvings": MAX_HALVINGS,
+            "halving_slack": HALVING_SLACK, "stall_step": STALL_STEP,
+            "newton_step": NEWTON_STEP, "newton_ratio": NEWTON_RATIO}
 
 cnp.import_array()
 
@@ -98,9 +113,9 @@ cdef class SingleTerm:
         self.agq_w = np.ones(1)
         self.nagq = 1
         self.fresh = 1
-        self.tol = 1e-10
+        self.tol = PIRLS_TOL
         self.ftol = 0.0
-        self.maxit = 100
+        self.maxit = PIRLS_MAXIT
 
     # --- state access ---------------------------------------------------------------------
     @property
@@ -375,8 +390,8 @@ cdef class SingleTerm:
             self.dev = self.resp.set_eta(&self.eta[0], 1)
             pdev = self.dev + self._sqru()
             k = 0  # halve only on a real increase: a roundoff-level one would stall the iteration
-            slack = 1e-10 * (1.0 + fabs(pdev_old)) if isfinite(pdev_old) else 0.0
-            while not (pdev <= pdev_old + slack) and k < 30:
+            slack = HALVING_SLACK * (1.0 + fabs(pdev_old)) if isfinite(pdev_old) else 0.0
+            while not (pdev <= pdev_old + slack) and k < MAX_HALVINGS:
                 for i in range(nu):
                     self.u[i] = 0.5 * (self.uold[i] + self.u[i])
                 if px:
@@ -420,8 +435,8 @@ cdef class SingleTerm:
                     return 0
                 # Canonical link (Newton): the error after this step is about dmax³/prev²; when
                 # negligible, refactor at u for log|A| instead of one more full step.
-                if (self.newton and not joint and prev > 0.0 and dmax < 1e-6
-                        and dmax * dmax * dmax < 1e-11 * prev * prev):
+                if (self.newton and not joint and prev > 0.0 and dmax < NEWTON_STEP
+                        and dmax * dmax * dmax < NEWTON_RATIO * prev * prev):
                     memcpy(&self.uold[0], &self.u[0], nu * sizeof(double))
                     if self._solve(0) != 0:
                         return -1

@@ -97,9 +97,9 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self.y, self.prior_weights, self.trials = y, pw, ntr
         with np.errstate(all="ignore"):
             eta0 = family.linkfun(mustart)
-        self.engine = make_engine(frame, family, y, pw, ntr, eta0)
-        self._Z = None
         self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
+        self.engine = make_engine(frame, family, y, pw, ntr, eta0, self.layout)
+        self._Z = None
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
         self.approximation = ("Laplace Approximation" if self.n_agq == 1 else
                               "Laplace Approximation, nAGQ = 0: fixed effects estimated in PIRLS"
@@ -120,7 +120,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         with np.errstate(all="ignore"):
             eta0 = self.family.linkfun(mustart)
         self.engine = make_engine(self.frame, self.family, self.y, self.prior_weights,
-                                  self.trials, eta0)
+                                  self.trials, eta0, self.layout)
         if self.n_agq > 1:
             self.engine.set_agq(*gauss_hermite(self.n_agq))
         if not getattr(self, "fitted_", False):

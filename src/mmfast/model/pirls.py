@@ -32,7 +32,7 @@ import numpy as np
 
 from .._ext._crossprods import Crossprods
 from .._ext._glm import GlmResponse
-from .._ext._pirls import SingleTerm
+from .._ext._pirls import SingleTerm, pirls_constants
 from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks
@@ -43,9 +43,11 @@ from ..errors import DataError
 __all__ = ["make_engine", "KernelPIRLS", "ainv_blocks", "fd_hessian",
            "gradient_hessian", "start_hessian", "PIRLS_TOL"]
 
-PIRLS_TOL = 1e-10  # max |step| in u (and relative in β) at convergence
-MAX_HALVINGS = 30
-STALL_STEP = 1e-3  # with ftol: a step at least this large that the deviance ignores
+_C = pirls_constants()  # defined once, in _ext/_pirls.pyx (shared with SingleTerm)
+PIRLS_TOL = _C["tol"]  # max |step| in u (and relative in β) at convergence
+PIRLS_MAXIT, MAX_HALVINGS, HALVING_SLACK = _C["maxit"], _C["max_halvings"], _C["halving_slack"]
+STALL_STEP = _C["stall_step"]  # with ftol: a step at least this large that the deviance ignores
+NEWTON_STEP, NEWTON_RATIO = _C["newton_step"], _C["newton_ratio"]
 
 
 def make_response(family, y, pw, n) -> GlmResponse:
@@ -65,8 +67,9 @@ def make_response(family, y, pw, n) -> GlmResponse:
     return GlmResponse(family.code, family.link.code, y, pw, a, b, c, sat, int(exact))
 
 
-def make_engine(frame, family, y, pw, n, eta0):
-    """The PIRLS engine for this model: Cython single-term when possible, else kernel-based."""
+def make_engine(frame, family, y, pw, n, eta0, layout: ThetaLayout | None = None):
+    """The PIRLS engine for this model: Cython single-term when possible, else kernel-based
+    (on the model's θ ``layout`` when given, so there is one per model)."""
     resp = make_response(family, y, pw, n)
     off = np.zeros(frame.nobs) if frame.offset is None else np.asarray(frame.offset, dtype=float)
     ntheta = sum(t.ntheta for t in frame.terms)
@@ -74,7 +77,7 @@ def make_engine(frame, family, y, pw, n, eta0):
         t = frame.terms[0]
         eng = SingleTerm(resp, t.factor.codes, t.X, frame.X, off, eta0, ntheta)
     else:
-        eng = KernelPIRLS(resp, frame, off, eta0, ntheta)
+        eng = KernelPIRLS(resp, frame, off, eta0, ntheta, layout)
     eng.newton = int(family.link.name == family.canonical)  # PIRLS is Newton's method then
     if len(frame.terms) > 1 and laplace_gradient.supports(frame, family):
         eng._grad = laplace_gradient.LaplaceGradient(frame, family)
@@ -87,7 +90,8 @@ def make_engine(frame, family, y, pw, n, eta0):
 class KernelPIRLS:
     """PIRLS for several random-effects terms on the LMM kernels (same interface as SingleTerm)."""
 
-    def __init__(self, resp: GlmResponse, frame, off, eta0, ntheta: int):
+    def __init__(self, resp: GlmResponse, frame, off, eta0, ntheta: int,
+                 layout: ThetaLayout | None = None):
         from .lmm import make_kernel
         self.resp, self.frame = resp, frame
         terms = frame.terms
@@ -106,8 +110,8 @@ class KernelPIRLS:
         self.V = np.zeros_like(blocks.V)
         self.ZtW = {True: np.zeros((q, p + 1), order="F"), False: np.zeros((q, 1), order="F")}
         self.WtW = {True: np.zeros((p + 1, p + 1)), False: np.zeros((1, 1))}
-        layout = ThetaLayout(terms)
-        self.tidx, self.T = layout.pos, np.zeros(layout.size)
+        layout = ThetaLayout(terms) if layout is None else layout
+        self.layout, self.tidx, self.T = layout, layout.pos, np.zeros(layout.size)
         self.u = np.zeros(q)
         self.beta = np.zeros(p)
         self.eta = np.array(eta0, dtype=float)
@@ -120,7 +124,7 @@ class KernelPIRLS:
         self.fresh = True
         self.tol = PIRLS_TOL
         self.ftol = 0.0  # > 0: also stop on a stalled penalised deviance (see SingleTerm)
-        self.maxit = 100
+        self.maxit = PIRLS_MAXIT
         self.ldL2 = self.ldRX2 = self.sqrL = self.dev = self.m2ll = np.nan
         self.evaluations = self.iterations = self.failures = 0
         self.last_rc = 0
@@ -294,7 +298,7 @@ class KernelPIRLS:
             self.ldL2 = ld
             pdev = self._pdev()
             k = 0  # halve only on a real increase: a roundoff-level one would stall the iteration
-            slack = 1e-10 * (1.0 + abs(pdev_old)) if np.isfinite(pdev_old) else 0.0
+            slack = HALVING_SLACK * (1.0 + abs(pdev_old)) if np.isfinite(pdev_old) else 0.0
             while not pdev <= pdev_old + slack and k < MAX_HALVINGS:
                 self.u = 0.5 * (uold + self.u)
                 if joint:
@@ -323,8 +327,8 @@ class KernelPIRLS:
                 # Canonical link: PIRLS is Newton's method, the error after this step is about
                 # dmax³/prev²; when that is negligible, refactor at u for log|A| instead of
                 # taking one more full step (saves the solve and the linear predictor).
-                if (self.newton and not joint and prev is not None and dmax < 1e-6
-                        and dmax ** 3 < 1e-11 * prev ** 2):
+                if (self.newton and not joint and prev is not None and dmax < NEWTON_STEP
+                        and dmax ** 3 < NEWTON_RATIO * prev ** 2):
                     self._reweight(False)
                     ld, M = kern.update(self.T)
                     if M is None:
