@@ -9,6 +9,7 @@ from libc.string cimport memset, memcpy
 
 from ._glm cimport GlmResponse, _devres, _linkinv, BINOMIAL, POISSON, LOGIT, LOG
 from ._dense cimport small_chol
+from ._scalar_laplace cimport agq_deviance, laplace_gradient
 from ._checks import check_length
 from ..errors import DataError
 from ._types cimport i64
@@ -449,37 +450,12 @@ cdef class SingleTerm:
         return -3
 
     cdef double _agq(self) noexcept nogil:
-        """lme4's AGQ deviance (deviance-residual scale) at the converged mode; scalar term."""
-        cdef Py_ssize_t i, j, k, nl = self.nlev
-        cdef double z, th = self.T[0], s = 0.0, mu
-        cdef double* g = &self.gsum[0]
-        cdef double* m = &self.mult[0]
-        cdef double* dc0 = &self.h[0]  # reuse: per-level devc0
-        memset(dc0, 0, nl * sizeof(double))
-        memset(m, 0, nl * sizeof(double))
-        for i in range(self.n):
-            mu = _linkinv(self.resp.link, self.eta[i])
-            dc0[self.codes[i]] += _devres(self.resp.fam, self.resp.y[i], mu, self.resp.pw[i])
-        for j in range(nl):
-            dc0[j] += self.u[j] * self.u[j]
-        for k in range(self.nagq):
-            z = self.agq_z[k]
-            if z == 0.0:
-                for j in range(nl):
-                    m[j] += self.agq_w[k]
-                continue
-            for j in range(nl):
-                g[j] = self.u[j] + z / self.L[j]
-                self.cv[j] = g[j] * g[j]
-            for i in range(self.n):
-                j = self.codes[i]
-                mu = _linkinv(self.resp.link, self.base[i] + self.Zx[i, 0] * th * g[j])
-                self.cv[j] += _devres(self.resp.fam, self.resp.y[i], mu, self.resp.pw[i])
-            for j in range(nl):
-                m[j] += self.agq_w[k] * exp(-0.5 * (self.cv[j] - dc0[j]) + 0.5 * z * z)
-        for j in range(nl):
-            s += dc0[j] - 2.0 * log(m[j])
-        return s + self.ldL2
+        """lme4's AGQ deviance at the converged mode (scalar term): _scalar_laplace's."""
+        return agq_deviance(self.n, self.nlev, self.nagq, &self.codes[0], &self.eta[0],
+                            &self.base[0], &self.Zx[0, 0], self.Zx.shape[1], self.T[0],
+                            &self.u[0], &self.L[0], &self.agq_z[0], &self.agq_w[0],
+                            self.resp.fam, self.resp.link, &self.resp.y[0], &self.resp.pw[0],
+                            &self.gsum[0], &self.mult[0], &self.h[0], &self.cv[0]) + self.ldL2
 
     # --- objectives -----------------------------------------------------------------------
     cdef void _save(self) noexcept nogil:
@@ -539,56 +515,13 @@ cdef class SingleTerm:
             or (self.resp.fam == POISSON and self.resp.link == LOG))
 
     cdef void _gradient(self, double* g) noexcept nogil:
-        """d/dx of the Laplace deviance at the converged mode, x = [theta, delta].
-
-        dev + |u|^2 by the envelope theorem (u is its minimiser); log|A| = sum_j log D_j,
-        D_j = 1 + theta^2 G_j(eta), also moves with eta through u*(theta, beta), whose
-        derivatives are u_j' = (S_j - theta G_j u_j) / D_j along theta and -theta H_jk / D_j
-        along beta_k (S_j = sum r z, r = pw (y - mu); G_j = sum w z^2; H_jk = sum w z x_k)."""
-        cdef Py_ssize_t i, j, k, l, nl = self.nlev, px = self.px
-        cdef double th = self.T[0], wi, wd, mu, z, ri, up, a, gth = 0.0
-        cdef double* G = &self.G[0]
-        cdef double* S = &self.h[0]
-        cdef double* K = &self.cv[0]
-        cdef double* H = &self.H[0]
-        cdef double* Q = &self.C[0]
-        cdef double* gx = &self.mv[0]
-        cdef int binom = self.resp.fam == BINOMIAL
-        memset(G, 0, nl * sizeof(double))
-        memset(S, 0, nl * sizeof(double))
-        memset(K, 0, nl * sizeof(double))
-        if px:
-            memset(H, 0, nl * px * sizeof(double))
-            memset(Q, 0, nl * px * sizeof(double))
-            memset(gx, 0, px * sizeof(double))
-        for i in range(self.n):
-            mu = self.resp.mu[i]
-            wi = self.resp.pw[i] * (mu * (1.0 - mu) if binom else mu)
-            wd = wi * (1.0 - 2.0 * mu) if binom else wi  # d w / d eta
-            ri = self.resp.pw[i] * (self.resp.y[i] - mu)
-            z = self.Zx[i, 0]
-            j = self.codes[i]
-            G[j] += wi * z * z
-            S[j] += ri * z
-            K[j] += wd * z * z * z
-            for k in range(px):
-                H[j * px + k] += wi * z * self.X[i, k]
-                Q[j * px + k] += wd * z * z * self.X[i, k]
-                gx[k] -= 2.0 * ri * self.X[i, k]
-        for j in range(nl):
-            a = 1.0 + th * th * G[j]
-            up = (S[j] - th * G[j] * self.u[j]) / a
-            gth += (-2.0 * self.u[j] * S[j]
-                    + (2.0 * th * G[j] + th * th * (self.u[j] + th * up) * K[j]) / a)
-            for k in range(px):
-                up = -th * H[j * px + k] / a
-                gx[k] += th * th / a * (Q[j * px + k] + th * up * K[j])
-        g[0] = gth
-        for l in range(px):  # beta = beta0 + Binv delta
-            a = 0.0
-            for k in range(px):
-                a = a + self.Binv[k, l] * gx[k]
-            g[1 + l] = a
+        """d/dx of the Laplace deviance at the converged mode: _scalar_laplace's."""
+        laplace_gradient(self.n, self.nlev, self.px, &self.codes[0], &self.Zx[0, 0],
+                         self.Zx.shape[1], &self.X[0, 0], self.X.shape[1], &self.Binv[0, 0],
+                         self.Binv.shape[1], self.T[0], &self.u[0],
+                         self.resp.fam == BINOMIAL, &self.resp.y[0], &self.resp.pw[0],
+                         &self.resp.mu[0], &self.G[0], &self.h[0], &self.cv[0], &self.H[0],
+                         &self.C[0], &self.mv[0], g)
 
     def laplace_grad(self, x, double[::1] grad):
         """``laplace(x)``, with its gradient written into ``grad`` (needs ``has_gradient``;
