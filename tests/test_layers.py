@@ -4,6 +4,7 @@ reported broken).  The classes lmer/glmer/lm return are the fit classes with the
 methods mixed in, and refits keep that class."""
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -87,6 +88,25 @@ def test_user_classes_compose_the_fit_classes(sleepstudy, cbpp):
     np.testing.assert_allclose(again.loglik, g.loglik, rtol=1e-7)  # same response: same fit
     f = mmfast.lm("Reaction ~ Days", sleepstudy)
     assert isinstance(f, FitLM) and type(f.refit_formula("Reaction ~ 1")) is mmfast.LinearModel
+
+
+def test_no_object_surgery_in_src():
+    """Models are built by their constructors: no ``__new__`` calls, and another object's
+    ``__dict__`` is copied in only by unpickling (``__setstate__``)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+            for node in ast.walk(fn):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                f = node.func
+                if f.attr == "__new__":
+                    found.append(f"{path.name}:{node.lineno} __new__")
+                if (f.attr == "update" and isinstance(f.value, ast.Attribute)
+                        and f.value.attr == "__dict__" and fn.name != "__setstate__"):
+                    found.append(f"{path.name}:{node.lineno} __dict__.update in {fn.name}")
+    assert found == []
 
 
 @pytest.fixture(scope="module")
