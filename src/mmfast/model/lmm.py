@@ -24,6 +24,7 @@ from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
 from ..families import GAUSSIAN
 from .ainv import ainv_blocks
+from .columns import Columns
 from .criterion import profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
 from .fitting import FitStrategy
@@ -327,9 +328,8 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         X = np.ascontiguousarray(X, dtype=float)
         if X.shape != self.frame.X.shape:
             raise DataError(f"X has shape {X.shape}, the model's is {self.frame.X.shape}")
-        frame = dataclasses.replace(self.frame, X=X)
-        if data is not None:
-            frame.data = data  # the new frame's columns (``data`` is a property of its table)
+        table = self.frame.table if data is None else Columns.of(data)
+        frame = dataclasses.replace(self.frame, X=X, table=table)
         return type(self)(frame, reml=self.reml, options=self.options, design=self)
 
     def with_frame(self, frame: ModelFrame) -> "LinearMixedModel":
@@ -403,7 +403,6 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
 def _with_response_blocks(blocks, terms, Q, yres, sqrtw, new_x: bool = False):
     """``blocks`` with the response column of Z'W and W'W replaced (W = [Q yres]), or with
     all of them for a new X (``new_x``); Z'Z (V) and the index arrays are shared."""
-    import dataclasses
     p = Q.shape[1]
     if new_x:
         W = np.column_stack([Q, yres])
