@@ -82,3 +82,35 @@ def test_glmm_with_response_is_glmer_on_the_new_response():
     assert type(new) is type(ref)
     np.testing.assert_allclose(new.loglik, ref.loglik, rtol=1e-7)
     np.testing.assert_allclose(new.beta, ref.beta, rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def cbpp():
+    return mmfast.datasets.load("cbpp")
+
+
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+def test_glmm_subset_is_glmer_on_the_rows(cbpp):
+    g = mmfast.glmer(CBPP, cbpp, family="binomial")
+    for keep in (cbpp["herd"].astype(int).to_numpy() != 3,  # rows selected from the design
+                 cbpp["period"].astype(str).to_numpy() != "4"):  # a level of period disappears
+        got = g.subset(keep).fit()
+        ref = mmfast.glmer(CBPP, cbpp[keep], family="binomial")
+        assert type(got) is type(ref) and list(got.fixef.index) == list(ref.fixef.index)
+        np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-9)
+        np.testing.assert_allclose(got.beta, ref.beta, rtol=1e-5, atol=1e-7)
+
+
+def test_glmm_with_fixed_is_glmer_with_the_new_columns(cbpp):
+    g = mmfast.glmer("cbind(incidence, size - incidence) ~ x + (1 | herd)",
+                     cbpp.assign(x=np.arange(len(cbpp)) % 4), family="binomial")
+    x = np.random.default_rng(3).permutation(len(cbpp)) % 4
+    got = g.with_fixed(np.column_stack([np.ones(len(cbpp)), x])).fit()
+    ref = mmfast.glmer("cbind(incidence, size - incidence) ~ x + (1 | herd)", cbpp.assign(x=x),
+                       family="binomial")
+    np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-9)
+    np.testing.assert_allclose(got.beta, ref.beta, rtol=1e-5, atol=1e-7)
+    with pytest.raises(DataError, match="shape"):
+        g.with_fixed(np.ones((len(cbpp), 1)))

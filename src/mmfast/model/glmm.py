@@ -39,6 +39,7 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 import warnings
@@ -60,6 +61,7 @@ from .optsummary import glmm_summary, optinfo_property
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
+from .subset import frame_on_rows
 from .separation import at_bounds, check_response_not_constant, detect_separation, separation_message
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
@@ -80,8 +82,25 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def with_response(self, y) -> "GeneralizedLinearMixedModel":
         """An unfitted model of this class on response ``y`` (copied; same rows, formula,
         weights, offset, family, n_agq and options)."""
-        return type(self)(with_response(self.frame, y), self.family, n_agq=self.n_agq,
-                          options=self.options)
+        return self.with_frame(with_response(self.frame, y))
+
+    def with_fixed(self, X) -> "GeneralizedLinearMixedModel":
+        """An unfitted model of this class with fixed-effects matrix ``X`` (n x p; same rows,
+        response, Z, weights, offset, family)."""
+        X = np.ascontiguousarray(X, dtype=float)
+        if X.shape != self.frame.X.shape:
+            raise DataError(f"X has shape {X.shape}, the model's is {self.frame.X.shape}")
+        return self.with_frame(dataclasses.replace(self.frame, X=X))
+
+    def with_frame(self, frame) -> "GeneralizedLinearMixedModel":
+        """An unfitted model of this class on ``frame`` (this family, n_agq and options)."""
+        return type(self)(frame, self.family, n_agq=self.n_agq, options=self.options)
+
+    def subset(self, rows) -> "GeneralizedLinearMixedModel":
+        """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
+        model's rows): glmer's design on those rows (``subset.frame_on_rows``)."""
+        kind = "binary" if self.family == "binomial" else "numeric"
+        return self.with_frame(frame_on_rows(self.frame, rows, self.options, response_kind=kind))
 
     def refit(self, y, start=None) -> "GeneralizedLinearMixedModel":
         """The same model fitted to a new response (same formula, data, weights, offset, family),

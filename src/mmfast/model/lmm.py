@@ -339,15 +339,9 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
     def subset(self, rows) -> "LinearMixedModel":
         """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
         model's rows): lmer's design on those rows, selected from this one where that is
-        exactly lmer's (``subset.subset_frame``), else the formula run on the rows."""
-        from .frame import frame_for_formula
-        from .subset import row_mask, subset_frame, subset_rows
-        keep = row_mask(rows, self.frame.nobs)
-        frame = subset_frame(self.frame, keep, self.options.get("check_nobs_vs_nre", "stop"))
-        if frame is None:
-            frame = frame_for_formula(subset_rows(self.frame, keep), self.frame.parsed.formula,
-                                      self.options)
-        return self.with_frame(frame)
+        exactly lmer's, else the formula run on the rows (``subset.frame_on_rows``)."""
+        from .subset import frame_on_rows
+        return self.with_frame(frame_on_rows(self.frame, rows, self.options))
 
     # --- criteria ------------------------------------------------------------------------
     @property

@@ -23,9 +23,9 @@ from ..design.remat import GroupingFactor
 from ..errors import DataError
 from ..formula.parse import identifiers
 from .columns import Columns
-from .frame import ModelFrame, keep_full_rank
+from .frame import ModelFrame, frame_for_formula, keep_full_rank
 
-__all__ = ["STATELESS", "subset_allowed", "subset_frame", "subset_rows", "row_mask"]
+__all__ = ["STATELESS", "subset_allowed", "subset_frame", "subset_rows", "row_mask", "frame_on_rows"]
 
 STATELESS = {"I", "log", "log2", "log10", "log1p", "exp", "sqrt", "abs", "sin", "cos",
              "as.numeric", "factor", "as.factor"}
@@ -104,3 +104,15 @@ def subset_rows(f: ModelFrame, keep: np.ndarray, **design) -> ModelFrame:
         offset=None if f.offset is None else f.offset[keep], n_dropped=0,
         y_extra=None if f.y_extra is None else f.y_extra[keep], row_index=None, complete=None,
         **design)
+
+
+def frame_on_rows(frame: ModelFrame, rows, options: dict, response_kind: str = "lmm") -> ModelFrame:
+    """The frame ``lmer``/``glmer`` build on ``rows`` (a boolean mask or positions of
+    ``frame``'s rows): selected from ``frame`` where that is exactly the formula's design
+    (``subset_frame``), else the formula run on those rows (``options``: the model's)."""
+    keep = row_mask(rows, frame.nobs)
+    new = subset_frame(frame, keep, options.get("check_nobs_vs_nre", "stop"))
+    if new is None:
+        new = frame_for_formula(subset_rows(frame, keep), frame.parsed.formula, options,
+                                response_kind=response_kind)
+    return new
