@@ -10,6 +10,7 @@ import pytest
 
 import mmfast
 from mmfast.errors import DataError, FitError
+from mmfast.model.subset import subset_frame
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 
@@ -61,6 +62,7 @@ def test_subset_is_lmer_on_the_rows(sleep, formula, column):
     data = sleep.assign(D=sleep["Days"].astype(str))
     keep = data["Days"].to_numpy() != 0
     m = mmfast.lmer(formula, data)
+    assert (subset_frame(m.frame, keep) is None) == (column is not None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = m.subset(keep).fit()
@@ -89,13 +91,14 @@ def cbpp():
     return mmfast.datasets.load("cbpp")
 
 
-CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+CBPP = "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)"
 
 
 def test_glmm_subset_is_glmer_on_the_rows(cbpp):
     g = mmfast.glmer(CBPP, cbpp, family="binomial")
-    for keep in (cbpp["herd"].astype(int).to_numpy() != 3,  # rows selected from the design
-                 cbpp["period"].astype(str).to_numpy() != "4"):  # a level of period disappears
+    for keep, selected in ((cbpp["herd"].to_numpy() != 3, True),  # rows selected from the design
+                           (cbpp["period"].to_numpy() != 4, False)):  # a period level disappears
+        assert (subset_frame(g.frame, keep) is not None) == selected
         got = g.subset(keep).fit()
         ref = mmfast.glmer(CBPP, cbpp[keep], family="binomial")
         assert type(got) is type(ref) and list(got.fixef.index) == list(ref.fixef.index)
