@@ -108,7 +108,8 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(self._Rb))))) if p else 0.0
         self._yscale = None  # chosen from the first response
         yres = self._residual_response(frame.y)
-        self._Z = None if design is None else design._Z
+        if design is not None and "Z" in vars(design):  # the same Z, built already: shared
+            self.Z = design.Z
         if design is None:
             self.blocks = build_blocks(frame.terms, np.column_stack([self._Q, yres]), self._sqrtw)
         else:
@@ -121,12 +122,10 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
         self.fitted_ = False
 
-    @property
+    @cached_property
     def Z(self):
         """The sparse n x q random-effects model matrix (built on first use)."""
-        if self._Z is None:
-            self._Z = build_Z(self.frame.terms, self.frame.nobs)
-        return self._Z
+        return build_Z(self.frame.terms, self.frame.nobs)
 
     def _residual_response(self, y: np.ndarray) -> np.ndarray:
         """Weighted y (less offset) minus its projection on X, divided by ``_yscale``; sets
