@@ -15,7 +15,7 @@ from mmfast.model import fitting as fitting_module
 from mmfast.model import glmm as glmm_module
 from mmfast.model import lmm as lmm_module
 from mmfast.model.frame import model_frame
-from mmfast.model.lmm import LinearMixedModel
+from mmfast.api import LinearMixedModel  # the fit class with summary() (mmfast.api)
 from reference_cases import load_reference
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"

@@ -10,11 +10,8 @@ from .errors import (ArgumentError, ConvergenceWarning, DataError, FitError, For
                      MmfastError, ModelSpecError, RankDeficiencyWarning, SingularFitWarning)
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
-from .model.glmm import GeneralizedLinearMixedModel, glmer
-from .model.lm import LinearModel, lm
-from .model.lmm import LinearMixedModel, lmer
-
-__version__ = "0.1.0"
+from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, lm, lmer
+from ._version import __version__
 __all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "families",
            "lm", "LinearModel", "anova", "icc_by_group",
            "variance_test", "datasets", "MmfastError", "FormulaError", "DataError", "ArgumentError",

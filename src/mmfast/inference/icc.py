@@ -43,7 +43,7 @@ def icc_by_group(formula: str, data: pd.DataFrame, by: str, reml: bool = True) -
     ``icc`` (one factor) or ``icc_<g>`` (several), ``singular``; index: the levels of ``by``.
     """
     from ..model.data_input import as_frame
-    from ..model.lmm import lmer
+    from ..model.lmm import LinearMixedModel, fit_lmm
     data = as_frame(data)
     if by not in data.columns:
         raise DataError(f"'{by}' (by) is not a column of the data")
@@ -60,7 +60,7 @@ def icc_by_group(formula: str, data: pd.DataFrame, by: str, reml: bool = True) -
                 sub[c] = sub[c].cat.remove_unused_categories()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = lmer(formula, sub, reml=reml)
+            m = fit_lmm(LinearMixedModel, formula, sub, reml=reml)  # lmer's fit, no arguments to check
         shares = icc(m)
         row = {"nobs": m.nobs}
         for t, S in zip(m.frame.terms, m.term_covariances()):

@@ -1,4 +1,5 @@
-"""Inference methods of a fitted LMM (mixed into LinearMixedModel); each delegates to a module."""
+"""Inference methods of fitted models (mixed into ``mmfast.api``'s classes); each delegates to
+a module of this package, which takes the fitted model as its argument."""
 from __future__ import annotations
 
 import pandas as pd
@@ -9,7 +10,7 @@ from ..errors import ArgumentError
 
 BOOT_KEYWORDS = ("nsim", "seed", "n_jobs", "progress")  # confint_boot's
 
-__all__ = ["InferenceMixin"]
+__all__ = ["InferenceMixin", "LikelihoodRatioMixin"]
 
 
 class InferenceMixin:
@@ -47,8 +48,7 @@ class InferenceMixin:
                                 f"(method is {method!r})")
         try:
             if str(method).lower() == "boot":
-                from ..resample.bootstrap import confint_boot
-                return confint_boot(self, parm=parm, level=level, **boot)
+                return self._confint_boot(parm=parm, level=level, **boot)  # resample's mixin
             from .profile import confint_table
             return confint_table(self, parm=parm, level=level, method=method)
         except KeyError as exc:  # parm names no parameter
@@ -80,3 +80,20 @@ class InferenceMixin:
         formula = f"{self.frame.parsed.response} ~ 1 + {bars}"
         data = self.frame.data
         return icc_by_group(formula, data, by, reml=self.reml if reml is None else reml)
+
+
+class LikelihoodRatioMixin:
+    """GLMMs' ``anova(other)`` and ``drop1``: likelihood-ratio tests (lme4's)."""
+
+    def anova(self, *others, **named) -> pd.DataFrame:
+        """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``)."""
+        check_models("anova", named, ("names", "refit"))
+        check_model_arguments("anova", others)
+        from .lrt import anova_lrt
+        return anova_lrt(self, *others, **named)
+
+    @validated(name="drop1")
+    def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
+        """Refit without each droppable fixed term: npar, AIC, LRT, Pr(Chi) (lme4's ``drop1``)."""
+        from .lrt import drop1
+        return drop1(self, test=test, scope=scope)

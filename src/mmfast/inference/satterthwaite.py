@@ -38,8 +38,10 @@ class Satterthwaite:
 
     title = "Satterthwaite's method"
 
-    def __init__(self, model, method: str = "analytic"):
-        self.derivatives = varpar_derivatives(model, method)
+    def __init__(self, model, method: str = "analytic", derivatives=None):
+        """``derivatives``: the model's (θ, σ) derivatives when the caller has them (a refit's
+        dense algebra, ``resample.design_refit``); else computed by ``method``."""
+        self.derivatives = varpar_derivatives(model, method) if derivatives is None else derivatives
         self.beta = np.asarray(model.beta, dtype=float)
         self.vcov = self.derivatives.vcov_beta
         self.sigma = float(model.sigma)

@@ -6,6 +6,7 @@ provides the criterion, the kernel and ``_set_theta``.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 import warnings
 
 import numpy as np
@@ -94,31 +95,29 @@ class FitStrategy:
         THETA_SCALE_RANGE of 1.  A column of Z multiplied by d divides that row of Λ by d, so
         BOBYQA's steps and tolerances (absolute, on θ) only fit θ·s: Days·1e5 in sleepstudy
         gives θ ~ 1e-6 for the slope, which a tolerance of 1e-9 does not resolve."""
-        return self._column_sizes()[1]
+        return self._column_sizes[1]
 
+    @cached_property
     def _column_sizes(self):
         """(per term, its columns' power-of-2 scales or None; θ's scale s or None; per element
         of θ its row's column size), computed once (O(n) per column but intercepts)."""
-        if "_colsizes" not in self.__dict__:
-            scales, tscale, tsize, any_far = [], [], [], False
-            n = len(self.frame.y)
-            for t in self.frame.terms:
-                size = np.ones(t.p)  # an intercept column's size is 1
-                cols = [j for j, name in enumerate(t.names) if name != "(Intercept)"]
-                if cols:
-                    X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
-                    size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
-                size = np.where(size > 0, size, 1.0)
-                far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
-                d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
-                any_far |= bool(np.any(far))
-                scales.append(d if np.any(far) else None)
-                r = t.param.rows
-                tscale.append(d[r])
-                tsize.append(size[r])
-            self._colsizes = (scales, np.concatenate(tscale) if any_far else None,
-                              np.concatenate(tsize))
-        return self._colsizes
+        scales, tscale, tsize, any_far = [], [], [], False
+        n = len(self.frame.y)
+        for t in self.frame.terms:
+            size = np.ones(t.p)  # an intercept column's size is 1
+            cols = [j for j, name in enumerate(t.names) if name != "(Intercept)"]
+            if cols:
+                X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
+                size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
+            size = np.where(size > 0, size, 1.0)
+            far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
+            d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
+            any_far |= bool(np.any(far))
+            scales.append(d if np.any(far) else None)
+            r = t.param.rows
+            tscale.append(d[r])
+            tsize.append(size[r])
+        return scales, np.concatenate(tscale) if any_far else None, np.concatenate(tsize)
 
     def _settle(self, res, start: str, x0) -> None:
         """Set the results at an optimiser's answer (its last, unevaluated step only if it is
@@ -207,14 +206,14 @@ class FitStrategy:
     def _near_boundary(self) -> bool:
         """A standard deviation ratio (a template's diagonal) times its column's size (the SD
         its random effect adds to y, over σ) below NEAR_BOUNDARY."""
-        theta = self.theta * self._column_sizes()[2]  # SD of each column's effect / σ
+        theta = self.theta * self._column_sizes[2]  # SD of each column's effect / σ
         return bool(np.any(theta[np.isfinite(self.theta_lower)] < NEAR_BOUNDARY))
 
     def _reflected(self, theta):
         """θ with each template column j whose θ_jj is near 0 (as in ``_near_boundary``)
         negated below the diagonal and θ_jj set to 0.1 in size-scaled units (at θ_jj = 0 the
         same covariance); None when no such column has entries below its diagonal."""
-        x, hit, size = theta.copy(), False, self._column_sizes()[2]
+        x, hit, size = theta.copy(), False, self._column_sizes[2]
         for pm, s in zip(self.layout.params, self.layout.slices):
             for j in range(pm.p - 1):
                 k = s.start + pm.diagonal_position(j)

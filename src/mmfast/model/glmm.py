@@ -39,6 +39,7 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 import warnings
@@ -47,20 +48,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..arguments import (NOBS_CHECKS, check_model_arguments, check_models, check_start, one_of,
-                         probability, validated)
+from ..arguments import check_start, one_of, probability, validated
 from ..design.blocks import build_Z
 from ..design.theta import ThetaLayout
 from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .data_input import as_frame
-from .frame import evaluate, model_frame
+from .frame import evaluate, model_frame, with_response
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
 from .optsummary import glmm_summary, optinfo_property
 from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
+from .subset import frame_on_rows
 from .separation import at_bounds, check_response_not_constant, detect_separation, separation_message
 
 __all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
@@ -78,10 +79,34 @@ PIRLS_FTOL = 1e-10           # stage 1's fallback: PIRLS also stops on a stalled
 class GeneralizedLinearMixedModel(MixedModelResults):
     """A GLMM g(E[y | b]) = Xβ + Zb with b = Λθ u, u ~ N(0, I), fitted by Laplace or AGQ."""
 
+    def with_response(self, y) -> "GeneralizedLinearMixedModel":
+        """An unfitted model of this class on response ``y`` (copied; same rows, formula,
+        weights, offset, family, n_agq and options)."""
+        return self.with_frame(with_response(self.frame, y))
+
+    def with_fixed(self, X) -> "GeneralizedLinearMixedModel":
+        """An unfitted model of this class with fixed-effects matrix ``X`` (n x p; same rows,
+        response, Z, weights, offset, family)."""
+        X = np.ascontiguousarray(X, dtype=float)
+        if X.shape != self.frame.X.shape:
+            raise DataError(f"X has shape {X.shape}, the model's is {self.frame.X.shape}")
+        return self.with_frame(dataclasses.replace(self.frame, X=X))
+
+    def with_frame(self, frame) -> "GeneralizedLinearMixedModel":
+        """An unfitted model of this class on ``frame`` (this family, n_agq and options)."""
+        return type(self)(frame, self.family, n_agq=self.n_agq, options=self.options)
+
+    def subset(self, rows) -> "GeneralizedLinearMixedModel":
+        """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
+        model's rows): glmer's design on those rows (``subset.frame_on_rows``)."""
+        kind = "binary" if self.family == "binomial" else "numeric"
+        return self.with_frame(frame_on_rows(self.frame, rows, self.options, response_kind=kind))
+
     def refit(self, y, start=None) -> "GeneralizedLinearMixedModel":
-        """The same model fitted to a new response (same formula, data, weights, offset, family)."""
-        from ..resample import refit_response
-        return refit_response(self, y, start=start)
+        """The same model fitted to a new response (same formula, data, weights, offset, family),
+        from θ = ``start``, else this fit's θ (lme4's ``refit(object, newresp)``)."""
+        theta = self.theta if start is None else np.asarray(start, dtype=float)
+        return self.with_response(y).fit(start=theta)
 
     def __init__(self, frame, family: Family, n_agq: int = 1, options: dict | None = None):
         if not frame.terms:
@@ -493,25 +518,12 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         from .frame import frame_for_formula
         frame = frame_for_formula(self.frame, formula, self.options,
                                   response_kind="binary" if self.family == "binomial" else "numeric")
-        model = GeneralizedLinearMixedModel(frame, self.family, n_agq=self.n_agq, options=self.options)
+        model = type(self)(frame, self.family, n_agq=self.n_agq, options=self.options)
         return model.fit()
 
     def refit_ml(self) -> "GeneralizedLinearMixedModel":
         """GLMMs are always fitted by maximum likelihood: the model itself."""
         return self
-
-    def anova(self, *others, **named) -> pd.DataFrame:
-        """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``)."""
-        check_models("anova", named, ("names", "refit"))
-        check_model_arguments("anova", others)
-        from ..inference.lrt import anova_lrt
-        return anova_lrt(self, *others, **named)
-
-    @validated(name="drop1")
-    def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
-        """Refit without each droppable fixed term: npar, AIC, LRT, Pr(Chi) (lme4's ``drop1``)."""
-        from ..inference.lrt import drop1
-        return drop1(self, test=test, scope=scope)
 
     def deviance_at(self, theta, beta) -> float:
         """The fit's criterion (-2 × Laplace or AGQ log-likelihood; Laplace for n_agq = 0) at
@@ -564,25 +576,11 @@ def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFr
     return df
 
 
-@validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
-def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
-          offset=None, start=None, check_nobs_vs_nre: str = "ignore",
-          check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
-          ) -> GeneralizedLinearMixedModel:
-    """Fit a generalized linear mixed model as ``lme4::glmer`` does.
-
-    ``family``: ``"binomial"``, ``"poisson"``, ``"gamma"`` (canonical links) or an object from
-    ``mmfast.families`` (``Binomial(link="probit")``).  ``n_agq``: 1 = Laplace, > 1 = adaptive
-    Gauss-Hermite (a single scalar random-effects term), 0 = fast mode (β inside PIRLS).
-    ``weights``/``offset``: a column name or an array (``offset(log(t))`` in the formula works too).
-    The response as R reads it: 0/1 (or a two-level factor, first level = failure), ``s/n``
-    with ``weights = n``, or ``cbind(s, f)``.  ``start``: starting θ (lme4's ``start$theta``).
-    ``check_*``: ``glmerControl``'s checks ("ignore", "warning", "stop"; lme4's defaults, so
-    observation-level random effects ``(1 | obs)`` are allowed).
-    Results: ``fixef``, ``vcov``, ``theta``, ``loglik``, ``aic``, ``bic``, ``deviance``,
-    ``varcorr``, ``ranef``, ``fitted``, ``predict(type=...)``, ``odds_ratios()``, ``summary()``,
-    ``anova(other)``, ``drop1()``; how the fit went in ``optinfo``.
-    """
+def fit_glmm(model_class, formula: str, data, family="binomial", n_agq: int = 1, weights=None,
+             offset=None, start=None, check_nobs_vs_nre: str = "ignore",
+             check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop"):
+    """``glmer``'s work (``mmfast.api.glmer`` checks the arguments and documents them): the
+    frame, a ``model_class`` model on it (a GeneralizedLinearMixedModel), its fit."""
     fam = get_family(family)
     checks = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1,
               "allow_n": True}
@@ -592,6 +590,6 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     check_response_not_constant(frame, fam)
     options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre,
                "level_checks": checks}  # model_frame's arguments: refits (drop1, anova) reuse them
-    model = GeneralizedLinearMixedModel(frame, fam, n_agq=n_agq, options=options)
+    model = model_class(frame, fam, n_agq=n_agq, options=options)
     start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)

@@ -1,4 +1,5 @@
-"""Ordinary least squares through the same formula layer: R's ``lm``, ``summary.lm``, ``anova.lm``.
+"""Ordinary least squares through the same formula layer: R's ``lm`` (its ``summary.lm`` is
+``present.lm_summary``, its ``anova.lm`` ``inference.sequential``; ``mmfast.api`` joins them).
 
 The "familiar" naive analysis the lecture contrasts with the mixed model: every
 observation independent, β̂ = (X'X)⁻¹X'y by QR, σ̂² = RSS/(n - p), t tests on n - p df and
@@ -14,12 +15,11 @@ from scipy import stats
 
 from ..errors import FormulaError
 from ..families import GAUSSIAN
-from ..arguments import validated
 from .criterion import profiled_deviance
 from .frame import model_frame
 from .results import InformationCriteria
 
-__all__ = ["LinearModel", "lm"]
+__all__ = ["LinearModel", "fit_lm"]
 
 
 class LinearModel(InformationCriteria):
@@ -70,7 +70,7 @@ class LinearModel(InformationCriteria):
 
     def refit_formula(self, formula: str, **_) -> "LinearModel":
         data = self.frame.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in self.frame.data])
-        return lm(formula, data, weights=self.frame.weights)
+        return fit_lm(type(self), formula, data, weights=self.frame.weights)
 
     # --- estimates ----------------------------------------------------------------------------
     @property
@@ -102,56 +102,10 @@ class LinearModel(InformationCriteria):
                              "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), self.df_residual)},
                             index=self.frame.fixef_names)
 
-    @validated(name="summary")
-    def summary(self) -> "LMSummary":
-        return LMSummary(self)
-
-    def anova(self) -> pd.DataFrame:
-        """Sequential sums of squares per term and the residual line (R's ``anova.lm``)."""
-        from ..inference.fixed_terms import fixed_terms
-        ft = fixed_terms(self.frame)
-        rows, index = [], []
-        ms_res = self.rss / self.df_residual
-        for t in ft.terms:
-            if len(t.columns) == 0:
-                continue
-            ss = float(np.sum(self.effects[t.columns] ** 2))
-            df = len(t.columns)
-            F = ss / df / ms_res
-            rows.append([df, ss, ss / df, F, stats.f.sf(F, df, self.df_residual)])
-            index.append(t.label)
-        rows.append([self.df_residual, self.rss, ms_res, np.nan, np.nan])
-        index.append("Residuals")
-        out = pd.DataFrame(rows, index=index, columns=["Df", "Sum Sq", "Mean Sq", "F value", "Pr(>F)"])
-        out["Df"] = out["Df"].astype(int)
-        out.attrs["heading"] = f"Analysis of Variance Table\n\nResponse: {self.frame.parsed.response}"
-        return out
-
     def __repr__(self) -> str:
         return f"<LinearModel {self.frame.parsed.formula!r}, nobs={self.nobs}, logLik={self.loglik:.4f}>"
 
 
-class LMSummary:
-    """R's ``summary.lm``: coefficient table, residual standard error, R², overall F."""
-
-    def __init__(self, model: LinearModel):
-        self.model = model
-        self.coefficients = model.coefficients()
-
-    def __str__(self) -> str:
-        from ..present.summary import format_table
-        m = self.model
-        lines = [f"Call: lm({m.frame.parsed.formula})", "", "Coefficients:",
-                 format_table(self.coefficients), "",
-                 f"Residual standard error: {m.sigma:.4g} on {m.df_residual} degrees of freedom",
-                 f"Multiple R-squared: {m.r_squared:.4g}"]
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-
-@validated()
-def lm(formula: str, data: pd.DataFrame, weights=None, offset=None) -> LinearModel:
-    """Fit a linear model by least squares, as R's ``lm`` (R formula syntax, no random effects)."""
-    frame = model_frame(formula, data, weights=weights, offset=offset)
-    return LinearModel(frame)
+def fit_lm(model_class, formula: str, data, weights=None, offset=None):
+    """``lm``'s work (``mmfast.api.lm`` checks the arguments): a ``model_class`` fit (a LinearModel)."""
+    return model_class(model_frame(formula, data, weights=weights, offset=offset))

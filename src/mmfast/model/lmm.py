@@ -9,10 +9,11 @@ penalised residual sum of squares r² = M_yy - c_β'c_β.  Then (Bates et al. 20
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from functools import cached_property
 
 import numpy as np
-import pandas as pd
 from scipy.linalg import cho_solve
 from scipy.linalg.lapack import dgeqrf, dorgqr, dtrtrs
 
@@ -23,16 +24,15 @@ from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
 from ..families import GAUSSIAN
 from .ainv import ainv_blocks
+from .columns import Columns
 from .criterion import profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
 from .fitting import FitStrategy
 from .results import MixedModelResults
 from ..threads import large_data_blas
-from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, check_start, integer, number,
-                         one_of, validated)
-from ..inference.mixin import InferenceMixin  # anova, contest, drop1, confint, profile, icc
+from ..arguments import check_start
 
-__all__ = ["LinearMixedModel", "lmer"]
+__all__ = ["LinearMixedModel", "fit_lmm"]
 
 EPS = float(np.finfo(float).eps)
 EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a function of X
@@ -70,7 +70,7 @@ def make_kernel(blocks, terms):
     return PLSKernel(blocks)
 
 
-class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
+class LinearMixedModel(FitStrategy, MixedModelResults):
     """An LMM ``y = Xβ + Zb + ε`` with ``b = Λθ u``, ``u ~ N(0, σ²I)``, ``ε ~ N(0, σ²I)``."""
 
     family = GAUSSIAN  # compares equal to "gaussian", as a GLMM's family to its name
@@ -78,8 +78,9 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
 
     def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None,
                  design: "LinearMixedModel | None" = None):
-        """``design``: a model on the same rows, X, Z and weights (a refit to a new response):
-        its factorisation of X and cross-products Z'Z, Z'X are shared, not recomputed."""
+        """``design``: a model on the same rows, Z and weights whose cross-products Z'Z are
+        shared, not recomputed; with the same X too (a refit to a new response, ``refit``) its
+        factorisation of X and Z'X as well (``with_fixed`` gives another X)."""
         if not frame.terms:
             from ..errors import FormulaError
             raise FormulaError("no random-effects terms in the formula: use mmfast.lm for a linear model")
@@ -94,31 +95,37 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         # The kernel works in an orthonormal basis Q of X (X = Q R_b) on the OLS residual of y:
         # the PLS solution is invariant to y -> y - Xγ and X -> X R⁻¹, and this avoids the
         # cancellation in y'y - ... when y or X have large means (values are mapped back below).
-        if design is None:
+        same_x = design is not None and design.frame.X is frame.X
+        if same_x:
+            self._Q, self._Rb = design._Q, design._Rb
+        else:
             Xw = frame.X if self._sqrtw is None else frame.X * self._sqrtw[:, None]
             self._Q, self._Rb = _thin_qr(Xw) if p else (np.zeros((n, 0)), np.zeros((0, 0)))
-        else:
-            self._Q, self._Rb = design._Q, design._Rb
+            if design is not None and p:  # a new X (with_fixed): refuse a rank-deficient one
+                dR = np.abs(np.diag(self._Rb))
+                if dR.min() <= 1e-9 * max(dR.max(), 1.0):
+                    raise FitError("the fixed-effects matrix is rank deficient")
         self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(self._Rb))))) if p else 0.0
         self._yscale = None  # chosen from the first response
         yres = self._residual_response(frame.y)
-        self._Z = None if design is None else design._Z
+        if design is not None and "Z" in vars(design):  # the same Z, built already: shared
+            self.Z = design.Z
         if design is None:
             self.blocks = build_blocks(frame.terms, np.column_stack([self._Q, yres]), self._sqrtw)
         else:
-            self.blocks = _with_response_blocks(design.blocks, frame.terms, self._Q, yres, self._sqrtw)
+            self.blocks = _with_response_blocks(design.blocks, frame.terms, self._Q, yres,
+                                                self._sqrtw, new_x=not same_x)
         self.kernel = make_kernel(self.blocks, frame.terms)
-        self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
+        # θ's slices, bounds, start, names, templates (a design's terms: its layout)
+        self.layout = ThetaLayout(frame.terms) if design is None else design.layout
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
         self.fitted_ = False
 
-    @property
+    @cached_property
     def Z(self):
         """The sparse n x q random-effects model matrix (built on first use)."""
-        if self._Z is None:
-            self._Z = build_Z(self.frame.terms, self.frame.nobs)
-        return self._Z
+        return build_Z(self.frame.terms, self.frame.nobs)
 
     def _residual_response(self, y: np.ndarray) -> np.ndarray:
         """Weighted y (less offset) minus its projection on X, divided by ``_yscale``; sets
@@ -194,10 +201,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         """``objective`` as a function of θ alone, its constants bound once (what the optimiser
         calls, ~40-100 times for a small model: every microsecond here counts)."""
         reml = self.reml if reml is None else bool(reml)
-        kernel, cache = self.__dict__.get("_criteria", (None, None))
-        if kernel is not self.kernel:  # a new kernel (refit, new X): new constants too
-            cache = {}
-            self._criteria = (self.kernel, cache)
+        cache = self._criteria
         if reml not in cache:
             n, p = self.nobs, self.frame.X.shape[1]  # rows of weight 0 do not count
             nfac = float(residual_df(n, p, reml))  # profiled_deviance, constants bound once
@@ -216,6 +220,12 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
 
             cache[reml] = f
         return cache[reml]
+
+    @cached_property
+    def _criteria(self) -> dict:
+        """``criterion``'s functions by REML flag (closures over this model's kernel, which is
+        fixed at construction: a new X or response is a new model, ``with_fixed``/``refit``)."""
+        return {}
 
     @property
     def use_gradient(self) -> bool:
@@ -245,7 +255,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         self.b = self._lambda_times(u)
         self.sigma = float(np.sqrt(r2 / (n - p if self.reml else n))) * c
         self.fitted_ = True
-        self._condvar_cache = None
+        self.__dict__.pop("_condvar", None)  # a cached_property of the fit: anew if fit again
 
     def _lambda_times(self, u: np.ndarray) -> np.ndarray:
         """b = Λθ u at the fitted θ."""
@@ -286,8 +296,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         optctrl = {k: v for k, v in self.options.items() if k not in frame_args}
         with large_data_blas(self.frame.nobs):
             frame = frame_for_formula(self.frame, formula, self.options)
-            model = LinearMixedModel(frame, reml=self.reml if reml is None else reml,
-                                     options=self.options)
+            model = type(self)(frame, reml=self.reml if reml is None else reml,
+                               options=self.options)
             return model.fit(**optctrl)
 
     def refit_ml(self) -> "LinearMixedModel":
@@ -298,12 +308,39 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         """A new model on response ``y`` (copied), same design, fitted from ``start``, else this
         fit's θ, else (an unfitted template) a moment start: what ``lmer`` on the data with the
         new response gives, without re-parsing or recomputing Z'Z."""
-        from .frame import with_response
-        new = LinearMixedModel(with_response(self.frame, y), reml=self.reml,
-                               options=self.options, design=self)
+        new = self.with_response(y)
         if start is None and self.fitted_:
             start = self.theta
         return new.fit(start=start)
+
+    def with_response(self, y) -> "LinearMixedModel":
+        """An unfitted model of this class on response ``y`` (copied), same design: X's
+        factorisation and Z'Z, Z'X are shared (what ``refit`` fits)."""
+        from .frame import with_response
+        return type(self)(with_response(self.frame, y), reml=self.reml, options=self.options,
+                          design=self)
+
+    def with_fixed(self, X, data=None) -> "LinearMixedModel":
+        """An unfitted model of this class with fixed-effects matrix ``X`` (n x p; same rows,
+        y, Z, weights, offset, REML flag; ``data``: the rows as a table, for refits by
+        formula): Z'Z is shared, X's factorisation and Z'[Q r] are new."""
+        X = np.ascontiguousarray(X, dtype=float)
+        if X.shape != self.frame.X.shape:
+            raise DataError(f"X has shape {X.shape}, the model's is {self.frame.X.shape}")
+        table = self.frame.table if data is None else Columns.of(data)
+        frame = dataclasses.replace(self.frame, X=X, table=table)
+        return type(self)(frame, reml=self.reml, options=self.options, design=self)
+
+    def with_frame(self, frame: ModelFrame) -> "LinearMixedModel":
+        """An unfitted model of this class on ``frame`` (this REML flag and options)."""
+        return type(self)(frame, reml=self.reml, options=self.options)
+
+    def subset(self, rows) -> "LinearMixedModel":
+        """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
+        model's rows): lmer's design on those rows, selected from this one where that is
+        exactly lmer's, else the formula run on the rows (``subset.frame_on_rows``)."""
+        from .subset import frame_on_rows
+        return self.with_frame(frame_on_rows(self.frame, rows, self.options))
 
     # --- criteria ------------------------------------------------------------------------
     @property
@@ -348,19 +385,21 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
 
     def condvar(self) -> list[np.ndarray]:
         """Conditional covariance of b per term: array (levels, p, p) = σ² T (A⁻¹)_blk T'."""
-        if self._condvar_cache is None:
-            res = []
-            for T, blocks in zip(self.layout.templates(self.theta), self._ainv_diag_blocks()):
-                res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blocks, T))
-            self._condvar_cache = res
-        return self._condvar_cache
+        return self._condvar
+
+    @cached_property
+    def _condvar(self) -> list[np.ndarray]:
+        return [self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blocks, T)
+                for T, blocks in zip(self.layout.templates(self.theta), self._ainv_diag_blocks())]
 
 
-def _with_response_blocks(blocks, terms, Q, yres, sqrtw):
-    """``blocks`` with the response column of Z'W and W'W replaced (W = [Q yres]); Z'Z (V)
-    and the index arrays are shared."""
-    import dataclasses
+def _with_response_blocks(blocks, terms, Q, yres, sqrtw, new_x: bool = False):
+    """``blocks`` with the response column of Z'W and W'W replaced (W = [Q yres]), or with
+    all of them for a new X (``new_x``); Z'Z (V) and the index arrays are shared."""
     p = Q.shape[1]
+    if new_x:
+        W = np.column_stack([Q, yres])
+        return dataclasses.replace(blocks, ZtW=zt_times(terms, W, sqrtw), WtW=W.T @ W)
     ZtW = np.asfortranarray(blocks.ZtW.copy())
     ZtW[:, p] = zt_times(terms, yres[:, None], sqrtw)[:, 0]
     WtW = blocks.WtW.copy()
@@ -369,19 +408,14 @@ def _with_response_blocks(blocks, terms, Q, yres, sqrtw):
     return dataclasses.replace(blocks, ZtW=ZtW, WtW=WtW)
 
 
-@validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS),
-           maxeval=integer(1), ftol_abs=number, xtol_abs=number)
-def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
-         check_nobs_vs_nre: str = "stop", start=None, **optctrl) -> LinearMixedModel:
-    """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
-
-    ``formula`` is lme4's syntax, pasted unchanged; ``weights``/``offset`` take a column name
-    or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``.
-    """
+def fit_lmm(model_class, formula: str, data, reml: bool = True, weights=None, offset=None,
+            check_nobs_vs_nre: str = "stop", start=None, **optctrl):
+    """``lmer``'s work (``mmfast.api.lmer`` checks the arguments and documents them): the
+    frame, a ``model_class`` model on it (a LinearMixedModel), its fit."""
     with large_data_blas(getattr(data, "shape", (0,))[0]):
         frame = model_frame(formula, data, weights=weights, offset=offset,
                             check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
-        model = LinearMixedModel(frame, reml=reml, options=options)
+        model = model_class(frame, reml=reml, options=options)
         start = check_start(start, model.theta_lower, model.theta_names)
         return model.fit(start=start, **optctrl)

@@ -9,12 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..arguments import boolean, integer, validated
+from ..arguments import boolean, validated
 from ..errors import DataError
 from .data_input import as_frame, missing_columns
-from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
-from ..present.results_api import StatsmodelsAPI  # params, bse, pvalues, get_prediction, ...
-from ..present.tidy import TidyMixin  # broom.mixed's tidy, glance, augment
 
 __all__ = ["MixedModelResults", "InformationCriteria"]
 
@@ -31,8 +28,9 @@ class InformationCriteria:
         return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
 
-class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, SerializeMixin):
-    """Result accessors common to LMMs and GLMMs."""
+class MixedModelResults(InformationCriteria):
+    """Result accessors common to LMMs and GLMMs (the fit layer's; inference, resampling and
+    presentation methods are mixed in above it, in ``mmfast.api``)."""
 
     use_scale = True  # does the model have a residual scale σ (False for binomial/Poisson)
 
@@ -131,6 +129,20 @@ class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, Serializ
         return out
 
     # --- fitted values and prediction -----------------------------------------------------
+    def _on_rows(self, values, name: str | None = None) -> pd.Series:
+        """``values`` (one per used row) as a Series on the caller's index, NaN for dropped
+        rows.  Cost: one allocation of n values (none when no row was dropped)."""
+        f = self.frame
+        idx, complete = getattr(f, "row_index", None), getattr(f, "complete", None)
+        values = np.asarray(values, dtype=float)
+        if idx is None or len(idx) != (len(values) if complete is None else len(complete)):
+            return pd.Series(values, name=name)
+        if complete is None:
+            return pd.Series(values, index=idx, name=name)
+        out = np.full(len(idx), np.nan)
+        out[complete] = values
+        return pd.Series(out, index=idx, name=name)
+
     def linear_predictor(self) -> np.ndarray:
         eta = self.frame.X @ self.beta + self.Z @ self.b
         if self.frame.offset is not None:
@@ -219,26 +231,6 @@ class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, Serializ
             contrib = np.where(idx[:, None] >= 0, bk[np.maximum(idx, 0)], 0.0)
             eta = eta + np.sum(Zk * contrib, axis=1)
         return eta
-
-    # --- simulation and resampling (mmfast.resample) ---------------------------------------
-    @validated(name="simulate", nsim=integer(1))
-    def simulate(self, nsim: int = 1, seed=None, as_frame: bool = True):
-        """Responses simulated from the fitted model, new random effects drawn (lme4's simulate)."""
-        from ..resample import simulate
-        return simulate(self, nsim=nsim, seed=seed, as_frame=as_frame)
-
-    @validated(name="bootstrap", nsim=integer(1))
-    def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1):
-        """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma)."""
-        from ..resample import bootstrap
-        return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs)
-
-    # --- presentation ---------------------------------------------------------------------
-    @validated(extra=("ddf", "print_out"), name="summary")
-    def summary(self, **kwargs):
-        """lme4's ``summary()``: prints and returns the summary object."""
-        from ..present.summary import Summary
-        return Summary(self, **kwargs)
 
     def __repr__(self) -> str:
         kind = "REML" if getattr(self, "reml", False) else "ML"

@@ -130,7 +130,7 @@ def _moments(model) -> np.ndarray | None:
     for i, t in enumerate(frame.terms):
         groups.setdefault(t.factor.name, []).append(i)
     parents = [_parent(t, frame.terms) for t in frame.terms]
-    colscale = model._column_sizes()[0] if hasattr(model, "_column_sizes") else \
+    colscale = model._column_sizes[0] if hasattr(model, "_column_sizes") else \
         [None] * len(frame.terms)
     est, share, inner = [None] * len(frame.terms), 0.0, []
     for idx in groups.values():

@@ -305,7 +305,7 @@ def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_opt
     works too).  ``method``: ``"REML"`` (default) or ``"ML"``.  Rows with missing values are
     dropped (nlme's default ``na.fail`` would stop instead).
     """
-    from ..model.lmm import lmer
+    from ..api import lmer
     key = str(method).upper()
     if key not in _METHODS:
         raise ArgumentError(f"method must be 'REML' or 'ML', not {method!r}")

@@ -1,5 +1,5 @@
 """statsmodels-style accessors of a fitted mixed model (``params``, ``bse``, ``pvalues``,
-``conf_int``, ``get_prediction``...), next to lme4's names; mixed into ``MixedModelResults``.
+``conf_int``, ``get_prediction``...), next to lme4's names; mixed into ``mmfast.api``'s models.
 
 Every number comes from what the model already reports: ``params`` is ``fixef``, ``bse`` the
 square roots of ``vcov``'s diagonal, ``tvalues``/``pvalues`` the summary's coefficient table
@@ -20,21 +20,6 @@ __all__ = ["StatsmodelsAPI", "PredictionResults"]
 
 class StatsmodelsAPI:
     """Accessors named as statsmodels names them (``MixedLMResults``/``GLMResults``)."""
-
-    # --- per-row values on the caller's rows ----------------------------------------------
-    def _on_rows(self, values, name: str | None = None) -> pd.Series:
-        """``values`` (one per used row) as a Series on the caller's index, NaN for dropped
-        rows.  Cost: one allocation of n values (none when no row was dropped)."""
-        f = self.frame
-        idx, complete = getattr(f, "row_index", None), getattr(f, "complete", None)
-        values = np.asarray(values, dtype=float)
-        if idx is None or len(idx) != (len(values) if complete is None else len(complete)):
-            return pd.Series(values, name=name)
-        if complete is None:
-            return pd.Series(values, index=idx, name=name)
-        out = np.full(len(idx), np.nan)
-        out[complete] = values
-        return pd.Series(out, index=idx, name=name)
 
     # --- coefficients ----------------------------------------------------------------------
     def _coef_table(self) -> pd.DataFrame:

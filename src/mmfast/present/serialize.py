@@ -80,7 +80,7 @@ def results_dict(m: Any, ranef: bool = True, condsd: bool = False, ddf: str | No
     ``VarCorr``, ``logLik``, ``AIC``, ``BIC``, ``ngrps``, ``ranef`` and ``getME(m, "theta")``
     return, gathered in one object.
     """
-    from .. import __version__
+    from .._version import __version__
 
     family = m.family
     vc = m.varcorr

@@ -1,7 +1,7 @@
 """Refit an LMM with a new fixed-effects matrix X (same y, Z, weights) and test it fast.
 
-A permutation of a cluster-level label changes X only.  ``DesignRefitter`` keeps everything
-that does not involve X: Z'Z (the kernel's block structure), Z'y, y'y, Z itself, and for
+A permutation of a cluster-level label changes X only.  ``DesignRefitter`` refits through
+``LinearMixedModel.with_fixed``, which keeps everything that does not involve X: Z'Z (the kernel's block structure), Z'y, y'y, Z itself, and for
 each new X forms only what does: the QR of X, the OLS residual of y, Z'[Q r] and [Q r]'[Q r]
 (p + 1 columns), then fits θ from the original estimate.
 
@@ -14,8 +14,6 @@ and ``Satterthwaite.f_test`` are called unchanged.
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
@@ -133,37 +131,9 @@ class DesignRefitter:
         self.shared = _Shared(model)
 
     def refit(self, X, data=None):
-        """The model refitted with fixed-effects matrix X (n x p, same columns' meaning)."""
-        from ..errors import FitError
-        from ..model.lmm import make_kernel
-        m, sh = self.model, self.shared
-        X = np.ascontiguousarray(X, dtype=float)
-        if X.shape != m.frame.X.shape:
-            raise ValueError(f"X has shape {X.shape}, the model's is {m.frame.X.shape}")
-        new = object.__new__(type(m))  # not copy.copy: __setstate__ would rebuild the kernel
-        new.__dict__.update(m.__dict__)
-        new.__dict__.pop("_inference_cache", None)
-        new.__dict__.pop("_inference_lock", None)  # its own lock (inference.locking)
-        new._condvar_cache = None
-        new.frame = dataclasses.replace(m.frame, X=X)
-        if data is not None:
-            new.frame.data = data
-        Xw = X if sh.sqrtw is None else X * sh.sqrtw[:, None]
-        Q, Rb = np.linalg.qr(Xw)
-        dR = np.abs(np.diag(Rb))
-        if len(dR) and dR.min() <= 1e-9 * max(dR.max(), 1.0):
-            raise FitError("the fixed-effects matrix is rank deficient for this permutation")
-        new._Q, new._Rb = Q, Rb
-        new._logdetRb2 = 2.0 * float(np.sum(np.log(dR)))
-        yres = new._residual_response(m.frame.y)
-        W = np.column_stack([Q, yres])
-        blocks = copy.copy(m.blocks)  # a dataclass: V and the index arrays are shared
-        blocks.ZtW = np.asfortranarray(sh.ZwT @ W)
-        blocks.WtW = W.T @ W
-        new.blocks = blocks
-        new.kernel = make_kernel(blocks, m.frame.terms)
-        new._sparse_kernel = None
-        return new.fit(start=m.theta)
+        """The model refitted with fixed-effects matrix X (n x p, same columns' meaning), from
+        the original θ: ``with_fixed`` (Z'Z shared; X's factorisation and Z'[Q r] new) + fit."""
+        return self.model.with_fixed(X, data=data).fit(start=self.model.theta)
 
     def satterthwaite(self, fit):
         """lmerTest's Satterthwaite engine (``t_test``, ``f_test``) for a fit of this design."""
@@ -172,10 +142,7 @@ class DesignRefitter:
         if not self.shared.dense:
             return Satterthwaite(fit)
         d = analytic_derivatives(fit, DenseVarianceStructure(fit, self.shared))
-        sat = Satterthwaite.__new__(Satterthwaite)
-        sat.derivatives, sat.beta, sat.vcov = d, np.asarray(fit.beta, dtype=float), d.vcov_beta
-        sat.sigma, sat.warnings = float(fit.sigma), list(d.warnings)
-        return sat
+        return Satterthwaite(fit, derivatives=d)
 
     def ols_f(self, X, L):
         """(F, numerator df, denominator df, p) of the naive (weighted) least-squares fit."""

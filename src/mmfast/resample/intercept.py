@@ -19,6 +19,8 @@ Newton step: well under a millisecond for the lecture's 24 mice.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
@@ -203,10 +205,7 @@ class RandomInterceptLMM:
         vcov = s2 * st.Finv
         d = VarparDerivatives(varpar=np.array([st.theta, s]), vcov_beta=vcov, jacobian=jac,
                               hessian=H, vcov_varpar=2.0 * inv, method="analytic", warnings=msgs)
-        sat = Satterthwaite.__new__(Satterthwaite)
-        sat.derivatives, sat.beta, sat.vcov = d, st.beta, vcov
-        sat.sigma, sat.warnings = s, list(msgs)
-        return sat
+        return Satterthwaite(SimpleNamespace(beta=st.beta, sigma=s), derivatives=d)
 
     def ols_f(self, res: dict, L) -> tuple[float, int, int, float]:
         """(F, numerator df, denominator df, p) of the naive least-squares fit (θ = 0)."""

@@ -28,6 +28,7 @@ from scipy import stats
 
 from ..arguments import boolean, integer, validated
 from ..inference.fixed_terms import FixedTerms
+from ..inference.ftests import anova_table
 from .design_refit import satterthwaite_f
 from .parallel import TaskFailure, as_seed_sequence, run_tasks
 from ..errors import ArgumentError, DataError
@@ -155,7 +156,7 @@ class _PermTask:
             res = {"Pr(>F)": p, "F value": F, "DenDF": ddf}
         else:
             fit = self.refitter.refit(X, data=self.data_for(row_lab))
-            res = fit.anova(type=3, ddf=self.ddf).loc[self.term]
+            res = anova_table(fit, type=3, ddf=self.ddf).loc[self.term]
         F_lm, _, _, p_lm = self.refitter.ols_f(X, L)
         return float(res["Pr(>F)"]), p_lm, float(res["F value"]), float(res["DenDF"]), F_lm
 
@@ -181,14 +182,14 @@ class _GatheredTerms(FixedTerms):
 
 def _slow_test(formula, data, term, ddf, reml):
     """The reference path: every model rebuilt from the formula (lmer, anova, lm)."""
-    from ..model.lm import lm
-    from ..model.lmm import lmer
+    from ..model.lm import LinearModel, fit_lm
+    from ..model.lmm import LinearMixedModel, fit_lmm
     from ..formula import parse_formula
-    fit = lmer(formula, data, reml=reml)
-    a = fit.anova(type=3, ddf=ddf).loc[term]
+    fit = fit_lmm(LinearMixedModel, formula, data, reml=reml)  # lmer's fit
+    a = anova_table(fit, type=3, ddf=ddf).loc[term]
     parsed = parse_formula(formula)
-    lmfit = lm(f"{parsed.response} ~ {parsed.fixed}", data, offset=fit.frame.offset,
-               weights=fit.frame.weights)
+    lmfit = fit_lm(LinearModel, f"{parsed.response} ~ {parsed.fixed}", data,
+                   offset=fit.frame.offset, weights=fit.frame.weights)
     from .design_refit import DesignRefitter
     from ..inference.contrasts import term_contrasts
     from ..inference.fixed_terms import fixed_terms
@@ -256,7 +257,7 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
     from ..inference.fixed_terms import fixed_terms
     from ..inference.ftests import resolve_ddf
     from ..model.frame import model_frame
-    from ..model.lmm import lmer
+    from ..model.lmm import LinearMixedModel, fit_lmm
     from ..errors import DataError
     from ..model.data_input import as_frame
     ddf = resolve_ddf(ddf)
@@ -283,7 +284,7 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
         raise DataError(f"cannot index the values of '{permute}'")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = lmer(formula, d, reml=reml)
+        model = fit_lmm(LinearMixedModel, formula, d, reml=reml)  # lmer's fit
     ft = fixed_terms(model.frame)
     term = _choose_term(ft, permute, term)
     trivial = model.frame.X.shape[1] <= 1 or len(ft.terms) <= 1

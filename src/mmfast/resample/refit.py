@@ -42,22 +42,10 @@ def _check_response(model, y) -> np.ndarray:
     return y
 
 
-def _glmm_refit(frame, family, n_agq, options, theta, y):
-    from ..model.frame import with_response
-    from ..model.glmm import GeneralizedLinearMixedModel
-    new_frame = with_response(frame, y)  # copies y
-    model = GeneralizedLinearMixedModel(new_frame, family, n_agq=n_agq, options=options)
-    return model.fit(start=theta)
-
-
 def refit_response(model, y, start=None):
     """The model refitted to response ``y`` (same formula, data, weights, offset, family)."""
-    kind = model_kind(model)
-    y = _check_response(model, y)
-    if kind == "lmm":
-        return model.refit(y, start=start)
-    theta = model.theta if start is None else np.asarray(start, dtype=float)
-    return _glmm_refit(model.frame, model.family, model.n_agq, model.options, theta, y)
+    model_kind(model)
+    return model.refit(_check_response(model, y), start=start)
 
 
 class Refitter:
@@ -66,19 +54,11 @@ class Refitter:
     def __init__(self, model):
         self.kind = model_kind(model)
         self.nobs = model.frame.nobs
-        if self.kind == "lmm":
-            self.model = model
-        else:
-            self.frame, self.family = model.frame, model.family
-            self.n_agq, self.options = model.n_agq, dict(model.options)
-            self.theta = np.array(model.theta, dtype=float)
+        self.model = model  # a GLMM pickles without its compiled engine (rebuilt on arrival)
 
     def __call__(self, y, start=None):
         """The model refitted to y, from θ = ``start`` (default: the original estimate)."""
-        if self.kind == "lmm":
-            return self.model.refit(y, start=start)
-        theta = self.theta if start is None else np.asarray(start, dtype=float)
-        return _glmm_refit(self.frame, self.family, self.n_agq, self.options, theta, y)
+        return self.model.refit(y, start=start)
 
 
 class LoglikRefitter:
