@@ -7,11 +7,12 @@ wherever stderr goes; ``False``: never.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import ArgumentError
 
-__all__ = ["progress_bar", "check_progress", "DELAY"]
+__all__ = ["progress_bar", "counted", "check_progress", "DELAY"]
 
 DELAY = 2.0  # seconds before a default (progress=None) bar appears
 
@@ -42,3 +43,18 @@ def progress_bar(total: int, desc: str = "", progress: bool | None = None, unit:
         return None
     return tqdm(total=total, desc=desc or None, delay=0.0 if progress else DELAY, leave=False,
                 unit=unit, file=sys.stderr)
+
+
+def counted(results: Iterable, total: int, desc: str = "", progress: bool | None = None,
+            unit: str = "it", size: Callable[[Any], int] = lambda result: 1) -> Iterator:
+    """``results`` passed through, the bar advancing by ``size(r)`` after each one."""
+    bar = progress_bar(total, desc, progress, unit)
+    if bar is None:
+        yield from results
+        return
+    try:
+        for r in results:
+            bar.update(size(r))
+            yield r
+    finally:
+        bar.close()

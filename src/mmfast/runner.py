@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .errors import ArgumentError
-from .progress import progress_bar
+from .progress import counted
 
 __all__ = ["BACKENDS", "effective_n_jobs", "run_calls"]
 
@@ -53,20 +53,7 @@ def run_calls(func: Callable[..., Any], calls: Sequence[tuple], n_jobs: int | No
         results = (func(*args) for args in calls)
     else:
         results = _loky(func, calls, min(jobs, len(calls)), ordered)
-    return _counted(results, progress, desc, len(calls) if total is None else total, size, unit)
-
-
-def _counted(results: Iterator, progress, desc, total, size, unit) -> Iterator:
-    bar = progress_bar(total, desc, progress, unit)
-    if bar is None:
-        yield from results
-        return
-    try:
-        for r in results:
-            bar.update(size(r))
-            yield r
-    finally:
-        bar.close()
+    return counted(results, len(calls) if total is None else total, desc, progress, unit, size)
 
 
 def _loky(func, calls, jobs: int, ordered: bool) -> Iterator:
