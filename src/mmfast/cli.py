@@ -11,12 +11,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from . import __version__
 from .errors import DataError, MmfastError
 from .present.serialize import results_dict
+
+if TYPE_CHECKING:  # annotations only
+    from .model.results import MixedModelResults
 
 __all__ = ["main", "read_table", "results_dict"]
 
@@ -76,7 +80,7 @@ def _fit(args) -> int:
     data = read_table(args.data)
     if args.family and args.family != "gaussian":
         from . import glmer
-        m = glmer(args.formula, data, family=args.family)
+        m: MixedModelResults = glmer(args.formula, data, family=args.family)
     else:
         m = lmer(args.formula, data, reml=not args.ml)
     summary = m.summary(ddf=args.ddf) if args.ddf else m.summary()
@@ -128,7 +132,7 @@ def _bench(args) -> int:
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``mmfast: error: ...`` and status 2, no usage block."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"mmfast: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
@@ -193,7 +197,7 @@ def main(argv=None) -> int:
         return 1
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

@@ -271,7 +271,7 @@ class Profile:
             a, b = x[i], x[i + 1]
             self._warm.pop(self.names[w], None)
             try:
-                root = optimize.brentq(lambda v: self.zeta(w, v) - target, a, b,
+                root = optimize.brentq(lambda v, t=target: self.zeta(w, v) - t, a, b,
                                        xtol=1e-7 * max(1.0, abs(b - a)), rtol=1e-10)
             except ValueError:
                 root = a + (target - zz[i]) * (b - a) / (zz[i + 1] - zz[i])

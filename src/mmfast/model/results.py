@@ -6,6 +6,8 @@ Subclasses provide ``theta``, ``beta``, ``b`` (conditional modes on the original
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,9 @@ from .data_input import as_frame, missing_columns
 from ..present.serialize import SerializeMixin  # to_dict, to_json, _repr_html_
 from ..present.results_api import StatsmodelsAPI  # params, bse, pvalues, get_prediction, ...
 from ..present.tidy import TidyMixin  # broom.mixed's tidy, glance, augment
+
+if TYPE_CHECKING:  # annotations only
+    from ..present.summary import Summary
 
 __all__ = ["MixedModelResults", "InformationCriteria"]
 
@@ -222,20 +227,22 @@ class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, Serializ
 
     # --- simulation and resampling (mmfast.resample) ---------------------------------------
     @validated(name="simulate", nsim=integer(1))
-    def simulate(self, nsim: int = 1, seed=None, as_frame: bool = True):
+    def simulate(self, nsim: int = 1, seed=None, as_frame: bool = True) -> pd.DataFrame | np.ndarray:
         """Responses simulated from the fitted model, new random effects drawn (lme4's simulate)."""
         from ..resample import simulate
         return simulate(self, nsim=nsim, seed=seed, as_frame=as_frame)
 
     @validated(name="bootstrap", nsim=integer(1))
-    def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1):
-        """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma)."""
+    def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1,
+                  progress: bool | None = None) -> pd.DataFrame:
+        """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma);
+        ``progress``: a tqdm bar (None: on a terminal, for runs over ~2 s)."""
         from ..resample import bootstrap
-        return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs)
+        return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs, progress=progress)
 
     # --- presentation ---------------------------------------------------------------------
     @validated(extra=("ddf", "print_out"), name="summary")
-    def summary(self, **kwargs):
+    def summary(self, **kwargs) -> Summary:
         """lme4's ``summary()``: prints and returns the summary object."""
         from ..present.summary import Summary
         return Summary(self, **kwargs)

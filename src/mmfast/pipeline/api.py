@@ -252,7 +252,7 @@ class _Spec:
         return out, errors
 
     def _design_tasks(self, model, groups, Y):
-        out = []
+        out: list[ScalarTask | GeneralTask] = []
         if self.scalar_ok(model):
             t = model.frame.terms[0]
             des = scalar_design(model.frame.X, t.X[:, 0], t.factor.codes, t.nlevels, self.reml,
