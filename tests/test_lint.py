@@ -1,5 +1,5 @@
 """Issue 18: the code passes ruff's lint rules (pyproject's [tool.ruff]: E, F, W, B) and mypy on
-the public API (pyproject's [tool.mypy]; tests/typing/public_api.py asserts the accessors'
+the public API (pyproject's [tool.mypy]; tests/static_types/public_api.py asserts the accessors'
 static types: fixef -> Series, summary() -> Summary, ...).  Skipped only when the tools (the
 ``test`` extra: ruff, mypy, pandas-stubs) are not installed."""
 from __future__ import annotations
