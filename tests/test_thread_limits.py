@@ -76,3 +76,18 @@ def test_a_fit_runs_under_the_limit(monkeypatch):
     monkeypatch.setattr(fitting, "limit_fit_threads", spy)
     m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", mmfast.datasets.load("sleepstudy"))
     assert seen and seen[-1][1] == m.blocks.q == 36
+
+
+def test_a_glmm_fit_runs_under_the_limit(monkeypatch):
+    """One-term GLMM: no dense part beyond β (dense order 0), q = the herds."""
+    import mmfast
+    from mmfast.model import glmm
+
+    seen = []
+    real = glmm.limit_fit_threads
+    monkeypatch.setattr(glmm, "limit_fit_threads",
+                        lambda dense, q: seen.append((dense, q)) or real(dense, q))
+    cbpp = mmfast.datasets.load("cbpp")
+    cbpp["prop"] = cbpp["incidence"] / cbpp["size"]
+    mmfast.glmer("prop ~ period + (1 | herd)", cbpp, family="binomial", weights=cbpp["size"])
+    assert seen == [(0, 15)]

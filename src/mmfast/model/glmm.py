@@ -52,6 +52,7 @@ from ..arguments import (NOBS_CHECKS, check_model_arguments, check_models, check
 from ..design.blocks import build_Z
 from ..design.theta import ThetaLayout
 from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
+from ..threads import limit_fit_threads
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .data_input import as_frame
@@ -133,11 +134,16 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     # --- fitting ---------------------------------------------------------------------------
     def fit(self, start=None) -> "GeneralizedLinearMixedModel":
-        """Two-stage fit (see the module docstring); the cyclic GC is paused meanwhile."""
+        """Two-stage fit (see the module docstring); the cyclic GC is paused meanwhile and the
+        BLAS/OpenMP threads held at ``threads.fit_threads`` (a one-term engine has no dense part
+        beyond β; the kernel engine's order is its LMM kernel's)."""
         gc_was_on = gc.isenabled()
         gc.disable()
+        kernel = getattr(self.engine, "kj", None)
+        dense = 0 if kernel is None else getattr(kernel, "dense_size", None)
         try:
-            return self._fit(start)
+            with limit_fit_threads(dense, sum(t.q for t in self.frame.terms)):
+                return self._fit(start)
         finally:
             if gc_was_on:
                 gc.enable()
