@@ -19,6 +19,7 @@ test: setup
 bench: setup r-deps
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/memory.py --json benchmarks/results/memory.json
+	$(PY) benchmarks/contention.py --json benchmarks/results/contention.json
 
 setup: $(VENV)/.installed
 

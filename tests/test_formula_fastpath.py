@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from formulaic import model_matrix
 
 import mmfast
 from mmfast.formula.fixed import build_matrix

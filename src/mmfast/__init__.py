@@ -11,7 +11,7 @@ from .errors import (ArgumentError, ConvergenceWarning, DataError, FitError, For
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
 from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, lm, lmer
-from ._version import __version__
+from ._version import __version__  # noqa: F401  (the package version)
 __all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "families",
            "lm", "LinearModel", "anova", "icc_by_group",
            "variance_test", "datasets", "MmfastError", "FormulaError", "DataError", "ArgumentError",

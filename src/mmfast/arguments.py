@@ -13,6 +13,8 @@ import difflib
 import functools
 import inspect
 import numbers
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -99,7 +101,7 @@ def integer(minimum: int = 0, none: bool = False):
 def probability(name: str, value):
     """A number strictly between 0 and 1 (a confidence level)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not 0 < value < 1:
+            or not 0 < float(value) < 1:
         raise ArgumentError(f"{name} must be a number between 0 and 1 (e.g. 0.95), not {value!r}")
     return float(value)
 
@@ -175,10 +177,13 @@ def check_models(func: str, named: dict, allowed) -> None:
 
 
 # --- the decorator ---------------------------------------------------------------------------
-def validated(extra=(), name: str | None = None, **checks):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def validated(extra=(), name: str | None = None, **checks) -> Callable[[_F], _F]:
     """Check a public callable's keyword arguments: names (its parameters plus ``extra``,
     for those it forwards through ``**kwargs``) and, for ``checks``, values."""
-    def wrap(func):
+    def wrap(func: _F) -> _F:  # the wrapper keeps func's signature (and its static type)
         params = inspect.signature(func).parameters
         named = [p for p, v in params.items()
                  if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
@@ -200,6 +205,6 @@ def validated(extra=(), name: str | None = None, **checks):
                     args = (*args[:i], checks[k](k, args[i]), *args[i + 1:])
             return func(*args, **kwargs)
 
-        wrapper.accepted_keywords = allowed
-        return wrapper
+        wrapper.accepted_keywords = allowed  # type: ignore[attr-defined]
+        return cast(_F, wrapper)
     return wrap

@@ -75,11 +75,11 @@ class TermSpec:
     def _columns(self, data, fit: bool):
         """(frame of the 1-column variables, context of the matrix-valued ones)."""
         if fit:
-            for rname, (alias, node) in self.vars.items():
+            for _alias, node in self.vars.values():
                 check_names(node, data.columns)
         ctx = _Ctx(data, self.state if fit else {**self.state, "__frozen__": True})
         cols, context = {}, {}
-        for rname, (alias, node) in self.vars.items():
+        for alias, node in self.vars.values():
             if node.kind == "name":
                 v = _plain_column(data, node.value)
             else:

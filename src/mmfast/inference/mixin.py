@@ -7,6 +7,7 @@ import pandas as pd
 from ..arguments import (boolean, check_model_arguments, check_models, one_of, probability,
                          validated)
 from ..errors import ArgumentError
+from ..progress import check_progress
 
 BOOT_KEYWORDS = ("nsim", "seed", "n_jobs", "progress")  # confint_boot's
 
@@ -42,7 +43,9 @@ class InferenceMixin:
                method=one_of("profile", "wald", "boot", case=False))
     def confint(self, parm=None, level: float = 0.95, method: str = "profile", **boot) -> pd.DataFrame:
         """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``: profile, Wald or
-        boot (percentile; ``nsim``, ``seed``, ``n_jobs``: see ``mmfast.resample.confint_boot``)."""
+        boot (percentile; ``nsim``, ``seed``, ``n_jobs``: see ``mmfast.resample.confint_boot``).
+        ``progress``: a tqdm bar for boot and profile (None: on a terminal, runs over ~2 s)."""
+        progress = boot.pop("progress", None) if str(method).lower() == "profile" else None
         if boot and str(method).lower() != "boot":
             raise ArgumentError(f"{', '.join(boot)} applies to method='boot' only "
                                 f"(method is {method!r})")
@@ -50,15 +53,17 @@ class InferenceMixin:
             if str(method).lower() == "boot":
                 return self._confint_boot(parm=parm, level=level, **boot)  # resample's mixin
             from .profile import confint_table
-            return confint_table(self, parm=parm, level=level, method=method)
+            return confint_table(self, parm=parm, level=level, method=method,
+                                 progress=check_progress(progress))
         except KeyError as exc:  # parm names no parameter
             if parm is None:
                 raise
             raise ArgumentError(f"parm={parm!r} names no parameter of the model ({exc})") from exc
 
     @validated(name="profile")
-    def profile(self, which=None) -> pd.DataFrame:
-        """lme4's ``profile()``: ζ along each parameter (columns parameter, value, zeta)."""
+    def profile(self, which=None, progress: bool | None = None) -> pd.DataFrame:
+        """lme4's ``profile()``: ζ along each parameter (columns parameter, value, zeta);
+        ``progress``: a tqdm bar over the parameters (None: on a terminal, runs over ~2 s)."""
         from .ftests import _cache
         from .locking import model_lock
         from .profile import Profile
@@ -66,7 +71,7 @@ class InferenceMixin:
             store = _cache(self)
             if "profile" not in store:
                 store["profile"] = Profile(self)
-            return store["profile"].data(which)
+            return store["profile"].data(which, check_progress(progress))
 
     def icc(self, by: str | None = None, reml: bool | None = None):
         """ICC per grouping factor (random-intercept models); ``by``: refit within each level."""

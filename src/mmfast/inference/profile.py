@@ -23,6 +23,7 @@ from scipy import optimize, stats
 
 from ..errors import ArgumentError
 from ..model.criterion import deviance_at_sigma, profiled_deviance
+from ..progress import counted
 
 __all__ = ["Profile", "profile_model", "confint_table", "parameter_names"]
 
@@ -220,13 +221,17 @@ class Profile:
         self._traces[name] = df
         return df
 
-    def data(self, which=None) -> pd.DataFrame:
+    def data(self, which=None, progress: bool | None = None) -> pd.DataFrame:
         """All traced profiles: columns parameter, value, zeta (for zeta plots)."""
         idx = self._which(which)
         try:
-            return pd.concat([self.trace(w) for w in idx], ignore_index=True)
+            return pd.concat(self._each(self.trace, idx, progress), ignore_index=True)
         finally:
             self.model._profile(self.model.theta)  # leave the kernel at the estimate
+
+    def _each(self, fn, idx: list[int], progress: bool | None) -> list:
+        """``[fn(w) for w in idx]`` with a progress bar over the parameters."""
+        return list(counted((fn(w) for w in idx), len(idx), "profile", progress, "parameter"))
 
     def _which(self, which) -> list[int]:
         if which is None:
@@ -266,17 +271,17 @@ class Profile:
             a, b = x[i], x[i + 1]
             self._warm.pop(self.names[w], None)
             try:
-                root = optimize.brentq(lambda v: self.zeta(w, v) - target, a, b,
+                root = optimize.brentq(lambda v, t=target: self.zeta(w, v) - t, a, b,
                                        xtol=1e-7 * max(1.0, abs(b - a)), rtol=1e-10)
             except ValueError:
                 root = a + (target - zz[i]) * (b - a) / (zz[i + 1] - zz[i])
             ends.append(root)
         return ends[0], ends[1]
 
-    def confint(self, which=None, level: float = 0.95) -> pd.DataFrame:
+    def confint(self, which=None, level: float = 0.95, progress: bool | None = None) -> pd.DataFrame:
         idx = self._which(which)
         try:
-            rows = [self.interval(w, level) for w in idx]
+            rows = self._each(lambda w: self.interval(w, level), idx, progress)
         finally:
             self.model._profile(self.model.theta)  # leave the kernel at the estimate
         a = (1 - level) / 2
@@ -287,8 +292,10 @@ def profile_model(model, **kwargs) -> Profile:
     return Profile(model, **kwargs)
 
 
-def confint_table(model, parm=None, level: float = 0.95, method: str = "profile") -> pd.DataFrame:
-    """lme4's ``confint(model, level, method, oldNames = FALSE)``."""
+def confint_table(model, parm=None, level: float = 0.95, method: str = "profile",
+                  progress: bool | None = None) -> pd.DataFrame:
+    """lme4's ``confint(model, level, method, oldNames = FALSE)``; ``progress``: a bar over
+    the profiled parameters."""
     method = method.lower()
     names = parameter_names(model) + list(model.frame.fixef_names)
     a = (1 - level) / 2
@@ -307,6 +314,6 @@ def confint_table(model, parm=None, level: float = 0.95, method: str = "profile"
             store = _cache(model)
             if "profile" not in store:
                 store["profile"] = Profile(model)
-            return store["profile"].confint(parm, level)
+            return store["profile"].confint(parm, level, progress)
     from ..errors import ArgumentError
     raise ArgumentError(f"method must be 'profile' or 'wald', not {method!r}")

@@ -165,7 +165,7 @@ def check_numeric_time(frame: pd.DataFrame, columns) -> None:
         err = time_dtype_error(c, dt)
         if err is not None:
             raise err
-        if dt == object and len(frame) and _is_time_object(frame[c]):
+        if dt == object and len(frame) and _is_time_object(frame[c]):  # noqa: E721 - a dtype
             raise DataError(f"column {c!r} holds date/time objects: a model needs numbers; "
                             "convert it first (e.g. days since the start)")
 

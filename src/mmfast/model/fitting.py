@@ -8,14 +8,18 @@ from __future__ import annotations
 import time
 from functools import cached_property
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ConvergenceWarning, FitError, SingularFitWarning
-from ..threads import SMALL_DENSE, small_blas_work
+from ..threads import limit_fit_threads
 from .optimize import minimize_bounded, minimize_log_newton, minimize_with_gradient
 from .optsummary import OptStage, OptSummary, optinfo_property
 from .start import moment_start
+
+if TYPE_CHECKING:  # the class this is mixed into (annotations only)
+    from .lmm import LinearMixedModel
 
 __all__ = ["FitStrategy"]
 
@@ -43,7 +47,7 @@ class FitStrategy:
                 optctrl = {"step": self._moment_step(x0)}
         if x0 is None or np.array_equal(x0, self._lme4_start()):
             x0, kind = self._lme4_start(), "lme4"
-        with small_blas_work(getattr(self.kernel, "dense_size", SMALL_DENSE), self.blocks.q):
+        with limit_fit_threads(getattr(self.kernel, "dense_size", None), self.blocks.q):
             self._stages, self._restart, self._extra_evals = [], None, 0
             res = self._optimize(x0, optctrl)
             self._settle(res, start=kind, x0=x0)

@@ -52,6 +52,7 @@ from ..arguments import check_start, one_of, probability, validated
 from ..design.blocks import build_Z
 from ..design.theta import ThetaLayout
 from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
+from ..threads import limit_fit_threads
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .data_input import as_frame
@@ -64,7 +65,7 @@ from .results import MixedModelResults
 from .subset import frame_on_rows
 from .separation import at_bounds, check_response_not_constant, detect_separation, separation_message
 
-__all__ = ["GeneralizedLinearMixedModel", "glmer", "wald_odds_ratios"]
+__all__ = ["GeneralizedLinearMixedModel", "fit_glmm", "wald_odds_ratios"]
 
 GRAD_TOL = 2e-3      # lme4's check.conv.grad tolerance, applied to the scaled gradient
 FD_STEP = 2e-3       # Hessian step in whitened β units and relative θ units
@@ -158,11 +159,16 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     # --- fitting ---------------------------------------------------------------------------
     def fit(self, start=None) -> "GeneralizedLinearMixedModel":
-        """Two-stage fit (see the module docstring); the cyclic GC is paused meanwhile."""
+        """Two-stage fit (see the module docstring); the cyclic GC is paused meanwhile and the
+        BLAS/OpenMP threads held at ``threads.fit_threads`` (a one-term engine has no dense part
+        beyond β; the kernel engine's order is its LMM kernel's)."""
         gc_was_on = gc.isenabled()
         gc.disable()
+        kernel = getattr(self.engine, "kj", None)
+        dense = 0 if kernel is None else getattr(kernel, "dense_size", None)
         try:
-            return self._fit(start)
+            with limit_fit_threads(dense, sum(t.q for t in self.frame.terms)):
+                return self._fit(start)
         finally:
             if gc_was_on:
                 gc.enable()

@@ -34,7 +34,6 @@ from .._ext._crossprods import Crossprods
 from .._ext._glm import GlmResponse
 from .._ext._pirls import SingleTerm, pirls_constants
 from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
-from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks
 from ..design.theta import ThetaLayout
 from . import laplace_gradient

@@ -6,6 +6,7 @@ Subclasses provide ``theta``, ``beta``, ``b`` (conditional modes on the original
 """
 from __future__ import annotations
 
+
 import numpy as np
 import pandas as pd
 

@@ -2,8 +2,8 @@
 
 Modules: ``api`` (``fit_many``, design sharing, tidy output), ``grouping`` (groups and the
 designs they share), ``scalar`` (all fits of one scalar random-effects design at once, in
-arrays), ``tasks`` (chunks of work and their rows), ``backends`` (serial, loky, Dask),
-``output`` (resumable Parquet results).
+arrays), ``tasks`` (chunks of work and their rows; ``mmfast.runner`` runs them serially, on loky or on
+Dask), ``output`` (resumable Parquet results).
 """
 from .api import fit_many
 

@@ -21,12 +21,13 @@ from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, numb
 from ..errors import ArgumentError, DataError
 from ..formula.parse import identifiers, parse_formula
 from ..model.data_input import as_frame, check_numeric_time, numeric_names
-from .backends import BACKENDS, run_tasks
+from ..progress import check_progress
+from ..runner import BACKENDS, run_calls
 from .grouping import group_keys, plan_groups
 from .output import ResultStore, group_hashes
 from .scalar import scalar_design
 from .templates import build_template, subset_template
-from .tasks import (TIDY_COLUMNS, GeneralTask, ScalarTask, concat_chunks, error_chunk,
+from .tasks import (TIDY_COLUMNS, GeneralTask, ScalarTask, concat_chunks, error_chunk, run_task,
                     satterthwaite_available)
 
 __all__ = ["fit_many"]
@@ -42,7 +43,7 @@ _LMER_DESIGN_KWARGS = ("check_nobs_vs_nre",)
            n_jobs=integer(-1, none=True), maxeval=integer(1), ftol_abs=number, xtol_abs=number)
 def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backend: str = "loky",
              output=None, reml: bool = True, ddf: str | None = "satterthwaite",
-             **lmer_kwargs) -> pd.DataFrame:
+             progress: bool | None = None, **lmer_kwargs) -> pd.DataFrame:
     """Fit ``formula`` (lme4 syntax, as ``lmer``) to every group of ``by`` and return tidy rows.
 
     ``by``: a column name or a list of them (rows with a missing key belong to no group).
@@ -55,6 +56,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     (``DataError``: use a new path) rather than returning stale rows.
     ``ddf``: ``"satterthwaite"`` (lmerTest's df, when ``mmfast.inference`` provides it),
     another ``ddf`` of ``mmfast.inference`` (e.g. ``"kenward-roger"``), or None (no df, no p).
+    ``progress``: a tqdm bar over the groups (None: on a terminal for runs over ~2 s).
     ``reml`` and the other keyword arguments (``weights``/``offset`` as column names,
     ``check_nobs_vs_nre``, ``start``, optimiser settings) are ``lmer``'s.
 
@@ -69,6 +71,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
             and by and all(isinstance(b, str) for b in by)):
         raise ArgumentError(f"by must be a column name or a list of them, not {by!r}")
     by = [by] if isinstance(by, str) else list(by)
+    progress = check_progress(progress)
     data = as_frame(data)
     missing = [c for c in by if c not in data.columns]
     if missing:
@@ -115,7 +118,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
                 tasks += new_tasks
                 chunks += errors
     collected = []
-    for chunk in _finished(chunks, tasks, n_jobs, backend):
+    for chunk in _finished(chunks, tasks, n_jobs, backend, progress):
         if store is not None:
             store.write(_frame(chunk, keys, by), hashes[pd.unique(chunk["_gidx"])])
         collected.append(chunk)
@@ -125,10 +128,16 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     return result
 
 
-def _finished(chunks, tasks, n_jobs, backend):
+def _finished(chunks, tasks, n_jobs, backend, progress):
     """Error chunks made here first, then the tasks' results as they complete."""
     yield from (c for c in chunks if len(c["_gidx"]))
-    yield from run_tasks(tasks, n_jobs=n_jobs, backend=backend)
+    yield from run_calls(run_task, [(t,) for t in tasks], n_jobs=n_jobs, backend=backend,
+                         ordered=False, progress=progress, desc="fit_many", unit="group",
+                         size=_n_groups, total=sum(len(t.gidx) for t in tasks))
+
+
+def _n_groups(chunk: dict) -> int:
+    return len(pd.unique(chunk["_gidx"]))
 
 
 # --- the formula's columns and the tasks of one design class --------------------------------
@@ -243,7 +252,7 @@ class _Spec:
         return out, errors
 
     def _design_tasks(self, model, groups, Y):
-        out = []
+        out: list[ScalarTask | GeneralTask] = []
         if self.scalar_ok(model):
             t = model.frame.terms[0]
             des = scalar_design(model.frame.X, t.X[:, 0], t.factor.codes, t.nlevels, self.reml,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..arguments import validated
+from .summary import Summary
 from .results_api import StatsmodelsAPI  # params, bse, pvalues, get_prediction, ...
 from .serialize import SerializeMixin  # to_dict, to_json, _repr_html_
 from .tidy import TidyMixin  # broom.mixed's tidy, glance, augment
@@ -14,7 +15,7 @@ class PresentationMixin(StatsmodelsAPI, TidyMixin, SerializeMixin):
     """``summary`` plus the statsmodels, broom.mixed and serialisation accessors."""
 
     @validated(extra=("ddf", "print_out"), name="summary")
-    def summary(self, **kwargs):
+    def summary(self, **kwargs) -> Summary:
         """lme4's ``summary()``: prints and returns the summary object."""
         from .summary import Summary
         return Summary(self, **kwargs)

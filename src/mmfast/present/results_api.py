@@ -43,7 +43,7 @@ class StatsmodelsAPI:
         >>> round(m.params["Days"], 4)
         10.4673
         """
-        return pd.Series(np.asarray(self.beta, dtype=float), index=list(self.frame.fixef_names))
+        return pd.Series(np.asarray(self.beta, dtype=np.float64), index=list(self.frame.fixef_names))
 
     @property
     def bse(self) -> pd.Series:

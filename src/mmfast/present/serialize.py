@@ -72,7 +72,8 @@ def results_dict(m: Any, ranef: bool = True, condsd: bool = False, ddf: str | No
 
     Keys: ``formula``, ``family``, ``link``, ``nobs``, ``reml``, ``fixef`` ({name: estimate}),
     ``coef_names`` and ``vcov`` (rows/columns in that order), ``coefficients`` (the summary
-    table as records; with ``ddf``, e.g. ``"satterthwaite"``, its df and p-values), ``theta``, ``sigma``, ``varcorr`` (records of lme4's
+    table as records; with ``ddf``, e.g. ``"satterthwaite"``, its df and p-values), ``theta``,
+    ``sigma``, ``varcorr`` (records of lme4's
     ``as.data.frame(VarCorr(m))``), ``loglik``, ``deviance``, ``aic``, ``bic``, ``npar``,
     ``ngroups``, ``converged``, ``singular``, ``optinfo``, ``mmfast_version`` and, with
     ``ranef=True``, ``ranef`` ({factor: {level: {column: mode}}}); ``condsd=True`` adds

@@ -77,7 +77,7 @@ class Summary:
 
     def _random_effects(self) -> str:
         vc = self.model.varcorr
-        rows, corr_lines = [], []
+        rows = []
         for grp, sub in vc.groupby("grp", sort=False):
             var = sub[sub["var2"].isna()]
             cor = sub[sub["var2"].notna()]

@@ -181,13 +181,13 @@ class TidyMixin:
         pw = np.ones(n) if pw is None else np.asarray(pw, dtype=float)
         y = np.asarray(getattr(self, "y", f.y), dtype=float)  # GLMMs: proportions for cbind()
         off = np.zeros(n) if f.offset is None else np.asarray(f.offset, dtype=float)
-        eta = np.asarray(self.linear_predictor(), dtype=float)
+        eta = np.asarray(self.linear_predictor(), dtype=np.float64)
         fixed = f.X @ self.beta + off
         if self._is_lmm() or not hasattr(self, "resid"):
             mu, sqrtrwt = eta, np.sqrt(pw)
             sqrtxwt, resid = sqrtrwt, y - mu
         else:
-            mu = np.asarray(self._mu, dtype=float)
+            mu = np.asarray(self._mu, dtype=np.float64)
             sqrtrwt = np.sqrt(pw / self.family.variance(mu))
             sqrtxwt = sqrtrwt * self.family.mu_eta(eta)
             resid = np.asarray(self.resid("deviance"), dtype=float)

@@ -1,8 +1,8 @@
 """Refit an LMM with a new fixed-effects matrix X (same y, Z, weights) and test it fast.
 
 A permutation of a cluster-level label changes X only.  ``DesignRefitter`` refits through
-``LinearMixedModel.with_fixed``, which keeps everything that does not involve X: Z'Z (the kernel's block structure), Z'y, y'y, Z itself, and for
-each new X forms only what does: the QR of X, the OLS residual of y, Z'[Q r] and [Q r]'[Q r]
+``LinearMixedModel.with_fixed``, which keeps everything that does not involve X: Z'Z (the
+kernel's block structure), Z'y, y'y, Z itself, and for each new X forms only what does: the QR of X, the OLS residual of y, Z'[Q r] and [Q r]'[Q r]
 (p + 1 columns), then fits θ from the original estimate.
 
 Satterthwaite's F test needs the derivatives of Var(β̂) and of the deviance in (θ, σ)

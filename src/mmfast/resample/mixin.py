@@ -2,6 +2,9 @@
 ``m.simulate(nsim, seed)`` and ``m.bootstrap(nsim)`` call this package's functions."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from ..arguments import integer, validated
 
 __all__ = ["ResampleMixin"]
@@ -11,16 +14,18 @@ class ResampleMixin:
     """``simulate``, ``bootstrap`` and the bootstrap intervals ``confint(method="boot")`` uses."""
 
     @validated(name="simulate", nsim=integer(1))
-    def simulate(self, nsim: int = 1, seed=None, as_frame: bool = True):
+    def simulate(self, nsim: int = 1, seed=None, as_frame: bool = True) -> pd.DataFrame | np.ndarray:
         """Responses simulated from the fitted model, new random effects drawn (lme4's simulate)."""
         from .simulate import simulate
         return simulate(self, nsim=nsim, seed=seed, as_frame=as_frame)
 
     @validated(name="bootstrap", nsim=integer(1))
-    def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1):
-        """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma)."""
+    def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1,
+                  progress: bool | None = None) -> pd.DataFrame:
+        """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma);
+        ``progress``: a tqdm bar (None: on a terminal, for runs over ~2 s)."""
         from .bootstrap import bootstrap
-        return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs)
+        return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs, progress=progress)
 
     def _confint_boot(self, parm=None, level: float = 0.95, **boot):
         """Percentile bootstrap intervals: what ``confint(method="boot")`` returns."""

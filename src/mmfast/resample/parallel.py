@@ -5,26 +5,22 @@ stream, ``SeedSequence(seed).spawn(n)[i]``, and starts from the same fitted mode
 from another task's answer.  So task ``i``'s result depends on ``seed`` and ``i`` only: not on
 ``n_jobs``, the chunking or the order in which chunks finish.
 
-Tasks run in chunks (one pickled payload per chunk, not per task) through joblib's loky
-process pool for ``n_jobs != 1``, in this process otherwise.  A tqdm progress bar is shown
-when stderr is a terminal and the run lasts more than a couple of seconds (``progress=None``);
-``progress=True``/``False`` forces it on or off.
+Tasks run in chunks (one pickled payload per chunk, not per task) through ``mmfast.runner``
+(loky worker processes or Dask for ``n_jobs != 1``, this process otherwise), with its progress
+bar (``mmfast.progress``: by default on a terminal, for runs over a couple of seconds).
 """
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ArgumentError
+from ..runner import effective_n_jobs, run_calls
 
 __all__ = ["as_seed_sequence", "task_generators", "run_tasks", "TaskFailure", "effective_n_jobs",
            "seed_entropy"]
-
-PROGRESS_DELAY = 2.0  # seconds before the bar appears (short runs never show one)
 
 
 @dataclass(frozen=True)
@@ -62,16 +58,6 @@ def task_generators(seed, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in as_seed_sequence(seed).spawn(n)]
 
 
-def effective_n_jobs(n_jobs: int | None) -> int:
-    """joblib's convention: None or 1 -> 1, -1 -> all cores, -2 -> all but one..."""
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    n_jobs = int(n_jobs)
-    if n_jobs < 0:
-        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
-    return n_jobs
-
-
 def _run_chunk(fn, payload, indices, seeds):
     """Run tasks ``indices`` with their seeds in one process; exceptions become TaskFailure."""
     out = []
@@ -85,25 +71,13 @@ def _run_chunk(fn, payload, indices, seeds):
     return out
 
 
-def _progress_bar(total: int, desc: str, progress):
-    if progress is False:
-        return None
-    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # optional
-        return None
-    return tqdm(total=total, desc=desc, delay=0.0 if progress is True else PROGRESS_DELAY,
-                leave=False, unit="task")
-
-
 def run_tasks(fn, payload, n_tasks: int, seed, n_jobs: int | None = 1, chunk_size: int | None = None,
-              progress=None, desc: str = "") -> list:
+              progress=None, desc: str = "", backend: str = "loky") -> list:
     """``[fn(payload, rng_i) for i in range(n_tasks)]``, rng_i from child i of ``seed``.
 
     ``fn`` and ``payload`` must be picklable for ``n_jobs != 1`` (module-level functions and
-    plain objects).  A task that raises yields a ``TaskFailure`` in its place.
+    plain objects).  A task that raises yields a ``TaskFailure`` in its place.  ``backend``:
+    ``mmfast.runner``'s ("loky", "dask" or "serial").
     """
     n_tasks = int(n_tasks)
     if n_tasks < 0:
@@ -115,22 +89,7 @@ def run_tasks(fn, payload, n_tasks: int, seed, n_jobs: int | None = 1, chunk_siz
         chunk_size = max(1, -(-n_tasks // (4 * jobs))) if jobs > 1 else min(25, max(1, n_tasks // 40))
     starts = list(range(0, n_tasks, chunk_size))
     chunks = [(list(range(a, min(n_tasks, a + chunk_size))), seeds[a: a + chunk_size]) for a in starts]
-    bar = _progress_bar(n_tasks, desc, progress)
-    results: list = []
-    try:
-        if jobs == 1 or len(chunks) <= 1:
-            for idx, ss in chunks:
-                results.extend(_run_chunk(fn, payload, idx, ss))
-                if bar is not None:
-                    bar.update(len(idx))
-        else:
-            from joblib import Parallel, delayed
-            par = Parallel(n_jobs=min(jobs, len(chunks)), backend="loky", return_as="generator")
-            for part in par(delayed(_run_chunk)(fn, payload, idx, ss) for idx, ss in chunks):
-                results.extend(part)
-                if bar is not None:
-                    bar.update(len(part))
-    finally:
-        if bar is not None:
-            bar.close()
-    return results
+    return [r for part in run_calls(_run_chunk, [(fn, payload, idx, ss) for idx, ss in chunks],
+                                    n_jobs=jobs, backend=backend, progress=progress, desc=desc,
+                                    size=len, total=n_tasks, unit="task")
+            for r in part]

@@ -258,7 +258,6 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
     from ..inference.ftests import resolve_ddf
     from ..model.frame import model_frame
     from ..model.lmm import LinearMixedModel, fit_lmm
-    from ..errors import DataError
     from ..model.data_input import as_frame
     ddf = resolve_ddf(ddf)
     data = as_frame(data)
