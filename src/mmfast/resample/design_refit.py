@@ -2,8 +2,8 @@
 
 A permutation of a cluster-level label changes X only.  ``DesignRefitter`` refits through
 ``LinearMixedModel.with_fixed``, which keeps everything that does not involve X: Z'Z (the
-kernel's block structure), Z'y, y'y, Z itself, and for each new X forms only what does: the QR of X, the OLS residual of y, Z'[Q r] and [Q r]'[Q r]
-(p + 1 columns), then fits θ from the original estimate.
+kernel's block structure), Z'y, y'y, Z itself, and for each new X forms only what does: the QR
+of X, the OLS residual of y, Z'[Q r] and [Q r]'[Q r] (p + 1 columns), then fits θ from the original estimate.
 
 Satterthwaite's F test needs the derivatives of Var(β̂) and of the deviance in (θ, σ)
 (``inference.derivatives``).  Their q-dimensional algebra (``inference.structure``) is done
