@@ -20,7 +20,7 @@ from .errors import DataError, MmfastError
 from .present.serialize import results_dict
 
 if TYPE_CHECKING:  # annotations only
-    from .model.results import MixedModelResults
+    from .api import GeneralizedLinearMixedModel, LinearMixedModel
 
 __all__ = ["main", "read_table", "results_dict"]
 
@@ -80,7 +80,7 @@ def _fit(args) -> int:
     data = read_table(args.data)
     if args.family and args.family != "gaussian":
         from . import glmer
-        m: MixedModelResults = glmer(args.formula, data, family=args.family)
+        m: GeneralizedLinearMixedModel | LinearMixedModel = glmer(args.formula, data, family=args.family)
     else:
         m = lmer(args.formula, data, reml=not args.ml)
     summary = m.summary(ddf=args.ddf) if args.ddf else m.summary()

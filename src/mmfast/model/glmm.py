@@ -39,6 +39,8 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 import dataclasses
 import gc
 import time
@@ -65,6 +67,8 @@ from .results import MixedModelResults
 from .subset import frame_on_rows
 from .separation import at_bounds, check_response_not_constant, detect_separation, separation_message
 
+_Self = TypeVar("_Self", bound="GeneralizedLinearMixedModel")  # refits build the caller's class (api's)
+
 __all__ = ["GeneralizedLinearMixedModel", "fit_glmm", "wald_odds_ratios"]
 
 GRAD_TOL = 2e-3      # lme4's check.conv.grad tolerance, applied to the scaled gradient
@@ -80,12 +84,12 @@ PIRLS_FTOL = 1e-10           # stage 1's fallback: PIRLS also stops on a stalled
 class GeneralizedLinearMixedModel(MixedModelResults):
     """A GLMM g(E[y | b]) = Xβ + Zb with b = Λθ u, u ~ N(0, I), fitted by Laplace or AGQ."""
 
-    def with_response(self, y) -> "GeneralizedLinearMixedModel":
+    def with_response(self: _Self, y) -> _Self:
         """An unfitted model of this class on response ``y`` (copied; same rows, formula,
         weights, offset, family, n_agq and options)."""
         return self.with_frame(with_response(self.frame, y))
 
-    def with_fixed(self, X) -> "GeneralizedLinearMixedModel":
+    def with_fixed(self: _Self, X) -> _Self:
         """An unfitted model of this class with fixed-effects matrix ``X`` (n x p; same rows,
         response, Z, weights, offset, family)."""
         X = np.ascontiguousarray(X, dtype=float)
@@ -93,17 +97,17 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             raise DataError(f"X has shape {X.shape}, the model's is {self.frame.X.shape}")
         return self.with_frame(dataclasses.replace(self.frame, X=X))
 
-    def with_frame(self, frame) -> "GeneralizedLinearMixedModel":
+    def with_frame(self: _Self, frame) -> _Self:
         """An unfitted model of this class on ``frame`` (this family, n_agq and options)."""
         return type(self)(frame, self.family, n_agq=self.n_agq, options=self.options)
 
-    def subset(self, rows) -> "GeneralizedLinearMixedModel":
+    def subset(self: _Self, rows) -> _Self:
         """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
         model's rows): glmer's design on those rows (``subset.frame_on_rows``)."""
         kind = "binary" if self.family == "binomial" else "numeric"
         return self.with_frame(frame_on_rows(self.frame, rows, self.options, response_kind=kind))
 
-    def refit(self, y, start=None) -> "GeneralizedLinearMixedModel":
+    def refit(self: _Self, y, start=None) -> _Self:
         """The same model fitted to a new response (same formula, data, weights, offset, family),
         from θ = ``start``, else this fit's θ (lme4's ``refit(object, newresp)``)."""
         theta = self.theta if start is None else np.asarray(start, dtype=float)
@@ -519,7 +523,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         return wald_odds_ratios(self.beta, se, level, index=self.frame.fixef_names)
 
     # --- refitting (anova, drop1) ----------------------------------------------------------
-    def refit_formula(self, formula: str) -> "GeneralizedLinearMixedModel":
+    def refit_formula(self: _Self, formula: str) -> _Self:
         """The same data (rows this fit used), family, weights, offset and n_agq; new formula."""
         from .frame import frame_for_formula
         frame = frame_for_formula(self.frame, formula, self.options,
@@ -527,7 +531,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         model = type(self)(frame, self.family, n_agq=self.n_agq, options=self.options)
         return model.fit()
 
-    def refit_ml(self) -> "GeneralizedLinearMixedModel":
+    def refit_ml(self: _Self) -> _Self:
         """GLMMs are always fitted by maximum likelihood: the model itself."""
         return self
 

@@ -9,6 +9,8 @@ penalised residual sum of squares r² = M_yy - c_β'c_β.  Then (Bates et al. 20
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 import dataclasses
 import math
 from functools import cached_property
@@ -31,6 +33,8 @@ from .fitting import FitStrategy
 from .results import MixedModelResults
 from ..threads import large_data_blas
 from ..arguments import check_start
+
+_Self = TypeVar("_Self", bound="LinearMixedModel")  # refits build the caller's class (api's)
 
 __all__ = ["LinearMixedModel", "fit_lmm"]
 
@@ -286,7 +290,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             self.kernel.update(self.templates(self.theta))
 
     # --- refitting (model comparison, drop1, resampling) ---------------------------------
-    def refit_formula(self, formula: str, reml: bool | None = None) -> "LinearMixedModel":
+    def refit_formula(self: _Self, formula: str, reml: bool | None = None) -> _Self:
         """The same rows, weights, offset and options with another formula; a refit's response
         carries over when the response expression is the same."""
         import inspect
@@ -300,11 +304,11 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
                                options=self.options)
             return model.fit(**optctrl)
 
-    def refit_ml(self) -> "LinearMixedModel":
+    def refit_ml(self: _Self) -> _Self:
         """This model refitted by maximum likelihood (itself if it already is)."""
         return self if not self.reml else self.refit_formula(self.frame.parsed.formula, reml=False)
 
-    def refit(self, y: np.ndarray, start=None) -> "LinearMixedModel":
+    def refit(self: _Self, y: np.ndarray, start=None) -> _Self:
         """A new model on response ``y`` (copied), same design, fitted from ``start``, else this
         fit's θ, else (an unfitted template) a moment start: what ``lmer`` on the data with the
         new response gives, without re-parsing or recomputing Z'Z."""
@@ -313,14 +317,14 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             start = self.theta
         return new.fit(start=start)
 
-    def with_response(self, y) -> "LinearMixedModel":
+    def with_response(self: _Self, y) -> _Self:
         """An unfitted model of this class on response ``y`` (copied), same design: X's
         factorisation and Z'Z, Z'X are shared (what ``refit`` fits)."""
         from .frame import with_response
         return type(self)(with_response(self.frame, y), reml=self.reml, options=self.options,
                           design=self)
 
-    def with_fixed(self, X, data=None) -> "LinearMixedModel":
+    def with_fixed(self: _Self, X, data=None) -> _Self:
         """An unfitted model of this class with fixed-effects matrix ``X`` (n x p; same rows,
         y, Z, weights, offset, REML flag; ``data``: the rows as a table, for refits by
         formula): Z'Z is shared, X's factorisation and Z'[Q r] are new."""
@@ -331,11 +335,11 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         frame = dataclasses.replace(self.frame, X=X, table=table)
         return type(self)(frame, reml=self.reml, options=self.options, design=self)
 
-    def with_frame(self, frame: ModelFrame) -> "LinearMixedModel":
+    def with_frame(self: _Self, frame: ModelFrame) -> _Self:
         """An unfitted model of this class on ``frame`` (this REML flag and options)."""
         return type(self)(frame, reml=self.reml, options=self.options)
 
-    def subset(self, rows) -> "LinearMixedModel":
+    def subset(self: _Self, rows) -> _Self:
         """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
         model's rows): lmer's design on those rows, selected from this one where that is
         exactly lmer's, else the formula run on the rows (``subset.frame_on_rows``)."""
