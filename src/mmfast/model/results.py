@@ -233,6 +233,13 @@ class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, Serializ
         from ..resample import bootstrap
         return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs)
 
+    # --- diagnostics (mmfast.diagnostics) --------------------------------------------------
+    def r2_nakagawa(self, tolerance: float = 1e-5):
+        """Nakagawa-Schielzeth marginal and conditional R² (performance's ``r2_nakagawa``);
+        see :func:`mmfast.diagnostics.r2_nakagawa`."""
+        from ..diagnostics import r2_nakagawa
+        return r2_nakagawa(self, tolerance=tolerance)
+
     # --- presentation ---------------------------------------------------------------------
     @validated(extra=("ddf", "print_out"), name="summary")
     def summary(self, **kwargs):
