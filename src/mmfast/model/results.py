@@ -240,6 +240,14 @@ class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, Serializ
         from ..diagnostics import r2_nakagawa
         return r2_nakagawa(self, tolerance=tolerance)
 
+    def simulate_residuals(self, n_sim: int = 250, seed=None, refit: bool = False,
+                           integer_response: bool | None = None, conditional: bool = False):
+        """DHARMa-style scaled residuals with dispersion, zero-inflation and uniformity tests;
+        see :func:`mmfast.diagnostics.simulate_residuals`."""
+        from ..diagnostics import simulate_residuals
+        return simulate_residuals(self, n_sim=n_sim, seed=seed, refit=refit,
+                                  integer_response=integer_response, conditional=conditional)
+
     # --- presentation ---------------------------------------------------------------------
     @validated(extra=("ddf", "print_out"), name="summary")
     def summary(self, **kwargs):
