@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import mmfast
-from mmfast.errors import ModelSpecError, SingularFitWarning
 from mmfast.diagnostics.r2 import _distribution_variance, _null_formula, model_variances
+from mmfast.errors import ModelSpecError, SingularFitWarning
 from mmfast.families import Binomial, Gamma, Poisson
 
 R = json.loads(gzip.open(Path(__file__).parent / "reference" / "r2.json.gz").read())

@@ -127,7 +127,7 @@ class SimulatedResiduals:
 
     def plot(self, **kwargs):
         """QQ plot of the scaled residuals against U(0, 1) and scaled residuals against the
-        rank-transformed fitted values (``mmfast.present.diagnostic_plots.plot_simulated_residuals``)."""
+        rank-transformed fitted values (``mmfast.present.plots.plot_simulated_residuals``)."""
         from ..present.diagnostic_plots import plot_simulated_residuals
         return plot_simulated_residuals(self, **kwargs)
 
@@ -137,12 +137,9 @@ class SimulatedResiduals:
 
 
 def _pearson(model) -> np.ndarray:
-    """Pearson residuals (response residuals √w for an LMM, whose σ is common to all)."""
-    if hasattr(model, "resid"):
-        return model.resid("pearson")
-    w = model.frame.weights
-    r = model.frame.y - model.linear_predictor()
-    return r if w is None else r * np.sqrt(w)
+    """Pearson residuals, unscaled for an LMM (refits' sums of squares stay comparable)."""
+    from ..present.diagnostic_plots import pearson_residuals
+    return pearson_residuals(model, scale=False)
 
 
 def _residuals(model) -> np.ndarray:
