@@ -15,7 +15,8 @@ from mmfast.diagnostics.r2 import _distribution_variance, _null_formula, model_v
 from mmfast.errors import ModelSpecError, SingularFitWarning
 from mmfast.families import Binomial, Gamma, Poisson
 
-R = json.loads(gzip.open(Path(__file__).parent / "reference" / "r2.json.gz").read())
+with gzip.open(Path(__file__).parent / "reference" / "r2.json.gz") as fh:
+    R = json.load(fh)
 
 
 def load(name, factors=()):

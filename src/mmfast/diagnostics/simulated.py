@@ -191,7 +191,7 @@ def simulate_residuals(model, n_sim: int = 250, seed=None, refit: bool = False,
     ss_sim, ss_pit = as_seed_sequence(seed).spawn(2)
     Y = simulate(model, nsim=n_sim, seed=ss_sim, as_frame=False, conditional=conditional)
     observed = np.asarray(model.frame.y, dtype=float)
-    eta = sim.eta_conditional if conditional else sim.eta_fixed
+    eta = np.asarray(sim.eta_conditional if conditional else sim.eta_fixed, dtype=float)
     fitted = eta.copy() if sim.kind == "lmm" else model.family.linkinv(eta)
     if sim.kind != "lmm" and sim.name == "binomial" and sim.counts:
         fitted = fitted * sim.size  # cbind(s, f): counts, as the simulations

@@ -69,7 +69,7 @@ def plot_by_cluster(data: pd.DataFrame, y: str, cluster: str, group: str | None 
             style.draw(pax, sub, y, cluster, group, slots)
             _cluster_axis(pax, order, xlabel, ylabel)
             pax.set_title(f"{group} = {labels[g]}", fontsize="medium")
-        _legend(fig, groups, colors, labels, group, fill)
+        _legend(fig, groups, colors, labels, str(group), fill)
         fig.suptitle(title if title is not None else f"{y} by {cluster}, one panel per {group}")
         return fig
     if varies:  # dodge: a slot per group present at each cluster
@@ -79,7 +79,8 @@ def plot_by_cluster(data: pd.DataFrame, y: str, cluster: str, group: str | None 
         slots = [(c, g, k + 1 + (j - (len(groups) - 1) / 2) * width, 0.85 * width)
                  for k, c in enumerate(order) for j, g in enumerate(groups) if (c, g) in present]
     else:
-        order, cluster_group = [], {}
+        order = []
+        cluster_group: dict = {}
         for g in groups:
             sub = d if g is None else d.loc[d[group] == g]
             for c in _levels(sub[cluster]):
