@@ -18,7 +18,8 @@ effects (marginal) and by fixed plus random effects (conditional), as R's
   - gaussian: σ̂²;
   - binomial: the latent-variable variance, π²/3 (logit), 1 (probit), π²/6 (cloglog);
   - Poisson, log link: the lognormal approximation log(1 + 1/μ), with μ = exp(β₀) of the
-    null model (response ~ 1 + offset + the same random effects) refitted; sqrt link: 0.25;
+    null model (response ~ 1 + offset + the same random effects) refitted (a UserWarning,
+    as performance's, when μ < 6); sqrt link: 0.25;
   - Gamma (inverse, identity or log link): σ̂², i.e. the dispersion φ, which is the delta
     approximation φ·V(μ)/μ² on the log scale (performance uses it for every Gamma link).
 
@@ -105,7 +106,12 @@ def _distribution_variance(model, null_intercept: float | None = None) -> float:
     if name == "poisson" and link == "log":
         if null_intercept is None:
             null_intercept = float(model.refit_formula(_null_formula(model)).beta[0])
-        return float(np.log1p(np.exp(-null_intercept)))  # log(1 + 1/mu), mu = exp(beta0)
+        mu = float(np.exp(null_intercept))
+        if mu < 6:  # performance's caveat: the lognormal approximation needs a large mean
+            warnings.warn(f"mean count of the null model {mu:.1f} is below 6: the lognormal "
+                          "approximation of the distribution variance, hence R², may be "
+                          "unreliable", UserWarning, stacklevel=3)
+        return float(np.log1p(1.0 / mu))  # log(1 + 1/mu), mu = exp(beta0)
     if name == "Gamma" and link in ("inverse", "identity", "log"):
         return float(model.sigma) ** 2
     raise ModelSpecError(f"Nakagawa's R² is not defined for the {name} family with the {link} "

@@ -236,14 +236,33 @@ class MixedModelResults(InformationCriteria, StatsmodelsAPI, TidyMixin, Serializ
     # --- diagnostics (mmfast.diagnostics) --------------------------------------------------
     def r2_nakagawa(self, tolerance: float = 1e-5):
         """Nakagawa-Schielzeth marginal and conditional R² (performance's ``r2_nakagawa``);
-        see :func:`mmfast.diagnostics.r2_nakagawa`."""
+        see :func:`mmfast.diagnostics.r2_nakagawa`.
+
+        Returns
+        -------
+        R2Nakagawa
+            ``marginal``, ``conditional`` and the variance components.
+
+        Examples
+        --------
+        >>> m.r2_nakagawa().marginal  # doctest: +SKIP
+        """
         from ..diagnostics import r2_nakagawa
         return r2_nakagawa(self, tolerance=tolerance)
 
     def simulate_residuals(self, n_sim: int = 250, seed=None, refit: bool = False,
                            integer_response: bool | None = None, conditional: bool = False):
         """DHARMa-style scaled residuals with dispersion, zero-inflation and uniformity tests;
-        see :func:`mmfast.diagnostics.simulate_residuals`."""
+        see :func:`mmfast.diagnostics.simulate_residuals` for the parameters.
+
+        Returns
+        -------
+        SimulatedResiduals
+
+        Examples
+        --------
+        >>> m.simulate_residuals(n_sim=250, seed=1).test_dispersion()  # doctest: +SKIP
+        """
         from ..diagnostics import simulate_residuals
         return simulate_residuals(self, n_sim=n_sim, seed=seed, refit=refit,
                                   integer_response=integer_response, conditional=conditional)

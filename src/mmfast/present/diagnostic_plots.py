@@ -86,6 +86,22 @@ def plot_simulated_residuals(residuals: Any, *, figsize: tuple[float, float] | N
     near those lines if the model is right.
 
     Mirrors ``plot(simulateResiduals(m))`` (DHARMa's ``plotQQunif`` and ``plotResiduals``).
+
+    Parameters
+    ----------
+    residuals : SimulatedResiduals
+        What ``simulate_residuals(m)`` / ``m.simulate_residuals()`` returns.
+    figsize : (float, float), optional
+    seed : int
+        Breaks ties among the fitted values' ranks.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> plot_simulated_residuals(m.simulate_residuals(seed=1))  # doctest: +SKIP
     """
     u = np.asarray(residuals.scaled, dtype=float)
     n = len(u)
