@@ -163,3 +163,18 @@ def test_refit_variant():
     t = r.test_dispersion()
     np.testing.assert_allclose(t.observed, np.sum(m.resid("pearson") ** 2))
     assert t.statistic > 1.5 and t.p_value < 0.2  # at n_sim = 20 the smallest p is 0.1
+
+
+def test_gamma_glmm_needs_conditional_simulations():
+    """lme4's simulate draws a Gamma GLMM's random effects on the unscaled θ, σ̂ times wider
+    than the fit: the unconditional residuals flag a sound fit, the conditional ones do not."""
+    cake = mmfast.datasets.load("cake")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mmfast.glmer("angle ~ recipe + temperature + (1 | replicate)", cake,
+                         family=mmfast.families.Gamma(link="log"))
+    with pytest.warns(UserWarning, match="conditional=True"):
+        wide = m.simulate_residuals(seed=2)
+    assert wide.test_dispersion().statistic < 0.5 and not wide.integer_response
+    r = m.simulate_residuals(seed=2, conditional=True)
+    assert r.test_dispersion().p_value > 0.05 and r.test_uniformity().p_value > 0.05

@@ -21,9 +21,15 @@ two-sided p-value is min(1, 2 min(P(sim <= obs), P(sim >= obs))), DHARMa's ``get
 ``refit=True`` (DHARMa's ``refit = TRUE``, much slower) refits the model to each simulated
 response and takes the scaled residual of each observation's response residual among the
 refitted models' residuals.
+
+Gamma GLMMs: ``simulate`` draws b = Λθ u as lme4's ``simulate`` does, while glmer's fit (and
+``VarCorr``) scale the random effects by σ̂, so unconditional simulations spread far too wide
+(cake: dispersion ratio 0.34, KS p ~ 1e-16 on a reasonable fit).  ``simulate_residuals`` warns
+and ``conditional=True`` (ratio 0.94, KS p = 0.78 there) is the usable choice.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,6 +192,10 @@ def simulate_residuals(model, n_sim: int = 250, seed=None, refit: bool = False,
     if n_sim < 2:
         raise ArgumentError(f"n_sim must be >= 2 (got {n_sim})")
     sim = ResponseSimulator(model, conditional=conditional)
+    if sim.kind != "lmm" and sim.name == "Gamma" and not conditional:
+        warnings.warn("unconditional simulations of a Gamma GLMM draw random effects on lme4's "
+                      "unscaled θ (as lme4's simulate), wider than the fit implies: use "
+                      "conditional=True", UserWarning, stacklevel=2)
     if integer_response is None:
         integer_response = sim.kind != "lmm" and sim.name in ("binomial", "poisson")
     ss_sim, ss_pit = as_seed_sequence(seed).spawn(2)
