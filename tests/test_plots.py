@@ -97,6 +97,135 @@ def test_by_cluster_without_group_and_errors(ex1, tmp_path):
         plots.plot_by_cluster(ex1, "res", "mouse")
 
 
+def assert_labelled(fig) -> None:
+    """Every panel names its x and y axes."""
+    for ax in fig.axes:
+        assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), ax.get_title()
+
+
+def box_colours(fig, prefix: str = "box:") -> dict:
+    """gid -> edge colour (RGBA) of the boxes."""
+    return {a.get_gid(): tuple(a.get_edgecolor()) for a in by_gid(fig, prefix)}
+
+
+@pytest.fixture(scope="module")
+def ex2():
+    return mmfast.datasets.load("ex2")
+
+
+def test_group_varying_within_cluster_is_dodged(ex2, tmp_path):
+    """Example 2: every mouse at four time points -> four boxes per mouse, one colour per time."""
+    names = {1: "baseline", 2: "1h", 3: "24h", 4: "48h"}
+    fig = plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", group_labels=names)
+    render(fig, tmp_path, "dodge")
+    ax = fig.axes[0]
+    cells = ex2.groupby(["midx", "treatment_idx"]).size()
+    colours = box_colours(fig)
+    assert len(colours) == len(cells) == 16
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == list(names.values())
+    assert legend.get_title().get_text() == "treatment_idx"
+    legend_colour = {lab.get_text(): tuple(h.get_edgecolor())
+                     for lab, h in zip(legend.get_texts(), legend.legend_handles)}
+    assert len(set(legend_colour.values())) == 4
+    for (mouse, time) in cells.index:
+        assert colours[f"box:{mouse}:{time}"] == legend_colour[names[time]]
+    # within a mouse the boxes sit side by side, in time order, around the mouse's tick
+    boxes = {a.get_gid(): a.get_path().vertices[:, 0] for a in by_gid(fig, "box:")}
+    for k, mouse in enumerate(sorted(ex2["midx"].unique()), start=1):
+        centres = [(boxes[f"box:{mouse}:{t}"].min() + boxes[f"box:{mouse}:{t}"].max()) / 2
+                   for t in (1, 2, 3, 4)]
+        assert np.all(np.diff(centres) > 0) and abs(np.mean(centres) - k) < 1e-9
+    points = [by_gid(fig, f"points:{t}")[0] for t in (1, 2, 3, 4)]
+    assert [len(p.get_offsets()) for p in points] == list(ex2.groupby("treatment_idx").size())
+    assert [tuple(p.get_facecolor()[0][:3]) for p in points] == [legend_colour[n][:3]
+                                                                 for n in names.values()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
+    assert ax.get_xlabel() == "midx" and ax.get_ylabel() == "res"
+    assert len(by_gid(fig, "cluster-separator")) == 3
+
+
+def test_group_varying_within_cluster_faceted(ex2, tmp_path):
+    fig = plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", within="facet", fill=True,
+                                xlabel="mouse", ylabel="residual (a.u.)")
+    render(fig, tmp_path, "facet")
+    assert len(fig.axes) == 4
+    colours = box_colours(fig)
+    assert len(colours) == 16
+    per_time = {t: {colours[f"box:{m}:{t}"] for m in range(1, 5)} for t in (1, 2, 3, 4)}
+    assert all(len(c) == 1 for c in per_time.values())  # one colour per time point
+    assert len(set.union(*per_time.values())) == 4  # four different colours
+    for ax, t in zip(fig.axes, (1, 2, 3, 4)):
+        assert ax.get_title() == f"treatment_idx = {t}"
+        assert ax.get_xlabel() == "mouse" and ax.get_ylabel() == "residual (a.u.)"
+        assert {a.get_gid() for a in ax.patches if a.get_gid()} == {f"box:{m}:{t}" for m in range(1, 5)}
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["1", "2", "3", "4"]
+    with pytest.raises(mmfast.ArgumentError, match="within"):
+        plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", within="stack")
+    with pytest.raises(mmfast.ArgumentError, match="ax=None"):
+        plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", within="facet",
+                              ax=plt.figure().add_subplot())
+    plt.close("all")
+
+
+def test_one_group_per_cluster_colours_boxes_and_lists_every_level(ex1, tmp_path):
+    fig = plots.plot_by_cluster(ex1, "res", "midx", "treatment_idx", jitter=0, kind="box")
+    render(fig, tmp_path, "box_nojitter")
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["1", "2", "3", "4", "5"]
+    colours = box_colours(fig)
+    group_of = ex1.groupby("midx")["treatment_idx"].first()
+    by_group = {}
+    for mouse, g in group_of.items():
+        by_group.setdefault(g, set()).add(colours[f"box:{mouse}"])
+    assert all(len(c) == 1 for c in by_group.values()) and len(set.union(*by_group.values())) == 5
+    violin = plots.plot_by_cluster(ex1, "res", "midx", "treatment_idx", kind="violin")
+    assert_labelled(violin)
+    plt.close(violin)
+
+
+def test_every_plot_labels_its_axes(ex1, ex3, sleep_model):
+    figs = [plots.plot_by_cluster(ex1, "res", "midx"),
+            plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2, 3, 4, 5]),
+            plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2], scatter=True),
+            plots.plot_caterpillar(sleep_model),
+            plots.plot_diagnostics(sleep_model, ranef_qq=True),
+            plots.plot_profile(synthetic_profile()),
+            plots.plot_pvalues({"a": [0.1, 0.5, 0.9], "b": [0.2, 0.3, 0.4]})]
+    for fig in figs:
+        assert_labelled(fig)
+        plt.close(fig)
+    spag = figs[1]
+    assert spag.axes[0].get_xlabel() == "treatment" and spag.axes[4].get_ylabel() == "res"
+
+
+def test_simulated_residuals_plot(tmp_path):
+    wl = mmfast.datasets.load("waterlick")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mmfast.glmer("lick ~ dff + (1 | mouseID)", wl, family="binomial")
+    r = m.simulate_residuals(n_sim=100, seed=5)
+    fig = r.plot()
+    render(fig, tmp_path, "dharma")
+    assert_labelled(fig)
+    (qq,) = by_gid(fig, "qq:uniform")
+    xy = qq.get_offsets()
+    np.testing.assert_allclose(xy[:, 1], np.sort(r.scaled))
+    n = len(r.scaled)
+    np.testing.assert_allclose(xy[:, 0], (np.arange(1, n + 1) - 0.5) / n)  # R's ppoints, n > 10
+    (rv,) = by_gid(fig, "resid-vs-rank")
+    rank = rv.get_offsets()[:, 0]
+    np.testing.assert_allclose(np.sort(rank), np.arange(n) / (n - 1))
+    order = np.argsort(rank)  # rank follows the fitted values
+    assert np.all(np.diff(np.asarray(r.fitted)[order]) >= 0)
+    np.testing.assert_allclose(rv.get_offsets()[:, 1], r.scaled)
+    assert len(by_gid(fig, "quantile:")) == 3
+    title = fig.axes[0].get_title()
+    assert f"KS p = {r.test_uniformity().p_value:.3g}" in title
+    assert f"dispersion p = {r.test_dispersion().p_value:.3g}" in title
+
+
 # ----------------------------------------------------------------------------- spaghetti
 def test_spaghetti_one_line_per_paired_cell(ex3, tmp_path):
     fig = plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx",

@@ -25,3 +25,5 @@ from .emmeans import emmeans  # noqa: E402
 __all__ += ["emmeans"]  # marginal means and contrasts (issue 9)
 from .resample import cluster_permutation_test, pbmodcomp  # noqa: E402
 __all__ += ["pbmodcomp", "cluster_permutation_test"]  # simulation and resampling (issue 5)
+from .diagnostics import r2_nakagawa, simulate_residuals  # noqa: E402
+__all__ += ["r2_nakagawa", "simulate_residuals"]  # R² and DHARMa-style residuals (issue 18)

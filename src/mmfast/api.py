@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number, one_of, validated
+from .diagnostics.mixin import DiagnosticsMixin
 from .inference.mixin import InferenceMixin, LikelihoodRatioMixin
 from .inference.sequential import SequentialAnovaMixin
 from .model import glmm as _glmm
@@ -24,15 +25,16 @@ from .resample.mixin import ResampleMixin
 __all__ = ["LinearMixedModel", "GeneralizedLinearMixedModel", "LinearModel", "lmer", "glmer", "lm"]
 
 
-class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, PresentationMixin):
+class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, DiagnosticsMixin,
+                       PresentationMixin):
     """A fitted LMM (``lmer``): lme4's accessors, lmerTest's inference, simulate/bootstrap,
-    summary, tidy and serialisation."""
+    R² and simulated residuals, summary, tidy and serialisation."""
 
 
 class GeneralizedLinearMixedModel(_glmm.GeneralizedLinearMixedModel, LikelihoodRatioMixin,
-                                  ResampleMixin, PresentationMixin):
-    """A fitted GLMM (``glmer``): lme4's accessors, LR tests, simulate/bootstrap, summary, tidy
-    and serialisation."""
+                                  ResampleMixin, DiagnosticsMixin, PresentationMixin):
+    """A fitted GLMM (``glmer``): lme4's accessors, LR tests, simulate/bootstrap, R² and
+    simulated residuals, summary, tidy and serialisation."""
 
 
 class LinearModel(_lm.LinearModel, SequentialAnovaMixin, LinearModelPresentation):

@@ -13,6 +13,9 @@ effects u ~ N(0, I_q), b = Λθ u, and new conditional responses around
 * Gamma: shape w/σ̂², mean μ (the Gamma with dispersion σ̂²; lme4 1.1-31 passes σ̂ itself as
   the shape, a known slip).
 
+``conditional=True`` keeps the random effects at their conditional modes b̂ (lme4's
+``re.form = NULL``) and draws only the responses around Xβ̂ + offset + Zb̂.
+
 Column j of ``simulate(m, nsim, seed)`` uses the j-th child of ``SeedSequence(seed)``, the
 same stream as bootstrap replicate / parametric-bootstrap sample j (see ``parallel``).
 """
@@ -42,8 +45,9 @@ def lambda_times(terms, templates, u: np.ndarray) -> np.ndarray:
 class ResponseSimulator:
     """What drawing responses from a fitted model needs (picklable, no reference to the model)."""
 
-    def __init__(self, model):
+    def __init__(self, model, conditional: bool = False):
         self.kind = model_kind(model)
+        self.conditional = bool(conditional)
         frame = model.frame
         self.n = frame.nobs
         self.terms = frame.terms
@@ -54,6 +58,7 @@ class ResponseSimulator:
         if frame.offset is not None:
             eta = eta + frame.offset
         self.eta_fixed = eta
+        self.eta_conditional = np.asarray(model.linear_predictor(), dtype=float) if conditional else None
         self.Z = model.Z.tocsr()
         self.sigma = float(model.sigma)
         self.family = None
@@ -81,7 +86,9 @@ class ResponseSimulator:
             raise NotImplementedError(f"simulation is not implemented for the {self.name} family")
 
     def linear_predictor(self, rng: np.random.Generator) -> np.ndarray:
-        """η with newly drawn random effects (σ-scaled for an LMM)."""
+        """η with newly drawn random effects (σ-scaled for an LMM), or Xβ̂ + Zb̂ if conditional."""
+        if self.conditional:
+            return self.eta_conditional
         u = rng.standard_normal(self.q)
         zb = self.Z @ lambda_times(self.terms, self.templates, u)
         return self.eta_fixed + (self.sigma * zb if self.kind == "lmm" else zb)
@@ -103,18 +110,19 @@ class ResponseSimulator:
         return rng.gamma(self.shape, mu / self.shape)
 
 
-def simulate(model, nsim: int = 1, seed=None, as_frame: bool = True):
+def simulate(model, nsim: int = 1, seed=None, as_frame: bool = True, conditional: bool = False):
     """``nsim`` responses simulated from the fitted model (lme4's ``simulate``).
 
     Returns an (n, nsim) DataFrame with columns ``sim_1``... (``as_frame=False``: an array);
     ``attrs["seed"]`` holds the entropy that reproduces it.  Each column can be passed to
-    ``refit_response(model, y)`` (or ``model.refit(y)`` for an LMM).
+    ``refit_response(model, y)`` (or ``model.refit(y)`` for an LMM).  ``conditional``: keep
+    the random effects at their conditional modes (lme4's ``re.form = NULL``).
     """
     nsim = int(nsim)
     if nsim < 1:
         raise ArgumentError(f"nsim must be >= 1 (got {nsim})")
     ss = as_seed_sequence(seed)
-    sim = ResponseSimulator(model)
+    sim = ResponseSimulator(model, conditional=conditional)
     Y = np.column_stack([sim.draw(rng) for rng in task_generators(ss, nsim)])
     if not as_frame:
         return Y
