@@ -103,3 +103,27 @@ def test_moved_kernel_is_refactored_not_reanalysed():
     assert after[0] == before[0] and after[1] == before[1] + 1
     for a, b in zip(cv, again):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_glmm_conditional_variances_refactor_the_engines_kernel():
+    """Multi-term GLMM: A⁻¹'s blocks from the PIRLS engine's own kernel (one numeric refactor at
+    the converged weights, no analysis), equal to the dense inverse of Λ'Z'WZΛ + I."""
+    d = load("cbpp")
+    d["obs"] = np.arange(len(d)).astype(str)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)", d,
+                         "binomial")
+    before = factorization_counts()
+    cv = m.condvar()
+    after = factorization_counts()
+    assert after == (before[0], before[1] + 1)
+    Z = m.Z.toarray()
+    lam = np.concatenate([np.full(t.q, T[0, 0]) for t, T in
+                          zip(m.frame.terms, m.layout.templates(m.theta))])
+    ZL = Z * lam * np.sqrt(m.engine.weights_)[:, None]
+    Ainv = np.linalg.inv(ZL.T @ ZL + np.eye(Z.shape[1]))
+    for t, c in zip(m.frame.terms, cv):
+        l2 = lam[t.offset] ** 2
+        np.testing.assert_allclose(c[:, 0, 0], l2 * np.diag(Ainv)[t.offset: t.offset + t.q],
+                                   rtol=1e-10)
