@@ -12,12 +12,12 @@ import warnings
 
 import numpy as np
 import pytest
-
-import mmfast
-import mmfast.inference.schur as schur
 from mmfast._ext._blocked import BlockedKernel
 from mmfast._ext._pls import PLSKernel
+
+import mmfast
 from mmfast.datasets import load
+from mmfast.inference import schur
 from mmfast.model.kernel import Kernel, factorization_counts
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"

@@ -32,7 +32,7 @@ CHUNK_ENTRIES = 4_000_000  # entries of one dense column chunk of M
 DENSE_COMPONENT_MAX = 150  # components up to this size: batched dense algebra (larger: Schur)
 
 
-def variance_structure(model) -> "VarianceStructure":
+def variance_structure(model) -> VarianceStructure:
     """The fitted model's structure, built once per fit and shared by Satterthwaite and
     Kenward-Roger (its trace tensors are the dear part; the per-fit inference cache holds it)."""
     from .ftests import _cache

@@ -51,7 +51,7 @@ class Kernel(Protocol):
     def at(self, T: np.ndarray) -> bool:
         """Whether the factor held now is A at T."""
 
-    def factor_at(self, T: np.ndarray) -> "Kernel":
+    def factor_at(self, T: np.ndarray) -> Kernel:
         """The kernel with its factor at T (the held one if it is there, else refactored)."""
 
 
