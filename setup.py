@@ -7,7 +7,7 @@ from setuptools import Extension, setup
 SUITESPARSE_INCLUDE = os.environ.get("SUITESPARSE_INCLUDE", "/usr/include/suitesparse")
 
 # (module, needs CHOLMOD): the CHOLMOD factor and kernel link it; the others use scipy's LAPACK
-KERNELS = [("_cholmod", True), ("_blocked", False), ("_glm", False), ("_crossprods", False),
+KERNELS = [("_kernel", False), ("_cholmod", True), ("_blocked", False), ("_glm", False), ("_crossprods", False),
            ("_pirls", False), ("_pls", True), ("_moments", False),
            ("_pairs", False), ("_selinv", False)]
 

@@ -1,11 +1,11 @@
 """The blocked kernel's layout, shared with the modules that work on its factor (_selinv)."""
 cimport numpy as cnp
 from ._types cimport i64
+from ._kernel cimport Kernel
 
 
-cdef class BlockedKernel:
-    cdef Py_ssize_t q, q1, q2, p0, nlev0, ncol, nblocks
-    cdef readonly Py_ssize_t tsize  # length of the flat templates T
+cdef class BlockedKernel(Kernel):  # q, ncol, tsize: Kernel's
+    cdef Py_ssize_t q1, q2, p0, nlev0, nblocks
     cdef bint scalar  # every term has one column: fast paths without per-element index work
     cdef int[::1] cross_pos  # internal S position of each cross pair's row block
     cdef int[::1] term_p, tofs, blk_term, blk_start  # blk_start: the kernel's internal order
@@ -25,3 +25,4 @@ cdef class BlockedKernel:
 
     cdef int _factor(self, const double* T) noexcept nogil
     cdef void _rhs(self, const double* T) noexcept nogil
+    cdef void _solve_lt(self, double* U, Py_ssize_t m, Py_ssize_t ldu) noexcept nogil

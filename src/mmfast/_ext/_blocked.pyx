@@ -4,16 +4,17 @@
 A = [[A11, A21'], [A21, A22]] with A11 = blockdiag(L_j L_j') (one p0 x p0 block per level of
 the first term), L21 = A21 L11⁻ᵀ (same block pattern as A21) and the Schur complement
 S = A22 - L21 L21' factored densely by LAPACK (it is small or dense in the models where this
-kernel is chosen; MixedModels.jl's layout).  Same interface as ``PLSKernel``.
+kernel is chosen; MixedModels.jl's layout).  Same interface (``_kernel.Kernel``) as ``PLSKernel``.
 """
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport INFINITY, log, sqrt
 from libc.string cimport memset
 from scipy.linalg.cython_lapack cimport dpotrf
-from scipy.linalg.cython_blas cimport dtrsm, dtrsv
+from scipy.linalg.cython_blas cimport dtrsm
 from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
 from ._types cimport i64
+from ._kernel cimport count_factorization
 
 from ..design.ordering import expand, locality_order
 from ._checks import check_crossprods, check_length
@@ -24,12 +25,10 @@ cdef class BlockedKernel:
     """Objective-evaluation kernel: blockwise elimination of the first term, dense rest."""
 
     def __init__(self, blocks):
-        self.q = blocks.q
-        self.ncol = blocks.WtW.shape[0]
         tp = np.asarray(blocks.term_p, dtype=np.int32)
+        self._layout(blocks.q, blocks.WtW.shape[0], int(np.sum(tp.astype(np.int64) ** 2)))
         self.term_p = tp
         self.tofs = np.concatenate([[0], np.cumsum(tp.astype(np.int64) ** 2)[:-1]]).astype(np.int32)
-        self.tsize = int(np.sum(tp.astype(np.int64) ** 2))
         bt = np.asarray(blocks.blk_term, dtype=np.int32)
         self.blk_term = bt
         self.nblocks = len(bt)
@@ -135,6 +134,7 @@ cdef class BlockedKernel:
         cdef const int* pos
         cdef Py_ssize_t end
         cdef char lo = b'L'
+        count_factorization()
         # 1. diagonal blocks of the first term
         for j in range(self.nlev0):
             D = &self.Ldiag[j * p0 * p0]
@@ -275,6 +275,7 @@ cdef class BlockedKernel:
     def set_crossprods(self, V, ZtW, WtW):
         """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
         check_crossprods(self.V.shape[0], self.q, self.ncol, V, ZtW, WtW)
+        self.held = False
         np.copyto(np.asarray(self.V), V)
         np.asarray(self.ZtW)[self.perm_rows] = ZtW
         np.copyto(np.asarray(self.WtW), WtW)
@@ -293,6 +294,7 @@ cdef class BlockedKernel:
             if rc == 0:
                 self._rhs(&Tv[0])
                 downdate(&self.WtW[0, 0], &Cv[0, 0], &Cv[0, 0], self.q, self.ncol, &Mv[0, 0])
+            self._hold(&Tv[0], rc == 0)
         if rc != 0:
             return np.inf, None
         return self.logdet, M
@@ -312,7 +314,10 @@ cdef class BlockedKernel:
             if rc == 0:
                 self._rhs(&T[0])
                 downdate(&self.WtW[0, 0], &Cv[0, 0], &Cv[0, 0], self.q, self.ncol, &self.Mbuf[0, 0])
+                self._hold(&T[0], True)  # the factor is A(T) even where M is not PD
                 rc = profile_cross(&self.Mbuf[0, 0], self.ncol, out)
+            else:
+                self._hold(&T[0], False)
         if rc != 0 or not self.logdet < INFINITY:
             return None
         return (self.logdet, out[0], out[1])
@@ -380,18 +385,32 @@ cdef class BlockedKernel:
         return U[:, 0] if one_rhs else U
 
     def _solve_lt_internal(self, r):
-        cdef double[::1] u = np.array(r, dtype=np.float64, copy=True)
-        if u.shape[0] != self.q:
-            check_length("r", u.shape[0], self.q)
-        cdef Py_ssize_t j, c, s, a, pk, st, p0 = self.p0
+        """L⁻ᵀ r for r (q, or q x m) in the factor's own row order; same order out."""
+        r = np.asarray(r, dtype=np.float64)
+        if r.shape[0] != self.q:
+            check_length("r", r.shape[0], self.q)
+        cdef cnp.ndarray[double, ndim=2] U = np.array(r.reshape(self.q, -1), order="F", copy=True)
+        cdef double[::1, :] u = U
+        if U.shape[1] > 0 and self.q > 0:
+            with nogil:
+                self._solve_lt(&u[0, 0], u.shape[1], self.q)
+        return U[:, 0] if r.ndim == 1 else U
+
+    cdef void _solve_lt(self, double* U, Py_ssize_t m, Py_ssize_t ldu) noexcept nogil:
+        """U <- L⁻ᵀ U in place, U (q x m, column-major, leading dimension ldu, internal order):
+        the dense part by one dtrsm, then the first term's blocks column by column."""
+        cdef Py_ssize_t j, c, s, a, pk, st, col, p0 = self.p0
         cdef double acc
         cdef double* D
         cdef double* Lab
-        cdef int n2 = <int> self.q2, one = 1
+        cdef double* u
+        cdef int n2 = <int> self.q2, nm = <int> m, ld = <int> ldu
+        cdef double one = 1.0
         cdef char lo = b'L', tr = b'T', no = b'N'
-        with nogil:
-            if self.q2 > 0:
-                dtrsv(&lo, &tr, &no, &n2, &self.S[0, 0], &n2, &u[self.q1], &one)
+        if self.q2 > 0:
+            dtrsm(&lo, &lo, &tr, &no, &n2, &nm, &one, &self.S[0, 0], &n2, U + self.q1, &ld)
+        for col in range(m):
+            u = U + col * ldu
             for j in range(self.nlev0):
                 for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                     Lab = &self.L21[self.cross_lofs[c]]
@@ -408,12 +427,33 @@ cdef class BlockedKernel:
                     for a in range(s + 1, p0):
                         acc = acc - D[a * p0 + s] * u[j * p0 + a]
                     u[j * p0 + s] = acc / D[s * p0 + s]
-        return np.asarray(u)
+
+    def solve(self, B):
+        """A⁻¹B (u's global order) for a q-vector or q x m matrix, from the factor held now:
+        L⁻¹ (``solve_l``, internal order) then L⁻ᵀ, back to the global order."""
+        B = np.asarray(B, dtype=np.float64)
+        check_length("B (rows)", B.shape[0] if B.ndim else -1, self.q)
+        if B.size == 0:
+            return np.zeros_like(B)
+        cdef cnp.ndarray[double, ndim=2] U = self.solve_l(B.reshape(self.q, -1))
+        cdef double[::1, :] u = U
+        with nogil:
+            self._solve_lt(&u[0, 0], u.shape[1], self.q)
+        X = U[self.perm_rows]
+        return X[:, 0] if B.ndim == 1 else X
+
+    def schur_inverse(self):
+        """S⁻¹ of the dense part (internal order: row i is u's internal row q - q2 + i), from
+        the factor held now (``_selinv.schur_inverse``)."""
+        from ._selinv import schur_inverse
+        return schur_inverse(self)
 
     def trace_gradient(self, T, overwrite=False, general=False):
         """Per term k, the p_k x p_k matrix whose transpose, doubled, is d log|A| / dT_k, after
         an update (the selected inverse: ``_selinv.trace_gradient``)."""
         from ._selinv import trace_gradient
+        if overwrite and self.q2 > 0:
+            self.held = False  # S's factor becomes S⁻¹
         return trace_gradient(self, T, overwrite, general)
 
 

@@ -10,6 +10,7 @@ cimport numpy as cnp
 from libc.math cimport log, INFINITY
 from libc.string cimport memcpy
 from ._checks import check_length
+from ._kernel cimport count_analysis, count_factorization
 from ..errors import DataError
 
 from .cholmod cimport (CHOLMOD_A, CHOLMOD_DOUBLE, CHOLMOD_INT, CHOLMOD_L, CHOLMOD_P,
@@ -89,6 +90,7 @@ cdef class SparseCholesky:
         self.A.packed = 1
         with nogil:
             self.factor = cholmod_analyze(&self.A, &self.common)
+        count_analysis()
         if self.factor == NULL:
             raise MemoryError(f"CHOLMOD could not analyse the pattern (status {self.common.status})")
         self.logdet = np.nan
@@ -113,6 +115,7 @@ cdef class SparseCholesky:
 
     cdef int refactor(self) noexcept nogil:
         """Numeric factorisation of the current values; 0 on success."""
+        count_factorization()
         cdef int ok = cholmod_factorize(&self.A, self.factor, &self.common)
         if not ok or self.common.status != CHOLMOD_OK or self.factor.minor < self.factor.n:
             self.logdet = INFINITY

@@ -12,6 +12,7 @@ cimport numpy as cnp
 from libc.stdlib cimport malloc, free
 
 from ._cholmod cimport SparseCholesky
+from ._kernel cimport Kernel
 from .cholmod cimport CHOLMOD_A
 from ._dense cimport downdate, profiled_result, tkv_tm
 from ._checks import check_crossprods, check_length
@@ -67,8 +68,8 @@ cdef void _lambda_t(const double* T, const int* tofs, const int* term_p, const i
                 B[st + s + c * q] = acc
 
 
-cdef class PLSKernel:
-    """Objective-evaluation kernel of one LMM; owns its CHOLMOD factor."""
+cdef class PLSKernel(Kernel):
+    """Objective-evaluation kernel of one LMM; owns its CHOLMOD factor (``Kernel``'s contract)."""
 
     cdef SparseCholesky chol
     cdef int[::1] term_p, tofs, blk_term, blk_start, pair_row, pair_col
@@ -78,18 +79,16 @@ cdef class PLSKernel:
     cdef double[:, ::1] WtW
     cdef readonly cnp.ndarray B, X
     cdef double* tmp
-    cdef readonly Py_ssize_t q, ncol, tsize
 
     def __cinit__(self):
         self.tmp = NULL
 
     def __init__(self, blocks, supernodal=None):
-        self.q = blocks.q
-        self.ncol = blocks.WtW.shape[0]
+        self._layout(blocks.q, blocks.WtW.shape[0],
+                     int(np.sum(np.asarray(blocks.term_p, dtype=np.int64) ** 2)))
         self.term_p = np.ascontiguousarray(blocks.term_p, dtype=np.int32)
         self.tofs = np.ascontiguousarray(
             np.concatenate([[0], np.cumsum(blocks.term_p.astype(np.int64) ** 2)[:-1]]), dtype=np.int32)
-        self.tsize = int(np.sum(np.asarray(blocks.term_p, dtype=np.int64) ** 2))
         self.blk_term = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
         self.blk_start = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)
         self.pair_row = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
@@ -120,6 +119,15 @@ cdef class PLSKernel:
     def template_size(self):
         return self.tsize
 
+    @property
+    def logdet(self):
+        """log|A| of the factor held now."""
+        return self.chol.logdet
+
+    def solve(self, B):
+        """A⁻¹B (u's own order) for a q-vector or q x m matrix, from the factor held now."""
+        return self.chol.solve(B)
+
     def conditional_modes(self, beta):
         """Spherical random effects u at β from the last update: u = A⁻¹(Λ'Z'y - Λ'Z'X β)."""
         p = self.ncol - 1
@@ -130,6 +138,7 @@ cdef class PLSKernel:
     def set_crossprods(self, V, ZtW, WtW):
         """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
         check_crossprods(self.V.shape[0], self.q, self.ncol, V, ZtW, WtW)
+        self.held = False
         np.copyto(np.asarray(self.V), V)
         np.copyto(np.asarray(self.ZtW), ZtW)
         np.copyto(np.asarray(self.WtW), WtW)
@@ -157,6 +166,7 @@ cdef class PLSKernel:
                 rc = self.chol.solve_into(&Bv[0, 0], self.ncol, &Xv[0, 0], CHOLMOD_A)
             if rc == 0:
                 downdate(&self.WtW[0, 0], &Bv[0, 0], &Xv[0, 0], self.q, self.ncol, &Mv[0, 0])
+            self._hold(&Tv[0], rc == 0)
         if rc != 0:
             return np.inf, None
         return self.chol.logdet, M

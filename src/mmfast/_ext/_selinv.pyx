@@ -267,3 +267,22 @@ cdef void _acc_ptv(const double* P, Py_ssize_t pr, Py_ssize_t pc, const double* 
             for i in range(pt):
                 acc = acc + (P[i * pc + s] if transpose_p else P[s * pc + i]) * buf[i * pv + t]
             Q[s * pv + t] += acc
+
+
+def schur_inverse(BlockedKernel self):
+    """S⁻¹ (q2 x q2, the kernel's internal order) for the dense part's Schur complement
+    S = A22 - A21 A11⁻¹ A21', from the factor an update left (dpotri on a copy)."""
+    cdef Py_ssize_t q2 = self.q2
+    cdef int n2 = <int> q2, info = 0
+    cdef char lo = b'L'
+    out = np.array(self.S[:q2, :q2], order="F", copy=True)
+    if q2 == 0:
+        return out
+    cdef double[::1, :] Sv = out
+    with nogil:
+        dpotri(&lo, &n2, &Sv[0, 0], &n2, &info)
+        if info == 0:
+            _symmetrize(&Sv[0, 0], q2)
+    if info != 0:
+        raise FloatingPointError("the Schur complement's factor is singular")
+    return out

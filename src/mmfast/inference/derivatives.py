@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .structure import VarianceStructure
+from .structure import VarianceStructure, variance_structure
 from ..errors import ArgumentError
 from ..model.criterion import deviance_at_sigma
 
@@ -76,7 +76,7 @@ def _theta_pieces(model):
 
 def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDerivatives:
     """Exact Jacobian and Hessian (module docstring); q-dimensional work only."""
-    vs = VarianceStructure(model) if vs is None else vs
+    vs = variance_structure(model) if vs is None else vs
     sigma = float(model.sigma)
     s2 = sigma ** 2
     reml = bool(model.reml)

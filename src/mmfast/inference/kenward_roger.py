@@ -22,7 +22,7 @@ KR is defined for REML fits: an ML fit is refitted by REML first (as pbkrtest do
 from __future__ import annotations
 
 import numpy as np
-from .structure import VarianceStructure
+from .structure import variance_structure
 from .wald import WaldTest, directions, f_pvalue, wald_test
 
 __all__ = ["KenwardRoger"]
@@ -36,7 +36,7 @@ class KenwardRoger:
         self.refitted = not model.reml
         m = model.refit_formula(model.frame.parsed.formula, reml=True) if self.refitted else model
         self.model = m
-        vs = VarianceStructure(m)
+        vs = variance_structure(m)
         sigma = float(m.sigma)
         s2 = sigma ** 2
         C, W = vs.C, vs.W

@@ -12,7 +12,9 @@ of M (see ``structure``) are those of R transformed by T_k⁻¹ on each index.  
 R_RR = I - S⁻¹ and R_RF = H are dense and small; R_FF = E - G with E = I - D block diagonal
 and G = U'S⁻¹U never formed: its contraction Σ_{l,l'} G[(l,a),(l',c)] G[(l,b),(l',d)] is
 tr(H_c U_d' H_b U_a') (U_a: the columns of U for component a of F's levels).  The cost is
-O(q_R³) instead of the O(q · nnz(L)) of solving for every column of M.
+O(q_R³) instead of the O(q · nnz(L)) of solving for every column of M.  Where the component
+is all of u and F the first term, S is the blocked kernel's dense part and S⁻¹ comes from the
+factor the fit left (no second factorisation); otherwise S is formed and factored here.
 """
 from __future__ import annotations
 
@@ -32,6 +34,18 @@ def _nt(R: np.ndarray, pk: int, pm: int) -> np.ndarray:
         return np.full((1, 1, 1, 1), float(np.einsum("ij,ij->", R, R)))
     Rk = R.reshape(R.shape[0] // pk, pk, R.shape[1] // pm, pm)
     return np.einsum("lanc,lbnd->abcd", Rk, Rk, optimize=True)
+
+
+def _fitted_schur_inverse(vs, k0: int, Ri: np.ndarray):
+    """S⁻¹ on the indices Ri from the fit's blocked kernel, whose dense part is this Schur
+    complement when the component is all of u and F the first term; else None."""
+    kern = vs.model.kernel
+    if k0 != 0 or not hasattr(kern, "schur_inverse") or kern.dense_size != len(Ri) \
+            or vs.terms[0].q + len(Ri) != vs.q:
+        return None
+    kern = vs.kernel
+    pos = np.asarray(kern.perm_rows)[Ri] - (vs.q - len(Ri))  # internal rows of the dense part
+    return kern.schur_inverse()[np.ix_(pos, pos)]
 
 
 def schur_component(vs, idx: np.ndarray, N, dg) -> bool:
@@ -59,9 +73,10 @@ def schur_component(vs, idx: np.ndarray, N, dg) -> bool:
     D = sp.block_diag(list(Dblk), format="csr") if p0 > 1 else sp.diags(Dblk[:, 0, 0], format="csr")
     ARF = A[Ri][:, Fi]
     U = (ARF @ D).tocsc()
-    S = A[Ri][:, Ri].toarray() - (U @ ARF.T).toarray()
-    cf = cho_factor(S, lower=True)
-    Sinv = cho_solve(cf, np.eye(q2))
+    Sinv = _fitted_schur_inverse(vs, k0, Ri)
+    if Sinv is None:  # several components, or a kernel without this dense part: factor S here
+        S = A[Ri][:, Ri].toarray() - (U @ ARF.T).toarray()
+        Sinv = cho_solve(cho_factor(S, lower=True), np.eye(q2))
     H = np.asarray((U.T @ Sinv).T)  # S⁻¹U, q2 x q1
     # local layout of R's indices: term-major, level-major
     rterms = [k for k in present if k != k0]

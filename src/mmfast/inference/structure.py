@@ -16,18 +16,31 @@ tr(M (I⊗s)) of the diagonal-block sums dg_k[a,b] = Σ_l M[(l,a),(l,b)].  Those
 accumulated over column chunks of M, so memory stays O(q x chunk) and the cost is one
 solve with A per column of Z'Z (q·nnz(L) flops), no n x n matrix is ever formed.
 Rows are sqrt-weighted for weighted fits (the weighted scale where V has that form).
+Products with A⁻¹ and log|A| come from the fit's own kernel (``model.kernel``), whose factor
+the fit left at θ: no second symbolic analysis or factorisation of A.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
 
-from .._ext._cholmod import SparseCholesky
+from ..model.kernel import fitted_kernel
 
-__all__ = ["VarianceStructure"]
+__all__ = ["VarianceStructure", "variance_structure"]
 
 CHUNK_ENTRIES = 4_000_000  # entries of one dense column chunk of M
 DENSE_COMPONENT_MAX = 150  # components up to this size: batched dense algebra (larger: Schur)
+
+
+def variance_structure(model) -> VarianceStructure:
+    """The fitted model's structure, built once per fit and shared by Satterthwaite and
+    Kenward-Roger (its trace tensors are the dear part; the per-fit inference cache holds it)."""
+    from .ftests import _cache
+    store = _cache(model)
+    vs = store.get("variance_structure")
+    if vs is None:
+        vs = store["variance_structure"] = VarianceStructure(model)
+    return vs
 
 
 class VarianceStructure:
@@ -58,10 +71,19 @@ class VarianceStructure:
         self.templates = model.layout.templates(self.theta)
         self.Lam = self._blockdiag(self.templates)
         self.K = (self.Lam.T @ self.ZtZ).tocsc()  # Λ'Z'Z
-        A = (self.K @ self.Lam + sp.identity(self.q, format="csc")).tocsc()
-        self._A = A
-        self._factor(A)
+        self._use_kernel(model)
         self._setup_fixed()
+
+    def _use_kernel(self, model) -> None:
+        """The fit's kernel, its factor at θ (refactored only if something moved it); read
+        through the model each time (a copied or unpickled model brings its own kernel)."""
+        self._T = model.templates(self.theta)
+        self.logdetA = float(fitted_kernel(model, self.theta).logdet)
+
+    @property
+    def kernel(self):
+        """The model's kernel with its factor at this structure's θ."""
+        return self.model.kernel.factor_at(self._T)
 
     # --- Λ and its pieces ------------------------------------------------------------------
     def _blockdiag(self, mats: list[np.ndarray]) -> sp.csc_matrix:
@@ -88,22 +110,20 @@ class VarianceStructure:
             return np.einsum("la,ab,lb->", ak, s, bk)
         return np.einsum("lai,ab,lbj->ij", ak, s, bk)
 
-    # --- the factor of A -------------------------------------------------------------------
-    def _factor(self, A: sp.csc_matrix) -> None:
-        low = sp.tril(A, format="csc")
-        low.sort_indices()
-        self._chol = SparseCholesky(low.indptr.astype(np.int32), low.indices.astype(np.int32), self.q)
-        ld = self._chol.factorize(low.data)
-        if not np.isfinite(ld):
-            raise FloatingPointError("A = Λ'Z'ZΛ + I is not positive definite at θ")
-        self.logdetA = float(ld)
+    # --- A and its factor (the fit's kernel) ---------------------------------------------
+    @property
+    def _A(self) -> sp.csc_matrix:
+        """A = Λ'Z'ZΛ + I assembled (values only: the dense per-component and Schur traces)."""
+        if getattr(self, "_A_csc", None) is None:
+            self._A_csc = (self.K @ self.Lam + sp.identity(self.q, format="csc")).tocsc()
+        return self._A_csc
 
     def solve(self, B: np.ndarray) -> np.ndarray:
-        """A⁻¹B."""
+        """A⁻¹B, from the fitted kernel's factor."""
         B = np.asarray(B, dtype=float)
         if B.size == 0:
             return np.zeros_like(B)
-        return self._chol.solve(B)
+        return self.kernel.solve(B)
 
     def M_times(self, B: np.ndarray) -> np.ndarray:
         """M B = Z'V⁻¹Z B for a q-vector or q x m matrix."""

@@ -25,10 +25,10 @@ from ..design.blocks import build_blocks, build_Z, zt_times
 from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
 from ..families import GAUSSIAN
-from .ainv import ainv_blocks
 from .columns import Columns
 from .criterion import profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
+from .kernel import fitted_kernel
 from .fitting import FitStrategy
 from .results import MixedModelResults
 from ..threads import large_data_blas
@@ -385,7 +385,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
 
     def _ainv_diag_blocks(self) -> list[np.ndarray]:
         """Diagonal p_k x p_k blocks of A⁻¹ per term, as arrays (levels, p, p)."""
-        return ainv_blocks(self.blocks, self.frame.terms, self.templates(self.theta))
+        return fitted_kernel(self).selinv_blocks(self.frame.terms)
 
     def condvar(self) -> list[np.ndarray]:
         """Conditional covariance of b per term: array (levels, p, p) = σ² T (A⁻¹)_blk T'."""

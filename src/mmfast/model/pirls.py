@@ -33,13 +33,12 @@ import numpy as np
 from .._ext._crossprods import Crossprods
 from .._ext._glm import GlmResponse
 from .._ext._pirls import SingleTerm, pirls_constants
-from .ainv import ainv_blocks  # noqa: F401  (re-exported for the GLMM)
 from ..design.blocks import build_blocks
 from ..design.theta import ThetaLayout
 from . import laplace_gradient
 from ..errors import DataError
 
-__all__ = ["make_engine", "KernelPIRLS", "ainv_blocks", "fd_hessian",
+__all__ = ["make_engine", "KernelPIRLS", "fd_hessian",
            "gradient_hessian", "start_hessian", "PIRLS_TOL"]
 
 _C = pirls_constants()  # defined once, in _ext/_pirls.pyx (shared with SingleTerm)
@@ -224,11 +223,10 @@ class KernelPIRLS:
         return M[: self.px, : self.px].copy()
 
     def ainv_blocks(self) -> list[np.ndarray]:
-        """Diagonal blocks of A⁻¹ per term at the current eta (for the conditional variances)."""
+        """Diagonal blocks of A⁻¹ per term at the current eta (for the conditional variances),
+        from the engine's own kernel refactored at the current weights (no new analysis)."""
         self._reweight(joint=False)
-        blocks = dataclasses.replace(self.blocks_u, V=self.V.copy(), ZtW=self.ZtW[False].copy(),
-                                     WtW=self.WtW[False].copy())
-        return ainv_blocks(blocks, self.frame.terms, self.T)
+        return self.ku.factor_at(self.T).selinv_blocks(self.frame.terms)
 
     # --- PIRLS ----------------------------------------------------------------------------
     def _reweight(self, joint: bool) -> None:

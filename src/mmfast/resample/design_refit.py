@@ -8,15 +8,14 @@ of X, the OLS residual of y, Z'[Q r] and [Q r]'[Q r] (p + 1 columns), then fits 
 Satterthwaite's F test needs the derivatives of Var(β̂) and of the deviance in (θ, σ)
 (``inference.derivatives``).  Their q-dimensional algebra (``inference.structure``) is done
 here with dense matrices when q is small (``DenseVarianceStructure``: no sparse assembly,
-no connected-component search per fit; Z'Z is formed once), which is what makes one
-permutation cost about a millisecond.  The formulas are the lead's: ``analytic_derivatives``
+no connected-component search per fit; Z'Z is formed once; A⁻¹ from the refit's own kernel),
+which is what makes one permutation cost about a millisecond.  The formulas are the lead's: ``analytic_derivatives``
 and ``Satterthwaite.f_test`` are called unchanged.
 """
 from __future__ import annotations
 
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
 
 from ..inference.structure import VarianceStructure
 
@@ -73,17 +72,9 @@ class DenseVarianceStructure(VarianceStructure):
             blk[...] = np.kron(np.eye(t.nlevels), T)
         self.Lam = Lam
         self.K = Lam.T @ self.ZtZ
-        A = self.K @ Lam + np.eye(self.q)
-        self._cf = cho_factor(A, lower=True, check_finite=False)
-        self.logdetA = 2.0 * float(np.sum(np.log(np.diag(self._cf[0]))))
+        self._use_kernel(model)  # A⁻¹ from the refit's own kernel, as the sparse structure
         self._tensors = None
         self._setup_fixed()
-
-    def solve(self, B):
-        B = np.asarray(B, dtype=float)
-        if B.size == 0:
-            return np.zeros_like(B)
-        return cho_solve(self._cf, B, check_finite=False)
 
     def M_times(self, B):
         B = np.asarray(B, dtype=float)
