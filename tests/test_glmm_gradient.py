@@ -106,7 +106,7 @@ def test_quasi_newton_refits_reach_the_tight_optimum(water):
             assert ll == pytest.approx(-0.5 * tight.fun, abs=1e-6)
 
 
-# --- several terms (KernelPIRLS + laplace_gradient) ------------------------------------------
+# --- several terms (KernelLoop + laplace_gradient)  ------------------------------------------
 def _simulated(first_vector: bool):
     rng = np.random.default_rng(1)
     n = 600

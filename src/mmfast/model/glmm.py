@@ -58,7 +58,7 @@ from .data_input import as_frame
 from .frame import evaluate, model_frame
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
 from .optsummary import glmm_summary, optinfo_property
-from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
+from .pirls import (KernelLoop, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
                     single_term_ainv, start_hessian, theta_scale)
 from .results import MixedModelResults
 from .separation import at_bounds, check_response_not_constant, detect_separation, separation_message
@@ -269,7 +269,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def _use_gradient(self) -> bool:
         """The analytic gradient pays where evaluations are dear (several terms); with one term
         an evaluation costs a few µs and L-BFGS-B's own overhead would dominate."""
-        return isinstance(self.engine, KernelPIRLS) and self.engine.has_gradient
+        return isinstance(self.engine, KernelLoop) and self.engine.has_gradient
 
     def _check_optimum(self, eng, x, fx, lower, info):
         """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check (on
@@ -416,7 +416,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         """Conditional covariance of b per term (levels, p, p) = σ² T A_j⁻¹ T'."""
         if self._condvar_cache is None:
             eng = self.engine
-            blocks = eng.ainv_blocks() if isinstance(eng, KernelPIRLS) else single_term_ainv(eng)
+            blocks = eng.ainv_blocks() if isinstance(eng, KernelLoop) else single_term_ainv(eng)
             res = []
             for T, blk in zip(self.layout.templates(self.theta), blocks):
                 res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blk, T))
