@@ -12,7 +12,7 @@ import pytest
 import mmfast
 from mmfast import datasets
 from mmfast.model import fitting as fitting_module
-from mmfast.model import glmm as glmm_module
+from mmfast.model import glmm_fit as glmm_module
 from mmfast.model import lmm as lmm_module
 from mmfast.model.frame import model_frame
 from mmfast.model.lmm import LinearMixedModel

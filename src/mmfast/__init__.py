@@ -10,6 +10,7 @@ from .errors import (ArgumentError, ConvergenceWarning, DataError, FitError, For
                      MmfastError, ModelSpecError, RankDeficiencyWarning, SingularFitWarning)
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
+from .model.control import GlmmControl, LmmControl
 from .model.glmm import GeneralizedLinearMixedModel, glmer
 from .model.lm import LinearModel, lm
 from .model.lmm import LinearMixedModel, lmer
@@ -19,7 +20,7 @@ __all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "
            "lm", "LinearModel", "anova", "icc_by_group",
            "variance_test", "datasets", "MmfastError", "FormulaError", "DataError", "ArgumentError",
            "ModelSpecError", "FitError", "SingularFitWarning", "ConvergenceWarning",
-           "RankDeficiencyWarning"]
+           "RankDeficiencyWarning", "LmmControl", "GlmmControl"]
 from .pipeline import fit_many  # noqa: E402
 __all__ += ["fit_many"]  # many-model pipeline (issue 6)
 from .nlme import lme  # noqa: E402
