@@ -23,6 +23,7 @@ from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
 from ..families import GAUSSIAN
 from .ainv import ainv_blocks
+from .control import LmmControl, check_control
 from .criterion import profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
 from .fitting import FitStrategy
@@ -36,9 +37,6 @@ __all__ = ["LinearMixedModel", "lmer"]
 
 EPS = float(np.finfo(float).eps)
 EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a function of X
-DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
-GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
-GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
 
 
 def _thin_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,10 +60,11 @@ def _solve_upper(R: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-def make_kernel(blocks, terms):
-    """The blocked kernel when what remains after the first term is small; CHOLMOD otherwise."""
+def make_kernel(blocks, terms, dense_schur_max: int = LmmControl.dense_schur_max):
+    """The blocked kernel when what remains after the first term is small (up to
+    ``dense_schur_max``, ``LmmControl``); CHOLMOD otherwise."""
     q2 = blocks.q - terms[0].q
-    if q2 <= DENSE_SCHUR_MAX:
+    if q2 <= dense_schur_max:
         return BlockedKernel(blocks)
     return PLSKernel(blocks)
 
@@ -77,15 +76,17 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
     _yscale = 1.0  # the kernel's y is y / _yscale (see _residual_response)
 
     def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None,
-                 design: "LinearMixedModel | None" = None):
+                 design: "LinearMixedModel | None" = None, control: LmmControl | None = None):
         """``design``: a model on the same rows, X, Z and weights (a refit to a new response):
-        its factorisation of X and cross-products Z'Z, Z'X are shared, not recomputed."""
+        its factorisation of X and cross-products Z'Z, Z'X are shared, not recomputed.
+        ``control``: kernel and optimiser choice (default ``LmmControl()``)."""
         if not frame.terms:
             from ..errors import FormulaError
             raise FormulaError("no random-effects terms in the formula: use mmfast.lm for a linear model")
         self.frame = frame
         self.reml = bool(reml)
         self.options = dict(options or {})  # what lmer() was called with besides formula/data
+        self.control = check_control(control, LmmControl)
         n, p = frame.X.shape
         self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
         if frame.weights is not None and self.nobs <= p:  # rows of weight 0 do not count
@@ -107,7 +108,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
             self.blocks = build_blocks(frame.terms, np.column_stack([self._Q, yres]), self._sqrtw)
         else:
             self.blocks = _with_response_blocks(design.blocks, frame.terms, self._Q, yres, self._sqrtw)
-        self.kernel = make_kernel(self.blocks, frame.terms)
+        self.kernel = make_kernel(self.blocks, frame.terms, self.control.dense_schur_max)
         self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
@@ -222,7 +223,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         """Analytic gradients pay off when each evaluation factors a large dense block."""
         if not hasattr(self.kernel, "trace_gradient"):
             return False
-        return self.kernel.dense_size >= GRADIENT_MIN_DENSE or self.blocks.q >= GRADIENT_MIN_Q
+        ctl = self.control
+        return self.kernel.dense_size >= ctl.gradient_min_dense or self.blocks.q >= ctl.gradient_min_q
 
     # --- fitting -------------------------------------------------------------------------
     def _set_theta(self, theta: np.ndarray) -> None:
@@ -271,7 +273,8 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         self.__dict__.update(state)
         if "_pwrss" in state and "_log_pwrss" not in state:  # pickled before y's rescaling
             self._log_pwrss = math.log(state["_pwrss"])
-        self.kernel = make_kernel(self.blocks, self.frame.terms)
+        self.__dict__.setdefault("control", LmmControl())  # pickled before controls existed
+        self.kernel = make_kernel(self.blocks, self.frame.terms, self.control.dense_schur_max)
         if getattr(self, "fitted_", False):
             self.kernel.update(self.templates(self.theta))
 
@@ -287,7 +290,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         with large_data_blas(self.frame.nobs):
             frame = frame_for_formula(self.frame, formula, self.options)
             model = LinearMixedModel(frame, reml=self.reml if reml is None else reml,
-                                     options=self.options)
+                                     options=self.options, control=self.control)
             return model.fit(**optctrl)
 
     def refit_ml(self) -> "LinearMixedModel":
@@ -300,7 +303,7 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
         new response gives, without re-parsing or recomputing Z'Z."""
         from .frame import with_response
         new = LinearMixedModel(with_response(self.frame, y), reml=self.reml,
-                               options=self.options, design=self)
+                               options=self.options, design=self, control=self.control)
         if start is None and self.fitted_:
             start = self.theta
         return new.fit(start=start)
@@ -372,16 +375,18 @@ def _with_response_blocks(blocks, terms, Q, yres, sqrtw):
 @validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS),
            maxeval=integer(1), ftol_abs=number, xtol_abs=number)
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
-         check_nobs_vs_nre: str = "stop", start=None, **optctrl) -> LinearMixedModel:
+         check_nobs_vs_nre: str = "stop", start=None, control: LmmControl | None = None,
+         **optctrl) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
 
     ``formula`` is lme4's syntax, pasted unchanged; ``weights``/``offset`` take a column name
-    or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``.
+    or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``;
+    ``control``: a ``mmfast.LmmControl`` (kernel and optimiser choice).
     """
     with large_data_blas(getattr(data, "shape", (0,))[0]):
         frame = model_frame(formula, data, weights=weights, offset=offset,
                             check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
-        model = LinearMixedModel(frame, reml=reml, options=options)
+        model = LinearMixedModel(frame, reml=reml, options=options, control=control)
         start = check_start(start, model.theta_lower, model.theta_names)
         return model.fit(start=start, **optctrl)

@@ -98,4 +98,5 @@ def subset_template(model, keep: np.ndarray, check_nobs_vs_nre: str = "stop"):
         X=np.ascontiguousarray(X),
         terms=terms, weights=None if f.weights is None else f.weights[keep],
         offset=None if f.offset is None else f.offset[keep], n_dropped=0)
-    return LinearMixedModel(frame, reml=model.reml, options=dict(model.options))
+    return LinearMixedModel(frame, reml=model.reml, options=dict(model.options),
+                            control=model.control)

@@ -161,7 +161,7 @@ class DesignRefitter:
         blocks.ZtW = np.asfortranarray(sh.ZwT @ W)
         blocks.WtW = W.T @ W
         new.blocks = blocks
-        new.kernel = make_kernel(blocks, m.frame.terms)
+        new.kernel = make_kernel(blocks, m.frame.terms, m.control.dense_schur_max)
         new._sparse_kernel = None
         return new.fit(start=m.theta)
 

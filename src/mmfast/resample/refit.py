@@ -42,11 +42,12 @@ def _check_response(model, y) -> np.ndarray:
     return y
 
 
-def _glmm_refit(frame, family, n_agq, options, theta, y):
+def _glmm_refit(frame, family, n_agq, options, theta, y, control=None):
     from ..model.frame import with_response
     from ..model.glmm import GeneralizedLinearMixedModel
     new_frame = with_response(frame, y)  # copies y
-    model = GeneralizedLinearMixedModel(new_frame, family, n_agq=n_agq, options=options)
+    model = GeneralizedLinearMixedModel(new_frame, family, n_agq=n_agq, options=options,
+                                        control=control)
     return model.fit(start=theta)
 
 
@@ -57,7 +58,8 @@ def refit_response(model, y, start=None):
     if kind == "lmm":
         return model.refit(y, start=start)
     theta = model.theta if start is None else np.asarray(start, dtype=float)
-    return _glmm_refit(model.frame, model.family, model.n_agq, model.options, theta, y)
+    return _glmm_refit(model.frame, model.family, model.n_agq, model.options, theta, y,
+                       model.control)
 
 
 class Refitter:
@@ -71,6 +73,7 @@ class Refitter:
         else:
             self.frame, self.family = model.frame, model.family
             self.n_agq, self.options = model.n_agq, dict(model.options)
+            self.control = model.control
             self.theta = np.array(model.theta, dtype=float)
 
     def __call__(self, y, start=None):
@@ -78,7 +81,8 @@ class Refitter:
         if self.kind == "lmm":
             return self.model.refit(y, start=start)
         theta = self.theta if start is None else np.asarray(start, dtype=float)
-        return _glmm_refit(self.frame, self.family, self.n_agq, self.options, theta, y)
+        return _glmm_refit(self.frame, self.family, self.n_agq, self.options, theta, y,
+                           self.control)
 
 
 class LoglikRefitter:
