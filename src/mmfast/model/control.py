@@ -45,6 +45,7 @@ def check_control(control, kind: type):
     if control is None:
         return kind()
     if not isinstance(control, kind):
-        raise ArgumentError(f"control must be a mmfast.{kind.__name__} (got {type(control).__name__})")
+        raise ArgumentError(f"'control' must be a mmfast.{kind.__name__} "
+                            f"(got {type(control).__name__})")
     return control
 
