@@ -48,6 +48,8 @@ cdef class PirlsLoop:
         """Allocate the state for n rows, nu spherical effects, a template vector of nT."""
         self.resp = resp
         self.n = resp.n
+        if np.ndim(X) == 2 and np.shape(X)[0] != self.n:
+            check_length("X (rows)", np.shape(X)[0], self.n)
         self.X = np.array(X, dtype=np.float64, order="C", copy=True).reshape(self.n, -1)
         self.off = np.array(off, dtype=np.float64, order="C", copy=True)
         if self.off.shape[0] != self.n:
@@ -371,7 +373,7 @@ cdef class KernelLoop(PirlsLoop):
     beside the sparse factorisation."""
     cdef readonly object kernel
     cdef const i64[::1] tidx
-    cdef object np_u, np_beta, np_base, np_off, np_X, np_beta0, np_Binv
+    cdef object np_u, np_beta, np_base, np_off, np_X, np_Binv
     cdef object error
 
     def __init__(self, GlmResponse resp, X, off, eta0, Py_ssize_t nu, Py_ssize_t nT, tidx,

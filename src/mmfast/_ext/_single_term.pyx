@@ -31,8 +31,6 @@ cdef class SingleTerm(PirlsLoop):
     def __init__(self, GlmResponse resp, codes, Zx, X, off, eta0, int ntheta):
         self.codes = np.array(codes, dtype=np.int32, order="C", copy=True)
         cdef Py_ssize_t n = self.codes.shape[0]
-        if np.ndim(X) == 2 and np.shape(X)[0] != n:
-            check_length("X (rows)", np.shape(X)[0], n)
         if resp.n != n:
             check_length("response", resp.n, n)
         self.Zx = np.array(Zx, dtype=np.float64, order="C", copy=True)
