@@ -3,6 +3,7 @@
 # step halving, convergence tests, warm starts, failure handling and the Laplace deviance are the
 # base class's, once.  SingleTerm (_single_term.pyx) is the one-term specialisation, KernelLoop
 # (here) runs a Python kernel (model/pirls_kernel.py) for several terms.
+cimport cython
 from ._glm cimport GlmResponse
 from ._types cimport i64
 
@@ -36,10 +37,16 @@ cdef class PirlsLoop:
     cdef int _refactor(self) noexcept nogil
     cdef double _agq(self) noexcept nogil
     cdef int _gradient(self, double[::1] g) except -1
-    # --- the loop -------------------------------------------------------------------------
+    # --- the loop (final: direct calls, inlined by the C compiler) --------------------------
+    @cython.final
     cdef void _working(self, int joint) noexcept nogil
+    @cython.final
     cdef double _pdev(self) noexcept nogil
+    @cython.final
     cdef int _pirls(self, int joint) noexcept nogil
+    @cython.final
     cdef void _save(self) noexcept nogil
+    @cython.final
     cdef void _restore(self, int joint) noexcept nogil
+    @cython.final
     cdef double _value(self, int rc, int joint) noexcept nogil
