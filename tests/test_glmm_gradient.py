@@ -15,10 +15,10 @@ from mmfast.resample import refit as refit_mod
 from mmfast.resample.simulate import simulate
 
 
-def _glmer(formula, data, family):
+def _glmer(formula, data, family, control=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return mmfast.glmer(formula, data, family=family)
+        return mmfast.glmer(formula, data, family=family, control=control)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_quasi_newton_refits_reach_the_tight_optimum(water):
             assert ll == pytest.approx(-0.5 * tight.fun, abs=1e-6)
 
 
-# --- several terms (KernelPIRLS + laplace_gradient) ------------------------------------------
+# --- several terms (KernelLoop + laplace_gradient)  ------------------------------------------
 def _simulated(first_vector: bool):
     rng = np.random.default_rng(1)
     n = 600
@@ -147,11 +147,10 @@ def test_several_terms_gradient_matches_central_differences(case, multi):
 
 
 @pytest.mark.parametrize("case", ["vector_first", "poisson"])
-def test_gradient_fit_reaches_the_derivative_free_optimum(case, multi, monkeypatch):
-    from mmfast.model.glmm import GeneralizedLinearMixedModel
+def test_gradient_fit_reaches_the_derivative_free_optimum(case, multi):
     model = multi[case]
-    monkeypatch.setattr(GeneralizedLinearMixedModel, "_use_gradient", property(lambda self: False))
-    bobyqa = _glmer(model.frame.parsed.formula, model.frame.data, model.family)
+    bobyqa = _glmer(model.frame.parsed.formula, model.frame.data, model.family,
+                    control=mmfast.GlmmControl(use_gradient=False))
     assert bobyqa.optinfo["stage2"]["optimizer"] == "bobyqa"
     assert model.loglik >= bobyqa.loglik - 1e-6
     assert model.loglik == pytest.approx(bobyqa.loglik, abs=1e-4)
@@ -160,11 +159,10 @@ def test_gradient_fit_reaches_the_derivative_free_optimum(case, multi, monkeypat
     assert np.allclose(se, se_b, rtol=2e-3)
 
 
-def test_gradient_fit_of_a_singular_model(monkeypatch):
+def test_gradient_fit_of_a_singular_model():
     """No variance between g2 groups: θ₂ ends at (or within 1e-5 of) zero, flagged singular,
     at the derivative-free optimum's log-likelihood."""
     import pandas as pd
-    from mmfast.model.glmm import GeneralizedLinearMixedModel
     rng = np.random.default_rng(7)
     n = 800
     g1, g2, x = rng.integers(0, 80, n), rng.integers(0, 10, n), rng.normal(size=n)
@@ -173,6 +171,7 @@ def test_gradient_fit_of_a_singular_model(monkeypatch):
                        "g1": g1.astype(str), "g2": g2.astype(str)})
     m = _glmer("y ~ x + (1 | g1) + (1 | g2)", df, "binomial")
     assert m.engine.has_gradient and m.singular and m.theta[1] < 1e-5
-    monkeypatch.setattr(GeneralizedLinearMixedModel, "_use_gradient", property(lambda self: False))
-    b = _glmer("y ~ x + (1 | g1) + (1 | g2)", df, "binomial")
+    b = _glmer("y ~ x + (1 | g1) + (1 | g2)", df, "binomial",
+               control=mmfast.GlmmControl(use_gradient=False))
+    assert b.optinfo["stage2"]["optimizer"] == "bobyqa"
     assert m.loglik >= b.loglik - 1e-7 and m.loglik == pytest.approx(b.loglik, abs=1e-5)

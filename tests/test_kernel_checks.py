@@ -16,7 +16,8 @@ from mmfast._ext._crossprods import Crossprods
 from mmfast._ext._glm import GlmResponse
 from mmfast._ext._moments import level_regressions
 from mmfast._ext._pairs import pair_codes
-from mmfast._ext._pirls import SingleTerm
+from mmfast._ext._pirls import KernelLoop
+from mmfast._ext._single_term import SingleTerm
 from mmfast._ext._pls import PLSKernel
 from mmfast._ext._selinv import trace_gradient
 from mmfast.datasets import load
@@ -176,6 +177,29 @@ def test_single_term_pirls():
         eng.reset(_response(n + 1), eta0)
     with bad("'eta0'"):
         eng.reset(resp, np.zeros(n + 1))
+
+
+def test_kernel_pirls_loop():
+    n = 12
+    X, off, eta0, resp = np.ones((n, 1)), np.zeros(n), np.zeros(n), _response(n)
+    pos = np.array([0])
+    with bad("'X"):
+        KernelLoop(resp, X[:-1], off, eta0, 3, 1, pos, 1)
+    with bad("'off'"):
+        KernelLoop(resp, X, off[:-1], eta0, 3, 1, pos, 1)
+    with bad("'eta0'"):
+        KernelLoop(resp, X, off, eta0[:-1], 3, 1, pos, 1)
+    with bad("'tidx'"):
+        KernelLoop(resp, X, off, eta0, 3, 2, np.array([0, 1]), 1)
+    eng = KernelLoop(resp, X, off, eta0, 3, 1, pos, 1)
+    with bad("'x'"):
+        eng.laplace(np.ones(3))
+    with bad("'theta'"):
+        eng.joint(np.ones(2))
+    with bad("'u'"):
+        eng.set_state(np.zeros(2), np.zeros(1))
+    with bad("'response'"):
+        eng.reset(_response(n + 1), eta0)
 
 
 def test_cholmod_factor():

@@ -17,7 +17,6 @@ import pytest
 import mmfast
 from mmfast._ext._blocked import BlockedKernel
 from mmfast._ext._pls import PLSKernel
-from mmfast.model import lmm as lmm_module
 from mmfast.model.gradient import profiled_gradient
 from reference_cases import case_data, case_fit_kwargs, load_reference
 
@@ -98,14 +97,13 @@ def _crossed(n_a=60, n_b=50, n=2400, seed=3):
     return pd.DataFrame({"y": y, "x": x, "a": a, "b": b})
 
 
-def test_cholmod_path_reaches_the_blocked_optimum(monkeypatch):
+def test_cholmod_path_reaches_the_blocked_optimum():
     """A crossed model fitted through CHOLMOD (forced) and through the blocked kernel."""
     data = _crossed()
     formula = "y ~ x + (1 | a) + (x | b)"
     blocked = mmfast.lmer(formula, data)
     assert isinstance(blocked.kernel, BlockedKernel)
-    monkeypatch.setattr(lmm_module, "DENSE_SCHUR_MAX", 0)
-    sparse = mmfast.lmer(formula, data)
+    sparse = mmfast.lmer(formula, data, control=mmfast.LmmControl(dense_schur_max=0))
     assert isinstance(sparse.kernel, PLSKernel)
     assert sparse.reml_criterion == pytest.approx(blocked.reml_criterion, abs=1e-6)
     np.testing.assert_allclose(sparse.fixef, blocked.fixef, rtol=1e-5)
@@ -151,7 +149,7 @@ def test_predict_on_new_data_follows_the_model():
 
 
 @pytest.mark.parametrize("singular", [False, True, "two"])
-def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
+def test_gradient_and_derivative_free_optimisers_agree(singular):
     """The gradient path (log-θ Newton, else log-scale L-BFGS-B) reaches BOBYQA's optimum, also
     on the boundary, with one or two variances at 0 (near 0 the log scale flattens the
     criterion: the bounded pass must still take them there)."""
@@ -163,13 +161,11 @@ def test_gradient_and_derivative_free_optimisers_agree(monkeypatch, singular):
     if singular == "two":
         data["c"] = np.random.default_rng(8).integers(0, 12, len(data))
         formula = "y ~ x + (1 | a) + (1 | b) + (1 | c)"
-    monkeypatch.setattr(lmm_module, "GRADIENT_MIN_Q", 10**9)
-    monkeypatch.setattr(lmm_module, "GRADIENT_MIN_DENSE", 10**9)
+    never = mmfast.LmmControl(gradient_min_q=10**9, gradient_min_dense=10**9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dfo = mmfast.lmer(formula, data)
-        monkeypatch.setattr(lmm_module, "GRADIENT_MIN_Q", 0)
-        grad = mmfast.lmer(formula, data)
+        dfo = mmfast.lmer(formula, data, control=never)
+        grad = mmfast.lmer(formula, data, control=mmfast.LmmControl(gradient_min_q=0))
     # Newton on log θ from the moment start; a variance heading for 0 hands over to L-BFGS-B
     assert grad.optinfo["optimizer"].startswith("newton(log)+lbfgsb" if singular else "newton(log)")
     assert dfo.optinfo["optimizer"].startswith("bobyqa")

@@ -12,8 +12,7 @@ import pytest
 import mmfast
 from mmfast import datasets
 from mmfast.model import fitting as fitting_module
-from mmfast.model import glmm as glmm_module
-from mmfast.model import lmm as lmm_module
+from mmfast.model import glmm_fit as glmm_module
 from mmfast.model.frame import model_frame
 from mmfast.api import LinearMixedModel  # the fit class with summary() (mmfast.api)
 from reference_cases import load_reference
@@ -106,12 +105,12 @@ def _spy(monkeypatch, module, names):
 def test_summary_names_the_gradient_optimiser_not_bobyqa(monkeypatch):
     """Dyestuff2 on the gradient path (forced): Newton steps on log θ ran, BOBYQA never did,
     and summary() says so (it printed "bobyqa" whatever ran)."""
-    monkeypatch.setattr(lmm_module, "GRADIENT_MIN_Q", 0)
     ran = _spy(monkeypatch, fitting_module, ["minimize_log_newton", "minimize_bounded",
                                              "minimize_with_gradient"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = mmfast.lmer("Yield ~ 1 + (1 | Batch)", datasets.load("Dyestuff2"))
+        m = mmfast.lmer("Yield ~ 1 + (1 | Batch)", datasets.load("Dyestuff2"),
+                        control=mmfast.LmmControl(gradient_min_q=0))
     assert m.use_gradient and m.singular
     assert {r[0] for r in ran} == {"minimize_log_newton"}
     assert m.optsummary.optimizer == "newton(log)"

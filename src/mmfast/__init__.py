@@ -12,11 +12,12 @@ from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
 from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, lm, lmer
 from ._version import __version__  # noqa: F401  (the package version)
+from .model.control import GlmmControl, LmmControl
 __all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "families",
            "lm", "LinearModel", "anova", "icc_by_group",
            "variance_test", "datasets", "MmfastError", "FormulaError", "DataError", "ArgumentError",
            "ModelSpecError", "FitError", "SingularFitWarning", "ConvergenceWarning",
-           "RankDeficiencyWarning"]
+           "RankDeficiencyWarning", "LmmControl", "GlmmControl"]
 from .pipeline import fit_many  # noqa: E402
 __all__ += ["fit_many"]  # many-model pipeline (issue 6)
 from .nlme import lme  # noqa: E402

@@ -9,7 +9,8 @@ where c_j(u) = u² - 2 log p(y_j | u) and (z_k, w_k) is the Gauss-Hermite rule f
 normal.  lme4 evaluates c_j with deviance residuals instead of -2 log p, so its nAGQ > 1 logLik
 is off by the saturated log-likelihood (lme4 issue #161; -41.98 for cbpp); mmfast reports the
 proper integrated log-likelihood (the optimum is the same, the criterion differs by a constant).
-The arithmetic is in ``mmfast._ext._pirls.SingleTerm``; this module supplies the rule and checks.
+The arithmetic is in ``mmfast._ext._scalar_laplace`` (run by ``_single_term.SingleTerm``); this
+module supplies the rule and checks.
 """
 from __future__ import annotations
 

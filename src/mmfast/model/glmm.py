@@ -1,6 +1,6 @@
 """Generalized linear mixed models: ``mmfast.glmer``, lme4's ``glmer`` in Python.
 
-Fitting follows lme4's two stages:
+Fitting follows lme4's two stages (``glmm_fit``, tuned by a ``GlmmControl``):
 
 1. θ only, with β estimated inside PIRLS (the nAGQ = 0 criterion), by BOBYQA;
 2. the Laplace (or, ``n_agq > 1``, adaptive Gauss-Hermite) deviance over (θ, β) jointly, from
@@ -44,7 +44,6 @@ from typing import TypeVar
 import dataclasses
 import gc
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -53,33 +52,24 @@ from scipy import stats
 from ..arguments import check_start, one_of, probability, validated
 from ..design.blocks import build_Z
 from ..design.theta import ThetaLayout
-from ..errors import ArgumentError, ConvergenceWarning, DataError, FitError, ModelSpecError, SingularFitWarning
+from ..errors import ArgumentError, ConvergenceWarning, DataError, ModelSpecError, SingularFitWarning
 from ..threads import limit_fit_threads
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .data_input import as_frame
 from .frame import evaluate, model_frame, with_response
-from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
+from . import glmm_fit
+from .control import GlmmControl, check_control
+from .glmm_fit import warn_at_caller
 from .optsummary import glmm_summary, optinfo_property
-from .pirls import (KernelPIRLS, ThetaScaled, fd_hessian, gradient_hessian, make_engine,
-                    single_term_ainv, start_hessian, theta_scale)
+from .pirls import KernelLoop, make_engine, single_term_ainv, theta_scale
 from .results import MixedModelResults
 from .subset import frame_on_rows
-from .separation import at_bounds, check_response_not_constant, detect_separation, separation_message
+from .separation import check_response_not_constant
 
 _Self = TypeVar("_Self", bound="GeneralizedLinearMixedModel")  # refits build the caller's class (api's)
 
 __all__ = ["GeneralizedLinearMixedModel", "fit_glmm", "wald_odds_ratios"]
-
-GRAD_TOL = 2e-3      # lme4's check.conv.grad tolerance, applied to the scaled gradient
-FD_STEP = 2e-3       # Hessian step in whitened β units and relative θ units
-STAGE1_TOL = (1e-4, 1e-2)    # (ftol_abs, xtol_abs) of stage 1 when it only gives starting values
-STAGE1_MAXEVAL = 100000
-STAGE1_PIRLS_TOL = 1e-7
-STEP_THETA, STEP_DELTA = 0.05, 0.2  # stage 2's initial steps: relative for θ, in SE units for β
-STAGE2_TOL = (1e-7, 1e-5)    # stage 2 (the Newton correction after it polishes further)
-PIRLS_FTOL = 1e-10           # stage 1's fallback: PIRLS also stops on a stalled deviance
-
 
 class GeneralizedLinearMixedModel(MixedModelResults):
     """A GLMM g(E[y | b]) = Xβ + Zb with b = Λθ u, u ~ N(0, I), fitted by Laplace or AGQ."""
@@ -99,7 +89,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     def with_frame(self: _Self, frame) -> _Self:
         """An unfitted model of this class on ``frame`` (this family, n_agq and options)."""
-        return type(self)(frame, self.family, n_agq=self.n_agq, options=self.options)
+        return type(self)(frame, self.family, n_agq=self.n_agq, options=self.options,
+                          control=self.control)
 
     def subset(self: _Self, rows) -> _Self:
         """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
@@ -113,7 +104,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         theta = self.theta if start is None else np.asarray(start, dtype=float)
         return self.with_response(y).fit(start=theta)
 
-    def __init__(self, frame, family: Family, n_agq: int = 1, options: dict | None = None):
+    def __init__(self, frame, family: Family, n_agq: int = 1, options: dict | None = None,
+                 control: GlmmControl | None = None):
         if not frame.terms:
             raise ModelSpecError("no random-effects terms in the formula: this is a GLM")
         self.frame = frame
@@ -122,6 +114,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self.use_scale = family.has_scale
         self.n_agq = check_agq(n_agq, frame.terms, family)
         self.options = dict(options or {})
+        self.control = check_control(control, GlmmControl)  # how it is fitted (tolerances...)
         y, pw, ntr, mustart = family.initialize(frame.y, frame.weights, frame.y_extra,
                                                 frame.parsed.response)
         self.y, self.prior_weights, self.trials = y, pw, ntr
@@ -145,6 +138,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("control", GlmmControl())  # pickled before controls existed
         _, _, _, mustart = self.family.initialize(self.frame.y, self.frame.weights,
                                                   self.frame.y_extra, self.frame.parsed.response)
         with np.errstate(all="ignore"):
@@ -168,7 +162,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         beyond β; the kernel engine's order is its LMM kernel's)."""
         gc_was_on = gc.isenabled()
         gc.disable()
-        kernel = getattr(self.engine, "kj", None)
+        kernel = getattr(getattr(self.engine, "kernel", None), "kj", None)  # GeneralKernel's
         dense = 0 if kernel is None else getattr(kernel, "dense_size", None)
         try:
             with limit_fit_threads(dense, sum(t.q for t in self.frame.terms)):
@@ -178,115 +172,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                 gc.enable()
 
     def _fit(self, start=None) -> "GeneralizedLinearMixedModel":
-        t0 = time.perf_counter()
-        nth, p = len(self.theta_start), self.frame.X.shape[1]
-        scale = theta_scale(self.family, self.y, self.prior_weights)
-        # the optimisers work on θ / scale (y's units drop out: Gamma); scale 1: the engine
-        eng = self.engine if scale == 1.0 else ThetaScaled(self.engine, scale, nth)
-        th0 = self.theta_start if start is None else np.asarray(start, dtype=float) / scale
-        self._opt_start = th0 * scale  # for optsummary (θ's units)
-        final = self.n_agq == 0
-        ftol, xtol = (1e-10, 1e-9) if final else STAGE1_TOL
-        tol = eng.tol
-        if not final:  # stage 1 only gives starting values: PIRLS to 1e-7 is plenty
-            eng.tol = STAGE1_PIRLS_TOL
-        notes, failures = [], eng.failures
-        try:
-            r1 = minimize_bounded(eng.joint, th0, self.theta_lower, ftol_abs=ftol, xtol_abs=xtol,
-                                  maxeval=100000 if final else STAGE1_MAXEVAL)
-            f1 = eng.joint(r1.x)
-            diverging = eng.failures > failures and at_bounds(self.family, eng.eta_).any()
-            if not np.isfinite(f1) or diverging:  # e.g. separation: β diverges inside PIRLS.
-                eng.ftol = PIRLS_FTOL  # As lme4: stop PIRLS where the deviance no longer moves;
-                # from the start each time (a warm start would drift further out every time)
-                def fresh_joint(theta):
-                    eng.restart()
-                    return eng.joint(theta)
-                r1 = minimize_bounded(fresh_joint, th0, self.theta_lower, ftol_abs=ftol,
-                                      xtol_abs=xtol, maxeval=100000 if final else STAGE1_MAXEVAL)
-                f1 = fresh_joint(r1.x)
-                notes.append("stage 1 failed with PIRLS to convergence (fixed effects diverging?):"
-                             f" refitted with PIRLS stopped on the deviance (ftol {PIRLS_FTOL})")
-        finally:
-            eng.tol, eng.ftol = tol, 0.0
-        info = {"stage1": {"optimizer": r1.optimizer, "evaluations": r1.evaluations,
-                           "message": r1.message, "converged": r1.converged}, "notes": notes}
-        if not np.isfinite(f1):
-            raise FitError(f"PIRLS failed at every θ tried (fitted means outside the {self.family.name} "
-                           f"family's range with the {self.link} link?): try the canonical link "
-                           f"'{self.family.canonical}' or another start")
-        self.converged = bool(r1.converged)
-        if scale != 1.0:
-            info["notes"].append(f"θ optimised in units of {scale:.6g} (the response's scale)")
-        if final:
-            sep = detect_separation(self.family, eng.rx_matrix(), self.frame.X, eng.eta_,
-                                    self.frame.fixef_names) if notes else None
-            if sep is not None:
-                info["notes"].append(separation_message(self.family, sep))
-                _warn(separation_message(self.family, sep), ConvergenceWarning)
-            self._finish_joint(r1.x * scale, f1, info, t0)
-            return self
-        beta1 = eng.beta_
-        M = eng.rx_matrix()
-        try:
-            Binv = np.linalg.inv(np.linalg.cholesky(M).T) if p else np.zeros((0, 0))
-        except np.linalg.LinAlgError:
-            Binv = np.diag(1.0 / np.sqrt(np.maximum(np.diag(M), 1e-12)))
-        lower = np.concatenate([self.theta_lower, np.full(p, -np.inf)])
-        sep = detect_separation(self.family, M, self.frame.X, eng.eta_,
-                                self.frame.fixef_names)
-        if sep is not None:  # diverging directions: held at 0 (on their "bound") from here on
-            Binv = sep.Binv
-            lower[nth + p - sep.nnull:] = 0.0
-            info["notes"].append(separation_message(self.family, sep))
-        eng.set_transform(beta1, Binv)
-        self._Binv, self._beta1 = Binv, beta1
-        if self.n_agq > 1:
-            eng.set_agq(*gauss_hermite(self.n_agq))
-        x0 = np.concatenate([r1.x, np.zeros(p)])
-        step = np.concatenate([np.maximum(STEP_THETA * np.abs(r1.x), 0.05), np.full(p, STEP_DELTA)])
-        if self._use_gradient:  # analytic Laplace gradient: quasi-Newton, few evaluations
-            r2 = minimize_newton(eng.laplace_grad, x0, lower, start_hessian(eng, x0, nth))
-            if not r2.converged:  # e.g. a variance at its bound: L-BFGS-B in log scale
-                grad = np.empty(len(x0))
-                r2b = minimize_with_gradient(lambda x: (eng.laplace_grad(x, grad), grad.copy()),
-                                             eng.laplace, r2.x, lower)
-                r2b.evaluations += r2.evaluations
-                r2b.optimizer = f"{r2.optimizer}+{r2b.optimizer}"  # the fallback, on record
-                r2b.message = f"after {r2.optimizer} ({r2.message}): {r2b.message}"
-                r2 = r2b
-        else:
-            r2 = minimize_bounded(eng.laplace, x0, lower, ftol_abs=STAGE2_TOL[0],
-                                  xtol_abs=STAGE2_TOL[1], step=step)
-        info["stage2"] = {"optimizer": r2.optimizer, "evaluations": r2.evaluations,
-                          "message": r2.message, "converged": r2.converged}
-        x, fx = r2.x, r2.fun
-        if sep is not None:
-            x[nth + p - sep.nnull:] = 0.0  # no effect on the criterion: back on the "bound"
-        x, fx, check = self._check_optimum(eng, x, fx, lower, info)
-        if not check["ok"] or not r2.converged:  # lme4's advice: another optimiser, more evaluations
-            why = "gradient check failed" if not check["ok"] else r2.message
-            r3 = minimize_bounded(eng.laplace, x, lower, ftol_abs=1e-12, xtol_abs=1e-10,
-                                  maxeval=200000, step=step / 10)
-            info["notes"].append(f"restarted from the best point ({why}): {r3.optimizer}, "
-                                 f"{r3.evaluations} evaluations")
-            info["stage3"] = {"optimizer": r3.optimizer, "evaluations": r3.evaluations,
-                              "message": r3.message, "converged": r3.converged}
-            if r3.fun <= fx:
-                x, fx = r3.x, r3.fun
-            if sep is not None:
-                x[nth + p - sep.nnull:] = 0.0
-            x, fx, check = self._check_optimum(eng, x, fx, lower, info)
-        self.converged = bool(check["ok"])
-        self._finish(x if scale == 1.0 else eng.to_theta(x), info, check, t0)
-        held = sep is not None
-        if not held:  # a direction that diverged only in stage 2 (the engine is at the estimate)
-            sep = detect_separation(self.family, self.engine.rx_matrix, self.frame.X,
-                                    self.engine.eta_, self.frame.fixef_names)
-        if sep is not None:
-            _warn(separation_message(self.family, sep, held), ConvergenceWarning)
-        elif not check["ok"]:
-            _warn(f"model failed to converge: {check['message']}", ConvergenceWarning)
+        glmm_fit.fit(self, start)
         return self
 
     optinfo = optinfo_property
@@ -299,40 +185,6 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         diag = np.isfinite(self.theta_lower)
         scale = theta_scale(self.family, self.y, self.prior_weights)
         return bool(np.any(self.theta[diag] < 1e-4 * scale))
-
-    @property
-    def _use_gradient(self) -> bool:
-        """The analytic gradient pays where evaluations are dear (several terms); with one term
-        an evaluation costs a few µs and L-BFGS-B's own overhead would dominate."""
-        return isinstance(self.engine, KernelPIRLS) and self.engine.has_gradient
-
-    def _check_optimum(self, eng, x, fx, lower, info):
-        """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check (on
-        the optimiser's view ``eng`` of the engine: its θ units)."""
-        fx = eng.laplace(x)
-        hess = gradient_hessian if self._use_gradient else fd_hessian
-        idx, g, H = hess(eng, x, fx, lower, len(self.theta_lower), FD_STEP)
-        check = {"ok": True, "message": "", "free": idx, "gradient": g, "hessian": H, "pd": True}
-        try:
-            R = np.linalg.cholesky(H).T
-        except np.linalg.LinAlgError:
-            check.update(pd=False, ok=False, message="the Hessian of the deviance is not positive "
-                         "definite (the optimum may be a saddle point or a flat ridge)")
-            return x, fx, check
-        step = np.zeros(len(x))
-        step[idx] = -np.linalg.solve(H, g)
-        xn = x + step
-        if np.all(xn >= lower) and np.max(np.abs(step)) < 0.1:
-            fn = eng.laplace(xn)
-            if fn < fx:
-                x, fx = xn, fn
-                check["newton"] = float(np.max(np.abs(step)))
-        scgrad = np.linalg.solve(R.T, g)  # gradient in units of the curvature (as lme4 scales it)
-        maxg = float(np.max(np.minimum(np.abs(scgrad), np.abs(g)))) if len(g) else 0.0
-        check["max_grad"] = maxg
-        if maxg > GRAD_TOL:
-            check.update(ok=False, message=f"max|grad| = {maxg:.3g} (tol = {GRAD_TOL})")
-        return x, fx, check
 
     def _finish(self, x, info, check, t0):
         eng = self.engine
@@ -363,7 +215,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self.theta = np.array(theta, dtype=float)
         self.beta = self.engine.beta_
         if not self.converged:
-            _warn(f"model failed to converge: {info['stage1']['message']}", ConvergenceWarning)
+            warn_at_caller(f"model failed to converge: {info['stage1']['message']}", ConvergenceWarning)
         self._set_state(info, {"ok": self.converged, "message": info["stage1"]["message"]}, t0)
         self._vcov = self._rx_vcov()
 
@@ -388,7 +240,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             self._objective, time.perf_counter() - t0)
         self.fitted_ = True
         if self.singular:
-            _warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning)
+            warn_at_caller("boundary (singular) fit: see help('isSingular')", SingularFitWarning)
 
     def _lambda_times(self, u):
         out = np.empty_like(u)
@@ -451,7 +303,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         """Conditional covariance of b per term (levels, p, p) = σ² T A_j⁻¹ T'."""
         if self._condvar_cache is None:
             eng = self.engine
-            blocks = eng.ainv_blocks() if isinstance(eng, KernelPIRLS) else single_term_ainv(eng)
+            blocks = eng.ainv_blocks() if isinstance(eng, KernelLoop) else single_term_ainv(eng)
             res = []
             for T, blk in zip(self.layout.templates(self.theta), blocks):
                 res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blk, T))
@@ -528,7 +380,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         from .frame import frame_for_formula
         frame = frame_for_formula(self.frame, formula, self.options,
                                   response_kind="binary" if self.family == "binomial" else "numeric")
-        model = type(self)(frame, self.family, n_agq=self.n_agq, options=self.options)
+        model = type(self)(frame, self.family, n_agq=self.n_agq, options=self.options,
+                           control=self.control)
         return model.fit()
 
     def refit_ml(self: _Self) -> _Self:
@@ -564,15 +417,6 @@ class GeneralizedLinearMixedModel(MixedModelResults):
                 f"{self.link}, nAGQ={self.n_agq}), nobs={self.nobs}, logLik={self.loglik:.4f}>")
 
 
-def _warn(message: str, category) -> None:
-    """Warn at the caller's line (the first frame outside mmfast)."""
-    import sys
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("mmfast"):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
-
-
 def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFrame:
     """Odds ratios exp(b) and Wald limits exp(b ± z_{(1+level)/2} se), also as % change."""
     if not 0 < level < 1:
@@ -588,7 +432,8 @@ def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFr
 
 def fit_glmm(model_class, formula: str, data, family="binomial", n_agq: int = 1, weights=None,
              offset=None, start=None, check_nobs_vs_nre: str = "ignore",
-             check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop"):
+             check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
+             control: GlmmControl | None = None):
     """``glmer``'s work (``mmfast.api.glmer`` checks the arguments and documents them): the
     frame, a ``model_class`` model on it (a GeneralizedLinearMixedModel), its fit."""
     fam = get_family(family)
@@ -600,6 +445,6 @@ def fit_glmm(model_class, formula: str, data, family="binomial", n_agq: int = 1,
     check_response_not_constant(frame, fam)
     options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre,
                "level_checks": checks}  # model_frame's arguments: refits (drop1, anova) reuse them
-    model = model_class(frame, fam, n_agq=n_agq, options=options)
+    model = model_class(frame, fam, n_agq=n_agq, options=options, control=control)
     start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)

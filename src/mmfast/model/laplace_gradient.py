@@ -35,7 +35,8 @@ def supports(frame, family) -> bool:
 
 
 class LaplaceGradient:
-    """Gradient of ``KernelPIRLS.laplace`` at its current state (after an evaluation)."""
+    """Gradient of the Laplace deviance at ``GeneralKernel``'s converged state (after an
+    evaluation of ``KernelLoop.laplace``)."""
 
     def __init__(self, frame, family):
         terms = frame.terms

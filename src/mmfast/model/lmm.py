@@ -26,6 +26,7 @@ from ..design.theta import ThetaLayout
 from ..errors import DataError, FitError
 from ..families import GAUSSIAN
 from .columns import Columns
+from .control import LmmControl, check_control
 from .criterion import profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
 from .kernel import fitted_kernel
@@ -40,9 +41,6 @@ __all__ = ["LinearMixedModel", "fit_lmm"]
 
 EPS = float(np.finfo(float).eps)
 EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a function of X
-DENSE_SCHUR_MAX = 2500  # largest dense Schur complement the blocked kernel takes
-GRADIENT_MIN_DENSE = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
-GRADIENT_MIN_Q = 3000  # ... or number of random effects (measured: below, BOBYQA is faster)
 
 
 def _thin_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,10 +64,11 @@ def _solve_upper(R: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-def make_kernel(blocks, terms):
-    """The blocked kernel when what remains after the first term is small; CHOLMOD otherwise."""
+def make_kernel(blocks, terms, dense_schur_max: int = LmmControl.dense_schur_max):
+    """The blocked kernel when what remains after the first term is small (up to
+    ``dense_schur_max``, ``LmmControl``); CHOLMOD otherwise."""
     q2 = blocks.q - terms[0].q
-    if q2 <= DENSE_SCHUR_MAX:
+    if q2 <= dense_schur_max:
         return BlockedKernel(blocks)
     return PLSKernel(blocks)
 
@@ -81,16 +80,18 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
     _yscale = 1.0  # the kernel's y is y / _yscale (see _residual_response)
 
     def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None,
-                 design: "LinearMixedModel | None" = None):
+                 design: "LinearMixedModel | None" = None, control: LmmControl | None = None):
         """``design``: a model on the same rows, Z and weights whose cross-products Z'Z are
         shared, not recomputed; with the same X too (a refit to a new response, ``refit``) its
-        factorisation of X and Z'X as well (``with_fixed`` gives another X)."""
+        factorisation of X and Z'X as well (``with_fixed`` gives another X).
+        ``control``: kernel and optimiser choice (default ``LmmControl()``)."""
         if not frame.terms:
             from ..errors import FormulaError
             raise FormulaError("no random-effects terms in the formula: use mmfast.lm for a linear model")
         self.frame = frame
         self.reml = bool(reml)
         self.options = dict(options or {})  # what lmer() was called with besides formula/data
+        self.control = check_control(control, LmmControl)
         n, p = frame.X.shape
         self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
         if frame.weights is not None and self.nobs <= p:  # rows of weight 0 do not count
@@ -119,7 +120,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         else:
             self.blocks = _with_response_blocks(design.blocks, frame.terms, self._Q, yres,
                                                 self._sqrtw, new_x=not same_x)
-        self.kernel = make_kernel(self.blocks, frame.terms)
+        self.kernel = make_kernel(self.blocks, frame.terms, self.control.dense_schur_max)
         # θ's slices, bounds, start, names, templates (a design's terms: its layout)
         self.layout = ThetaLayout(frame.terms) if design is None else design.layout
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
@@ -236,7 +237,8 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         """Analytic gradients pay off when each evaluation factors a large dense block."""
         if not hasattr(self.kernel, "trace_gradient"):
             return False
-        return self.kernel.dense_size >= GRADIENT_MIN_DENSE or self.blocks.q >= GRADIENT_MIN_Q
+        ctl = self.control
+        return self.kernel.dense_size >= ctl.gradient_min_dense or self.blocks.q >= ctl.gradient_min_q
 
     # --- fitting -------------------------------------------------------------------------
     def _set_theta(self, theta: np.ndarray) -> None:
@@ -285,7 +287,8 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         self.__dict__.update(state)
         if "_pwrss" in state and "_log_pwrss" not in state:  # pickled before y's rescaling
             self._log_pwrss = math.log(state["_pwrss"])
-        self.kernel = make_kernel(self.blocks, self.frame.terms)
+        self.__dict__.setdefault("control", LmmControl())  # pickled before controls existed
+        self.kernel = make_kernel(self.blocks, self.frame.terms, self.control.dense_schur_max)
         if getattr(self, "fitted_", False):
             self.kernel.update(self.templates(self.theta))
 
@@ -301,7 +304,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         with large_data_blas(self.frame.nobs):
             frame = frame_for_formula(self.frame, formula, self.options)
             model = type(self)(frame, reml=self.reml if reml is None else reml,
-                               options=self.options)
+                               options=self.options, control=self.control)
             return model.fit(**optctrl)
 
     def refit_ml(self: _Self) -> _Self:
@@ -322,7 +325,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         factorisation and Z'Z, Z'X are shared (what ``refit`` fits)."""
         from .frame import with_response
         return type(self)(with_response(self.frame, y), reml=self.reml, options=self.options,
-                          design=self)
+                          design=self, control=self.control)
 
     def with_fixed(self: _Self, X, data=None) -> _Self:
         """An unfitted model of this class with fixed-effects matrix ``X`` (n x p; same rows,
@@ -333,11 +336,12 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             raise DataError(f"X has shape {X.shape}, the model's is {self.frame.X.shape}")
         table = self.frame.table if data is None else Columns.of(data)
         frame = dataclasses.replace(self.frame, X=X, table=table)
-        return type(self)(frame, reml=self.reml, options=self.options, design=self)
+        return type(self)(frame, reml=self.reml, options=self.options, design=self,
+                          control=self.control)
 
     def with_frame(self: _Self, frame: ModelFrame) -> _Self:
-        """An unfitted model of this class on ``frame`` (this REML flag and options)."""
-        return type(self)(frame, reml=self.reml, options=self.options)
+        """An unfitted model of this class on ``frame`` (this REML flag, options and control)."""
+        return type(self)(frame, reml=self.reml, options=self.options, control=self.control)
 
     def subset(self: _Self, rows) -> _Self:
         """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
@@ -413,13 +417,14 @@ def _with_response_blocks(blocks, terms, Q, yres, sqrtw, new_x: bool = False):
 
 
 def fit_lmm(model_class, formula: str, data, reml: bool = True, weights=None, offset=None,
-            check_nobs_vs_nre: str = "stop", start=None, **optctrl):
+            check_nobs_vs_nre: str = "stop", start=None, control: LmmControl | None = None,
+            **optctrl):
     """``lmer``'s work (``mmfast.api.lmer`` checks the arguments and documents them): the
     frame, a ``model_class`` model on it (a LinearMixedModel), its fit."""
     with large_data_blas(getattr(data, "shape", (0,))[0]):
         frame = model_frame(formula, data, weights=weights, offset=offset,
                             check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
-        model = model_class(frame, reml=reml, options=options)
+        model = model_class(frame, reml=reml, options=options, control=control)
         start = check_start(start, model.theta_lower, model.theta_names)
         return model.fit(start=start, **optctrl)

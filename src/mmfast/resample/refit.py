@@ -85,8 +85,10 @@ class LoglikRefitter:
             self.beta1, self.Binv = np.array(model._beta1), np.array(model._Binv)
             nth = len(model.theta)
             self.lower = np.concatenate([model.theta_lower, np.full(len(self.x0) - nth, -np.inf)])
-            self.step = np.concatenate([np.maximum(0.05 * np.abs(self.x0[:nth]), 0.05),
-                                        np.full(len(self.x0) - nth, 0.2)])
+            ctl = model.control  # the original fit's steps (glmm_fit's stage 2)
+            self.fd_step = ctl.fd_step
+            self.step = np.concatenate([np.maximum(ctl.step_theta * np.abs(self.x0[:nth]), 0.05),
+                                        np.full(len(self.x0) - nth, ctl.step_delta)])
             self.hessian = self._start_hessian(model.frame.y)
 
     def __call__(self, y) -> float:
@@ -121,13 +123,13 @@ class LoglikRefitter:
         """The Laplace deviance's Hessian at the original fit (differences of the analytic
         gradient), the start of the quasi-Newton refits; None when the engine has no analytic
         gradient.  A θ held at its bound there gets a unit curvature (BFGS corrects it)."""
-        from ..model.glmm import FD_STEP
         from ..model.pirls import gradient_hessian
         eng = self._engine_for(y)
         if not eng.has_gradient:
             return None
         fx = eng.laplace(self.x0)
-        idx, _, H = gradient_hessian(eng, self.x0, fx, self.lower, len(self.theta_hat), FD_STEP)
+        idx, _, H = gradient_hessian(eng, self.x0, fx, self.lower, len(self.theta_hat),
+                                   self.fd_step)
         full = np.eye(len(self.x0))
         full[np.ix_(idx, idx)] = H
         try:
