@@ -16,6 +16,7 @@ from .diagnostics.mixin import DiagnosticsMixin
 from .inference.mixin import InferenceMixin, LikelihoodRatioMixin
 from .inference.sequential import SequentialAnovaMixin
 from .model import glmm as _glmm
+from .model.control import GlmmControl, LmmControl
 from .model import lm as _lm
 from .model import lmm as _lmm
 from .present.lm_summary import LinearModelPresentation
@@ -44,21 +45,24 @@ class LinearModel(_lm.LinearModel, SequentialAnovaMixin, LinearModelPresentation
 @validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS),
            maxeval=integer(1), ftol_abs=number, xtol_abs=number)
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
-         check_nobs_vs_nre: str = "stop", start=None, **optctrl) -> LinearMixedModel:
+         check_nobs_vs_nre: str = "stop", start=None, control: LmmControl | None = None,
+         **optctrl) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
 
     ``formula`` is lme4's syntax, pasted unchanged; ``weights``/``offset`` take a column name
-    or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``.
+    or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``;
+    ``control``: a ``mmfast.LmmControl`` (kernel and optimiser choice).
     """
     return _lmm.fit_lmm(LinearMixedModel, formula, data, reml=reml, weights=weights, offset=offset,
-                        check_nobs_vs_nre=check_nobs_vs_nre, start=start, **optctrl)
+                        check_nobs_vs_nre=check_nobs_vs_nre, start=start, control=control,
+                        **optctrl)
 
 
 @validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
 def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
           offset=None, start=None, check_nobs_vs_nre: str = "ignore",
           check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
-          ) -> GeneralizedLinearMixedModel:
+          control: GlmmControl | None = None) -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed model as ``lme4::glmer`` does.
 
     ``family``: ``"binomial"``, ``"poisson"``, ``"gamma"`` (canonical links) or an object from
@@ -68,7 +72,8 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     The response as R reads it: 0/1 (or a two-level factor, first level = failure), ``s/n``
     with ``weights = n``, or ``cbind(s, f)``.  ``start``: starting θ (lme4's ``start$theta``).
     ``check_*``: ``glmerControl``'s checks ("ignore", "warning", "stop"; lme4's defaults, so
-    observation-level random effects ``(1 | obs)`` are allowed).
+    observation-level random effects ``(1 | obs)`` are allowed).  ``control``: a
+    ``mmfast.GlmmControl`` (tolerances and steps of the fit; default ``GlmmControl()``).
     Results: ``fixef``, ``vcov``, ``theta``, ``loglik``, ``aic``, ``bic``, ``deviance``,
     ``varcorr``, ``ranef``, ``fitted``, ``predict(type=...)``, ``odds_ratios()``, ``summary()``,
     ``anova(other)``, ``drop1()``; how the fit went in ``optinfo``.
@@ -76,7 +81,8 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     return _glmm.fit_glmm(GeneralizedLinearMixedModel, formula, data, family=family, n_agq=n_agq,
                           weights=weights, offset=offset, start=start,
                           check_nobs_vs_nre=check_nobs_vs_nre,
-                          check_nobs_vs_nlev=check_nobs_vs_nlev, check_nlev_gtr_1=check_nlev_gtr_1)
+                          check_nobs_vs_nlev=check_nobs_vs_nlev, check_nlev_gtr_1=check_nlev_gtr_1,
+                          control=control)
 
 
 @validated()
