@@ -1,0 +1,25 @@
+"""lme-python (PyPI ``lme-python``, Rust ``lme-rs``): ``lmer`` / ``glmer`` with lme4 formulas."""
+from __future__ import annotations
+
+NAME = "lme-python"
+IMPORT = "lme_python"
+
+
+def cannot_fit(workload, data):
+    return None
+
+
+def fitter(workload, data):
+    import lme_python
+
+    if workload.kind == "GLMM":
+        return lambda: lme_python.glmer(workload.formula, data, workload.family)
+    return lambda: lme_python.lmer(workload.formula, data, reml=False)
+
+
+def loglik(fit):
+    return fit.log_likelihood
+
+
+def evaluations(fit):
+    return getattr(fit, "iterations", None)
