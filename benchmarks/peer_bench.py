@@ -98,7 +98,7 @@ def table(label: str, rows: int, results: dict) -> list[str]:
         t = r.get("median_s") if ok(r) else None
         note = r.get("note") or "; ".join(r.get("warnings") or r.get("messages") or [])
         body.append([
-            peers.adapter(name).NAME, _fmt_s(t) if ok(r) else r.get("status", "?"),
+            f"{peers.adapter(name).NAME} {r.get('version') or ''}".strip(), _fmt_s(t) if ok(r) else r.get("status", "?"),
             _ratio(t_lme4, t), _ratio(t_mm, t),
             f"{r['logLik'] - ref:+.2e}" if ok(r) and ref is not None else "-",
             "-" if r.get("evaluations") is None else str(r["evaluations"]),
@@ -142,7 +142,7 @@ def main(args, machine_info) -> int:
         tmp = Path(tmpdir)
         for w in selected:
             sizes = args.sizes if (args.sizes and w.stages) else w.sizes(args.quick)
-            series = []
+            series, gave_up = [], {}
             for size in sizes:
                 label = w.label(size)
                 data = w.simulate(size)
@@ -150,8 +150,13 @@ def main(args, machine_info) -> int:
                 data.to_csv(csv, index=False)
                 results = {}
                 for name in engines:
+                    if name in gave_up:  # a larger n of the series cannot be quicker
+                        results[name] = {"status": "skipped", "note": gave_up[name]}
+                        continue
                     print(f"[peers] {label}: {name} ...", file=sys.stderr, flush=True)
                     results[name] = run_peer(name, w, csv, tmp, args)
+                    if results[name]["status"] == "timeout":
+                        gave_up[name] = f"timed out at {label}"
                 csv.unlink()
                 block = table(label, len(data), results)
                 print("\n".join(block) + "\n", flush=True)
@@ -167,7 +172,13 @@ def main(args, machine_info) -> int:
     note = ("lme4 s/this, mmfast s/this: that engine's median seconds over this one's (> 1: this "
             "engine is faster); logLik - lme4 tight: this engine's logLik minus lme4's refit to "
             "BOBYQA rhoend 1e-10 (ML, all workloads)")
+    r_session = next((r["session"] for c in cases for r in c["results"].values()
+                      if r.get("session")), {})
+    blas = machine["cholmod_blas"].get("summary")
+    note += (f"\nmachine: {machine['cpu']}, {machine['cores']} cores; CHOLMOD BLAS: {blas}; "
+             f"R {r_session.get('R', '-')} BLAS: {r_session.get('blas', '-')}")
     print(note)
+    lines.append(note)
     out = {"generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "quick": args.quick,
            "machine": machine, "tables": lines, "cases": cases}

@@ -254,7 +254,8 @@ def main(argv=None) -> int:
     peer.add_argument("--quick", action="store_true", help="the small sizes (development)")
     peer.add_argument("--peers", help="comma-separated engines (default: all), e.g. mmfast,lme4")
     peer.add_argument("--sizes", help="rows of the nested scaling series, e.g. 1e4,1e5")
-    peer.add_argument("--timeout", type=float, default=1800, help="seconds per engine and fit")
+    peer.add_argument("--timeout", type=float,
+                      help="seconds per engine and workload (default 1800, --quick 300)")
     peer.add_argument("--no-tight", action="store_true", help="skip lme4's tight refit")
     args = ap.parse_args(argv)
     if args.workloads or args.only:
@@ -263,6 +264,7 @@ def main(argv=None) -> int:
         split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
         args.only, args.peers, args.sizes = split(args.only), split(args.peers), split(args.sizes)
         args.repeat = max(1, min(args.repeat, 3))
+        args.timeout = args.timeout or (300 if args.quick else 1800)
         return peer_bench.main(args, machine_info)
     args.out = args.out or str(HERE / "results" / "latest.json")
 

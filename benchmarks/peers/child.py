@@ -28,6 +28,15 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
 def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
     import pandas as pd
 
@@ -37,11 +46,12 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
     mod, w = peers.adapter(peer), workloads.WORKLOADS[workload]
     result = {"status": "ok"}
     try:
+        result["version"] = _version(mod.DIST)
         data = pd.read_csv(csv)
         data = mod.prepare(w, data) if hasattr(mod, "prepare") else peers.as_factors(w, data)
         reason = mod.cannot_fit(w, data)
         if reason:
-            result = {"status": "cannot fit", "note": reason}
+            result.update(status="cannot fit", note=reason)
         else:
             fit_once = mod.fitter(w, data)
             with warnings.catch_warnings(record=True) as caught:
@@ -52,7 +62,7 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     seconds = [_timed(fit_once)[0] for _ in range(n_fits)]
-            result.update(seconds=seconds, median_s=statistics.median(seconds),
+            result.update(status="ok", seconds=seconds, median_s=statistics.median(seconds),
                           logLik=float(mod.loglik(fit)),
                           evaluations=mod.evaluations(fit) if hasattr(mod, "evaluations")
                           else None,
@@ -60,10 +70,10 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
             if w.stages and hasattr(mod, "stages"):
                 result["stages"] = mod.stages(w, data, fit)
     except NotImplementedError as exc:  # the engine says so itself
-        result = {"status": "cannot fit", "note": f"NotImplementedError: {exc}"[:300]}
+        result.update(status="cannot fit", note=f"NotImplementedError: {exc}"[:300])
     except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
-        result = {"status": "error", "note": f"{type(exc).__name__}: {exc}"[:300],
-                  "traceback": traceback.format_exc()[-2000:]}
+        result.update(status="error", note=f"{type(exc).__name__}: {exc}"[:300],
+                      traceback=traceback.format_exc()[-2000:])
     Path(out).write_text(json.dumps(result, default=float))
 
 

@@ -89,4 +89,7 @@ result <- tryCatch({
   }
   res
 }, error = function(e) list(status = "error", note = conditionMessage(e)))
+result$version <- as.character(packageVersion(if (engine == "lme4") "lme4" else "glmmTMB"))
+result$session <- list(R = paste(R.version$major, R.version$minor, sep = "."),
+                       blas = sessionInfo()$BLAS)
 write_json(result, out_path, auto_unbox = TRUE, digits = NA, null = "null", na = "null")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 NAME = "glmm"
 IMPORT = "glmm"
+DIST = "glmm"  # its distribution, for the version
 
 
 def cannot_fit(workload, data):

@@ -6,6 +6,7 @@ from . import split_formula
 
 NAME = "interlace"
 IMPORT = "interlace"
+DIST = "interlace-lme"  # its distribution, for the version
 
 
 def cannot_fit(workload, data):

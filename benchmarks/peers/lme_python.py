@@ -3,6 +3,7 @@ from __future__ import annotations
 
 NAME = "lme-python"
 IMPORT = "lme_python"
+DIST = "lme_python"  # its distribution, for the version
 
 
 def cannot_fit(workload, data):

@@ -5,6 +5,7 @@ from ._statsmodels_like import mixedlm_spec
 
 NAME = "mixedlm-rs"
 IMPORT = "mixedlm_rs"
+DIST = "mixedlm-rs"  # its distribution, for the version
 
 
 def cannot_fit(workload, data):

@@ -7,6 +7,7 @@ from . import _stages, as_factors
 
 NAME = "mmfast"
 IMPORT = "mmfast"
+DIST = "mmfast"  # its distribution, for the version
 
 
 def prepare(workload, data):

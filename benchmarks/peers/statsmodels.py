@@ -5,6 +5,7 @@ from ._statsmodels_like import mixedlm_spec
 
 NAME = "statsmodels"
 IMPORT = "statsmodels.formula.api"
+DIST = "statsmodels"  # its distribution, for the version
 
 
 def cannot_fit(workload, data):
