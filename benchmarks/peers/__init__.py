@@ -2,13 +2,15 @@
 Python peers), behind one interface so that ``peer_bench.py`` treats them alike.
 
 A Python adapter module defines ``NAME``, ``IMPORT`` (the module whose absence means "not
-installed"), ``cannot_fit(workload, data)`` (a reason, or None), ``fitter(workload, data)``
-(a no-argument function doing one fit), ``loglik(fit)`` and optionally ``evaluations(fit)``,
-``prepare(workload, data)`` (factor columns as the engine wants them) and ``stages(fit)``
-(set-up and per-evaluation seconds).  Each fit runs in a fresh child process
-(``child.py``), so a crash, a timeout or the memory of one engine never touches another, and
-the child's peak resident memory is measured.  An R adapter (``EXTERNAL = True``) instead
-defines ``run(workload, csv_path, options)`` and returns the same result dictionary.
+installed"), ``DIST`` (its distribution, for the version), ``fitter(workload, data)`` (a
+no-argument function doing one fit), ``loglik(fit)`` and optionally ``cannot_fit(workload,
+data)`` (a reason, or None), ``evaluations(fit)``, ``prepare(workload, data)`` (factor columns
+as the engine wants them) and ``stages(workload, data, fit)`` (set-up and per-evaluation
+seconds).  Each fit runs in a fresh child process (``child.py``), so a crash, a timeout or
+the memory of one engine never touches another, and the child's peak resident memory is
+measured.  An R adapter (``EXTERNAL = True``) defines ``unavailable()`` and
+``command(workload, csv, out, n_fits, options)``: the ``fit_r.R`` call writing the same
+result JSON.
 """
 from __future__ import annotations
 

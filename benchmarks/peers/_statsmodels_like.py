@@ -32,3 +32,18 @@ def mixedlm_spec(workload, data):
 def _nested(data, outer: str, inner: str) -> bool:
     """True when every level of ``inner`` lies within one level of ``outer``."""
     return outer == inner or bool((data.groupby(inner, observed=True)[outer].nunique() <= 1).all())
+
+
+def cannot_fit(workload, data):
+    spec = mixedlm_spec(workload, data)
+    return spec if isinstance(spec, str) else None
+
+
+def make_fitter(mixedlm, workload, data):
+    """One ML fit with ``mixedlm`` (statsmodels' formula function or a clone of it)."""
+    formula, kwargs = mixedlm_spec(workload, data)
+    return lambda: mixedlm(formula, data, **kwargs).fit(reml=False)
+
+
+def loglik(fit):
+    return fit.llf

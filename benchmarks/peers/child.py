@@ -49,7 +49,7 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
         result["version"] = _version(mod.DIST)
         data = pd.read_csv(csv)
         data = mod.prepare(w, data) if hasattr(mod, "prepare") else peers.as_factors(w, data)
-        reason = mod.cannot_fit(w, data)
+        reason = mod.cannot_fit(w, data) if hasattr(mod, "cannot_fit") else None
         if reason:
             result.update(status="cannot fit", note=reason)
         else:

@@ -51,6 +51,13 @@ evaluations <- function(fit) {
   if (is.null(ev)) NA else as.integer(ev[[1L]])
 }
 
+save <- function(res) {
+  res$version <- as.character(packageVersion(if (engine == "lme4") "lme4" else "glmmTMB"))
+  res$session <- list(R = paste(R.version$major, R.version$minor, sep = "."),
+                      blas = sessionInfo()$BLAS)
+  write_json(res, out_path, auto_unbox = TRUE, digits = NA, null = "null", na = "null")
+}
+
 result <- tryCatch({
   fit <- NULL
   seconds <- elapsed()
@@ -59,20 +66,6 @@ result <- tryCatch({
   res <- list(status = "ok", seconds = I(seconds), median_s = median(seconds),
               logLik = as.numeric(logLik(fit)), evaluations = evaluations(fit),
               messages = I(unique(trimws(messages))))
-  if (engine == "lme4" && isTRUE(spec$tight)) {
-    opt <- list(rhobeg = 1e-3, rhoend = 1e-10, maxfun = 1e6)
-    t_tight <- system.time(tight <- suppressWarnings(suppressMessages(if (glmm) {
-      glmer(form, data = data, family = fam, nAGQ0initStep = FALSE,
-            start = list(theta = getME(fit, "theta"), fixef = fixef(fit)),
-            control = glmerControl(optimizer = "bobyqa", optCtrl = opt))
-    } else {
-      lmer(form, data = data, REML = FALSE, start = getME(fit, "theta"),
-           control = lmerControl(optimizer = "bobyqa", optCtrl = opt))
-    })))[["elapsed"]]
-    res$logLik_tight <- max(as.numeric(logLik(tight)), res$logLik)
-    res$tight <- list(logLik = as.numeric(logLik(tight)), seconds = t_tight,
-                      evaluations = evaluations(tight))
-  }
   if (engine == "lme4" && isTRUE(spec$stages) && !glmm) {
     setup <- system.time({
       lf <- lFormula(form, data = data, REML = FALSE)
@@ -87,9 +80,21 @@ result <- tryCatch({
     }
     res$stages <- list(setup_s = setup, eval_s = t / k, total_s = res$median_s)
   }
+  save(res)  # the timed fit survives a timeout in the refits below
+  if (engine == "lme4" && isTRUE(spec$tight)) {
+    opt <- list(rhobeg = 1e-3, rhoend = 1e-10, maxfun = 1e6)
+    t_tight <- system.time(tight <- suppressWarnings(suppressMessages(if (glmm) {
+      glmer(form, data = data, family = fam, nAGQ0initStep = FALSE,
+            start = list(theta = getME(fit, "theta"), fixef = fixef(fit)),
+            control = glmerControl(optimizer = "bobyqa", optCtrl = opt))
+    } else {
+      lmer(form, data = data, REML = FALSE, start = getME(fit, "theta"),
+           control = lmerControl(optimizer = "bobyqa", optCtrl = opt))
+    })))[["elapsed"]]
+    res$logLik_tight <- max(as.numeric(logLik(tight)), res$logLik)
+    res$tight <- list(logLik = as.numeric(logLik(tight)), seconds = t_tight,
+                      evaluations = evaluations(tight))
+  }
   res
 }, error = function(e) list(status = "error", note = conditionMessage(e)))
-result$version <- as.character(packageVersion(if (engine == "lme4") "lme4" else "glmmTMB"))
-result$session <- list(R = paste(R.version$major, R.version$minor, sep = "."),
-                       blas = sessionInfo()$BLAS)
-write_json(result, out_path, auto_unbox = TRUE, digits = NA, null = "null", na = "null")
+save(result)

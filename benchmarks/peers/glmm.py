@@ -7,10 +7,6 @@ IMPORT = "glmm"
 DIST = "glmm"  # its distribution, for the version
 
 
-def cannot_fit(workload, data):
-    return None
-
-
 def fitter(workload, data):
     import glmm
 

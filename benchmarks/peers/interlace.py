@@ -9,10 +9,6 @@ IMPORT = "interlace"
 DIST = "interlace-lme"  # its distribution, for the version
 
 
-def cannot_fit(workload, data):
-    return None
-
-
 def fitter(workload, data):
     import interlace
 

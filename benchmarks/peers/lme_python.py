@@ -6,10 +6,6 @@ IMPORT = "lme_python"
 DIST = "lme_python"  # its distribution, for the version
 
 
-def cannot_fit(workload, data):
-    return None
-
-
 def fitter(workload, data):
     import lme_python
 

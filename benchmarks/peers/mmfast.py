@@ -14,10 +14,6 @@ def prepare(workload, data):
     return as_factors(workload, data, categorical=True)
 
 
-def cannot_fit(workload, data):
-    return None
-
-
 def fitter(workload, data):
     import mmfast
 
