@@ -6,9 +6,10 @@ import statistics
 import time
 
 
-def per_call(fn, calls: int = 5) -> float:
-    """Median seconds of ``calls`` calls of ``fn()`` (after one untimed call)."""
-    fn()
+def per_call(fn, calls: int = 5, warm: int = 1) -> float:
+    """Median seconds of ``calls`` calls of ``fn()`` (after ``warm`` untimed calls)."""
+    for _ in range(warm):
+        fn()
     seconds = []
     for _ in range(calls):
         t0 = time.perf_counter()

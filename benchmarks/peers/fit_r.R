@@ -83,17 +83,23 @@ result <- tryCatch({
   save(res)  # the timed fit survives a timeout in the refits below
   if (engine == "lme4" && isTRUE(spec$tight)) {
     opt <- list(rhobeg = 1e-3, rhoend = 1e-10, maxfun = 1e6)
-    t_tight <- system.time(tight <- suppressWarnings(suppressMessages(if (glmm) {
-      glmer(form, data = data, family = fam, nAGQ0initStep = FALSE,
+    refit <- function() suppressWarnings(suppressMessages(if (glmm) {
+      glmer(form, data = data, family = fam,
             start = list(theta = getME(fit, "theta"), fixef = fixef(fit)),
-            control = glmerControl(optimizer = "bobyqa", optCtrl = opt))
+            control = glmerControl(optimizer = "bobyqa", optCtrl = opt,
+                                   nAGQ0initStep = FALSE))
     } else {
       lmer(form, data = data, REML = FALSE, start = getME(fit, "theta"),
            control = lmerControl(optimizer = "bobyqa", optCtrl = opt))
-    })))[["elapsed"]]
-    res$logLik_tight <- max(as.numeric(logLik(tight)), res$logLik)
-    res$tight <- list(logLik = as.numeric(logLik(tight)), seconds = t_tight,
-                      evaluations = evaluations(tight))
+    }))
+    t_tight <- system.time(tight <- tryCatch(refit(), error = function(e) e))[["elapsed"]]
+    if (inherits(tight, "error")) {
+      res$tight <- list(error = conditionMessage(tight))
+    } else {
+      res$logLik_tight <- max(as.numeric(logLik(tight)), res$logLik)
+      res$tight <- list(logLik = as.numeric(logLik(tight)), seconds = t_tight,
+                        evaluations = evaluations(tight))
+    }
   }
   res
 }, error = function(e) list(status = "error", note = conditionMessage(e)))
