@@ -70,3 +70,12 @@ def test_mixedlm_spec_nested_and_crossed():
 def test_unknown_workload_is_named():
     with pytest.raises(SystemExit, match="kb08"):
         workloads.get(["kb08"])
+
+
+def test_engine_limits_are_reported_as_cannot_fit():
+    lme_python, glmm = peers.adapter("lme_python"), peers.adapter("glmm")
+    insteval = workloads.WORKLOADS["insteval2025"]
+    assert "(0 + service | dept)" in lme_python.cannot_fit(insteval, None)
+    assert "without intercept" in glmm.cannot_fit(insteval, None)
+    kb07 = workloads.WORKLOADS["kb07"]  # numeric slopes with intercepts: both can fit
+    assert lme_python.cannot_fit(kb07, None) is None and glmm.cannot_fit(kb07, None) is None

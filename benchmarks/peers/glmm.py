@@ -2,9 +2,19 @@
 formulas; Satterthwaite degrees of freedom switched off (not part of a fit elsewhere)."""
 from __future__ import annotations
 
+from . import split_formula
+
 NAME = "glmm"
 IMPORT = "glmm"
 DIST = "glmm"  # its distribution, for the version
+
+
+def cannot_fit(workload, data):
+    """glmm 0.6.2 needs the intercept in every random-effects term with a slope."""
+    for expr, group in split_formula(workload.formula)[2]:
+        if expr.replace(" ", "").startswith(("0+", "-1+")):
+            return f"random term ({expr} | {group}) without intercept is not supported"
+    return None
 
 
 def fitter(workload, data):
