@@ -124,8 +124,8 @@ def table(label: str, rows: int, results: dict) -> list[str]:
 def scaling_table(series: list[tuple[str, int, dict]]) -> list[str]:
     """Set-up seconds, one evaluation, evaluations, total and peak memory against n."""
     lines = ["== nested scaling: set-up, one evaluation, total, peak memory",
-             f"{'n':>10}  {'engine':8}  {'set-up s':>9}  {'eval ms':>9}  {'evals':>6}  "
-             f"{'total s':>8}  {'peak MB':>8}"]
+             (f"{'n':>10}  {'engine':8}  {'set-up s':>9}  {'eval ms':>9}  {'evals':>6}  "
+              f"{'total s':>8}  {'peak MB':>8}")]
     for _, n, results in series:
         for name in ("mmfast", "lme4"):
             r = results.get(name) or {}
@@ -136,7 +136,7 @@ def scaling_table(series: list[tuple[str, int, dict]]) -> list[str]:
             ev = st.get("eval_s")
             lines.append(f"{n:>10}  {name:8}  {_fmt_s(st.get('setup_s')):>9}  "
                          f"{'-' if ev is None else f'{1e3 * ev:.3f}':>9}  "
-                         f"{str(r.get('evaluations') or '-'):>6}  {_fmt_s(r['median_s']):>8}  "
+                         f"{r.get('evaluations') or '-'!s:>6}  {_fmt_s(r['median_s']):>8}  "
                          f"{r['peak_mb']:8.0f}")
     return lines
 
