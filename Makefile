@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PACKAGES := libsuitesparse-dev libopenblas0-pthread
-R_PACKAGES   := r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-nlme r-cran-jsonlite
+R_PACKAGES   := r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-nlme r-cran-jsonlite \
+                r-cran-glmmtmb
+# The Python peers of `make bench` (benchmarks/peers/): a missing one is reported as not installed.
+BENCH_PEERS  := statsmodels lme-python mixedlm-rs glmm interlace-lme
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := setup.py pyproject.toml $(wildcard src/mmfast/_ext/*.pyx src/mmfast/_ext/*.pxd)
 
-.PHONY: demo test bench setup system-deps r-deps clean
+.PHONY: demo test bench bench-frontier bench-peers setup system-deps r-deps clean
 
 demo: setup
 	$(PY) -m mmfast demo
@@ -21,7 +24,15 @@ bench: setup r-deps
 	$(PY) benchmarks/memory.py --json benchmarks/results/memory.json
 	$(PY) benchmarks/contention.py --json benchmarks/results/contention.json
 
+# Issue 19's workloads against lme4, glmmTMB and the Python peers (hours at full size;
+# `benchmarks/run.py --workloads --quick` for the quick sizes).
+bench-frontier: setup r-deps bench-peers
+	$(PY) benchmarks/run.py --workloads
+
 setup: $(VENV)/.installed
+
+bench-peers: setup
+	@for p in $(BENCH_PEERS); do $(PY) -m pip install -q $$p || echo "$$p could not be installed"; done
 
 # System libraries: CHOLMOD headers and an optimised BLAS (CHOLMOD otherwise gets the reference BLAS).
 system-deps:

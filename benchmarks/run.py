@@ -3,6 +3,8 @@
 Usage (``make bench`` runs the first form)::
 
     .venv/bin/python benchmarks/run.py [--cases a,b] [--no-r] [--repeat N]
+    .venv/bin/python benchmarks/run.py --workloads [--quick]   # issue 19: peers, new workloads
+    .venv/bin/python benchmarks/run.py --only kb07 --quick
 
 For every case (``bench_cases.build_cases``: the LMM reference cases, many_small, the GLMM
 reference cases, verbagg) mmfast is timed first: one untimed warm-up, then the median of
@@ -244,8 +246,27 @@ def main(argv=None) -> int:
                     help="timed fits per case after a warm-up (big cases: at most 3, verbagg 5)")
     ap.add_argument("--rscript", default=shutil.which("Rscript"), help="Rscript to use")
     ap.add_argument("--r-timeout", type=float, default=3600, help="seconds for the R run")
-    ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    ap.add_argument("--out", help="JSON output (default results/latest.json; with --workloads "
+                    "or --only: results/peers.json, --quick: results/peers_quick.json)")
+    peer = ap.add_argument_group("issue 19's workloads against lme4, glmmTMB and Python peers")
+    peer.add_argument("--workloads", action="store_true", help="run all of them")
+    peer.add_argument("--only", help="comma-separated workloads, e.g. kb07,nested")
+    peer.add_argument("--quick", action="store_true", help="the small sizes (development)")
+    peer.add_argument("--peers", help="comma-separated engines (default: all), e.g. mmfast,lme4")
+    peer.add_argument("--sizes", help="rows of the nested scaling series, e.g. 1e4,1e5")
+    peer.add_argument("--timeout", type=float,
+                      help="seconds per engine and workload (default 1800, --quick 300)")
+    peer.add_argument("--no-tight", action="store_true", help="skip lme4's tight refit")
     args = ap.parse_args(argv)
+    if args.workloads or args.only:
+        import peer_bench
+
+        split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+        args.only, args.peers, args.sizes = split(args.only), split(args.peers), split(args.sizes)
+        args.repeat = max(1, min(args.repeat, 3))
+        args.timeout = args.timeout or (300 if args.quick else 1800)
+        return peer_bench.main(args, machine_info)
+    args.out = args.out or str(HERE / "results" / "latest.json")
 
     selected = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
     cases = bench_cases.build_cases(selected)
