@@ -1,5 +1,6 @@
 # mmfast front door.  `make demo` sets everything up and runs the lecture's walk-through;
-# `make test` runs the whole suite; `make bench` times mmfast against lme4 (when R is present).
+# `make test` runs the whole suite; `make bench` times mmfast against lme4 (when R is present);
+# `make docs` builds the documentation site into site/.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,13 +9,18 @@ R_PACKAGES   := r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-n
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := setup.py pyproject.toml $(wildcard src/mmfast/_ext/*.pyx src/mmfast/_ext/*.pxd)
 
-.PHONY: demo test bench setup system-deps r-deps clean
+.PHONY: demo test bench docs setup system-deps r-deps clean
 
 demo: setup
 	$(PY) -m mmfast demo
 
 test: setup
 	$(PY) -m pytest tests
+
+# The site (mkdocs-material, API reference from the docstrings, the lecture executed), warnings as
+# errors; tests/test_docs.py builds it too.
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
 
 bench: setup r-deps
 	$(PY) benchmarks/run.py
@@ -40,11 +46,11 @@ $(VENV)/.installed: $(SOURCES) | system-deps
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.26" "scipy>=1.11"
-	$(PY) -m pip install -q --no-build-isolation -e ".[test,dask,plot]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,dask,plot,docs]"
 	touch $@
 
 clean:
-	rm -rf build $(VENV) src/*.egg-info src/mmfast/_ext/*.c src/mmfast/_ext/*.so
+	rm -rf build site $(VENV) src/*.egg-info src/mmfast/_ext/*.c src/mmfast/_ext/*.so
 
 # Self-contained manylinux wheel in dist/: build against the system CHOLMOD, then `auditwheel repair`
 # copies CHOLMOD, OpenBLAS and their dependencies into mmfast.libs/ (see docs/wheels.md).  OpenBLAS is
