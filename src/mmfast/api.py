@@ -29,13 +29,39 @@ __all__ = ["LinearMixedModel", "GeneralizedLinearMixedModel", "LinearModel", "lm
 class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, DiagnosticsMixin,
                        PresentationMixin):
     """A fitted LMM (``lmer``): lme4's accessors, lmerTest's inference, simulate/bootstrap,
-    R² and simulated residuals, summary, tidy and serialisation."""
+    R² and simulated residuals, summary, tidy and serialisation.
+
+    Attributes
+    ----------
+    theta : ndarray
+        The relative covariance parameters θ in lme4's order (``theta_names``).
+    sigma : float
+        The residual standard deviation.
+    converged : bool
+        Whether the optimizer met its criteria.
+    optsummary : OptSummary
+        The optimizer runs: optimizer, evaluations, start and final θ, restarts, seconds.
+    reml : bool
+        Fitted by REML (True) or maximum likelihood.
+    """
 
 
 class GeneralizedLinearMixedModel(_glmm.GeneralizedLinearMixedModel, LikelihoodRatioMixin,
                                   ResampleMixin, DiagnosticsMixin, PresentationMixin):
     """A fitted GLMM (``glmer``): lme4's accessors, LR tests, simulate/bootstrap, R² and
-    simulated residuals, summary, tidy and serialisation."""
+    simulated residuals, summary, tidy and serialisation.
+
+    Attributes
+    ----------
+    theta : ndarray
+        The relative covariance parameters θ in lme4's order.
+    family : Family
+        The response family and its link.
+    converged : bool
+        Whether the optimizer and the gradient check at the optimum succeeded.
+    optsummary : OptSummary
+        The optimizer stages, evaluations and seconds.
+    """
 
 
 class LinearModel(_lm.LinearModel, SequentialAnovaMixin, LinearModelPresentation):
@@ -49,9 +75,62 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
          **optctrl) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
 
-    ``formula`` is lme4's syntax, pasted unchanged; ``weights``/``offset`` take a column name
-    or an array; ``check_nobs_vs_nre`` mirrors ``lmerControl(check.nobs.vs.nRE=)``;
-    ``control``: a ``mmfast.LmmControl`` (kernel and optimiser choice).
+    Parameters
+    ----------
+    formula : str
+        lme4's syntax, pasted unchanged from R: ``"y ~ x + (x | g)"``, ``(x || g)``,
+        ``(1 | a/b)``, ``factor(x)``, ``poly(x, 2)``, ``offset(log(t))``, ...
+    data : DataFrame or dict
+        pandas or polars DataFrame, pyarrow Table or a dict of columns.  Rows with missing
+        values in the columns the model uses are dropped.
+    reml : bool, default True
+        True fits by REML, False by maximum likelihood (R's ``REML = FALSE``).
+    weights : str or array-like, optional
+        Prior weights: a column name or one value per row.
+    offset : str or array-like, optional
+        A known term added to the linear predictor: a column name or one value per row.
+    check_nobs_vs_nre : {"stop", "warning", "ignore"}, default "stop"
+        ``lmerControl(check.nobs.vs.nRE=)``: what to do when a term has as many random
+        effects as observations.
+    start : array-like or dict, optional
+        Starting θ in lme4's order (``m.theta_names``), or lme4's ``{"theta": [...]}``.  By
+        default the fit starts from a method-of-moments estimate.
+    control : LmmControl, optional
+        How the fit runs: kernel and optimiser thresholds (``mmfast.LmmControl``); kept by
+        every refit.  Default ``LmmControl()``.
+    **optctrl
+        Optimizer controls (``lmerControl(optCtrl=...)``).  Giving any of them runs BOBYQA
+        (nlopt, lme4's optimizer) from lme4's start, also for large models that would
+        otherwise take gradient-based Newton steps.
+
+        * ``maxeval`` (int, default 100000): most criterion evaluations (lme4's ``maxfun``);
+          a BOBYQA run that does not converge is continued by Nelder-Mead with twice as many.
+        * ``ftol_abs`` (float, default 1e-10): stop when the criterion changes by less.
+        * ``xtol_abs`` (float, default 1e-9): stop when every element of θ moves by less.
+        * ``step`` (array-like): BOBYQA's initial step per element of θ.
+
+    Returns
+    -------
+    LinearMixedModel
+        The fitted model: ``summary()``, ``fixef``, ``vcov``, ``ranef``, ``varcorr``,
+        ``anova()``, ``confint()``, ``predict()``, ... (see the class).
+
+    Raises
+    ------
+    FormulaError, DataError, ModelSpecError, ArgumentError
+        Subclasses of ``MmfastError`` naming the bad formula term, column or argument.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> sleep = mmfast.datasets.load("sleepstudy")
+    >>> m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> print(round(m.fixef["Days"], 4))
+    10.4673
+    >>> ml = mmfast.lmer("Reaction ~ Days + (Days | Subject)", sleep, reml=False,
+    ...                  maxeval=5000, ftol_abs=1e-12)
+    >>> ml.optsummary.optimizer
+    'bobyqa'
     """
     return _lmm.fit_lmm(LinearMixedModel, formula, data, reml=reml, weights=weights, offset=offset,
                         check_nobs_vs_nre=check_nobs_vs_nre, start=start, control=control,
@@ -65,18 +144,53 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
           control: GlmmControl | None = None) -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed model as ``lme4::glmer`` does.
 
-    ``family``: ``"binomial"``, ``"poisson"``, ``"gamma"`` (canonical links) or an object from
-    ``mmfast.families`` (``Binomial(link="probit")``).  ``n_agq``: 1 = Laplace, > 1 = adaptive
-    Gauss-Hermite (a single scalar random-effects term), 0 = fast mode (β inside PIRLS).
-    ``weights``/``offset``: a column name or an array (``offset(log(t))`` in the formula works too).
-    The response as R reads it: 0/1 (or a two-level factor, first level = failure), ``s/n``
-    with ``weights = n``, or ``cbind(s, f)``.  ``start``: starting θ (lme4's ``start$theta``).
-    ``check_*``: ``glmerControl``'s checks ("ignore", "warning", "stop"; lme4's defaults, so
-    observation-level random effects ``(1 | obs)`` are allowed).  ``control``: a
-    ``mmfast.GlmmControl`` (tolerances and steps of the fit; default ``GlmmControl()``).
-    Results: ``fixef``, ``vcov``, ``theta``, ``loglik``, ``aic``, ``bic``, ``deviance``,
-    ``varcorr``, ``ranef``, ``fitted``, ``predict(type=...)``, ``odds_ratios()``, ``summary()``,
-    ``anova(other)``, ``drop1()``; how the fit went in ``optinfo``.
+    Parameters
+    ----------
+    formula : str
+        lme4's syntax.  The response as R reads it: 0/1 (or a two-level factor, first level =
+        failure), a proportion with ``weights`` = trials, or ``cbind(successes, failures)``.
+    data : DataFrame or dict
+        pandas or polars DataFrame, pyarrow Table or a dict of columns.
+    family : str or Family, default "binomial"
+        ``"binomial"``, ``"poisson"``, ``"gamma"`` (canonical links) or an object from
+        ``mmfast.families``, e.g. ``Binomial(link="probit")``.
+    n_agq : int, default 1
+        1: Laplace approximation; > 1: adaptive Gauss-Hermite quadrature with that many points
+        (one scalar random-effects term); 0: the fast mode (β estimated inside PIRLS).
+    weights : str or array-like, optional
+        Prior weights (binomial: the number of trials): a column name or one value per row.
+    offset : str or array-like, optional
+        A column name or one value per row (``offset(log(t))`` in the formula works too).
+    start : array-like or dict, optional
+        Starting θ in lme4's order, or ``{"theta": [...]}``.
+    check_nobs_vs_nre : {"ignore", "warning", "stop"}, default "ignore"
+        ``glmerControl(check.nobs.vs.nRE=)``: as many random effects as observations.
+    check_nobs_vs_nlev : {"ignore", "warning", "stop"}, default "ignore"
+        ``glmerControl(check.nobs.vs.nlev=)``: a grouping factor with one level per row, as
+        observation-level random effects ``(1 | obs)`` have.
+    check_nlev_gtr_1 : {"stop", "warning", "ignore"}, default "stop"
+        ``glmerControl(check.nlev.gtr.1=)``: a grouping factor with a single level.
+    control : GlmmControl, optional
+        Tolerances and steps of the fit (``mmfast.GlmmControl``); kept by every refit.
+        Default ``GlmmControl()``.
+
+    Returns
+    -------
+    GeneralizedLinearMixedModel
+        The fitted model: ``summary()``, ``fixef``, ``vcov``, ``ranef``, ``predict(type=)``,
+        ``odds_ratios()``, ``anova(other)``, ``drop1()``; how the fit went in ``optinfo``.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> cbpp = mmfast.datasets.load("cbpp")
+    >>> cbpp["period"] = cbpp["period"].astype(str)          # R: a factor
+    >>> g = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+    ...                  family="binomial")
+    >>> g.fixef.round(3).tolist()
+    [-1.399, -0.992, -1.129, -1.58]
+    >>> print(round(g.loglik, 2))
+    -92.03
     """
     return _glmm.fit_glmm(GeneralizedLinearMixedModel, formula, data, family=family, n_agq=n_agq,
                           weights=weights, offset=offset, start=start,
@@ -87,5 +201,32 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
 
 @validated()
 def lm(formula: str, data: pd.DataFrame, weights=None, offset=None) -> LinearModel:
-    """Fit a linear model by least squares, as R's ``lm`` (R formula syntax, no random effects)."""
+    """Fit a linear model by least squares, as R's ``lm`` (R formula syntax, no random effects).
+
+    The "familiar" analysis that treats every row as independent; beside a mixed model it
+    shows what ignoring the clusters does to the p-values.
+
+    Parameters
+    ----------
+    formula : str
+        R's formula, e.g. ``"res ~ treatment_idx"``.
+    data : DataFrame or dict
+        pandas or polars DataFrame, pyarrow Table or a dict of columns.
+    weights : str or array-like, optional
+        Prior weights: a column name or one value per row.
+    offset : str or array-like, optional
+        A column name or one value per row.
+
+    Returns
+    -------
+    LinearModel
+        ``summary()``, ``anova()``, ``fixef``, ``vcov``, ``loglik``, ``r_squared``.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> fit = mmfast.lm("Reaction ~ Days", mmfast.datasets.load("sleepstudy"))
+    >>> fit.fixef.round(4).tolist()
+    [251.4051, 10.4673]
+    """
     return _lm.fit_lm(LinearModel, formula, data, weights=weights, offset=offset)

@@ -263,9 +263,23 @@ class EmmGrid:
     def contrast(self, method="pairwise", ref=None, adjust: str | None = None) -> EmmTable:
         """emmeans' ``contrast(em, method, ref, adjust)`` within each ``by`` group.
 
-        ``ref`` is the 0-based index (or the label) of the control level for ``trt.vs.ctrl``:
-        emmeans' ``ref = 1`` is ``ref=0`` here.  ``adjust`` defaults to the family's own
-        (tukey for pairwise, dunnettx for trt.vs.ctrl; see ``contrasts``).
+        Parameters
+        ----------
+        method : str, default "pairwise"
+            The contrast family: ``"pairwise"``, ``"revpairwise"``, ``"trt.vs.ctrl"``, ...
+            (see ``mmfast.emmeans.contrasts``).
+        ref : int or str, optional
+            The control level for ``trt.vs.ctrl``: its 0-based index or its label
+            (emmeans' ``ref = 1`` is ``ref=0`` here).
+        adjust : str, optional
+            Multiplicity adjustment; default the family's own (tukey for pairwise, dunnettx
+            for trt.vs.ctrl), ``"none"`` for none.
+
+        Returns
+        -------
+        EmmTable
+            A DataFrame (``contrast``, ``estimate``, ``SE``, ``df``, ``t.ratio``, ``p.value``)
+            that prints as emmeans does.
         """
         labels = self._level_labels()
         nspec = len(self.specs)
@@ -309,7 +323,20 @@ class EmmGrid:
         raise ArgumentError(f"ref={ref!r} is not one of the levels {raw}")
 
     def pairs(self, adjust: str | None = "tukey", reverse: bool = False) -> EmmTable:
-        """All pairwise differences (emmeans' ``pairs()``; ``reverse``: ``revpairwise``), Tukey."""
+        """All pairwise differences (emmeans' ``pairs()``), Tukey-adjusted by default.
+
+        Parameters
+        ----------
+        adjust : str or None, default "tukey"
+            Multiplicity adjustment (``"none"``, ``"bonferroni"``, ...).
+        reverse : bool, default False
+            emmeans' ``revpairwise``: later level minus earlier.
+
+        Returns
+        -------
+        EmmTable
+            As ``contrast``.
+        """
         return self.contrast("revpairwise" if reverse else "pairwise", adjust=adjust)
 
     def __repr__(self) -> str:
@@ -323,11 +350,40 @@ def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95,
             at: dict | None = None) -> EmmGrid:
     """Estimated marginal means as R's ``emmeans(model, specs)``.
 
-    ``specs``: a factor name, a list of names, or ``"~ A | B"``; ``by``: grouping factors
-    for the contrasts.  ``ddf``: for lmer fits ``"kenward-roger"`` (the default, as emmeans'
-    ``lmer.df``), ``"satterthwaite"``, ``"asymptotic"`` (also ``"between-within"``,
-    ``"residual"``); for ``mmfast.lme`` fits ``"containment"`` (default); ``mmfast.lm``:
-    residual df; GLMMs: asymptotic, link scale (see ``engine``).  The result has ``.table`` (level columns, ``emmean``,
-    ``SE``, ``df``, ``lower.CL``, ``upper.CL``), ``.pairs()`` and ``.contrast()``.
+    Parameters
+    ----------
+    model : fitted model
+        An ``lmer``, ``lme``, ``lm`` or ``glmer`` fit.
+    specs : str or list of str
+        A factor name, a list of names, or ``"~ A | B"``.
+    ddf : str, optional
+        For lmer fits ``"kenward-roger"`` (the default, as emmeans' ``lmer.df``),
+        ``"satterthwaite"``, ``"asymptotic"`` (also ``"between-within"``, ``"residual"``);
+        for ``mmfast.lme`` fits ``"containment"`` (default); ``mmfast.lm``: residual df;
+        GLMMs: asymptotic, link scale.
+    by : str or list of str, optional
+        Grouping factors: means and contrasts within each of their levels.
+    level : float, default 0.95
+        Confidence level of ``lower.CL``/``upper.CL``.
+    at : dict, optional
+        Values of covariates in the reference grid (default: their means).
+
+    Returns
+    -------
+    EmmGrid
+        ``.table`` (level columns, ``emmean``, ``SE``, ``df``, ``lower.CL``, ``upper.CL``),
+        ``.pairs()`` and ``.contrast()``; prints as emmeans does.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> ex1 = mmfast.datasets.load("ex1")
+    >>> ex1["treatment_idx"] = ex1["treatment_idx"].astype(str)
+    >>> m = mmfast.lmer("res ~ treatment_idx + (1 | midx)", ex1, reml=False)
+    >>> em = mmfast.emmeans(m, "treatment_idx")
+    >>> em.table["emmean"].round(3).tolist()
+    [0.728, 1.811, 1.486, 0.931, 0.649]
+    >>> print(round(em.contrast("trt.vs.ctrl", ref=0)["estimate"].iloc[0], 3))
+    1.083
     """
     return EmmGrid(model, specs, by=by, ddf=ddf, level=level, at=at)

@@ -105,6 +105,9 @@ class Family:
 
 
 class Binomial(Family):
+    """R's ``binomial(link)``: 0/1 responses, proportions with trials as weights, or
+    ``cbind(successes, failures)``.  Links: logit (default), probit, cloglog, cauchit, log."""
+
     name, code = "binomial", 0
     links = ("logit", "probit", "cloglog", "cauchit", "log")
     canonical = "logit"
@@ -152,6 +155,8 @@ class Binomial(Family):
 
 
 class Poisson(Family):
+    """R's ``poisson(link)``: counts.  Links: log (default), identity, sqrt."""
+
     name, code = "poisson", 1
     links = ("log", "identity", "sqrt")
     canonical = "log"
@@ -175,6 +180,9 @@ class Poisson(Family):
 
 
 class Gamma(Family):
+    """R's ``Gamma(link)``: positive continuous responses with a dispersion parameter.  Links:
+    inverse (default), identity, log."""
+
     name, code = "Gamma", 2
     links = ("inverse", "identity", "log")
     canonical = "inverse"

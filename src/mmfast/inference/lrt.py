@@ -26,7 +26,35 @@ def _is_reml(m) -> bool:
 
 
 def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> pd.DataFrame:
-    """lme4's ``anova()`` for two or more models (positional and/or keyword arguments)."""
+    """lme4's ``anova()`` for two or more models: likelihood-ratio tests.
+
+    Parameters
+    ----------
+    *models : fitted models
+        ``lmer``, ``glmer``, ``lm`` or ``lme`` fits of the same rows; the table is ordered by
+        the number of parameters.
+    names : list of str, optional
+        Row names; default ``MODEL1``, ``MODEL2``, ... (keyword arguments: their keywords).
+    refit : bool, default True
+        Refit REML fits by maximum likelihood first (lme4's ``refit = TRUE``).
+    **named : fitted models
+        Models by keyword; the keyword names the row.
+
+    Returns
+    -------
+    DataFrame
+        ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``,
+        ``Pr(>Chisq)``; each χ² compares a row with the one above.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> sleep = mmfast.datasets.load("sleepstudy")
+    >>> m0 = mmfast.lmer("Reaction ~ 1 + (Days | Subject)", sleep, reml=False)
+    >>> m1 = mmfast.lmer("Reaction ~ Days + (Days | Subject)", sleep, reml=False)
+    >>> print(round(mmfast.anova(m0, m1).loc["MODEL2", "Chisq"], 3))
+    23.537
+    """
     from ..arguments import check_model_arguments, check_models
     check_models("anova", named, ("names", "refit"))
     check_model_arguments("anova", models)

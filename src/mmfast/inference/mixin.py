@@ -18,7 +18,35 @@ class InferenceMixin:
     """``anova``, ``contest``, ``drop1``, ``confint``, ``profile``, ``icc`` for LMMs."""
 
     def anova(self, *others, type=3, ddf="satterthwaite", refit: bool = True, **named) -> pd.DataFrame:
-        """F tests of the fixed terms (lmerTest, Type 1/2/3) or, given other models, LR tests (lme4)."""
+        """F tests of the fixed terms (lmerTest, Type 1/2/3) or, given other models, LR tests (lme4).
+
+        Parameters
+        ----------
+        *others : fitted models
+            With other models: lme4's likelihood-ratio table (as ``mmfast.anova``).
+        type : {1, 2, 3}, default 3
+            Type of the F tests (lmerTest's ``anova(m, type=)``).
+        ddf : str or None, default "satterthwaite"
+            Denominator df: ``"satterthwaite"``, ``"kenward-roger"``, ``"between-within"``,
+            ``"residual"`` or None (χ² tests).
+        refit : bool, default True
+            Model comparison: refit REML fits by ML first, as lme4 does.
+        **named : fitted models, or names
+            Models by keyword (the keyword names the row) or ``names=``.
+
+        Returns
+        -------
+        DataFrame
+            F tests: ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``, ``Pr(>F)`` per
+            term; or the likelihood-ratio table.
+
+        Examples
+        --------
+        >>> import mmfast
+        >>> m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", mmfast.datasets.load("sleepstudy"))
+        >>> print(round(m.anova().loc["Days", "F value"], 3))
+        45.853
+        """
         check_models("anova", named, ("type", "ddf", "refit", "names"))
         check_model_arguments("anova", (self, *others))
         if others or named:
@@ -29,22 +57,80 @@ class InferenceMixin:
 
     @validated(name="contest", joint=boolean)
     def contest(self, L, ddf="satterthwaite", joint: bool = True, rhs=0.0) -> pd.DataFrame:
-        """Test L β = rhs: a t test per row (one row or joint=False), else one F test."""
+        """Test L β = rhs (lmerTest's ``contest``): a t test per row (one row or joint=False),
+        else one F test.
+
+        Parameters
+        ----------
+        L : array-like
+            Contrast matrix, one column per fixed effect (one row: a vector).
+        ddf : str, default "satterthwaite"
+            ``"satterthwaite"``, ``"kenward-roger"``, ``"between-within"`` or ``"residual"``.
+        joint : bool, default True
+            One F test of all rows, or (False) a t test per row.
+        rhs : float or array-like, default 0.0
+            The hypothesised value(s) of L β.
+
+        Returns
+        -------
+        DataFrame
+            t tests (``Estimate``, ``Std. Error``, ``df``, ``t value``, ``Pr(>|t|)``) or the
+            F test (``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``, ``Pr(>F)``).
+        """
         from .ftests import contest
         return contest(self, L, ddf=ddf, joint=joint, rhs=rhs)
 
     @validated(name="drop1")
     def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
-        """Likelihood-ratio test of dropping each fixed term (respecting marginality), as lme4."""
+        """Likelihood-ratio test of dropping each fixed term (respecting marginality), as lme4.
+
+        Parameters
+        ----------
+        test : {"Chisq", None}, default "Chisq"
+            "Chisq" adds the likelihood-ratio test; None gives AIC only.
+        scope : list of str, optional
+            The terms to drop; by default every term that can be dropped.
+
+        Returns
+        -------
+        DataFrame
+            ``npar``, ``AIC``, ``LRT``, ``Pr(Chi)``; the first row (``<none>``) is this model
+            (refitted by ML if it was a REML fit).
+        """
         from .lrt import drop1
         return drop1(self, test=test, scope=scope)
 
     @validated(extra=BOOT_KEYWORDS, name="confint", level=probability,
                method=one_of("profile", "wald", "boot", case=False))
     def confint(self, parm=None, level: float = 0.95, method: str = "profile", **boot) -> pd.DataFrame:
-        """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``: profile, Wald or
-        boot (percentile; ``nsim``, ``seed``, ``n_jobs``: see ``mmfast.resample.confint_boot``).
-        ``progress``: a tqdm bar for boot and profile (None: on a terminal, runs over ~2 s)."""
+        """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``.
+
+        Parameters
+        ----------
+        parm : str or list of str, optional
+            Parameters to include (``"sd_(Intercept)|Subject"``, ``"sigma"``, ``"Days"``, ...);
+            default all.
+        level : float, default 0.95
+            Confidence level.
+        method : {"profile", "wald", "boot"}, default "profile"
+            Profile likelihood (lme4's default), Wald (fixed effects only; NaN for the
+            variance parameters, as lme4) or parametric-bootstrap percentiles.
+        **boot
+            For ``method="boot"``: ``nsim`` (default 500), ``seed``, ``n_jobs``; for boot and
+            profile ``progress``, a tqdm bar (None: on a terminal, runs over ~2 s).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``2.5 %`` and ``97.5 %`` (for level 0.95), one row per parameter.
+
+        Examples
+        --------
+        >>> import mmfast
+        >>> m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", mmfast.datasets.load("sleepstudy"))
+        >>> m.confint(method="wald").loc["Days"].round(3).tolist()
+        [7.438, 13.497]
+        """
         progress = boot.pop("progress", None) if str(method).lower() == "profile" else None
         if boot and str(method).lower() != "boot":
             raise ArgumentError(f"{', '.join(boot)} applies to method='boot' only "
@@ -62,8 +148,20 @@ class InferenceMixin:
 
     @validated(name="profile")
     def profile(self, which=None, progress: bool | None = None) -> pd.DataFrame:
-        """lme4's ``profile()``: ζ along each parameter (columns parameter, value, zeta);
-        ``progress``: a tqdm bar over the parameters (None: on a terminal, runs over ~2 s)."""
+        """lme4's ``profile()``: the signed root deviance ζ along each parameter.
+
+        Parameters
+        ----------
+        which : str or list of str, optional
+            Parameters to return (names as in ``confint``); default all.
+        progress : bool, optional
+            A tqdm bar over the parameters (None: on a terminal, runs over ~2 s).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``parameter``, ``value``, ``zeta``.
+        """
         from .ftests import _cache
         from .locking import model_lock
         from .profile import Profile
@@ -74,7 +172,21 @@ class InferenceMixin:
             return store["profile"].data(which, check_progress(progress))
 
     def icc(self, by: str | None = None, reml: bool | None = None):
-        """ICC per grouping factor (random-intercept models); ``by``: refit within each level."""
+        """Intraclass correlation per grouping factor (random-intercept models).
+
+        Parameters
+        ----------
+        by : str, optional
+            A column: refit the model's random intercepts within each of its levels (the
+            lecture's ICC per treatment group), as ``mmfast.icc_by_group``.
+        reml : bool, optional
+            With ``by``: REML or ML refits; default as this model.
+
+        Returns
+        -------
+        Series or DataFrame
+            The ICC per grouping factor, or (with ``by``) ``icc_by_group``'s table.
+        """
         from .icc import icc, icc_by_group
         if by is None:
             return icc(self)
@@ -91,7 +203,22 @@ class LikelihoodRatioMixin:
     """GLMMs' ``anova(other)`` and ``drop1``: likelihood-ratio tests (lme4's)."""
 
     def anova(self, *others, **named) -> pd.DataFrame:
-        """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``)."""
+        """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``).
+
+        Parameters
+        ----------
+        *others : fitted models
+            The models to compare with, fitted to the same rows.
+        **named : fitted models, or names / refit
+            Models by keyword (the keyword names the row), ``names=`` or ``refit=`` as in
+            ``mmfast.anova``.
+
+        Returns
+        -------
+        DataFrame
+            lme4's table: ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``,
+            ``Df``, ``Pr(>Chisq)``, one row per model in order of ``npar``.
+        """
         check_models("anova", named, ("names", "refit"))
         check_model_arguments("anova", others)
         from .lrt import anova_lrt
@@ -99,6 +226,19 @@ class LikelihoodRatioMixin:
 
     @validated(name="drop1")
     def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
-        """Refit without each droppable fixed term: npar, AIC, LRT, Pr(Chi) (lme4's ``drop1``)."""
+        """Refit without each droppable fixed term (lme4's ``drop1``).
+
+        Parameters
+        ----------
+        test : {"Chisq", None}, default "Chisq"
+            "Chisq" adds the likelihood-ratio test; None gives AIC only.
+        scope : list of str, optional
+            The terms to drop; by default every term that can be dropped (marginality).
+
+        Returns
+        -------
+        DataFrame
+            ``npar``, ``AIC``, ``LRT``, ``Pr(Chi)``; the first row (``<none>``) is this model.
+        """
         from .lrt import drop1
         return drop1(self, test=test, scope=scope)

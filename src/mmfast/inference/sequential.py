@@ -36,5 +36,12 @@ class SequentialAnovaMixin:
     """``anova()`` of a linear model (mixed into ``mmfast.api.LinearModel``)."""
 
     def anova(self) -> pd.DataFrame:
-        """Sequential sums of squares per term and the residual line (R's ``anova.lm``)."""
+        """Sequential sums of squares per term and the residual line (R's ``anova.lm``).
+
+        Returns
+        -------
+        DataFrame
+            ``Df``, ``Sum Sq``, ``Mean Sq``, ``F value``, ``Pr(>F)``; the last row is
+            ``Residuals``.
+        """
         return lm_anova(self)

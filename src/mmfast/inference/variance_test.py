@@ -126,10 +126,37 @@ def _exact_rlrt(full, nsim: int, seed) -> VarianceTestResult:
 @validated(nsim=integer(1))
 def variance_test(full, null=None, method: str = "mixture", nsim: int = 10000,
                   seed=None) -> VarianceTestResult:
-    """Test the variance component(s) that ``full`` has and ``null`` lacks (``null`` may be an
-    ``mmfast.lm`` fit, or None for the model without random effects).
+    """Test the variance component(s) that ``full`` has and ``null`` lacks.
 
-    ``method="mixture"``: LRT with the 50:50 χ² mixture; ``"exact-rlrt"``: RLRsim's exactRLRT.
+    Under the null hypothesis the variance is on the boundary of its range, so the naive χ²
+    p-value is conservative; these tests account for it.
+
+    Parameters
+    ----------
+    full : LinearMixedModel
+        The model with the variance component.
+    null : fitted model, optional
+        The model without it (an ``mmfast.lm`` fit or a smaller ``lmer`` fit); None: the
+        model without random effects.
+    method : {"mixture", "exact-rlrt"}, default "mixture"
+        The likelihood-ratio test against the 50:50 χ² mixture, or the exact restricted LRT
+        of Crainiceanu and Ruppert (RLRsim's ``exactRLRT``, one scalar term), simulated.
+    nsim : int, default 10000
+        Simulations of the exact RLRT's null distribution.
+    seed : int, optional
+        Seed of those simulations.
+
+    Returns
+    -------
+    VarianceTestResult
+        ``stat``, ``p_value``, and ``df`` (mixture) or ``nsim`` and ``simulated`` (exact).
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> m = mmfast.lmer("Reaction ~ Days + (1 | Subject)", mmfast.datasets.load("sleepstudy"))
+    >>> mmfast.variance_test(m)
+    VarianceTestResult(method='mixture', stat=106.214, p_value=3.309e-25, df=1.0)
     """
     check_model_arguments("variance_test", [full] if null is None else [full, null])
     if method == "mixture":

@@ -100,7 +100,20 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     def refit(self: _Self, y, start=None) -> _Self:
         """The same model fitted to a new response (same formula, data, weights, offset, family),
-        from θ = ``start``, else this fit's θ (lme4's ``refit(object, newresp)``)."""
+        from θ = ``start``, else this fit's θ (lme4's ``refit(object, newresp)``).
+
+        Parameters
+        ----------
+        y : array-like
+            The new response, one value per row used by the fit (as ``simulate`` gives it).
+        start : array-like, optional
+            Starting θ; by default this fit's.
+
+        Returns
+        -------
+        GeneralizedLinearMixedModel
+            A new fitted model; this one is unchanged.
+        """
         theta = self.theta if start is None else np.asarray(start, dtype=float)
         return self.with_response(y).fit(start=theta)
 
@@ -341,8 +354,37 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     @validated(name="predict", type=one_of("link", "response"))
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link",  # noqa: A002
                 re_form=True, allow_new_levels: bool = False, offset=None) -> pd.Series:
-        """Predictions on the link (``type="link"``) or response (``"response"``) scale: a
-        Series on newdata's index, or (no newdata) the data's index, NaN for dropped rows."""
+        """Predictions on the link (``type="link"``) or response (``"response"``) scale.
+
+        Parameters
+        ----------
+        newdata : DataFrame or dict, optional
+            Rows to predict for; by default the data the model was fitted to.
+        type : {"link", "response"}, default "link"
+            The scale: linear predictor η or mean μ = g⁻¹(η).
+        re_form : True or None, default True
+            True includes the random effects (conditional prediction); None gives the
+            population-level prediction (R's ``re.form = NA``).
+        allow_new_levels : bool, default False
+            A grouping level not seen in the fit is an error, or with True predicted at the
+            population level (random effect 0).
+        offset : str or array-like, optional
+            The offset for ``newdata`` when the model was fitted with ``offset=``.
+
+        Returns
+        -------
+        Series
+            On newdata's index, or (no newdata) the data's index with NaN for dropped rows.
+
+        Examples
+        --------
+        >>> import mmfast
+        >>> wl = mmfast.datasets.load("waterlick")
+        >>> g = mmfast.glmer("lick ~ dff + (1 | mouseID)", wl, family="binomial")
+        >>> p = g.predict(wl.head(3), type="response")
+        >>> bool(((p > 0) & (p < 1)).all())
+        True
+        """
         if newdata is not None:  # pandas, polars, arrow or a dict; not empty
             newdata = as_frame(newdata, "newdata", allow_empty=False)
         if newdata is None:
@@ -367,7 +409,19 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     @validated(name="odds_ratios", level=probability)
     def odds_ratios(self, level: float = 0.95) -> pd.DataFrame:
-        """exp(β) with Wald intervals exp(β ± z SE) (logit links), and the % change in the odds."""
+        """exp(β) with Wald intervals exp(β ± z SE) (logit links), and the % change in the odds.
+
+        Parameters
+        ----------
+        level : float, default 0.95
+            Confidence level of the intervals.
+
+        Returns
+        -------
+        DataFrame
+            One row per fixed effect: ``odds_ratio``, ``lower``, ``upper``, ``pct_change``,
+            ``pct_lower``, ``pct_upper``.
+        """
         if self.family != "binomial" or self.link != "logit":
             raise ModelSpecError("odds ratios need a binomial family with the logit link "
                                  f"(this model: {self.family.name}, {self.link})")

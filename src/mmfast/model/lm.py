@@ -75,6 +75,7 @@ class LinearModel(InformationCriteria):
     # --- estimates ----------------------------------------------------------------------------
     @property
     def fixef(self) -> pd.Series:
+        """Least-squares estimates, named as R names the columns (R's ``coef``)."""
         return pd.Series(self.beta, index=self.frame.fixef_names, name="Estimate")
 
     @property
@@ -84,11 +85,13 @@ class LinearModel(InformationCriteria):
 
     @property
     def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the estimates, σ² (X'WX)⁻¹ (R's ``vcov``)."""
         names = self.frame.fixef_names
         return pd.DataFrame(self.vcov_array, index=names, columns=names)
 
     @property
     def r_squared(self) -> float:
+        """Multiple R² (R's ``summary(fit)$r.squared``)."""
         y = self.frame.y if self.frame.offset is None else self.frame.y - self.frame.offset
         w = np.ones(len(y)) if self.frame.weights is None else self.frame.weights
         has_int = np.any(np.all(self.frame.X == 1.0, axis=0))

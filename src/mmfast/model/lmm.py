@@ -308,13 +308,40 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             return model.fit(**optctrl)
 
     def refit_ml(self: _Self) -> _Self:
-        """This model refitted by maximum likelihood (itself if it already is)."""
+        """This model refitted by maximum likelihood (itself if it already is).
+
+        Returns
+        -------
+        LinearMixedModel
+            The ML fit of the same formula and rows (lme4's ``refitML``).
+        """
         return self if not self.reml else self.refit_formula(self.frame.parsed.formula, reml=False)
 
     def refit(self: _Self, y: np.ndarray, start=None) -> _Self:
-        """A new model on response ``y`` (copied), same design, fitted from ``start``, else this
-        fit's θ, else (an unfitted template) a moment start: what ``lmer`` on the data with the
-        new response gives, without re-parsing or recomputing Z'Z."""
+        """A new model on response ``y`` (copied), same design (lme4's ``refit(m, newresp)``):
+        what ``lmer`` on the data with the new response gives, without re-parsing or
+        recomputing Z'Z.
+
+        Parameters
+        ----------
+        y : array-like
+            The new response, one value per row used by the fit (``simulate`` gives these).
+        start : array-like, optional
+            Starting θ; default this fit's θ (an unfitted template: a moment start).
+
+        Returns
+        -------
+        LinearMixedModel
+            A new fitted model; this one is unchanged.
+
+        Examples
+        --------
+        >>> import mmfast
+        >>> m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", mmfast.datasets.load("sleepstudy"))
+        >>> same = m.refit(m.frame.y)
+        >>> bool(abs(same.fixef["Days"] - m.fixef["Days"]) < 1e-6)
+        True
+        """
         new = self.with_response(y)
         if start is None and self.fitted_:
             start = self.theta
@@ -353,11 +380,13 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
     # --- criteria ------------------------------------------------------------------------
     @property
     def ml_deviance(self) -> float:
+        """-2 × the maximum-likelihood log-likelihood at this fit's parameters."""
         return profiled_deviance(self._ldL2, self._ldRX2, self._log_pwrss, self.nobs,
                                  self.frame.X.shape[1], False, self._logw)
 
     @property
     def reml_criterion(self) -> float | None:
+        """lme4's ``REMLcrit``: -2 × the REML log-likelihood; None for an ML fit."""
         if not self.reml:
             return None
         return profiled_deviance(self._ldL2, self._ldRX2, self._log_pwrss, self.nobs,
@@ -365,6 +394,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
 
     @property
     def loglik(self) -> float:
+        """Log-likelihood (REML or ML, as fitted; R's ``logLik``)."""
         return -0.5 * (self.reml_criterion if self.reml else self.ml_deviance)
 
     @property
@@ -374,10 +404,12 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
 
     @property
     def objective_value(self) -> float:
+        """The minimised criterion: the REML criterion or the ML deviance."""
         return self.reml_criterion if self.reml else self.ml_deviance
 
     @property
     def npar(self) -> int:
+        """Number of parameters: β, θ and σ (the ``npar`` column of ``anova``)."""
         return len(self.beta) + len(self.theta) + 1
 
     @property

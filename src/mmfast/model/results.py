@@ -22,10 +22,12 @@ class InformationCriteria:
 
     @property
     def aic(self) -> float:
+        """Akaike's information criterion, -2 logLik + 2 npar (R's ``AIC``)."""
         return -2.0 * self.loglik + 2.0 * self.npar
 
     @property
     def bic(self) -> float:
+        """Schwarz's criterion, -2 logLik + log(nobs) npar (R's ``BIC``)."""
         return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
 
@@ -61,15 +63,18 @@ class MixedModelResults(InformationCriteria):
     # --- fixed effects --------------------------------------------------------------------
     @property
     def fixef(self) -> pd.Series:
+        """Fixed-effects estimates β, named as R names the columns (lme4's ``fixef``)."""
         return pd.Series(self.beta, index=self.frame.fixef_names, name="Estimate")
 
     @property
     def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effects estimates (lme4's ``vcov``)."""
         names = self.frame.fixef_names
         return pd.DataFrame(self.vcov_array, index=names, columns=names)
 
     @property
     def theta_names(self) -> list[str]:
+        """Names of the elements of θ, in lme4's order."""
         return self.layout.names
 
     # --- variance components --------------------------------------------------------------

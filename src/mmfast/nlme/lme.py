@@ -140,6 +140,7 @@ class LmeFit:
     # --- fixed effects ------------------------------------------------------------------------
     @property
     def fixef(self) -> pd.Series:
+        """Fixed-effects estimates (nlme's ``fixef``)."""
         return pd.Series(np.asarray(self.model.beta, dtype=float), index=self.model.frame.fixef_names)
 
     @property
@@ -207,6 +208,7 @@ class LmeFit:
 
     @property
     def residuals(self) -> pd.Series:
+        """Residuals at the innermost level, y - fitted (nlme's ``resid``)."""
         return self.model.residuals
 
     # --- tests ----------------------------------------------------------------------------------
@@ -298,12 +300,37 @@ class LmeFit:
 def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_options) -> LmeFit:
     """Fit a linear mixed model as ``nlme::lme(fixed, data, random, method)`` does.
 
-    ``fixed``: ``"res ~ treatment_idx"`` (factors: make the column a pandas Categorical, as the
-    R data frame holds a factor, or write ``factor(x)``).  ``random``: ``"~ 1 | midx"``,
-    ``"~ 1 | midx/cidx"``, ``"~ x | g"``, or ``{"midx": "~1", "cidx": "~treatment"}`` (nlme's
-    ``list(...)``: nested, outermost first; the R text ``"list(midx = ~1, cidx = ~treatment)"``
-    works too).  ``method``: ``"REML"`` (default) or ``"ML"``.  Rows with missing values are
-    dropped (nlme's default ``na.fail`` would stop instead).
+    Parameters
+    ----------
+    fixed : str
+        The fixed part, e.g. ``"res ~ treatment_idx"`` (factors: make the column a pandas
+        Categorical, as the R data frame holds a factor, or write ``factor(x)``).
+    data : DataFrame or dict
+        pandas or polars DataFrame, pyarrow Table or a dict of columns.  Rows with missing
+        values are dropped (nlme's default ``na.fail`` would stop instead).
+    random : str or dict
+        ``"~ 1 | midx"``, ``"~ 1 | midx/cidx"``, ``"~ x | g"``, or
+        ``{"midx": "~1", "cidx": "~treatment"}`` (nlme's ``list(...)``: nested, outermost
+        first; the R text ``"list(midx = ~1, cidx = ~treatment)"`` works too).
+    method : {"REML", "ML"}, default "REML"
+        Estimation method.
+    **lmer_options
+        ``weights``, ``offset``, ``check_nobs_vs_nre`` (default "ignore", as nlme has no such
+        check), ``start`` and the optimizer controls of ``mmfast.lmer``.
+
+    Returns
+    -------
+    LmeFit
+        Prints and summarises as nlme does: ``summary().tTable``, ``anova()``,
+        ``anova(other)``, ``fixef``, ``ranef``, ``varcorr``.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> f = mmfast.lme("Reaction ~ Days", mmfast.datasets.load("sleepstudy"),
+    ...                random="~ Days | Subject")
+    >>> f.fixef.round(3).tolist()
+    [251.405, 10.467]
     """
     from ..api import lmer
     key = str(method).upper()

@@ -46,26 +46,56 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
              progress: bool | None = None, **lmer_kwargs) -> pd.DataFrame:
     """Fit ``formula`` (lme4 syntax, as ``lmer``) to every group of ``by`` and return tidy rows.
 
-    ``by``: a column name or a list of them (rows with a missing key belong to no group).
-    ``n_jobs``/``backend``: ``"loky"`` runs n_jobs worker processes (joblib; -1: all cores),
-    ``"dask"`` runs on the current ``dask.distributed`` client, or on a LocalCluster of
-    n_jobs processes started for the call.  Results do not depend on either.
-    ``output``: a path (e.g. ``"results.parquet"``): results are written there as they finish
-    and a run that was interrupted resumes, fitting only the groups not yet written; if the
-    data of a group already written changed (any column the model uses), it is refused
-    (``DataError``: use a new path) rather than returning stale rows.
-    ``ddf``: ``"satterthwaite"`` (lmerTest's df, when ``mmfast.inference`` provides it),
-    another ``ddf`` of ``mmfast.inference`` (e.g. ``"kenward-roger"``), or None (no df, no p).
-    ``progress``: a tqdm bar over the groups (None: on a terminal for runs over ~2 s).
-    ``reml`` and the other keyword arguments (``weights``/``offset`` as column names,
-    ``check_nobs_vs_nre``, ``start``, optimiser settings) are ``lmer``'s.
+    The formula is parsed once, groups with the same design share it, and single
+    random-intercept models are fitted for all groups at once.
 
-    Returns one row per fixed effect (``effect="fixed"``), random-effects sd/correlation and
-    residual sd (``effect="ran_pars"``, named as broom.mixed does: ``sd__(Intercept)``,
-    ``cor__(Intercept).x``, ``sd__Observation``) per group: the ``by`` columns, ``effect``,
-    ``group``, ``term``, ``estimate``, ``std_error``, ``df``, ``statistic``, ``p_value``, and
-    per fit ``converged``, ``singular``, ``loglik`` and ``error`` (a failed group is one row
-    with its error message and missing values elsewhere).
+    Parameters
+    ----------
+    data : DataFrame or dict
+        pandas or polars DataFrame, pyarrow Table or a dict of columns.
+    formula : str
+        lme4's syntax, as ``mmfast.lmer``.
+    by : str or list of str
+        The column(s) defining the groups (rows with a missing key belong to no group).
+    n_jobs : int or None, default 1
+        Worker processes (-1: all cores).  Results do not depend on it.
+    backend : {"loky", "dask"}, default "loky"
+        ``"loky"`` runs n_jobs worker processes (joblib); ``"dask"`` runs on the current
+        ``dask.distributed`` client, or on a LocalCluster of n_jobs processes started for the
+        call.  Results do not depend on it.
+    output : str or path, optional
+        A path (e.g. ``"results.parquet"``): results are written there as they finish and a
+        run that was interrupted resumes, fitting only the groups not yet written; if the data
+        of a group already written changed (any column the model uses), it is refused
+        (``DataError``: use a new path) rather than returning stale rows.
+    reml : bool, default True
+        REML or (False) maximum-likelihood fits.
+    ddf : str or None, default "satterthwaite"
+        lmerTest's df, another ``ddf`` of ``mmfast.inference`` (e.g. ``"kenward-roger"``), or
+        None (no df, no p-values).
+    progress : bool, optional
+        A tqdm bar over the groups (None: on a terminal for runs over ~2 s).
+    **lmer_kwargs
+        ``lmer``'s other arguments: ``weights``/``offset`` as column names,
+        ``check_nobs_vs_nre``, ``start``, optimizer controls.
+
+    Returns
+    -------
+    DataFrame
+        broom.mixed's tidy layout, per group: one row per fixed effect (``effect="fixed"``)
+        and per random-effects sd/correlation and residual sd (``effect="ran_pars"``, named
+        ``sd__(Intercept)``, ``cor__(Intercept).x``, ``sd__Observation``).  Columns: the
+        ``by`` columns, ``effect``, ``group``, ``term``, ``estimate``, ``std_error``, ``df``,
+        ``statistic``, ``p_value``, and per fit ``converged``, ``singular``, ``loglik`` and
+        ``error`` (a failed group is one row with its error message).
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> res = mmfast.fit_many(mmfast.datasets.load("many_small"), "y ~ group + (1 | animal)",
+    ...                       by="gene")
+    >>> res["gene"].nunique(), len(res)
+    (2000, 8000)
     """
     if not (isinstance(by, str) or isinstance(by, (list, tuple))
             and by and all(isinstance(b, str) for b in by)):

@@ -31,4 +31,11 @@ class LinearModelPresentation:
 
     @validated(name="summary")
     def summary(self) -> LMSummary:
+        """R's ``summary(lm(...))``.
+
+        Returns
+        -------
+        LMSummary
+            ``.coefficients``: ``Estimate``, ``Std. Error``, ``t value``, ``Pr(>|t|)``.
+        """
         return LMSummary(self)

@@ -16,6 +16,26 @@ class PresentationMixin(StatsmodelsAPI, TidyMixin, SerializeMixin):
 
     @validated(extra=("ddf", "print_out"), name="summary")
     def summary(self, **kwargs) -> Summary:
-        """lme4's ``summary()``: prints and returns the summary object."""
+        """lme4's ``summary()`` (with lmerTest's df for LMMs).
+
+        Parameters
+        ----------
+        **kwargs
+            ``ddf``: the t tests' degrees of freedom for LMMs, ``"satterthwaite"`` (default),
+            ``"kenward-roger"``, ``"between-within"``, ``"residual"`` or None (z tests).
+            ``print_out``: also print it (default False).
+
+        Returns
+        -------
+        Summary
+            Prints as R does; ``.coefficients`` is the fixed-effects table as a DataFrame.
+
+        Examples
+        --------
+        >>> import mmfast
+        >>> m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", mmfast.datasets.load("sleepstudy"))
+        >>> print(round(m.summary(ddf="kenward-roger").coefficients.loc["Days", "df"], 6))
+        17.0
+        """
         from .summary import Summary
         return Summary(self, **kwargs)

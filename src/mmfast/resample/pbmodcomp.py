@@ -142,9 +142,36 @@ def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1,
               progress=None) -> PBModComp:
     """pbkrtest's ``PBmodcomp(largeModel, smallModel, nsim)`` for LMMs and GLMMs.
 
-    ``small`` may be a formula (refitted on the large model's data, as pbkrtest's
-    ``update(largeModel, formula)``).  Results are identical for a given ``seed`` whatever
-    ``n_jobs`` is.  ``progress``: tqdm bar (default: on a terminal for runs over ~2 s).
+    Parameters
+    ----------
+    large : LinearMixedModel or GeneralizedLinearMixedModel
+        The larger model.
+    small : fitted model or str
+        The smaller model, or a formula refitted on the large model's data (pbkrtest's
+        ``update(largeModel, formula)``).
+    nsim : int, default 1000
+        Number of responses simulated from the small model and refitted with both.
+    seed : int, optional
+        Seed; results are identical for a seed whatever ``n_jobs``.
+    n_jobs : int or None, default 1
+        Worker processes (-1: all cores).
+    progress : bool, optional
+        tqdm bar; default on a terminal for runs over about 2 s.
+
+    Returns
+    -------
+    PBModComp
+        ``.test``: pbkrtest's table (``LRT``, ``PBtest``, ``Gamma``, ``Bartlett`` rows with
+        ``stat``, ``df``, ``p.value``); ``.p_value``; the simulated statistics.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> wl = mmfast.datasets.load("waterlick")
+    >>> big = mmfast.glmer("lick ~ dff + (1 | mouseID)", wl, family="binomial")
+    >>> pb = mmfast.pbmodcomp(big, "lick ~ (1 | mouseID)", nsim=100, seed=1)
+    >>> print(round(pb.test.loc["LRT", "p.value"], 4))
+    0.0028
     """
     kind = model_kind(large)
     if isinstance(small, str):

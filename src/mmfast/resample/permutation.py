@@ -246,11 +246,49 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
                              progress=None) -> PermutationTest:
     """Shuffle ``permute`` across the clusters of ``cluster``, refit LMM and LM, keep p-values.
 
-    ``formula`` is the mixed model (lme4 syntax); the naive LM is its fixed part.  ``permute``
-    must be constant within each cluster.  ``term``: the fixed term to test (default: the
-    one made of ``permute``).  ``ddf``: the LMM's denominator df (lmerTest's Type III F).
-    Returns a ``PermutationTest`` (``pvalues``, ``rejection_rate(alpha)``, ``plot()``); the
-    same ``seed`` gives the same permutations and p-values for any ``n_jobs``.
+    The lecture's check: under shuffled (null) labels the mixed model rejects at about the
+    nominal rate, the naive LM far more often.
+
+    Parameters
+    ----------
+    formula : str
+        The mixed model (lme4 syntax); the naive LM is its fixed part.
+    data : DataFrame or dict
+        pandas or polars DataFrame, pyarrow Table or a dict of columns.
+    permute : str
+        The cluster-level column to shuffle; constant within each cluster.
+    cluster : str
+        The column of clusters (the mouse).
+    n_perm : int, default 1000
+        Number of permutations.
+    seed : int, optional
+        The same seed gives the same permutations and p-values for any ``n_jobs``.
+    n_jobs : int or None, default 1
+        Worker processes (-1: all cores).
+    ddf : str, default "satterthwaite"
+        The LMM's denominator df (lmerTest's Type III F test).
+    reml : bool, default True
+        REML or ML fits of the LMM.
+    term : str, optional
+        The fixed term to test; default the one made of ``permute``.
+    progress : bool, optional
+        tqdm bar; default on a terminal for long runs.
+
+    Returns
+    -------
+    PermutationTest
+        ``pvalues`` (columns ``lmm``, ``lm``), ``rejection_rate(alpha)``,
+        ``permutation_pvalue()``, ``plot()``.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> ex1 = mmfast.datasets.load("ex1")
+    >>> perm = mmfast.cluster_permutation_test("res ~ factor(treatment_idx) + (1 | midx)", ex1,
+    ...                                        permute="treatment_idx", cluster="midx",
+    ...                                        n_perm=100, seed=1)
+    >>> perm.rejection_rate(0.05)
+    {'lmm': 0.04, 'lm': 0.97}
     """
     from ..formula import parse_formula
     from ..inference.contrasts import term_contrasts
