@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 APT_PACKAGES := libsuitesparse-dev libopenblas0-pthread
 R_PACKAGES   := r-base-core r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-nlme r-cran-jsonlite \
                 r-cran-glmmtmb
-# The Python peers of `make bench` (benchmarks/peers/): a missing one is reported as not installed.
+# The Python peers of `make bench-frontier` (benchmarks/peers/): a missing one is reported as not installed.
 BENCH_PEERS  := statsmodels lme-python mixedlm-rs glmm interlace-lme
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := setup.py pyproject.toml $(wildcard src/mmfast/_ext/*.pyx src/mmfast/_ext/*.pxd)
