@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..callnames import caller_names
 from ..errors import ArgumentError, DataError, ModelSpecError
+from ..rformat import AnovaTable
 
 __all__ = ["anova_lrt", "drop1"]
 
@@ -25,14 +27,27 @@ def _is_reml(m) -> bool:
     return bool(getattr(m, "reml", False))
 
 
-def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> pd.DataFrame:
-    """lme4's ``anova()`` for two or more models (positional and/or keyword arguments)."""
+def _formula(m) -> str:
+    return str(getattr(getattr(getattr(m, "frame", None), "parsed", None), "formula", "?"))
+
+
+def model_names(models) -> list[str]:
+    """Row names of an anova: each model's variable name in the caller (R's deparsed argument),
+    else its formula; ``MODEL1``, ``MODEL2``, ... if names clash (lme4's fallback)."""
+    names = [v or _formula(m) for v, m in zip(caller_names(*models), models)]
+    return names if len(set(names)) == len(names) else [f"MODEL{i + 1}" for i in range(len(models))]
+
+
+def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> AnovaTable:
+    """lme4's ``anova()`` for two or more models (positional and/or keyword arguments); prints
+    as R does, the rows named after the caller's variables."""
     from ..arguments import check_model_arguments, check_models
     check_models("anova", named, ("names", "refit"))
     check_model_arguments("anova", models)
     mods = list(models) + list(named.values())
     if names is None:
-        names = [f"MODEL{i + 1}" for i in range(len(models))] + list(named)
+        names = model_names(models) + list(named)
+    data_name = getattr(mods[0], "call_labels", {}).get("data") if mods else None
     if len(names) != len(mods):
         raise ArgumentError(f"{len(names)} names for {len(mods)} models")
     if len(mods) < 2:
@@ -60,12 +75,11 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
     out = pd.DataFrame({"npar": npar.astype(int), "AIC": [m.aic for m in mods],
                         "BIC": [m.bic for m in mods], "logLik": ll, "deviance": -2 * ll,
                         "Chisq": chisq, "Df": df, "Pr(>Chisq)": p}, index=names)
-    forms = [f"{nm}: {getattr(getattr(getattr(m, 'frame', None), 'parsed', None), 'formula', '?')}"
-             for nm, m in zip(names, mods)]
-    out.attrs["heading"] = "\n".join(notes + ["Models:"] + forms)
+    forms = [f"{nm}: {_formula(m)}" for nm, m in zip(names, mods)]
+    out.attrs["heading"] = "\n".join(([f"Data: {data_name}"] if data_name else []) + ["Models:"] + forms)
     out.attrs["notes"] = notes
     out.attrs["models"] = dict(zip(names, mods))
-    return out
+    return AnovaTable.wrap(out)
 
 
 def _formula_without(model, drop: str, ft) -> str:
@@ -77,7 +91,7 @@ def _formula_without(model, drop: str, ft) -> str:
     return f"{parsed.response} ~ " + " + ".join([fixed] + extra)
 
 
-def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> pd.DataFrame:
+def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> AnovaTable:
     """lme4's ``drop1``: refit without each droppable fixed term; AIC from ML fits."""
     from .fixed_terms import fixed_terms
     ft = fixed_terms(model.frame)
@@ -109,4 +123,4 @@ def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> 
         out["LRT"] = lrt
         out["Pr(Chi)"] = p
     out.attrs["heading"] = f"Single term deletions\n\nModel:\n{model.frame.parsed.formula}"
-    return out
+    return AnovaTable.wrap(out)
