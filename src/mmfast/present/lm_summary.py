@@ -19,8 +19,8 @@ class LMSummary:
         m = self.model
         lines = [f"Call: lm({m.frame.parsed.formula})", "", "Coefficients:",
                  *coefmat_lines(self.coefficients, digits=4), "",
-                 f"Residual standard error: {format_num([m.sigma], 4)[0]} on {m.df_residual} "
-                 "degrees of freedom", f"Multiple R-squared: {format_num([m.r_squared], 4)[0]}"]
+                 (f"Residual standard error: {format_num([m.sigma], 4)[0]} on {m.df_residual} "
+                  "degrees of freedom"), f"Multiple R-squared: {format_num([m.r_squared], 4)[0]}"]
         return "\n".join(lines)
 
     __repr__ = __str__
