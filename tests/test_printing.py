@@ -153,6 +153,10 @@ def test_correlated_three_term_summary():
     assert_prints_like_r(m3.summary(), "machines_3x3_summary")
 
 
+def test_lm_anova(sleepstudy):
+    assert_prints_like_r(mmfast.lm("Reaction ~ Days", sleepstudy).anova(), "lm_anova")
+
+
 def test_lmer_drop1():
     Machines = load("Machines")
     mm = mmfast.lmer("score ~ Machine + (1 | Worker)", Machines, reml=False)

@@ -53,6 +53,9 @@ m0 <- lmerTest::lmer(Reaction ~ Days + (1 | Subject), sleepstudy, control = ctrl
 m1 <- lmerTest::lmer(Reaction ~ Days + (Days | Subject), sleepstudy, control = ctrl)
 out$sleep_anova <- list(models = c("m0", "m1"), text = txt(suppressMessages(anova(m0, m1))))
 
+out$lm_anova <- list(formula = "Reaction ~ Days", data = "sleepstudy",
+                     text = txt(anova(lm(Reaction ~ Days, sleepstudy))))
+
 Machines <- load_data("Machines")
 Machines$Machine <- as_fac(Machines$Machine); Machines$Worker <- as_fac(Machines$Worker)
 mm <- lme4::lmer(score ~ Machine + (1 | Worker), Machines, REML = FALSE, control = ctrl)
