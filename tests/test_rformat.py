@@ -61,3 +61,6 @@ def test_zapsmall():
     assert list(zapsmall([1.0, 1e-20])) == [1.0, 0.0]
     assert list(zapsmall([123.456, 0.001], 5)) == [123.456, 0.001]
     assert list(zapsmall([123.4567, 0.0001], 5)) == [123.457, 0.0]
+    # zapsmall(c(Inf, 12.345, NA)) is c(Inf, 12, NA): an infinite maximum rounds to integers
+    z = zapsmall([np.inf, 12.345, np.nan])
+    assert z[0] == np.inf and z[1] == 12.0 and np.isnan(z[2])

@@ -94,14 +94,13 @@ def r_round(x, digits) -> np.ndarray:
 
 
 def zapsmall(x, digits: int = 7) -> np.ndarray:
-    """R's (4.2) ``zapsmall``: ``round(x, max(0, digits - log10(max|x|)))``."""
+    """R's (4.2) ``zapsmall``: ``round(x, max(0, digits - log10(max|x|)))`` over the non-NA
+    values (an infinite one rounds the rest to integers, as in R)."""
     x = np.asarray(x, dtype=float)
-    fin = x[~np.isnan(x)]
-    if fin.size == 0:
+    known = x[~np.isnan(x)]
+    if known.size == 0:
         return x
-    mx = float(np.max(np.abs(fin)))
-    if not np.isfinite(mx):
-        return x
+    mx = float(np.max(np.abs(known)))
     return r_round(x, max(0.0, digits - math.log10(mx)) if mx > 0 else digits)
 
 
