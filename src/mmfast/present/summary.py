@@ -25,20 +25,23 @@ def title_lines(title: str, cls: str, width: int = WIDTH) -> list[str]:
 def varcorr_lines(vc: pd.DataFrame, digits: int = 4) -> list[str]:
     """lme4's ``formatVC``: variances and standard deviations each in R's common format,
     correlations to ``digits - 2`` decimals in the lower triangle."""
-    groups, names, sds, cors = [], [], [], []
+    groups: list[str] = []
+    names: list[str] = []
+    sd_list: list[float] = []
+    cors: list[np.ndarray] = []
     for grp, sub in vc.groupby("grp", sort=False):
         var = sub[sub["var2"].isna()]
-        terms = [] if grp == "Residual" else list(var["var1"].fillna(""))
+        terms = [] if grp == "Residual" else [str(v) for v in var["var1"].fillna("")]
         p = len(var)
         C = np.eye(p)
         for _, r in sub[sub["var2"].notna()].iterrows():
             i, j = terms.index(r["var1"]), terms.index(r["var2"])
             C[i, j] = C[j, i] = r["sdcor"]
-        groups += [grp] + [""] * (p - 1)
+        groups += [str(grp)] + [""] * (p - 1)
         names += terms if terms else [""]
-        sds += list(var["sdcor"].astype(float))
+        sd_list += list(var["sdcor"].astype(float))
         cors.append(C)
-    sds = np.array(sds)
+    sds = np.array(sd_list)
     header = ["Groups", "Name", "Variance", "Std.Dev."]
     cols = [groups, names, format_num(sds ** 2, digits), format_num(sds, digits)]
     maxlen = max(len(C) for C in cors)
