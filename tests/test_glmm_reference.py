@@ -152,9 +152,11 @@ def test_agq_logLik_scale_differs_from_lme4():
 def test_summary_glmer_style():
     ref, m, _ = fit("cbpp_laplace")
     text = str(m.summary())
-    assert "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)" in text
+    # lme4 wraps the title at R's width 80 (.prt.methTitle): "(Laplace" / "  Approximation) [glmerMod]"
+    assert text.startswith("Generalized linear mixed model fit by maximum likelihood (Laplace\n"
+                           "  Approximation) [glmerMod]\n")
     assert "Family: binomial  ( logit )" in text
     assert "z value" in text and "Pr(>|z|)" in text
     assert "184.1" in text  # the deviance column is -2 logLik, as lme4's summary prints it
     agq = fit("cbpp_agq25")[1]
-    assert "Adaptive Gauss-Hermite Quadrature, nAGQ = 25" in str(agq.summary())
+    assert "(Adaptive\n  Gauss-Hermite Quadrature, nAGQ = 25) [glmerMod]" in str(agq.summary())  # R 4.2, lme4

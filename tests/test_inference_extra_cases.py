@@ -378,7 +378,9 @@ def test_lrt_refits_reml_by_ml(data, fits):
     m0 = mmfast.lmer("yield ~ nitro + Variety + (1 | Block/Variety)", data["oats_nitro_num"])
     tab = mmfast.anova(fits["oats_nitro_num"], m0)  # sorted by npar: m0 first
     assert list(tab.columns) == ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
-    assert tab.index[0] == "MODEL2" and "ML" in tab.attrs["heading"]
+    # rows named as R's anova(fit, m0) names them: the caller's variable (formula when it has none)
+    assert tab.index[0] == "m0" and "refitting model(s) with ML (instead of REML)" in tab.attrs["notes"]
+    assert tab.index[1] == fits["oats_nitro_num"].frame.parsed.formula
     assert_close(tab["npar"], ref["npar"], 0, what="npar")
     for col, key in [("AIC", "AIC"), ("BIC", "BIC"), ("logLik", "logLik")]:
         assert_close(tab[col], ref[key], 1e-8, what=col)

@@ -82,7 +82,7 @@ def test_reml_fits_are_refitted_by_ml(fit_case):
     ml = fit_case("sleepstudy_slope_ml").model
     m0 = reml.refit_formula("Reaction ~ Days + (1 | Subject)")
     tab = reml.anova(m0)  # the method form
-    assert "refitting model(s) with ML" in tab.attrs["heading"]
+    assert "refitting model(s) with ML (instead of REML)" in tab.attrs["notes"]
     assert tab["logLik"].iloc[1] == pytest.approx(ml.loglik, abs=1e-6)
     assert tab["npar"].iloc[0] == 4 and tab["Df"].iloc[1] == 2
 

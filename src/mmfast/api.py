@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number, one_of, validated
+from .callnames import call_labels
 from .diagnostics.mixin import DiagnosticsMixin
 from .inference.mixin import InferenceMixin, LikelihoodRatioMixin
 from .inference.sequential import SequentialAnovaMixin
@@ -132,9 +133,11 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
     >>> ml.optsummary.optimizer
     'bobyqa'
     """
-    return _lmm.fit_lmm(LinearMixedModel, formula, data, reml=reml, weights=weights, offset=offset,
-                        check_nobs_vs_nre=check_nobs_vs_nre, start=start, control=control,
-                        **optctrl)
+    fitted = _lmm.fit_lmm(LinearMixedModel, formula, data, reml=reml, weights=weights, offset=offset,
+                          check_nobs_vs_nre=check_nobs_vs_nre, start=start, control=control,
+                          **optctrl)
+    fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
+    return fitted
 
 
 @validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
@@ -192,11 +195,13 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     >>> print(round(g.loglik, 2))
     -92.03
     """
-    return _glmm.fit_glmm(GeneralizedLinearMixedModel, formula, data, family=family, n_agq=n_agq,
-                          weights=weights, offset=offset, start=start,
-                          check_nobs_vs_nre=check_nobs_vs_nre,
-                          check_nobs_vs_nlev=check_nobs_vs_nlev, check_nlev_gtr_1=check_nlev_gtr_1,
-                          control=control)
+    fitted = _glmm.fit_glmm(GeneralizedLinearMixedModel, formula, data, family=family, n_agq=n_agq,
+                            weights=weights, offset=offset, start=start,
+                            check_nobs_vs_nre=check_nobs_vs_nre,
+                            check_nobs_vs_nlev=check_nobs_vs_nlev, check_nlev_gtr_1=check_nlev_gtr_1,
+                            control=control)
+    fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
+    return fitted
 
 
 @validated()

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import integrate, special, stats
 
 from ..errors import ArgumentError
+from ..rformat import zapsmall
 
 __all__ = ["contrast_family", "adjust_pvalues", "DEFAULT_ADJUST", "ptukey_sf", "pdunnx_sf"]
 
@@ -101,15 +102,6 @@ def contrast_family(method, labels: list[str], ref=None) -> tuple[np.ndarray, li
     if not rows:
         raise ArgumentError(f"contrast method {method!r} needs at least two means (got {k})")
     return np.array(rows), names, ("pairwise" if m in PAIRWISE else m)
-
-
-def _zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
-    """R 4.2's ``zapsmall`` (emmeans passes the df through it before ``ptukey``)."""
-    fin = x[np.isfinite(x)]
-    mx = float(np.max(np.abs(fin))) if fin.size else 0.0
-    if mx == 0:
-        return x
-    return np.where(np.isfinite(x), np.round(x, int(max(0.0, np.floor(digits - np.log10(mx) + 0.5)))), x)
 
 
 def _range_sf(w: float, k: float, n: int = 6001) -> float:
@@ -218,7 +210,7 @@ def adjust_pvalues(t: np.ndarray, df: np.ndarray, adjust: str, kind: str, nmeans
     unadj = np.where(np.isfinite(df), 2.0 * stats.t.sf(abst, np.where(np.isfinite(df), df, 1.0)),
                      2.0 * stats.norm.sf(abst))
     if adj == "tukey":
-        p = ptukey_sf(np.sqrt(2.0) * abst, nmeans, _zapsmall(df))
+        p = ptukey_sf(np.sqrt(2.0) * abst, nmeans, zapsmall(df))  # as emmeans
     elif adj == "dunnettx":
         p = pdunnx_sf(abst, n, df)
     elif adj == "scheffe":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..nlme.format import r_format
+from ..rformat import format_num
 
 __all__ = ["format_emm"]
 
@@ -32,13 +32,13 @@ def _column(name: str, values: pd.Series, digits: int, right: bool) -> tuple[lis
         return [str(v) for v in values], right
     v = values.to_numpy(dtype=float)
     if name == "df":
-        cells = [s.strip() for s in r_format(np.round(v, 2), digits)]
+        cells = [s.strip() for s in format_num(np.round(v, 2), digits)]
     elif name in ("t.ratio", "z.ratio"):
         cells = ["NA" if np.isnan(x) else f"{x:.3f}" for x in v]
     elif name == "p.value":
         cells = ["NA" if np.isnan(x) else ("<.0001" if round(x, 4) == 0 else f"{x:.4f}") for x in v]
     else:
-        cells = [s.strip() for s in r_format(v, digits)]
+        cells = [s.strip() for s in format_num(v, digits)]
         if name in ("emmean", "estimate"):  # emmeans marks non-estimable rows
             cells = ["nonEst" if np.isnan(x) else c for x, c in zip(v, cells)]
     return cells, True

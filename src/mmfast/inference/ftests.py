@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ArgumentError
+from ..rformat import AnovaTable
 from .wald import wald_test
 
 __all__ = ["resolve_ddf", "ddf_method", "coefficient_table", "contest", "anova_table"]
@@ -175,8 +176,8 @@ def contest(model, L, ddf="satterthwaite", joint: bool = True, rhs=0.0) -> pd.Da
     return pd.DataFrame([res], index=[""])
 
 
-def anova_table(model, type=3, ddf="satterthwaite") -> pd.DataFrame:
-    """lmerTest's ``anova(model, type, ddf)``: one F test per fixed term."""
+def anova_table(model, type=3, ddf="satterthwaite") -> AnovaTable:
+    """lmerTest's ``anova(model, type, ddf)``: one F test per fixed term, printed as lmerTest."""
     from .contrasts import term_contrasts
     from .fixed_terms import fixed_terms
     name = resolve_ddf(ddf)
@@ -197,4 +198,4 @@ def anova_table(model, type=3, ddf="satterthwaite") -> pd.DataFrame:
     roman = {1: "I", 2: "II", 3: "III"}[int({"I": 1, "II": 2, "III": 3}.get(str(type).upper(), type))]
     out.attrs["heading"] = f"Type {roman} Analysis of Variance Table with {meth.title}"
     out.attrs["hypotheses"] = Ls
-    return out
+    return AnovaTable.wrap(out)

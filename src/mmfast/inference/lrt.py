@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..callnames import caller_names
 from ..errors import ArgumentError, DataError, ModelSpecError
+from ..rformat import AnovaTable
 
 __all__ = ["anova_lrt", "drop1"]
 
@@ -25,8 +27,19 @@ def _is_reml(m) -> bool:
     return bool(getattr(m, "reml", False))
 
 
-def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> pd.DataFrame:
-    """lme4's ``anova()`` for two or more models: likelihood-ratio tests.
+def _formula(m) -> str:
+    return str(getattr(getattr(getattr(m, "frame", None), "parsed", None), "formula", "?"))
+
+
+def model_names(models) -> list[str]:
+    """Row names of an anova: each model's variable name in the caller (R's deparsed argument),
+    else its formula; ``MODEL1``, ``MODEL2``, ... if names clash (lme4's fallback)."""
+    names = [v or _formula(m) for v, m in zip(caller_names(*models), models)]
+    return names if len(set(names)) == len(names) else [f"MODEL{i + 1}" for i in range(len(models))]
+
+
+def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **named) -> AnovaTable:
+    """lme4's ``anova()`` for two or more models: likelihood-ratio tests, printed as R does.
 
     Parameters
     ----------
@@ -34,7 +47,8 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
         ``lmer``, ``glmer``, ``lm`` or ``lme`` fits of the same rows; the table is ordered by
         the number of parameters.
     names : list of str, optional
-        Row names; default ``MODEL1``, ``MODEL2``, ... (keyword arguments: their keywords).
+        Row names; default the caller's variable names (R's deparsed arguments), else the
+        formulas, ``MODEL1``, ``MODEL2``, ... if they clash (keyword arguments: their keywords).
     refit : bool, default True
         Refit REML fits by maximum likelihood first (lme4's ``refit = TRUE``).
     **named : fitted models
@@ -42,9 +56,9 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
 
     Returns
     -------
-    DataFrame
-        ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``,
-        ``Pr(>Chisq)``; each χ² compares a row with the one above.
+    AnovaTable
+        A DataFrame printed in R's layout: ``npar``, ``AIC``, ``BIC``, ``logLik``,
+        ``deviance``, ``Chisq``, ``Df``, ``Pr(>Chisq)``; each χ² compares a row with the one above.
 
     Examples
     --------
@@ -52,7 +66,7 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
     >>> sleep = mmfast.datasets.load("sleepstudy")
     >>> m0 = mmfast.lmer("Reaction ~ 1 + (Days | Subject)", sleep, reml=False)
     >>> m1 = mmfast.lmer("Reaction ~ Days + (Days | Subject)", sleep, reml=False)
-    >>> print(round(mmfast.anova(m0, m1).loc["MODEL2", "Chisq"], 3))
+    >>> print(round(mmfast.anova(m0, m1).loc["m1", "Chisq"], 3))
     23.537
     """
     from ..arguments import check_model_arguments, check_models
@@ -60,7 +74,8 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
     check_model_arguments("anova", models)
     mods = list(models) + list(named.values())
     if names is None:
-        names = [f"MODEL{i + 1}" for i in range(len(models))] + list(named)
+        names = model_names(models) + list(named)
+    data_name = getattr(mods[0], "call_labels", {}).get("data") if mods else None
     if len(names) != len(mods):
         raise ArgumentError(f"{len(names)} names for {len(mods)} models")
     if len(mods) < 2:
@@ -88,12 +103,11 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
     out = pd.DataFrame({"npar": npar.astype(int), "AIC": [m.aic for m in mods],
                         "BIC": [m.bic for m in mods], "logLik": ll, "deviance": -2 * ll,
                         "Chisq": chisq, "Df": df, "Pr(>Chisq)": p}, index=names)
-    forms = [f"{nm}: {getattr(getattr(getattr(m, 'frame', None), 'parsed', None), 'formula', '?')}"
-             for nm, m in zip(names, mods)]
-    out.attrs["heading"] = "\n".join(notes + ["Models:"] + forms)
+    forms = [f"{nm}: {_formula(m)}" for nm, m in zip(names, mods)]
+    out.attrs["heading"] = "\n".join(([f"Data: {data_name}"] if data_name else []) + ["Models:"] + forms)
     out.attrs["notes"] = notes
     out.attrs["models"] = dict(zip(names, mods))
-    return out
+    return AnovaTable.wrap(out)
 
 
 def _formula_without(model, drop: str, ft) -> str:
@@ -105,7 +119,7 @@ def _formula_without(model, drop: str, ft) -> str:
     return f"{parsed.response} ~ " + " + ".join([fixed] + extra)
 
 
-def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> pd.DataFrame:
+def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> AnovaTable:
     """lme4's ``drop1``: refit without each droppable fixed term; AIC from ML fits."""
     from .fixed_terms import fixed_terms
     ft = fixed_terms(model.frame)
@@ -137,4 +151,4 @@ def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> 
         out["LRT"] = lrt
         out["Pr(Chi)"] = p
     out.attrs["heading"] = f"Single term deletions\n\nModel:\n{model.frame.parsed.formula}"
-    return out
+    return AnovaTable.wrap(out)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..rformat import AnovaTable
 from .fixed_terms import fixed_terms
 
 __all__ = ["lm_anova", "SequentialAnovaMixin"]
@@ -29,7 +30,7 @@ def lm_anova(model) -> pd.DataFrame:
     out = pd.DataFrame(rows, index=index, columns=["Df", "Sum Sq", "Mean Sq", "F value", "Pr(>F)"])
     out["Df"] = out["Df"].astype(int)
     out.attrs["heading"] = f"Analysis of Variance Table\n\nResponse: {model.frame.parsed.response}"
-    return out
+    return AnovaTable.wrap(out)  # prints as R's print.anova
 
 
 class SequentialAnovaMixin:

@@ -4,22 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .format import named_vector, pval_column, r_format, text_table, zapsmall
+from ..rformat import abbreviate, format_num, frame_lines, named_vector, zapsmall
+from .format import pval_column
 
 __all__ = ["LmeSummary", "print_lme", "format_anova", "format_compare"]
-
-
-def _abbrev(name: str, minlength: int = 6) -> str:
-    """R's ``abbreviate(name, minlength)``: drop lower-case vowels, then lower-case letters,
-    from the right (never a word's first letter), then truncate."""
-    chars = list(name)
-    for drop in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
-        for i in range(len(chars) - 1, 0, -1):
-            if len(chars) <= minlength:
-                break
-            if chars[i] in drop and chars[i - 1] != " ":
-                del chars[i]
-    return "".join(chars[:minlength]) if len(chars) > minlength else "".join(chars)
 
 
 def _random_block(fit) -> list[str]:
@@ -35,22 +23,22 @@ def _random_block(fit) -> list[str]:
                 lines.append(" Structure: Diagonal")
             vals = list(sd) + ([fit.sigma] if last else [])
             cols = names + (["Residual"] if last else [])
-            t = pd.DataFrame([[r_format([v], 7)[0].strip() for v in vals]], columns=cols,
+            t = pd.DataFrame([[format_num([v], 7)[0].strip() for v in vals]], columns=cols,
                              index=["StdDev:"])
-            lines += text_table(t).split("\n")
+            lines += frame_lines(t)
         else:
             lines.append(" Structure: General positive-definite, Log-Cholesky parametrization")
             rows = names + (["Residual"] if last else [])
             sds = list(sd) + ([fit.sigma] if last else [])
-            table = pd.DataFrame({"StdDev": r_format(sds, 7)}, index=rows)
+            table = pd.DataFrame({"StdDev": format_num(sds, 7)}, index=rows)
             with np.errstate(invalid="ignore", divide="ignore"):
                 C = S / np.outer(sd, sd)
             p = len(names)
             for j in range(p - 1):  # nlme: the names head the block, correlations below
-                col = [_abbrev(names[j])] + ["" if i <= j else f"{C[i, j]:.3f}" for i in range(1, p)]
+                col = [abbreviate(names, 6)[j]] + ["" if i <= j else f"{C[i, j]:.3f}" for i in range(1, p)]
                 col += [""] * (len(rows) - p)
                 table.insert(1 + j, "Corr" if j == 0 else " " * j, col)
-            lines += text_table(table).split("\n")
+            lines += frame_lines(table)
         lines.append("")
     return lines
 
@@ -59,21 +47,21 @@ def _fixed_block(fit, tt: pd.DataFrame) -> list[str]:
     cols = {}
     for c in ["Value", "Std.Error", "DF", "t-value"]:
         v = tt[c].to_numpy()
-        cols[c] = [s.strip() for s in r_format(zapsmall(v) if c != "DF" else v, 7)]
-    cols["p-value"] = [s.strip() for s in r_format(np.round(tt["p-value"].to_numpy(), 4), 7)]
+        cols[c] = [s.strip() for s in format_num(zapsmall(v) if c != "DF" else v, 7)]
+    cols["p-value"] = [s.strip() for s in format_num(np.round(tt["p-value"].to_numpy(), 4), 7)]
     lines = [f"Fixed effects:  {fit.fixed} "]
-    lines += text_table(pd.DataFrame(cols, index=tt.index)).split("\n")
+    lines += frame_lines(pd.DataFrame(cols, index=tt.index))
     p = len(tt)
     if p > 1:
         V = fit.vcov.to_numpy()
         sd = np.sqrt(np.diag(V))
         C = V / np.outer(sd, sd)
         names = list(tt.index)
-        ab = [_abbrev(n) for n in names]
+        ab = abbreviate(names, 6)
         corr = pd.DataFrame({ab[j]: [f"{C[i, j]:.3f}" if j < i else "" for i in range(1, p)]
                              for j in range(p - 1)}, index=names[1:])
         lines.append(" Correlation: ")
-        lines += text_table(corr).split("\n")
+        lines += frame_lines(corr)
     return lines
 
 
@@ -81,8 +69,8 @@ def _residual_block(fit) -> list[str]:
     r = np.asarray(fit.residuals, dtype=float)
     r = r[~np.isnan(r)] / fit.sigma  # rows dropped for missing values are NaN (na.exclude)
     q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1])
-    vec = named_vector(["Min", "Q1", "Med", "Q3", "Max"], r_format(q, 7))
-    return ["Standardized Within-Group Residuals:"] + vec.split("\n")
+    vec = named_vector(["Min", "Q1", "Med", "Q3", "Max"], format_num(q, 7))
+    return ["Standardized Within-Group Residuals:"] + vec
 
 
 def _groups_block(fit) -> list[str]:
@@ -92,15 +80,15 @@ def _groups_block(fit) -> list[str]:
         lines.append(f"Number of Groups: {next(iter(ng.values()))} ")
     else:
         lines.append("Number of Groups: ")
-        lines += named_vector(list(ng), [str(v) for v in ng.values()]).split("\n")
+        lines += named_vector(list(ng), [str(v) for v in ng.values()])
     return lines
 
 
 def _header(fit) -> list[str]:
     how = "REML" if fit.reml else "maximum likelihood"
-    crit = r_format([fit.aic], 7), r_format([fit.bic], 7), r_format([fit.loglik], 7)
+    crit = format_num([fit.aic], 7), format_num([fit.bic], 7), format_num([fit.loglik], 7)
     t = pd.DataFrame({"AIC": [crit[0][0]], "BIC": [crit[1][0]], "logLik": [crit[2][0]]}, index=[" "])
-    return [f"Linear mixed-effects model fit by {how}"] + text_table(t).split("\n")
+    return [f"Linear mixed-effects model fit by {how}"] + frame_lines(t)
 
 
 class LmeSummary:
@@ -132,8 +120,8 @@ def print_lme(fit) -> str:
     crit = "Log-restricted-likelihood" if fit.reml else "Log-likelihood"
     fe = fit.fixef
     lines = [f"Linear mixed-effects model fit by {how}",
-             f"  {crit}: {r_format([fit.loglik], 7)[0].strip()}",
-             f"  Fixed: {fit.fixed} "] + named_vector(list(fe.index), r_format(fe.to_numpy(), 7)).split("\n")
+             f"  {crit}: {format_num([fit.loglik], 7)[0].strip()}",
+             f"  Fixed: {fit.fixed} "] + named_vector(list(fe.index), format_num(fe.to_numpy(), 7))
     lines += [""]
     lines += _random_block(fit) + _groups_block(fit)
     return "\n".join(lines)
@@ -142,10 +130,10 @@ def print_lme(fit) -> str:
 def format_anova(table: pd.DataFrame) -> str:
     """nlme's ``print.anova.lme`` for the F-test table."""
     t = pd.DataFrame({"numDF": table["numDF"].astype(int).astype(str),
-                      "denDF": [s.strip() for s in r_format(table["denDF"], 7)],
-                      "F-value": [s.strip() for s in r_format(table["F-value"], 7)],
+                      "denDF": [s.strip() for s in format_num(table["denDF"], 7)],
+                      "F-value": [s.strip() for s in format_num(table["F-value"], 7)],
                       "p-value": pval_column(table["p-value"])}, index=table.index)
-    return table.attrs.get("heading", "") + text_table(t)
+    return table.attrs.get("heading", "") + "\n".join(frame_lines(t))
 
 
 def format_compare(table: pd.DataFrame) -> str:
@@ -153,11 +141,11 @@ def format_compare(table: pd.DataFrame) -> str:
     t = pd.DataFrame({"Model": table["Model"].astype(str), "df": table["df"].astype(str)},
                      index=table.index)
     for c in ["AIC", "BIC", "logLik"]:
-        t[c] = [s.strip() for s in r_format(table[c], 7)]
+        t[c] = [s.strip() for s in format_num(table[c], 7)]
     t["Test"] = table["Test"]
     lr = table["L.Ratio"].to_numpy()
     fin = np.isfinite(lr)
     t["L.Ratio"] = ""
-    t.loc[fin, "L.Ratio"] = [s.strip() for s in r_format(lr[fin], 7)] if fin.any() else []
+    t.loc[fin, "L.Ratio"] = [s.strip() for s in format_num(lr[fin], 7)] if fin.any() else []
     t["p-value"] = pval_column(table["p-value"])
-    return text_table(t)
+    return "\n".join(frame_lines(t))

@@ -3,6 +3,7 @@ standard error, R²."""
 from __future__ import annotations
 
 from ..arguments import validated
+from ..rformat import coefmat_lines, format_num
 
 __all__ = ["LMSummary", "LinearModelPresentation"]
 
@@ -15,12 +16,11 @@ class LMSummary:
         self.coefficients = model.coefficients()
 
     def __str__(self) -> str:
-        from .summary import format_table
         m = self.model
         lines = [f"Call: lm({m.frame.parsed.formula})", "", "Coefficients:",
-                 format_table(self.coefficients), "",
-                 f"Residual standard error: {m.sigma:.4g} on {m.df_residual} degrees of freedom",
-                 f"Multiple R-squared: {m.r_squared:.4g}"]
+                 *coefmat_lines(self.coefficients, digits=4), "",
+                 (f"Residual standard error: {format_num([m.sigma], 4)[0]} on {m.df_residual} "
+                  "degrees of freedom"), f"Multiple R-squared: {format_num([m.r_squared], 4)[0]}"]
         return "\n".join(lines)
 
     __repr__ = __str__

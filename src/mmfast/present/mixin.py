@@ -14,7 +14,7 @@ __all__ = ["PresentationMixin"]
 class PresentationMixin(StatsmodelsAPI, TidyMixin, SerializeMixin):
     """``summary`` plus the statsmodels, broom.mixed and serialisation accessors."""
 
-    @validated(extra=("ddf", "print_out"), name="summary")
+    @validated(extra=("ddf", "print_out", "correlation"), name="summary")
     def summary(self, **kwargs) -> Summary:
         """lme4's ``summary()`` (with lmerTest's df for LMMs).
 

@@ -93,7 +93,7 @@ class PBModComp:
         return self._full.copy()
 
     def __repr__(self) -> str:
-        from ..present.summary import format_table
+        from ..rformat import coefmat_lines
         s = self.samples
         head = [f"Bootstrap test; time: {self.seconds:.2f} sec; samples: {s['nsim']}; "
                 f"extremes: {s['n_extreme']}; failed refits: {self.n_failed}",
@@ -101,7 +101,8 @@ class PBModComp:
         if s["npos"] < s["nsim"] - self.n_failed:
             head.append(f"Requested samples: {s['nsim']} Used samples: {s['npos']} "
                         f"Extremes: {s['n_extreme']}")
-        return "\n".join(head) + "\n" + format_table(self.test)
+        # pbkrtest: printCoefmat(test, tst.ind = 1, na.print = "", has.Pvalue = TRUE)
+        return "\n".join(head + coefmat_lines(self.test, 5, tst_ind=[0], has_p=True, na_print=""))
 
     __str__ = __repr__
 
