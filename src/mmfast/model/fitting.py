@@ -23,6 +23,7 @@ MOMENT_STEP = 0.1  # BOBYQA's first steps from a moment start, relative to |θ�
 BOUNDARY_SHARE = 1e-3  # a Newton result's SD ratio below this share of the largest: start at 0
 NEAR_BOUNDARY = 1e-2  # a standard deviation ratio below this: the fit is rerun from another start
 NEWTON_DECREMENT = 1e-10  # Newton steps stop when g'H⁻¹g left after the final step is below
+MANY_THETA = 20  # from this many θ (gradient path): bounded L-BFGS-B on θ, no Newton steps
 
 
 class FitStrategy:
@@ -246,9 +247,15 @@ class FitStrategy:
     def _fit_with_gradient(self, x0):
         """Large models: Newton steps with the average-information Hessian, renewed at every
         step, on log θ for the standard deviation ratios (the diagonal of the templates);
-        L-BFGS-B takes over when that does not settle or a variance heads for 0."""
+        L-BFGS-B takes over when that does not settle or a variance heads for 0.  Many θ
+        (maximal models, usually singular): L-BFGS-B bounded in θ from the start, as Newton
+        steps with the average information crawl there (kb07's 72 θ: 50 halved steps gained
+        8 of the 24 units of deviance, each step 70 ms; bounded L-BFGS-B: ~250 gradients)."""
         from .gradient import profiled_gradient
 
+        if len(x0) >= MANY_THETA:
+            return minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective,
+                                          x0, self.theta_lower, log_scale=False)
         last = {}
 
         def fg(theta, g):
