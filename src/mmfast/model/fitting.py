@@ -31,7 +31,8 @@ class FitStrategy:
 
     def fit(self, start=None, **optctrl) -> "LinearMixedModel":
         """Minimise the criterion over θ and compute the results: from ``start``, else from a
-        moment estimate (else lme4's start), by BOBYQA, or Newton steps for large models.
+        moment estimate (else lme4's start), by BOBYQA, Newton steps for large models or
+        L-BFGS-B for many θ (``MANY_THETA``).
         A fit near the boundary, or one whose start was not lme4's, is checked against
         lme4's start (``_safety_restart``); ``optsummary`` records what was done."""
         t0 = time.perf_counter()
@@ -253,9 +254,18 @@ class FitStrategy:
         8 of the 24 units of deviance, each step 70 ms; bounded L-BFGS-B: ~250 gradients)."""
         from .gradient import profiled_gradient
 
-        if len(x0) >= MANY_THETA:
-            return minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective,
-                                          x0, self.theta_lower, log_scale=False)
+        if len(x0) >= MANY_THETA:  # on θ·s (``_theta_scale``): bounds and tolerances fit θ·s
+            s = self._theta_scale()
+            s = np.ones(len(x0)) if s is None else s
+
+            def fg_scaled(z):
+                f, g = profiled_gradient(self, z / s)
+                return f, g / s
+
+            res = minimize_with_gradient(fg_scaled, lambda z: self.objective(z / s), x0 * s,
+                                         self.theta_lower * s, log_scale=False)
+            res.x = res.x / s
+            return res
         last = {}
 
         def fg(theta, g):

@@ -25,7 +25,7 @@ from ..families import GAUSSIAN
 from .ainv import ainv_blocks
 from .criterion import profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
-from .fitting import FitStrategy
+from .fitting import MANY_THETA, FitStrategy
 from .results import MixedModelResults
 from ..threads import large_data_blas
 from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, check_start, integer, number,
@@ -219,10 +219,13 @@ class LinearMixedModel(FitStrategy, InferenceMixin, MixedModelResults):
 
     @property
     def use_gradient(self) -> bool:
-        """Analytic gradients pay off when each evaluation factors a large dense block."""
+        """Analytic gradients pay off when each evaluation factors a large dense block, or
+        when there are many θ (kb07's 72 on 16 items, dense part 128: BOBYQA 17,273
+        evaluations in 65 s, L-BFGS-B 473 gradients in 11 s and a lower deviance)."""
         if not hasattr(self.kernel, "trace_gradient"):
             return False
-        return self.kernel.dense_size >= GRADIENT_MIN_DENSE or self.blocks.q >= GRADIENT_MIN_Q
+        return (self.kernel.dense_size >= GRADIENT_MIN_DENSE or self.blocks.q >= GRADIENT_MIN_Q
+                or len(self.theta_start) >= MANY_THETA)
 
     # --- fitting -------------------------------------------------------------------------
     def _set_theta(self, theta: np.ndarray) -> None:
