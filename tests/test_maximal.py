@@ -20,7 +20,8 @@ import pytest
 import mmfast
 from mmfast.model.fitting import MANY_THETA
 
-REF = json.load(gzip.open(Path(__file__).resolve().parent / "reference" / "maximal.json.gz", "rt"))
+with gzip.open(Path(__file__).resolve().parent / "reference" / "maximal.json.gz", "rt") as fh:
+    REF = json.load(fh)
 DATA = pd.DataFrame(REF["data"])
 CASES = {"all_items": (REF, DATA), "few_items": (REF["few_items"], DATA[DATA.item <= 30])}
 
