@@ -263,7 +263,8 @@ class FitStrategy:
                 return f, g / s
 
             res = minimize_with_gradient(fg_scaled, lambda z: self.objective(z / s), x0 * s,
-                                         self.theta_lower * s, log_scale=False)
+                                         self.theta_lower * s, log_scale=False,
+                                         maxcor=max(20, len(x0)))  # full memory: ~half the steps
             res.x = res.x / s
             return res
         last = {}
