@@ -234,11 +234,14 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
 
     @property
     def use_gradient(self) -> bool:
-        """Analytic gradients pay off when each evaluation factors a large dense block."""
+        """Analytic gradients pay off when each evaluation factors a large dense block, or
+        when there are many θ (kb07's 72 on 16 items, dense part 128: BOBYQA 17,273
+        evaluations in 65 s, L-BFGS-B 473 gradients in 11 s and a lower deviance)."""
         if not hasattr(self.kernel, "trace_gradient"):
             return False
         ctl = self.control
-        return self.kernel.dense_size >= ctl.gradient_min_dense or self.blocks.q >= ctl.gradient_min_q
+        return (self.kernel.dense_size >= ctl.gradient_min_dense or self.blocks.q >= ctl.gradient_min_q
+                or len(self.theta_start) >= ctl.many_theta)
 
     # --- fitting -------------------------------------------------------------------------
     def _set_theta(self, theta: np.ndarray) -> None:
