@@ -9,6 +9,7 @@ module is importable (its ``load_reference``, ``reference_cases``, ``case_data``
 ``Case.r_spec()`` is the case as ``benchmarks/lme4_timing.R`` reads it; ``time_mmfast()``
 times the same fit with mmfast.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -35,8 +36,7 @@ try:  # the shared loader of the test suite, if it is there
     sys.path.insert(0, str(REPO / "tests"))
     import reference_cases as _rc
 
-    if not all(hasattr(_rc, n) for n in
-               ("load_reference", "reference_cases", "case_data", "case_fit_kwargs")):
+    if not all(hasattr(_rc, n) for n in ("load_reference", "reference_cases", "case_data", "case_fit_kwargs")):
         _rc = None
 except Exception:  # noqa: BLE001 - any import problem: use the private loader
     _rc = None
@@ -83,16 +83,16 @@ class Case:
     """One benchmark case (a single fit, or the many_small loop)."""
 
     name: str
-    kind: str                      # "LMM", "GLMM" or "LMM-loop"
+    kind: str  # "LMM", "GLMM" or "LMM-loop"
     formula: str
-    data_name: str                 # bundled data set, e.g. "InstEval"
+    data_name: str  # bundled data set, e.g. "InstEval"
     factor_levels: dict = field(default_factory=dict)
     reml: bool = True
     family: str | None = None
     nagq: int = 1
     ignore_nobs_check: bool = False
     binary_response: dict | None = None  # {"column", "success"}: response -> 0/1
-    ref: dict | None = None        # the reference JSON, when the case has one
+    ref: dict | None = None  # the reference JSON, when the case has one
 
     @property
     def big(self) -> bool:
@@ -106,12 +106,18 @@ class Case:
     def r_spec(self, repeat: int) -> dict:
         """The case as ``lme4_timing.R`` reads it."""
         return {
-            "case": self.name, "data_path": str(DATA_DIR / f"{self.data_name}.csv.gz"),
-            "formula": self.formula, "REML": self.reml, "factor_levels": self.factor_levels,
-            "kind": self.kind, "family": self.family, "nAGQ": self.nagq,
+            "case": self.name,
+            "data_path": str(DATA_DIR / f"{self.data_name}.csv.gz"),
+            "formula": self.formula,
+            "REML": self.reml,
+            "factor_levels": self.factor_levels,
+            "kind": self.kind,
+            "family": self.family,
+            "nAGQ": self.nagq,
             # R's loop over 2000 genes takes ~35 s: one pass
             "n_fits": 1 if self.kind == "LMM-loop" else self.n_fits(repeat),
-            "warmup": not self.big, "by": "gene" if self.kind == "LMM-loop" else None,
+            "warmup": not self.big,
+            "by": "gene" if self.kind == "LMM-loop" else None,
             "control": "ignore" if self.ignore_nobs_check else None,
             "binary_response": self.binary_response,
         }
@@ -122,13 +128,15 @@ def _from_reference(name: str) -> Case:
     kwargs = _rc.case_fit_kwargs(ref) if _rc and ref.get("kind") == "LMM" else {}
     control = str(ref.get("control") or "")
     return Case(
-        name=name, kind=ref["kind"], formula=ref["formula"],
+        name=name,
+        kind=ref["kind"],
+        formula=ref["formula"],
         data_name=ref["data"][: -len(".csv")] if ref["data"].endswith(".csv") else ref["data"],
-        factor_levels=ref.get("factor_levels") or {}, reml=bool(ref.get("REML")),
+        factor_levels=ref.get("factor_levels") or {},
+        reml=bool(ref.get("REML")),
         family=ref.get("family") if ref["kind"] == "GLMM" else None,
         nagq=int(ref.get("nAGQ") or 1),
-        ignore_nobs_check=(kwargs.get("check_nobs_vs_nre") == "ignore"
-                           or "check.nobs.vs.nRE = 'ignore'" in control),
+        ignore_nobs_check=(kwargs.get("check_nobs_vs_nre") == "ignore" or "check.nobs.vs.nRE = 'ignore'" in control),
         ref=ref,
     )
 
@@ -140,14 +148,31 @@ def build_cases(selected: list[str] | None = None) -> list[Case]:
         ms_ref = load_reference("many_small")
     except FileNotFoundError:
         ms_ref = None
-    cases.append(Case("many_small", "LMM-loop", (ms_ref or {}).get("formula") or MANY_SMALL_FORMULA,
-                      "many_small", {"group": ["ctrl", "treat"]}, reml=True, ref=ms_ref))
+    cases.append(
+        Case(
+            "many_small",
+            "LMM-loop",
+            (ms_ref or {}).get("formula") or MANY_SMALL_FORMULA,
+            "many_small",
+            {"group": ["ctrl", "treat"]},
+            reml=True,
+            ref=ms_ref,
+        )
+    )
     cases += [_from_reference(n) for n in reference_cases("GLMM")]
-    cases.append(Case("verbagg", "GLMM", VERBAGG_FORMULA, "VerbAgg",
-                      {"Gender": ["F", "M"], "btype": ["curse", "scold", "shout"],
-                       "situ": ["other", "self"]},
-                      reml=False, family="binomial", nagq=1,
-                      binary_response={"column": "r2", "success": "Y"}))
+    cases.append(
+        Case(
+            "verbagg",
+            "GLMM",
+            VERBAGG_FORMULA,
+            "VerbAgg",
+            {"Gender": ["F", "M"], "btype": ["curse", "scold", "shout"], "situ": ["other", "self"]},
+            reml=False,
+            family="binomial",
+            nagq=1,
+            binary_response={"column": "r2", "success": "Y"},
+        )
+    )
     if selected:
         known = {c.name for c in cases}
         unknown = [s for s in selected if s not in known]
@@ -235,10 +260,15 @@ def _many_small(case: Case, data, n: int) -> dict:
         genes = data["gene"].unique()
         small = data[data["gene"].isin(genes[:2])]
         warned = _warm_up(lambda: mmfast.fit_many(small, case.formula, by="gene", n_jobs=1))
-        seconds, result = _time_n(
-            lambda: mmfast.fit_many(data, case.formula, by="gene", n_jobs=1), n)
-        return {"seconds": seconds, "split_s": None, "method": "fit_many", "warnings": warned,
-                "logLik_by_group": _loglik_by_group(result), "evaluations": None}
+        seconds, result = _time_n(lambda: mmfast.fit_many(data, case.formula, by="gene", n_jobs=1), n)
+        return {
+            "seconds": seconds,
+            "split_s": None,
+            "method": "fit_many",
+            "warnings": warned,
+            "logLik_by_group": _loglik_by_group(result),
+            "evaluations": None,
+        }
     t0 = time.perf_counter()
     groups = list(data.groupby("gene", sort=True, observed=True))
     split_s = time.perf_counter() - t0
@@ -251,9 +281,14 @@ def _many_small(case: Case, data, n: int) -> dict:
     warned = _warm_up(lambda: mmfast.lmer(case.formula, groups[0][1], reml=True))  # one gene
     seconds, _ = _time_n(loop, n)
     evals = [_evaluations(m) for m in fits.values()]
-    return {"seconds": seconds, "split_s": split_s, "method": "lmer loop", "warnings": warned,
-            "logLik_by_group": {str(g): float(m.loglik) for g, m in fits.items()},
-            "evaluations": sum(evals) if all(e is not None for e in evals) else None}
+    return {
+        "seconds": seconds,
+        "split_s": split_s,
+        "method": "lmer loop",
+        "warnings": warned,
+        "logLik_by_group": {str(g): float(m.loglik) for g, m in fits.items()},
+        "evaluations": sum(evals) if all(e is not None for e in evals) else None,
+    }
 
 
 def _loglik_by_group(result) -> dict | None:
@@ -286,9 +321,13 @@ def time_mmfast(case: Case, repeat: int) -> dict:
             fit = _fitter(case, data)
             warned = _warm_up(fit)
             seconds, model = _time_n(fit, n)
-            out = {"seconds": seconds, "logLik": float(model.loglik), "warnings": warned,
-                   "evaluations": _evaluations(model),
-                   "nobs": getattr(model, "nobs", None) or len(data)}
+            out = {
+                "seconds": seconds,
+                "logLik": float(model.loglik),
+                "warnings": warned,
+                "evaluations": _evaluations(model),
+                "nobs": getattr(model, "nobs", None) or len(data),
+            }
     except Skip as exc:
         return {"status": "skipped", "note": str(exc)}
     except NotImplementedError as exc:

@@ -18,6 +18,7 @@ time: wasted spinning shows in the CPU time), the load averages and
 ``mmfast.threads.fit_threads``'s choice in each phase.  ``--unlimited`` also times the fits
 with mmfast's per-fit thread limit switched off (what happened before it; slow when loaded).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,17 +34,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import bench_cases  # noqa: E402
 
-BURNER = ("import numpy as np\n"
-          "a = np.random.default_rng(0).random((1500, 1500))\n"
-          "while True:\n"
-          "    a @ a\n")
+BURNER = "import numpy as np\na = np.random.default_rng(0).random((1500, 1500))\nwhile True:\n    a @ a\n"
 
 
 def start_burner(threads: int = 2, new_session: bool = True) -> subprocess.Popen:
     """A separate process burning ``threads`` cores (OpenBLAS matrix products)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen([sys.executable, "-c", BURNER], env=env,
-                            start_new_session=new_session)
+    proc = subprocess.Popen([sys.executable, "-c", BURNER], env=env, start_new_session=new_session)
     time.sleep(1.5)  # numpy imported, the products running
     if proc.poll() is not None:
         raise RuntimeError("the competing load did not start")
@@ -75,10 +72,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fits", type=int, default=2, help="fits per phase and round")
-    ap.add_argument("--unlimited", action="store_true",
-                    help="also time the fits without mmfast's per-fit thread limit")
-    ap.add_argument("--same-session", action="store_true",
-                    help="run the competing load in this session (one autogroup with mmfast)")
+    ap.add_argument("--unlimited", action="store_true", help="also time the fits without mmfast's per-fit thread limit")
+    ap.add_argument(
+        "--same-session", action="store_true", help="run the competing load in this session (one autogroup with mmfast)"
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -110,14 +107,19 @@ def main(argv=None) -> int:
     if args.unlimited:
         variants["unlimited"] = lambda *a, **k: threads.contextlib.nullcontext()
     timed()  # warm-up: imports, caches
-    out: dict = {"case": case.name, "formula": case.formula, "rows": int(len(data)),
-                 "mmfast": mmfast.__version__, "cores": threads.usable_cores(),
-                 "competing_load": "a second process: numpy matrix products on 2 OpenBLAS "
-                                   "threads (2 cores busy), "
-                                   + ("in this session" if args.same_session
-                                      else "in its own session"),
-                 "autogroup": _autogroup(),
-                 "rounds": args.rounds, "fits_per_phase": args.fits, "variants": {}}
+    out: dict = {
+        "case": case.name,
+        "formula": case.formula,
+        "rows": int(len(data)),
+        "mmfast": mmfast.__version__,
+        "cores": threads.usable_cores(),
+        "competing_load": "a second process: numpy matrix products on 2 OpenBLAS "
+        "threads (2 cores busy), " + ("in this session" if args.same_session else "in its own session"),
+        "autogroup": _autogroup(),
+        "rounds": args.rounds,
+        "fits_per_phase": args.fits,
+        "variants": {},
+    }
     original = fitting.limit_fit_threads
     try:
         for name, patch in variants.items():
@@ -126,28 +128,39 @@ def main(argv=None) -> int:
             for r in range(args.rounds):
                 states.append({"round": r, "idle": _state(choice)})
                 idle += [timed() for _ in range(args.fits)]
-                cpu_idle += cpu[-args.fits:]
+                cpu_idle += cpu[-args.fits :]
                 burner = start_burner(new_session=not args.same_session)
                 try:
                     states[-1]["loaded"] = _state(choice)
                     busy += [timed() for _ in range(args.fits)]
-                    cpu_busy += cpu[-args.fits:]
+                    cpu_busy += cpu[-args.fits :]
                 finally:
                     stop_burner(burner)
-                print(f"{name} round {r + 1}: idle {', '.join(f'{t:.3f}' for t in idle[-args.fits:])} s"
-                      f"; loaded {', '.join(f'{t:.3f}' for t in busy[-args.fits:])} s "
-                      f"(load average {states[-1]['loaded']['loadavg'][0]})", flush=True)
+                print(
+                    f"{name} round {r + 1}: idle {', '.join(f'{t:.3f}' for t in idle[-args.fits :])} s"
+                    f"; loaded {', '.join(f'{t:.3f}' for t in busy[-args.fits :])} s "
+                    f"(load average {states[-1]['loaded']['loadavg'][0]})",
+                    flush=True,
+                )
             out["variants"][name] = {
-                "idle_s": idle, "loaded_s": busy, "idle_median_s": _median(idle),
-                "loaded_median_s": _median(busy), "ratio": _median(busy) / _median(idle),
-                "idle_cpu_s": cpu_idle, "loaded_cpu_s": cpu_busy, "phases": states}
+                "idle_s": idle,
+                "loaded_s": busy,
+                "idle_median_s": _median(idle),
+                "loaded_median_s": _median(busy),
+                "ratio": _median(busy) / _median(idle),
+                "idle_cpu_s": cpu_idle,
+                "loaded_cpu_s": cpu_busy,
+                "phases": states,
+            }
     finally:
         fitting.limit_fit_threads = original
     out["kernel"] = kernel_size
     for name, v in out["variants"].items():
-        print(f"{name}: idle median {v['idle_median_s']:.3f} s, loaded median "
-              f"{v['loaded_median_s']:.3f} s, ratio {v['ratio']:.2f} (CPU s per fit: idle "
-              f"{_median(v['idle_cpu_s']):.3f}, loaded {_median(v['loaded_cpu_s']):.3f})")
+        print(
+            f"{name}: idle median {v['idle_median_s']:.3f} s, loaded median "
+            f"{v['loaded_median_s']:.3f} s, ratio {v['ratio']:.2f} (CPU s per fit: idle "
+            f"{_median(v['idle_cpu_s']):.3f}, loaded {_median(v['loaded_cpu_s']):.3f})"
+        )
     if args.json:
         out["generated"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         out["command"] = " ".join(["benchmarks/contention.py", *(argv or sys.argv[1:])])

@@ -9,6 +9,7 @@ mmfast computes it through the sparse structure.
 
     .venv/bin/python benchmarks/inference_timing.py [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,16 +45,26 @@ def _time_r(refs: dict) -> dict:
     if not shutil.which("Rscript"):
         return {}
     data = ROOT / "src" / "mmfast" / "datasets" / "data"
-    cases = [{"case": c, "data_path": str(data / ref["data"].replace(".csv", ".csv.gz")),
-              "formula": ref["formula"], "REML": bool(ref["REML"]),
-              "factor_levels": ref.get("factor_levels") or {}, "kr": ref["nobs"] < 5000}
-             for c, ref in refs.items()]
+    cases = [
+        {
+            "case": c,
+            "data_path": str(data / ref["data"].replace(".csv", ".csv.gz")),
+            "formula": ref["formula"],
+            "REML": bool(ref["REML"]),
+            "factor_levels": ref.get("factor_levels") or {},
+            "kr": ref["nobs"] < 5000,
+        }
+        for c, ref in refs.items()
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "cases.json", Path(tmp) / "out.json"
         src.write_text(json.dumps(cases))
         try:
-            subprocess.run(["Rscript", str(ROOT / "benchmarks" / "inference_lmertest.R"), str(src),
-                            str(out)], check=True, timeout=1800)
+            subprocess.run(
+                ["Rscript", str(ROOT / "benchmarks" / "inference_lmertest.R"), str(src), str(out)],
+                check=True,
+                timeout=1800,
+            )
         except (subprocess.SubprocessError, OSError) as exc:
             print(f"R timing failed ({exc}); showing the reference files' seconds")
             return {}
@@ -80,21 +91,35 @@ def main(argv=None) -> int:
             sat = _best(m, "satterthwaite", args.repeat)
             kr = _best(m, "kenward-roger", 1 if m.nobs > 50000 else args.repeat)
         r = r_times.get(case)
-        rows.append({"case": case, "nobs": m.nobs, "fit_s": fit_s, "satterthwaite_s": sat,
-                     "lmerTest_s": r["satterthwaite_s"] if r else (res.get("satterthwaite") or {}).get("seconds"),
-                     "kenward_roger_s": kr,
-                     "pbkrtest_s": r["kenward_roger_s"] if r else (res.get("kenward_roger") or {}).get("seconds"),
-                     "r_same_run": bool(r)})
+        rows.append(
+            {
+                "case": case,
+                "nobs": m.nobs,
+                "fit_s": fit_s,
+                "satterthwaite_s": sat,
+                "lmerTest_s": r["satterthwaite_s"] if r else (res.get("satterthwaite") or {}).get("seconds"),
+                "kenward_roger_s": kr,
+                "pbkrtest_s": r["kenward_roger_s"] if r else (res.get("kenward_roger") or {}).get("seconds"),
+                "r_same_run": bool(r),
+            }
+        )
     head = f"{'case':24s} {'rows':>7s} {'fit s':>7s} {'Satt s':>8s} {'lmerTest':>9s} {'KR s':>8s} {'pbkrtest':>9s}"
     print(head + "\n" + "-" * len(head))
     fmt = lambda v: f"{v:9.3f}" if isinstance(v, (int, float)) else f"{'-':>9s}"  # noqa: E731
     for r in rows:
-        print(f"{r['case']:24s} {r['nobs']:7d} {r['fit_s']:7.3f} {r['satterthwaite_s']:8.4f} "
-              f"{fmt(r['lmerTest_s'])} {r['kenward_roger_s']:8.4f} {fmt(r['pbkrtest_s'])}")
+        print(
+            f"{r['case']:24s} {r['nobs']:7d} {r['fit_s']:7.3f} {r['satterthwaite_s']:8.4f} "
+            f"{fmt(r['lmerTest_s'])} {r['kenward_roger_s']:8.4f} {fmt(r['pbkrtest_s'])}"
+        )
     same = all(r["r_same_run"] for r in rows)
-    print("mmfast: the full coefficient table with df (KR on an ML fit includes its REML refit); "
-          + ("lmerTest/pbkrtest: timed in this run, after the fit" if same else
-             "lmerTest/pbkrtest: seconds recorded in tests/reference (reference machine)"))
+    print(
+        "mmfast: the full coefficient table with df (KR on an ML fit includes its REML refit); "
+        + (
+            "lmerTest/pbkrtest: timed in this run, after the fit"
+            if same
+            else "lmerTest/pbkrtest: seconds recorded in tests/reference (reference machine)"
+        )
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0

@@ -2,6 +2,7 @@
 summary on Penicillin, sleepstudy and InstEval, and a fit on InstEval.  Minimum of ``--repeat`` runs
 (the machine may be shared); each inference run is timed on a fresh fit (untimed), so no cache
 is reused.  Usage: python benchmarks/kernel_consumers.py [--repeat 7]"""
+
 from __future__ import annotations
 
 import argparse
@@ -10,10 +11,7 @@ import time
 import mmfast
 from mmfast.datasets import load
 
-CASES = {
-    "Penicillin": "diameter ~ 1 + (1 | plate) + (1 | sample)",
-    "sleepstudy": "Reaction ~ Days + (Days | Subject)",
-}
+CASES = {"Penicillin": "diameter ~ 1 + (1 | plate) + (1 | sample)", "sleepstudy": "Reaction ~ Days + (Days | Subject)"}
 INSTEVAL = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
 
 
@@ -50,8 +48,7 @@ def main() -> None:
 
     sat = best(lambda m: str(m.summary()), few, fit)
     both = best(lambda m: (str(m.summary()), m.anova(ddf="Kenward-Roger")), few, fit)
-    print(f"InstEval     fit {t:8.3f} s   Satterthwaite summary {sat:8.3f} s   "
-          f"summary + KR anova {both:8.3f} s")
+    print(f"InstEval     fit {t:8.3f} s   Satterthwaite summary {sat:8.3f} s   summary + KR anova {both:8.3f} s")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ loads the case's data and fits it once; lme4 runs ``lme4_timing.R`` on the same 
 no warm-up).  "base" is the same process without the fit (imports and data only), so
 ``peak - base`` is what the fit itself needs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ def _peak_mb(cmd: list[str]) -> float:
 def child(case_name: str, fit: bool) -> None:
     """Runs in the measured process: data, then (if ``fit``) one fit."""
     import warnings
+
     case = bench_cases.build_cases([case_name])[0]
     data = bench_cases.case_data(case)
     if fit:
@@ -53,8 +55,14 @@ def measure_r(case, rscript: str) -> tuple[float, float]:
         cases, out = Path(tmp) / "cases.json", Path(tmp) / "out.json"
         cases.write_text(json.dumps([spec]))
         peak = _peak_mb([rscript, str(HERE / "lme4_timing.R"), str(cases), str(out)])
-    base = _peak_mb([rscript, "-e", "suppressPackageStartupMessages({library(jsonlite); "
-                     f"library(lme4)}}); d <- read.csv(gzfile('{spec['data_path']}'))"])
+    base = _peak_mb(
+        [
+            rscript,
+            "-e",
+            "suppressPackageStartupMessages({library(jsonlite); "
+            f"library(lme4)}}); d <- read.csv(gzfile('{spec['data_path']}'))",
+        ]
+    )
     return peak, base
 
 
@@ -78,8 +86,11 @@ def main(argv=None) -> int:
             row["lme4_peak_mb"], row["lme4_base_mb"] = measure_r(case, rscript)
             row["ratio"] = peak / row["lme4_peak_mb"]
         rows.append(row)
-        r = (f"{row['lme4_peak_mb']:9.0f} {row['lme4_peak_mb'] - row['lme4_base_mb']:8.0f} "
-             f"{row['ratio']:6.2f}") if rscript else "        (no Rscript)"
+        r = (
+            (f"{row['lme4_peak_mb']:9.0f} {row['lme4_peak_mb'] - row['lme4_base_mb']:8.0f} {row['ratio']:6.2f}")
+            if rscript
+            else "        (no Rscript)"
+        )
         print(f"{case.name:16s} {peak:10.0f} {peak - base:8.0f} {r}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

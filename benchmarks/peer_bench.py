@@ -9,6 +9,7 @@ Each engine fits each workload in its own child process (``peers/child.py`` for 
 ``peers/fit_r.R`` for R), one after the other, so that the timings do not overlap and the
 child's peak resident set (``os.wait4``) is that engine's memory.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,8 +33,7 @@ CHILD = HERE / "peers" / "child.py"
 def run_measured(cmd: list[str], timeout: float) -> tuple[int | None, float, float]:
     """(exit code or None on timeout, peak resident MB, seconds) of the process ``cmd``."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -66,12 +66,12 @@ def run_peer(name: str, w, csv: Path, tmp: Path, args) -> dict:
     code, peak, wall = run_measured(cmd, args.timeout)
     if code is None and out.exists():  # lme4: timed fit saved, its tight refit unfinished
         res = json.loads(out.read_text())
-        res.update(peak_mb=peak, wall_s=wall,
-                   note=f"killed after {args.timeout:.0f} s in the refits after the timed fit")
+        res.update(
+            peak_mb=peak, wall_s=wall, note=f"killed after {args.timeout:.0f} s in the refits after the timed fit"
+        )
         return res
     if code is None:
-        return {"status": "timeout", "note": f"no result after {args.timeout:.0f} s",
-                "peak_mb": peak}
+        return {"status": "timeout", "note": f"no result after {args.timeout:.0f} s", "peak_mb": peak}
     if not out.exists():
         return {"status": "error", "note": f"child exited with status {code}, no result"}
     res = json.loads(out.read_text())
@@ -99,21 +99,28 @@ def table(label: str, rows: int, results: dict) -> list[str]:
         ref, ref_name = lme4.get("logLik"), "lme4 default-fit (tight refit unfinished)"
     t_lme4 = lme4.get("median_s") if ok(lme4) else None
     t_mm = mm.get("median_s") if ok(mm) else None
-    head = ["engine", "seconds", "lme4 s/this", "mmfast s/this", "logLik - lme4 tight",
-            "evals", "peak MB", "note"]
+    head = ["engine", "seconds", "lme4 s/this", "mmfast s/this", "logLik - lme4 tight", "evals", "peak MB", "note"]
     body = []
     for name, r in results.items():
         t = r.get("median_s") if ok(r) else None
         note = r.get("note") or "; ".join(r.get("warnings") or r.get("messages") or [])
-        body.append([
-            f"{peers.adapter(name).NAME} {r.get('version') or ''}".strip(), _fmt_s(t) if ok(r) else r.get("status", "?"),
-            _ratio(t_lme4, t), _ratio(t_mm, t),
-            f"{r['logLik'] - ref:+.2e}" if ok(r) and ref is not None else "-",
-            "-" if r.get("evaluations") is None else str(r["evaluations"]),
-            f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-", note[:70]])
+        body.append(
+            [
+                f"{peers.adapter(name).NAME} {r.get('version') or ''}".strip(),
+                _fmt_s(t) if ok(r) else r.get("status", "?"),
+                _ratio(t_lme4, t),
+                _ratio(t_mm, t),
+                f"{r['logLik'] - ref:+.2e}" if ok(r) and ref is not None else "-",
+                "-" if r.get("evaluations") is None else str(r["evaluations"]),
+                f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-",
+                note[:70],
+            ]
+        )
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    fmt = lambda x: "  ".join(c.rjust(wd) if 0 < i < 7 else c.ljust(wd)  # noqa: E731
-                              for i, (c, wd) in enumerate(zip(x, widths))).rstrip()
+    fmt = lambda x: "  ".join(
+        c.rjust(wd) if 0 < i < 7 else c.ljust(wd)  # noqa: E731
+        for i, (c, wd) in enumerate(zip(x, widths))
+    ).rstrip()
     lines = [f"== {label} ({rows} rows)", fmt(head), "  ".join("-" * wd for wd in widths)]
     lines += [fmt(b) for b in body]
     if ref is not None:
@@ -123,9 +130,10 @@ def table(label: str, rows: int, results: dict) -> list[str]:
 
 def scaling_table(series: list[tuple[str, int, dict]]) -> list[str]:
     """Set-up seconds, one evaluation, evaluations, total and peak memory against n."""
-    lines = ["== nested scaling: set-up, one evaluation, total, peak memory",
-             (f"{'n':>10}  {'engine':8}  {'set-up s':>9}  {'eval ms':>9}  {'evals':>6}  "
-              f"{'total s':>8}  {'peak MB':>8}")]
+    lines = [
+        "== nested scaling: set-up, one evaluation, total, peak memory",
+        (f"{'n':>10}  {'engine':8}  {'set-up s':>9}  {'eval ms':>9}  {'evals':>6}  {'total s':>8}  {'peak MB':>8}"),
+    ]
     for _, n, results in series:
         for name in ("mmfast", "lme4"):
             r = results.get(name) or {}
@@ -134,10 +142,12 @@ def scaling_table(series: list[tuple[str, int, dict]]) -> list[str]:
                 lines.append(f"{n:>10}  {name:8}  {r.get('status', '-')}")
                 continue
             ev = st.get("eval_s")
-            lines.append(f"{n:>10}  {name:8}  {_fmt_s(st.get('setup_s')):>9}  "
-                         f"{'-' if ev is None else f'{1e3 * ev:.3f}':>9}  "
-                         f"{r.get('evaluations') or '-'!s:>6}  {_fmt_s(r['median_s']):>8}  "
-                         f"{r['peak_mb']:8.0f}")
+            lines.append(
+                f"{n:>10}  {name:8}  {_fmt_s(st.get('setup_s')):>9}  "
+                f"{'-' if ev is None else f'{1e3 * ev:.3f}':>9}  "
+                f"{r.get('evaluations') or '-'!s:>6}  {_fmt_s(r['median_s']):>8}  "
+                f"{r['peak_mb']:8.0f}"
+            )
     return lines
 
 
@@ -170,28 +180,43 @@ def main(args, machine_info) -> int:
                 print("\n".join(block) + "\n", flush=True)
                 lines += block + [""]
                 series.append((label, len(data), results))
-                cases.append({"workload": w.name, "label": label, "rows": len(data),
-                              "formula": w.formula, "family": w.family, "results": results})
+                cases.append(
+                    {
+                        "workload": w.name,
+                        "label": label,
+                        "rows": len(data),
+                        "formula": w.formula,
+                        "family": w.family,
+                        "results": results,
+                    }
+                )
             if w.stages:
                 block = scaling_table(series)
                 print("\n".join(block) + "\n", flush=True)
                 lines += block + [""]
     machine = machine_info({})
-    note = ("lme4 s/this, mmfast s/this: that engine's median seconds over this one's (> 1: this "
-            "engine is faster); logLik - lme4 tight: this engine's logLik minus lme4's refit to "
-            "BOBYQA rhoend 1e-10 (ML, all workloads)")
-    r_session = next((r["session"] for c in cases for r in c["results"].values()
-                      if r.get("session")), {})
+    note = (
+        "lme4 s/this, mmfast s/this: that engine's median seconds over this one's (> 1: this "
+        "engine is faster); logLik - lme4 tight: this engine's logLik minus lme4's refit to "
+        "BOBYQA rhoend 1e-10 (ML, all workloads)"
+    )
+    r_session = next((r["session"] for c in cases for r in c["results"].values() if r.get("session")), {})
     blas = machine["cholmod_blas"].get("summary")
-    note += (f"\nmachine: {machine['cpu']}, {machine['cores']} cores; CHOLMOD BLAS: {blas}; "
-             f"R {r_session.get('R', '-')} BLAS: {r_session.get('blas', '-')}")
+    note += (
+        f"\nmachine: {machine['cpu']}, {machine['cores']} cores; CHOLMOD BLAS: {blas}; "
+        f"R {r_session.get('R', '-')} BLAS: {r_session.get('blas', '-')}"
+    )
     print(note)
     lines.append(note)
-    out = {"generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "quick": args.quick,
-           "machine": machine, "tables": lines, "cases": cases}
-    path = Path(args.out or HERE / "results" / ("peers_quick.json" if args.quick
-                                                 else "peers.json"))
+    out = {
+        "generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "quick": args.quick,
+        "machine": machine,
+        "tables": lines,
+        "cases": cases,
+    }
+    path = Path(args.out or HERE / "results" / ("peers_quick.json" if args.quick else "peers.json"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"written {path}", file=sys.stderr)

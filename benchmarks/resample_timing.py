@@ -14,6 +14,7 @@ time once the worker processes are running; their start-up is printed separately
 R runs ``benchmarks/resample_lme4.R``.
 Prints a table and the ratios; ``--json`` writes them too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,7 @@ def run_r(nsim: int, nperm: int) -> dict | None:
     if shutil.which("Rscript") is None:
         print("Rscript not found: mmfast figures only", file=sys.stderr)
         return None
-    cmd = ["Rscript", str(REPO / "benchmarks" / "resample_lme4.R"), str(nsim), str(nperm),
-           str(DATA_DIR)]
+    cmd = ["Rscript", str(REPO / "benchmarks" / "resample_lme4.R"), str(nsim), str(nperm), str(DATA_DIR)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
@@ -50,6 +50,7 @@ def run_r(nsim: int, nperm: int) -> dict | None:
 def run_mmfast(nsim: int, nperm: int, jobs: int) -> dict:
     import mmfast
     from mmfast import datasets
+
     wl, ex1 = datasets.load("waterlick"), datasets.load("ex1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -65,8 +66,7 @@ def run_mmfast(nsim: int, nperm: int, jobs: int) -> dict:
     out["pb_p"] = pb.p_value
     out["pb_failed"] = pb.n_failed
     t0 = time.perf_counter()
-    perm = mmfast.cluster_permutation_test(EX1, ex1, "treatment_idx", "midx", n_perm=nperm,
-                                           seed=1, progress=False)
+    perm = mmfast.cluster_permutation_test(EX1, ex1, "treatment_idx", "midx", n_perm=nperm, seed=1, progress=False)
     out["perm_seconds"] = time.perf_counter() - t0
     out["perm_per"] = out["perm_seconds"] / nperm
     rate = perm.rejection_rate(0.05)
@@ -82,8 +82,9 @@ def run_mmfast(nsim: int, nperm: int, jobs: int) -> dict:
         out["pb_per_sim_jobs"] = (time.perf_counter() - t0) / nsim
         out["pb_same_with_jobs"] = bool((pb2.ref == pb.ref).all())
         t0 = time.perf_counter()
-        perm2 = mmfast.cluster_permutation_test(EX1, ex1, "treatment_idx", "midx", n_perm=nperm,
-                                                seed=1, n_jobs=jobs, progress=False)
+        perm2 = mmfast.cluster_permutation_test(
+            EX1, ex1, "treatment_idx", "midx", n_perm=nperm, seed=1, n_jobs=jobs, progress=False
+        )
         out["perm_per_jobs"] = (time.perf_counter() - t0) / nperm
         out["perm_same_with_jobs"] = bool(perm2.pvalues.equals(perm.pvalues))
     return out
@@ -101,41 +102,63 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     r = None if args.no_r else run_r(args.r_nsim, args.r_nperm)
     py = run_mmfast(args.nsim, args.nperm, args.jobs)
-    print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}), "
-          f"python {platform.python_version()}")
+    print(
+        f"machine: {platform.node()} ({platform.processor() or platform.machine()}), python {platform.python_version()}"
+    )
     if r:
         print(f"R: {r['R']}, lme4 {r['lme4']}, lmerTest {r['lmerTest']}, pbkrtest {r['pbkrtest']}")
     print()
     print(f"PBmodcomp, waterlick, mmfast {args.nsim} / R {args.r_nsim} simulations")
-    print(f"  mmfast  : {1e3 * py['pb_per_sim']:8.2f} ms/simulation  (LRT {py['pb_lrt']:.6f}, "
-          f"p_PB {py['pb_p']:.4f}, failed refits {py['pb_failed']})")
+    print(
+        f"  mmfast  : {1e3 * py['pb_per_sim']:8.2f} ms/simulation  (LRT {py['pb_lrt']:.6f}, "
+        f"p_PB {py['pb_p']:.4f}, failed refits {py['pb_failed']})"
+    )
     if "pb_per_sim_jobs" in py:
-        print(f"  mmfast {args.jobs} jobs: {1e3 * py['pb_per_sim_jobs']:6.2f} ms/simulation (wall, "
-              f"identical: {py['pb_same_with_jobs']}; starting the {args.jobs} worker processes "
-              f"took {py['pool_start_seconds']:.1f} s once)")
+        print(
+            f"  mmfast {args.jobs} jobs: {1e3 * py['pb_per_sim_jobs']:6.2f} ms/simulation (wall, "
+            f"identical: {py['pb_same_with_jobs']}; starting the {args.jobs} worker processes "
+            f"took {py['pool_start_seconds']:.1f} s once)"
+        )
     if r:
-        print(f"  R       : {1e3 * r['pb_per_sim']:8.2f} ms/simulation  (LRT {r['pb_lrt']:.6f}, "
-              f"p_PB {r['pb_p']:.4f}; {r['pb_seconds']:.1f} s)")
-        print(f"  ratio   : {r['pb_per_sim'] / py['pb_per_sim']:8.1f}x serial" +
-              (f", {r['pb_per_sim'] / py['pb_per_sim_jobs']:.1f}x with {args.jobs} jobs"
-               if "pb_per_sim_jobs" in py else ""))
+        print(
+            f"  R       : {1e3 * r['pb_per_sim']:8.2f} ms/simulation  (LRT {r['pb_lrt']:.6f}, "
+            f"p_PB {r['pb_p']:.4f}; {r['pb_seconds']:.1f} s)"
+        )
+        print(
+            f"  ratio   : {r['pb_per_sim'] / py['pb_per_sim']:8.1f}x serial"
+            + (
+                f", {r['pb_per_sim'] / py['pb_per_sim_jobs']:.1f}x with {args.jobs} jobs"
+                if "pb_per_sim_jobs" in py
+                else ""
+            )
+        )
     print()
-    print(f"Permutation check, ex1 (24 mice, 5 groups), mmfast {args.nperm} / R {args.r_nperm} "
-          "permutations")
+    print(f"Permutation check, ex1 (24 mice, 5 groups), mmfast {args.nperm} / R {args.r_nperm} permutations")
     lo, hi = py["perm_band"]
-    print(f"  mmfast  : {1e3 * py['perm_per']:8.3f} ms/permutation (LMM + LM); rejection rate at "
-          f"0.05: LMM {py['perm_rate_lmm']:.3f} (band {lo:.3f}-{hi:.3f}), LM {py['perm_rate_lm']:.3f}")
+    print(
+        f"  mmfast  : {1e3 * py['perm_per']:8.3f} ms/permutation (LMM + LM); rejection rate at "
+        f"0.05: LMM {py['perm_rate_lmm']:.3f} (band {lo:.3f}-{hi:.3f}), LM {py['perm_rate_lm']:.3f}"
+    )
     if "perm_per_jobs" in py:
-        print(f"  mmfast {args.jobs} jobs: {1e3 * py['perm_per_jobs']:6.3f} ms/permutation (wall, "
-              f"identical: {py['perm_same_with_jobs']})")
+        print(
+            f"  mmfast {args.jobs} jobs: {1e3 * py['perm_per_jobs']:6.3f} ms/permutation (wall, "
+            f"identical: {py['perm_same_with_jobs']})"
+        )
     if r:
-        print(f"  R       : {1e3 * r['perm_lmm_per']:8.2f} ms/permutation lmerTest::lmer + anova(); "
-              f"{1e3 * r['perm_lm_per']:.2f} ms anova(lm); rejection rates LMM "
-              f"{r['perm_rate_lmm']:.3f}, LM {r['perm_rate_lm']:.3f}")
-        print(f"  ratio   : {r['perm_lmm_per'] / py['perm_per']:8.1f}x serial vs lmerTest + anova "
-              f"({(r['perm_lmm_per'] + r['perm_lm_per']) / py['perm_per']:.1f}x vs lmerTest + lm)" +
-              (f", {r['perm_lmm_per'] / py['perm_per_jobs']:.1f}x with {args.jobs} jobs"
-               if "perm_per_jobs" in py else ""))
+        print(
+            f"  R       : {1e3 * r['perm_lmm_per']:8.2f} ms/permutation lmerTest::lmer + anova(); "
+            f"{1e3 * r['perm_lm_per']:.2f} ms anova(lm); rejection rates LMM "
+            f"{r['perm_rate_lmm']:.3f}, LM {r['perm_rate_lm']:.3f}"
+        )
+        print(
+            f"  ratio   : {r['perm_lmm_per'] / py['perm_per']:8.1f}x serial vs lmerTest + anova "
+            f"({(r['perm_lmm_per'] + r['perm_lm_per']) / py['perm_per']:.1f}x vs lmerTest + lm)"
+            + (
+                f", {r['perm_lmm_per'] / py['perm_per_jobs']:.1f}x with {args.jobs} jobs"
+                if "perm_per_jobs" in py
+                else ""
+            )
+        )
     if args.json:
         args.json.write_text(json.dumps({"mmfast": py, "R": r}, indent=2))
     return 0

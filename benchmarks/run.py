@@ -14,6 +14,7 @@ verbagg).  Then, if
 are timed with lme4 by ``benchmarks/lme4_timing.R`` in a child process (same machine, same
 run, sequentially).  Results go to ``benchmarks/results/latest.json`` with machine info.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ sys.path.insert(0, str(HERE))
 import bench_cases  # noqa: E402
 
 R_SCRIPT = HERE / "lme4_timing.R"
-R_CHECK = ("quit(status = as.integer(!(requireNamespace('lme4', quietly = TRUE) && "
-           "requireNamespace('jsonlite', quietly = TRUE))))")
+R_CHECK = (
+    "quit(status = as.integer(!(requireNamespace('lme4', quietly = TRUE) && "
+    "requireNamespace('jsonlite', quietly = TRUE))))"
+)
 
 
 # --- lme4 via Rscript ----------------------------------------------------------------------
@@ -63,8 +66,9 @@ def run_lme4(rscript: str, specs: list[dict], timeout: float) -> tuple[dict, dic
             out_json.unlink(missing_ok=True)
             failure = None
             try:
-                done = subprocess.run([rscript, str(R_SCRIPT), str(cases_json), str(out_json)],
-                                      timeout=timeout, stdout=sys.stderr)
+                done = subprocess.run(
+                    [rscript, str(R_SCRIPT), str(cases_json), str(out_json)], timeout=timeout, stdout=sys.stderr
+                )
                 if done.returncode != 0:
                     failure = f"R exited with status {done.returncode}"
             except subprocess.TimeoutExpired:
@@ -83,8 +87,7 @@ def run_lme4(rscript: str, specs: list[dict], timeout: float) -> tuple[dict, dic
             if todo and failure is None:
                 failure = "R stopped before this case"
             if todo:  # the first unfinished case is the one R was on
-                results[todo[0]["case"]] = {"case": todo[0]["case"], "status": "error",
-                                            "error": failure}
+                results[todo[0]["case"]] = {"case": todo[0]["case"], "status": "error", "error": failure}
                 todo = todo[1:]
     return results, session
 
@@ -104,8 +107,7 @@ def _blas_from_ldd(ext_dir: Path) -> dict:
     found = {}
     for so in sorted(ext_dir.glob("*.so")):
         try:
-            text = subprocess.run(["ldd", str(so)], capture_output=True, text=True,
-                                  timeout=30).stdout
+            text = subprocess.run(["ldd", str(so)], capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
         for m in re.finditer(r"^\s*(\S+)\s*=>\s*(/\S+)", text, re.M):
@@ -140,8 +142,9 @@ def cholmod_blas() -> dict:
         entry["used_by_cholmod"] = os.path.realpath(i.get("filepath") or "") in linked
         blas.append(entry)
         if entry["used_by_cholmod"]:
-            info["summary"] = (f"{entry['internal_api']} {entry['version']} "
-                               f"({entry['num_threads']} threads) {entry['filepath']}")
+            info["summary"] = (
+                f"{entry['internal_api']} {entry['version']} ({entry['num_threads']} threads) {entry['filepath']}"
+            )
     info["threadpoolctl"] = blas
     return info
 
@@ -155,17 +158,20 @@ def machine_info(r_session: dict) -> dict:
     except Exception:  # noqa: BLE001
         mm_version = None
     try:
-        commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=30).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(HERE.parent), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     except OSError:
         commit = None
     return {
-        "cpu": _cpu_model(), "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(), "python": platform.python_version(),
-        "mmfast": mm_version, "git_commit": commit or None,
-        "thread_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-                       if k in os.environ},
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "mmfast": mm_version,
+        "git_commit": commit or None,
+        "thread_env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ},
         "cholmod_blas": cholmod_blas(),
         "r": r_session or None,
     }
@@ -187,15 +193,19 @@ def compare(case, mm: dict, r: dict | None) -> dict:
     """One row: both timings, their ratio, logLik difference and evaluations."""
     r = r or {}
     mm_ok, r_ok = mm.get("status") == "ok", r.get("status") == "ok"
-    row = {"case": case.name, "kind": case.kind,
-           "rows": (mm.get("nobs") if mm_ok else None) or r.get("nobs"),
-           "mmfast_s": mm.get("median_s") if mm_ok else None,
-           "lme4_s": r.get("median_s") if r_ok else None,
-           "ratio": None, "loglik_diff": None,
-           "evaluations": [mm.get("evaluations"), r.get("feval")],
-           "note": "; ".join(filter(None, [mm.get("note"),
-                                            r.get("error") and f"lme4: {r['error']}"])),
-           "mmfast": _slim(mm), "lme4": _slim(r) or None}
+    row = {
+        "case": case.name,
+        "kind": case.kind,
+        "rows": (mm.get("nobs") if mm_ok else None) or r.get("nobs"),
+        "mmfast_s": mm.get("median_s") if mm_ok else None,
+        "lme4_s": r.get("median_s") if r_ok else None,
+        "ratio": None,
+        "loglik_diff": None,
+        "evaluations": [mm.get("evaluations"), r.get("feval")],
+        "note": "; ".join(filter(None, [mm.get("note"), r.get("error") and f"lme4: {r['error']}"])),
+        "mmfast": _slim(mm),
+        "lme4": _slim(r) or None,
+    }
     if row["mmfast_s"] and row["lme4_s"]:
         row["ratio"] = row["lme4_s"] / row["mmfast_s"]
     if mm_ok and r_ok:
@@ -215,47 +225,60 @@ def print_table(rows: list[dict], r_note: str | None, machine: dict) -> None:
     body = []
     for row in rows:
         ev = ["-" if e is None else str(e) for e in row["evaluations"]]
-        body.append([row["case"], "-" if row["rows"] is None else str(row["rows"]),
-                     _secs(row["mmfast_s"]), _secs(row["lme4_s"]),
-                     "-" if row["ratio"] is None else f"{row['ratio']:.1f}x",
-                     "-" if row["loglik_diff"] is None else f"{row['loglik_diff']:+.2e}",
-                     "/".join(ev), row["note"][:60]])
+        body.append(
+            [
+                row["case"],
+                "-" if row["rows"] is None else str(row["rows"]),
+                _secs(row["mmfast_s"]),
+                _secs(row["lme4_s"]),
+                "-" if row["ratio"] is None else f"{row['ratio']:.1f}x",
+                "-" if row["loglik_diff"] is None else f"{row['loglik_diff']:+.2e}",
+                "/".join(ev),
+                row["note"][:60],
+            ]
+        )
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     right = {1, 2, 3, 4, 5, 6}
-    fmt = lambda r: "  ".join(c.rjust(w) if i in right else c.ljust(w)  # noqa: E731
-                              for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    fmt = lambda r: "  ".join(
+        c.rjust(w) if i in right else c.ljust(w)  # noqa: E731
+        for i, (c, w) in enumerate(zip(r, widths))
+    ).rstrip()
     print(fmt(head))
     print("  ".join("-" * w for w in widths))
     for r in body:
         print(fmt(r))
-    print("ratio = lme4 s / mmfast s (median elapsed seconds, same machine, same run); "
-          "logLik diff = mmfast - lme4")
+    print("ratio = lme4 s / mmfast s (median elapsed seconds, same machine, same run); logLik diff = mmfast - lme4")
     if r_note:
         print(f"lme4 not timed: {r_note}")
     r = machine.get("r") or {}
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores; CHOLMOD BLAS: "
-          f"{machine['cholmod_blas'].get('summary')}; R {r.get('R', '-')} lme4 "
-          f"{r.get('lme4', '-')} BLAS: {r.get('blas', '-')}")
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores; CHOLMOD BLAS: "
+        f"{machine['cholmod_blas'].get('summary')}; R {r.get('R', '-')} lme4 "
+        f"{r.get('lme4', '-')} BLAS: {r.get('blas', '-')}"
+    )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", help="comma-separated case names (default: all)")
     ap.add_argument("--no-r", action="store_true", help="do not time lme4")
-    ap.add_argument("--repeat", type=int, default=20,
-                    help="timed fits per case after a warm-up (big cases: at most 3, verbagg 5)")
+    ap.add_argument(
+        "--repeat", type=int, default=20, help="timed fits per case after a warm-up (big cases: at most 3, verbagg 5)"
+    )
     ap.add_argument("--rscript", default=shutil.which("Rscript"), help="Rscript to use")
     ap.add_argument("--r-timeout", type=float, default=3600, help="seconds for the R run")
-    ap.add_argument("--out", help="JSON output (default results/latest.json; with --workloads "
-                    "or --only: results/peers.json, --quick: results/peers_quick.json)")
+    ap.add_argument(
+        "--out",
+        help="JSON output (default results/latest.json; with --workloads "
+        "or --only: results/peers.json, --quick: results/peers_quick.json)",
+    )
     peer = ap.add_argument_group("issue 19's workloads against lme4, glmmTMB and Python peers")
     peer.add_argument("--workloads", action="store_true", help="run all of them")
     peer.add_argument("--only", help="comma-separated workloads, e.g. kb07,nested")
     peer.add_argument("--quick", action="store_true", help="the small sizes (development)")
     peer.add_argument("--peers", help="comma-separated engines (default: all), e.g. mmfast,lme4")
     peer.add_argument("--sizes", help="rows of the nested scaling series, e.g. 1e4,1e5")
-    peer.add_argument("--timeout", type=float,
-                      help="seconds per engine and workload (default 1800, --quick 300)")
+    peer.add_argument("--timeout", type=float, help="seconds per engine and workload (default 1800, --quick 300)")
     peer.add_argument("--no-tight", action="store_true", help="skip lme4's tight refit")
     args = ap.parse_args(argv)
     if args.workloads or args.only:
@@ -283,10 +306,15 @@ def main(argv=None) -> int:
     machine = machine_info(r_session)
     print_table(rows, r_note, machine)
 
-    out = {"generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
-           "repeat": args.repeat, "lme4_timed": r_note is None, "lme4_note": r_note,
-           "machine": machine, "cases": rows}
+    out = {
+        "generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
+        "repeat": args.repeat,
+        "lme4_timed": r_note is None,
+        "lme4_note": r_note,
+        "machine": machine,
+        "cases": rows,
+    }
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str) + "\n")

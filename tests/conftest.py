@@ -1,4 +1,5 @@
 """Shared fixtures: the reference cases of tests/reference, each fitted at most once per session."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Assertions shared by the inference tests (df, t and p against lmerTest/pbkrtest)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,4 +29,4 @@ def assert_close(actual, expected, rtol, atol=0.0, what=""):
 def assert_p(actual, expected, t, tol, what):
     """p-values: the README's 1e-4 plus what the df tolerance implies through t."""
     t = np.abs(np.asarray(t, dtype=float))
-    assert_close(actual, expected, 1e-4 + (t ** 2 + 1) * tol, 1e-10, what)
+    assert_close(actual, expected, 1e-4 + (t**2 + 1) * tol, 1e-10, what)

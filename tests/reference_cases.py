@@ -4,6 +4,7 @@ A plain module (no pytest), imported by the tests and by the benchmarks
 (``sys.path.insert(0, "<repo>/tests")``).  See tests/reference/README.md for the
 JSON schema and the data conventions reproduced here.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -55,8 +56,7 @@ def _as_factor(column: pd.Series, levels: list, variable: str) -> pd.Categorical
     unknown = column[column.notna() & pd.isna(factor)]
     if len(unknown):
         raise ValueError(
-            f"column {variable!r} has values not among the reference levels: "
-            f"{sorted(set(map(str, unknown)))[:5]}"
+            f"column {variable!r} has values not among the reference levels: {sorted(set(map(str, unknown)))[:5]}"
         )
     return factor
 

@@ -6,6 +6,7 @@ w = ∂V/∂φ P y, AI = W'PW, σ² profiled out by a Schur complement) on small
 REML optimum the average information is the Hessian of the criterion up to the difference of
 observed and expected information, so it must be close to a finite-difference Hessian.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -56,18 +57,18 @@ def _dense_ai(m, theta):
     Z = m.Z.toarray()
     n, p = X.shape
     L = _lambda(m, theta)
-    V1 = Z @ L @ L.T @ Z.T + np.eye(n)          # V / σ²
+    V1 = Z @ L @ L.T @ Z.T + np.eye(n)  # V / σ²
     Vi1 = np.linalg.inv(V1)
     XtVi = X.T @ Vi1
     P1 = Vi1 - XtVi.T @ np.linalg.solve(XtVi @ X, XtVi)  # σ² P
     s2 = float(y @ P1 @ y) / ((n - p) if m.reml else n)
     P = P1 / s2
     Py = P @ y
-    dV = [V1]                                    # ∂V/∂σ² = V/σ²
+    dV = [V1]  # ∂V/∂σ² = V/σ²
     for k in range(len(theta)):
         e = np.zeros(len(theta))
         e[k] = 1.0
-        D = _lambda(m, e)                        # ∂Λ/∂θ_k (Λ is linear in θ)
+        D = _lambda(m, e)  # ∂Λ/∂θ_k (Λ is linear in θ)
         dV.append(s2 * Z @ (D @ L.T + L @ D.T) @ Z.T)
     W = np.column_stack([dVk @ Py for dVk in dV])
     A = W.T @ P @ W
@@ -81,8 +82,9 @@ def test_ai_matches_its_dense_definition(case):
     rng = np.random.default_rng(1)
     for theta in (m.theta, m.theta * (1.0 + 0.3 * rng.uniform(-1, 1, len(m.theta)))):
         theta = np.where(m.theta_lower == 0, np.abs(theta) + 0.05, theta)
-        np.testing.assert_allclose(_kernel_ai(m, theta), _dense_ai(m, theta), rtol=1e-7,
-                                   atol=1e-9 * np.abs(_dense_ai(m, theta)).max())
+        np.testing.assert_allclose(
+            _kernel_ai(m, theta), _dense_ai(m, theta), rtol=1e-7, atol=1e-9 * np.abs(_dense_ai(m, theta)).max()
+        )
 
 
 @pytest.mark.parametrize("case", ["sleepstudy_slope_reml", "penicillin_reml"])
@@ -94,6 +96,10 @@ def test_ai_near_the_hessian_at_the_reml_optimum(case):
     for i in range(k):
         for j in range(k):
             ei, ej = np.eye(k)[i] * h, np.eye(k)[j] * h
-            H[i, j] = (m.objective(th + ei + ej) - m.objective(th + ei - ej)
-                       - m.objective(th - ei + ej) + m.objective(th - ei - ej)) / (4 * h * h)
+            H[i, j] = (
+                m.objective(th + ei + ej)
+                - m.objective(th + ei - ej)
+                - m.objective(th - ei + ej)
+                + m.objective(th - ei - ej)
+            ) / (4 * h * h)
     np.testing.assert_allclose(_kernel_ai(m, th), H, rtol=2e-3, atol=1e-3 * np.abs(H).max())

@@ -1,5 +1,6 @@
 """The peer benchmark's simulated workloads have the published shapes (issue 19), and the
 adapters re-express lme4 formulas correctly for engines with other interfaces."""
+
 import sys
 from pathlib import Path
 
@@ -42,8 +43,12 @@ def test_nested_series_nests_subjects_in_sites():
     assert len(d) == 10_000
     assert d["subj"].nunique() == 1000 and d["site"].nunique() == 20
     assert (d.groupby("subj")["site"].nunique() == 1).all()
-    assert [w.label(s) for w in [workloads.WORKLOADS["nested"]] for s in w.full] == \
-        ["nested_1e4", "nested_1e5", "nested_1e6", "nested_1e7"]
+    assert [w.label(s) for w in [workloads.WORKLOADS["nested"]] for s in w.full] == [
+        "nested_1e4",
+        "nested_1e5",
+        "nested_1e6",
+        "nested_1e7",
+    ]
     assert "1e7" not in workloads.WORKLOADS["nested"].quick
 
 
@@ -60,8 +65,7 @@ def test_mixedlm_spec_nested_and_crossed():
     w = workloads.WORKLOADS["nested"]
     formula, kwargs = mixedlm_spec(w, peers.as_factors(w, workloads.nested("1e4")))
     assert formula == "y ~ 1 + x"
-    assert kwargs == {"groups": "site", "re_formula": "~1",
-                      "vc_formula": {"subj": "0 + C(subj)"}}
+    assert kwargs == {"groups": "site", "re_formula": "~1", "vc_formula": {"subj": "0 + C(subj)"}}
     w = workloads.WORKLOADS["kb07"]
     assert "crossed" in mixedlm_spec(w, peers.as_factors(w, workloads.kb07(None)))
     assert "GLMM" in mixedlm_spec(workloads.WORKLOADS["crossed_glmm"], None)

@@ -1,5 +1,6 @@
 """Issue 18's command line: ``--version``, ``fit-many`` to Parquet or CSV, the --ddf/--family
 choices in --help, one-line errors (status 2, no traceback, no usage block)."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,12 @@ FORMULA = "y ~ group + (1 | animal)"
 @pytest.fixture(scope="module")
 def genes_csv(tmp_path_factory):
     rng = np.random.default_rng(1)
-    rows = [(f"g{g}", f"a{a}", "ab"[a % 2], 1.0 + 0.5 * (a % 2) + u + rng.normal())
-            for g in range(5) for a, u in enumerate(rng.normal(size=6)) for _ in range(3)]
+    rows = [
+        (f"g{g}", f"a{a}", "ab"[a % 2], 1.0 + 0.5 * (a % 2) + u + rng.normal())
+        for g in range(5)
+        for a, u in enumerate(rng.normal(size=6))
+        for _ in range(3)
+    ]
     path = tmp_path_factory.mktemp("cli") / "genes.csv"
     pd.DataFrame(rows, columns=["gene", "animal", "group", "y"]).to_csv(path, index=False)
     return path
@@ -66,19 +71,18 @@ def test_help_lists_ddf_and_family_choices(capsys):
 def test_fit_many_parquet_and_csv(genes_csv, tmp_path, capsys):
     expect = mmfast.fit_many(pd.read_csv(genes_csv), FORMULA, by="gene")
     pq = tmp_path / "results.parquet"
-    code, out, err = _run(["fit-many", str(genes_csv), FORMULA, "--by", "gene", "--out", str(pq)],
-                          capsys)
+    code, out, err = _run(["fit-many", str(genes_csv), FORMULA, "--by", "gene", "--out", str(pq)], capsys)
     assert code == 0 and err == "" and "5 groups fitted (0 failed)" in out
     got = pd.read_parquet(pq).sort_values(["gene", "effect", "term"], kind="stable")
     ref = expect.sort_values(["gene", "effect", "term"], kind="stable")
     np.testing.assert_allclose(got.estimate, ref.estimate, rtol=1e-12)
     np.testing.assert_allclose(got.p_value, ref.p_value, rtol=1e-12)
     csv = tmp_path / "results.csv"
-    code, out, _ = _run(["fit-many", str(genes_csv), FORMULA, "--by", "gene", "--out", str(csv),
-                         "--ddf", "KR", "--ml"], capsys)
+    code, out, _ = _run(
+        ["fit-many", str(genes_csv), FORMULA, "--by", "gene", "--out", str(csv), "--ddf", "KR", "--ml"], capsys
+    )
     assert code == 0
-    kr = mmfast.fit_many(pd.read_csv(genes_csv), FORMULA, by="gene", ddf="kenward-roger",
-                         reml=False)
+    kr = mmfast.fit_many(pd.read_csv(genes_csv), FORMULA, by="gene", ddf="kenward-roger", reml=False)
     back = pd.read_csv(csv)
     assert list(back.columns) == list(kr.columns)
     np.testing.assert_allclose(back.df, kr.df, rtol=1e-12)  # NaN (ran_pars) where kr has NaN
@@ -89,22 +93,26 @@ def test_fit_many_parquet_and_csv(genes_csv, tmp_path, capsys):
 
 def test_fit_many_parquet_without_pyarrow(genes_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
-    code, _, err = _run(["fit-many", str(genes_csv), FORMULA, "--by", "gene",
-                         "--out", str(tmp_path / "r.parquet")], capsys)
+    code, _, err = _run(
+        ["fit-many", str(genes_csv), FORMULA, "--by", "gene", "--out", str(tmp_path / "r.parquet")], capsys
+    )
     _one_line_error(code, err, "writing Parquet needs pyarrow")
     assert not (tmp_path / "r.parquet").exists()
 
 
-@pytest.mark.parametrize("argv, text", [
-    (["fit-many", "GENES", FORMULA, "--by", "gene", "--out", "r.txt"], "must end in .parquet or .csv"),
-    (["fit-many", "GENES", FORMULA, "--by", "genes"], "['genes'] not in the data"),
-    (["fit-many", "GENES", FORMULA], "the following arguments are required: --by"),
-    (["fit-many", "GENES", FORMULA, "--by", "gene", "--ddf", "satterwaite"], "ddf must be one of"),
-    (["fit-many", "GENES", FORMULA, "--by", "gene", "--n-jobs", "0"], "n_jobs must not be 0"),
-    (["fit-many", "GENES", FORMULA, "--by", "gene", "--backend", "threads"], "invalid choice"),
-    (["fit", "sleepstudy", FORMULA, "--family", "binomal"], "unknown family 'binomal'"),
-    (["fitmany"], "invalid choice: 'fitmany'"),
-])
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["fit-many", "GENES", FORMULA, "--by", "gene", "--out", "r.txt"], "must end in .parquet or .csv"),
+        (["fit-many", "GENES", FORMULA, "--by", "genes"], "['genes'] not in the data"),
+        (["fit-many", "GENES", FORMULA], "the following arguments are required: --by"),
+        (["fit-many", "GENES", FORMULA, "--by", "gene", "--ddf", "satterwaite"], "ddf must be one of"),
+        (["fit-many", "GENES", FORMULA, "--by", "gene", "--n-jobs", "0"], "n_jobs must not be 0"),
+        (["fit-many", "GENES", FORMULA, "--by", "gene", "--backend", "threads"], "invalid choice"),
+        (["fit", "sleepstudy", FORMULA, "--family", "binomal"], "unknown family 'binomal'"),
+        (["fitmany"], "invalid choice: 'fitmany'"),
+    ],
+)
 def test_user_errors_are_one_line(genes_csv, argv, text, capsys):
     argv = [str(genes_csv) if a == "GENES" else a for a in argv]
     code, _, err = _run(argv, capsys)
@@ -113,7 +121,23 @@ def test_user_errors_are_one_line(genes_csv, argv, text, capsys):
 
 def test_console_entry_point(genes_csv, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    r = subprocess.run([sys.executable, "-m", "mmfast", "fit-many", str(genes_csv), FORMULA,
-                        "--by", "gene", "--out", str(tmp_path / "r.csv"), "--no-progress"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmfast",
+            "fit-many",
+            str(genes_csv),
+            FORMULA,
+            "--by",
+            "gene",
+            "--out",
+            str(tmp_path / "r.csv"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 0 and r.stderr == "" and "results written to" in r.stdout

@@ -1,5 +1,6 @@
 """Fit strategies are explicit objects (LmmControl, GlmmControl) passed to the fit and kept by
 refits, not module constants patched from outside."""
+
 import dataclasses
 import warnings
 
@@ -21,11 +22,14 @@ def test_controls_are_immutable_and_checked(cbpp):
     with pytest.raises(dataclasses.FrozenInstanceError):
         LmmControl().dense_schur_max = 0
     with pytest.raises(mmfast.ArgumentError, match="LmmControl"):
-        mmfast.lmer("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"),
-                    control=GlmmControl())
+        mmfast.lmer("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"), control=GlmmControl())
     with pytest.raises(mmfast.ArgumentError, match="GlmmControl"):
-        mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-                     family="binomial", control={"grad_tol": 1.0})
+        mmfast.glmer(
+            "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+            cbpp,
+            family="binomial",
+            control={"grad_tol": 1.0},
+        )
 
 
 def test_lmm_control_chooses_the_kernel_and_refits_keep_it():
@@ -35,8 +39,11 @@ def test_lmm_control_chooses_the_kernel_and_refits_keep_it():
     sparse = mmfast.lmer(f, d, control=LmmControl(dense_schur_max=0))
     assert isinstance(default.kernel, BlockedKernel) and isinstance(sparse.kernel, PLSKernel)
     assert sparse.reml_criterion == pytest.approx(default.reml_criterion, abs=1e-7)
-    for refit in (sparse.refit_ml(), sparse.refit(d["diameter"].to_numpy() * 2.0),
-                  sparse.refit_formula("diameter ~ 1 + (1 | sample) + (1 | plate)")):
+    for refit in (
+        sparse.refit_ml(),
+        sparse.refit(d["diameter"].to_numpy() * 2.0),
+        sparse.refit_formula("diameter ~ 1 + (1 | sample) + (1 | plate)"),
+    ):
         assert refit.control is sparse.control and isinstance(refit.kernel, PLSKernel)
 
 
@@ -54,8 +61,7 @@ def test_glmm_control_forces_the_gradient_path_on_one_term(cbpp):
 
 def test_glmm_refits_keep_the_control(cbpp):
     ctl = GlmmControl(use_gradient=True)
-    m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-                     family="binomial", control=ctl)
+    m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial", control=ctl)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = m.refit(m.frame.y)

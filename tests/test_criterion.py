@@ -1,5 +1,6 @@
 """model.criterion: the one profiled (RE)ML deviance, checked against a dense derivation
 and against lme4's own pieces (devcomp) and criteria."""
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,7 @@ def test_lme4_devcomp_and_fit(sleep, case):
     cmp, dims = res["devcomp"]["cmp"], res["devcomp"]["dims"]
     # lme4's own pieces give lme4's own criterion
     want = cmp["REML"] if reml else cmp["dev"]
-    got = profiled_deviance(cmp["ldL2"], cmp["ldRX2"], math.log(cmp["pwrss"]), dims["n"],
-                            dims["p"], reml)
+    got = profiled_deviance(cmp["ldL2"], cmp["ldRX2"], math.log(cmp["pwrss"]), dims["n"], dims["p"], reml)
     assert got == pytest.approx(want, rel=1e-12)
     # our fit's criterion is the function at its fitted state, and lme4's value
     m = lmer("Reaction ~ Days + (Days | Subject)", sleep, reml=reml)

@@ -7,6 +7,7 @@ REML and ML, factor fixed effects) with the best criterion lme4 reached over ten
 (BOBYQA and Nelder-Mead from five starts: tests/oracle/differential.R).  Every case is fitted
 (about 5 s in all) and must reach lme4's best within 1e-6 relative.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -46,11 +47,11 @@ def test_harness_size_and_variety():
     assert len(CASES) >= 300
     for piece in ("(1 | a/b)", "(x || ", "(0 + x | ", "(x | ", "(1 | a:b)", "f * x"):
         assert any(piece in f for f in forms), piece
-    assert any(c["weights"] for c in CASES) and any(c["reml"] for c in CASES) \
-        and not all(c["reml"] for c in CASES)
+    assert any(c["weights"] for c in CASES) and any(c["reml"] for c in CASES) and not all(c["reml"] for c in CASES)
     # lme4's default fit itself misses the best optimum in some: the harness is not trivial
-    assert sum(c["default_criterion"] > c["best_criterion"] + RTOL * max(1, abs(c["best_criterion"]))
-               for c in CASES) >= 5
+    assert (
+        sum(c["default_criterion"] > c["best_criterion"] + RTOL * max(1, abs(c["best_criterion"])) for c in CASES) >= 5
+    )
 
 
 def test_never_worse_than_lme4_best():
@@ -60,9 +61,11 @@ def test_never_worse_than_lme4_best():
         best = case["best_criterion"]
         rel = (m.objective_value - best) / max(1.0, abs(best))
         if rel > RTOL:
-            worse.append(f"{case['id']} {case['formula']} reml={case['reml']}: "
-                         f"{m.objective_value:.10g} vs lme4 {best:.10g} (θ {np.round(m.theta, 4)} "
-                         f"vs {np.round(case['best_theta'], 4)})")
+            worse.append(
+                f"{case['id']} {case['formula']} reml={case['reml']}: "
+                f"{m.objective_value:.10g} vs lme4 {best:.10g} (θ {np.round(m.theta, 4)} "
+                f"vs {np.round(case['best_theta'], 4)})"
+            )
     assert not worse, f"{len(worse)} of {len(CASES)} worse than lme4's best:\n" + "\n".join(worse)
 
 
@@ -109,6 +112,7 @@ def test_issue14_case_satterthwaite_and_kenward_roger_df():
 def test_stored_data_is_the_generators():
     """The stored designs are those of tests/oracle/differential_designs.py (same seeds)."""
     import importlib.util
+
     path = Path(__file__).resolve().parent / "oracle" / "differential_designs.py"
     spec = importlib.util.spec_from_file_location("differential_designs", path)
     gen = importlib.util.module_from_spec(spec)

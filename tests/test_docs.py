@@ -5,6 +5,7 @@ The site build executes the lecture notebook (docs/lecture.py) and renders the A
 from the docstrings, so a docstring that names a parameter the signature does not have, or a
 lecture cell that raises, fails here.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -21,8 +22,9 @@ import mmfast
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-needs_source = pytest.mark.skipif(not (ROOT / "mkdocs.yml").exists(),
-                                  reason="documentation sources are not in an installed wheel")
+needs_source = pytest.mark.skipif(
+    not (ROOT / "mkdocs.yml").exists(), reason="documentation sources are not in an installed wheel"
+)
 
 
 # --- the site ----------------------------------------------------------------------------------
@@ -30,28 +32,45 @@ needs_source = pytest.mark.skipif(not (ROOT / "mkdocs.yml").exists(),
 def test_site_builds_strict_and_offline(tmp_path):
     """``mkdocs build --strict`` into a temp dir; any fetch through a proxy-aware client fails
     (the proxy is a closed port), so the build must not need the network."""
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", HTTP_PROXY="http://127.0.0.1:9",
-               HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
-               https_proxy="http://127.0.0.1:9", PYTHONPATH=os.pathsep.join(
-                   [str(Path(mmfast.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        NO_MKDOCS_2_WARNING="1",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        PYTHONPATH=os.pathsep.join([str(Path(mmfast.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    )
     site = tmp_path / "site"
-    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                          str(site)], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
-    assert re.search(r"^\s+cache: false", (ROOT / "mkdocs.yml").read_text(), flags=re.M), \
+    assert re.search(r"^\s+cache: false", (ROOT / "mkdocs.yml").read_text(), flags=re.M), (
         "the lecture page must be executed on every build, not read from mkdocs-jupyter's cache"
+    )
     lecture = (site / "lecture" / "index.html").read_text()
     # outputs only an executed notebook has: the printed summaries of the lecture's fits
     assert "Number of obs: 1200, groups:  midx, 24" in lecture
     assert "Number of obs: 512, groups:  mouseID, 8" in lecture
-    assert "Traceback (most recent call last)" not in lecture    # and allow_errors: false
+    assert "Traceback (most recent call last)" not in lecture  # and allow_errors: false
     api = (site / "api" / "fitting" / "index.html").read_text()
     for section in ("Parameters", "Returns", "Examples"):
         assert section in api
-    assert "maxeval" in api and "ftol_abs" in api          # lmer's optimizer controls
-    for page in ("index.html", "install/index.html", "r-to-mmfast/index.html",
-                 "how-it-is-fast/index.html", "api/lmm/index.html", "errors/index.html"):
+    assert "maxeval" in api and "ftol_abs" in api  # lmer's optimizer controls
+    for page in (
+        "index.html",
+        "install/index.html",
+        "r-to-mmfast/index.html",
+        "how-it-is-fast/index.html",
+        "api/lmm/index.html",
+        "errors/index.html",
+    ):
         html = (site / page).read_text()
         assert "fonts.googleapis.com" not in html, page
 
@@ -113,11 +132,18 @@ def test_readme_first_screen_installs_and_fits(capsys):
     """The README opens with installation and a first fit whose printed numbers are lme4's
     (sleepstudy, REML: criterion 1743.6, Days 10.47 with SE 1.546)."""
     readme = (ROOT / "README.md").read_text()
-    head = readme[:readme.index("## The lecture")]
-    for needed in ("libsuitesparse-dev", "libopenblas0-pthread", "pip install .", "make wheel",
-                   "make demo", "make test", "3.10"):
+    head = readme[: readme.index("## The lecture")]
+    for needed in (
+        "libsuitesparse-dev",
+        "libopenblas0-pthread",
+        "pip install .",
+        "make wheel",
+        "make demo",
+        "make test",
+        "3.10",
+    ):
         assert needed in head, needed
-    first = head[head.index("## Fit a first model"):]
+    first = head[head.index("## Fit a first model") :]
     code = _python_blocks(first)[0]
     assert len(code.strip().splitlines()) <= 5
     exec(compile(code, "<README>", "exec"), {})
@@ -129,10 +155,30 @@ def test_readme_first_screen_installs_and_fits(capsys):
 # --- docstrings --------------------------------------------------------------------------------
 SECTIONS = ("Parameters\n----------", "Returns\n-------", "Examples\n--------")
 MODEL_METHODS = {
-    mmfast.LinearMixedModel: ("summary", "anova", "drop1", "contest", "confint", "profile", "icc",
-                              "predict", "simulate", "bootstrap", "refit", "refit_ml"),
-    mmfast.GeneralizedLinearMixedModel: ("summary", "anova", "drop1", "predict",
-                                         "odds_ratios", "simulate", "bootstrap", "refit"),
+    mmfast.LinearMixedModel: (
+        "summary",
+        "anova",
+        "drop1",
+        "contest",
+        "confint",
+        "profile",
+        "icc",
+        "predict",
+        "simulate",
+        "bootstrap",
+        "refit",
+        "refit_ml",
+    ),
+    mmfast.GeneralizedLinearMixedModel: (
+        "summary",
+        "anova",
+        "drop1",
+        "predict",
+        "odds_ratios",
+        "simulate",
+        "bootstrap",
+        "refit",
+    ),
     mmfast.LinearModel: ("summary", "anova"),
 }
 
@@ -148,13 +194,14 @@ def test_public_function_docstring_sections(name):
     assert not missing, f"mmfast.{name} lacks numpydoc sections {missing}"
 
 
-@pytest.mark.parametrize("cls,method", [(c, m) for c, ms in MODEL_METHODS.items() for m in ms],
-                         ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize(
+    "cls,method", [(c, m) for c, ms in MODEL_METHODS.items() for m in ms], ids=lambda v: getattr(v, "__name__", v)
+)
 def test_model_method_docstring_sections(cls, method):
     func = getattr(cls, method)
     doc = inspect.getdoc(func) or ""
     takes = [p for p in inspect.signature(func).parameters if p != "self"]
-    wanted = SECTIONS[:2] if takes else SECTIONS[1:2]     # no Parameters for a method without any
+    wanted = SECTIONS[:2] if takes else SECTIONS[1:2]  # no Parameters for a method without any
     missing = [s.split("\n")[0] for s in wanted if s not in doc]
     assert not missing, f"{cls.__name__}.{method} lacks numpydoc sections {missing}"
 
@@ -178,8 +225,7 @@ def test_documented_parameters_exist(name):
     assert documented, name
     unknown = [n for n in documented if n not in accepted]
     assert not unknown, f"mmfast.{name} documents {unknown}, which it does not take"
-    undocumented = [n for n, p in params.items()
-                    if p.kind not in (p.VAR_POSITIONAL,) and n not in documented]
+    undocumented = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL,) and n not in documented]
     assert not undocumented, f"mmfast.{name} does not document {undocumented}"
 
 
@@ -193,6 +239,7 @@ def _example_targets():
 def test_docstring_examples_give_their_output(name, func):
     """The Examples sections are doctests: the numbers they show are what the code returns."""
     import doctest
+
     tests = doctest.DocTestFinder(recurse=False).find(func, name, globs={})
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     with warnings.catch_warnings():

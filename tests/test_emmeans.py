@@ -10,6 +10,7 @@ Below that R's ``ptukey`` (computed as 1 - cdf) is only accurate to ~1e-12 absol
 2.80e-9 for the ex2 pair 2-3 is 0.16% off the value integrated directly (2.7999e-9, checked to
 1e-13 by refining the quadrature); such p-values are compared to 1e-11 absolute.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -26,8 +27,7 @@ import mmfast
 from mmfast.emmeans.contrasts import _p_adjust, adjust_pvalues, pdunnx_sf, ptukey_sf
 
 REF = json.load(gzip.open(Path(__file__).parent / "reference" / "lecture_extras.json.gz"))
-TOL = {"emmean": 1e-6, "estimate": 1e-6, "SE": 1e-5, "df": 1e-4, "t.ratio": 1e-5,
-       "lower.CL": 1e-5, "upper.CL": 1e-5}
+TOL = {"emmean": 1e-6, "estimate": 1e-6, "SE": 1e-5, "df": 1e-4, "t.ratio": 1e-5, "lower.CL": 1e-5, "upper.CL": 1e-5}
 
 
 def _factor(d: pd.DataFrame, col: str) -> pd.DataFrame:
@@ -61,8 +61,9 @@ def ex2_model():
 
 
 # --- the lecture's ex2 (reference file) -----------------------------------------------------------
-@pytest.mark.parametrize("ddf, key", [("kenward-roger", "emmeans_ex2_kenward_roger"),
-                                      ("satterthwaite", "emmeans_ex2_satterthwaite")])
+@pytest.mark.parametrize(
+    "ddf, key", [("kenward-roger", "emmeans_ex2_kenward_roger"), ("satterthwaite", "emmeans_ex2_satterthwaite")]
+)
 def test_ex2_means_pairs_and_trt_vs_ctrl(ex2_model, ddf, key):
     ref = REF[key]
     em = mmfast.emmeans(ex2_model, specs="treatment_idx", ddf=ddf)
@@ -90,7 +91,8 @@ def test_ex2_defaults_and_print(ex2_model):
         " 4              0.749 0.0283 3.35    0.664    0.834",
         "",
         "Degrees-of-freedom method: kenward-roger ",
-        "Confidence level used: 0.95 "]
+        "Confidence level used: 0.95 ",
+    ]
     text = repr(em.pairs())
     assert " treatment_idx2 - treatment_idx4  -0.0953 0.0126 1686  -7.545  <.0001" in text
     assert "P value adjustment: tukey method for comparing a family of 4 estimates " in text
@@ -104,37 +106,61 @@ def test_ex2_defaults_and_print(ex2_model):
 # --- more grids and families, against emmeans 1.8.4-1 ---------------------------------------------
 @pytest.fixture(scope="module")
 def cake_model():
-    return mmfast.lmer("angle ~ recipe * factor(temperature) + (1 | recipe:replicate)",
-                       mmfast.datasets.load("cake"))
+    return mmfast.lmer("angle ~ recipe * factor(temperature) + (1 | recipe:replicate)", mmfast.datasets.load("cake"))
 
 
 def test_cake_average_over_interacting_factor(cake_model):
     # emmeans(m, ~ recipe): averaged over factor(temperature), equal weights
     em = mmfast.emmeans(cake_model, "recipe", ddf="kenward-roger")
-    check_table(em.table, {
-        "recipe": ["A", "B", "C"], "emmean": [33.12222222, 31.64444444, 31.6],
-        "SE": [1.736833397] * 3, "df": [42.0] * 3,
-        "lower.CL": [29.61715052, 28.13937274, 28.0949283],
-        "upper.CL": [36.62729392, 35.14951614, 35.1050717]})
+    check_table(
+        em.table,
+        {
+            "recipe": ["A", "B", "C"],
+            "emmean": [33.12222222, 31.64444444, 31.6],
+            "SE": [1.736833397] * 3,
+            "df": [42.0] * 3,
+            "lower.CL": [29.61715052, 28.13937274, 28.0949283],
+            "upper.CL": [36.62729392, 35.14951614, 35.1050717],
+        },
+    )
     assert "Results are averaged over the levels of: temperature" in repr(em.table)
 
 
 def test_cake_contrast_families(cake_model):
     em = mmfast.emmeans(cake_model, "recipe", ddf="satterthwaite")
     eff = em.contrast("eff")  # default adjust: fdr
-    check_table(eff, {"contrast": ["A effect", "B effect", "C effect"],
-                      "estimate": [1.0, -0.4777777778, -0.5222222222], "SE": [1.418118531] * 3,
-                      "df": [41.99999981] * 3, "p.value": [0.7378628263] * 3})
+    check_table(
+        eff,
+        {
+            "contrast": ["A effect", "B effect", "C effect"],
+            "estimate": [1.0, -0.4777777778, -0.5222222222],
+            "SE": [1.418118531] * 3,
+            "df": [41.99999981] * 3,
+            "p.value": [0.7378628263] * 3,
+        },
+    )
     rev = em.contrast("revpairwise", adjust="scheffe")
-    check_table(rev, {"contrast": ["B - A", "C - A", "C - B"],
-                      "t.ratio": [-0.6016389881, -0.6197333938, -0.01809440566],
-                      "p.value": [0.8350954111, 0.8259987456, 0.9998363103]})
+    check_table(
+        rev,
+        {
+            "contrast": ["B - A", "C - A", "C - B"],
+            "t.ratio": [-0.6016389881, -0.6197333938, -0.01809440566],
+            "p.value": [0.8350954111, 0.8259987456, 0.9998363103],
+        },
+    )
     dele = em.contrast("del.eff", adjust="sidak")
-    check_table(dele, {"estimate": [1.5, -0.7166666667, -0.7833333333], "SE": [2.127177796] * 3,
-                       "p.value": [0.8630933582, 0.9819870087, 0.9767377207]})
+    check_table(
+        dele,
+        {
+            "estimate": [1.5, -0.7166666667, -0.7833333333],
+            "SE": [2.127177796] * 3,
+            "p.value": [0.8630933582, 0.9819870087, 0.9767377207],
+        },
+    )
     check_table(em.contrast("consec", adjust="holm"), {"contrast": ["B - A", "C - B"], "p.value": [1.0, 1.0]})
-    check_table(em.contrast("trt.vs.ctrlk", adjust="bonferroni"),
-                {"contrast": ["A - C", "B - C"], "p.value": [1.0, 1.0]})
+    check_table(
+        em.contrast("trt.vs.ctrlk", adjust="bonferroni"), {"contrast": ["A - C", "B - C"], "p.value": [1.0, 1.0]}
+    )
     with pytest.raises(NotImplementedError, match="mvt"):
         em.contrast("consec")  # emmeans' default for consec is the multivariate t
 
@@ -144,17 +170,68 @@ def test_cake_cells_dunnettx_17_tests(cake_model):
     res = em.contrast("trt.vs.ctrl", ref=1)  # emmeans' ref = 2: "B temperature175"
     assert res["contrast"].iloc[0] == "A temperature175 - B temperature175"
     assert res["contrast"].iloc[-1] == "C temperature225 - B temperature175"
-    check_table(res, {
-        "SE": [2.88231242, 2.88231242, 2.88231242, 1.652105705, 2.88231242, 2.88231242, 1.652105705,
-               2.88231242, 2.88231242, 1.652105705, 2.88231242, 2.88231242, 1.652105705, 2.88231242,
-               2.88231242, 1.652105705, 2.88231242],
-        "df": [77.4368231, 77.43682307, 77.43682308, 210.0000001, 77.43682307, 77.43682308, 210.0000001,
-               77.43682307, 77.43682308, 210.0000001, 77.43682307, 77.43682308, 210.0000001, 77.43682307,
-               77.43682308, 210.0000001, 77.43682307],
-        "p.value": [0.9777603757, 0.9994732094, 0.6335649189, 0.6871889071, 0.9855670599, 0.7862797414,
-                    0.04658827993, 0.5884011806, 0.2256510855, 0.02289760425, 0.7736739292,
-                    0.001587971301, 0.0001197241832, 0.1196505838, 0.06876634274, 1.360549931e-05,
-                    0.03754299735]})
+    check_table(
+        res,
+        {
+            "SE": [
+                2.88231242,
+                2.88231242,
+                2.88231242,
+                1.652105705,
+                2.88231242,
+                2.88231242,
+                1.652105705,
+                2.88231242,
+                2.88231242,
+                1.652105705,
+                2.88231242,
+                2.88231242,
+                1.652105705,
+                2.88231242,
+                2.88231242,
+                1.652105705,
+                2.88231242,
+            ],
+            "df": [
+                77.4368231,
+                77.43682307,
+                77.43682308,
+                210.0000001,
+                77.43682307,
+                77.43682308,
+                210.0000001,
+                77.43682307,
+                77.43682308,
+                210.0000001,
+                77.43682307,
+                77.43682308,
+                210.0000001,
+                77.43682307,
+                77.43682308,
+                210.0000001,
+                77.43682307,
+            ],
+            "p.value": [
+                0.9777603757,
+                0.9994732094,
+                0.6335649189,
+                0.6871889071,
+                0.9855670599,
+                0.7862797414,
+                0.04658827993,
+                0.5884011806,
+                0.2256510855,
+                0.02289760425,
+                0.7736739292,
+                0.001587971301,
+                0.0001197241832,
+                0.1196505838,
+                0.06876634274,
+                1.360549931e-05,
+                0.03754299735,
+            ],
+        },
+    )
 
 
 def test_by_groups(cake_model):
@@ -174,8 +251,15 @@ def test_covariate_at_mean_and_at():
     oats = mmfast.datasets.load("Oats")
     m = mmfast.lmer("yield ~ Variety + nitro + (1 | Block)", oats)
     em = mmfast.emmeans(m, "Variety", at={"nitro": 0.2}, ddf="satterthwaite")
-    check_table(em.table, {"emmean": [97.13333333, 102.425, 90.25833333], "SE": [7.160325307] * 3,
-                           "df": [6.74454303] * 3, "lower.CL": [80.07098019, 85.36264686, 73.19598019]})
+    check_table(
+        em.table,
+        {
+            "emmean": [97.13333333, 102.425, 90.25833333],
+            "SE": [7.160325307] * 3,
+            "df": [6.74454303] * 3,
+            "lower.CL": [80.07098019, 85.36264686, 73.19598019],
+        },
+    )
     at_mean = mmfast.emmeans(m, "Variety", ddf="satterthwaite")
     shift = float(m.fixef["nitro"]) * (oats["nitro"].mean() - 0.2)
     np.testing.assert_allclose(at_mean.table["emmean"] - em.table["emmean"], shift, rtol=1e-10)
@@ -184,10 +268,16 @@ def test_covariate_at_mean_and_at():
 def test_lm_model():
     lm = mmfast.lm("yield ~ Variety + nitro", mmfast.datasets.load("Oats"))
     em = mmfast.emmeans(lm, "Variety")
-    check_table(em.pairs(), {
-        "contrast": ["Golden Rain - Marvellous", "Golden Rain - Victory", "Marvellous - Victory"],
-        "estimate": [-5.291666667, 6.875, 12.16666667], "SE": [6.130043275] * 3, "df": [68.0] * 3,
-        "p.value": [0.6651585279, 0.5042405149, 0.1237302354]})
+    check_table(
+        em.pairs(),
+        {
+            "contrast": ["Golden Rain - Marvellous", "Golden Rain - Victory", "Marvellous - Victory"],
+            "estimate": [-5.291666667, 6.875, 12.16666667],
+            "SE": [6.130043275] * 3,
+            "df": [68.0] * 3,
+            "p.value": [0.6651585279, 0.5042405149, 0.1237302354],
+        },
+    )
     assert "Degrees-of-freedom" not in repr(em.table)
 
 
@@ -196,11 +286,15 @@ def test_lme_fit_containment_df():
     ex1 = _factor(mmfast.datasets.load("ex1"), "treatment_idx")
     fit = mmfast.lme("res ~ treatment_idx", ex1, random="~ 1 | midx", method="ML")
     em = mmfast.emmeans(fit, "treatment_idx")
-    check_table(em.table, {
-        "emmean": [0.7277355483, 1.810580585, 1.485601915, 0.9311264671, 0.6494948871],
-        "SE": [0.1302909655, 0.1406290674, 0.2001340715, 0.2002632614, 0.1551708794],
-        "df": [23.0, 19.0, 19.0, 19.0, 19.0],
-        "lower.CL": [0.4582081509, 1.516240564, 1.066716489, 0.5119706437, 0.324718504]})
+    check_table(
+        em.table,
+        {
+            "emmean": [0.7277355483, 1.810580585, 1.485601915, 0.9311264671, 0.6494948871],
+            "SE": [0.1302909655, 0.1406290674, 0.2001340715, 0.2002632614, 0.1551708794],
+            "df": [23.0, 19.0, 19.0, 19.0, 19.0],
+            "lower.CL": [0.4582081509, 1.516240564, 1.066716489, 0.5119706437, 0.324718504],
+        },
+    )
     assert "Degrees-of-freedom method: containment" in repr(em.table)
     with pytest.raises(ValueError, match="containment"):
         mmfast.emmeans(fit, "treatment_idx", ddf="kenward-roger")
@@ -211,20 +305,24 @@ def test_ml_fit_kenward_roger_as_emmeans():
     ex1 = _factor(mmfast.datasets.load("ex1"), "treatment_idx")
     m = mmfast.lmer("res ~ treatment_idx + (1 | midx)", ex1, reml=False)
     em = mmfast.emmeans(m, "treatment_idx", ddf="kenward-roger")
-    check_table(em.table, {
-        "emmean": [0.7277355483, 1.810580585, 1.485601915, 0.9311264669, 0.6494948868],
-        "df": [30.30477257, 30.25679922, 30.68851463, 30.71758808, 30.75344394]})
+    check_table(
+        em.table,
+        {
+            "emmean": [0.7277355483, 1.810580585, 1.485601915, 0.9311264669, 0.6494948868],
+            "df": [30.30477257, 30.25679922, 30.68851463, 30.71758808, 30.75344394],
+        },
+    )
     # SEs: pbkrtest's REML refit, 5e-7 from mmfast's (both optimizers' tolerance)
-    np.testing.assert_allclose(em.table["SE"], [0.1464440593, 0.1580849875, 0.2246992593,
-                                                0.2248440733, 0.1741868681], rtol=2e-6)
+    np.testing.assert_allclose(
+        em.table["SE"], [0.1464440593, 0.1580849875, 0.2246992593, 0.2248440733, 0.1741868681], rtol=2e-6
+    )
 
 
 def test_glmm_asymptotic_link_scale():
     cbpp = _factor(mmfast.datasets.load("cbpp"), "period")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-                         family="binomial")
+        g = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
     em = mmfast.emmeans(g, "period")
     assert list(em.table.columns)[-2:] == ["asymp.LCL", "asymp.UCL"]
     assert np.all(np.isinf(em.table["df"]))
@@ -303,7 +401,10 @@ def test_non_estimable_cells():
 def test_pairs_reverse(ex2_model):
     em = mmfast.emmeans(ex2_model, "treatment_idx", ddf="satterthwaite")
     rev = em.pairs(reverse=True)
-    assert list(rev["contrast"][:3]) == ["treatment_idx2 - treatment_idx1", "treatment_idx3 - treatment_idx1",
-                                         "treatment_idx3 - treatment_idx2"]
+    assert list(rev["contrast"][:3]) == [
+        "treatment_idx2 - treatment_idx1",
+        "treatment_idx3 - treatment_idx1",
+        "treatment_idx3 - treatment_idx2",
+    ]
     fwd = em.pairs()
     assert rev["p.value"].iloc[0] == pytest.approx(fwd["p.value"].iloc[0], rel=1e-12)

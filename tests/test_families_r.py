@@ -6,6 +6,7 @@ tests/reference/families.json.gz (numbers stored as "%.17g" strings, "Inf"/"NaN"
 Where mmfast deliberately departs from R, the departure is listed in ``DEPARTURES`` with the
 value mmfast gives instead (from its derivation), so a new drift anywhere else fails.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -16,8 +17,7 @@ import numpy as np
 import pytest
 
 from mmfast.errors import MmfastError
-from mmfast.families import (FAMILIES, GAUSSIAN, Binomial, Gamma, Gaussian, Poisson, get_family,
-                             get_link)
+from mmfast.families import FAMILIES, GAUSSIAN, Binomial, Gamma, Gaussian, Poisson, get_family, get_link
 
 REF = json.load(gzip.open(Path(__file__).resolve().parent / "reference" / "families.json.gz", "rt"))
 EPS = np.finfo(float).eps
@@ -74,8 +74,12 @@ def test_family_matches_r(case):
     g = REF["grid"][case]
     fam = family(g["family"], g["link"])
     eta, mu = num(g["eta"]), num(g["mu"])
-    checks = [("linkinv", fam.linkinv, eta, 1e-300), ("mu_eta", fam.mu_eta, eta, 1e-300),
-              ("variance", fam.variance, mu, 1e-300), ("linkfun", fam.linkfun, mu, 1e-15)]
+    checks = [
+        ("linkinv", fam.linkinv, eta, 1e-300),
+        ("mu_eta", fam.mu_eta, eta, 1e-300),
+        ("variance", fam.variance, mu, 1e-300),
+        ("linkfun", fam.linkfun, mu, 1e-15),
+    ]
     for fn, f, x, atol in checks:
         ref = num(g[fn])
         with np.errstate(all="ignore"):
@@ -83,15 +87,17 @@ def test_family_matches_r(case):
         assert got.shape == x.shape
         dep, alt = _departure(g["family"], g["link"], fn, x)
         ref = np.where(dep, alt, ref) if alt is not None else ref
-        np.testing.assert_allclose(got, ref, rtol=1e-13, atol=atol, equal_nan=False,
-                                   err_msg=f"{g['family']}/{g['link']} {fn}")
+        np.testing.assert_allclose(
+            got, ref, rtol=1e-13, atol=atol, equal_nan=False, err_msg=f"{g['family']}/{g['link']} {fn}"
+        )
     d = g["dev"]
     y, m, w = num(d["y"]), num(d["mu"]), num(d["wt"])
     with np.errstate(all="ignore"):
         got = fam.dev_resids(y, m, w)
     # 1 - mu rounds to a multiple of eps/2: absolute error up to ~wt * eps in both programs
-    np.testing.assert_allclose(got, num(d["dev_resids"]), rtol=1e-12, atol=4 * EPS * w.max(),
-                               err_msg=f"{g['family']}/{g['link']} dev_resids")
+    np.testing.assert_allclose(
+        got, num(d["dev_resids"]), rtol=1e-12, atol=4 * EPS * w.max(), err_msg=f"{g['family']}/{g['link']} dev_resids"
+    )
 
 
 def test_departures_are_where_stated():
@@ -136,6 +142,7 @@ def test_families_hash_like_their_names():
 def test_lmm_family_is_a_gaussian_object():
     import mmfast
     from mmfast.datasets import load
+
     m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", load("sleepstudy"))
     assert isinstance(m.family, Gaussian) and m.family == "gaussian"
     assert m.family.link == "identity" and str(m.family) == "gaussian"
@@ -151,6 +158,7 @@ def test_glmer_still_refuses_gaussian():
 
 def test_kernel_codes_reject_unknown():
     from mmfast._ext._glm import family_variance, link_apply
+
     with pytest.raises(ValueError):
         link_apply(8, 1, 0.0)
     with pytest.raises(ValueError):

@@ -1,6 +1,7 @@
 """Every model's ``family`` is a ``Family`` object (LMMs and linear models: Gaussian, identity
 link), equal to its name and hashed consistently with that equality (a == b must give
 hash(a) == hash(b): a GLMM's family was equal to "binomial" but hashed apart from it)."""
+
 from __future__ import annotations
 
 import warnings
@@ -20,10 +21,11 @@ def models():
     cbpp = datasets.load("cbpp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return {"lmm": mmfast.lmer("Reaction ~ Days + (Days | Subject)", ss),
-                "lm": mmfast.lm("Reaction ~ Days", ss, weights="w"),
-                "glmm": mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
-                                     cbpp, family="binomial")}
+        return {
+            "lmm": mmfast.lmer("Reaction ~ Days + (Days | Subject)", ss),
+            "lm": mmfast.lm("Reaction ~ Days", ss, weights="w"),
+            "glmm": mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"),
+        }
 
 
 def test_every_model_carries_a_family_object(models):
@@ -56,5 +58,4 @@ def test_gaussian_family_is_the_least_squares_one(models):
 
 def test_glmer_with_the_gaussian_family_points_to_lmer():
     with pytest.raises(ModelSpecError, match="lmer"):
-        mmfast.glmer("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"),
-                     family=Gaussian())
+        mmfast.glmer("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"), family=Gaussian())

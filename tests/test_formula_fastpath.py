@@ -1,4 +1,5 @@
 """The main-effects fast path builds exactly what the general formula path (formulaic) builds."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,17 @@ def data():
     return o
 
 
-CASES = ["age + Sex", "0 + Sex + age", "age + Sex - 1", "factor(a)", "0 + factor(a) + age",
-         "s2", "age + s2 - 1", "Subject", "1 + age"]
+CASES = [
+    "age + Sex",
+    "0 + Sex + age",
+    "age + Sex - 1",
+    "factor(a)",
+    "0 + factor(a) + age",
+    "s2",
+    "age + s2 - 1",
+    "Subject",
+    "1 + age",
+]
 
 
 @pytest.mark.parametrize("rhs", CASES)

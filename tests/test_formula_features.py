@@ -4,6 +4,7 @@ tests/reference/formula_features.json.gz is written by tests/oracle/formula_feat
 with tight bobyqa settings): factor interactions and their R names, (x || g), I(), log(),
 0 + ..., grouping interactions a:b, nested a/b, crossed terms, a factor slope (0 + f | g).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -46,8 +47,11 @@ def fits():
 def test_names_follow_lme4(fits, case):
     m, ref = fits[case], REF[case]
     assert list(m.fixef.index) == ref["fixef_names"]
-    assert m.theta_names == ref["theta_names"] if isinstance(ref["theta_names"], list) \
+    assert (
+        m.theta_names == ref["theta_names"]
+        if isinstance(ref["theta_names"], list)
         else m.theta_names == [ref["theta_names"]]
+    )
     assert list(m.varcorr["grp"]) == ref["varcorr"]["grp"]
     assert m.ngroups == ref["ngrps"]
 
@@ -61,6 +65,7 @@ def test_estimates_match_lme4(fits, case):
     np.testing.assert_allclose(m.fixef.to_numpy(), ref["fixef"], rtol=1e-4, atol=1e-8)
     np.testing.assert_allclose(np.sqrt(np.diag(m.vcov_array)), ref["se"], rtol=1e-3)
     np.testing.assert_allclose(m.sigma, ref["sigma"], rtol=1e-3)
-    np.testing.assert_allclose(m.varcorr["sdcor"].to_numpy(dtype=float),
-                               np.asarray(ref["varcorr"]["sdcor"], dtype=float), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(
+        m.varcorr["sdcor"].to_numpy(dtype=float), np.asarray(ref["varcorr"]["sdcor"], dtype=float), rtol=2e-3, atol=2e-3
+    )
     assert m.singular == ref["singular"]

@@ -1,6 +1,7 @@
 """Formula text is never executed: payloads on every entry point raise an MmfastError and
 leave no trace.  Each payload would write a sentinel file if any part of it ran as Python
 (the fit_many one did before formulas were parsed: its response went to eval())."""
+
 from __future__ import annotations
 
 import os
@@ -40,10 +41,12 @@ def sleep():
 
 
 def _formulas(p: str) -> list[tuple[str, str]]:
-    return [("response", f"Reaction + 0*({p}) ~ Days + (1 | Subject)"),
-            ("fixed term", f"Reaction ~ Days + I({p}) + (1 | Subject)"),
-            ("random term", f"Reaction ~ Days + (I({p}) | Subject)"),
-            ("offset", f"Reaction ~ Days + offset({p}) + (1 | Subject)")]
+    return [
+        ("response", f"Reaction + 0*({p}) ~ Days + (1 | Subject)"),
+        ("fixed term", f"Reaction ~ Days + I({p}) + (1 | Subject)"),
+        ("random term", f"Reaction ~ Days + (I({p}) | Subject)"),
+        ("offset", f"Reaction ~ Days + offset({p}) + (1 | Subject)"),
+    ]
 
 
 def _run_all(sleep, sentinel):
@@ -51,8 +54,7 @@ def _run_all(sleep, sentinel):
         for where, formula in _formulas(payload):
             calls = {
                 "lmer": lambda: mmfast.lmer(formula, sleep),
-                "glmer": lambda: mmfast.glmer(formula.replace("Reaction", "lk", 1), sleep,
-                                              family="binomial"),
+                "glmer": lambda: mmfast.glmer(formula.replace("Reaction", "lk", 1), sleep, family="binomial"),
                 "lm": lambda: mmfast.lm(formula.replace(" + (1 | Subject)", ""), sleep),
                 "fit_many": lambda: mmfast.fit_many(sleep, formula, by="grp"),
             }
@@ -71,8 +73,10 @@ def test_payloads_raise_and_never_run(sleep, tmp_path):
 def test_payload_in_lme(sleep, tmp_path):
     sentinel = tmp_path / "sentinel"
     for p in _payloads(sentinel):
-        for fixed, random in ((f"Reaction + 0*({p}) ~ Days", "~ 1 | Subject"),
-                              ("Reaction ~ Days", f"~ I({p}) | Subject")):
+        for fixed, random in (
+            (f"Reaction + 0*({p}) ~ Days", "~ 1 | Subject"),
+            ("Reaction ~ Days", f"~ I({p}) | Subject"),
+        ):
             with pytest.raises(MmfastError):
                 mmfast.lme(fixed, sleep, random=random)
             assert not sentinel.exists()
@@ -82,9 +86,14 @@ def test_payload_in_cli(tmp_path):
     sentinel = tmp_path / "sentinel"
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     for p in _payloads(sentinel)[:2]:  # each run imports mmfast afresh (~2 s)
-        r = subprocess.run([sys.executable, "-m", "mmfast", "fit", "sleepstudy",
-                            f"Reaction + 0*({p}) ~ Days + (1 | Subject)"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "mmfast", "fit", "sleepstudy", f"Reaction + 0*({p}) ~ Days + (1 | Subject)"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert r.returncode != 0
         assert "Error" in r.stderr or "error" in r.stderr
         assert not sentinel.exists()
@@ -98,14 +107,17 @@ def test_fit_many_checks_names_before_evaluating(sleep):
         mmfast.fit_many(sleep, "log(nosuch) ~ Days + (1 | Subject)", by="grp")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("__import__('os')", "unexpected character"),
-    ("x.__class__", "'x.__class__' in the formula is not a column"),  # an R name: no attributes
-    ("os::system('ls')", "package 'os'"),
-    ("getattr(x, 'y')", "getattr"),
-    ("x[1]", "unexpected token|missing operator"),
-    ("lambda: 1", "'lambda' in the formula is not a column"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("__import__('os')", "unexpected character"),
+        ("x.__class__", "'x.__class__' in the formula is not a column"),  # an R name: no attributes
+        ("os::system('ls')", "package 'os'"),
+        ("getattr(x, 'y')", "getattr"),
+        ("x[1]", "unexpected token|missing operator"),
+        ("lambda: 1", "'lambda' in the formula is not a column"),
+    ],
+)
 def test_evaluator_refuses_python(text, message):
     data = pd.DataFrame({"x": [1.0, 2.0]})
     with pytest.raises(MmfastError, match=message):
@@ -133,24 +145,27 @@ def test_r_precedence_and_deparse():
 
 
 def test_integer_columns_compute_in_doubles():
-    d = pd.DataFrame({"x": np.array([100, 120], dtype=np.int8),
-                      "u": np.array([60000, 65000], dtype=np.uint16),
-                      "w": np.array([2**31 - 1, 2**30], dtype=np.int32)})
+    d = pd.DataFrame(
+        {
+            "x": np.array([100, 120], dtype=np.int8),
+            "u": np.array([60000, 65000], dtype=np.uint16),
+            "w": np.array([2**31 - 1, 2**30], dtype=np.int32),
+        }
+    )
     np.testing.assert_array_equal(evaluate_expr("I(x^2)", d), [10000.0, 14400.0])
-    np.testing.assert_array_equal(evaluate_expr("x * x + u * u", d),
-                                  [100.0**2 + 60000.0**2, 120.0**2 + 65000.0**2])
+    np.testing.assert_array_equal(evaluate_expr("x * x + u * u", d), [100.0**2 + 60000.0**2, 120.0**2 + 65000.0**2])
     np.testing.assert_array_equal(evaluate_expr("w + w", d), [2.0 * (2**31 - 1), 2.0**31])
 
 
 def test_nullable_and_small_integer_columns_in_terms():
     from mmfast.formula import build_matrix
-    d = pd.DataFrame({"x": pd.array([100, 120, 90, 7], dtype="Int16"),
-                      "z": np.array([100, 120, 3, 9], dtype=np.int8)})
+
+    d = pd.DataFrame({"x": pd.array([100, 120, 90, 7], dtype="Int16"), "z": np.array([100, 120, 3, 9], dtype=np.int8)})
     X, names, _ = build_matrix("I(x^2) + x:z", d)
     assert names == ["(Intercept)", "I(x^2)", "x:z"]
     x = np.array([100.0, 120, 90, 7])
     z = np.array([100.0, 120, 3, 9])
-    np.testing.assert_array_equal(X, np.column_stack([np.ones(4), x ** 2, x * z]))
+    np.testing.assert_array_equal(X, np.column_stack([np.ones(4), x**2, x * z]))
 
 
 def test_deeply_nested_text_is_a_formula_error():

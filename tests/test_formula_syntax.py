@@ -5,6 +5,7 @@ tests/reference/formula_syntax.json.gz is written by tests/oracle/formula_syntax
 are sleepstudy plus deterministic columns that ``augmented()`` rebuilds here (x8 and z8 as
 int8, so R's double arithmetic is what is tested).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -95,16 +96,19 @@ def test_glmer_formulas_and_factor_responses(formula, data, newdata):
     np.testing.assert_allclose(m.predict(newdata), ref["predict_new"], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("formula, family, message", [
-    ("cbind(Reaction, Days) ~ Days + (1 | Subject)", None, "cbind"),  # lme4 fails obscurely
-    ("Reaction | Subject ~ Days + (1 | Subject)", None, "left-hand side"),
-    ("count ~ Days + offset(\"Days\") + (1 | Subject)", "poisson", "offset.*text"),
-    ("Reaction ~ Days + (1 | Subject) ~ Days", None, "more than one '~'"),
-    ("Reaction ~ foo(Days) + (1 | Subject)", None, r"'foo\(\)'"),
-    ("Reaction ~ log(Dayz) + (1 | Subject)", None, "'Dayz'"),
-    ("Reaction ~ Days^2.5 + (1 | Subject)", None, "power"),
-    ("Reaction ~ Days + (1 | Subject", None, "unbalanced"),
-])
+@pytest.mark.parametrize(
+    "formula, family, message",
+    [
+        ("cbind(Reaction, Days) ~ Days + (1 | Subject)", None, "cbind"),  # lme4 fails obscurely
+        ("Reaction | Subject ~ Days + (1 | Subject)", None, "left-hand side"),
+        ("count ~ Days + offset(\"Days\") + (1 | Subject)", "poisson", "offset.*text"),
+        ("Reaction ~ Days + (1 | Subject) ~ Days", None, "more than one '~'"),
+        ("Reaction ~ foo(Days) + (1 | Subject)", None, r"'foo\(\)'"),
+        ("Reaction ~ log(Dayz) + (1 | Subject)", None, "'Dayz'"),
+        ("Reaction ~ Days^2.5 + (1 | Subject)", None, "power"),
+        ("Reaction ~ Days + (1 | Subject", None, "unbalanced"),
+    ],
+)
 def test_formula_errors_name_the_problem(formula, family, message, data):
     with pytest.raises(mmfast.MmfastError, match=message):
         if family:
@@ -117,8 +121,9 @@ def test_factor_response_rules(data):
     """R: a factor response's first level is failure (after unused levels are dropped);
     lmer refuses a factor/text response."""
     d = data.copy()
-    d["yn2"] = pd.Categorical(np.where(d["Reaction"] > 290, "yes", "no"),
-                              categories=["never", "yes", "no"])  # 'never' unused: 'yes' fails
+    d["yn2"] = pd.Categorical(
+        np.where(d["Reaction"] > 290, "yes", "no"), categories=["never", "yes", "no"]
+    )  # 'never' unused: 'yes' fails
     ref = REF["glmer"]["yn ~ Days + (1 | Subject)"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

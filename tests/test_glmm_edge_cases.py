@@ -5,6 +5,7 @@ The R numbers are in tests/reference/glmm_edge_cases.json.gz, made by
 tests/oracle/glmm_edge_cases.R (R 4.2.2, lme4 1.1-31): every fit with lme4's defaults and with
 tight settings (bobyqa in both stages, rhoend 1e-12, tolPwrss 1e-10), compared with the latter.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -14,8 +15,7 @@ import pandas as pd
 import pytest
 
 import mmfast
-from mmfast.errors import (ConvergenceWarning, DataError, MmfastError, ModelSpecError,
-                           SingularFitWarning)
+from mmfast.errors import ConvergenceWarning, DataError, MmfastError, ModelSpecError, SingularFitWarning
 from mmfast.families import Binomial, Gamma
 from reference_cases import load_reference
 
@@ -46,8 +46,7 @@ def _water():
 def _water_per_mouse():
     w = _water()
     g = w.groupby("mouseID")["lick"]
-    return pd.DataFrame({"mouseID": g.sum().index, "lick": g.sum().to_numpy(),
-                         "trials": g.size().to_numpy()})
+    return pd.DataFrame({"mouseID": g.sum().index, "lick": g.sum().to_numpy(), "trials": g.size().to_numpy()})
 
 
 def _fit_strict(formula, data, family, **kw):
@@ -60,8 +59,7 @@ def _fit_strict(formula, data, family, **kw):
 
 
 def _compare(m, ref, tol_fixef=1e-4, tol_ll=1e-5):
-    np.testing.assert_allclose(m.fixef.to_numpy(), np.atleast_1d(ref["fixef"]), rtol=tol_fixef,
-                               atol=1e-6)
+    np.testing.assert_allclose(m.fixef.to_numpy(), np.atleast_1d(ref["fixef"]), rtol=tol_fixef, atol=1e-6)
     np.testing.assert_allclose(m.theta, np.atleast_1d(ref["theta"]), rtol=tol_fixef, atol=1e-6)
     assert abs(m.loglik - ref["logLik"]) < tol_ll * max(1.0, abs(ref["logLik"]))
 
@@ -91,15 +89,23 @@ def test_observation_level_random_effects_as_lme4(case):
 def test_level_checks_stop_still_allow_n_levels_in_glmer():
     # glFormula checks with allow.n = TRUE: "stop" refuses only more levels than observations
     ref = REF["cbpp_obs_stop"]
-    m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | obs)", _cbpp(),
-                     "binomial", check_nobs_vs_nlev="stop", check_nobs_vs_nre="stop")
+    m = mmfast.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | obs)",
+        _cbpp(),
+        "binomial",
+        check_nobs_vs_nlev="stop",
+        check_nobs_vs_nre="stop",
+    )
     _compare(m, ref, tol_fixef=2e-3, tol_ll=1e-6)
 
 
 def test_nobs_vs_nre_stop_and_warning_in_glmer():
     f = "cbind(incidence, size - incidence) ~ 1 + (period | obs)"
-    with pytest.raises(ModelSpecError, match=r"number of observations \(=56\) < number of random "
-                       r"effects \(=224\) for term \(period \| obs\).*check_nobs_vs_nre"):
+    with pytest.raises(
+        ModelSpecError,
+        match=r"number of observations \(=56\) < number of random "
+        r"effects \(=224\) for term \(period \| obs\).*check_nobs_vs_nre",
+    ):
         mmfast.glmer(f, _cbpp(), "binomial", check_nobs_vs_nre="stop")
     assert REF["nre_stop"]["error"].startswith("number of observations (=56) < number of random")
     with warnings.catch_warnings(record=True) as caught:
@@ -126,6 +132,7 @@ def test_one_level_and_lmer_checks_unchanged():
 
 
 # --- 2. edge cases: constant responses, separation -------------------------------------------
+
 
 @pytest.mark.parametrize("case,value", [("const_binomial_0", 0), ("const_binomial_1", 1)])
 def test_constant_binomial_response_is_an_error_as_lme4(case, value):
@@ -156,13 +163,13 @@ def test_constant_poisson_and_cbind_responses_are_errors():
 
 # --- 3. Gamma: the fit does not depend on the response's units --------------------------------
 
+
 def _gamma_data(scale):
     gd = REF["gamma_data"]
     return pd.DataFrame({"ys": np.asarray(gd["y"]) * scale, "x": gd["x"], "g": gd["g"]})
 
 
-@pytest.mark.parametrize("key", ["gamma_inverse_scale_1e+00", "gamma_inverse_scale_1e-06",
-                                 "gamma_log_scale_1e-06"])
+@pytest.mark.parametrize("key", ["gamma_inverse_scale_1e+00", "gamma_inverse_scale_1e-06", "gamma_log_scale_1e-06"])
 def test_gamma_fits_as_lme4_in_any_units(key):
     ref = REF[key]
     link = "log" if key.startswith("gamma_log") else "inverse"
@@ -202,6 +209,7 @@ def test_gamma_inverse_is_equivariant_in_the_response_units():
 
 def _only_separation_warning(caught, pattern):
     import re
+
     assert len(caught) == 1, [str(w.message) for w in caught]
     assert caught[0].category is ConvergenceWarning
     assert re.search(pattern, str(caught[0].message)), str(caught[0].message)
@@ -217,9 +225,12 @@ def _separated():
 def test_quasi_complete_separation_fits_as_lme4_with_a_warning():
     ref = REF["separation"]
     m, caught = _fit_strict(ref["formula"], _separated(), "binomial")
-    _only_separation_warning(caught, r"numerically 0 or 1 for 68 rows \(complete or quasi-"
-                             r"complete separation\): the estimates of \(Intercept\), bandlow, "
-                             r"bandmid tend to ±infinity")
+    _only_separation_warning(
+        caught,
+        r"numerically 0 or 1 for 68 rows \(complete or quasi-"
+        r"complete separation\): the estimates of \(Intercept\), bandlow, "
+        r"bandmid tend to ±infinity",
+    )
     t = ref["tight"]
     assert m.theta[0] == pytest.approx(t["theta"], rel=1e-4)
     # the log-likelihood's supremum: mmfast at least as high as lme4's tight fit, not far above
@@ -242,8 +253,11 @@ def test_probit_with_one_separating_row_fits_as_lme4_with_a_warning():
     w.loc[ref["z_row"], "z"] = 1.0
     assert w.lick[ref["z_row"]] == 1
     m, caught = _fit_strict(ref["formula"], w, Binomial(link="probit"))
-    _only_separation_warning(caught, r"for 1 row \(complete or quasi-complete separation\): "
-                             r"the estimates of z tend to ±infinity")
+    _only_separation_warning(
+        caught,
+        r"for 1 row \(complete or quasi-complete separation\): "
+        r"the estimates of z tend to ±infinity",
+    )
     t = ref["tight"]
     assert m.theta[0] == pytest.approx(t["theta"], rel=1e-4)
     np.testing.assert_allclose(m.fixef.to_numpy()[:2], t["fixef"][:2], rtol=1e-4)
@@ -262,10 +276,12 @@ def test_separation_other_paths_as_lme4(case):
     ref = REF[case]
     d = _separated()
     d["blk"] = np.arange(len(d)) % 16
-    m, caught = _fit_strict(ref["formula"], d, "binomial",
-                            n_agq=0 if case.endswith("nagq0") else 1)
-    _only_separation_warning(caught, r"the estimates of \(Intercept\), bandlow, bandmid tend to "
-                             r"±infinity")
+    m, caught = _fit_strict(ref["formula"], d, "binomial", n_agq=0 if case.endswith("nagq0") else 1)
+    _only_separation_warning(
+        caught,
+        r"the estimates of \(Intercept\), bandlow, bandmid tend to "
+        r"±infinity",
+    )
     t = ref["tight"]
     np.testing.assert_allclose(m.theta, t["theta"], rtol=1e-4)
     assert -1e-6 < m.loglik - t["logLik"] < 1e-4

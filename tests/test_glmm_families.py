@@ -18,6 +18,7 @@ ranef1 / condsd1 = the first three conditional modes / conditional sds of the fi
 (lme4 flags the cake fits as "nearly unidentifiable" (temperature in degrees): its
 finite-difference Hessian is unreliable there, so for Gamma the R_X-based SEs are compared.)
 """
+
 from __future__ import annotations
 
 import warnings
@@ -31,12 +32,78 @@ from mmfast.errors import ConvergenceWarning
 from mmfast.families import Binomial, Gamma, Poisson, get_family
 
 R = {
-    "cbpp_probit": {"theta": [0.337991747060738], "fixef": [-0.835477477763099, -0.528033819564532, -0.616886703972892, -0.79956316737904], "se": [0.126236610081118, 0.160604234427025, 0.169476925902723, 0.204698534243591], "se_rx": [0.124247547725565, 0.158023930643723, 0.167388535209302, 0.203031007338601], "logLik": -92.6212233727796, "deviance": 74.8035910227949, "sigma": 1, "df": 5, "ranef1": [0.324180304670338, -0.163802095926078, 0.195079456530728], "condsd1": [0.191830947560641, 0.189054431296961, 0.161620389835053]},  # noqa: E501
-    "cbpp_cloglog_prop": {"theta": [0.586689732134845], "fixef": [-1.52597953661645, -0.916321363444477, -1.03516287439431, -1.48363408524251], "se": [0.210915656878626, 0.284887707368498, 0.306312942885046, 0.409044575307777], "se_rx": [0.205201414821774, 0.284772204331307, 0.304701035216526, 0.411243565103208], "logLik": -91.8020392507234, "deviance": 72.6970322346033, "sigma": 1, "df": 5, "ranef1": [0.511252325603875, -0.267741674917457, 0.391764231638043], "condsd1": [0.312914294793338, 0.340376725637721, 0.267586465977465]},  # noqa: E501
-    "cbpp_nagq0": {"theta": [0.641815090014152], "fixef": [-1.36047175869808, -0.976177467385322, -1.11107688986012, -1.55968051158031], "se": [0.227574626292509, 0.303287349082726, 0.323511803330837, 0.424455501613418], "se_rx": [0.227574626292509, 0.303287349082726, 0.323511803330837, 0.424455501613418], "logLik": -92.0542954728184, "deviance": 73.4846433672653, "sigma": 1, "df": 5, "ranef1": [0.556918860093693, -0.329484055105502, 0.368973588191998], "condsd1": [0.347082484116128, 0.363969637766753, 0.296358136135712]},  # noqa: E501
-    "waterlick_agq7": {"theta": [0.628653251183226], "fixef": [-0.540000323878492, 0.0578566584104603], "se": [0.259799025677221, 0.0196351758314325], "se_rx": [0.259029141957354, 0.0194694444689307], "logLik": -333.975762887836, "deviance": 646.163677404506, "sigma": 1, "df": 3, "ranef1": [0.760901075237127, 0.455595506479888, -0.729960280120403], "condsd1": [0.239242154318601, 0.23517659453834, 0.256238642418575]},  # noqa: E501
-    "cake_gamma_log": {"theta": [0.589873027420973], "fixef": [2.48244481904757, -0.0563466847448751, -0.059333876671843, 0.00501511708154109], "se": [0.121102981647443, 0.0217582040443149, 0.0217697093972782, 0.000521197747845872], "se_rx": [0.115394537198318, 0.0233604656691591, 0.0233604656691591, 0.000558421937903057], "logLik": -809.122822981031, "deviance": 5.7593768947088, "sigma": 0.15670676766687, "df": 6, "ranef1": [0.346170902581374, 0.317908454480214, 0.135804384304953], "condsd1": [0.0342992937330295, 0.0342992937330295, 0.0342992937330295]},  # noqa: E501
-    "spikes_slope": {"theta": [0.18794348639542, 0.105062869294701, 0.0849774580404486], "fixef": [1.22019830993209, -0.343386107141014, 0.962349022039182], "se": [0.0803360105835168, 0.0192127258256301, 0.0657191110600019], "se_rx": [0.0801894629151596, 0.0192153811735681, 0.0652020898120635], "logLik": -5909.87105785062, "deviance": 6051.17218698627, "sigma": 1, "df": 6, "ranef1": [-0.145643908363138, 0.126975542715374, -0.335322730395438], "condsd1": [0.0358950320306968, 0.0332761234559846, 0.038915617100615]},  # noqa: E501
+    "cbpp_probit": {
+        "theta": [0.337991747060738],
+        "fixef": [-0.835477477763099, -0.528033819564532, -0.616886703972892, -0.79956316737904],
+        "se": [0.126236610081118, 0.160604234427025, 0.169476925902723, 0.204698534243591],
+        "se_rx": [0.124247547725565, 0.158023930643723, 0.167388535209302, 0.203031007338601],
+        "logLik": -92.6212233727796,
+        "deviance": 74.8035910227949,
+        "sigma": 1,
+        "df": 5,
+        "ranef1": [0.324180304670338, -0.163802095926078, 0.195079456530728],
+        "condsd1": [0.191830947560641, 0.189054431296961, 0.161620389835053],
+    },  # noqa: E501
+    "cbpp_cloglog_prop": {
+        "theta": [0.586689732134845],
+        "fixef": [-1.52597953661645, -0.916321363444477, -1.03516287439431, -1.48363408524251],
+        "se": [0.210915656878626, 0.284887707368498, 0.306312942885046, 0.409044575307777],
+        "se_rx": [0.205201414821774, 0.284772204331307, 0.304701035216526, 0.411243565103208],
+        "logLik": -91.8020392507234,
+        "deviance": 72.6970322346033,
+        "sigma": 1,
+        "df": 5,
+        "ranef1": [0.511252325603875, -0.267741674917457, 0.391764231638043],
+        "condsd1": [0.312914294793338, 0.340376725637721, 0.267586465977465],
+    },  # noqa: E501
+    "cbpp_nagq0": {
+        "theta": [0.641815090014152],
+        "fixef": [-1.36047175869808, -0.976177467385322, -1.11107688986012, -1.55968051158031],
+        "se": [0.227574626292509, 0.303287349082726, 0.323511803330837, 0.424455501613418],
+        "se_rx": [0.227574626292509, 0.303287349082726, 0.323511803330837, 0.424455501613418],
+        "logLik": -92.0542954728184,
+        "deviance": 73.4846433672653,
+        "sigma": 1,
+        "df": 5,
+        "ranef1": [0.556918860093693, -0.329484055105502, 0.368973588191998],
+        "condsd1": [0.347082484116128, 0.363969637766753, 0.296358136135712],
+    },  # noqa: E501
+    "waterlick_agq7": {
+        "theta": [0.628653251183226],
+        "fixef": [-0.540000323878492, 0.0578566584104603],
+        "se": [0.259799025677221, 0.0196351758314325],
+        "se_rx": [0.259029141957354, 0.0194694444689307],
+        "logLik": -333.975762887836,
+        "deviance": 646.163677404506,
+        "sigma": 1,
+        "df": 3,
+        "ranef1": [0.760901075237127, 0.455595506479888, -0.729960280120403],
+        "condsd1": [0.239242154318601, 0.23517659453834, 0.256238642418575],
+    },  # noqa: E501
+    "cake_gamma_log": {
+        "theta": [0.589873027420973],
+        "fixef": [2.48244481904757, -0.0563466847448751, -0.059333876671843, 0.00501511708154109],
+        "se": [0.121102981647443, 0.0217582040443149, 0.0217697093972782, 0.000521197747845872],
+        "se_rx": [0.115394537198318, 0.0233604656691591, 0.0233604656691591, 0.000558421937903057],
+        "logLik": -809.122822981031,
+        "deviance": 5.7593768947088,
+        "sigma": 0.15670676766687,
+        "df": 6,
+        "ranef1": [0.346170902581374, 0.317908454480214, 0.135804384304953],
+        "condsd1": [0.0342992937330295, 0.0342992937330295, 0.0342992937330295],
+    },  # noqa: E501
+    "spikes_slope": {
+        "theta": [0.18794348639542, 0.105062869294701, 0.0849774580404486],
+        "fixef": [1.22019830993209, -0.343386107141014, 0.962349022039182],
+        "se": [0.0803360105835168, 0.0192127258256301, 0.0657191110600019],
+        "se_rx": [0.0801894629151596, 0.0192153811735681, 0.0652020898120635],
+        "logLik": -5909.87105785062,
+        "deviance": 6051.17218698627,
+        "sigma": 1,
+        "df": 6,
+        "ranef1": [-0.145643908363138, 0.126975542715374, -0.335322730395438],
+        "condsd1": [0.0358950320306968, 0.0332761234559846, 0.038915617100615],
+    },  # noqa: E501
 }
 
 
@@ -65,24 +132,37 @@ def spikes():
 
 
 FITS = {
-    "cbpp_probit": ("cbpp", lambda d: mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", d,
-                                                   family=Binomial(link="probit"))),
-    "cbpp_cloglog_prop": ("cbpp", lambda d: mmfast.glmer("incidence / size ~ period + (1 | herd)", d,
-                                                         family=Binomial(link="cloglog"), weights="size")),
-    "cbpp_nagq0": ("cbpp", lambda d: mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", d,
-                                                  n_agq=0)),
+    "cbpp_probit": (
+        "cbpp",
+        lambda d: mmfast.glmer(
+            "cbind(incidence, size - incidence) ~ period + (1 | herd)", d, family=Binomial(link="probit")
+        ),
+    ),
+    "cbpp_cloglog_prop": (
+        "cbpp",
+        lambda d: mmfast.glmer(
+            "incidence / size ~ period + (1 | herd)", d, family=Binomial(link="cloglog"), weights="size"
+        ),
+    ),
+    "cbpp_nagq0": (
+        "cbpp",
+        lambda d: mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", d, n_agq=0),
+    ),
     "waterlick_agq7": ("waterlick", lambda d: mmfast.glmer("lick ~ dff + (1 | mouseID)", d, n_agq=7)),
-    "cake_gamma_log": ("cake", lambda d: mmfast.glmer("angle ~ recipe + temperature + (1 | replicate)", d,
-                                                      family=Gamma(link="log"))),
-    "spikes_slope": ("spikes", lambda d: mmfast.glmer("count ~ condition + stim + (stim | mouse)", d,
-                                                      family="poisson", offset="logdur")),
+    "cake_gamma_log": (
+        "cake",
+        lambda d: mmfast.glmer("angle ~ recipe + temperature + (1 | replicate)", d, family=Gamma(link="log")),
+    ),
+    "spikes_slope": (
+        "spikes",
+        lambda d: mmfast.glmer("count ~ condition + stim + (stim | mouse)", d, family="poisson", offset="logdur"),
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def datasets(cbpp, waterlick, spikes):
-    return {"cbpp": cbpp, "waterlick": waterlick, "spikes": spikes,
-            "cake": load("cake", ["recipe", "replicate"])}
+    return {"cbpp": cbpp, "waterlick": waterlick, "spikes": spikes, "cake": load("cake", ["recipe", "replicate"])}
 
 
 @pytest.mark.parametrize("case", list(FITS))
@@ -107,10 +187,13 @@ def test_against_lme4(case, datasets):
     np.testing.assert_allclose(m.ranef_condsd[first].iloc[:3, 0], r["condsd1"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("n_agq,theta,fixef,loglik_lme4", [
-    (2, 0.641589309889, [-1.397944766279, -0.992683595083, -1.129062054185, -1.580847183291], -50.057015725054),  # noqa: E501
-    (9, 0.647517707701, [-1.399230192948, -0.991403866508, -1.127819636637, -1.579471025887], -50.005018027399),  # noqa: E501
-])
+@pytest.mark.parametrize(
+    "n_agq,theta,fixef,loglik_lme4",
+    [
+        (2, 0.641589309889, [-1.397944766279, -0.992683595083, -1.129062054185, -1.580847183291], -50.057015725054),  # noqa: E501
+        (9, 0.647517707701, [-1.399230192948, -0.991403866508, -1.127819636637, -1.579471025887], -50.005018027399),  # noqa: E501
+    ],
+)
 def test_agq_even_and_odd_rules(cbpp, n_agq, theta, fixef, loglik_lme4):
     """lme4 nAGQ = 2 (no centre node) and 9 (tight control); lme4's logLik = ours - saturated."""
     m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, n_agq=n_agq)
@@ -161,9 +244,12 @@ def test_cbind_equals_proportion_with_weights(cbpp):
 
 def test_family_strings_classes_and_objects(waterlick):
     f = "lick ~ dff + (1 | mouseID)"
-    ms = [mmfast.glmer(f, waterlick), mmfast.glmer(f, waterlick, family=Binomial),
-          mmfast.glmer(f, waterlick, family=Binomial(link="logit")),
-          mmfast.glmer(f, waterlick, family="Binomial")]
+    ms = [
+        mmfast.glmer(f, waterlick),
+        mmfast.glmer(f, waterlick, family=Binomial),
+        mmfast.glmer(f, waterlick, family=Binomial(link="logit")),
+        mmfast.glmer(f, waterlick, family="Binomial"),
+    ]
     for m in ms[1:]:
         assert m.loglik == pytest.approx(ms[0].loglik, abs=1e-9)
     assert ms[0].family == "binomial" and ms[0].link == "logit"
@@ -203,8 +289,11 @@ def test_predict_link_and_response(waterlick):
     new = pd.DataFrame({"dff": [0.0, 5.0], "mouseID": ["99", "99"]})
     with pytest.raises(mmfast.DataError):
         m.predict(new)
-    np.testing.assert_allclose(m.predict(new, allow_new_levels=True, type="response"),
-                               1 / (1 + np.exp(-(m.beta[0] + m.beta[1] * new["dff"]))), rtol=1e-12)
+    np.testing.assert_allclose(
+        m.predict(new, allow_new_levels=True, type="response"),
+        1 / (1 + np.exp(-(m.beta[0] + m.beta[1] * new["dff"]))),
+        rtol=1e-12,
+    )
     with pytest.raises(ValueError):
         m.predict(type="probability")
     res = {t: m.resid(t) for t in ("deviance", "pearson", "response", "working")}
@@ -214,17 +303,23 @@ def test_predict_link_and_response(waterlick):
 def test_odds_ratios_waterlick(waterlick):
     """The lecture's Example 4 computation exp(b ± 1.96 SE) - 1 on the bundled (simulated) data."""
     import sys
+
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from reference_cases import load_reference
+
     ref = load_reference("waterlick_laplace")["results"]["tight_refit"]
     m = mmfast.glmer("lick ~ dff + (1 | mouseID)", waterlick)
     orr = m.odds_ratios()
     b, se = ref["fixef"][1], ref["se"][1]
-    np.testing.assert_allclose(orr.loc["dff", ["odds_ratio", "lower", "upper"]].to_numpy(float),
-                               np.exp([b, b - 1.959964 * se, b + 1.959964 * se]), rtol=2e-4)
+    np.testing.assert_allclose(
+        orr.loc["dff", ["odds_ratio", "lower", "upper"]].to_numpy(float),
+        np.exp([b, b - 1.959964 * se, b + 1.959964 * se]),
+        rtol=2e-4,
+    )
     # 6.0% (2.0% to 10.1%) per unit dF/F on this simulated version of the data
-    np.testing.assert_allclose(orr.loc["dff", ["pct_change", "pct_lower", "pct_upper"]].to_numpy(float),
-                               [5.96, 1.96, 10.11], atol=0.01)
+    np.testing.assert_allclose(
+        orr.loc["dff", ["pct_change", "pct_lower", "pct_upper"]].to_numpy(float), [5.96, 1.96, 10.11], atol=0.01
+    )
     assert orr.attrs["level"] == 0.95
     assert (m.odds_ratios(level=0.9)["lower"] > orr["lower"]).all()
 
@@ -232,9 +327,11 @@ def test_odds_ratios_waterlick(waterlick):
 def test_odds_ratio_formula_reproduces_the_lecture():
     """With the lecture's printed estimate (0.06235, SE 0.01986): 6.4% (2.4% to 10.7%)."""
     from mmfast.model.glmm import wald_odds_ratios
+
     t = wald_odds_ratios([0.06235], [0.01986])
-    np.testing.assert_allclose(t[["odds_ratio", "lower", "upper"]].to_numpy()[0] - 1,
-                               [0.06433480, 0.02370091, 0.10658157], atol=2e-6)
+    np.testing.assert_allclose(
+        t[["odds_ratio", "lower", "upper"]].to_numpy()[0] - 1, [0.06433480, 0.02370091, 0.10658157], atol=2e-6
+    )
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -298,8 +395,7 @@ def test_convergence_fallback_is_noted_not_warned(waterlick):
     good = mmfast.glmer("lick ~ dff + (1 | mouseID)", waterlick)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        m = mmfast.glmer("lick ~ dff + (1 | mouseID)", waterlick,
-                         control=mmfast.GlmmControl(stage2_tol=(10.0, 10.0)))
+        m = mmfast.glmer("lick ~ dff + (1 | mouseID)", waterlick, control=mmfast.GlmmControl(stage2_tol=(10.0, 10.0)))
     assert m.converged and any("restarted" in n for n in m.optinfo["notes"])
     assert abs(m.loglik - good.loglik) < 1e-7
     np.testing.assert_allclose(m.beta, good.beta, rtol=1e-4)

@@ -1,6 +1,7 @@
 """The analytic gradient of the Laplace deviance (scalar term, canonical link) and the
 quasi-Newton refits built on it (PBmodcomp, bootstrap): checked against central differences
 and against tight derivative-free optima of the same criterion."""
+
 from __future__ import annotations
 
 import warnings
@@ -24,8 +25,7 @@ def _glmer(formula, data, family, control=None):
 @pytest.fixture(scope="module")
 def water():
     wl = datasets.load("waterlick")
-    return (_glmer("lick ~ dff + (1 | mouseID)", wl, "binomial"),
-            _glmer("lick ~ 1 + (1 | mouseID)", wl, "binomial"))
+    return (_glmer("lick ~ dff + (1 | mouseID)", wl, "binomial"), _glmer("lick ~ 1 + (1 | mouseID)", wl, "binomial"))
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ def test_minimize_newton_on_a_bounded_quadratic():
         def fg(x, g):
             g[:] = H @ (x - a)
             return 0.5 * float((x - a) @ H @ (x - a))
+
         return fg
 
     a = np.array([1.5, -0.7])
@@ -101,8 +102,7 @@ def test_quasi_newton_refits_reach_the_tight_optimum(water):
         for j in range(Y.shape[1]):
             ll = r.fit(Y[:, j])[0]
             eng = r._engine_for(Y[:, j])
-            tight = minimize_bounded(eng.laplace, r.x0, r.lower, ftol_abs=1e-13, xtol_abs=1e-9,
-                                     step=r.step)
+            tight = minimize_bounded(eng.laplace, r.x0, r.lower, ftol_abs=1e-13, xtol_abs=1e-9, step=r.step)
             assert ll == pytest.approx(-0.5 * tight.fun, abs=1e-6)
 
 
@@ -111,10 +111,16 @@ def _simulated(first_vector: bool):
     rng = np.random.default_rng(1)
     n = 600
     g1, g2, x = rng.integers(0, 60, n), rng.integers(0, 8, n), rng.normal(size=n)
-    eta = (-0.3 + 0.5 * x + 0.8 * rng.normal(size=60)[g1] + 0.5 * x * rng.normal(size=60)[g1]
-           + 0.6 * rng.normal(size=8)[g2])
+    eta = (
+        -0.3
+        + 0.5 * x
+        + 0.8 * rng.normal(size=60)[g1]
+        + 0.5 * x * rng.normal(size=60)[g1]
+        + 0.6 * rng.normal(size=8)[g2]
+    )
     y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
     import pandas as pd
+
     df = pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str)})
     f = "y ~ x + (1 + x | g1) + (1 | g2)" if first_vector else "y ~ x + (1 | g1) + (1 + x | g2)"
     return _glmer(f, df, "binomial")
@@ -123,9 +129,11 @@ def _simulated(first_vector: bool):
 @pytest.fixture(scope="module")
 def multi():
     ticks = datasets.load("grouseticks")
-    return {"vector_first": _simulated(True), "vector_second": _simulated(False),
-            "poisson": _glmer("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", ticks,
-                              "poisson")}
+    return {
+        "vector_first": _simulated(True),
+        "vector_second": _simulated(False),
+        "poisson": _glmer("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", ticks, "poisson"),
+    }
 
 
 @pytest.mark.parametrize("case", ["vector_first", "vector_second", "poisson"])
@@ -149,8 +157,9 @@ def test_several_terms_gradient_matches_central_differences(case, multi):
 @pytest.mark.parametrize("case", ["vector_first", "poisson"])
 def test_gradient_fit_reaches_the_derivative_free_optimum(case, multi):
     model = multi[case]
-    bobyqa = _glmer(model.frame.parsed.formula, model.frame.data, model.family,
-                    control=mmfast.GlmmControl(use_gradient=False))
+    bobyqa = _glmer(
+        model.frame.parsed.formula, model.frame.data, model.family, control=mmfast.GlmmControl(use_gradient=False)
+    )
     assert bobyqa.optinfo["stage2"]["optimizer"] == "bobyqa"
     assert model.loglik >= bobyqa.loglik - 1e-6
     assert model.loglik == pytest.approx(bobyqa.loglik, abs=1e-4)
@@ -163,15 +172,16 @@ def test_gradient_fit_of_a_singular_model():
     """No variance between g2 groups: θ₂ ends at (or within 1e-5 of) zero, flagged singular,
     at the derivative-free optimum's log-likelihood."""
     import pandas as pd
+
     rng = np.random.default_rng(7)
     n = 800
     g1, g2, x = rng.integers(0, 80, n), rng.integers(0, 10, n), rng.normal(size=n)
     eta = -0.2 + 0.4 * x + 0.7 * rng.normal(size=80)[g1]
-    df = pd.DataFrame({"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), "x": x,
-                       "g1": g1.astype(str), "g2": g2.astype(str)})
+    df = pd.DataFrame(
+        {"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g1": g1.astype(str), "g2": g2.astype(str)}
+    )
     m = _glmer("y ~ x + (1 | g1) + (1 | g2)", df, "binomial")
     assert m.engine.has_gradient and m.singular and m.theta[1] < 1e-5
-    b = _glmer("y ~ x + (1 | g1) + (1 | g2)", df, "binomial",
-               control=mmfast.GlmmControl(use_gradient=False))
+    b = _glmer("y ~ x + (1 | g1) + (1 | g2)", df, "binomial", control=mmfast.GlmmControl(use_gradient=False))
     assert b.optinfo["stage2"]["optimizer"] == "bobyqa"
     assert m.loglik >= b.loglik - 1e-7 and m.loglik == pytest.approx(b.loglik, abs=1e-5)

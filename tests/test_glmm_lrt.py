@@ -3,6 +3,7 @@
 lme4's numbers come from its default fits, which are this far from the optimum in deviance:
 ``tight_refit.objective_default_minus_tight`` (cbpp: 5.7e-4); the tolerances allow for it.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -10,6 +10,7 @@ Standard errors: lme4 takes them from a finite-difference Hessian whose PIRLS no
 the 1e-3 level (spikes: 2.5e-3); glmmTMB's come from an exact (AD) Hessian.  mmfast's agree
 with glmmTMB's to 1e-4, and with lme4's within lme4's own noise.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -22,11 +23,11 @@ from reference_cases import case_data, load_reference, reference_cases
 
 GLMM_CASES = reference_cases("GLMM")
 TMB_CASES = [c for c in GLMM_CASES if load_reference(c)["results"].get("glmmTMB_check")]
-PARAM_RTOL = 1e-4        # fixed effects and theta vs tight_refit
-LIK_ATOL = 1e-5          # logLik vs tight_refit (Laplace) or the integrated logLik (AGQ)
-SE_RTOL_TMB = 2e-4       # SEs vs glmmTMB's exact-Hessian SEs
-SE_RTOL_LME4 = 5e-3      # SEs vs lme4's finite-difference-Hessian SEs
-SE_RTOL_TIGHT = 1e-4     # (cases without a glmmTMB check: lme4's tight SEs)
+PARAM_RTOL = 1e-4  # fixed effects and theta vs tight_refit
+LIK_ATOL = 1e-5  # logLik vs tight_refit (Laplace) or the integrated logLik (AGQ)
+SE_RTOL_TMB = 2e-4  # SEs vs glmmTMB's exact-Hessian SEs
+SE_RTOL_LME4 = 5e-3  # SEs vs lme4's finite-difference-Hessian SEs
+SE_RTOL_TIGHT = 1e-4  # (cases without a glmmTMB check: lme4's tight SEs)
 
 _CACHE: dict = {}
 
@@ -49,13 +50,17 @@ def close(actual, expected, rtol=0.0, atol=0.0, what=""):
     err = np.abs(a - e)
     tol = atol + rtol * np.abs(e)
     bad = ~(err <= tol)
-    assert not bad.any(), (f"{what}: max |diff| {err.max():.3g}; actual {a[bad]}, expected {e[bad]}, "
-                           f"tol {tol[bad]}")
+    assert not bad.any(), f"{what}: max |diff| {err.max():.3g}; actual {a[bad]}, expected {e[bad]}, tol {tol[bad]}"
 
 
 def test_all_glmm_cases_present():
-    assert set(GLMM_CASES) >= {"cbpp_laplace", "cbpp_agq25", "waterlick_laplace",
-                               "waterlick_null_laplace", "spikes_poisson"}
+    assert set(GLMM_CASES) >= {
+        "cbpp_laplace",
+        "cbpp_agq25",
+        "waterlick_laplace",
+        "waterlick_null_laplace",
+        "spikes_poisson",
+    }
 
 
 @pytest.mark.parametrize("case", GLMM_CASES)
@@ -153,8 +158,9 @@ def test_summary_glmer_style():
     ref, m, _ = fit("cbpp_laplace")
     text = str(m.summary())
     # lme4 wraps the title at R's width 80 (.prt.methTitle): "(Laplace" / "  Approximation) [glmerMod]"
-    assert text.startswith("Generalized linear mixed model fit by maximum likelihood (Laplace\n"
-                           "  Approximation) [glmerMod]\n")
+    assert text.startswith(
+        "Generalized linear mixed model fit by maximum likelihood (Laplace\n  Approximation) [glmerMod]\n"
+    )
     assert "Family: binomial  ( logit )" in text
     assert "z value" in text and "Pr(>|z|)" in text
     assert "184.1" in text  # the deviance column is -2 logLik, as lme4's summary prints it

@@ -8,6 +8,7 @@ whose log-determinant comes from the PIRLS weights one iterate before the final 
 lme4's optimum is slightly off the Laplace optimum: as the README allows for crossed models,
 parameters are compared to 1e-3 and the logLik is required to be at least lme4's.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -76,8 +77,7 @@ def test_ranef(ref, model):
         mine = model.ranef[group].iloc[:, 0].to_numpy()
         scale = np.max(np.abs(blk["values"]))
         np.testing.assert_allclose(mine, blk["values"], atol=3e-3 * scale)
-        np.testing.assert_allclose(model.ranef_condsd[group].iloc[:, 0].to_numpy(), blk["condsd"],
-                                   rtol=2e-3)
+        np.testing.assert_allclose(model.ranef_condsd[group].iloc[:, 0].to_numpy(), blk["condsd"], rtol=2e-3)
 
 
 def test_nagq0_fast_mode(ref, data):

@@ -4,6 +4,7 @@ residual and asymptotic df, lme4's plain table, ``contest``.
 nlme's ML fit reports standard errors inflated by sqrt(N / (N - p)) (its ``adjustSigma``); mmfast keeps
 the model's (lme4's) standard errors with nlme's df, so t values are compared after that factor.
 """
+
 from __future__ import annotations
 
 import numpy as np

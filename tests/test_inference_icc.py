@@ -1,5 +1,6 @@
 """Intraclass correlations: the model's, and per treatment group as the lecture tabulates them
 (ex1 ``extras.icc_by_group``: ``lmer(res ~ 1 + (1|midx))`` on each group's rows, REML and ML)."""
+
 from __future__ import annotations
 
 import numpy as np

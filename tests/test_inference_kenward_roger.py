@@ -6,6 +6,7 @@ For ML cases the reference is the REML refit of the same formula, as mmfast's KR
 test_inference_satterthwaite; KR df 1e-3.  ex3_cell_slope_ml is not identifiable: its REML refit
 lands elsewhere on a flat ridge than lme4's, so only loose agreement is meaningful there.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,14 @@ from inference_helpers import assert_close, assert_p, single_threaded_blas  # no
 from reference_cases import load_reference, reference_cases
 
 CASES = [c for c in reference_cases("LMM") if "kenward_roger" in load_reference(c)["results"]]
-T_TOL = {"orthodont_reml": 3e-3, "sleepstudy_slope_ml": 3e-3, "sleepstudy_slope_reml": 3e-3,
-         "sleepstudy_uncorr_reml": 3e-3, "penicillin_reml": 1e-4, "ex3_cell_slope_ml": 1e-3}
+T_TOL = {
+    "orthodont_reml": 3e-3,
+    "sleepstudy_slope_ml": 3e-3,
+    "sleepstudy_slope_reml": 3e-3,
+    "sleepstudy_uncorr_reml": 3e-3,
+    "penicillin_reml": 1e-4,
+    "ex3_cell_slope_ml": 1e-3,
+}
 DF_TOL = {"ex3_cell_slope_ml": 1e-2}
 
 
@@ -69,7 +76,7 @@ def dense_kenward_roger(m):
     n = X.shape[0]
     G, gam = [], []
     for t, S in zip(m.frame.terms, m.term_covariances()):
-        Zk = Z[:, t.offset: t.offset + t.q]
+        Zk = Z[:, t.offset : t.offset + t.q]
         for j in range(t.p):
             for i in range(j, t.p):
                 E = np.zeros((t.p, t.p))
@@ -78,7 +85,7 @@ def dense_kenward_roger(m):
                 G.append(Zk @ D @ Zk.T)
                 gam.append(S[i, j])
     G.append(np.eye(n))
-    gam.append(m.sigma ** 2)
+    gam.append(m.sigma**2)
     Sigma = sum(g * Gi for g, Gi in zip(gam, G))
     Si = np.linalg.inv(Sigma)
     Phi = np.asarray(m.vcov_array)
@@ -86,15 +93,20 @@ def dense_kenward_roger(m):
     Q = [[X.T @ Si @ Gi @ Si @ Gj @ Si @ X for Gj in G] for Gi in G]
     K = np.array([[np.trace(Si @ Gi @ Si @ Gj) for Gj in G] for Gi in G])
     r = len(G)
-    IE2 = np.array([[K[i, j] - 2 * np.trace(Phi @ Q[i][j]) + np.trace(Phi @ P[i] @ Phi @ P[j])
-                     for j in range(r)] for i in range(r)])
+    IE2 = np.array(
+        [
+            [K[i, j] - 2 * np.trace(Phi @ Q[i][j]) + np.trace(Phi @ P[i] @ Phi @ P[j]) for j in range(r)]
+            for i in range(r)
+        ]
+    )
     W = 2 * np.linalg.inv(IE2)
     U = sum(W[i, j] * (Q[i][j] - P[i] @ Phi @ P[j]) for i in range(r) for j in range(r))
     return Phi + 2 * Phi @ U @ Phi, IE2
 
 
-@pytest.mark.parametrize("case", ["sleepstudy_slope_reml", "penicillin_reml", "pastes_reml",
-                                  "orthodont_reml", "sleepstudy_uncorr_reml"])
+@pytest.mark.parametrize(
+    "case", ["sleepstudy_slope_reml", "penicillin_reml", "pastes_reml", "orthodont_reml", "sleepstudy_uncorr_reml"]
+)
 def test_sparse_algebra_matches_dense_definition(case, fit_case):
     m = fit_case(case).model
     kr = KenwardRoger(m)
@@ -109,6 +121,7 @@ def test_kenward_roger_on_big_cases(case, fit_case):
     unadjusted SEs and Satterthwaite's df of the same REML fit (KR runs on the REML refit of these
     ML fits): with 20-2000 groups the small-sample corrections are small (insteval: 6% in df)."""
     from mmfast.inference.ftests import ddf_method
+
     m = fit_case(case).model
     kr = m.summary(ddf="kenward-roger").coefficients
     reml = ddf_method(m, "kenward-roger").model

@@ -3,6 +3,7 @@
 References: ``extras.lrt_vs_ex3_nested_ml`` of ex3_cell_slope_ml (a non-identifiable model: logLik
 to 1e-3 as the README says), ``extras.naive_lm`` of ex1 and ex2.
 """
+
 from __future__ import annotations
 
 import numpy as np

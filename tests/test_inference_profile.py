@@ -3,6 +3,7 @@
 lme4 interpolates splines through its profile; mmfast solves ζ = ±z exactly, so interval ends
 agree to a small fraction of the interval's width (README: about 5e-3; required here: 1e-3).
 """
+
 from __future__ import annotations
 
 import gzip

@@ -6,6 +6,7 @@ widened where lme4's default fit (at which lmerTest worked) is measurably off th
 mmfast reaches (README table of default-vs-tight gaps and flat directions); p-values follow from
 t and df: |Δp| <= 1e-10 + (1e-4 + (t² + 1) tol_t) p, since d log p / d t ≈ t in the tails.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,13 +18,25 @@ from inference_helpers import assert_close, assert_p, single_threaded_blas  # no
 from reference_cases import load_reference, reference_cases
 
 CASES = [c for c in reference_cases("LMM") if "satterthwaite" in load_reference(c)["results"]]
-SMALL = ["sleepstudy_slope_reml", "sleepstudy_slope_ml", "sleepstudy_uncorr_reml", "dyestuff_reml",
-         "dyestuff2_reml", "penicillin_reml", "pastes_reml", "orthodont_reml", "ex1_ml", "ex2_ml",
-         "ex3_nested_ml"]
+SMALL = [
+    "sleepstudy_slope_reml",
+    "sleepstudy_slope_ml",
+    "sleepstudy_uncorr_reml",
+    "dyestuff_reml",
+    "dyestuff2_reml",
+    "penicillin_reml",
+    "pastes_reml",
+    "orthodont_reml",
+    "ex1_ml",
+    "ex2_ml",
+    "ex3_nested_ml",
+]
 
 # relative tolerance of SEs / t / F (t-scale) per case, and why
 T_TOL = {
-    "orthodont_reml": 3e-3, "sleepstudy_slope_ml": 3e-3, "sleepstudy_slope_reml": 3e-3,
+    "orthodont_reml": 3e-3,
+    "sleepstudy_slope_ml": 3e-3,
+    "sleepstudy_slope_reml": 3e-3,
     "sleepstudy_uncorr_reml": 3e-3,  # flat directions in theta (README), as test_lmm_reference
     "penicillin_reml": 1e-4,  # theta moves 1e-4 along a flat direction (README)
     "insteval_ml": 1e-4,  # lme4's default stops 3.4e-6 (theta) / 7e-6 (fixef) off the optimum
@@ -103,6 +116,7 @@ def crossed_vector_model():
     import pandas as pd
 
     import mmfast
+
     rng = np.random.default_rng(20240601)
     subj, item = np.meshgrid(np.arange(40), np.arange(12), indexing="ij")
     subj, item = subj.ravel(), item.ravel()

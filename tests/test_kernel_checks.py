@@ -2,6 +2,7 @@
 DataError (an MmfastError, so also a ValueError) naming the argument, never an out-of-bounds read
 (the kernels are compiled without bounds checks, so before these checks a short T, r or w read
 past the end of its buffer or was silently broadcast)."""
+
 from __future__ import annotations
 
 import warnings

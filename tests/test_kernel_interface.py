@@ -6,6 +6,7 @@ fit, summary() (Satterthwaite), Kenward-Roger and Satterthwaite anova and the co
 variances add no symbolic analysis and no factorisation of A: the process-wide counters of
 the kernels do not move, and the Schur route of the trace tensors factors nothing itself.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -41,7 +42,7 @@ def _dense_A(m):
     Z = m.Z.toarray()
     Lam = np.zeros((Z.shape[1], Z.shape[1]))
     for t, T in zip(m.frame.terms, m.layout.templates(m.theta)):
-        Lam[t.offset: t.offset + t.q, t.offset: t.offset + t.q] = np.kron(np.eye(t.nlevels), T)
+        Lam[t.offset : t.offset + t.q, t.offset : t.offset + t.q] = np.kron(np.eye(t.nlevels), T)
     return Lam.T @ Z.T @ Z @ Lam + np.eye(Z.shape[1])
 
 
@@ -58,8 +59,7 @@ def test_solve_logdet_selinv_against_dense_algebra(formula, name, cls):
     rng = np.random.default_rng(1)
     B = rng.standard_normal((A.shape[0], 3))
     np.testing.assert_allclose(kern.solve(B), np.linalg.solve(A, B), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(kern.solve(B[:, 0]), np.linalg.solve(A, B[:, 0]), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(kern.solve(B[:, 0]), np.linalg.solve(A, B[:, 0]), rtol=1e-10, atol=1e-12)
     assert kern.logdet == pytest.approx(np.linalg.slogdet(A)[1], rel=1e-12)
     Ainv = np.linalg.inv(A)
     for t, blk in zip(m.frame.terms, kern.selinv_blocks(m.frame.terms)):
@@ -100,8 +100,7 @@ def test_moved_kernel_is_refactored_not_reanalysed():
     again = m._ainv_diag_blocks()
     after = factorization_counts()
     assert after[0] == before[0] and after[1] == before[1] + 1
-    again = [m.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, b, T)
-             for T, b in zip(m.layout.templates(m.theta), again)]
+    again = [m.sigma**2 * np.einsum("ij,ljk,mk->lim", T, b, T) for T, b in zip(m.layout.templates(m.theta), again)]
     for a, b in zip(cv, again):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
@@ -113,18 +112,15 @@ def test_glmm_conditional_variances_refactor_the_engines_kernel():
     d["obs"] = np.arange(len(d)).astype(str)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)", d,
-                         "binomial")
+        m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)", d, "binomial")
     before = factorization_counts()
     cv = m.condvar()
     after = factorization_counts()
     assert after == (before[0], before[1] + 1)
     Z = m.Z.toarray()
-    lam = np.concatenate([np.full(t.q, T[0, 0]) for t, T in
-                          zip(m.frame.terms, m.layout.templates(m.theta))])
+    lam = np.concatenate([np.full(t.q, T[0, 0]) for t, T in zip(m.frame.terms, m.layout.templates(m.theta))])
     ZL = Z * lam * np.sqrt(m.engine.weights_)[:, None]
     Ainv = np.linalg.inv(ZL.T @ ZL + np.eye(Z.shape[1]))
     for t, c in zip(m.frame.terms, cv):
         l2 = lam[t.offset] ** 2
-        np.testing.assert_allclose(c[:, 0, 0], l2 * np.diag(Ainv)[t.offset: t.offset + t.q],
-                                   rtol=1e-10)
+        np.testing.assert_allclose(c[:, 0, 0], l2 * np.diag(Ainv)[t.offset : t.offset + t.q], rtol=1e-10)

@@ -6,6 +6,7 @@ a Richardson-extrapolated central difference; all-equal prior weights c describe
 distribution of y (residual variance σ²/c), so β and the log-likelihood stay, σ grows by √c and
 θ = sd(b)/σ shrinks by √c.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,8 +21,14 @@ from mmfast._ext._pls import PLSKernel
 from mmfast.model.gradient import profiled_gradient
 from reference_cases import case_data, case_fit_kwargs, load_reference
 
-CASES = ["sleepstudy_slope_reml", "penicillin_reml", "pastes_reml", "orthodont_reml", "ex3_nested_ml",
-         "ex3_cell_slope_ml"]
+CASES = [
+    "sleepstudy_slope_reml",
+    "penicillin_reml",
+    "pastes_reml",
+    "orthodont_reml",
+    "ex3_nested_ml",
+    "ex3_cell_slope_ml",
+]
 
 
 def _fit(case):
@@ -53,8 +60,9 @@ def test_cholmod_and_blocked_kernels_agree(fits, case):
         np.testing.assert_allclose(ld_b, ld_s, rtol=1e-11, atol=1e-9)
         np.testing.assert_allclose(M_b, M_s, rtol=1e-9, atol=1e-9 * np.abs(M_s).max())
         beta = np.linalg.solve(M_s[:-1, :-1], M_s[:-1, -1])
-        np.testing.assert_allclose(blocked.conditional_modes(beta), sparse.conditional_modes(beta),
-                                   rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(
+            blocked.conditional_modes(beta), sparse.conditional_modes(beta), rtol=1e-7, atol=1e-9
+        )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -79,6 +87,7 @@ def test_diagonal_trace_equals_the_selected_inverse(fits, case):
     """Scalar terms: Q_k = (q_k - tr_k(A⁻¹)) / θ_k from A⁻¹'s diagonal is the general
     selected-inverse trace; below DIAG_TRACE_MIN the kernel takes the general path itself."""
     from mmfast._ext._selinv import DIAG_TRACE_MIN
+
     m = fits[case]
     for theta in _points(m) + [np.full(len(m.theta), 0.5 * DIAG_TRACE_MIN)]:
         T = m.templates(theta)
@@ -144,8 +153,9 @@ def test_predict_on_new_data_follows_the_model():
         m.predict(new)
     pop = m.fixef["(Intercept)"] + m.fixef["Days"] * new["Days"].to_numpy()
     np.testing.assert_allclose(m.predict(new, allow_new_levels=True), pop, rtol=1e-12)
-    np.testing.assert_allclose(m.predict(d.iloc[:3], re_form=None),
-                               m.fixef["(Intercept)"] + m.fixef["Days"] * d["Days"].iloc[:3], rtol=1e-12)
+    np.testing.assert_allclose(
+        m.predict(d.iloc[:3], re_form=None), m.fixef["(Intercept)"] + m.fixef["Days"] * d["Days"].iloc[:3], rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("singular", [False, True, "two"])
@@ -181,6 +191,7 @@ def test_moment_start_of_a_vector_term():
     from mmfast.model.frame import model_frame
     from mmfast.model.lmm import LinearMixedModel
     from mmfast.model.start import moment_start
+
     rng = np.random.default_rng(5)
     G, m = 400, 25
     g = np.repeat(np.arange(G), m)
@@ -205,6 +216,7 @@ def test_moment_start_of_nested_factors():
     from mmfast.model.frame import model_frame
     from mmfast.model.lmm import LinearMixedModel
     from mmfast.model.start import moment_start
+
     rng = np.random.default_rng(9)
     a = np.repeat(np.arange(60), 40)
     b = np.repeat(np.arange(60 * 8), 5)  # 8 inner levels per outer level, 5 rows each
@@ -221,6 +233,7 @@ def test_intercepts_anova_start_is_reml_for_balanced_data(fits):
     estimates themselves when positive."""
     from mmfast.model.lmm import LinearMixedModel
     from mmfast.model.start import moment_start
+
     for case in ("penicillin_reml", "pastes_reml"):
         m = fits[case]
         np.testing.assert_allclose(moment_start(LinearMixedModel(m.frame)), m.theta, rtol=2e-5)
@@ -234,10 +247,10 @@ def test_moment_start_and_log_newton():
     from mmfast.model.lmm import LinearMixedModel
     from mmfast.model.optimize import minimize_log_newton
     from mmfast.model.start import moment_start
+
     rng = np.random.default_rng(3)
     g = np.repeat(np.arange(400), 25)
-    data = pd.DataFrame({"y": 2.0 + 1.5 * rng.normal(size=400)[g] + rng.normal(size=g.size),
-                         "g": g.astype(str)})
+    data = pd.DataFrame({"y": 2.0 + 1.5 * rng.normal(size=400)[g] + rng.normal(size=g.size), "g": g.astype(str)})
     th0 = moment_start(LinearMixedModel(model_frame("y ~ 1 + (1 | g)", data)))
     assert th0[0] == pytest.approx(1.5, rel=0.1)  # σ_g / σ = 1.5
 
@@ -247,7 +260,7 @@ def test_moment_start_and_log_newton():
     def fg(x, gr):  # Σ (log x - log a)², minimum at a; exact Hessian in x
         d = np.log(x) - np.log(a)
         gr[:] = 2.0 * d / x
-        at["H"] = np.diag((2.0 - 2.0 * d) / x ** 2)
+        at["H"] = np.diag((2.0 - 2.0 * d) / x**2)
         return float(d @ d)
 
     res = minimize_log_newton(fg, np.array([0.5, 1.0]), lambda: at["H"])
@@ -261,8 +274,7 @@ def test_moment_start_and_log_newton():
         at["H"] = np.diag([(2.0 - 2.0 * (np.log(x[0]) - np.log(b[0]))) / x[0] ** 2, 2.0])
         return float((np.log(x[0]) - np.log(b[0])) ** 2 + (x[1] - b[1]) ** 2)
 
-    res = minimize_log_newton(fg2, np.array([0.5, 0.5]), lambda: at["H"],
-                              logged=np.array([True, False]), max_step=1.0)
+    res = minimize_log_newton(fg2, np.array([0.5, 0.5]), lambda: at["H"], logged=np.array([True, False]), max_step=1.0)
     assert res.converged and np.allclose(res.x, b, rtol=1e-6)
 
     def concave(x, gr):
@@ -278,6 +290,7 @@ def test_pair_codes_number_pairs_in_sorted_order(na, nb, n):
     """The design's pair coding is pandas' sorted factorize of a·nb + b (few and many b per a:
     insertion sort and qsort), and rejects codes out of range."""
     from mmfast._ext._pairs import pair_codes
+
     rng = np.random.default_rng(na + nb)
     a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
     codes, keys = pair_codes(a, b, na, nb)
@@ -292,16 +305,25 @@ def test_unevaluated_final_step_is_kept_only_if_no_worse(monkeypatch):
     """An optimiser result whose last step was not evaluated (``history`` holds the last
     evaluated point) is checked by the fit: a worse point falls back to the evaluated one."""
     from mmfast.model.optimize import OptResult
+
     d = mmfast.datasets.load("sleepstudy")
     good = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
     bad_theta = good.theta * np.array([1.5, 1.0, 0.5])
     f_good = good.objective(good.theta)
 
     def fake(fun, x0, lower, **kw):
-        return OptResult(x=bad_theta, fun=f_good, evaluations=1, seconds=0.0, optimizer="fake",
-                         converged=True, history=[(good.theta.copy(), f_good)])
+        return OptResult(
+            x=bad_theta,
+            fun=f_good,
+            evaluations=1,
+            seconds=0.0,
+            optimizer="fake",
+            converged=True,
+            history=[(good.theta.copy(), f_good)],
+        )
 
     import mmfast.model.fitting as fitting_module  # where LinearMixedModel.fit calls it
+
     monkeypatch.setattr(fitting_module, "minimize_bounded", fake)
     m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", d)
     np.testing.assert_array_equal(m.theta, good.theta)
@@ -330,7 +352,9 @@ def test_two_variances_at_zero_on_the_gradient_path():
     # L-BFGS-B alone from a point with one variance small but not tiny
     from mmfast.model.gradient import profiled_gradient
     from mmfast.model.optimize import minimize_with_gradient
-    res = minimize_with_gradient(lambda th: profiled_gradient(grad, th), grad.objective,
-                                 np.array([grad.theta[0], 0.0015, 0.0]), grad.theta_lower)
+
+    res = minimize_with_gradient(
+        lambda th: profiled_gradient(grad, th), grad.objective, np.array([grad.theta[0], 0.0015, 0.0]), grad.theta_lower
+    )
     assert res.fun <= dfo.ml_deviance + 1e-7
     np.testing.assert_allclose(res.x, dfo.theta, atol=1e-4)

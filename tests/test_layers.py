@@ -2,6 +2,7 @@
 for the tree, covers every top-level module of mmfast, and is not vacuous (a reversed order is
 reported broken).  The classes lmer/glmer/lm return are the fit classes with the upper layers'
 methods mixed in, and refits keep that class."""
+
 from __future__ import annotations
 
 import ast
@@ -35,8 +36,14 @@ def _lint(config: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("lint-imports")
     assert exe.exists(), "import-linter is not installed (pip install -e '.[test]')"
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
-    return subprocess.run([str(exe), "--config", str(config), "--no-cache"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(exe), "--config", str(config), "--no-cache"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_layers_contract_is_kept():
@@ -51,8 +58,11 @@ def test_every_module_has_a_layer(cid, folder):
     names = [name.strip() for layer in _contract(cid)["layers"] for name in re.split(r"[|:]", layer)]
     listed = {n.strip("()") for n in names}
     optional = {n.strip("()") for n in names if n.startswith("(")}  # may be absent
-    present = {p.stem if p.suffix == ".py" else p.name for p in folder.iterdir()
-               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    present = {
+        p.stem if p.suffix == ".py" else p.name
+        for p in folder.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
+    }
     assert present - listed == set(), "modules outside the layers contract"
     assert listed - optional - present == set(), "layers naming no module"
 
@@ -65,7 +75,8 @@ def test_reversed_layers_are_reported(tmp_path):
     (tmp_path / "reversed.toml").write_text(
         '[tool.importlinter]\nroot_package = "mmfast"\n\n[[tool.importlinter.contracts]]\n'
         'name = "reversed"\ntype = "layers"\ncontainers = ["mmfast"]\n'
-        f"layers = [\n{body}\n]\n")
+        f"layers = [\n{body}\n]\n"
+    )
     res = _lint(tmp_path / "reversed.toml")
     assert res.returncode == 1
     assert "mmfast.api is not allowed to import mmfast.model" in res.stdout
@@ -83,8 +94,7 @@ def test_user_classes_compose_the_fit_classes(sleepstudy, cbpp):
     assert type(m.refit(m.frame.y + 1.0)) is mmfast.LinearMixedModel
     assert type(m.refit_ml()) is mmfast.LinearMixedModel
     assert type(m.refit_formula("Reaction ~ 1 + (Days | Subject)")) is mmfast.LinearMixedModel
-    g = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-                     family="binomial")
+    g = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
     assert isinstance(g, FitGLMM) and type(g) is mmfast.GeneralizedLinearMixedModel
     again = g.refit(g.frame.y)
     assert type(again) is mmfast.GeneralizedLinearMixedModel
@@ -106,8 +116,12 @@ def test_no_object_surgery_in_src():
                 f = node.func
                 if f.attr == "__new__":
                     found.append(f"{path.name}:{node.lineno} __new__")
-                if (f.attr == "update" and isinstance(f.value, ast.Attribute)
-                        and f.value.attr == "__dict__" and fn.name != "__setstate__"):
+                if (
+                    f.attr == "update"
+                    and isinstance(f.value, ast.Attribute)
+                    and f.value.attr == "__dict__"
+                    and fn.name != "__setstate__"
+                ):
                     found.append(f"{path.name}:{node.lineno} __dict__.update in {fn.name}")
     assert found == []
 

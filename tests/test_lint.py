@@ -2,6 +2,7 @@
 the public API (pyproject's [tool.mypy]; tests/static_types/public_api.py asserts the accessors'
 static types: fixef -> Series, summary() -> Summary, ...).  Skipped only when the tools (the
 ``test`` extra: ruff, mypy, pandas-stubs) are not installed."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -30,13 +31,19 @@ def _need(*packages: str) -> None:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_ruff_check():
     _need("ruff")
     r = _run("ruff", "check", "src", "tests")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format():
+    """The code is as ``ruff format`` writes it (pyproject's [tool.ruff.format])."""
+    _need("ruff")
+    r = _run("ruff", "format", "--check", "src", "tests", "benchmarks")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -9,6 +9,7 @@ relative, p-values 1e-4 relative.  Two documented exceptions:
 * the cell-slope model (``cidx = ~treatment``) is not identifiable: logLik to 1e-3 and fixed
   effects to 1e-4 only.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -56,8 +57,7 @@ def ex3_nested(ex3):
 def ex3_cell_slope(ex3):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a convergence note is fine: the model is not identifiable
-        return mmfast.lme("res ~ treatment", ex3, random={"midx": "~1", "cidx": "~treatment"},
-                          method="ML")
+        return mmfast.lme("res ~ treatment", ex3, random={"midx": "~1", "cidx": "~treatment"}, method="ML")
 
 
 def _close(actual, expected, rel, abs_=0.0):
@@ -67,15 +67,18 @@ def _close(actual, expected, rel, abs_=0.0):
 
 
 # --- translation of nlme's random argument ----------------------------------------------------
-@pytest.mark.parametrize("random, expected", [
-    ("~ 1 | midx", "res ~ t + (1 | midx)"),
-    ("~1|midx/cidx", "res ~ t + (1 | midx) + (1 | cidx:midx)"),
-    ("~ x | g", "res ~ t + (x | g)"),
-    ({"midx": "~1", "cidx": "~treatment"}, "res ~ t + (1 | midx) + (treatment | cidx:midx)"),
-    ("list(midx = ~1, cidx = ~treatment)", "res ~ t + (1 | midx) + (treatment | cidx:midx)"),
-    ({"g": "pdDiag(~ x)"}, "res ~ t + (x || g)"),
-    ("~ x - 1 | g", "res ~ t + (0 + x | g)"),
-])
+@pytest.mark.parametrize(
+    "random, expected",
+    [
+        ("~ 1 | midx", "res ~ t + (1 | midx)"),
+        ("~1|midx/cidx", "res ~ t + (1 | midx) + (1 | cidx:midx)"),
+        ("~ x | g", "res ~ t + (x | g)"),
+        ({"midx": "~1", "cidx": "~treatment"}, "res ~ t + (1 | midx) + (treatment | cidx:midx)"),
+        ("list(midx = ~1, cidx = ~treatment)", "res ~ t + (1 | midx) + (treatment | cidx:midx)"),
+        ({"g": "pdDiag(~ x)"}, "res ~ t + (x || g)"),
+        ("~ x - 1 | g", "res ~ t + (0 + x | g)"),
+    ],
+)
 def test_random_translation(random, expected):
     assert lme4_formula("res ~ t", parse_random(random)) == expected
 
@@ -116,7 +119,7 @@ def test_ex1_ml_se_is_lme4_se_inflated(ex1_ml):
     lme4_se = np.sqrt(np.diag(ex1_ml.model.vcov_array))
     _close(ex1_ml.tTable()["Std.Error"], lme4_se * math.sqrt(n / (n - p)), 1e-12)
     _close(ex1_ml.tTable(adjust_sigma=False)["Std.Error"], lme4_se, 1e-12)
-    _close(np.diag(ex1_ml.vcov), lme4_se ** 2, 1e-12)
+    _close(np.diag(ex1_ml.vcov), lme4_se**2, 1e-12)
 
 
 def test_ex1_criteria_and_sds(ex1_ml):
@@ -162,10 +165,10 @@ def test_ex1_reml_matches_lmer_and_nlme_bic():
     m = mmfast.lmer("res ~ treatment_idx + (1 | midx)", ex1)
     assert fit.method == "REML" and fit.loglik == pytest.approx(m.loglik, abs=1e-9)
     assert fit.loglik == pytest.approx(-1092.18, abs=5e-3)  # nlme prints -1092.18
-    assert fit.bic == pytest.approx(2233.961, abs=5e-4)     # nlme: BIC on N - p = 1195
+    assert fit.bic == pytest.approx(2233.961, abs=5e-4)  # nlme: BIC on N - p = 1195
     assert fit.aic == pytest.approx(2198.36, abs=5e-3)
     a = fit.anova()
-    _close(a["F-value"], [193.80785, 9.26455], 1e-6)      # nlme's anova(m2)
+    _close(a["F-value"], [193.80785, 9.26455], 1e-6)  # nlme's anova(m2)
     marg = fit.anova(type="marginal")
     _close(marg["F-value"], [24.67658, 9.26455], 1e-6)
 

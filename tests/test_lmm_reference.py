@@ -4,6 +4,7 @@ lme4's default optimiser stops short of the optimum in several cases, so paramet
 with ``results.tight_refit`` (the best known optimum), allowing GAP_FACTOR x the gap between lme4's
 default answer and the tight one.  Fits are cached per session (conftest.fit_case).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,14 +16,14 @@ from reference_cases import case_data, case_fit_kwargs, load_reference, referenc
 
 LMM_CASES = reference_cases("LMM")
 
-RTOL = 1e-5              # fixed effects, SEs, theta, sigma, variance components
+RTOL = 1e-5  # fixed effects, SEs, theta, sigma, variance components
 # lme4's default fit stops |default - tight| from the optimum; another optimiser may stop as far off in
 # another direction, and the tight refit is itself only as exact as the objective resolves (big_nested:
 # an objective of 5.8e5, flat in the site sd), so parameters may be up to twice that gap from it.
 GAP_FACTOR = 2.0
-THETA_ATOL = 1e-6        # floor for theta components near 0
-LIK_RTOL = 1e-6          # logLik, REML criterion, AIC, BIC, deviance: 1e-6 * max(1, |value|)
-RE_RTOL, RE_ATOL = 1e-4, 1e-6   # conditional modes and conditional sds vs lme4's fit
+THETA_ATOL = 1e-6  # floor for theta components near 0
+LIK_RTOL = 1e-6  # logLik, REML criterion, AIC, BIC, deviance: 1e-6 * max(1, |value|)
+RE_RTOL, RE_ATOL = 1e-4, 1e-6  # conditional modes and conditional sds vs lme4's fit
 
 # Flat directions (orthodont, sleepstudy): theta is pinned down to ~1e-3 only.  Moving theta by 1e-3
 # beyond lme4's default-vs-tight gap along the flattest direction of the objective changes (measured
@@ -31,11 +32,11 @@ RE_RTOL, RE_ATOL = 1e-4, 1e-6   # conditional modes and conditional sds vs lme4'
 # of the largest mode of their term, ML deviance at the REML estimates 1.6e-3.  Fixed effects do not move.
 FLAT_CASES = {"orthodont_reml", "sleepstudy_slope_ml", "sleepstudy_slope_reml", "sleepstudy_uncorr_reml"}
 FLAT_THETA_ATOL = 1e-3
-FLAT_RTOL = 3e-3         # sigma, SEs, sds, correlations (absolute), conditional modes and sds
+FLAT_RTOL = 3e-3  # sigma, SEs, sds, correlations (absolute), conditional modes and sds
 FLAT_RANEF_SCALE = 5e-3  # conditional modes: absolute tolerance = this x the term's largest |mode|
 FLAT_MLDEV_ATOL = 3e-3
 
-SINGULAR_THETA = 1e-4    # singular fits (dyestuff2): theta at the boundary, |theta| < 1e-4
+SINGULAR_THETA = 1e-4  # singular fits (dyestuff2): theta at the boundary, |theta| < 1e-4
 # ex3_cell_slope_ml is not identifiable: only logLik (1e-3) and fixed effects (1e-4) are determined.
 UNIDENTIFIED = {"ex3_cell_slope_ml"}
 UNIDENTIFIED_LIK_ATOL, UNIDENTIFIED_FIXEF_RTOL = 1e-3, 1e-4
@@ -52,8 +53,11 @@ def assert_close(actual, expected, rtol=0.0, atol=0.0, what="value", labels=None
     bad = np.flatnonzero(~(err <= tol))
     if bad.size:
         label = (lambda i: repr(labels[i])) if labels is not None else (lambda i: f"[{i}]")
-        lines = [f"  {label(i)}: actual {a.flat[i]:.12g}, expected {e.flat[i]:.12g}, "
-                 f"|diff| {err.flat[i]:.3g} > tol {tol.flat[i]:.3g}" for i in bad[:10]]
+        lines = [
+            f"  {label(i)}: actual {a.flat[i]:.12g}, expected {e.flat[i]:.12g}, "
+            f"|diff| {err.flat[i]:.3g} > tol {tol.flat[i]:.3g}"
+            for i in bad[:10]
+        ]
         raise AssertionError(f"{what}: {bad.size} of {a.size} outside tolerance\n" + "\n".join(lines))
 
 
@@ -89,8 +93,11 @@ def varcorr_rows_from_theta(ref, theta, sigma):
         cov = sigma**2 * lower @ lower.T
         sd = np.sqrt(np.diag(cov))
         rows += [(term["group"], names[i], None, cov[i, i], sd[i]) for i in range(k)]
-        rows += [(term["group"], names[i], names[j], cov[i, j], cov[i, j] / (sd[i] * sd[j]))
-                 for i in range(k) for j in range(i + 1, k)]
+        rows += [
+            (term["group"], names[i], names[j], cov[i, j], cov[i, j] / (sd[i] * sd[j]))
+            for i in range(k)
+            for j in range(i + 1, k)
+        ]
     assert pos == len(theta), "theta does not match the reference's random-effects terms"
     return rows + [("Residual", None, None, sigma**2, sigma)]
 
@@ -101,16 +108,18 @@ def varcorr_rows_from_reference(ref):
     for term in ref["results"]["varcorr"]:
         names, k = term["terms"], len(term["terms"])
         rows += [(term["group"], names[i], None, term["variance"][i], term["sd"][i]) for i in range(k)]
-        rows += [(term["group"], names[i], names[j], term["cov"][i][j], term["corr"][i][j])
-                 for i in range(k) for j in range(i + 1, k)]
+        rows += [
+            (term["group"], names[i], names[j], term["cov"][i][j], term["corr"][i][j])
+            for i in range(k)
+            for j in range(i + 1, k)
+        ]
     sigma = ref["results"]["sigma"]
     return rows + [("Residual", None, None, sigma**2, sigma)]
 
 
 def row_key(grp, var1, var2):
     """A varcorr row's labels with missing entries (None / NaN) as None."""
-    return tuple(None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
-                 for v in (grp, var1, var2))
+    return tuple(None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in (grp, var1, var2))
 
 
 def terms_by_grouping_factor(ref):
@@ -135,8 +144,15 @@ def test_fixed_effects(case, fit_case):
     assert list(fit.model.fixef.index) == names, "fixed-effect names differ from lme4's"
     rtol = UNIDENTIFIED_FIXEF_RTOL if case in UNIDENTIFIED else RTOL
     atol = 1e-6 * np.asarray(res["tight_refit"]["se"])  # coefficients near 0: 1e-6 of their SE
-    assert_near_optimum(fit.model.fixef[names].to_numpy(), res["tight_refit"]["fixef"],
-                        res["fixef"]["estimate"], rtol, atol, f"{case}: fixef", names)
+    assert_near_optimum(
+        fit.model.fixef[names].to_numpy(),
+        res["tight_refit"]["fixef"],
+        res["fixef"]["estimate"],
+        rtol,
+        atol,
+        f"{case}: fixef",
+        names,
+    )
 
 
 @pytest.mark.parametrize("case", LMM_CASES)
@@ -196,19 +212,20 @@ def test_varcorr(case, fit_case):
     sd_floor = SINGULAR_THETA * res["sigma"] if res["fit_info"]["singular"] else 0.0
     tol_vcov, tol_sdcor, sds = [], [], {}
     for grp, var1, var2, vt, st in tight:
-        if var2 is None:   # a variance (or the residual): sd relative, the variance twice that
+        if var2 is None:  # a variance (or the residual): sd relative, the variance twice that
             sds[grp, var1] = st
             floor = 0.0 if grp == "Residual" else sd_floor
             tol_sdcor.append(r * st + floor)
             tol_vcov.append(2 * r * vt + floor**2)
-        else:              # a covariance: the correlation absolute, the covariance on the sds' scale
+        else:  # a covariance: the correlation absolute, the covariance on the sds' scale
             tol_sdcor.append(r)
             tol_vcov.append(2 * r * sds[grp, var1] * sds[grp, var2])
     for col, what, tol in ((3, "vcov", tol_vcov), (4, "sdcor", tol_sdcor)):
         expected = np.array([t[col] for t in tight])
         gap = GAP_FACTOR * np.abs(np.array([d[col] for d in default]) - expected)
-        assert_close(vc[what].to_numpy(dtype=float), expected, 0.0, np.asarray(tol) + gap,
-                     f"{case}: varcorr {what}", labels)
+        assert_close(
+            vc[what].to_numpy(dtype=float), expected, 0.0, np.asarray(tol) + gap, f"{case}: varcorr {what}", labels
+        )
 
 
 @pytest.mark.parametrize("case", LMM_CASES)
@@ -217,22 +234,35 @@ def test_likelihood_and_criteria(case, fit_case):
     m, ref, res = fit.model, fit.ref, fit.ref["results"]
     tight = res["tight_refit"]
     extra = UNIDENTIFIED_LIK_ATOL if case in UNIDENTIFIED else 0.0
-    assert_near_optimum(m.loglik, tight["logLik"], res["logLik"], 0.0, lik_tol(res["logLik"]) + extra,
-                        f"{case}: logLik")
+    assert_near_optimum(
+        m.loglik, tight["logLik"], res["logLik"], 0.0, lik_tol(res["logLik"]) + extra, f"{case}: logLik"
+    )
     for name, value in (("AIC", m.aic), ("BIC", m.bic)):  # -2 logLik + a constant
         at_tight = res[name] - 2.0 * (tight["logLik"] - res["logLik"])
         assert_near_optimum(value, at_tight, res[name], 0.0, lik_tol(res[name]) + 2 * extra, f"{case}: {name}")
     if ref["REML"]:
-        assert_near_optimum(m.reml_criterion, tight["objective"], res["REMLcrit"], 0.0,
-                            lik_tol(res["REMLcrit"]), f"{case}: REML criterion")
+        assert_near_optimum(
+            m.reml_criterion,
+            tight["objective"],
+            res["REMLcrit"],
+            0.0,
+            lik_tol(res["REMLcrit"]),
+            f"{case}: REML criterion",
+        )
         # lme4's deviance() of a REML fit: the ML deviance at the REML estimates
         expected = res["ML_deviance_at_REML_estimates"]
         flat = FLAT_MLDEV_ATOL if case in FLAT_CASES else 0.0
         assert_close(m.deviance, expected, 0.0, lik_tol(expected) + flat, f"{case}: ML deviance at REML estimates")
     else:
         assert m.reml_criterion is None, f"{case}: ML fit has reml_criterion {m.reml_criterion!r}"
-        assert_near_optimum(m.deviance, tight["objective"], res["deviance"], 0.0,
-                            lik_tol(res["deviance"]) + 2 * extra, f"{case}: deviance")
+        assert_near_optimum(
+            m.deviance,
+            tight["objective"],
+            res["deviance"],
+            0.0,
+            lik_tol(res["deviance"]) + 2 * extra,
+            f"{case}: deviance",
+        )
         assert_close(m.deviance, -2.0 * m.loglik, 1e-12, 0.0, f"{case}: deviance = -2 logLik")
 
 
@@ -241,8 +271,8 @@ def test_objective_not_worse_than_lme4(case, fit_case):
     fit = fit_case(case)
     ours, lme4 = minimised_criterion(fit.model, fit.ref), fit.ref["results"]["objective"]
     assert ours <= lme4 + lik_tol(lme4), (
-        f"{case}: minimised criterion {ours:.12g} is worse than lme4's default fit {lme4:.12g} "
-        f"(by {ours - lme4:.3g})")
+        f"{case}: minimised criterion {ours:.12g} is worse than lme4's default fit {lme4:.12g} (by {ours - lme4:.3g})"
+    )
 
 
 @pytest.mark.parametrize("case", LMM_CASES)
@@ -278,8 +308,14 @@ def test_conditional_modes(case, fit_case):
                     atol = FLAT_RANEF_SCALE * np.max(np.abs(expected))
                 if singular:
                     atol = SINGULAR_THETA * res["sigma"]
-                assert_close(actual_frame.loc[levels, term].to_numpy(dtype=float), expected, rtol, atol,
-                             f"{case}: ranef {kind} {group}/{term}", levels)
+                assert_close(
+                    actual_frame.loc[levels, term].to_numpy(dtype=float),
+                    expected,
+                    rtol,
+                    atol,
+                    f"{case}: ranef {kind} {group}/{term}",
+                    levels,
+                )
 
 
 @pytest.mark.parametrize("case", LMM_CASES)
@@ -327,8 +363,13 @@ def test_coef_is_fixef_plus_ranef(fit_case):
     coef, ranef = m.coef["Subject"], m.ranef["Subject"]
     for term in ("(Intercept)", "Days"):
         expected = m.fixef[term] + ranef[term]
-        assert_close(coef.loc[ranef.index, term].to_numpy(dtype=float), expected.to_numpy(dtype=float),
-                     1e-12, 1e-12, f"coef {term}")
+        assert_close(
+            coef.loc[ranef.index, term].to_numpy(dtype=float),
+            expected.to_numpy(dtype=float),
+            1e-12,
+            1e-12,
+            f"coef {term}",
+        )
 
 
 def test_converged(fit_case):
@@ -340,11 +381,14 @@ def _sleepstudy():
     return case_data(load_reference(SLEEP))
 
 
-@pytest.mark.parametrize("formula, missing", [
-    ("Reaction ~ Dayz + (Days | Subject)", "Dayz"),
-    ("Reaction ~ Days + (Days | Subjekt)", "Subjekt"),
-    ("Reactionz ~ Days + (1 | Subject)", "Reactionz"),
-])
+@pytest.mark.parametrize(
+    "formula, missing",
+    [
+        ("Reaction ~ Dayz + (Days | Subject)", "Dayz"),
+        ("Reaction ~ Days + (Days | Subjekt)", "Subjekt"),
+        ("Reactionz ~ Days + (1 | Subject)", "Reactionz"),
+    ],
+)
 def test_missing_column_is_named(formula, missing):
     with pytest.raises((mmfast.MmfastError, ValueError, KeyError)) as info:
         mmfast.lmer(formula, _sleepstudy())

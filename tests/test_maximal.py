@@ -6,6 +6,7 @@ L-BFGS-B on θ with the analytic gradient) and must reach lme4's optimum, flag t
 and not warn about convergence.  The 72-θ kb07 design of benchmarks/workloads.py (~14 s)
 is checked against lme4's default fit (tests/oracle/kb07.R).
 """
+
 from __future__ import annotations
 
 import gzip

@@ -1,6 +1,7 @@
 """``model.optsummary``: what the optimiser really did, checked against counters and spies
 that sit outside it (a wrapped criterion, wrapped optimiser functions), lme4's start and
 lme4's answer for a singular fit (tests/reference/dyestuff2_reml.json.gz)."""
+
 from __future__ import annotations
 
 import warnings
@@ -31,6 +32,7 @@ def _counted_lmm(formula, data, **optctrl):
         def g(theta):
             calls[0] += 1
             return f(theta)
+
         return g
 
     model.criterion = counting  # the instance's: what fit and its restarts call
@@ -97,7 +99,9 @@ def _spy(monkeypatch, module, names):
             def counted(*a, **k):
                 rec[1] += 1
                 return fun(*a, **k)
+
             return _orig(counted, *args, **kw)
+
         monkeypatch.setattr(module, name, wrapper)
     return ran
 
@@ -105,12 +109,12 @@ def _spy(monkeypatch, module, names):
 def test_summary_names_the_gradient_optimiser_not_bobyqa(monkeypatch):
     """Dyestuff2 on the gradient path (forced): Newton steps on log θ ran, BOBYQA never did,
     and summary() says so (it printed "bobyqa" whatever ran)."""
-    ran = _spy(monkeypatch, fitting_module, ["minimize_log_newton", "minimize_bounded",
-                                             "minimize_with_gradient"])
+    ran = _spy(monkeypatch, fitting_module, ["minimize_log_newton", "minimize_bounded", "minimize_with_gradient"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = mmfast.lmer("Yield ~ 1 + (1 | Batch)", datasets.load("Dyestuff2"),
-                        control=mmfast.LmmControl(gradient_min_q=0))
+        m = mmfast.lmer(
+            "Yield ~ 1 + (1 | Batch)", datasets.load("Dyestuff2"), control=mmfast.LmmControl(gradient_min_q=0)
+        )
     assert m.use_gradient and m.singular
     assert {r[0] for r in ran} == {"minimize_log_newton"}
     assert m.optsummary.optimizer == "newton(log)"
@@ -123,20 +127,19 @@ def test_glmm_summary_names_its_optimisers(monkeypatch):
     """A singular binomial GLMM (no g2 variation, as in test_glmm_gradient): stage 1 BOBYQA,
     stage 2 Newton on the Laplace gradient; the summary prints both, and the evaluations are
     the objective calls the spies counted."""
-    ran = _spy(monkeypatch, glmm_module, ["minimize_bounded", "minimize_newton",
-                                          "minimize_with_gradient"])
+    ran = _spy(monkeypatch, glmm_module, ["minimize_bounded", "minimize_newton", "minimize_with_gradient"])
     rng = np.random.default_rng(7)
     n = 800
     g1, g2, x = rng.integers(0, 80, n), rng.integers(0, 10, n), rng.normal(size=n)
     eta = -0.2 + 0.4 * x + 0.7 * rng.normal(size=80)[g1]
-    df = pd.DataFrame({"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), "x": x,
-                       "g1": g1.astype(str), "g2": g2.astype(str)})
+    df = pd.DataFrame(
+        {"y": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g1": g1.astype(str), "g2": g2.astype(str)}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = mmfast.glmer("y ~ x + (1 | g1) + (1 | g2)", df, family="binomial")
     assert m.singular
-    names = {"minimize_bounded": "bobyqa", "minimize_newton": "newton",
-             "minimize_with_gradient": "lbfgsb(log)"}
+    names = {"minimize_bounded": "bobyqa", "minimize_newton": "newton", "minimize_with_gradient": "lbfgsb(log)"}
     s = m.optsummary
     parts = iter(s.optimizer.split("+"))  # every optimiser that ran, in order (a fallback too)
     assert [r[0] for r in ran][:2] == ["minimize_bounded", "minimize_newton"]

@@ -1,5 +1,6 @@
 """mmfast.fit_many: per-group fits against lme4 (many_small) and against lmer itself, tidy
 layout, failures as rows, resumable Parquet output, and identical results on every backend."""
+
 from __future__ import annotations
 
 import gzip
@@ -18,8 +19,20 @@ from mmfast.pipeline.scalar import _prepare, evaluate, scalar_design
 
 REF = Path(__file__).resolve().parent / "reference" / "many_small.json.gz"
 FORMULA = "y ~ group + (1 | animal)"
-COLUMNS = ["effect", "group", "term", "estimate", "std_error", "df", "statistic", "p_value",
-           "converged", "singular", "loglik", "error"]
+COLUMNS = [
+    "effect",
+    "group",
+    "term",
+    "estimate",
+    "std_error",
+    "df",
+    "statistic",
+    "p_value",
+    "converged",
+    "singular",
+    "loglik",
+    "error",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +58,18 @@ def make_data(n_groups=12, seed=1, unbalanced=False, shift_ids=False, slope=Fals
             x = np.round(rng.normal(size=k), 4)
             u, v = rng.normal(0, sd_a), rng.normal(0, 0.3) if slope else 0.0
             y = 3 + 0.5 * (a >= 4) + u + (0.4 + v) * x + rng.normal(size=k)
-            out.append(pd.DataFrame({
-                "gene": f"g{g:03d}", "y": np.round(y, 6), "x": x,
-                "group": "treat" if a >= 4 else "ctrl",
-                "animal": a + 1 + (100 * g if shift_ids else 0), "batch": g % 2}))
+            out.append(
+                pd.DataFrame(
+                    {
+                        "gene": f"g{g:03d}",
+                        "y": np.round(y, 6),
+                        "x": x,
+                        "group": "treat" if a >= 4 else "ctrl",
+                        "animal": a + 1 + (100 * g if shift_ids else 0),
+                        "batch": g % 2,
+                    }
+                )
+            )
     return pd.concat(out, ignore_index=True)
 
 
@@ -128,8 +149,7 @@ def test_scalar_path_matches_general_path(many_small):
     for col in ("estimate", "std_error", "statistic", "df", "p_value"):
         np.testing.assert_allclose(fast.loc[fx, col], slow.loc[fx, col], rtol=2e-6)
     # random-effect sds: BOBYQA stops within ~1e-6 of 0 for singular genes, we land on 0
-    np.testing.assert_allclose(fast.loc[~fx, "estimate"], slow.loc[~fx, "estimate"], rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(fast.loc[~fx, "estimate"], slow.loc[~fx, "estimate"], rtol=1e-4, atol=1e-5)
     assert (fast.singular == slow.singular).all()
 
 
@@ -142,26 +162,32 @@ def test_scalar_criterion_and_derivatives_are_lmer_objective(many_small):
         E = piece.y.to_numpy()[None] - (piece.y.to_numpy() @ des.Q) @ des.Q.T
         Yst, rss = _prepare(des, E), np.sum(E * E, axis=1)
         for theta in (0.0, 0.2, 0.9, 3.0):
-            tt = np.array([theta ** 2])
+            tt = np.array([theta**2])
             f = evaluate(des, Yst, rss, tt)["f"][0]
             assert f == pytest.approx(m.objective(np.array([theta]), reml=reml), rel=1e-12)
-            h = 1e-5 * max(theta ** 2, 1e-2)
+            h = 1e-5 * max(theta**2, 1e-2)
             lo, hi = max(tt[0] - h, 0.0), tt[0] + h
             ev = evaluate(des, Yst, rss, tt, order=2)
-            fd = (evaluate(des, Yst, rss, np.array([hi]))["f"][0]
-                  - evaluate(des, Yst, rss, np.array([lo]))["f"][0]) / (hi - lo)
-            fd2 = (evaluate(des, Yst, rss, np.array([hi]), 1)["ft"][0]
-                   - evaluate(des, Yst, rss, np.array([lo]), 1)["ft"][0]) / (hi - lo)
+            fd = (evaluate(des, Yst, rss, np.array([hi]))["f"][0] - evaluate(des, Yst, rss, np.array([lo]))["f"][0]) / (
+                hi - lo
+            )
+            fd2 = (
+                evaluate(des, Yst, rss, np.array([hi]), 1)["ft"][0]
+                - evaluate(des, Yst, rss, np.array([lo]), 1)["ft"][0]
+            ) / (hi - lo)
             assert ev["ft"][0] == pytest.approx(fd, rel=1e-5, abs=1e-6)
             assert ev["ftt"][0] == pytest.approx(fd2, rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("formula,reml", [
-    ("y ~ group + (1 | animal)", False),
-    ("y ~ 1 + (1 | animal)", True),
-    ("y ~ group * x + (1 | animal)", True),
-    ("y ~ x + (0 + x | animal)", True),
-])
+@pytest.mark.parametrize(
+    "formula,reml",
+    [
+        ("y ~ group + (1 | animal)", False),
+        ("y ~ 1 + (1 | animal)", True),
+        ("y ~ group * x + (1 | animal)", True),
+        ("y ~ x + (0 + x | animal)", True),
+    ],
+)
 def test_scalar_path_other_designs_match_lmer(formula, reml):
     data = make_data(n_groups=6, unbalanced=True, seed=3)
     res = mmfast.fit_many(data, formula, by="gene", reml=reml)
@@ -172,6 +198,7 @@ def test_scalar_path_other_designs_match_lmer(formula, reml):
 def test_satterthwaite_df_match_inference_module(many_small):
     assert tasks.satterthwaite_available()
     from mmfast.inference.ftests import coefficient_table
+
     data = make_data(n_groups=5, unbalanced=True, seed=7)
     res = mmfast.fit_many(data, "y ~ group + x + (1 | animal)", by="gene")
     for gene, m in per_group_lmer(data, "y ~ group + x + (1 | animal)", "gene").items():
@@ -192,8 +219,7 @@ def test_general_path_random_slopes_and_two_by_columns():
     rp = res[(res.gene == "g000") & (res.effect == "ran_pars")]
     assert list(rp.term) == ["sd__(Intercept)", "cor__(Intercept).x", "sd__x", "sd__Observation"]
     assert list(rp.group) == ["animal", "animal", "animal", "Residual"]
-    compare_with_lmer(res, per_group_lmer(data, formula, ["batch", "gene"]), ["batch", "gene"],
-                      rtol=1e-4)
+    compare_with_lmer(res, per_group_lmer(data, formula, ["batch", "gene"]), ["batch", "gene"], rtol=1e-4)
     assert res[["batch", "gene"]].drop_duplicates().shape[0] == 4
 
 
@@ -232,9 +258,15 @@ def test_failures_are_rows_never_lost():
     assert list(slow.groupby("gene").error.first().fillna("")) == list(err.fillna(""))
 
 
-@pytest.mark.parametrize("formula", [FORMULA, "y ~ group + x + (x | animal)",
-                                     "y ~ factor(batch) + group + (1 | animal)",
-                                     "y ~ scale(x) + group + (1 | animal)"])
+@pytest.mark.parametrize(
+    "formula",
+    [
+        FORMULA,
+        "y ~ group + x + (x | animal)",
+        "y ~ factor(batch) + group + (1 | animal)",
+        "y ~ scale(x) + group + (1 | animal)",
+    ],
+)
 def test_missing_responses_drop_rows_like_lmer(formula):
     """Groups missing responses use the class's design without those rows (or rebuild it)."""
     data = make_data(n_groups=8, seed=5, unbalanced=True)
@@ -313,10 +345,11 @@ def test_dask_results_identical_to_serial(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "SCALAR_CHUNK", 3)
     data = _mixed_data()
     serial = mmfast.fit_many(data, FORMULA, by="gene")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster):
-        res = mmfast.fit_many(data, FORMULA, by="gene", backend="dask",
-                              output=str(tmp_path / "r.parquet"))
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        res = mmfast.fit_many(data, FORMULA, by="gene", backend="dask", output=str(tmp_path / "r.parquet"))
     pd.testing.assert_frame_equal(serial, res, check_exact=True)
     assert len(pd.read_parquet(tmp_path / "r.parquet")) == len(serial)
 
@@ -331,6 +364,7 @@ def test_bad_arguments():
 
 def test_design_classes_are_exact_row_partitions():
     from mmfast.pipeline.grouping import _unique_rows
+
     H = np.random.default_rng(0).integers(0, 3, size=(400, 5)).astype(np.uint64)
     first, inv = _unique_rows(H)
     np.testing.assert_array_equal(H[first[inv]], H)  # every row equals its class's first row

@@ -1,6 +1,7 @@
 """PIRLS tuning constants have one definition (src/mmfast/_ext/_pirls.pyx), read by the one
 loop both kernels run, and the ones that follow lme4 equal lme4's defaults
 (tests/oracle/pirls_constants.R)."""
+
 import gzip
 import json
 import re
@@ -16,8 +17,7 @@ from mmfast._ext._single_term import SingleTerm
 
 SRC = Path(mmfast.__file__).parent
 REF = Path(__file__).parent / "reference" / "pirls_constants.json.gz"
-CNAMES = ["PIRLS_TOL", "PIRLS_MAXIT", "MAX_HALVINGS", "HALVING_SLACK", "STALL_STEP",
-          "NEWTON_STEP", "NEWTON_RATIO"]
+CNAMES = ["PIRLS_TOL", "PIRLS_MAXIT", "MAX_HALVINGS", "HALVING_SLACK", "STALL_STEP", "NEWTON_STEP", "NEWTON_RATIO"]
 
 
 def test_each_constant_is_defined_once_and_the_loop_is_written_once():
@@ -62,10 +62,8 @@ def cbpp():
 
 def test_engines_start_from_the_shared_values(cbpp):
     c = pirls_constants()
-    one = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-                       family="binomial")
-    two = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)",
-                       cbpp, family="binomial")
+    one = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
+    two = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)", cbpp, family="binomial")
     assert isinstance(one.engine, SingleTerm)
     assert isinstance(two.engine, KernelLoop)
     for eng in (one.engine, two.engine):
@@ -74,7 +72,6 @@ def test_engines_start_from_the_shared_values(cbpp):
 
 
 def test_kernel_engine_uses_the_models_layout(cbpp):
-    m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)",
-                     cbpp, family="binomial")
+    m = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)", cbpp, family="binomial")
     assert m.engine.layout is m.layout
     assert m.engine.tidx is m.layout.pos

@@ -1,5 +1,6 @@
 """The one PIRLS loop over its two kernels: its Laplace deviance is the Laplace approximation
 computed densely from scratch, and the one-term kernel and the general one agree."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -49,8 +50,7 @@ def test_the_loops_laplace_deviance_is_the_laplace_approximation(cbpp, formula):
     m = mmfast.glmer(formula, cbpp, family="binomial")
     assert isinstance(m.engine, PirlsLoop)
     for theta, beta in ((m.theta, m.beta), (1.3 * m.theta + 0.05, m.beta + 0.1)):
-        assert m.deviance_at(theta, beta) == pytest.approx(_dense_laplace(m, theta, beta),
-                                                           abs=1e-7)
+        assert m.deviance_at(theta, beta) == pytest.approx(_dense_laplace(m, theta, beta), abs=1e-7)
     assert -2.0 * m.loglik == pytest.approx(_dense_laplace(m, m.theta, m.beta), abs=1e-7)
 
 
@@ -62,10 +62,10 @@ def test_one_term_kernel_and_general_kernel_run_the_same_loop(cbpp):
     eta0 = fam.linkfun(fam.initialize(fr.y, fr.weights, fr.y_extra, fr.parsed.response)[3])
     off = np.zeros(fr.nobs)
     t = fr.terms[0]
-    one = SingleTerm(make_response(fam, m.y, m.prior_weights, m.trials), t.factor.codes, t.X,
-                     fr.X, off, eta0, 1)
-    gen = KernelLoop(make_response(fam, m.y, m.prior_weights, m.trials), fr.X, off, eta0, t.q,
-                     m.layout.size, m.layout.pos, 1)
+    one = SingleTerm(make_response(fam, m.y, m.prior_weights, m.trials), t.factor.codes, t.X, fr.X, off, eta0, 1)
+    gen = KernelLoop(
+        make_response(fam, m.y, m.prior_weights, m.trials), fr.X, off, eta0, t.q, m.layout.size, m.layout.pos, 1
+    )
     gen.bind(GeneralKernel(fr, fam, gen.state(), m.layout))
     for eng in (one, gen):
         eng.newton = 1

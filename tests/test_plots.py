@@ -1,4 +1,5 @@
 """The plotting functions render valid PNGs on the bundled data and draw what they should."""
+
 from __future__ import annotations
 
 import struct
@@ -40,8 +41,10 @@ def render(fig, tmp_path, name: str):
 
 def by_gid(fig, gid: str) -> list:
     """Artists whose gid is ``gid``, or starts with it when ``gid`` ends with ':'."""
+
     def match(g) -> bool:
         return isinstance(g, str) and (g.startswith(gid) if gid.endswith(":") else g == gid)
+
     return [a for ax in fig.axes for a in ax.get_children() if match(a.get_gid())]
 
 
@@ -62,8 +65,7 @@ def sleep_model():
 
 # ----------------------------------------------------------------------------- by cluster
 def test_box_per_cluster(ex1, tmp_path):
-    fig = plots.plot_by_cluster(ex1, "res", "midx", "treatment_idx",
-                                group_labels={1: "baseline", 2: "24h"})
+    fig = plots.plot_by_cluster(ex1, "res", "midx", "treatment_idx", group_labels={1: "baseline", 2: "24h"})
     render(fig, tmp_path, "box")
     ax = fig.axes[0]
     assert len(by_gid(fig, "box:")) == ex1["midx"].nunique() == 24
@@ -125,29 +127,29 @@ def test_group_varying_within_cluster_is_dodged(ex2, tmp_path):
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == list(names.values())
     assert legend.get_title().get_text() == "treatment_idx"
-    legend_colour = {lab.get_text(): tuple(h.get_edgecolor())
-                     for lab, h in zip(legend.get_texts(), legend.legend_handles)}
+    legend_colour = {
+        lab.get_text(): tuple(h.get_edgecolor()) for lab, h in zip(legend.get_texts(), legend.legend_handles)
+    }
     assert len(set(legend_colour.values())) == 4
-    for (mouse, time) in cells.index:
+    for mouse, time in cells.index:
         assert colours[f"box:{mouse}:{time}"] == legend_colour[names[time]]
     # within a mouse the boxes sit side by side, in time order, around the mouse's tick
     boxes = {a.get_gid(): a.get_path().vertices[:, 0] for a in by_gid(fig, "box:")}
     for k, mouse in enumerate(sorted(ex2["midx"].unique()), start=1):
-        centres = [(boxes[f"box:{mouse}:{t}"].min() + boxes[f"box:{mouse}:{t}"].max()) / 2
-                   for t in (1, 2, 3, 4)]
+        centres = [(boxes[f"box:{mouse}:{t}"].min() + boxes[f"box:{mouse}:{t}"].max()) / 2 for t in (1, 2, 3, 4)]
         assert np.all(np.diff(centres) > 0) and abs(np.mean(centres) - k) < 1e-9
     points = [by_gid(fig, f"points:{t}")[0] for t in (1, 2, 3, 4)]
     assert [len(p.get_offsets()) for p in points] == list(ex2.groupby("treatment_idx").size())
-    assert [tuple(p.get_facecolor()[0][:3]) for p in points] == [legend_colour[n][:3]
-                                                                 for n in names.values()]
+    assert [tuple(p.get_facecolor()[0][:3]) for p in points] == [legend_colour[n][:3] for n in names.values()]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
     assert ax.get_xlabel() == "midx" and ax.get_ylabel() == "res"
     assert len(by_gid(fig, "cluster-separator")) == 3
 
 
 def test_group_varying_within_cluster_faceted(ex2, tmp_path):
-    fig = plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", within="facet", fill=True,
-                                xlabel="mouse", ylabel="residual (a.u.)")
+    fig = plots.plot_by_cluster(
+        ex2, "res", "midx", "treatment_idx", within="facet", fill=True, xlabel="mouse", ylabel="residual (a.u.)"
+    )
     render(fig, tmp_path, "facet")
     assert len(fig.axes) == 4
     colours = box_colours(fig)
@@ -164,8 +166,7 @@ def test_group_varying_within_cluster_faceted(ex2, tmp_path):
     with pytest.raises(mmfast.ArgumentError, match="within"):
         plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", within="stack")
     with pytest.raises(mmfast.ArgumentError, match="ax=None"):
-        plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", within="facet",
-                              ax=plt.figure().add_subplot())
+        plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx", within="facet", ax=plt.figure().add_subplot())
     plt.close("all")
 
 
@@ -186,13 +187,15 @@ def test_one_group_per_cluster_colours_boxes_and_lists_every_level(ex1, tmp_path
 
 
 def test_every_plot_labels_its_axes(ex1, ex3, sleep_model):
-    figs = [plots.plot_by_cluster(ex1, "res", "midx"),
-            plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2, 3, 4, 5]),
-            plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2], scatter=True),
-            plots.plot_caterpillar(sleep_model),
-            plots.plot_diagnostics(sleep_model, ranef_qq=True),
-            plots.plot_profile(synthetic_profile()),
-            plots.plot_pvalues({"a": [0.1, 0.5, 0.9], "b": [0.2, 0.3, 0.4]})]
+    figs = [
+        plots.plot_by_cluster(ex1, "res", "midx"),
+        plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2, 3, 4, 5]),
+        plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2], scatter=True),
+        plots.plot_caterpillar(sleep_model),
+        plots.plot_diagnostics(sleep_model, ranef_qq=True),
+        plots.plot_profile(synthetic_profile()),
+        plots.plot_pvalues({"a": [0.1, 0.5, 0.9], "b": [0.2, 0.3, 0.4]}),
+    ]
     for fig in figs:
         assert_labelled(fig)
         plt.close(fig)
@@ -228,8 +231,7 @@ def test_simulated_residuals_plot(tmp_path):
 
 # ----------------------------------------------------------------------------- spaghetti
 def test_spaghetti_one_line_per_paired_cell(ex3, tmp_path):
-    fig = plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx",
-                               time_labels={1: "baseline", 2: "24h"})
+    fig = plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", time_labels={1: "baseline", 2: "24h"})
     render(fig, tmp_path, "spaghetti")
     assert len(fig.axes) == ex3["midx"].nunique() == 11
     complete = ex3.dropna(subset=["res"]).groupby(["midx", "cidx"]).size()
@@ -242,14 +244,12 @@ def test_spaghetti_one_line_per_paired_cell(ex3, tmp_path):
 
 
 def test_spaghetti_with_before_after_scatter(ex3, tmp_path):
-    fig = plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2, 3, 4],
-                               scatter=True)
+    fig = plots.plot_spaghetti(ex3, "res", "treatment", "cidx", "midx", panels=[1, 2, 3, 4], scatter=True)
     render(fig, tmp_path, "spaghetti_scatter")
     assert len(fig.axes) == 8
     assert len(by_gid(fig, "fit:")) == 4
     with pytest.raises(ValueError, match="two time points"):
-        plots.plot_spaghetti(ex3.assign(treatment=ex3.index % 3), "res", "treatment", "cidx",
-                             "midx", scatter=True)
+        plots.plot_spaghetti(ex3.assign(treatment=ex3.index % 3), "res", "treatment", "cidx", "midx", scatter=True)
 
 
 # ----------------------------------------------------------------------------- model plots
@@ -357,9 +357,11 @@ def test_pvalue_histograms(tmp_path):
 
 # ----------------------------------------------------------------------------- optional extra
 def test_matplotlib_is_imported_lazily_with_a_clear_error():
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "import mmfast, mmfast.present.plots as p\n"
-            "try:\n    p.plot_pvalues({'a': [0.5]})\n"
-            "except ImportError as e:\n    print('ERR', e)\n")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import mmfast, mmfast.present.plots as p\n"
+        "try:\n    p.plot_pvalues({'a': [0.5]})\n"
+        "except ImportError as e:\n    print('ERR', e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ERR" in out.stdout and "mmfast[plot]" in out.stdout

@@ -6,6 +6,7 @@ may differ from R's only in its last printed digit (fits agree to ~1e-6, not to 
 except where a documented difference is larger (cbpp's standard errors: lme4's finite-difference
 Hessian is ~1% off, see src/mmfast/model/glmm.py).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -33,8 +34,9 @@ def _ulp(s: str) -> float:
     return 10.0 ** (-dec + (int(exp) if exp else 0))
 
 
-def assert_prints_like_r(ours: str, case: str, loose: dict[str, float] | None = None,
-                         numbers_differ_after: str | None = None):
+def assert_prints_like_r(
+    ours: str, case: str, loose: dict[str, float] | None = None, numbers_differ_after: str | None = None
+):
     """Line-by-line: identical text between numbers, numbers within one last-digit unit; from
     a line starting with a key of ``loose`` on, also within that relative tolerance; the line
     after ``numbers_differ_after`` compared as layout only (a documented difference)."""
@@ -102,16 +104,16 @@ def test_two_crossed_factors_summary():
 def cbpp_fit():
     cbpp = load("cbpp")
     cbpp["period"] = cbpp["period"].astype(str)
-    return mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-                        family="binomial")
+    return mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
 
 
 def test_glmer_summary(cbpp_fit):
     # mmfast's optimum has logLik -92.02628, R's bobyqa stops at -92.02657: residuals and
     # variances differ by < 0.1%; the exact-Hessian standard errors by ~1% (module docstring),
     # so z by ~1% and the tiny p-values by up to 25%; the layout is R's all the same
-    assert_prints_like_r(cbpp_fit.summary(), "cbpp_summary",
-                         loose={"Scaled residuals": 1e-3, "(Intercept)": 0.25, "Correlation": 0.02})
+    assert_prints_like_r(
+        cbpp_fit.summary(), "cbpp_summary", loose={"Scaled residuals": 1e-3, "(Intercept)": 0.25, "Correlation": 0.02}
+    )
 
 
 def test_agq_summary():
@@ -120,8 +122,12 @@ def test_agq_summary():
     g25 = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, n_agq=25)
     # mmfast reports the integrated logLik (-92.0), lme4 its saturated-scale one (-50.0; see
     # test_glmm_reference.test_agq_logLik_scale_differs_from_lme4): that row is layout-only
-    assert_prints_like_r(g25.summary(), "cbpp_agq25_summary", numbers_differ_after="     AIC      BIC",
-                         loose={"Scaled residuals": 1e-3, "(Intercept)": 0.25, "Correlation": 0.02})
+    assert_prints_like_r(
+        g25.summary(),
+        "cbpp_agq25_summary",
+        numbers_differ_after="     AIC      BIC",
+        loose={"Scaled residuals": 1e-3, "(Intercept)": 0.25, "Correlation": 0.02},
+    )
 
 
 def test_glmer_drop1(cbpp_fit):
@@ -141,7 +147,9 @@ def test_anova_of_two_lmers_named_by_variables(sleepstudy):
     # names fall back to formulas (R deparses the argument), MODELi when they clash
     fits = {"a": m0, "b": m1}
     assert list(mmfast.anova(fits["a"], fits["b"]).index) == [
-        "Reaction ~ Days + (1 | Subject)", "Reaction ~ Days + (Days | Subject)"]
+        "Reaction ~ Days + (1 | Subject)",
+        "Reaction ~ Days + (Days | Subject)",
+    ]
     assert list(mmfast.anova(m1, m1).index) == ["MODEL1", "MODEL2"]
 
 

@@ -1,6 +1,7 @@
 """Issue 15, problem objects: ``with_response(y)``, ``with_fixed(X)``, ``subset(rows)`` build a
 new model of the same class through its constructor; each fitted equals ``lmer``/``glmer`` on
 the data changed the same way (the reference: a fresh fit from the formula)."""
+
 from __future__ import annotations
 
 import warnings
@@ -54,10 +55,13 @@ def test_with_fixed_is_lmer_with_the_new_columns(sleep):
         m.with_fixed(np.column_stack([X[:, 0], X[:, 0]]))
 
 
-@pytest.mark.parametrize("formula, column", [
-    (SLEEP, None),  # rows selected from the design
-    ("Reaction ~ D + (1 | Subject)", "D"),  # a level of D disappears: the formula is run again
-])
+@pytest.mark.parametrize(
+    "formula, column",
+    [
+        (SLEEP, None),  # rows selected from the design
+        ("Reaction ~ D + (1 | Subject)", "D"),  # a level of D disappears: the formula is run again
+    ],
+)
 def test_subset_is_lmer_on_the_rows(sleep, formula, column):
     data = sleep.assign(D=sleep["Days"].astype(str))
     keep = data["Days"].to_numpy() != 0
@@ -96,8 +100,10 @@ CBPP = "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)"
 
 def test_glmm_subset_is_glmer_on_the_rows(cbpp):
     g = mmfast.glmer(CBPP, cbpp, family="binomial")
-    for keep, selected in ((cbpp["herd"].to_numpy() != 3, True),  # rows selected from the design
-                           (cbpp["period"].to_numpy() != 4, False)):  # a period level disappears
+    for keep, selected in (
+        (cbpp["herd"].to_numpy() != 3, True),  # rows selected from the design
+        (cbpp["period"].to_numpy() != 4, False),
+    ):  # a period level disappears
         assert (subset_frame(g.frame, keep) is not None) == selected
         got = g.subset(keep).fit()
         ref = mmfast.glmer(CBPP, cbpp[keep], family="binomial")
@@ -107,12 +113,14 @@ def test_glmm_subset_is_glmer_on_the_rows(cbpp):
 
 
 def test_glmm_with_fixed_is_glmer_with_the_new_columns(cbpp):
-    g = mmfast.glmer("cbind(incidence, size - incidence) ~ x + (1 | herd)",
-                     cbpp.assign(x=np.arange(len(cbpp)) % 4), family="binomial")
+    g = mmfast.glmer(
+        "cbind(incidence, size - incidence) ~ x + (1 | herd)",
+        cbpp.assign(x=np.arange(len(cbpp)) % 4),
+        family="binomial",
+    )
     x = np.random.default_rng(3).permutation(len(cbpp)) % 4
     got = g.with_fixed(np.column_stack([np.ones(len(cbpp)), x])).fit()
-    ref = mmfast.glmer("cbind(incidence, size - incidence) ~ x + (1 | herd)", cbpp.assign(x=x),
-                       family="binomial")
+    ref = mmfast.glmer("cbind(incidence, size - incidence) ~ x + (1 | herd)", cbpp.assign(x=x), family="binomial")
     np.testing.assert_allclose(got.loglik, ref.loglik, rtol=1e-9)
     np.testing.assert_allclose(got.beta, ref.beta, rtol=1e-5, atol=1e-7)
     with pytest.raises(DataError, match="shape"):

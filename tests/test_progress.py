@@ -2,6 +2,7 @@
 tests and fit_many; issue 15: the one parallel runner (mmfast.runner) behind resample and
 fit_many.  A bar is written to stderr only when forced (progress=True) or when stderr is a
 terminal; the numbers never depend on it, on n_jobs or on the backend."""
+
 from __future__ import annotations
 
 import io
@@ -113,8 +114,7 @@ def test_confint_boot_and_profile_bars(sleep, capsys):
 
 def test_permutation_bar(capsys):
     ex1 = datasets.load("ex1")
-    a = cluster_permutation_test(EX1, ex1, "treatment_idx", "midx", n_perm=4, seed=9,
-                                 progress=True)
+    a = cluster_permutation_test(EX1, ex1, "treatment_idx", "midx", n_perm=4, seed=9, progress=True)
     err = capsys.readouterr().err
     assert "permutations" in err and _bar(4, err)
     b = cluster_permutation_test(EX1, ex1, "treatment_idx", "midx", n_perm=4, seed=9)
@@ -163,8 +163,10 @@ def _normal(payload, rng):
 def test_seeded_tasks_same_on_dask():
     distributed = pytest.importorskip("distributed")
     serial = run_tasks(_normal, 1.0, 12, seed=5)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
         on_dask = run_tasks(_normal, 1.0, 12, seed=5, n_jobs=2, backend="dask")
     assert on_dask == serial
     rng = [np.random.default_rng(s) for s in np.random.SeedSequence(5).spawn(12)]

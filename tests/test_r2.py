@@ -1,4 +1,5 @@
 """Nakagawa-Schielzeth R² against R's performance::r2_nakagawa (tests/oracle/r2.R)."""
+
 from __future__ import annotations
 
 import gzip
@@ -44,20 +45,24 @@ FITS = {
     "sleepstudy_slope": lambda: mmfast.lmer("Reaction ~ Days + (Days | Subject)", load("sleepstudy")),
     "sleepstudy_uncorr": lambda: mmfast.lmer("Reaction ~ Days + (Days || Subject)", load("sleepstudy")),
     "penicillin": lambda: mmfast.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", load("Penicillin")),
-    "ex1_ml": lambda: mmfast.lmer("res ~ treatment + (1 | midx)",
-                                  load("ex1").assign(treatment=lambda d: d.treatment_idx.astype(str)),
-                                  reml=False),
+    "ex1_ml": lambda: mmfast.lmer(
+        "res ~ treatment + (1 | midx)", load("ex1").assign(treatment=lambda d: d.treatment_idx.astype(str)), reml=False
+    ),
     "cbpp_logit": lambda: mmfast.glmer(CBPP, _cbpp(), "binomial"),
     "cbpp_probit": lambda: mmfast.glmer(CBPP, _cbpp(), Binomial(link="probit")),
     "cbpp_obs": lambda: mmfast.glmer(CBPP + " + (1 | obs)", _cbpp(), "binomial"),
-    "grouse_poisson": lambda: mmfast.glmer("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)",
-                                           load("grouseticks", GROUSE), "poisson"),
-    "grouse_obs": lambda: mmfast.glmer("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
-                                       load("grouseticks", GROUSE), "poisson"),
-    "spikes_slope": lambda: mmfast.glmer("count ~ condition + stim + (stim | mouse)", _spikes(),
-                                         Poisson(), offset="logdur"),
-    "cake_gamma_log": lambda: mmfast.glmer("angle ~ recipe + temperature + (1 | replicate)",
-                                           load("cake", ["recipe", "replicate"]), Gamma(link="log")),
+    "grouse_poisson": lambda: mmfast.glmer(
+        "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", load("grouseticks", GROUSE), "poisson"
+    ),
+    "grouse_obs": lambda: mmfast.glmer(
+        "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", load("grouseticks", GROUSE), "poisson"
+    ),
+    "spikes_slope": lambda: mmfast.glmer(
+        "count ~ condition + stim + (stim | mouse)", _spikes(), Poisson(), offset="logdur"
+    ),
+    "cake_gamma_log": lambda: mmfast.glmer(
+        "angle ~ recipe + temperature + (1 | replicate)", load("cake", ["recipe", "replicate"]), Gamma(link="log")
+    ),
 }
 COMPONENTS = ["var_fixed", "var_random", "var_residual", "var_distribution", "var_dispersion"]
 
@@ -74,11 +79,12 @@ def test_components_at_r_estimates(case, fits):
     """Each variance component, evaluated at lme4's own estimates, equals insight's."""
     r, m = R[case], fits[case]
     sigma = r["sigma"] if m.use_scale else 1.0
-    covs = [sigma ** 2 * T @ T.T for T in m.layout.templates(np.atleast_1d(r["theta"]))]
+    covs = [sigma**2 * T @ T.T for T in m.layout.templates(np.atleast_1d(r["theta"]))]
     vf, vr, vd = model_variances(m.frame, np.atleast_1d(r["fixef"]), covs, glmm=m.family != "gaussian")
     expected_random = r["var_random_all_terms"] if case == "sleepstudy_uncorr" else r["var_random"]
-    np.testing.assert_allclose([vf, vr, vd], [r["var_fixed"], expected_random, r["var_dispersion"]],
-                               rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(
+        [vf, vr, vd], [r["var_fixed"], expected_random, r["var_dispersion"]], rtol=1e-9, atol=1e-14
+    )
     if m.family == "poisson":
         dist = _distribution_variance(m, null_intercept=r["null_intercept"])
         np.testing.assert_allclose(dist, r["var_distribution"], rtol=1e-12)
@@ -109,8 +115,7 @@ def test_matches_performance(case, fits):
         tol = 1e-2 if null.loglik - r["null_logLik"] > 1e-3 else tol
     for c in COMPONENTS:
         np.testing.assert_allclose(getattr(res, c), r[c], rtol=tol, atol=1e-12, err_msg=c)
-    np.testing.assert_allclose([res.marginal, res.conditional], [r["marginal"], r["conditional"]],
-                               rtol=tol, atol=1e-12)
+    np.testing.assert_allclose([res.marginal, res.conditional], [r["marginal"], r["conditional"]], rtol=tol, atol=1e-12)
     assert mmfast.r2_nakagawa(m) == res
     assert list(res.to_series().index[:2]) == ["marginal", "conditional"]
 
@@ -131,7 +136,7 @@ def test_by_hand_random_slope_variance():
     m = mmfast.lmer("Reaction ~ Days + (Days | Subject)", load("sleepstudy"))
     S = m.term_covariances()[0]
     x = m.frame.X[:, 1]
-    expected = S[0, 0] + 2 * S[0, 1] * x.mean() + S[1, 1] * np.mean(x ** 2)
+    expected = S[0, 0] + 2 * S[0, 1] * x.mean() + S[1, 1] * np.mean(x**2)
     np.testing.assert_allclose(m.r2_nakagawa().var_random, expected, rtol=1e-12)
 
 

@@ -5,6 +5,7 @@ The reference is the fresh fit (``lmer``/``glmer`` on a copy of the data with y 
 each assertion is "refit == fresh fit" up to the optimiser's tolerance; before the fix the
 refit's refit_ml/profile/drop1/anova/KR/variance_test used the original response.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -55,8 +56,7 @@ def _close_json(a, b, path="") -> None:
         for k in a:
             if k not in ("optinfo", "timing", "evaluations", "seconds", "message", "ranef"):
                 _close_json(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list) and a and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                           for v in a):
+    elif isinstance(a, list) and a and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in a):
         close(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
     elif isinstance(a, list):
         assert len(a) == len(b), path
@@ -75,8 +75,7 @@ def lmm_pair():
     m = mmfast.lmer(f, sleep)
     rng = np.random.default_rng(14)
     # a response quite unlike the original: the old y's estimates are far from the new ones
-    y2 = 300.0 - 4.0 * sleep["Days"].to_numpy() + rng.normal(0, 30, len(sleep)) \
-        + np.repeat(rng.normal(0, 40, 18), 10)
+    y2 = 300.0 - 4.0 * sleep["Days"].to_numpy() + rng.normal(0, 30, len(sleep)) + np.repeat(rng.normal(0, 40, 18), 10)
     caller = y2.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -91,8 +90,22 @@ def test_lmm_refit_accessors_match_fresh_fit(lmm_pair):
     m, r, f, data2 = lmm_pair
     assert abs(r.loglik - m.loglik) > 10  # the new response really is different
     assert r.objective_value == pytest.approx(f.objective_value, rel=1e-9)
-    for name in ("theta", "beta", "sigma", "loglik", "aic", "bic", "deviance", "reml_criterion",
-                 "fixef", "vcov", "varcorr", "fitted", "residuals", "nobs"):
+    for name in (
+        "theta",
+        "beta",
+        "sigma",
+        "loglik",
+        "aic",
+        "bic",
+        "deviance",
+        "reml_criterion",
+        "fixef",
+        "vcov",
+        "varcorr",
+        "fitted",
+        "residuals",
+        "nobs",
+    ):
         close(getattr(r, name), getattr(f, name))
     close(r.ranef, f.ranef)
     close(r.ranef_condsd, f.ranef_condsd)
@@ -154,8 +167,12 @@ def test_refit_copies_the_callers_array():
     assert r.frame.y[0] == sleep["Reaction"].iloc[0] * 1.5
     r2 = r.refit_ml()
     assert np.all(r.theta == theta) and r.loglik == ll
-    close(r2.loglik, mmfast.lmer("Reaction ~ Days + (Days | Subject)",
-                                 sleep.assign(Reaction=sleep["Reaction"] * 1.5), reml=False).loglik)
+    close(
+        r2.loglik,
+        mmfast.lmer(
+            "Reaction ~ Days + (Days | Subject)", sleep.assign(Reaction=sleep["Reaction"] * 1.5), reml=False
+        ).loglik,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +193,19 @@ def glmm_pair():
 def test_glmm_refit_matches_fresh_fit(glmm_pair):
     m, r, f, data2 = glmm_pair
     assert abs(r.loglik - m.loglik) > 1
-    for name in ("theta", "beta", "loglik", "aic", "bic", "deviance", "fixef", "vcov", "varcorr",
-                 "fitted", "residuals"):
+    for name in (
+        "theta",
+        "beta",
+        "loglik",
+        "aic",
+        "bic",
+        "deviance",
+        "fixef",
+        "vcov",
+        "varcorr",
+        "fitted",
+        "residuals",
+    ):
         close(getattr(r, name), getattr(f, name), rtol=1e-4, atol=1e-5)
     close(r.ranef, f.ranef, rtol=1e-4, atol=1e-5)
     close(r.frame.data["incidence"], data2["incidence"])
@@ -209,14 +237,14 @@ def test_glmm_bernoulli_refit_copies_and_carries_over():
 
 def test_lmm_refit_serialized_contest_profile_emmeans(lmm_pair):
     import pickle
+
     m, r, f, _ = lmm_pair
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _close_json(r.to_dict(), f.to_dict())
         close(r.contest([[0, 1]]), f.contest([[0, 1]]))
         close(r.profile("(Intercept)"), f.profile("(Intercept)"), rtol=1e-3, atol=1e-3)
-        close(pd.DataFrame(mmfast.emmeans(r, "Days").table),
-              pd.DataFrame(mmfast.emmeans(f, "Days").table))
+        close(pd.DataFrame(mmfast.emmeans(r, "Days").table), pd.DataFrame(mmfast.emmeans(f, "Days").table))
         p = pickle.loads(pickle.dumps(r))
         close(p.confint(method="profile"), f.confint(method="profile"), rtol=1e-4)
         close(p.refit_ml().loglik, f.refit_ml().loglik)

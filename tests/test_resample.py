@@ -4,6 +4,7 @@ Reference numbers from R (no R needed here): the waterlick PBmodcomp block of
 ``waterlick_laplace.json.gz``; pbkrtest 0.5.2's ``.summarizePB`` and boot's ``norm.inter`` on
 the small constructed inputs below (values printed by R 4.2.2, pbkrtest 0.5.2, boot 1.3-28).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -16,8 +17,7 @@ import pytest
 
 import mmfast
 from mmfast import datasets
-from mmfast.resample import bootstrap, cluster_permutation_test, confint_boot, pbmodcomp, \
-    refit_response, simulate
+from mmfast.resample import bootstrap, cluster_permutation_test, confint_boot, pbmodcomp, refit_response, simulate
 from mmfast.resample import refit as refit_mod
 from mmfast.resample.bootstrap import norm_inter
 from mmfast.resample.parallel import TaskFailure, run_tasks
@@ -66,8 +66,7 @@ def test_run_tasks_seeded_per_task_any_chunking_and_failures_kept():
     a = run_tasks(_draw_or_fail, 1.0, 40, seed=7, n_jobs=1, chunk_size=1)
     b = run_tasks(_draw_or_fail, 1.0, 40, seed=7, n_jobs=1, chunk_size=13)
     c = run_tasks(_draw_or_fail, 1.0, 40, seed=7, n_jobs=2)
-    expect = [float(np.random.default_rng(s).standard_normal())
-              for s in np.random.SeedSequence(7).spawn(40)]
+    expect = [float(np.random.default_rng(s).standard_normal()) for s in np.random.SeedSequence(7).spawn(40)]
     for res in (a, b, c):
         assert len(res) == 40
         for r, e in zip(res, expect):
@@ -87,7 +86,7 @@ def test_simulate_lmm_reproducible_and_moments(ex1):
     # y = β0 + σ θ u_g + σ ε: mean β0, variance σ²(1 + θ²)
     assert abs(Y.to_numpy().mean() - m.beta[0]) < 4 * m.sigma * m.theta[0] / np.sqrt(24 * 400) + 0.01
     var = Y.to_numpy().var(axis=0, ddof=1).mean()
-    assert var == pytest.approx(m.sigma ** 2 * (1 + m.theta[0] ** 2), rel=0.1)
+    assert var == pytest.approx(m.sigma**2 * (1 + m.theta[0] ** 2), rel=0.1)
 
 
 def test_simulate_glmm_binomial_forms(water):
@@ -98,8 +97,7 @@ def test_simulate_glmm_binomial_forms(water):
     cb = datasets.load("cbpp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb,
-                         family="binomial")
+        g = mmfast.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb, family="binomial")
     S = simulate(g, 20, seed=2, as_frame=False)
     size = cb["size"].to_numpy()[:, None]
     assert np.all(S == np.rint(S)) and np.all((S >= 0) & (S <= size))
@@ -190,8 +188,14 @@ def test_pbmodcomp_lmm_refits_by_ml_and_checks(sleep):
 # --- bootstrap ---------------------------------------------------------------------------------
 def test_bootstrap_default_statistics_and_determinism(sleep):
     b = bootstrap(sleep, 24, seed=3)
-    assert list(b.columns) == ["(Intercept)", "Days", "Subject.(Intercept)",
-                               "Subject.Days.(Intercept)", "Subject.Days", "sigma"]
+    assert list(b.columns) == [
+        "(Intercept)",
+        "Days",
+        "Subject.(Intercept)",
+        "Subject.Days.(Intercept)",
+        "Subject.Days",
+        "sigma",
+    ]
     assert b.shape == (24, 6) and b.attrs["n_failed"] == 0
     assert b.attrs["t0"]["Days"] == pytest.approx(sleep.beta[1])
     assert b.equals(bootstrap(sleep, 24, seed=3, n_jobs=2))
@@ -222,8 +226,13 @@ def test_bootstrap_failures_are_nan_rows(sleep, monkeypatch):
 def test_norm_inter_matches_boot():
     t = ((np.arange(1, 51)) ** 1.5) % 17
     got = norm_inter(t, [0.025, 0.975, 0.1, 0.33, 0.5])
-    want = [0.464133483591733, 15.999660312309990, 1.581058478271953, 4.418050273334649,
-            7.784609690826529]  # boot:::norm.inter in R
+    want = [
+        0.464133483591733,
+        15.999660312309990,
+        1.581058478271953,
+        4.418050273334649,
+        7.784609690826529,
+    ]  # boot:::norm.inter in R
     assert np.allclose(got, want, rtol=1e-12)
 
 
@@ -248,8 +257,9 @@ def test_confint_boot_glmm_has_no_sigma(water):
 # --- cluster permutation test ----------------------------------------------------------------
 def test_cluster_permutation_lecture_check(ex1):
     """The lecture's check: 1000 label permutations across the 24 mice."""
-    r = cluster_permutation_test(EX1, ex1, permute="treatment_idx", cluster="midx",
-                                 n_perm=1000, seed=2)  # LMM 0.043 (seeds 1, 3: 0.038, 0.048)
+    r = cluster_permutation_test(
+        EX1, ex1, permute="treatment_idx", cluster="midx", n_perm=1000, seed=2
+    )  # LMM 0.043 (seeds 1, 3: 0.038, 0.048)
     rate = r.rejection_rate(0.05)
     lo, hi = r.binomial_band(0.05)
     assert set(rate) == {"lmm", "lm"} and list(r.pvalues.columns) == ["lmm", "lm"]
@@ -261,7 +271,8 @@ def test_cluster_permutation_lecture_check(ex1):
     a = m.anova()
     assert r.observed["lmm"] == pytest.approx(a["Pr(>F)"].iloc[0], rel=1e-4)
     assert r.observed["lm"] == pytest.approx(
-        mmfast.lm("res ~ factor(treatment_idx)", ex1).anova()["Pr(>F)"].iloc[0], rel=1e-6)
+        mmfast.lm("res ~ factor(treatment_idx)", ex1).anova()["Pr(>F)"].iloc[0], rel=1e-6
+    )
     # every mouse keeps its rows; the labels are a permutation of the 24 mice's labels
     labels = ex1.groupby("midx")["treatment_idx"].first().sort_values().to_numpy()
     assert np.array_equal(np.sort(r.assignments.iloc[7].to_numpy()), labels)
@@ -269,16 +280,18 @@ def test_cluster_permutation_lecture_check(ex1):
 
 def test_cluster_permutation_fast_paths_equal_formula_refits(ex1):
     from mmfast.resample.permutation import _slow_test
+
     rng = np.random.default_rng(0)
     d = ex1.copy()
     d["x"] = rng.normal(size=len(d))
-    cases = [(EX1, d, "factor(treatment_idx)", True),  # random-intercept engine
-             (EX1, d, "factor(treatment_idx)", False),
-             ("res ~ factor(treatment_idx) * x + (1 | midx)", d, "factor(treatment_idx)", True),
-             ("res ~ factor(treatment_idx) + x + (x | midx)", d, "factor(treatment_idx)", True)]
+    cases = [
+        (EX1, d, "factor(treatment_idx)", True),  # random-intercept engine
+        (EX1, d, "factor(treatment_idx)", False),
+        ("res ~ factor(treatment_idx) * x + (1 | midx)", d, "factor(treatment_idx)", True),
+        ("res ~ factor(treatment_idx) + x + (x | midx)", d, "factor(treatment_idx)", True),
+    ]
     for formula, data, term, reml in cases:
-        r = cluster_permutation_test(formula, data, "treatment_idx", "midx", n_perm=3, seed=2,
-                                     reml=reml)
+        r = cluster_permutation_test(formula, data, "treatment_idx", "midx", n_perm=3, seed=2, reml=reml)
         assert r.info["fast_path"] and r.term == term
         for i in range(3):
             dp = data.copy()
@@ -306,12 +319,14 @@ def test_cluster_permutation_determinism_errors_and_plot(ex1):
     fig = a.plot()
     assert len(fig.axes) == 2
     import matplotlib.pyplot as plt
+
     plt.close(fig)
 
 
 def test_satterthwaite_f_equals_lmertest_f_test(sleep):
     from mmfast.inference.satterthwaite import Satterthwaite
     from mmfast.resample.design_refit import satterthwaite_f
+
     sat = Satterthwaite(sleep)
     for L in (np.array([[0.0, 1.0]]), np.eye(2)):
         row = sat.f_test(L)
@@ -325,10 +340,12 @@ def test_permuting_a_categorical_column_keeps_it_a_factor():
     """Regression: a Categorical permute column stayed a factor (it once became numeric: 1-df tests)."""
     ex1 = mmfast.datasets.load("ex1")
     cat = ex1.assign(treatment_idx=ex1["treatment_idx"].astype("category"))
-    a = mmfast.cluster_permutation_test("res ~ factor(treatment_idx) + (1 | midx)", ex1,
-                                        permute="treatment_idx", cluster="midx", n_perm=5, seed=3)
-    b = mmfast.cluster_permutation_test("res ~ treatment_idx + (1 | midx)", cat,
-                                        permute="treatment_idx", cluster="midx", n_perm=5, seed=3)
+    a = mmfast.cluster_permutation_test(
+        "res ~ factor(treatment_idx) + (1 | midx)", ex1, permute="treatment_idx", cluster="midx", n_perm=5, seed=3
+    )
+    b = mmfast.cluster_permutation_test(
+        "res ~ treatment_idx + (1 | midx)", cat, permute="treatment_idx", cluster="midx", n_perm=5, seed=3
+    )
     np.testing.assert_allclose(b.pvalues.to_numpy(), a.pvalues.to_numpy(), rtol=1e-8)
     # and the first permutation's naive LM p-value equals lm() on the permuted data
     lab = np.asarray(b.assignments)[0]

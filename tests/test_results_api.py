@@ -5,6 +5,7 @@ Oracle: tests/reference/tidy.json.gz, made by tests/oracle/tidy.R (lme4 1.1-31, 
 broom.mixed 0.2.9.4); prediction standard errors by their derivation sqrt(diag(X V X'))
 from R's vcov (lme4 1.1-31's predict has no se.fit).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,12 +38,13 @@ def sleep():
 def fits(sleep):
     cbpp = _factors(mmfast.datasets.load("cbpp"), ["herd", "period"])
     mach = _factors(mmfast.datasets.load("Machines"), ["Machine", "Worker"])
-    return {"sleep_reml": mmfast.lmer(SLEEP, sleep),
-            "sleep_ml": mmfast.lmer(SLEEP, sleep, reml=False),
-            "machines_3x3": mmfast.lmer("score ~ Machine + (0 + Machine | Worker)", mach),
-            "sleep_weighted": mmfast.lmer(SLEEP, sleep.assign(w=1.0 + sleep["Days"] % 3),
-                                          weights="w"),
-            "cbpp": mmfast.glmer(CBPP, cbpp, "binomial")}
+    return {
+        "sleep_reml": mmfast.lmer(SLEEP, sleep),
+        "sleep_ml": mmfast.lmer(SLEEP, sleep, reml=False),
+        "machines_3x3": mmfast.lmer("score ~ Machine + (0 + Machine | Worker)", mach),
+        "sleep_weighted": mmfast.lmer(SLEEP, sleep.assign(w=1.0 + sleep["Days"] % 3), weights="w"),
+        "cbpp": mmfast.glmer(CBPP, cbpp, "binomial"),
+    }
 
 
 def _ref_frame(case: str, key: str) -> pd.DataFrame:
@@ -144,10 +146,14 @@ def test_get_prediction_mean_se_is_x_vcov_x(fits, sleep):
     np.testing.assert_allclose(sf["mean_ci_upper"], sf["mean"] + z * se, rtol=1e-5)
     # population-level prediction interval: X V X' + z' Σ z + σ², Σ from R's VarCorr
     pars = _ref_frame("sleep_reml", "tidy").set_index("term")["estimate"]
-    s0, s1, rho, sig = (pars["sd__(Intercept)"], pars["sd__Days"],
-                        pars["cor__(Intercept).Days"], pars["sd__Observation"])
-    S = np.array([[s0 ** 2, rho * s0 * s1], [rho * s0 * s1, s1 ** 2]])
-    sd = np.sqrt(se ** 2 + np.einsum("ij,jk,ik->i", X, S, X) + sig ** 2)
+    s0, s1, rho, sig = (
+        pars["sd__(Intercept)"],
+        pars["sd__Days"],
+        pars["cor__(Intercept).Days"],
+        pars["sd__Observation"],
+    )
+    S = np.array([[s0**2, rho * s0 * s1], [rho * s0 * s1, s1**2]])
+    sd = np.sqrt(se**2 + np.einsum("ij,jk,ik->i", X, S, X) + sig**2)
     pop = m.get_prediction(new, re_form=None).summary_frame(alpha=0.05)
     np.testing.assert_allclose(pop["obs_ci_upper"] - pop["mean"], z * sd, rtol=1e-5)
 
@@ -161,7 +167,7 @@ def test_get_prediction_conditional_interval_uses_condvar(fits):
     csd = m.ranef_condsd["Subject"].iloc[0]["(Intercept)"]
     z = stats.norm.ppf(0.975)
     width = (sf["obs_ci_upper"] - sf["mean"]).iloc[0]
-    assert width == pytest.approx(z * np.sqrt(se[0] ** 2 + csd ** 2 + m.sigma ** 2), rel=1e-10)
+    assert width == pytest.approx(z * np.sqrt(se[0] ** 2 + csd**2 + m.sigma**2), rel=1e-10)
     np.testing.assert_allclose(sf["mean"], m.fitted, rtol=1e-12)
 
 
@@ -178,8 +184,7 @@ def test_glmm_get_prediction_response_scale(fits):
 
 
 # --- broom.mixed --------------------------------------------------------------------------
-TIDY_COLS = ["effect", "group", "term", "estimate", "std.error", "statistic", "df", "p.value",
-             "conf.low", "conf.high"]
+TIDY_COLS = ["effect", "group", "term", "estimate", "std.error", "statistic", "df", "p.value", "conf.low", "conf.high"]
 
 
 @pytest.mark.parametrize("case", ["sleep_reml", "sleep_ml", "machines_3x3", "sleep_weighted"])
@@ -191,8 +196,9 @@ def test_tidy_matches_broom_mixed(fits, case):
     assert list(got["term"]) == list(ref["term"])
     assert list(got["group"].fillna("NA")) == list(ref["group"].fillna("NA"))
     for col in TIDY_COLS[3:]:
-        np.testing.assert_allclose(got[col].to_numpy(float), ref[col].to_numpy(float),
-                                   rtol=1e-4, atol=1e-8, err_msg=f"{case}: {col}")
+        np.testing.assert_allclose(
+            got[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-4, atol=1e-8, err_msg=f"{case}: {col}"
+        )
 
 
 def test_tidy_conf_level_and_effects(fits):
@@ -254,8 +260,9 @@ def test_augment_matches_broom_mixed(fits, case):
     skip = (".hat", ".cooksd") if case == "cbpp" else ()  # lme4: "may not make sense for GLMMs"
     for col in [c for c in ref.columns if c not in skip]:
         assert col in got, col
-        np.testing.assert_allclose(got[col].to_numpy(float), ref[col].to_numpy(float),
-                                   rtol=rtol, atol=atol, err_msg=f"{case}: {col}")
+        np.testing.assert_allclose(
+            got[col].to_numpy(float), ref[col].to_numpy(float), rtol=rtol, atol=atol, err_msg=f"{case}: {col}"
+        )
     if case != "cbpp":  # lme4's hatvalues: depend on θ only, so they agree closely
         np.testing.assert_allclose(got[".hat"], ref[".hat"], rtol=1e-5)
         np.testing.assert_allclose(got[".cooksd"], ref[".cooksd"], rtol=1e-4)
@@ -280,8 +287,11 @@ def test_glmm_na_exclude():
     d.loc[[2, 40], "incidence"] = np.nan
     g = mmfast.glmer(CBPP, d, "binomial")
     g2 = mmfast.glmer(CBPP, d.dropna(), "binomial")
-    for a, b in ((g.fitted, g2.fitted), (g.residuals, g2.residuals),
-                 (g.predict(type="response"), g2.predict(type="response"))):
+    for a, b in (
+        (g.fitted, g2.fitted),
+        (g.residuals, g2.residuals),
+        (g.predict(type="response"), g2.predict(type="response")),
+    ):
         assert a.index.equals(d.index) and list(np.flatnonzero(a.isna())) == [2, 40]
         np.testing.assert_allclose(a.dropna().to_numpy(), b.to_numpy(), rtol=1e-8)
     sf = g.get_prediction().summary_frame()

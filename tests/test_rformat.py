@@ -1,5 +1,6 @@
 """The R number formatter (mmfast.present.rformat) against R's own ``format()``, ``format.pval``
 and ``printCoefmat`` output for a table of numbers (tests/oracle/printing.R -> printing.json.gz)."""
+
 from __future__ import annotations
 
 import gzip
@@ -10,13 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmfast.rformat import (
-    abbreviate,
-    coefmat_lines,
-    format_num,
-    format_pval,
-    zapsmall,
-)
+from mmfast.rformat import abbreviate, coefmat_lines, format_num, format_pval, zapsmall
 
 with gzip.open(Path(__file__).parent / "reference" / "printing.json.gz", "rt", encoding="utf-8") as fh:
     REF = json.load(fh)["formatter"]
@@ -25,8 +20,7 @@ with gzip.open(Path(__file__).parent / "reference" / "printing.json.gz", "rt", e
 def _vec(v):
     """jsonlite writes length-1 vectors as scalars and NA/Inf as strings."""
     v = v if isinstance(v, list) else [v]
-    return [{"NA": np.nan, "Inf": np.inf, "-Inf": -np.inf}.get(x, x) if isinstance(x, str) else x
-            for x in v]
+    return [{"NA": np.nan, "Inf": np.inf, "-Inf": -np.inf}.get(x, x) if isinstance(x, str) else x for x in v]
 
 
 @pytest.mark.parametrize("case", REF["format"], ids=lambda c: f"{_vec(c['x'])}-{c['digits']}")

@@ -1,5 +1,6 @@
 """Never crash, never lie: bad input gets an error naming the problem, random input never
 crashes the process, results are deterministic, models pickle, refits do not leak."""
+
 from __future__ import annotations
 
 import pickle
@@ -27,18 +28,34 @@ BAD_INPUT = [
     ("missing response column", "Foo ~ Days + (1 | Subject)", None, {}, DataError, "'Foo'"),
     ("missing fixed column", "Reaction ~ Dayz + (1 | Subject)", None, {}, DataError, "'Dayz'"),
     ("missing grouping column", "Reaction ~ Days + (1 | Subj)", None, {}, FormulaError, "'Subj'"),
-    ("non-numeric response", "Subject ~ Days + (1 | g)",
-     lambda d: d.assign(Subject="s" + d.Subject.astype(str), g=d.Days % 3), {}, DataError, "numeric"),
+    (
+        "non-numeric response",
+        "Subject ~ Days + (1 | g)",
+        lambda d: d.assign(Subject="s" + d.Subject.astype(str), g=d.Days % 3),
+        {},
+        DataError,
+        "numeric",
+    ),
     ("no complete rows", F, lambda d: d.assign(Reaction=np.nan), {}, DataError, "no rows left"),
     ("empty data", F, lambda d: d.iloc[:0], {}, DataError, "no rows"),
-    ("infinite value", F, lambda d: d.assign(Days=d.Days.where(d.index > 0, np.inf)), {},
-     DataError, "'Days'"),
-    ("one-level grouping factor", "Reaction ~ Days + (1 | g)", lambda d: d.assign(g=1), {},
-     ModelSpecError, "'g'"),
-    ("as many levels as rows", "Reaction ~ Days + (1 | g)", lambda d: d.assign(g=np.arange(len(d))),
-     {}, ModelSpecError, "number of levels"),
-    ("more random effects than rows", "Reaction ~ 1 + (Days | g)", lambda d: d.assign(g=d.index // 2),
-     {}, ModelSpecError, "number of observations"),
+    ("infinite value", F, lambda d: d.assign(Days=d.Days.where(d.index > 0, np.inf)), {}, DataError, "'Days'"),
+    ("one-level grouping factor", "Reaction ~ Days + (1 | g)", lambda d: d.assign(g=1), {}, ModelSpecError, "'g'"),
+    (
+        "as many levels as rows",
+        "Reaction ~ Days + (1 | g)",
+        lambda d: d.assign(g=np.arange(len(d))),
+        {},
+        ModelSpecError,
+        "number of levels",
+    ),
+    (
+        "more random effects than rows",
+        "Reaction ~ 1 + (Days | g)",
+        lambda d: d.assign(g=d.index // 2),
+        {},
+        ModelSpecError,
+        "number of observations",
+    ),
     ("unbalanced parenthesis", "Reaction ~ Days + (Days | Subject", None, {}, FormulaError, "'('"),
     ("no tilde", "Reaction Days", None, {}, FormulaError, "'y ~ terms'"),
     ("no random effects", "Reaction ~ Days", None, {}, FormulaError, "random-effects"),
@@ -46,13 +63,18 @@ BAD_INPUT = [
     ("weights of wrong length", F, None, {"weights": np.ones(3)}, DataError, "3 values"),
     ("weights column missing", F, None, {"weights": "w"}, DataError, "'w'"),
     ("constant response", F, lambda d: d.assign(Reaction=1.0), {}, DataError, "constant"),
-    ("response explained by X", F, lambda d: d.assign(Reaction=2.0 * d.Days + 1), {}, DataError,
-     "exact linear function"),
+    (
+        "response explained by X",
+        F,
+        lambda d: d.assign(Reaction=2.0 * d.Days + 1),
+        {},
+        DataError,
+        "exact linear function",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name,formula,transform,kwargs,error,text", BAD_INPUT,
-                         ids=[b[0] for b in BAD_INPUT])
+@pytest.mark.parametrize("name,formula,transform,kwargs,error,text", BAD_INPUT, ids=[b[0] for b in BAD_INPUT])
 def test_bad_input_raises_a_clear_error(sleep, name, formula, transform, kwargs, error, text):
     data = transform(sleep) if transform else sleep
     with pytest.raises(error) as info:
@@ -63,9 +85,13 @@ def test_bad_input_raises_a_clear_error(sleep, name, formula, transform, kwargs,
 
 def test_degenerate_scale_is_an_error_not_a_crash():
     """Found by hypothesis: a slope covariate of 1e12 with one informative row."""
-    data = pd.DataFrame({"y": [0, 0, np.nan, 0, np.nan, 0, 0, 0, 0, 1.0],
-                         "x": [0, np.nan, 0, np.nan, 0, -1e12, 0, 0, 0, 1.0],
-                         "g": [0] * 9 + [1]})
+    data = pd.DataFrame(
+        {
+            "y": [0, 0, np.nan, 0, np.nan, 0, 0, 0, 0, 1.0],
+            "x": [0, np.nan, 0, np.nan, 0, -1e12, 0, 0, 0, 1.0],
+            "g": [0] * 9 + [1],
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -129,6 +155,7 @@ def test_thousands_of_refits_keep_memory_flat(sleep):
     def batch(k):
         for _ in range(k):
             m.refit(y + rng.normal(0, 5, len(y)))
+
     batch(200)  # warm up allocators and caches
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     batch(2000)
@@ -141,8 +168,14 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-FORMULAS = ["y ~ x + (1 | g)", "y ~ x + (x | g)", "y ~ 1 + (1 | g) + (1 | h)", "y ~ x + (x || g)",
-            "y ~ factor(h) + (1 | g/h)", "y ~ x + (0 + x | g)"]
+FORMULAS = [
+    "y ~ x + (1 | g)",
+    "y ~ x + (x | g)",
+    "y ~ 1 + (1 | g) + (1 | h)",
+    "y ~ x + (x || g)",
+    "y ~ factor(h) + (1 | g/h)",
+    "y ~ x + (0 + x | g)",
+]
 values = st.one_of(st.floats(min_value=-1e12, max_value=1e12), st.just(0.0), st.just(np.nan))
 
 
@@ -158,8 +191,9 @@ def frames(draw):
     return pd.DataFrame(cols), draw(st.sampled_from(FORMULAS))
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(frames())
 def test_random_input_never_crashes(case):
     """Any mmfast exception is fine; a crash, a hang or a non-mmfast exception is not."""
@@ -177,6 +211,7 @@ def test_random_input_never_crashes(case):
 def test_cholmod_factors_are_freed():
     """Thousands of CHOLMOD kernels built, used and dropped (and failed factorisations) stay flat."""
     from mmfast._ext._pls import PLSKernel
+
     d = mmfast.datasets.load("Penicillin")
     m = mmfast.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", d)
     T_ok, T_bad = m.templates(m.theta), m.templates(np.array([np.nan, 1.0]))
@@ -186,6 +221,7 @@ def test_cholmod_factors_are_freed():
             kern = PLSKernel(m.blocks)
             kern.update(T_ok)
             kern.update(T_bad)  # error path: not positive definite
+
     batch(200)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     batch(3000)
@@ -200,8 +236,7 @@ def test_fitted_glmm_pickles(n_agq):
     g2 = pickle.loads(pickle.dumps(g))
     assert g2.loglik == g.loglik
     np.testing.assert_array_equal(g2.fixef, g.fixef)
-    np.testing.assert_array_equal(g2.predict(wl.iloc[:5], type="response"),
-                                  g.predict(wl.iloc[:5], type="response"))
+    np.testing.assert_array_equal(g2.predict(wl.iloc[:5], type="response"), g.predict(wl.iloc[:5], type="response"))
     np.testing.assert_allclose(g2.ranef_condsd["mouseID"], g.ranef_condsd["mouseID"], rtol=1e-10)
     assert g2.deviance_at(g.theta, g.beta) == pytest.approx(g.deviance_at(g.theta, g.beta), rel=1e-12)
 

@@ -8,6 +8,7 @@ fits of the same data (tests/oracle/scale.R) are stored beside them: lme4 is off
 (a convergence warning), returns a criterion of ±Inf (σ = Inf or 0) at y * 1e±200 and misses the optimum for the scaled
 covariates; mmfast must be no worse than lme4 anywhere and right everywhere.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -83,7 +84,7 @@ def test_fit_many_response_offset_by_1e12_matches_lmer():
     of the mean is not a residual); each group's answer is lmer's on that group."""
     d = mmfast.datasets.load("sleepstudy").copy()
     d["Reaction"] = d["Reaction"] + 1e12
-    d["half"] = (d["Subject"].astype(str).str[-1].astype(int) % 2)
+    d["half"] = d["Subject"].astype(str).str[-1].astype(int) % 2
     out = mmfast.fit_many(d, "Reaction ~ Days + (1 | Subject)", by="half")
     assert out["error"].isna().all()
     for half, rows in out.groupby("half"):
@@ -97,6 +98,6 @@ def test_fit_many_response_offset_by_1e12_matches_lmer():
 def test_fit_many_exact_linear_function_still_refused():
     d = mmfast.datasets.load("sleepstudy").copy()
     d["Reaction"] = 1e12 + 3.0 * d["Days"]
-    d["half"] = (d["Subject"].astype(str).str[-1].astype(int) % 2)
+    d["half"] = d["Subject"].astype(str).str[-1].astype(int) % 2
     out = mmfast.fit_many(d, "Reaction ~ Days + (1 | Subject)", by="half")
     assert out["error"].str.contains("exact linear function").all()

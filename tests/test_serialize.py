@@ -1,4 +1,5 @@
 """to_dict / to_json / _repr_html_ on fitted models, and the CLI's --json output."""
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,13 @@ def lmm():
 def glmm():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return mmfast.glmer("lick ~ dff + (1 | mouseID)", mmfast.datasets.load("waterlick"),
-                            family="binomial")
+        return mmfast.glmer("lick ~ dff + (1 | mouseID)", mmfast.datasets.load("waterlick"), family="binomial")
 
 
 def strict_loads(text: str):
     def no_constants(name):
         raise AssertionError(f"non-standard JSON constant {name}")
+
     return json.loads(text, parse_constant=no_constants)
 
 
@@ -46,8 +47,13 @@ def test_to_dict_matches_the_model(lmm):
     assert d["sigma"] == lmm.sigma and d["loglik"] == lmm.loglik
     assert d["aic"] == lmm.aic and d["bic"] == lmm.bic and d["npar"] == lmm.npar
     assert len(d["varcorr"]) == len(lmm.varcorr) == 4
-    assert d["varcorr"][0] == {"grp": "Subject", "var1": "(Intercept)", "var2": None,
-                               "vcov": lmm.varcorr["vcov"][0], "sdcor": lmm.varcorr["sdcor"][0]}
+    assert d["varcorr"][0] == {
+        "grp": "Subject",
+        "var1": "(Intercept)",
+        "var2": None,
+        "vcov": lmm.varcorr["vcov"][0],
+        "sdcor": lmm.varcorr["sdcor"][0],
+    }
     assert d["varcorr"][-1]["grp"] == "Residual" and d["varcorr"][-1]["var1"] is None
     assert [r["term"] for r in d["coefficients"]] == ["(Intercept)", "Days"]
     assert d["coefficients"][1]["Estimate"] == lmm.fixef["Days"]
@@ -65,7 +71,8 @@ def test_to_json_is_strict_and_round_trips(lmm, tmp_path):
     assert back["fixef"] == lmm.to_dict()["fixef"]
     sd = lmm.ranef_condsd["Subject"]
     assert back["ranef_condsd"]["Subject"][str(sd.index[2])]["(Intercept)"] == pytest.approx(
-        sd["(Intercept)"].iloc[2], rel=1e-15)
+        sd["(Intercept)"].iloc[2], rel=1e-15
+    )
     assert strict_loads(lmm.to_json(indent=None))["nobs"] == 180
 
 
@@ -102,12 +109,27 @@ def test_cli_json_is_results_dict(tmp_path, capsys):
 
 
 def test_jsonable_edge_cases():
-    obj = {1: np.float64("nan"), "inf": -np.inf, "i": np.int64(3), "b": np.bool_(True),
-           "arr": np.array([[1.0, np.nan]]), "t": (np.float32(0.5), None), "na": pd.NA,
-           "s": pd.Series([1.0, 2.0], index=["a", "b"])}
+    obj = {
+        1: np.float64("nan"),
+        "inf": -np.inf,
+        "i": np.int64(3),
+        "b": np.bool_(True),
+        "arr": np.array([[1.0, np.nan]]),
+        "t": (np.float32(0.5), None),
+        "na": pd.NA,
+        "s": pd.Series([1.0, 2.0], index=["a", "b"]),
+    }
     out = jsonable(obj)
-    assert out == {"1": None, "inf": None, "i": 3, "b": True, "arr": [[1.0, None]],
-                   "t": [0.5, None], "na": None, "s": {"a": 1.0, "b": 2.0}}
+    assert out == {
+        "1": None,
+        "inf": None,
+        "i": 3,
+        "b": True,
+        "arr": [[1.0, None]],
+        "t": [0.5, None],
+        "na": None,
+        "s": {"a": 1.0, "b": 2.0},
+    }
     assert type(out["i"]) is int and type(out["b"]) is bool
     json.dumps(out, allow_nan=False)
     df = pd.DataFrame({"x": [1.0, math.nan]}, index=pd.Index(["p", "q"], name="term"))

@@ -1,6 +1,7 @@
 """DHARMa-style scaled residuals: derivations and Monte Carlo checks (DHARMa is not available
 here, so no R oracle): correctly specified models give uniform residuals and quiet tests;
 overdispersed and zero-inflated counts are flagged; the PIT equals its hand computation."""
+
 from __future__ import annotations
 
 import warnings
@@ -50,8 +51,7 @@ def test_pit_by_hand():
     got = randomized_pit(y, sims, np.random.default_rng(11), integer_response=True)
     # row 1: P(S < 2) = 2/5, P(S = 2) = 2/5; row 2: all below -> 1; row 3: 3 of 5 below 0.35
     np.testing.assert_allclose(got, [0.4 + u[0] * 0.4, 1.0, 0.6], rtol=0, atol=1e-15)
-    np.testing.assert_allclose(randomized_pit(y, sims, np.random.default_rng(0), False),
-                               [0.8, 1.0, 0.6])
+    np.testing.assert_allclose(randomized_pit(y, sims, np.random.default_rng(0), False), [0.8, 1.0, 0.6])
 
 
 def test_p_value_as_dharma():
@@ -86,7 +86,7 @@ def test_gaussian_scaled_residuals_converge_to_the_marginal_normal_cdf():
     r = m.simulate_residuals(n_sim=4000, seed=1)
     S = m.term_covariances()[0]
     Z = m.frame.X  # the random-effect columns (1, Days) are X's
-    sd = np.sqrt(np.einsum("ij,jk,ik->i", Z, S, Z) + m.sigma ** 2)
+    sd = np.sqrt(np.einsum("ij,jk,ik->i", Z, S, Z) + m.sigma**2)
     expected = stats.norm.cdf((m.frame.y - m.frame.X @ m.beta) / sd)
     assert np.max(np.abs(r.scaled - expected)) < 0.035  # 4.4 binomial SEs at n_sim = 4000
     assert not r.integer_response
@@ -171,8 +171,9 @@ def test_gamma_glmm_needs_conditional_simulations():
     cake = mmfast.datasets.load("cake")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = mmfast.glmer("angle ~ recipe + temperature + (1 | replicate)", cake,
-                         family=mmfast.families.Gamma(link="log"))
+        m = mmfast.glmer(
+            "angle ~ recipe + temperature + (1 | replicate)", cake, family=mmfast.families.Gamma(link="log")
+        )
     with pytest.warns(UserWarning, match="conditional=True"):
         wide = m.simulate_residuals(seed=2)
     assert wide.test_dispersion().statistic < 0.5 and not wide.integer_response

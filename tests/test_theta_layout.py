@@ -4,6 +4,7 @@ tests/reference/theta_layout.json.gz is written by tests/oracle/theta_layout.R: 
 lme4's ``names(getME(m, "theta"))``, ``reTrms$lower`` and ``reTrms$theta`` (the start), and
 Λ = t(Lambdat) with θ = (1.5, 2.5, ...) scattered by lme4's ``Lind``.
 """
+
 import gzip
 import json
 import warnings
@@ -86,7 +87,7 @@ def test_round_trips(models, case):
     ofs = 0
     for T in Ts:
         p = T.shape[0]
-        np.testing.assert_array_equal(flat[ofs: ofs + p * p].reshape(p, p, order="F"), T)
+        np.testing.assert_array_equal(flat[ofs : ofs + p * p].reshape(p, p, order="F"), T)
         ofs += p * p
     assert ofs == lay.size
     # into a reused buffer (the criterion's path) the result is the same
@@ -105,8 +106,7 @@ def test_lower_is_zero_exactly_on_the_diagonal():
     np.testing.assert_array_equal(pm.start, [1, 0, 0, 1, 0, 1])
     np.testing.assert_array_equal(pm.to_template(pm.start), np.eye(3))
     np.testing.assert_array_equal(pm.flat_pos, [0, 1, 2, 4, 5, 8])  # column-major in T
-    assert pm.names == ["g.(Intercept)", "g.x.(Intercept)", "g.z.(Intercept)", "g.x", "g.z.x",
-                        "g.z"]
+    assert pm.names == ["g.(Intercept)", "g.x.(Intercept)", "g.z.(Intercept)", "g.x", "g.z.x", "g.z"]
     th = np.arange(1.0, 7.0)
     T = pm.to_template(th)
     np.testing.assert_array_equal(T, [[1, 0, 0], [2, 4, 0], [3, 5, 6]])

@@ -2,6 +2,7 @@
 ``threads.fit_threads`` threads: one for small dense work, one per SMALL_DENSE rows of a big
 dense part, never more than the cores other processes leave free (InstEval went from 0.22 s
 to 20-27 s with a competing load while two threads spun on busy cores)."""
+
 from __future__ import annotations
 
 import os
@@ -51,12 +52,11 @@ def test_the_limit_holds_every_pool(monkeypatch):
     if not ctl.lib_controllers or max(lib.num_threads for lib in ctl.lib_controllers) < 2:
         pytest.skip("no multi-threaded BLAS/OpenMP pool to limit")
     before = [lib.num_threads for lib in ctl.lib_controllers]
-    monkeypatch.setattr(threads, "busy_cores", lambda: 10 ** 6)  # every core busy elsewhere
+    monkeypatch.setattr(threads, "busy_cores", lambda: 10**6)  # every core busy elsewhere
     with threads.limit_fit_threads(dense_size=1156, q=4128):
         inside = [info["num_threads"] for info in threadpoolctl.threadpool_info()]
         assert inside and all(k == 1 for k in inside)
-    assert [lib.num_threads for lib in threadpoolctl.ThreadpoolController().lib_controllers] \
-        == before
+    assert [lib.num_threads for lib in threadpoolctl.ThreadpoolController().lib_controllers] == before
     with threads.limit_fit_threads(dense_size=10, q=50):  # small: no limit is taken
         assert [i["num_threads"] for i in threadpoolctl.threadpool_info()] == before
 
@@ -85,8 +85,7 @@ def test_a_glmm_fit_runs_under_the_limit(monkeypatch):
 
     seen = []
     real = glmm.limit_fit_threads
-    monkeypatch.setattr(glmm, "limit_fit_threads",
-                        lambda dense, q: seen.append((dense, q)) or real(dense, q))
+    monkeypatch.setattr(glmm, "limit_fit_threads", lambda dense, q: seen.append((dense, q)) or real(dense, q))
     cbpp = mmfast.datasets.load("cbpp")
     cbpp["prop"] = cbpp["incidence"] / cbpp["size"]
     mmfast.glmer("prop ~ period + (1 | herd)", cbpp, family="binomial", weights=cbpp["size"])

@@ -3,6 +3,7 @@ serial answers.  Profiles, derivatives and criteria at other θ move the model's
 shared cache; before the per-model lock (mmfast.inference.locking) four concurrent
 ``confint(method="profile")`` calls returned intervals off by up to ~10 (sleepstudy).
 The reference is the same call, serially, on a separately fitted identical model."""
+
 from __future__ import annotations
 
 import pickle
@@ -48,17 +49,21 @@ def test_mixed_inference_from_threads():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = _fit(False)
-        expect = [ref.confint(method="profile").to_numpy(),
-                  ref.summary().coefficients.to_numpy(),
-                  ref.summary(ddf="Kenward-Roger").coefficients.to_numpy(),
-                  mmfast.variance_test(ref).stat,
-                  ref.profile("(Intercept)")["zeta"].to_numpy()]
+        expect = [
+            ref.confint(method="profile").to_numpy(),
+            ref.summary().coefficients.to_numpy(),
+            ref.summary(ddf="Kenward-Roger").coefficients.to_numpy(),
+            mmfast.variance_test(ref).stat,
+            ref.profile("(Intercept)")["zeta"].to_numpy(),
+        ]
     m = _fit(False)
-    jobs = [lambda: m.confint(method="profile").to_numpy(),
-            lambda: m.summary().coefficients.to_numpy(),
-            lambda: m.summary(ddf="Kenward-Roger").coefficients.to_numpy(),
-            lambda: mmfast.variance_test(m).stat,
-            lambda: m.profile("(Intercept)")["zeta"].to_numpy()]
+    jobs = [
+        lambda: m.confint(method="profile").to_numpy(),
+        lambda: m.summary().coefficients.to_numpy(),
+        lambda: m.summary(ddf="Kenward-Roger").coefficients.to_numpy(),
+        lambda: mmfast.variance_test(m).stat,
+        lambda: m.profile("(Intercept)")["zeta"].to_numpy(),
+    ]
     got = _run_concurrently(jobs * 2, workers=4)
     for k, g in enumerate(got):
         np.testing.assert_allclose(g, expect[k % len(jobs)], rtol=1e-10)
@@ -70,7 +75,8 @@ def test_simulate_and_bootstrap_from_threads():
     m = _fit(True)
     sim = m.simulate(nsim=3, seed=11).to_numpy()
     boot = m.bootstrap(nsim=4, seed=3).to_numpy()
-    got = _run_concurrently([lambda: m.simulate(nsim=3, seed=11).to_numpy(),
-                             lambda: m.bootstrap(nsim=4, seed=3).to_numpy()] * 2)
+    got = _run_concurrently(
+        [lambda: m.simulate(nsim=3, seed=11).to_numpy(), lambda: m.bootstrap(nsim=4, seed=3).to_numpy()] * 2
+    )
     for k, g in enumerate(got):
         np.testing.assert_array_equal(g, sim if k % 2 == 0 else boot)

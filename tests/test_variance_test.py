@@ -3,6 +3,7 @@
 Reference: tests/reference/lecture_extras.json.gz.  Statistics are deterministic and must match;
 Monte-Carlo p-values agree statistically (|p - p_ref| < 0.02 at 10,000 draws).
 """
+
 from __future__ import annotations
 
 import gzip

@@ -5,6 +5,7 @@ space (L -> M L, M non-singular; duplicated rows); it equals a plain numpy evalu
 model's own Var(β̂).  Every ddf method (Satterthwaite, Kenward-Roger, residual, asymptotic)
 goes through it, so each is checked here.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -55,8 +56,7 @@ def test_equals_numpy_on_the_model_vcov(sleep):
     assert asym.p == pytest.approx(stats.chi2.sf(2 * F, 2), rel=1e-10)
     # Kenward-Roger's unscaled F is the same quadratic form on its adjusted covariance
     kr = ddf_method(sleep, "kenward-roger")
-    assert kr.f_test(L2)["Mean Sq"] == pytest.approx(
-        _numpy_f(kr.beta, kr.vcov_adjusted, L2) * kr.sigma ** 2, rel=1e-10)
+    assert kr.f_test(L2)["Mean Sq"] == pytest.approx(_numpy_f(kr.beta, kr.vcov_adjusted, L2) * kr.sigma**2, rel=1e-10)
 
 
 @pytest.mark.parametrize("ddf", DDFS)
@@ -71,7 +71,7 @@ def test_one_row_F_is_t_squared(sleep, ddf):
     assert f_row["Pr(>F)"] == pytest.approx(t_row["Pr(>|t|)"], rel=1e-8)
     res = wald_test(meth.beta, meth.vcov, l)
     assert res.t == pytest.approx(t_row["t value"], rel=1e-10)  # signed, not just |t|
-    assert res.F == pytest.approx(res.t ** 2, rel=1e-12)
+    assert res.F == pytest.approx(res.t**2, rel=1e-12)
 
 
 @pytest.mark.parametrize("ddf", DDFS)
@@ -101,8 +101,7 @@ def test_duplicate_row_keeps_F_and_rank(sleep, ddf):
         assert b["DenDF"] == pytest.approx(a["DenDF"], rel=1e-8)
     res = wald_test(np.asarray(sleep.beta), np.asarray(sleep.vcov_array), Ld)
     assert res.numdf == 2
-    assert res.F == pytest.approx(_numpy_f(np.asarray(sleep.beta), np.asarray(sleep.vcov_array), L2),
-                                  rel=1e-8)
+    assert res.F == pytest.approx(_numpy_f(np.asarray(sleep.beta), np.asarray(sleep.vcov_array), L2), rel=1e-8)
 
 
 def test_rhs_and_zero_rank(sleep):
@@ -121,6 +120,7 @@ def test_infinite_satterthwaite_df_gives_the_chi_square_p(sleep):
     import copy
     import dataclasses
     from mmfast.inference.satterthwaite import Satterthwaite
+
     sat = copy.copy(Satterthwaite(sleep))
     d = sat.derivatives
     sat.derivatives = dataclasses.replace(d, vcov_varpar=np.zeros_like(d.vcov_varpar))

@@ -6,6 +6,7 @@ weights dropped (``dropped``: lme4 + lmerTest, tests/oracle/refit_predict_weight
 what a weight of 0 means and what R's ``nobs``/``df.residual`` for weighted fits count.
 Before the fix mmfast used n = 180 (not 146) in σ, the criteria, logLik and the ddf.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -60,11 +61,15 @@ def test_zero_weights_kenward_roger_and_profile_equal_the_dropped_fit():
     _, m, d = _fits("zero_weights_reml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        np.testing.assert_allclose(m.summary(ddf="Kenward-Roger").coefficients.to_numpy(),
-                                   d.summary(ddf="Kenward-Roger").coefficients.to_numpy(), rtol=1e-4)
+        np.testing.assert_allclose(
+            m.summary(ddf="Kenward-Roger").coefficients.to_numpy(),
+            d.summary(ddf="Kenward-Roger").coefficients.to_numpy(),
+            rtol=1e-4,
+        )
         np.testing.assert_allclose(m.anova().to_numpy(float), d.anova().to_numpy(float), rtol=1e-4)
-        np.testing.assert_allclose(m.confint(method="profile").to_numpy(),
-                                   d.confint(method="profile").to_numpy(), rtol=1e-4)
+        np.testing.assert_allclose(
+            m.confint(method="profile").to_numpy(), d.confint(method="profile").to_numpy(), rtol=1e-4
+        )
         np.testing.assert_allclose(m.drop1().to_numpy(float), d.drop1().to_numpy(float), rtol=1e-6)
         vm, vd = mmfast.variance_test(m), mmfast.variance_test(d)
         np.testing.assert_allclose(vm.stat, vd.stat, rtol=1e-6)
@@ -83,19 +88,22 @@ def test_lm_zero_weights_as_r_lm():
     m = mmfast.lm(r["formula"], mmfast.datasets.load("sleepstudy"), weights=w)
     assert m.nobs == r["nobs"] and m.df_residual == r["df_residual"]
     np.testing.assert_allclose(m.beta, r["coef"], rtol=1e-10)
-    np.testing.assert_allclose([m.sigma, m.loglik, m.aic, m.bic],
-                               [r["sigma"], r["logLik"], r["AIC"], r["BIC"]], rtol=1e-10)
+    np.testing.assert_allclose(
+        [m.sigma, m.loglik, m.aic, m.bic], [r["sigma"], r["logLik"], r["AIC"], r["BIC"]], rtol=1e-10
+    )
     np.testing.assert_allclose(np.sqrt(np.diag(m.vcov_array)), r["se"], rtol=1e-10)
 
 
 def test_variance_test_against_lm_with_zero_weights():
     """The LRT of the random effects against the weighted lm: both count the same 146 rows."""
     ref, m, _ = _fits("zero_weights_ml")
-    null = mmfast.lm(REF["zero_weights_lm"]["formula"], mmfast.datasets.load("sleepstudy"),
-                     weights=np.asarray(ref["weights"], dtype=float))
+    null = mmfast.lm(
+        REF["zero_weights_lm"]["formula"],
+        mmfast.datasets.load("sleepstudy"),
+        weights=np.asarray(ref["weights"], dtype=float),
+    )
     res = mmfast.variance_test(m, null)
-    np.testing.assert_allclose(res.stat, 2 * (ref["dropped"]["logLik"] - REF["zero_weights_lm"]["logLik"]),
-                               rtol=1e-8)
+    np.testing.assert_allclose(res.stat, 2 * (ref["dropped"]["logLik"] - REF["zero_weights_lm"]["logLik"]), rtol=1e-8)
 
 
 @pytest.mark.parametrize("family", ["poisson", "gamma"])
@@ -112,8 +120,7 @@ def test_glmm_zero_weights_equal_the_dropped_fit(family):
         a = mmfast.glmer(f, cbpp, family=family, weights=w)
         b = mmfast.glmer(f, cbpp[w > 0].reset_index(drop=True), family=family, weights=w[w > 0])
     assert a.nobs == b.nobs == 53 and a.df_residual == b.df_residual
-    np.testing.assert_allclose([a.loglik, a.aic, a.bic, a.sigma], [b.loglik, b.aic, b.bic, b.sigma],
-                               rtol=1e-8)
+    np.testing.assert_allclose([a.loglik, a.aic, a.bic, a.sigma], [b.loglik, b.aic, b.bic, b.sigma], rtol=1e-8)
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-6)
 
 
@@ -122,6 +129,7 @@ def test_permutation_fast_path_counts_the_same_rows(reml):
     """The random-intercept engine of the permutation tests must give the σ and Satterthwaite
     df of the fit without the zero-weight rows (it counted every row before)."""
     from mmfast.resample.intercept import RandomInterceptLMM
+
     sleep = mmfast.datasets.load("sleepstudy")
     w = np.ones(len(sleep))
     w[::7], w[5::9] = 0.0, 2.0
@@ -131,9 +139,9 @@ def test_permutation_fast_path_counts_the_same_rows(reml):
         eng = RandomInterceptLMM(m)
         res = eng.fit(m.frame.X)
         est, se, df = eng.satterthwaite(res).t_test(np.array([0.0, 1.0]))
-        d = mmfast.lmer("Reaction ~ Days + (1 | Subject)", sleep[w > 0].reset_index(drop=True),
-                        weights=w[w > 0], reml=reml)  # the reference: those rows dropped
+        d = mmfast.lmer(
+            "Reaction ~ Days + (1 | Subject)", sleep[w > 0].reset_index(drop=True), weights=w[w > 0], reml=reml
+        )  # the reference: those rows dropped
         co = d.summary().coefficients.loc["Days"]
     np.testing.assert_allclose([res["theta"], res["sigma"]], [d.theta[0], d.sigma], rtol=1e-6)
-    np.testing.assert_allclose([est, se, df], co[["Estimate", "Std. Error", "df"]].to_numpy(float),
-                               rtol=1e-6)
+    np.testing.assert_allclose([est, se, df], co[["Estimate", "Std. Error", "df"]].to_numpy(float), rtol=1e-6)

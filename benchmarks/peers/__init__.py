@@ -12,13 +12,13 @@ measured.  An R adapter (``EXTERNAL = True``) defines ``unavailable()`` and
 ``command(workload, csv, out, n_fits, options)``: the ``fit_r.R`` call writing the same
 result JSON.
 """
+
 from __future__ import annotations
 
 import importlib
 import re
 
-ORDER = ["mmfast", "lme4", "glmmtmb", "lme_python", "mixedlm_rs", "glmm", "interlace",
-         "statsmodels"]
+ORDER = ["mmfast", "lme4", "glmmtmb", "lme_python", "mixedlm_rs", "glmm", "interlace", "statsmodels"]
 
 
 def adapter(name: str):
@@ -68,8 +68,7 @@ def as_factors(workload, data, categorical: bool = False):
         labels = data[col].astype(str)
         if categorical:
             levels = workload.levels.get(col)
-            data[col] = pd.Categorical(labels, categories=levels) if levels else \
-                labels.astype("category")
+            data[col] = pd.Categorical(labels, categories=levels) if levels else labels.astype("category")
         else:
             data[col] = labels
     return data

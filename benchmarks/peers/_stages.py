@@ -1,5 +1,6 @@
 """Per-evaluation time of a fitted model's objective, shared by the Python adapters that
 expose one (the scaling series reports it beside the set-up time)."""
+
 from __future__ import annotations
 
 import statistics

@@ -1,5 +1,6 @@
 """What a statsmodels-style ``MixedLM`` (one grouping factor, variance components nested in
 it) can express of an lme4 formula, shared by the statsmodels and mixedlm-rs adapters."""
+
 from __future__ import annotations
 
 from . import split_formula

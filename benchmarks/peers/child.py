@@ -6,6 +6,7 @@ Reads the data, lets the adapter prepare it (untimed), times the first fit; when
 under ``REPEAT_BELOW`` seconds it was the warm-up and ``N_FITS`` more fits are timed.  Writes
 {status, seconds, median_s, logLik, evaluations, warnings, stages?} to OUT.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,18 +63,22 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     seconds = [_timed(fit_once)[0] for _ in range(n_fits)]
-            result.update(status="ok", seconds=seconds, median_s=statistics.median(seconds),
-                          logLik=float(mod.loglik(fit)),
-                          evaluations=mod.evaluations(fit) if hasattr(mod, "evaluations")
-                          else None,
-                          warnings=sorted({str(c.message)[:160] for c in caught})[:5])
+            result.update(
+                status="ok",
+                seconds=seconds,
+                median_s=statistics.median(seconds),
+                logLik=float(mod.loglik(fit)),
+                evaluations=mod.evaluations(fit) if hasattr(mod, "evaluations") else None,
+                warnings=sorted({str(c.message)[:160] for c in caught})[:5],
+            )
             if w.stages and hasattr(mod, "stages"):
                 result["stages"] = mod.stages(w, data, fit)
     except NotImplementedError as exc:  # the engine says so itself
         result.update(status="cannot fit", note=f"NotImplementedError: {exc}"[:300])
     except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
-        result.update(status="error", note=f"{type(exc).__name__}: {exc}"[:300],
-                      traceback=traceback.format_exc()[-2000:])
+        result.update(
+            status="error", note=f"{type(exc).__name__}: {exc}"[:300], traceback=traceback.format_exc()[-2000:]
+        )
     Path(out).write_text(json.dumps(result, default=float))
 
 

@@ -1,5 +1,6 @@
 """glmm (PyPI ``glmm``, Python port of the Rust ``glmm`` crate): ``glmm.fit`` with lme4
 formulas; Satterthwaite degrees of freedom switched off (not part of a fit elsewhere)."""
+
 from __future__ import annotations
 
 from . import split_formula

@@ -1,4 +1,5 @@
 """glmmTMB (R): ``glmmTMB(REML = FALSE)`` with default controls, in ``fit_r.R``."""
+
 from __future__ import annotations
 
 from . import rscript

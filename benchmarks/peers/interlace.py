@@ -1,5 +1,6 @@
 """interlace (PyPI ``interlace-lme``): the fixed part as a formula, the random terms as a list
 of lme4 terms; ML for LMMs, Laplace for GLMMs."""
+
 from __future__ import annotations
 
 from . import split_formula

@@ -1,5 +1,6 @@
 """lme4 (R): ``lmer(REML = FALSE)`` / ``glmer`` with default controls, in ``fit_r.R``; it
 also makes the tight refit whose logLik is every engine's correctness reference."""
+
 from __future__ import annotations
 
 from . import rscript

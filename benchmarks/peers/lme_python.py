@@ -1,4 +1,5 @@
 """lme-python (PyPI ``lme-python``, Rust ``lme-rs``): ``lmer`` / ``glmer`` with lme4 formulas."""
+
 from __future__ import annotations
 
 from . import split_formula

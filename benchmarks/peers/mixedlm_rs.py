@@ -1,4 +1,5 @@
 """mixedlm-rs (PyPI ``mixedlm-rs``): statsmodels' ``mixedlm`` interface on a Rust core."""
+
 from __future__ import annotations
 
 from ._statsmodels_like import cannot_fit, loglik, make_fitter  # noqa: F401 - the interface

@@ -1,4 +1,5 @@
 """mmfast itself: ``mmfast.lmer`` / ``mmfast.glmer`` with the workload's lme4 formula."""
+
 from __future__ import annotations
 
 import time
@@ -44,5 +45,9 @@ def stages(workload, data, fit):
     dense = getattr(fresh.kernel, "dense_size", SMALL_DENSE)
     with large_data_blas(len(data)), small_blas_work(dense, fresh.blocks.q):
         eval_s = _stages.per_call(lambda: crit(fresh.theta), calls=7, warm=2)
-    return {"setup_s": total - fresh.optinfo["seconds"], "optimize_s": fresh.optinfo["seconds"],
-            "eval_s": eval_s, "total_s": total}
+    return {
+        "setup_s": total - fresh.optinfo["seconds"],
+        "optimize_s": fresh.optinfo["seconds"],
+        "eval_s": eval_s,
+        "total_s": total,
+    }

@@ -1,4 +1,5 @@
 """statsmodels ``MixedLM`` (one grouping factor, nested variance components), ML fit."""
+
 from __future__ import annotations
 
 from ._statsmodels_like import cannot_fit, loglik, make_fitter  # noqa: F401 - the interface

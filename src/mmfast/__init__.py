@@ -5,26 +5,61 @@ families and links in ``families``), ``lm`` (the naive linear model), ``anova``
 (likelihood-ratio tests between models), ``icc_by_group``, ``variance_test`` (boundary-aware
 tests of a variance component), ``datasets`` (the bundled data).
 """
+
 from . import datasets, families
-from .errors import (ArgumentError, ConvergenceWarning, DataError, FitError, FormulaError,
-                     MmfastError, ModelSpecError, RankDeficiencyWarning, SingularFitWarning)
+from .errors import (
+    ArgumentError,
+    ConvergenceWarning,
+    DataError,
+    FitError,
+    FormulaError,
+    MmfastError,
+    ModelSpecError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
 from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, lm, lmer
 from ._version import __version__  # noqa: F401  (the package version)
 from .model.control import GlmmControl, LmmControl
-__all__ = ["lmer", "LinearMixedModel", "glmer", "GeneralizedLinearMixedModel", "families",
-           "lm", "LinearModel", "anova", "icc_by_group",
-           "variance_test", "datasets", "MmfastError", "FormulaError", "DataError", "ArgumentError",
-           "ModelSpecError", "FitError", "SingularFitWarning", "ConvergenceWarning",
-           "RankDeficiencyWarning", "LmmControl", "GlmmControl"]
+
+__all__ = [
+    "lmer",
+    "LinearMixedModel",
+    "glmer",
+    "GeneralizedLinearMixedModel",
+    "families",
+    "lm",
+    "LinearModel",
+    "anova",
+    "icc_by_group",
+    "variance_test",
+    "datasets",
+    "MmfastError",
+    "FormulaError",
+    "DataError",
+    "ArgumentError",
+    "ModelSpecError",
+    "FitError",
+    "SingularFitWarning",
+    "ConvergenceWarning",
+    "RankDeficiencyWarning",
+    "LmmControl",
+    "GlmmControl",
+]
 from .pipeline import fit_many  # noqa: E402
+
 __all__ += ["fit_many"]  # many-model pipeline (issue 6)
 from .nlme import lme  # noqa: E402
+
 __all__ += ["lme"]  # nlme's calling style (issue 9)
 from .emmeans import emmeans  # noqa: E402
+
 __all__ += ["emmeans"]  # marginal means and contrasts (issue 9)
 from .resample import cluster_permutation_test, pbmodcomp  # noqa: E402
+
 __all__ += ["pbmodcomp", "cluster_permutation_test"]  # simulation and resampling (issue 5)
 from .diagnostics import r2_nakagawa, simulate_residuals  # noqa: E402
+
 __all__ += ["r2_nakagawa", "simulate_residuals"]  # R² and DHARMa-style residuals (issue 18)

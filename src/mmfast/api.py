@@ -7,6 +7,7 @@ subclass of it, so ``isinstance(m, mmfast.model.lmm.LinearMixedModel)`` holds fo
 ``lmer`` returns; refits (``refit``, ``refit_formula``, ``with_response``) build
 ``type(self)``, so they stay in these classes.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -27,8 +28,7 @@ from .resample.mixin import ResampleMixin
 __all__ = ["LinearMixedModel", "GeneralizedLinearMixedModel", "LinearModel", "lmer", "glmer", "lm"]
 
 
-class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, DiagnosticsMixin,
-                       PresentationMixin):
+class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, DiagnosticsMixin, PresentationMixin):
     """A fitted LMM (``lmer``): lme4's accessors, lmerTest's inference, simulate/bootstrap,
     R² and simulated residuals, summary, tidy and serialisation.
 
@@ -47,8 +47,9 @@ class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, Dia
     """
 
 
-class GeneralizedLinearMixedModel(_glmm.GeneralizedLinearMixedModel, LikelihoodRatioMixin,
-                                  ResampleMixin, DiagnosticsMixin, PresentationMixin):
+class GeneralizedLinearMixedModel(
+    _glmm.GeneralizedLinearMixedModel, LikelihoodRatioMixin, ResampleMixin, DiagnosticsMixin, PresentationMixin
+):
     """A fitted GLMM (``glmer``): lme4's accessors, LR tests, simulate/bootstrap, R² and
     simulated residuals, summary, tidy and serialisation.
 
@@ -69,11 +70,25 @@ class LinearModel(_lm.LinearModel, SequentialAnovaMixin, LinearModelPresentation
     """A fitted linear model (``lm``): R's ``summary.lm`` and ``anova.lm``."""
 
 
-@validated(extra=OPTIMIZER_KEYWORDS, reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS),
-           maxeval=integer(1), ftol_abs=number, xtol_abs=number)
-def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offset=None,
-         check_nobs_vs_nre: str = "stop", start=None, control: LmmControl | None = None,
-         **optctrl) -> LinearMixedModel:
+@validated(
+    extra=OPTIMIZER_KEYWORDS,
+    reml=boolean,
+    check_nobs_vs_nre=one_of(*NOBS_CHECKS),
+    maxeval=integer(1),
+    ftol_abs=number,
+    xtol_abs=number,
+)
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    reml: bool = True,
+    weights=None,
+    offset=None,
+    check_nobs_vs_nre: str = "stop",
+    start=None,
+    control: LmmControl | None = None,
+    **optctrl,
+) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
 
     Parameters
@@ -133,18 +148,36 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, weights=None, offs
     >>> ml.optsummary.optimizer
     'bobyqa'
     """
-    fitted = _lmm.fit_lmm(LinearMixedModel, formula, data, reml=reml, weights=weights, offset=offset,
-                          check_nobs_vs_nre=check_nobs_vs_nre, start=start, control=control,
-                          **optctrl)
+    fitted = _lmm.fit_lmm(
+        LinearMixedModel,
+        formula,
+        data,
+        reml=reml,
+        weights=weights,
+        offset=offset,
+        check_nobs_vs_nre=check_nobs_vs_nre,
+        start=start,
+        control=control,
+        **optctrl,
+    )
     fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
     return fitted
 
 
 @validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
-def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, weights=None,
-          offset=None, start=None, check_nobs_vs_nre: str = "ignore",
-          check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
-          control: GlmmControl | None = None) -> GeneralizedLinearMixedModel:
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family="binomial",
+    n_agq: int = 1,
+    weights=None,
+    offset=None,
+    start=None,
+    check_nobs_vs_nre: str = "ignore",
+    check_nobs_vs_nlev: str = "ignore",
+    check_nlev_gtr_1: str = "stop",
+    control: GlmmControl | None = None,
+) -> GeneralizedLinearMixedModel:
     """Fit a generalized linear mixed model as ``lme4::glmer`` does.
 
     Parameters
@@ -195,11 +228,20 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", n_agq: int = 1, w
     >>> print(round(g.loglik, 2))
     -92.03
     """
-    fitted = _glmm.fit_glmm(GeneralizedLinearMixedModel, formula, data, family=family, n_agq=n_agq,
-                            weights=weights, offset=offset, start=start,
-                            check_nobs_vs_nre=check_nobs_vs_nre,
-                            check_nobs_vs_nlev=check_nobs_vs_nlev, check_nlev_gtr_1=check_nlev_gtr_1,
-                            control=control)
+    fitted = _glmm.fit_glmm(
+        GeneralizedLinearMixedModel,
+        formula,
+        data,
+        family=family,
+        n_agq=n_agq,
+        weights=weights,
+        offset=offset,
+        start=start,
+        check_nobs_vs_nre=check_nobs_vs_nre,
+        check_nobs_vs_nlev=check_nobs_vs_nlev,
+        check_nlev_gtr_1=check_nlev_gtr_1,
+        control=control,
+    )
     fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
     return fitted
 

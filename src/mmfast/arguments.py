@@ -7,6 +7,7 @@ misreads it.  ``validated`` wraps a public function or method: an unknown keywor
 arguments with a fixed type or set of values (``reml``: only a bool) are checked.  The cost
 per call is one set lookup per keyword given.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -20,9 +21,22 @@ import numpy as np
 
 from .errors import ArgumentError
 
-__all__ = ["validated", "check_keywords", "unknown_keyword", "boolean", "one_of", "integer",
-           "probability", "number", "is_model", "check_model_arguments",
-           "check_start", "check_models", "OPTIMIZER_KEYWORDS", "NOBS_CHECKS"]
+__all__ = [
+    "validated",
+    "check_keywords",
+    "unknown_keyword",
+    "boolean",
+    "one_of",
+    "integer",
+    "probability",
+    "number",
+    "is_model",
+    "check_model_arguments",
+    "check_start",
+    "check_models",
+    "OPTIMIZER_KEYWORDS",
+    "NOBS_CHECKS",
+]
 
 OPTIMIZER_KEYWORDS = ("ftol_abs", "xtol_abs", "maxeval", "step")  # lmer's **optctrl
 NOBS_CHECKS = ("stop", "warning", "ignore")  # lmerControl's check.nobs.vs.* values
@@ -87,6 +101,7 @@ def boolean(name: str, value):
 
 def integer(minimum: int = 0, none: bool = False):
     """A whole number >= ``minimum`` (numpy integers too; None if ``none``)."""
+
     def check(name: str, value):
         if value is None and none:
             return value
@@ -95,13 +110,13 @@ def integer(minimum: int = 0, none: bool = False):
         if value < minimum:
             raise ArgumentError(f"{name} must be >= {minimum}, not {value!r}")
         return int(value)
+
     return check
 
 
 def probability(name: str, value):
     """A number strictly between 0 and 1 (a confidence level)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not 0 < float(value) < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 < float(value) < 1:
         raise ArgumentError(f"{name} must be a number between 0 and 1 (e.g. 0.95), not {value!r}")
     return float(value)
 
@@ -122,23 +137,24 @@ def check_model_arguments(func: str, values, what: str = "a fitted mmfast model"
     """Positional arguments that must be fitted models (``anova(m0, m1)``)."""
     for i, v in enumerate(values):
         if not is_model(v):
-            raise ArgumentError(f"{func}() takes {what}s; argument {i + 1} is a "
-                                f"{type(v).__name__} ({str(v)[:40]!r})")
+            raise ArgumentError(f"{func}() takes {what}s; argument {i + 1} is a {type(v).__name__} ({str(v)[:40]!r})")
 
 
 def one_of(*choices, none: bool = False, case: bool = True):
     """One of ``choices`` (strings, compared as given, or ignoring case if ``case=False``);
     a close miss is suggested."""
+
     def check(name: str, value):
         if value is None and none:
             return value
-        if isinstance(value, str) and (value in choices
-                                       or not case and value.lower() in choices):
+        if isinstance(value, str) and (value in choices or not case and value.lower() in choices):
             return value
         guess = closest(value, choices) if isinstance(value, str) else None
         allowed = ", ".join(map(repr, choices)) + (" or None" if none else "")
-        raise ArgumentError(f"{name} must be one of {allowed}, not {value!r}"
-                            + (f": did you mean {name}={guess!r}?" if guess else ""))
+        raise ArgumentError(
+            f"{name} must be one of {allowed}, not {value!r}" + (f": did you mean {name}={guess!r}?" if guess else "")
+        )
+
     return check
 
 
@@ -157,15 +173,16 @@ def check_start(start, lower, names):
     except (TypeError, ValueError) as exc:
         raise ArgumentError(f"start must be numbers (θ in lme4's order), not {start!r}") from exc
     if x.ndim != 1 or len(x) != len(lower):
-        raise ArgumentError(f"start has {x.size} value{'s' if x.size != 1 else ''}; this model has "
-                            f"{len(lower)} θ parameters ({', '.join(names)})")
+        raise ArgumentError(
+            f"start has {x.size} value{'s' if x.size != 1 else ''}; this model has "
+            f"{len(lower)} θ parameters ({', '.join(names)})"
+        )
     if not np.all(np.isfinite(x)):
         raise ArgumentError(f"start has non-finite values: {list(x)}")
     low = np.asarray(lower, dtype=float)
     bad = np.flatnonzero(x < low)
     if bad.size:
-        raise ArgumentError(f"start for {names[bad[0]]} is {x[bad[0]]:g}, below its lower bound "
-                            f"{low[bad[0]]:g}")
+        raise ArgumentError(f"start for {names[bad[0]]} is {x[bad[0]]:g}, below its lower bound {low[bad[0]]:g}")
     return x
 
 
@@ -183,14 +200,15 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def validated(extra=(), name: str | None = None, **checks) -> Callable[[_F], _F]:
     """Check a public callable's keyword arguments: names (its parameters plus ``extra``,
     for those it forwards through ``**kwargs``) and, for ``checks``, values."""
+
     def wrap(func: _F) -> _F:  # the wrapper keeps func's signature (and its static type)
         params = inspect.signature(func).parameters
-        named = [p for p, v in params.items()
-                 if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+        named = [p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
         allowed = frozenset(named) | frozenset(extra)
         label = name or func.__name__
-        positions = {k: named.index(k) for k in checks if k in named
-                     and params[k].kind == params[k].POSITIONAL_OR_KEYWORD}
+        positions = {
+            k: named.index(k) for k in checks if k in named and params[k].kind == params[k].POSITIONAL_OR_KEYWORD
+        }
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -202,9 +220,10 @@ def validated(extra=(), name: str | None = None, **checks) -> Callable[[_F], _F]
                     kwargs[k] = check(k, kwargs[k])
             for k, i in positions.items():
                 if i < len(args):
-                    args = (*args[:i], checks[k](k, args[i]), *args[i + 1:])
+                    args = (*args[:i], checks[k](k, args[i]), *args[i + 1 :])
             return func(*args, **kwargs)
 
         wrapper.accepted_keywords = allowed  # type: ignore[attr-defined]
         return cast(_F, wrapper)
+
     return wrap

@@ -1,5 +1,6 @@
 """The names a caller gave to objects (R prints ``deparse(substitute(x))``; Python has no such
 expression, so we look the objects up in the first stack frame outside mmfast)."""
+
 from __future__ import annotations
 
 import inspect

@@ -5,6 +5,7 @@ A user error (bad formula, data, file or option, including a misspelt option) pr
 ``mmfast: error: ...``, and exits with status 2 (argparse's convention); ``--debug`` shows the
 traceback instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,7 @@ if TYPE_CHECKING:  # annotations only
 __all__ = ["main", "read_table", "results_dict"]
 
 FAMILY_CHOICES = ("gaussian", "binomial", "poisson", "gamma")
-DDF_CHOICES = ("satterthwaite", "kenward-roger", "between-within", "residual", "asymptotic",
-               "lme4")
+DDF_CHOICES = ("satterthwaite", "kenward-roger", "between-within", "residual", "asymptotic", "lme4")
 
 
 def read_table(path: str) -> pd.DataFrame:
@@ -34,6 +34,7 @@ def read_table(path: str) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
         from . import datasets
+
         if path in datasets.names():
             return datasets.load(path)
         raise DataError(f"no such file or bundled data set: {path}")
@@ -49,12 +50,12 @@ def _need_pyarrow() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError as exc:
-        raise DataError("writing Parquet needs pyarrow (pip install pyarrow); "
-                        "or write CSV: --out results.csv") from exc
+        raise DataError("writing Parquet needs pyarrow (pip install pyarrow); or write CSV: --out results.csv") from exc
 
 
 def _choice(name: str, choices: tuple[str, ...], canonical=None):
     """An argparse ``type``: case-insensitive, aliases through ``canonical``, one-line errors."""
+
     def convert(value: str) -> str:
         key = value.strip().lower()
         if canonical is not None:
@@ -63,23 +64,26 @@ def _choice(name: str, choices: tuple[str, ...], canonical=None):
             except MmfastError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
         if key not in choices:
-            raise argparse.ArgumentTypeError(f"unknown {name} {value!r}; use one of "
-                                             + ", ".join(choices))
+            raise argparse.ArgumentTypeError(f"unknown {name} {value!r}; use one of " + ", ".join(choices))
         return key
+
     convert.__name__ = name
     return convert
 
 
 def _ddf(value: str) -> str:
     from .inference.ftests import resolve_ddf
+
     return resolve_ddf(value)
 
 
 def _fit(args) -> int:
     from . import lmer
+
     data = read_table(args.data)
     if args.family and args.family != "gaussian":
         from . import glmer
+
         m: GeneralizedLinearMixedModel | LinearMixedModel = glmer(args.formula, data, family=args.family)
     else:
         m = lmer(args.formula, data, reml=not args.ml)
@@ -93,6 +97,7 @@ def _fit(args) -> int:
 
 def _fit_many(args) -> int:
     from . import fit_many
+
     out = args.out
     suffix = Path(out).suffix.lower() if out else ""
     if out and suffix not in (".parquet", ".csv"):
@@ -101,9 +106,17 @@ def _fit_many(args) -> int:
         _need_pyarrow()  # written by fit_many as it goes: an interrupted run resumes
     data = read_table(args.data)  # after the checks of --out: no fits before a refusal
     ddf = None if args.ddf == "asymptotic" else args.ddf
-    res = fit_many(data, args.formula, by=args.by, n_jobs=args.n_jobs, backend=args.backend,
-                   output=out if suffix == ".parquet" else None, reml=not args.ml, ddf=ddf,
-                   progress=args.progress)
+    res = fit_many(
+        data,
+        args.formula,
+        by=args.by,
+        n_jobs=args.n_jobs,
+        backend=args.backend,
+        output=out if suffix == ".parquet" else None,
+        reml=not args.ml,
+        ddf=ddf,
+        progress=args.progress,
+    )
     if out is None:
         res.to_csv(sys.stdout, index=False)
         return 0
@@ -117,12 +130,14 @@ def _fit_many(args) -> int:
 
 def _demo(args) -> int:
     from .demo import run_demo
+
     run_demo(out_dir=args.out)
     return 0
 
 
 def _bench(args) -> int:
     import subprocess
+
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
     if not script.exists():
         raise SystemExit("mmfast bench needs a source checkout (benchmarks/run.py); run `make bench` there")
@@ -145,31 +160,57 @@ def main(argv=None) -> int:
     f = sub.add_parser("fit", help="fit a model and print its summary (lme4 formula syntax)")
     f.add_argument("data", help="CSV or Parquet file, or a bundled data set name (e.g. sleepstudy)")
     f.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
-    f.add_argument("--family", default=None, type=family, choices=FAMILY_CHOICES,
-                   help="GLMM family (default: gaussian, a linear mixed model)")
+    f.add_argument(
+        "--family",
+        default=None,
+        type=family,
+        choices=FAMILY_CHOICES,
+        help="GLMM family (default: gaussian, a linear mixed model)",
+    )
     f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    f.add_argument("--ddf", default=None, type=ddf, choices=DDF_CHOICES,
-                   help="denominator df of the coefficient table (default: satterthwaite)")
+    f.add_argument(
+        "--ddf",
+        default=None,
+        type=ddf,
+        choices=DDF_CHOICES,
+        help="denominator df of the coefficient table (default: satterthwaite)",
+    )
     f.add_argument("--json", default=None, help="write the results as JSON to this file")
     f.set_defaults(func=_fit)
-    fm = sub.add_parser("fit-many", help="fit one linear mixed model per group (e.g. per gene), "
-                                         "tidy results")
+    fm = sub.add_parser("fit-many", help="fit one linear mixed model per group (e.g. per gene), tidy results")
     fm.add_argument("data", help="CSV or Parquet file, or a bundled data set name")
     fm.add_argument("formula", help='lme4 formula, e.g. "expr ~ group + (1 | animal)"')
-    fm.add_argument("--by", required=True, action="append", metavar="COLUMN",
-                    help="column whose values define the groups (repeat for several)")
-    fm.add_argument("--out", default=None, metavar="PATH",
-                    help="results.parquet (written as groups finish; a rerun resumes) or "
-                         "results.csv; default: CSV on stdout")
+    fm.add_argument(
+        "--by",
+        required=True,
+        action="append",
+        metavar="COLUMN",
+        help="column whose values define the groups (repeat for several)",
+    )
+    fm.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="results.parquet (written as groups finish; a rerun resumes) or results.csv; default: CSV on stdout",
+    )
     fm.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    fm.add_argument("--ddf", default="satterthwaite", type=ddf, choices=DDF_CHOICES,
-                    help="denominator df of the t tests (default: satterthwaite)")
-    fm.add_argument("--n-jobs", type=int, default=1, metavar="N",
-                    help="worker processes (-1: all cores; default 1)")
-    fm.add_argument("--backend", default="loky", choices=("loky", "dask", "serial"),
-                    help="where the fits run (default: loky)")
-    fm.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                    help="progress bar (default: when stderr is a terminal)")
+    fm.add_argument(
+        "--ddf",
+        default="satterthwaite",
+        type=ddf,
+        choices=DDF_CHOICES,
+        help="denominator df of the t tests (default: satterthwaite)",
+    )
+    fm.add_argument("--n-jobs", type=int, default=1, metavar="N", help="worker processes (-1: all cores; default 1)")
+    fm.add_argument(
+        "--backend", default="loky", choices=("loky", "dask", "serial"), help="where the fits run (default: loky)"
+    )
+    fm.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
     fm.set_defaults(func=_fit_many)
     d = sub.add_parser("demo", help="the lecture's four examples on the bundled data")
     d.add_argument("--out", default="mmfast_demo_output", help="folder for the figures and tables")
@@ -179,8 +220,7 @@ def main(argv=None) -> int:
     b.set_defaults(func=_bench)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for p in (f, fm, d, b):
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show the traceback of an error")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -192,8 +232,11 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
         if args.debug:
             raise
-        print(f"mmfast: error: {type(exc).__name__}: {_one_line(exc)} (internal error: "
-              "rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"mmfast: error: {type(exc).__name__}: {_one_line(exc)} (internal error: "
+            "rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

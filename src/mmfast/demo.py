@@ -5,6 +5,7 @@ point; Example 3: cells measured twice within mice, nested and random-slope mode
 Example 4: a GLMM decoding licks from neuronal activity.  Tables go to stdout and to CSV files
 in ``out_dir``; figures are written there too when matplotlib is installed.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,9 @@ def _factor(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     """R's ``as.factor`` on numeric codes: categorical with sorted levels."""
     df = df.copy()
     for c in cols:
-        df[c] = pd.Categorical(df[c].astype(int).astype(str),
-                               categories=[str(v) for v in sorted(df[c].dropna().unique().astype(int))])
+        df[c] = pd.Categorical(
+            df[c].astype(int).astype(str), categories=[str(v) for v in sorted(df[c].dropna().unique().astype(int))]
+        )
     return df
 
 
@@ -39,6 +41,7 @@ def _figure(out: Path, name: str, draw) -> None:
     """Draw a figure with mmfast.present.plots and write it as PNG (skipped without matplotlib)."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -51,6 +54,7 @@ def _figure(out: Path, name: str, draw) -> None:
 
 def example1(out: Path) -> None:
     import mmfast
+
     _section("Example 1: 1200 cells from 24 mice in 5 treatment groups")
     ex1 = _factor(datasets.load("ex1"), "treatment_idx", "midx")
     naive = mmfast.lm("res ~ treatment_idx", ex1)
@@ -70,6 +74,7 @@ def example1(out: Path) -> None:
     print("\nICC by treatment group (cells within a mouse are far from independent):")
     print(icc.to_string(float_format=lambda v: f"{v:.4g}"))
     from .present import plots
+
     _figure(out, "ex1_cells_by_mouse", lambda: plots.plot_by_cluster(ex1, "res", "midx", "treatment_idx"))
     _figure(out, "ex1_caterpillar", lambda: plots.plot_caterpillar(m))
     _figure(out, "ex1_diagnostics", lambda: plots.plot_diagnostics(m))
@@ -79,6 +84,7 @@ def example1(out: Path) -> None:
 
 def example2(out: Path) -> None:
     import mmfast
+
     _section("Example 2: 1724 cells, 4 mice, 4 time points (unequal cells per mouse)")
     ex2 = _factor(datasets.load("ex2"), "treatment_idx", "midx")
     counts = pd.crosstab(ex2["midx"], ex2["treatment_idx"], margins=True, margins_name="Total")
@@ -86,17 +92,20 @@ def example2(out: Path) -> None:
     print(counts.to_string())
     naive = mmfast.lm("res ~ treatment_idx", ex2).summary().coefficients
     lmm = mmfast.lmer("res ~ treatment_idx + (1 | midx)", ex2, reml=False).summary().coefficients
-    table = pd.DataFrame({"LM est": naive["Estimate"], "LM p": naive["Pr(>|t|)"],
-                          "LMM est": lmm["Estimate"], "LMM p": lmm["Pr(>|t|)"]}).iloc[1:]
+    table = pd.DataFrame(
+        {"LM est": naive["Estimate"], "LM p": naive["Pr(>|t|)"], "LMM est": lmm["Estimate"], "LMM p": lmm["Pr(>|t|)"]}
+    ).iloc[1:]
     print("\nTime points vs 24h, naive pooling vs the LMM (mouse 2 drives the pooled 48h drop):")
     print(table.to_string(float_format=lambda v: f"{v:.3g}"))
     from .present import plots
+
     _figure(out, "ex2_cells_by_mouse", lambda: plots.plot_by_cluster(ex2, "res", "midx", "treatment_idx"))
     _save(table, out, "ex2_lm_vs_lmm")
 
 
 def example3(out: Path) -> None:
     import mmfast
+
     _section("Example 3: 1244 cells in 11 mice, each measured at baseline and 24h")
     ex3 = _factor(datasets.load("ex3"), "treatment", "midx", "cidx")
     naive = mmfast.lm("res ~ treatment", ex3.dropna())
@@ -107,20 +116,23 @@ def example3(out: Path) -> None:
     print(nested.summary())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        slope = mmfast.lmer("res ~ treatment + (1 | midx) + (treatment | cidx)", ex3, reml=False,
-                            check_nobs_vs_nre="ignore")
+        slope = mmfast.lmer(
+            "res ~ treatment + (1 | midx) + (treatment | cidx)", ex3, reml=False, check_nobs_vs_nre="ignore"
+        )
     print("\nRandom treatment slope per cell (lme4 refuses it by default; nlme fits it):")
     print(slope.varcorr.to_string())
     print("\nLikelihood-ratio test, nested vs random slope:")
     lrt = mmfast.anova(nested, slope)
     print(lrt)
     from .present import plots
+
     _figure(out, "ex3_spaghetti", lambda: plots.plot_spaghetti(ex3.dropna(), "res", "treatment", "cidx", "midx"))
     _save(lrt, out, "ex3_lrt")
 
 
 def example4(out: Path) -> None:
     import mmfast
+
     _section("Example 4: GLMM, decoding licks from dF/F (8 mice x 64 trials)")
     wl = _factor(datasets.load("waterlick"), "mouseID")
     m = mmfast.glmer("lick ~ dff + (1 | mouseID)", wl, family="binomial")

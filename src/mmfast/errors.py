@@ -1,7 +1,16 @@
 """Exceptions and warnings mmfast raises: each names the problem (and the column)."""
 
-__all__ = ["MmfastError", "FormulaError", "DataError", "ArgumentError", "ModelSpecError", "FitError",
-           "SingularFitWarning", "ConvergenceWarning", "RankDeficiencyWarning"]
+__all__ = [
+    "MmfastError",
+    "FormulaError",
+    "DataError",
+    "ArgumentError",
+    "ModelSpecError",
+    "FitError",
+    "SingularFitWarning",
+    "ConvergenceWarning",
+    "RankDeficiencyWarning",
+]
 
 
 class MmfastError(ValueError):

@@ -4,6 +4,7 @@
 the run has lasted ``DELAY`` seconds (short runs never show one); ``True``: a bar at once,
 wherever stderr goes; ``False``: never.
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,12 +42,19 @@ def progress_bar(total: int, desc: str = "", progress: bool | None = None, unit:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency; a broken install: no bar
         return None
-    return tqdm(total=total, desc=desc or None, delay=0.0 if progress else DELAY, leave=False,
-                unit=unit, file=sys.stderr)
+    return tqdm(
+        total=total, desc=desc or None, delay=0.0 if progress else DELAY, leave=False, unit=unit, file=sys.stderr
+    )
 
 
-def counted(results: Iterable, total: int, desc: str = "", progress: bool | None = None,
-            unit: str = "it", size: Callable[[Any], int] = lambda result: 1) -> Iterator:
+def counted(
+    results: Iterable,
+    total: int,
+    desc: str = "",
+    progress: bool | None = None,
+    unit: str = "it",
+    size: Callable[[Any], int] = lambda result: 1,
+) -> Iterator:
     """``results`` passed through, the bar advancing by ``size(r)`` after each one."""
     bar = progress_bar(total, desc, progress, unit)
     if bar is None:

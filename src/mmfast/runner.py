@@ -6,6 +6,7 @@
 -1 on all cores, -2 on all but one, k on k workers; 0 is an error.  The calls are fixed before a
 backend is chosen, so no result depends on ``n_jobs``, the backend or the completion order.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,17 +33,24 @@ def effective_n_jobs(n_jobs: int | None) -> int:
     return n_jobs
 
 
-def run_calls(func: Callable[..., Any], calls: Sequence[tuple], n_jobs: int | None = 1,
-              backend: str = "loky", ordered: bool = True, progress: bool | None = None,
-              desc: str = "", size: Callable[[Any], int] = lambda result: 1,
-              total: int | None = None, unit: str = "it") -> Iterator:
+def run_calls(
+    func: Callable[..., Any],
+    calls: Sequence[tuple],
+    n_jobs: int | None = 1,
+    backend: str = "loky",
+    ordered: bool = True,
+    progress: bool | None = None,
+    desc: str = "",
+    size: Callable[[Any], int] = lambda result: 1,
+    total: int | None = None,
+    unit: str = "it",
+) -> Iterator:
     """Yield ``func(*args)`` for each ``args`` in ``calls``: in their order (``ordered``) or
     as they complete.  ``func`` and the arguments must pickle for the worker backends
     (module-level functions, plain objects).  The progress bar counts ``size(result)`` per
     finished call out of ``total`` (default: one per call)."""
     if backend not in BACKENDS:
-        raise ArgumentError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
-                            f"not {backend!r}")
+        raise ArgumentError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, not {backend!r}")
     jobs = effective_n_jobs(n_jobs)
     calls = list(calls)
     if not calls:
@@ -59,8 +67,13 @@ def run_calls(func: Callable[..., Any], calls: Sequence[tuple], n_jobs: int | No
 def _loky(func, calls, jobs: int, ordered: bool) -> Iterator:
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=jobs, backend="loky", batch_size=1, pre_dispatch="2*n_jobs",
-                        return_as="generator" if ordered else "generator_unordered")
+    parallel = Parallel(
+        n_jobs=jobs,
+        backend="loky",
+        batch_size=1,
+        pre_dispatch="2*n_jobs",
+        return_as="generator" if ordered else "generator_unordered",
+    )
     yield from parallel(delayed(func)(*args) for args in calls)
 
 
@@ -70,19 +83,17 @@ def _dask(func, calls, jobs: int, ordered: bool) -> Iterator:
     try:
         from distributed import Client, LocalCluster, as_completed, get_client
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("backend='dask' needs dask.distributed: "
-                          "pip install 'mmfast[dask]'") from exc
+        raise ImportError("backend='dask' needs dask.distributed: pip install 'mmfast[dask]'") from exc
     own = None
     try:
         client = get_client()
     except ValueError:
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         own = (client, cluster)
     try:
         futures = [client.submit(func, *args, pure=False) for args in calls]
-        for fut in (futures if ordered else as_completed(futures)):
+        for fut in futures if ordered else as_completed(futures):
             yield fut.result()
             fut.release()
     finally:

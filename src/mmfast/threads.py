@@ -13,13 +13,13 @@ for a small dense part, else one per ``SMALL_DENSE`` rows of it, never more than
 other processes leave free at the start of the fit.  The contexts are threadpoolctl's (its
 controller is built once).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 
-__all__ = ["one_blas_thread", "fit_threads", "limit_fit_threads", "large_data_blas",
-           "usable_cores", "busy_cores"]
+__all__ = ["one_blas_thread", "fit_threads", "limit_fit_threads", "large_data_blas", "usable_cores", "busy_cores"]
 
 SMALL_DENSE = 400  # dense blocks below this order: one BLAS thread is faster
 LARGE_N = 10_000  # rows from which numpy's BLAS may go multi-threaded on the n-row arrays
@@ -31,6 +31,7 @@ def _controller():
     global _CONTROLLER
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
+
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER
 
@@ -50,8 +51,11 @@ def _numpys_own_blas():
 
         root = os.path.dirname(os.path.dirname(os.path.realpath(numpy.__file__)))
         own = (os.path.join(root, "numpy.libs"), os.path.join(root, "numpy"))
-        libs = [lib.filepath for lib in _controller().select(user_api="blas").lib_controllers
-                if os.path.realpath(lib.filepath).startswith(own)]
+        libs = [
+            lib.filepath
+            for lib in _controller().select(user_api="blas").lib_controllers
+            if os.path.realpath(lib.filepath).startswith(own)
+        ]
         _NUMPYS = _controller().select(filepath=libs) if libs else False
     return _NUMPYS or None
 

@@ -10,6 +10,7 @@ near-zero truths, so that singular and near-singular fits are common.  Run from 
 
 the second writes tests/reference/differential.json.gz (data, formula, lme4's best criterion).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -59,8 +60,12 @@ def make_case(seed: int) -> dict:
     rng = np.random.default_rng(seed)
     shape, cols = SHAPES[seed % len(SHAPES)]
     fixed = FIXED[rng.integers(len(FIXED))]
-    na, nb, nc, ng = (int(rng.integers(3, 9)), int(rng.integers(2, 5)),
-                      int(rng.integers(3, 10)), int(rng.integers(4, 14)))
+    na, nb, nc, ng = (
+        int(rng.integers(3, 9)),
+        int(rng.integers(2, 5)),
+        int(rng.integers(3, 10)),
+        int(rng.integers(4, 14)),
+    )
     nrep = int(rng.integers(2, 6))
     q = _n_random_effects(shape, {"a": na, "b": nb, "c": nc, "g": ng})
     while 0.6 * na * nb * nrep < 2 * q:  # enough rows that σ² > 0 is estimable
@@ -79,25 +84,50 @@ def make_case(seed: int) -> dict:
     x = rng.normal(rng.uniform(-1, 3), rng.uniform(0.3, 3), n)
     z = rng.normal(0, 1, n)
     f = rng.integers(0, 3, n)
+
     # truths: each SD zero, tiny or ordinary (singular and near-singular fits are common)
     def sd():
         u = rng.random()
         return 0.0 if u < 0.2 else (rng.uniform(1e-3, 0.05) if u < 0.35 else rng.uniform(0.2, 2.0))
+
     ea, eab, ec = rng.normal(0, sd(), na), rng.normal(0, sd(), na * nb), rng.normal(0, sd(), nc)
     sa, sc = rng.normal(0, sd(), na), rng.normal(0, sd(), nc)
     eg = rng.normal(0, sd(), ng) * ("g" in cols)
     sg = rng.normal(0, sd(), ng) + 0.3 * eg * rng.normal()
-    y = 1.0 + 0.5 * x - 0.3 * z + 0.4 * (f == 1) + ea[a] + eab[a * nb + b] + ec[c] \
-        + (sa[a] + sc[c]) * x + eg[g] + sg[g] * x + rng.normal(0, rng.uniform(0.3, 1.5), n)
-    data = {"y": [float(v) for v in np.round(y, 6)], "x": [float(v) for v in np.round(x, 5)],
-            "z": [float(v) for v in np.round(z, 5)], "f": _labels("f", f),
-            "a": _labels("a", a), "b": _labels("b", b), "c": _labels("c", c),
-            "g": _labels("g", g)}
+    y = (
+        1.0
+        + 0.5 * x
+        - 0.3 * z
+        + 0.4 * (f == 1)
+        + ea[a]
+        + eab[a * nb + b]
+        + ec[c]
+        + (sa[a] + sc[c]) * x
+        + eg[g]
+        + sg[g] * x
+        + rng.normal(0, rng.uniform(0.3, 1.5), n)
+    )
+    data = {
+        "y": [float(v) for v in np.round(y, 6)],
+        "x": [float(v) for v in np.round(x, 5)],
+        "z": [float(v) for v in np.round(z, 5)],
+        "f": _labels("f", f),
+        "a": _labels("a", a),
+        "b": _labels("b", b),
+        "c": _labels("c", c),
+        "g": _labels("g", g),
+    }
     weighted = rng.random() < 0.15
     if weighted:
         data["w"] = [float(v) for v in np.round(rng.uniform(0.2, 3.0, n), 3)]
-    return {"id": f"d{seed:03d}", "seed": seed, "formula": f"y ~ {fixed} + {shape}",
-            "reml": bool(rng.random() < 0.5), "weights": weighted, "data": data}
+    return {
+        "id": f"d{seed:03d}",
+        "seed": seed,
+        "formula": f"y ~ {fixed} + {shape}",
+        "reml": bool(rng.random() < 0.5),
+        "weights": weighted,
+        "data": data,
+    }
 
 
 # seeds of the shape "(1 | a) + (1 | a:b) + (0 + x | c)" (seed % 12 == 5) at which mmfast's fit

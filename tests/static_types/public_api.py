@@ -2,6 +2,7 @@
 
 ``assert_type`` fails the mypy run when an accessor's declared type drifts (for example back
 to ``Any``, which is what a decorator without a typed signature made of ``lmer``)."""
+
 from __future__ import annotations
 
 import numpy as np

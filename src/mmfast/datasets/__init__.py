@@ -3,6 +3,7 @@
 ``load(name)`` returns a DataFrame exactly as the CSV holds it; factors stay as their
 labels (mmfast builds factors with sorted levels, as the reference fits do).
 """
+
 from __future__ import annotations
 
 from importlib import resources

@@ -5,6 +5,7 @@ sub-blocks of the block pairs (i >= j) that co-occur in some row, with each entr
 position in the CSC lower triangle of A(θ) = Λ'Z'ZΛ + I.  An objective evaluation then
 never touches the n rows: it transforms the sub-blocks by the templates T_k.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -94,8 +95,7 @@ def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = 
     return out
 
 
-def build_blocks(terms: list[RandomTerm], W: np.ndarray,
-                 sqrtw: np.ndarray | None = None) -> BlockStructure:
+def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> BlockStructure:
     """Form Z'Z (as block pairs), Z'W and W'W once; W's rows must already be weighted."""
     n = W.shape[0]
     nterms = len(terms)
@@ -104,8 +104,11 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
     blk_base = np.concatenate([[0], np.cumsum(nblk)])
     nblocks = int(blk_base[-1])
     blk_term = np.repeat(np.arange(nterms, dtype=np.int32), nblk)
-    blk_start = np.concatenate([t.offset + np.arange(t.nlevels) * t.p for t in terms]).astype(np.int32) \
-        if nterms else np.zeros(0, np.int32)
+    blk_start = (
+        np.concatenate([t.offset + np.arange(t.nlevels) * t.p for t in terms]).astype(np.int32)
+        if nterms
+        else np.zeros(0, np.int32)
+    )
     Xw = [t.X if sqrtw is None else t.X * sqrtw[:, None] for t in terms]
     if nterms == 1:
         return _one_term_blocks(terms[0], Xw[0], W, sqrtw, term_p, blk_term, blk_start)
@@ -124,8 +127,7 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
             remap[present] = np.arange(len(ub))
             local.append((remap[rowblk[k] - blk_base[k]], ub * nblocks + ub))
         else:
-            codes, pkeys = pair_codes(rowblk[k] - blk_base[k], rowblk[m] - blk_base[m],
-                                      int(nblk[k]), int(nblk[m]))
+            codes, pkeys = pair_codes(rowblk[k] - blk_base[k], rowblk[m] - blk_base[m], int(nblk[k]), int(nblk[m]))
             ka, kb = pkeys // nblk[m] + blk_base[k], pkeys % nblk[m] + blk_base[m]
             local.append((codes, ka * nblocks + kb))
     # merge the pieces' sorted keys: a stable argsort of sorted runs, then each key's rank
@@ -152,14 +154,25 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray,
     q = int(sum(t.q for t in terms))
     ZtW = zt_times(terms, W, sqrtw)
     WtW = W.T @ W
-    return BlockStructure(q=q, term_p=term_p, blk_term=blk_term, blk_start=blk_start,
-                          pair_row=pair_row, pair_col=pair_col, pair_vofs=pair_vofs, V=V,
-                          ZtW=ZtW, WtW=WtW, pieces=pieces,
-                          row_pair=row_pair)
+    return BlockStructure(
+        q=q,
+        term_p=term_p,
+        blk_term=blk_term,
+        blk_start=blk_start,
+        pair_row=pair_row,
+        pair_col=pair_col,
+        pair_vofs=pair_vofs,
+        V=V,
+        ZtW=ZtW,
+        WtW=WtW,
+        pieces=pieces,
+        row_pair=row_pair,
+    )
 
 
-def _one_term_blocks(t: RandomTerm, Xw: np.ndarray, W: np.ndarray, sqrtw, term_p, blk_term,
-                     blk_start) -> BlockStructure:
+def _one_term_blocks(
+    t: RandomTerm, Xw: np.ndarray, W: np.ndarray, sqrtw, term_p, blk_term, blk_start
+) -> BlockStructure:
     """``build_blocks`` for a single term: one diagonal block per level (every level has rows),
     Σ over its rows of x x', by one bincount per entry of the lower triangle."""
     G, p, codes = t.nlevels, t.p, t.factor.codes
@@ -168,8 +181,17 @@ def _one_term_blocks(t: RandomTerm, Xw: np.ndarray, W: np.ndarray, sqrtw, term_p
         for u in range(s + 1):
             V[:, s, u] = V[:, u, s] = np.bincount(codes, Xw[:, s] * Xw[:, u], minlength=G)
     levels = np.arange(G, dtype=np.int32)
-    return BlockStructure(q=t.q, term_p=term_p, blk_term=blk_term, blk_start=blk_start,
-                          pair_row=levels, pair_col=levels,
-                          pair_vofs=np.arange(G + 1, dtype=np.int64) * (p * p), V=V.ravel(),
-                          ZtW=zt_times([t], W, sqrtw), WtW=W.T @ W, pieces=[(0, 0)],
-                          row_pair=codes.astype(np.int64)[None, :])
+    return BlockStructure(
+        q=t.q,
+        term_p=term_p,
+        blk_term=blk_term,
+        blk_start=blk_start,
+        pair_row=levels,
+        pair_col=levels,
+        pair_vofs=np.arange(G + 1, dtype=np.int64) * (p * p),
+        V=V.ravel(),
+        ZtW=zt_times([t], W, sqrtw),
+        WtW=W.T @ W,
+        pieces=[(0, 0)],
+        row_pair=codes.astype(np.int64)[None, :],
+    )

@@ -4,6 +4,7 @@ The blocked kernel keeps the first term's blocks as they are and lays the others
 reverse Cuthill-McKee order of the block co-occurrence graph, so that blocks updated
 together (by the same first-term level) sit together in memory.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ A term ``(x | g)`` has p columns (``(Intercept)``, ``x``) and ℓ levels; its sl
 q = p·ℓ columns, level-major (lme4's order).  Its relative covariance factor is a p x p lower
 triangular template T filled from θ (``design.theta``), repeated on every level.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -124,9 +125,14 @@ def _make_unique(names: list[str]) -> list[str]:
 CHECK_LEVELS = ("ignore", "warning", "stop")
 
 
-def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "stop",
-                check_nobs_vs_nlev: str = "stop", check_nlev_gtr_1: str = "stop",
-                allow_n: bool = False) -> list[RandomTerm]:
+def build_terms(
+    bars: list[Bar],
+    data: pd.DataFrame,
+    check_nobs_vs_nre: str = "stop",
+    check_nobs_vs_nlev: str = "stop",
+    check_nlev_gtr_1: str = "stop",
+    allow_n: bool = False,
+) -> list[RandomTerm]:
     """Random-effects terms in lme4's order (decreasing number of levels, ties in formula order).
 
     The checks are lme4's ``check.nobs.vs.nRE``, ``check.nobs.vs.nlev`` and
@@ -134,8 +140,11 @@ def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "s
     (as many levels or random effects as observations is allowed: observation-level effects).
     """
     n = len(data)
-    checks = {"check_nobs_vs_nre": check_nobs_vs_nre, "check_nobs_vs_nlev": check_nobs_vs_nlev,
-              "check_nlev_gtr_1": check_nlev_gtr_1}
+    checks = {
+        "check_nobs_vs_nre": check_nobs_vs_nre,
+        "check_nobs_vs_nlev": check_nobs_vs_nlev,
+        "check_nlev_gtr_1": check_nlev_gtr_1,
+    }
     for name, val in checks.items():
         if val not in CHECK_LEVELS:
             raise ModelSpecError(f"{name} must be 'ignore', 'warning' or 'stop' (got {val!r})")
@@ -144,8 +153,11 @@ def build_terms(bars: list[Bar], data: pd.DataFrame, check_nobs_vs_nre: str = "s
         X, names, spec = build_matrix(bar.lhs, data)
         if X.shape[1] == 0:
             raise FormulaError(f"random-effects term ({bar}) has no columns")
-        terms.append(RandomTerm(bar=bar, factor=grouping_factor(data, bar.group),
-                                names=names, X=np.ascontiguousarray(X), spec=spec))
+        terms.append(
+            RandomTerm(
+                bar=bar, factor=grouping_factor(data, bar.group), names=names, X=np.ascontiguousarray(X), spec=spec
+            )
+        )
     order = sorted(range(len(terms)), key=lambda i: -terms[i].nlevels)  # stable
     terms = [terms[i] for i in order]
     for t, g in zip(terms, _make_unique([t.factor.name for t in terms])):
@@ -165,23 +177,32 @@ def _check_terms(terms: list[RandomTerm], n: int, checks: dict, allow_n: bool) -
             raise DataError(f"random-effects term ({t.bar}) has non-finite values in its model matrix")
     few = [t for t in terms if t.nlevels < 2]
     if few:
-        _act(checks["check_nlev_gtr_1"], "check_nlev_gtr_1" if allow_n else None,
-             f"grouping factor '{few[0].factor.name}' has {few[0].nlevels} level: grouping "
-             "factors must have > 1 sampled level")
+        _act(
+            checks["check_nlev_gtr_1"],
+            "check_nlev_gtr_1" if allow_n else None,
+            f"grouping factor '{few[0].factor.name}' has {few[0].nlevels} level: grouping "
+            "factors must have > 1 sampled level",
+        )
     many = [t for t in terms if (t.nlevels > n if allow_n else t.nlevels >= n)]
     if many:
-        _act(checks["check_nobs_vs_nlev"], "check_nobs_vs_nlev" if allow_n else None,
-             f"number of levels of each grouping factor must be {'<=' if allow_n else '<'} number "
-             f"of observations (problems: "
-             + ", ".join(f"{t.factor.name}, {t.nlevels} levels for {n} observations" for t in many)
-             + ")")
+        _act(
+            checks["check_nobs_vs_nlev"],
+            "check_nobs_vs_nlev" if allow_n else None,
+            f"number of levels of each grouping factor must be {'<=' if allow_n else '<'} number "
+            f"of observations (problems: "
+            + ", ".join(f"{t.factor.name}, {t.nlevels} levels for {n} observations" for t in many)
+            + ")",
+        )
     for t in terms:
         if t.q > n if allow_n else t.q >= n:
-            _act(checks["check_nobs_vs_nre"], "check_nobs_vs_nre",
-                 f"number of observations (={n}) {'<' if allow_n else '<='} number of random "
-                 f"effects (={t.q}) for term ({t.bar}); the random-effects parameters "
-                 + ("are" if allow_n else "and the residual variance (or scale parameter) are")
-                 + " probably unidentifiable")
+            _act(
+                checks["check_nobs_vs_nre"],
+                "check_nobs_vs_nre",
+                f"number of observations (={n}) {'<' if allow_n else '<='} number of random "
+                f"effects (={t.q}) for term ({t.bar}); the random-effects parameters "
+                + ("are" if allow_n else "and the residual variance (or scale parameter) are")
+                + " probably unidentifiable",
+            )
 
 
 def _act(level: str, name: str | None, msg: str) -> None:
@@ -189,6 +210,7 @@ def _act(level: str, name: str | None, msg: str) -> None:
     keyword that turns it off, where the entry point has one: glmer all three, lmer nRE)."""
     if level == "warning":
         import warnings
+
         warnings.warn(msg, UserWarning, stacklevel=5)
     elif level == "stop":
         raise ModelSpecError(msg + (f" (pass {name}='ignore' to fit it anyway)" if name else ""))

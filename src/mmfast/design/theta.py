@@ -6,6 +6,7 @@ terms' pieces together for a model (as MixedModels.jl's ``parmap``): offsets, lo
 lme4's start and names, and the one scatter of θ into the templates.  Index arrays are built
 once, so nothing here costs more than a fancy-indexed assignment on the fitting path.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,9 @@ class LowerCholesky:
     def names(self) -> list[str]:
         """lme4's ``names(getME(m, "theta"))`` for this term: ``g.x`` on the diagonal, ``g.x.y`` below."""
         g, c = self.group, self.columns
-        return [f"{g}.{c[i]}" if i == j else f"{g}.{c[i]}.{c[j]}"
-                for i, j in zip(self.rows.tolist(), self.cols.tolist())]
+        return [
+            f"{g}.{c[i]}" if i == j else f"{g}.{c[i]}.{c[j]}" for i, j in zip(self.rows.tolist(), self.cols.tolist())
+        ]
 
     def to_template(self, theta_i: np.ndarray) -> np.ndarray:
         """The p x p lower-triangular template T from this term's θ_i."""

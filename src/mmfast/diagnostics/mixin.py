@@ -1,5 +1,6 @@
 """Diagnostic methods of a fitted mixed model (mixed into ``mmfast.api``'s LMM and GLMM):
 Nakagawa-Schielzeth R² and DHARMa-style simulated residuals."""
+
 from __future__ import annotations
 
 __all__ = ["DiagnosticsMixin"]
@@ -22,10 +23,17 @@ class DiagnosticsMixin:
         >>> m.r2_nakagawa().marginal  # doctest: +SKIP
         """
         from . import r2_nakagawa
+
         return r2_nakagawa(self, tolerance=tolerance)
 
-    def simulate_residuals(self, n_sim: int = 250, seed=None, refit: bool = False,
-                           integer_response: bool | None = None, conditional: bool = False):
+    def simulate_residuals(
+        self,
+        n_sim: int = 250,
+        seed=None,
+        refit: bool = False,
+        integer_response: bool | None = None,
+        conditional: bool = False,
+    ):
         """DHARMa-style scaled residuals with dispersion, zero-inflation and uniformity tests;
         see :func:`mmfast.diagnostics.simulate_residuals` for the parameters.
 
@@ -38,5 +46,7 @@ class DiagnosticsMixin:
         >>> m.simulate_residuals(n_sim=250, seed=1).test_dispersion()  # doctest: +SKIP
         """
         from . import simulate_residuals
-        return simulate_residuals(self, n_sim=n_sim, seed=seed, refit=refit,
-                                  integer_response=integer_response, conditional=conditional)
+
+        return simulate_residuals(
+            self, n_sim=n_sim, seed=seed, refit=refit, integer_response=integer_response, conditional=conditional
+        )

@@ -30,6 +30,7 @@ performance, the conditional R² is NaN and the marginal one is var_fixed / (var
 var_residual).  Deviation from insight 0.19: with several terms on one grouping factor (e.g.
 ``(Days || Subject)``) insight keeps only the first term; every term is counted here.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -42,7 +43,7 @@ from ..errors import ModelSpecError, SingularFitWarning
 
 __all__ = ["R2Nakagawa", "r2_nakagawa", "variance_components"]
 
-BINOMIAL_LATENT = {"logit": np.pi ** 2 / 3, "probit": 1.0, "cloglog": np.pi ** 2 / 6}
+BINOMIAL_LATENT = {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,12 @@ class R2Nakagawa:
         return pd.Series(self.__dict__, name="r2_nakagawa", dtype=float)
 
     def __repr__(self) -> str:
-        return (f"# R2 for Mixed Models\n\n  Conditional R2: {self.conditional:.3f}\n"
-                f"     Marginal R2: {self.marginal:.3f}")
+        return (
+            f"# R2 for Mixed Models\n\n  Conditional R2: {self.conditional:.3f}\n     Marginal R2: {self.marginal:.3f}"
+        )
 
 
-def _johnson_variance(X: np.ndarray, names: list[str], term_names: list[str],
-                      Sigma: np.ndarray) -> float:
+def _johnson_variance(X: np.ndarray, names: list[str], term_names: list[str], Sigma: np.ndarray) -> float:
     """mean_i z_i' Σ z_i, z_i = row i of X on the term's columns present in X (an intercept
     column of ones if X has none)."""
     cols, keep = [], []
@@ -108,15 +109,21 @@ def _distribution_variance(model, null_intercept: float | None = None) -> float:
             null_intercept = float(model.refit_formula(_null_formula(model)).beta[0])
         mu = float(np.exp(null_intercept))
         if mu < 6:  # performance's caveat: the lognormal approximation needs a large mean
-            warnings.warn(f"mean count of the null model {mu:.1f} is below 6: the lognormal "
-                          "approximation of the distribution variance, hence R², may be "
-                          "unreliable", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"mean count of the null model {mu:.1f} is below 6: the lognormal "
+                "approximation of the distribution variance, hence R², may be "
+                "unreliable",
+                UserWarning,
+                stacklevel=3,
+            )
         return float(np.log1p(1.0 / mu))  # log(1 + 1/mu), mu = exp(beta0)
     if name == "Gamma" and link in ("inverse", "identity", "log"):
         return float(model.sigma) ** 2
-    raise ModelSpecError(f"Nakagawa's R² is not defined for the {name} family with the {link} "
-                         "link (performance supports binomial logit/probit/cloglog, Poisson "
-                         "log/sqrt, Gamma and Gaussian)")
+    raise ModelSpecError(
+        f"Nakagawa's R² is not defined for the {name} family with the {link} "
+        "link (performance supports binomial logit/probit/cloglog, Poisson "
+        "log/sqrt, Gamma and Gaussian)"
+    )
 
 
 def model_variances(frame, beta, covariances, glmm: bool) -> tuple[float, float, float]:
@@ -138,14 +145,19 @@ def variance_components(model, tolerance: float = 1e-5) -> dict[str, float]:
     """insight's ``get_variance``: var_fixed, var_random (NaN for a singular fit),
     var_residual, var_distribution, var_dispersion."""
     var_fixed, var_random, var_dispersion = model_variances(
-        model.frame, model.beta, model.term_covariances(), glmm=model.family != "gaussian")
+        model.frame, model.beta, model.term_covariances(), glmm=model.family != "gaussian"
+    )
     diag = np.isfinite(model.theta_lower)
     if np.any(np.abs(np.asarray(model.theta)[diag]) < tolerance):
         var_random = float("nan")
     var_distribution = _distribution_variance(model)
-    return {"var_fixed": var_fixed, "var_random": var_random,
-            "var_residual": var_distribution + var_dispersion,
-            "var_distribution": var_distribution, "var_dispersion": var_dispersion}
+    return {
+        "var_fixed": var_fixed,
+        "var_random": var_random,
+        "var_residual": var_distribution + var_dispersion,
+        "var_distribution": var_distribution,
+        "var_dispersion": var_dispersion,
+    }
 
 
 def r2_nakagawa(model, tolerance: float = 1e-5) -> R2Nakagawa:
@@ -172,9 +184,12 @@ def r2_nakagawa(model, tolerance: float = 1e-5) -> R2Nakagawa:
     v = variance_components(model, tolerance)
     vf, vr, vres = v["var_fixed"], v["var_random"], v["var_residual"]
     if np.isnan(vr):
-        warnings.warn("the fit is singular (a variance component is zero): the conditional R² "
-                      "is not available and the marginal R² ignores the random effects",
-                      SingularFitWarning, stacklevel=2)
+        warnings.warn(
+            "the fit is singular (a variance component is zero): the conditional R² "
+            "is not available and the marginal R² ignores the random effects",
+            SingularFitWarning,
+            stacklevel=2,
+        )
         marginal, conditional = vf / (vf + vres), float("nan")
     else:
         total = vf + vr + vres

@@ -27,6 +27,7 @@ Gamma GLMMs: ``simulate`` draws b = Λθ u as lme4's ``simulate`` does, while gl
 (cake: dispersion ratio 0.34, KS p ~ 1e-16 on a reasonable fit).  ``simulate_residuals`` warns
 and ``conditional=True`` (ratio 0.94, KS p = 0.78 there) is the usable choice.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -37,12 +38,12 @@ from scipy import stats
 
 from ..errors import ArgumentError
 
-__all__ = ["SimulatedResiduals", "SimulationTest", "simulate_residuals", "randomized_pit",
-           "simulation_p_value"]
+__all__ = ["SimulatedResiduals", "SimulationTest", "simulate_residuals", "randomized_pit", "simulation_p_value"]
 
 
-def randomized_pit(observed: np.ndarray, simulated: np.ndarray, rng: np.random.Generator,
-                   integer_response: bool = True) -> np.ndarray:
+def randomized_pit(
+    observed: np.ndarray, simulated: np.ndarray, rng: np.random.Generator, integer_response: bool = True
+) -> np.ndarray:
     """Scaled residuals of ``observed`` (n) among ``simulated`` (n x n_sim): the share of
     simulations below y_i, plus a uniform share of those equal to it (``integer_response``;
     else the empirical CDF at y_i)."""
@@ -90,8 +91,18 @@ class SimulatedResiduals:
     ``conditional``), ``integer_response``, ``refit``.
     """
 
-    def __init__(self, model, observed, simulated, fitted, scaled, integer_response, refit,
-                 refit_pearson=None, conditional: bool = False):
+    def __init__(
+        self,
+        model,
+        observed,
+        simulated,
+        fitted,
+        scaled,
+        integer_response,
+        refit,
+        refit_pearson=None,
+        conditional: bool = False,
+    ):
         self.model, self.conditional = model, conditional
         self.observed, self.simulated, self.fitted = observed, simulated, fitted
         self.scaled = scaled
@@ -112,39 +123,49 @@ class SimulatedResiduals:
         """Over/underdispersion: statistic = observed / mean simulated spread (> 1: overdispersed)."""
         if self.refit:
             obs = float(np.sum(_pearson(self.model) ** 2))
-            sim = np.sum(self._refit_pearson ** 2, axis=0)
-            return SimulationTest("dispersion: Pearson chi-square, fitted vs refitted to simulations",
-                                  obs / np.mean(sim), simulation_p_value(sim, obs, alternative),
-                                  alternative, obs, sim)
+            sim = np.sum(self._refit_pearson**2, axis=0)
+            return SimulationTest(
+                "dispersion: Pearson chi-square, fitted vs refitted to simulations",
+                obs / np.mean(sim),
+                simulation_p_value(sim, obs, alternative),
+                alternative,
+                obs,
+                sim,
+            )
         fitted = self.fitted
-        return self._generic(lambda y: np.std(y - fitted, ddof=1),
-                             "dispersion: sd of residuals, fitted vs simulated", alternative)
+        return self._generic(
+            lambda y: np.std(y - fitted, ddof=1), "dispersion: sd of residuals, fitted vs simulated", alternative
+        )
 
     def test_zero_inflation(self, alternative: str = "two.sided") -> SimulationTest:
         """Zero-inflation: statistic = observed zeros / mean simulated zeros (> 1: too many)."""
-        return self._generic(lambda y: np.sum(y == 0), "zero-inflation: observed vs simulated zeros",
-                             alternative)
+        return self._generic(lambda y: np.sum(y == 0), "zero-inflation: observed vs simulated zeros", alternative)
 
     def test_uniformity(self, alternative: str = "two-sided") -> SimulationTest:
         """Kolmogorov-Smirnov test of the scaled residuals against U(0, 1) (statistic D)."""
         ks = stats.kstest(self.scaled, "uniform", alternative=alternative)
-        return SimulationTest("uniformity: one-sample Kolmogorov-Smirnov", float(ks.statistic),
-                              float(ks.pvalue), alternative)
+        return SimulationTest(
+            "uniformity: one-sample Kolmogorov-Smirnov", float(ks.statistic), float(ks.pvalue), alternative
+        )
 
     def plot(self, **kwargs):
         """QQ plot of the scaled residuals against U(0, 1) and scaled residuals against the
         rank-transformed fitted values (``mmfast.present.plots.plot_simulated_residuals``)."""
         from ..present.diagnostic_plots import plot_simulated_residuals
+
         return plot_simulated_residuals(self, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"<SimulatedResiduals n={len(self.scaled)}, n_sim={self.n_sim}, "
-                f"integer_response={self.integer_response}, refit={self.refit}>")
+        return (
+            f"<SimulatedResiduals n={len(self.scaled)}, n_sim={self.n_sim}, "
+            f"integer_response={self.integer_response}, refit={self.refit}>"
+        )
 
 
 def _pearson(model) -> np.ndarray:
     """Pearson residuals, unscaled for an LMM (refits' sums of squares stay comparable)."""
     from ..present.diagnostic_plots import pearson_residuals
+
     return pearson_residuals(model, scale=False)
 
 
@@ -155,9 +176,14 @@ def _residuals(model) -> np.ndarray:
     return model.frame.y - model.linear_predictor()
 
 
-def simulate_residuals(model, n_sim: int = 250, seed=None, refit: bool = False,
-                       integer_response: bool | None = None,
-                       conditional: bool = False) -> SimulatedResiduals:
+def simulate_residuals(
+    model,
+    n_sim: int = 250,
+    seed=None,
+    refit: bool = False,
+    integer_response: bool | None = None,
+    conditional: bool = False,
+) -> SimulatedResiduals:
     """Simulation-based scaled residuals of a fitted LMM or GLMM (R's ``DHARMa::simulateResiduals``).
 
     Parameters
@@ -188,14 +214,19 @@ def simulate_residuals(model, n_sim: int = 250, seed=None, refit: bool = False,
     """
     from ..resample.parallel import as_seed_sequence
     from ..resample.simulate import ResponseSimulator, simulate
+
     n_sim = int(n_sim)
     if n_sim < 2:
         raise ArgumentError(f"n_sim must be >= 2 (got {n_sim})")
     sim = ResponseSimulator(model, conditional=conditional)
     if sim.kind != "lmm" and sim.name == "Gamma" and not conditional:
-        warnings.warn("unconditional simulations of a Gamma GLMM draw random effects on lme4's "
-                      "unscaled θ (as lme4's simulate), wider than the fit implies: use "
-                      "conditional=True", UserWarning, stacklevel=2)
+        warnings.warn(
+            "unconditional simulations of a Gamma GLMM draw random effects on lme4's "
+            "unscaled θ (as lme4's simulate), wider than the fit implies: use "
+            "conditional=True",
+            UserWarning,
+            stacklevel=2,
+        )
     if integer_response is None:
         integer_response = sim.kind != "lmm" and sim.name in ("binomial", "poisson")
     ss_sim, ss_pit = as_seed_sequence(seed).spawn(2)
@@ -208,14 +239,13 @@ def simulate_residuals(model, n_sim: int = 250, seed=None, refit: bool = False,
     rng = np.random.default_rng(ss_pit)
     if not refit:
         scaled = randomized_pit(observed, Y, rng, integer_response)
-        return SimulatedResiduals(model, observed, Y, fitted, scaled, integer_response, False,
-                                  conditional=conditional)
+        return SimulatedResiduals(model, observed, Y, fitted, scaled, integer_response, False, conditional=conditional)
     from ..resample.refit import Refitter
+
     refitter = Refitter(model)
     res, pear = np.empty_like(Y), np.empty_like(Y)
     for j in range(n_sim):
         mj = refitter(Y[:, j])
         res[:, j], pear[:, j] = _residuals(mj), _pearson(mj)
     scaled = randomized_pit(_residuals(model), res, rng, integer_response=True)
-    return SimulatedResiduals(model, observed, Y, fitted, scaled, integer_response, True, pear,
-                              conditional=conditional)
+    return SimulatedResiduals(model, observed, Y, fitted, scaled, integer_response, True, pear, conditional=conditional)

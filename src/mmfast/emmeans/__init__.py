@@ -4,6 +4,7 @@
 ``.contrast("trt.vs.ctrl", ref=0)``; see ``grid`` (reference grid, SEs and df) and
 ``contrasts`` (contrast families and p-value adjustments: tukey, dunnettx, ...).
 """
+
 from .contrasts import adjust_pvalues, contrast_family
 from .grid import EmmGrid, EmmTable, emmeans, reference_grid
 

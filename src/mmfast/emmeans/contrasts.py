@@ -22,6 +22,7 @@ Adjustments (emmeans' ``.adj.p.value``; one test is never adjusted):
 * ``scheffe`` (rank r of the family: F_{r,df}(t²/r)), ``sidak``, ``bonferroni``, ``holm``,
   ``hochberg``, ``BH``/``fdr``, ``BY``, ``none``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,9 +33,18 @@ from ..rformat import zapsmall
 
 __all__ = ["contrast_family", "adjust_pvalues", "DEFAULT_ADJUST", "ptukey_sf", "pdunnx_sf"]
 
-DEFAULT_ADJUST = {"pairwise": "tukey", "revpairwise": "tukey", "tukey": "tukey",
-                  "trt.vs.ctrl": "dunnettx", "trt.vs.ctrl1": "dunnettx", "trt.vs.ctrlk": "dunnettx",
-                  "dunnett": "dunnettx", "consec": "mvt", "eff": "fdr", "del.eff": "fdr"}
+DEFAULT_ADJUST = {
+    "pairwise": "tukey",
+    "revpairwise": "tukey",
+    "tukey": "tukey",
+    "trt.vs.ctrl": "dunnettx",
+    "trt.vs.ctrl1": "dunnettx",
+    "trt.vs.ctrlk": "dunnettx",
+    "dunnett": "dunnettx",
+    "consec": "mvt",
+    "eff": "fdr",
+    "del.eff": "fdr",
+}
 PAIRWISE = {"pairwise", "revpairwise", "tukey"}
 _P_ADJUST = {"holm", "hochberg", "bonferroni", "bh", "fdr", "by", "none"}
 
@@ -97,8 +107,9 @@ def contrast_family(method, labels: list[str], ref=None) -> tuple[np.ndarray, li
             rows.append(c)
             names.append(f"{labels[i]} effect")
     else:
-        raise ArgumentError(f"unknown contrast method {method!r}: use one of {sorted(DEFAULT_ADJUST)} "
-                            "or a dict {name: coefficients}")
+        raise ArgumentError(
+            f"unknown contrast method {method!r}: use one of {sorted(DEFAULT_ADJUST)} or a dict {{name: coefficients}}"
+        )
     if not rows:
         raise ArgumentError(f"contrast method {method!r} needs at least two means (got {k})")
     return np.array(rows), names, ("pairwise" if m in PAIRWISE else m)
@@ -157,8 +168,7 @@ def pdunnx_sf(x, m: int, df) -> np.ndarray:
     x, df = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(df, dtype=float))
     w = (m - 1.0) / m
     tuk = ptukey_sf(np.sqrt(2.0) * x, (1.0 + np.sqrt(1.0 + 8.0 * m)) / 2.0, df)
-    sf_f = np.where(np.isfinite(df), stats.f.sf(x ** 2, 1, np.where(np.isfinite(df), df, 1.0)),
-                    stats.chi2.sf(x ** 2, 1))
+    sf_f = np.where(np.isfinite(df), stats.f.sf(x**2, 1, np.where(np.isfinite(df), df, 1.0)), stats.chi2.sf(x**2, 1))
     sidak = -np.expm1(m * np.log1p(-sf_f))  # 1 - F(x²)^m without cancellation
     return np.clip(w * tuk + (1.0 - w) * sidak, 0.0, 1.0)
 
@@ -188,8 +198,9 @@ def _p_adjust(p: np.ndarray, method: str, n: int | None = None) -> np.ndarray:
     return out
 
 
-def adjust_pvalues(t: np.ndarray, df: np.ndarray, adjust: str, kind: str, nmeans: int,
-                   rank: int) -> tuple[np.ndarray, str, str | None]:
+def adjust_pvalues(
+    t: np.ndarray, df: np.ndarray, adjust: str, kind: str, nmeans: int, rank: int
+) -> tuple[np.ndarray, str, str | None]:
     """(two-sided p-values, adjustment actually used, emmeans' note) for one family of tests.
 
     Non-estimable rows (NaN) get NaN but count in the family size, as in emmeans.
@@ -207,22 +218,28 @@ def adjust_pvalues(t: np.ndarray, df: np.ndarray, adjust: str, kind: str, nmeans
     if adj == "tukey" and kind != "pairwise":
         adj = "sidak"
     abst = np.abs(t)
-    unadj = np.where(np.isfinite(df), 2.0 * stats.t.sf(abst, np.where(np.isfinite(df), df, 1.0)),
-                     2.0 * stats.norm.sf(abst))
+    unadj = np.where(
+        np.isfinite(df), 2.0 * stats.t.sf(abst, np.where(np.isfinite(df), df, 1.0)), 2.0 * stats.norm.sf(abst)
+    )
     if adj == "tukey":
         p = ptukey_sf(np.sqrt(2.0) * abst, nmeans, zapsmall(df))  # as emmeans
     elif adj == "dunnettx":
         p = pdunnx_sf(abst, n, df)
     elif adj == "scheffe":
-        p = np.where(np.isfinite(df), stats.f.sf(t ** 2 / rank, rank, np.where(np.isfinite(df), df, 1.0)),
-                     stats.chi2.sf(t ** 2, rank))
+        p = np.where(
+            np.isfinite(df),
+            stats.f.sf(t**2 / rank, rank, np.where(np.isfinite(df), df, 1.0)),
+            stats.chi2.sf(t**2, rank),
+        )
     elif adj == "sidak":
         p = -np.expm1(n * np.log1p(-unadj))
     elif adj in _P_ADJUST:
         p = _p_adjust(unadj, adj, n)
     elif adj == "mvt":
-        raise NotImplementedError("adjust='mvt' (multivariate t, emmeans' default for 'consec') is not "
-                                  "implemented: pass adjust='sidak', 'holm', 'bonferroni' or 'none'")
+        raise NotImplementedError(
+            "adjust='mvt' (multivariate t, emmeans' default for 'consec') is not "
+            "implemented: pass adjust='sidak', 'holm', 'bonferroni' or 'none'"
+        )
     else:
         raise ArgumentError(f"unknown adjust method {adjust!r}")
     if adj == "tukey":

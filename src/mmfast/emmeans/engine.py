@@ -10,6 +10,7 @@
   coefficients l uses (|l_j| > 1e-4), the intercept's df being the number of outermost groups - 1.
 * ``mmfast.lm`` fits: the residual df; GLMMs: asymptotic (z), on the link scale.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +53,7 @@ def _lb_ddf(l: np.ndarray, V0: np.ndarray, P: list, W: np.ndarray) -> float:
     v0 = 0.0 if abs(v0) < 1e-10 else v0
     x = 1 - A2 / q
     ratio = 1.0 if (abs(x) < 1e-14 and abs(v1) < 1e-14) else x / v1
-    rho = ratio ** 2 * v0 / (q * v2)
+    rho = ratio**2 * v0 / (q * v2)
     return 4 + (q + 2) / (q * rho - 1)
 
 
@@ -62,8 +63,10 @@ def _quad(L: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 def _lme_engine(fit, ddf):
     if ddf not in ("containment", "asymptotic"):
-        raise ArgumentError(f"ddf={ddf!r}: for mmfast.lme fits emmeans uses 'containment' (nlme's df) or "
-                            "'asymptotic'; for lmerTest/pbkrtest df pass the lmer fit (fit.model)")
+        raise ArgumentError(
+            f"ddf={ddf!r}: for mmfast.lme fits emmeans uses 'containment' (nlme's df) or "
+            "'asymptotic'; for lmerTest/pbkrtest df pass the lmer fit (fit.model)"
+        )
     V = fit._vcov_adjusted(adjust_sigma=True)  # emmeans' sigmaAdjust = TRUE
     dfx = fit.fixDF()["X"].to_numpy(dtype=float).copy()
     names = list(fit.fixef.index)
@@ -73,8 +76,7 @@ def _lme_engine(fit, ddf):
     def se_df(L):
         if ddf == "asymptotic":
             return _quad(L, V), np.full(len(L), np.inf)
-        df = [float(np.min(dfx[np.abs(row) > 1e-4])) if np.any(np.abs(row) > 1e-4) else np.nan
-              for row in L]
+        df = [float(np.min(dfx[np.abs(row) > 1e-4])) if np.any(np.abs(row) > 1e-4) else np.nan for row in L]
         return _quad(L, V), np.array(df)
 
     return Engine(fit.model, ddf, fit.fixef.to_numpy(), se_df)
@@ -101,10 +103,12 @@ def make_engine(fit, ddf) -> Engine:
     from ..inference.ftests import resolve_ddf
     from ..model.lm import LinearModel
     from ..nlme.lme import LmeFit
+
     if isinstance(fit, LmeFit):
         key = "containment" if ddf is None else str(ddf).strip().lower()
-        key = {"between-within": "containment", "nlme": "containment", "none": "asymptotic",
-               "z": "asymptotic"}.get(key, key)
+        key = {"between-within": "containment", "nlme": "containment", "none": "asymptotic", "z": "asymptotic"}.get(
+            key, key
+        )
         return _lme_engine(fit, key)
     if hasattr(fit, "contest"):
         return _lmer_engine(fit, resolve_ddf("kenward-roger" if ddf is None else ddf))
@@ -113,16 +117,19 @@ def make_engine(fit, ddf) -> Engine:
             raise ArgumentError(f"ddf={ddf!r}: an mmfast.lm fit has the residual df only")
         n, p = fit.frame.X.shape
         V = np.asarray(fit.vcov_array, dtype=float)
-        return Engine(fit, "residual", fit.beta,
-                      lambda L: (_quad(L, V), np.full(len(L), float(n - p))), df_note=False)
+        return Engine(fit, "residual", fit.beta, lambda L: (_quad(L, V), np.full(len(L), float(n - p))), df_note=False)
     if hasattr(fit, "vcov_array") and hasattr(fit, "frame"):  # GLMMs: z tests on the link scale
         if ddf not in (None, "asymptotic"):
             raise ArgumentError(f"ddf={ddf!r}: this model supports 'asymptotic' (z tests) only")
         V = np.asarray(fit.vcov_array, dtype=float)
         fam = getattr(fit, "family", None)
         link = getattr(getattr(fam, "link", None), "name", None) or getattr(fam, "link", None)
-        notes = [f"Results are given on the {link} (not the response) scale."] if isinstance(link, str) \
-            and link != "identity" else []
-        return Engine(fit, "asymptotic", fit.beta,
-                      lambda L: (_quad(L, V), np.full(len(L), np.inf)), notes, df_note=False)
+        notes = (
+            [f"Results are given on the {link} (not the response) scale."]
+            if isinstance(link, str) and link != "identity"
+            else []
+        )
+        return Engine(
+            fit, "asymptotic", fit.beta, lambda L: (_quad(L, V), np.full(len(L), np.inf)), notes, df_note=False
+        )
     raise ArgumentError(f"emmeans() needs an mmfast model (lmer, lme, lm, glmer), not {type(fit).__name__}")

@@ -16,6 +16,7 @@ a time, exactly as emmeans asks pbkrtest / lmerTest:
 
 Unlike emmeans, KR is not switched off above 3000 observations (emmeans' ``pbkrtest.limit``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -62,6 +63,7 @@ class EmmTable(pd.DataFrame):
 
     def __repr__(self) -> str:
         from .printing import format_emm
+
         return format_emm(self)
 
     __str__ = __repr__
@@ -115,8 +117,7 @@ def reference_grid(model, at: dict | None = None) -> tuple[pd.DataFrame, dict[st
         if lev is not None:
             factors[v] = [_label(x) for x in vals]
     combos = list(itertools.product(*[values[v] for v in reversed(names)]))
-    grid = pd.DataFrame([tuple(reversed(c)) for c in combos], columns=names) if names else \
-        pd.DataFrame(index=[0])
+    grid = pd.DataFrame([tuple(reversed(c)) for c in combos], columns=names) if names else pd.DataFrame(index=[0])
     for v in names:
         s = data[v]
         if isinstance(s.dtype, pd.CategoricalDtype):
@@ -183,8 +184,7 @@ class EmmGrid:
         grid, factors = reference_grid(self.model, at)
         missing = [v for v in self.specs + self.by if v not in grid.columns]
         if missing:
-            raise ArgumentError(f"{missing} are not variables of the fixed part "
-                                f"({list(grid.columns)})")
+            raise ArgumentError(f"{missing} are not variables of the fixed part ({list(grid.columns)})")
         self.grid = grid
         fs = self.model.frame.fixed_spec
         Xfull = np.asarray(fs.spec.get_model_matrix(grid), dtype=float)  # aliased columns too
@@ -209,14 +209,23 @@ class EmmGrid:
         self.levels = {v: order[v] for v in keys}
         self.averaged = [v for v in factors if v not in keys]
         est, se, df = self._estimate(self.L, self.Lfull)
-        crit = np.where(np.isfinite(df), stats.t.ppf(0.5 + self.level / 2, np.where(np.isfinite(df), df, 1.0)),
-                        stats.norm.ppf(0.5 + self.level / 2))
-        cols = {v: pd.Categorical([c[i] for c in self.cells], categories=order[v])
-                for i, v in enumerate(keys)}
+        crit = np.where(
+            np.isfinite(df),
+            stats.t.ppf(0.5 + self.level / 2, np.where(np.isfinite(df), df, 1.0)),
+            stats.norm.ppf(0.5 + self.level / 2),
+        )
+        cols = {v: pd.Categorical([c[i] for c in self.cells], categories=order[v]) for i, v in enumerate(keys)}
         tab = {v: cols[v] for v in self.specs}
         asym = _asymptotic(df)  # emmeans: asymp.LCL / asymp.UCL, z.ratio
-        tab.update({"emmean": est, "SE": se, "df": df, ("asymp.LCL" if asym else "lower.CL"): est - crit * se,
-                    ("asymp.UCL" if asym else "upper.CL"): est + crit * se})
+        tab.update(
+            {
+                "emmean": est,
+                "SE": se,
+                "df": df,
+                ("asymp.LCL" if asym else "lower.CL"): est - crit * se,
+                ("asymp.UCL" if asym else "upper.CL"): est + crit * se,
+            }
+        )
         tab.update({v: cols[v] for v in self.by})
         self.table = EmmTable(tab)
         self.table.attrs["notes"] = self._notes() + [f"Confidence level used: {self.level:g}"]
@@ -238,8 +247,11 @@ class EmmGrid:
     def _numeric_vars(self) -> list[str]:
         """Grid variables that are numbers in the data (emmeans right-justifies them)."""
         data = self.model.frame.data
-        return [v for v in self.specs + self.by
-                if not isinstance(data[v].dtype, pd.CategoricalDtype) and data[v].dtype.kind in "iuf"]
+        return [
+            v
+            for v in self.specs + self.by
+            if not isinstance(data[v].dtype, pd.CategoricalDtype) and data[v].dtype.kind in "iuf"
+        ]
 
     def _notes(self) -> list[str]:
         notes = []
@@ -298,8 +310,14 @@ class EmmGrid:
             p, used, note = adjust_pvalues(t, df, adjust, kind, len(idx), np.linalg.matrix_rank(C))
             if note and note not in notes:
                 notes.append(note)
-            out = {"contrast": names, "estimate": est, "SE": se, "df": df,
-                   ("z.ratio" if _asymptotic(df) else "t.ratio"): t, "p.value": p}
+            out = {
+                "contrast": names,
+                "estimate": est,
+                "SE": se,
+                "df": df,
+                ("z.ratio" if _asymptotic(df) else "t.ratio"): t,
+                "p.value": p,
+            }
             for v, lv in zip(self.by, key):
                 out[v] = [lv] * len(names)
             frames.append(pd.DataFrame(out))
@@ -346,8 +364,7 @@ class EmmGrid:
 
 
 @validated(level=probability)
-def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95,
-            at: dict | None = None) -> EmmGrid:
+def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95, at: dict | None = None) -> EmmGrid:
     """Estimated marginal means as R's ``emmeans(model, specs)``.
 
     Parameters

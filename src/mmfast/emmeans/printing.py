@@ -1,4 +1,5 @@
 """emmeans' printed tables (``print.summary_emm``): factor columns left, numbers right."""
+
 from __future__ import annotations
 
 import numpy as np

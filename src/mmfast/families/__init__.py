@@ -1,7 +1,19 @@
 """GLM families and links for ``mmfast.glmer`` (R's ``binomial(link = "probit")`` is
 ``Binomial(link="probit")``)."""
+
 from .family import FAMILIES, GAUSSIAN, Binomial, Family, Gamma, Gaussian, Poisson, get_family
 from .links import LINKS, Link, get_link
 
-__all__ = ["Family", "Binomial", "Poisson", "Gamma", "Gaussian", "GAUSSIAN", "get_family", "FAMILIES",
-           "Link", "LINKS", "get_link"]
+__all__ = [
+    "Family",
+    "Binomial",
+    "Poisson",
+    "Gamma",
+    "Gaussian",
+    "GAUSSIAN",
+    "get_family",
+    "FAMILIES",
+    "Link",
+    "LINKS",
+    "get_link",
+]

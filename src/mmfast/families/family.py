@@ -17,6 +17,7 @@ lme4 conventions reproduced here:
   (R's ``Gamma()$aic``, which also adds 2); an exact Laplace approximation would scale the
   conditional log-density by the dispersion instead.  We follow lme4.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,8 +29,7 @@ from .._ext._glm import GlmResponse, family_dev_resids, family_variance
 from ..errors import DataError, ModelSpecError
 from .links import Link, get_link
 
-__all__ = ["Family", "Binomial", "Poisson", "Gamma", "Gaussian", "GAUSSIAN", "get_family",
-           "FAMILIES"]
+__all__ = ["Family", "Binomial", "Poisson", "Gamma", "Gaussian", "GAUSSIAN", "get_family", "FAMILIES"]
 
 
 class Family:
@@ -45,8 +45,10 @@ class Family:
         link = self.canonical if link is None else link
         self.link = get_link(link)
         if self.link.name not in self.links:
-            raise ModelSpecError(f"link '{self.link.name}' is not available for the {self.name} "
-                                 f"family; use one of: {', '.join(self.links)}")
+            raise ModelSpecError(
+                f"link '{self.link.name}' is not available for the {self.name} "
+                f"family; use one of: {', '.join(self.links)}"
+            )
 
     # --- identity -------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -132,25 +134,30 @@ class Binomial(Family):
             s = y
             f = trials - s
             if np.any(s < 0) or np.any(f < 0):
-                raise DataError(f"binomial response '{response}': counts must be non-negative "
-                                f"(successes and failures of cbind())")
+                raise DataError(
+                    f"binomial response '{response}': counts must be non-negative (successes and failures of cbind())"
+                )
             n = s + f
             with np.errstate(invalid="ignore", divide="ignore"):
                 yy = np.where(n == 0, 0.0, s / np.where(n == 0, 1.0, n))
             pw = w * n
             if np.any(np.abs(s - np.rint(s)) > 1e-3) or np.any(np.abs(f - np.rint(f)) > 1e-3):
-                warnings.warn(f"non-integer counts in a binomial glmer (response '{response}')",
-                              stacklevel=4)
+                warnings.warn(f"non-integer counts in a binomial glmer (response '{response}')", stacklevel=4)
             mustart = (n * yy + 0.5) / (n + 1.0)
             return yy, pw, n, mustart
         if np.any(y < 0) or np.any(y > 1):
             bad = y[(y < 0) | (y > 1)][0]
-            raise DataError(f"binomial response '{response}' must be 0/1, a proportion in [0, 1] "
-                            f"(with weights = trials) or cbind(successes, failures); found {bad:g}")
+            raise DataError(
+                f"binomial response '{response}' must be 0/1, a proportion in [0, 1] "
+                f"(with weights = trials) or cbind(successes, failures); found {bad:g}"
+            )
         m = w * y
         if np.any(np.abs(m - np.rint(m)) > 1e-3):
-            warnings.warn(f"non-integer #successes in a binomial glmer (response '{response}': "
-                          f"give the number of trials as weights)", stacklevel=4)
+            warnings.warn(
+                f"non-integer #successes in a binomial glmer (response '{response}': "
+                f"give the number of trials as weights)",
+                stacklevel=4,
+            )
         return y.astype(float), w, np.ones(nobs), (w * y + 0.5) / (w + 1.0)
 
 
@@ -168,12 +175,15 @@ class Poisson(Family):
         if trials is not None:
             raise DataError(f"cbind() response '{response}' is only meaningful for the binomial family")
         if np.any(y < 0):
-            raise DataError(f"poisson response '{response}' has negative values "
-                            f"(min {np.min(y):g}): counts must be >= 0")
+            raise DataError(
+                f"poisson response '{response}' has negative values (min {np.min(y):g}): counts must be >= 0"
+            )
         if np.any(np.abs(y - np.rint(y)) > 1e-8):
             bad = y[np.abs(y - np.rint(y)) > 1e-8][0]
-            raise DataError(f"poisson response '{response}' must be integer counts (found {bad:g});"
-                            " model rates with an offset(log(exposure)) term")
+            raise DataError(
+                f"poisson response '{response}' must be integer counts (found {bad:g});"
+                " model rates with an offset(log(exposure)) term"
+            )
         nobs = len(y)
         w = np.ones(nobs) if weights is None else np.asarray(weights, dtype=float)
         return y.astype(float), w, np.ones(nobs), y + 0.1
@@ -195,8 +205,10 @@ class Gamma(Family):
         if trials is not None:
             raise DataError(f"cbind() response '{response}' is only meaningful for the binomial family")
         if np.any(y <= 0):
-            raise DataError(f"Gamma response '{response}' must be positive "
-                            f"(min {np.min(y):g}); non-positive values are outside its support")
+            raise DataError(
+                f"Gamma response '{response}' must be positive "
+                f"(min {np.min(y):g}); non-positive values are outside its support"
+            )
         nobs = len(y)
         w = np.ones(nobs) if weights is None else np.asarray(weights, dtype=float)
         return y.astype(float), w, np.ones(nobs), y.astype(float).copy()
@@ -238,9 +250,9 @@ def get_family(family) -> Family:
         if key in FAMILIES:
             return FAMILIES[key]()
         if key == "gaussian":
-            raise ModelSpecError("family 'gaussian' (identity link) is a linear mixed model: "
-                                 "use mmfast.lmer")
-        raise ModelSpecError(f"unknown family {family!r}; use one of 'binomial', 'poisson', "
-                             f"'gamma' or an object such as mmfast.families.Binomial(link='probit')")
-    raise ModelSpecError(f"family must be a string or a mmfast.families object, "
-                         f"not {type(family).__name__}")
+            raise ModelSpecError("family 'gaussian' (identity link) is a linear mixed model: use mmfast.lmer")
+        raise ModelSpecError(
+            f"unknown family {family!r}; use one of 'binomial', 'poisson', "
+            f"'gamma' or an object such as mmfast.families.Binomial(link='probit')"
+        )
+    raise ModelSpecError(f"family must be a string or a mmfast.families object, not {type(family).__name__}")

@@ -7,6 +7,7 @@ the inverse logit is capped at 1 - eps, probit, cloglog and cauchit inverses are
 [eps, 1 - eps], ``exp`` and the logit/probit/cloglog/cauchit ``mu.eta`` are floored at eps.
 Where this differs from R's ``family()`` objects is listed in ``tests/test_families_r.py``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -89,4 +90,5 @@ def get_link(link) -> Link:
     if isinstance(link, str) and link in LINKS:
         return LINKS[link]()
     from ..errors import ModelSpecError
+
     raise ModelSpecError(f"unknown link {link!r}; known links: {', '.join(LINKS)}")

@@ -6,6 +6,7 @@ float64 whatever the column's dtype (R's doubles: int8 columns do not overflow i
 Data-dependent calls (``factor``, ``scale``, ``poly``, ``ns``) store their training state in
 ``state`` under the call's deparsed text, so ``predict(newdata)`` rebuilds the same basis.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,12 +16,20 @@ from ..errors import DataError, FormulaError
 from . import transforms
 from .expr import Node, deparse, parse_expr
 
-__all__ = ["evaluate_expr", "evaluate_node", "FUNCTIONS", "check_names", "column_values",
-           "r_label"]
+__all__ = ["evaluate_expr", "evaluate_node", "FUNCTIONS", "check_names", "column_values", "r_label"]
 
 _PACKAGES = {"base", "stats", "splines"}
-_CONSTANTS = {"TRUE": True, "T": True, "FALSE": False, "F": False, "pi": np.pi, "Inf": np.inf,
-              "NA": np.nan, "NaN": np.nan, "NA_real_": np.nan}
+_CONSTANTS = {
+    "TRUE": True,
+    "T": True,
+    "FALSE": False,
+    "F": False,
+    "pi": np.pi,
+    "Inf": np.inf,
+    "NA": np.nan,
+    "NaN": np.nan,
+    "NA_real_": np.nan,
+}
 
 
 def r_label(v) -> str:
@@ -115,10 +124,23 @@ def evaluate_node(node: Node, ctx: _Ctx):
     return _call(node, ctx)
 
 
-_ARITH = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide,
-          "^": np.power, "%%": np.mod, "%/%": np.floor_divide}
-_COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, ">": np.greater,
-            "<=": np.less_equal, ">=": np.greater_equal}
+_ARITH = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.true_divide,
+    "^": np.power,
+    "%%": np.mod,
+    "%/%": np.floor_divide,
+}
+_COMPARE = {
+    "==": np.equal,
+    "!=": np.not_equal,
+    "<": np.less,
+    ">": np.greater,
+    "<=": np.less_equal,
+    ">=": np.greater_equal,
+}
 
 
 def _binary(node: Node, ctx: _Ctx):
@@ -136,14 +158,16 @@ def _binary(node: Node, ctx: _Ctx):
     if op in ("&", "&&"):
         return np.logical_and(_logical(a, node.args[0]), _logical(b, node.args[1]))
     if op in ("|", "||"):
-        raise FormulaError(f"'{deparse(node)}': a random-effects bar '|' is not a value "
-                           "(random-effects terms go in parentheses right of '~')")
+        raise FormulaError(
+            f"'{deparse(node)}': a random-effects bar '|' is not a value "
+            "(random-effects terms go in parentheses right of '~')"
+        )
     if op == "~":
-        raise FormulaError(f"'{deparse(node)}': '~' may appear only once, between response "
-                           "and terms")
+        raise FormulaError(f"'{deparse(node)}': '~' may appear only once, between response and terms")
     if op == ":":
-        raise FormulaError(f"'{deparse(node)}': ':' (interaction) is a formula operator, "
-                           "not arithmetic here (use I() or *)")
+        raise FormulaError(
+            f"'{deparse(node)}': ':' (interaction) is a formula operator, not arithmetic here (use I() or *)"
+        )
     raise FormulaError(f"operator '{op}' is not supported in '{deparse(node)}'")
 
 
@@ -179,6 +203,7 @@ def _math(fn):
         a = _args(node, ctx, ["x"])
         with np.errstate(all="ignore"):
             return fn(_numeric(a["x"], node))
+
     return run
 
 
@@ -207,6 +232,7 @@ def _minmax(fn):
         for v in vals[1:]:
             out = fn(out, v)
         return out
+
     return run
 
 
@@ -293,14 +319,16 @@ def _relevel(node, ctx):
         values, labels = _factor_levels(x)
         if isinstance(ref, str):
             if ref not in labels:
-                raise DataError(f"'{key}': '{ref}' is not a level of {deparse(node.args[0])} "
-                                f"(levels: {', '.join(labels[:8])})")
+                raise DataError(
+                    f"'{key}': '{ref}' is not a level of {deparse(node.args[0])} (levels: {', '.join(labels[:8])})"
+                )
             i = labels.index(ref)
         else:  # R: a number is the position of the reference level
             i = int(_scalar(ref, node, "ref")) - 1
             if not 0 <= i < len(labels):
                 raise DataError(f"'{key}': ref = {i + 1} is out of range (1..{len(labels)})")
-        return [values[i]] + values[:i] + values[i + 1:], [labels[i]] + labels[:i] + labels[i + 1:]
+        return [values[i]] + values[:i] + values[i + 1 :], [labels[i]] + labels[:i] + labels[i + 1 :]
+
     values, labels = ctx.remember(key, levels)
     return to_factor(x, values, labels, f"'{key}'")
 
@@ -312,9 +340,13 @@ def _scale(node, ctx):
 
     def fit():
         c = float(np.nanmean(x)) if a.get("center", True) is True else 0.0
-        s = float(np.sqrt(np.nansum((x - c) ** 2) / max(np.sum(~np.isnan(x)) - 1, 1))) \
-            if a.get("scale", True) is True else 1.0
+        s = (
+            float(np.sqrt(np.nansum((x - c) ** 2) / max(np.sum(~np.isnan(x)) - 1, 1)))
+            if a.get("scale", True) is True
+            else 1.0
+        )
         return c, s
+
     c, s = ctx.remember(key, fit)
     return (x - c) / s
 
@@ -324,7 +356,7 @@ def _poly(node, ctx):
     x = _numeric(a["x"], node)
     degree = int(_scalar(a.get("degree", 1), node, "degree"))
     if a.get("raw", False) is True:
-        return np.column_stack([x ** k for k in range(1, degree + 1)])
+        return np.column_stack([x**k for k in range(1, degree + 1)])
     if np.any(np.isnan(x)):
         raise DataError(f"'{deparse(node)}': missing values are not allowed in poly()")
     st = ctx.remember(deparse(node), lambda: transforms.poly_fit(x, degree))
@@ -334,27 +366,56 @@ def _poly(node, ctx):
 def _ns(node, ctx):
     a = _args(node, ctx, ["x", "df", "knots", "intercept", "Boundary.knots"])
     x = _numeric(a["x"], node)
-    st = ctx.remember(deparse(node), lambda: transforms.ns_fit(
-        x, df=a.get("df"), knots=a.get("knots"), intercept=a.get("intercept", False) is True,
-        boundary=a.get("Boundary.knots")))
+    st = ctx.remember(
+        deparse(node),
+        lambda: transforms.ns_fit(
+            x,
+            df=a.get("df"),
+            knots=a.get("knots"),
+            intercept=a.get("intercept", False) is True,
+            boundary=a.get("Boundary.knots"),
+        ),
+    )
     return transforms.ns_apply(x, st)
 
 
 def _not_here(what: str):
     def run(node, ctx):
         raise FormulaError(f"'{deparse(node)}': {what}")
+
     return run
 
 
 FUNCTIONS = {
-    "log": _log, "exp": _math(np.exp), "sqrt": _math(np.sqrt), "abs": _math(np.abs),
-    "log2": _math(np.log2), "log10": _math(np.log10), "log1p": _math(np.log1p),
-    "expm1": _math(np.expm1), "sin": _math(np.sin), "cos": _math(np.cos), "tan": _math(np.tan),
-    "floor": _math(np.floor), "ceiling": _math(np.ceil), "trunc": _math(np.trunc),
-    "sign": _math(np.sign), "round": _round, "pmin": _minmax(np.fmin), "pmax": _minmax(np.fmax),
-    "as.numeric": _as_numeric, "as.double": _as_numeric, "I": _identity, "ifelse": _ifelse,
-    "c": _c, "factor": _factor, "as.factor": _factor, "relevel": _relevel, "scale": _scale,
-    "poly": _poly, "ns": _ns,
+    "log": _log,
+    "exp": _math(np.exp),
+    "sqrt": _math(np.sqrt),
+    "abs": _math(np.abs),
+    "log2": _math(np.log2),
+    "log10": _math(np.log10),
+    "log1p": _math(np.log1p),
+    "expm1": _math(np.expm1),
+    "sin": _math(np.sin),
+    "cos": _math(np.cos),
+    "tan": _math(np.tan),
+    "floor": _math(np.floor),
+    "ceiling": _math(np.ceil),
+    "trunc": _math(np.trunc),
+    "sign": _math(np.sign),
+    "round": _round,
+    "pmin": _minmax(np.fmin),
+    "pmax": _minmax(np.fmax),
+    "as.numeric": _as_numeric,
+    "as.double": _as_numeric,
+    "I": _identity,
+    "ifelse": _ifelse,
+    "c": _c,
+    "factor": _factor,
+    "as.factor": _factor,
+    "relevel": _relevel,
+    "scale": _scale,
+    "poly": _poly,
+    "ns": _ns,
     "cbind": _not_here("cbind() is allowed only as the response of a binomial glmer"),
     "offset": _not_here("offset() is allowed only as a term of the formula"),
 }
@@ -365,12 +426,15 @@ def _function(name: str):
     if "::" in name:
         pkg, fn = name.split("::", 1)
         if pkg not in _PACKAGES:
-            raise FormulaError(f"'{name}': package '{pkg}' is not allowed in formulas "
-                               f"(allowed: {', '.join(sorted(_PACKAGES))})")
+            raise FormulaError(
+                f"'{name}': package '{pkg}' is not allowed in formulas (allowed: {', '.join(sorted(_PACKAGES))})"
+            )
     if fn not in FUNCTIONS:
-        raise FormulaError(f"function '{name}()' is not supported in formulas (supported: "
-                           + ", ".join(sorted(k for k in FUNCTIONS if k not in ("cbind", "offset")))
-                           + ")")
+        raise FormulaError(
+            f"function '{name}()' is not supported in formulas (supported: "
+            + ", ".join(sorted(k for k in FUNCTIONS if k not in ("cbind", "offset")))
+            + ")"
+        )
     return FUNCTIONS[fn]
 
 

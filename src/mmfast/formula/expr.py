@@ -5,6 +5,7 @@ Formula text is never executed: every expression a formula holds (``log(y)``, ``
 over the data columns and an allow-listed function table.  Precedence is R's (``?Syntax``),
 so ``-2^2`` is -4 and ``y ~ x | g`` is ``y ~ (x | g)``.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,27 +17,59 @@ from ..errors import FormulaError
 __all__ = ["Node", "parse_expr", "deparse", "names_in", "calls_in"]
 
 # token kinds: num, str, name, op, end
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)
   | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<bq>`[^`]+`)
   | (?P<name>(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.)
   | (?P<op>%[^%\s]*%|::|==|!=|<=|>=|&&|\|\||[-+*/^:~<>!&|(),=\[\]])
-""", re.X)
+""",
+    re.X,
+)
 
 # binary operators: (left binding power, right binding power); right-assoc ^ has rbp < lbp
 _BINARY = {
-    "~": (10, 11), "||": (20, 21), "|": (20, 21), "&&": (30, 31), "&": (30, 31),
-    "==": (50, 51), "!=": (50, 51), "<": (50, 51), ">": (50, 51), "<=": (50, 51), ">=": (50, 51),
-    "+": (60, 61), "-": (60, 61), "*": (70, 71), "/": (70, 71), "%": (80, 81), ":": (90, 91),
+    "~": (10, 11),
+    "||": (20, 21),
+    "|": (20, 21),
+    "&&": (30, 31),
+    "&": (30, 31),
+    "==": (50, 51),
+    "!=": (50, 51),
+    "<": (50, 51),
+    ">": (50, 51),
+    "<=": (50, 51),
+    ">=": (50, 51),
+    "+": (60, 61),
+    "-": (60, 61),
+    "*": (70, 71),
+    "/": (70, 71),
+    "%": (80, 81),
+    ":": (90, 91),
     "^": (110, 109),
 }
 _UNARY_BP = {"-": 100, "+": 100, "!": 40, "~": 10}
 _SPACED = {"~", "||", "|", "&&", "&", "==", "!=", "<", ">", "<=", ">=", "+", "-", "*"}
 _SYNTACTIC = re.compile(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.")
-_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
-             "NULL", "Inf", "NaN", "NA", "in"}
+_RESERVED = {
+    "if",
+    "else",
+    "repeat",
+    "while",
+    "function",
+    "for",
+    "next",
+    "break",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "Inf",
+    "NaN",
+    "NA",
+    "in",
+}
 _LITERALS = {"TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "NA_real_"}
 
 

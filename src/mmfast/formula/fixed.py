@@ -4,6 +4,7 @@ Three routes, cheapest first: ``1`` (a column of ones), main effects of plain co
 ``factor()`` (``formula.simple``: numpy only), and everything else through ``TermSpec``
 (variables evaluated by the safe evaluator, terms expanded by formulaic).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

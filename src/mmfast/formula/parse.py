@@ -4,6 +4,7 @@ No numerics here: the result is text, ready for the design layer.  lme4's rules:
 ``(x || g)`` becomes one uncorrelated term per formula term of ``x``; ``(1 | a/b)``
 becomes ``(1 | a) + (1 | b:a)``; ``offset(...)`` terms are kept apart.
 """
+
 from __future__ import annotations
 
 import re
@@ -47,6 +48,7 @@ class ParsedFormula:
     def variables(self, columns) -> list[str]:
         """Data columns the formula uses (response, fixed, random and offsets)."""
         from .expr import names_in, parse_expr
+
         exprs = [self.response, self.fixed, *self.offsets]
         exprs += [e for b in self.bars for e in (b.lhs, b.group)]
         cols = set(columns)
@@ -117,7 +119,7 @@ def _find_bar(term: str) -> tuple[int, int] | None:
         elif ch == ")":
             depth -= 1
         elif ch == "|" and depth == 0:
-            return (i, 2) if term[i + 1: i + 2] == "|" else (i, 1)
+            return (i, 2) if term[i + 1 : i + 2] == "|" else (i, 1)
     return None
 
 
@@ -174,8 +176,9 @@ def _parse_cached(formula: str) -> ParsedFormula:
         raise FormulaError(f"formula {formula!r} has more than one '~'")
     node = parse_expr(response)
     if node.kind == "binary" and node.value in ("|", "||"):
-        raise FormulaError(f"a random-effects bar '|' cannot be on the left-hand side of '~' "
-                           f"(in {formula!r}): write y ~ x + (1 | g)")
+        raise FormulaError(
+            f"a random-effects bar '|' cannot be on the left-hand side of '~' (in {formula!r}): write y ~ x + (1 | g)"
+        )
     parse_expr(rhs)  # syntax errors name the position in the right-hand side
     if _find_bar(rhs) is not None:  # lme4: '|' binds loosest, the whole RHS is one bar
         rhs = f"({rhs})"
@@ -187,7 +190,7 @@ def _parse_cached(formula: str) -> ParsedFormula:
             if sign == "-":
                 raise FormulaError(f"cannot subtract a random-effects term: ({inner})")
             pos, width = bar
-            blhs, group = inner[:pos].strip(), inner[pos + width:].strip()
+            blhs, group = inner[:pos].strip(), inner[pos + width :].strip()
             if not blhs or not group:
                 raise FormulaError(f"random-effects term ({inner}) needs both sides of '|'")
             lhs_list = _split_double(blhs) if width == 2 else [blhs]
@@ -197,8 +200,10 @@ def _parse_cached(formula: str) -> ParsedFormula:
         m = re.fullmatch(r"offset\((.*)\)", term)
         if m:
             if parse_expr(m.group(1)).kind == "str":
-                raise FormulaError(f"offset({m.group(1).strip()}) must be a numeric expression, "
-                                   "not text (write offset(log(t)), or pass offset='column')")
+                raise FormulaError(
+                    f"offset({m.group(1).strip()}) must be a numeric expression, "
+                    "not text (write offset(log(t)), or pass offset='column')"
+                )
             offsets.append(m.group(1).strip())
             continue
         fixed_terms.append((sign, term))
@@ -207,5 +212,4 @@ def _parse_cached(formula: str) -> ParsedFormula:
         fixed += (f" {sign} " if fixed else ("- " if sign == "-" else "")) + term
     if not fixed:
         fixed = "1"
-    return ParsedFormula(formula=formula, response=response, fixed=fixed.strip(),
-                         bars=bars, offsets=offsets)
+    return ParsedFormula(formula=formula, response=response, fixed=fixed.strip(), bars=bars, offsets=offsets)

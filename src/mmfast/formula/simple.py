@@ -7,6 +7,7 @@ which dominates the fit of a small model.  Anything else (interactions, calls ot
 contrasts, sorted levels (a pandas Categorical keeps its order), and with no intercept the
 first factor gets a column for every level.
 """
+
 from __future__ import annotations
 
 import re

@@ -7,6 +7,7 @@ formulaic never sees user text: every variable of the formula (a column, ``log(x
 (``poly(x, 2)1:fb``, ``(Intercept)``).  ``get_model_matrix(newdata)`` re-evaluates with the
 training state (poly/ns/scale coefficients, factor levels).
 """
+
 from __future__ import annotations
 
 import re
@@ -45,8 +46,10 @@ class TermSpec:
         if k == "binary" and node.value == "^":
             p = node.args[1]
             if p.kind != "num" or p.value != int(p.value) or p.value < 1:
-                raise FormulaError(f"'{deparse(node)}': the power of a formula term must be a "
-                                   "positive integer (use I() for arithmetic)")
+                raise FormulaError(
+                    f"'{deparse(node)}': the power of a formula term must be a "
+                    "positive integer (use I() for arithmetic)"
+                )
             return f"({self._render(node.args[0])})**{int(p.value)}"
         if k == "unary" and node.value == "-" and node.args[0].kind != "num":
             return f"-{self._render(node.args[0])}"  # a removed term, as x - z
@@ -144,8 +147,7 @@ class TermSpec:
         try:
             mm = self.spec.get_model_matrix(frame, context=context, na_action="ignore")
         except Exception as exc:  # noqa: BLE001 - e.g. unseen levels in newdata
-            raise DataError(f"cannot build the model matrix of '{self.rhs}' on the new data: "
-                            f"{exc}") from exc
+            raise DataError(f"cannot build the model matrix of '{self.rhs}' on the new data: {exc}") from exc
         return _dense(mm, len(data))
 
 
@@ -159,8 +161,11 @@ def _plain_column(data, name: str):
         return s.to_numpy()
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "mM":
         raise DataError(f"column '{name}' holds dates/times: convert it to numbers first")
-    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype) \
-            and not isinstance(s.dtype, np.dtype):  # nullable integers/floats
+    if (
+        pd.api.types.is_numeric_dtype(s.dtype)
+        and not pd.api.types.is_bool_dtype(s.dtype)
+        and not isinstance(s.dtype, np.dtype)
+    ):  # nullable integers/floats
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     return s.to_numpy() if isinstance(s.dtype, np.dtype) else s.array
 
@@ -172,6 +177,3 @@ def _dense(mm, n: int) -> np.ndarray:
     if X.shape[0] != n:  # an intercept-only matrix can come back with one row
         X = np.broadcast_to(X, (n, X.shape[1])).copy()
     return X
-
-
-

@@ -6,6 +6,7 @@ columns are the monic orthogonal polynomials (what R's QR of the centred powers 
 normalised to unit length; ns is R's B-spline basis projected onto the null space of the
 second derivatives at the boundary knots.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,8 +55,7 @@ def _quantile7(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.quantile(x, probs)  # numpy's default "linear" is R's type 7
 
 
-def ns_fit(x: np.ndarray, df=None, knots=None, intercept: bool = False,
-           boundary=None) -> dict:
+def ns_fit(x: np.ndarray, df=None, knots=None, intercept: bool = False, boundary=None) -> dict:
     """Knots of R's ``ns(x, df=, knots=, intercept=, Boundary.knots=)``."""
     b = np.array([np.min(x), np.max(x)] if boundary is None else boundary, dtype=float)
     if knots is None:

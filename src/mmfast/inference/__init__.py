@@ -6,6 +6,7 @@ derivatives wrt (θ, σ)), ``satterthwaite``, ``kenward_roger``, ``between_withi
 ``contest``, anova), ``lrt`` (``anova(m0, m1)``, ``drop1``), ``profile`` (profile likelihood,
 ``confint``), ``icc``.
 """
+
 from .icc import icc, icc_by_group
 from .lrt import anova_lrt as anova
 from .lrt import drop1

@@ -8,6 +8,7 @@ and each stratum loses one df per column (term) estimated in it; the intercept t
 df from the outermost stratum and gets the largest df.  For ex1 (24 mice, 1200 cells)
 the treatment contrasts vary between mice only: 24 - 1 - 4 = 19 df; the intercept 1176.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,8 @@ def _nested_levels(model) -> list[tuple[str, np.ndarray, int]]:
         if np.any(outer_of[c_in] != c_out):
             raise ModelSpecError(
                 f"between-within df need nested grouping factors; '{n_in}' is not nested in "
-                f"'{n_out}' (use ddf='satterthwaite' or 'kenward-roger' for crossed designs)")
+                f"'{n_out}' (use ddf='satterthwaite' or 'kenward-roger' for crossed designs)"
+            )
     return levels
 
 
@@ -80,6 +82,8 @@ def between_within_df(model, ft: FixedTerms | None = None) -> tuple[np.ndarray, 
         dfx[1:] += 1
         df_terms[1:] += 1
     col_df = np.where(not_const, dfx[stratum], np.max(dfx)).astype(float)
-    term_df = {t.label: float(df_terms[term_stratum[t.label]]) if t.label in term_stratum
-               else float(np.max(df_terms)) for t in ft.terms}
+    term_df = {
+        t.label: float(df_terms[term_stratum[t.label]]) if t.label in term_stratum else float(np.max(df_terms))
+        for t in ft.terms
+    }
     return col_df, term_df

@@ -14,6 +14,7 @@
 Models with a single term (or a single column) use Type I for all three types, as lmerTest.
 Type III assumes treatment contrasts (the coding the formula layer produces).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,7 @@ import numpy as np
 from .fixed_terms import FixedTerms
 from ..errors import ArgumentError
 
-__all__ = ["doolittle_upper", "contrasts_type1", "contrasts_type2", "contrasts_type3",
-           "term_contrasts", "zapsmall"]
+__all__ = ["doolittle_upper", "contrasts_type1", "contrasts_type2", "contrasts_type3", "term_contrasts", "zapsmall"]
 
 
 def zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
@@ -47,8 +47,8 @@ def doolittle_upper(S: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     for i in range(n):
         U[i, :] = S[i, :] - L[i, :i] @ U[:i, :]
         if i + 1 < n:
-            col = S[i + 1:, i] - L[i + 1:, :i] @ U[:i, i]
-            L[i + 1:, i] = 0.0 if abs(U[i, i]) < eps else col / U[i, i]
+            col = S[i + 1 :, i] - L[i + 1 :, :i] @ U[:i, i]
+            L[i + 1 :, i] = 0.0 if abs(U[i, i]) < eps else col / U[i, i]
     L[np.abs(L) < eps] = 0.0
     return L.T
 
@@ -103,12 +103,16 @@ def contrasts_type3(ft: FixedTerms) -> dict[str, np.ndarray]:
         col_term[t.columns] = k
     rows = []
     for j in range(X.shape[1]):
-        cand = [i for i, o in enumerate(owner) if o == col_term[j]
-                and np.allclose(rdX[:, i], X[:, j], rtol=1e-10, atol=1e-12)]
+        cand = [
+            i
+            for i, o in enumerate(owner)
+            if o == col_term[j] and np.allclose(rdX[:, i], X[:, j], rtol=1e-10, atol=1e-12)
+        ]
         if not cand:
             raise NotImplementedError(
                 f"Type III contrasts need treatment-coded factors; column {ft.names[j]!r} of X "
-                "is not an indicator of the over-parameterised design")
+                "is not an indicator of the over-parameterised design"
+            )
         rows.append(cand[0])
     contained = ft.containment()
     order = sorted(range(len(ft.terms)), key=lambda k: -len(ft.terms[k].variables))

@@ -20,6 +20,7 @@ term, else 0), M, W, g, C = F⁻¹ as in ``structure``:
 ``method="numeric"`` is the reference implementation: Richardson-extrapolated central
 differences of d(θ, σ) and of σ²F⁻¹ evaluated through the model's fast ``_profile``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,8 +31,7 @@ from .structure import VarianceStructure, variance_structure
 from ..errors import ArgumentError
 from ..model.criterion import deviance_at_sigma
 
-__all__ = ["VarparDerivatives", "varpar_derivatives", "richardson_hessian", "richardson_jacobian",
-           "pinv_positive"]
+__all__ = ["VarparDerivatives", "varpar_derivatives", "richardson_hessian", "richardson_jacobian", "pinv_positive"]
 
 
 @dataclass
@@ -54,11 +54,15 @@ def pinv_positive(h: np.ndarray, tol: float = 1e-8) -> tuple[np.ndarray, list[st
     neg = vals < -tol
     zero = np.abs(vals) <= tol
     if neg.any():
-        msgs.append(f"Model failed to converge with {int(neg.sum())} negative eigenvalue(s): "
-                    + " ".join(f"{v:.1e}" for v in vals[neg]))
+        msgs.append(
+            f"Model failed to converge with {int(neg.sum())} negative eigenvalue(s): "
+            + " ".join(f"{v:.1e}" for v in vals[neg])
+        )
     if zero.any():
-        msgs.append(f"Model may not have converged with {int(zero.sum())} eigenvalue(s) close to "
-                    "zero: " + " ".join(f"{v:.1e}" for v in vals[zero]))
+        msgs.append(
+            f"Model may not have converged with {int(zero.sum())} eigenvalue(s) close to "
+            "zero: " + " ".join(f"{v:.1e}" for v in vals[zero])
+        )
     pos = vals > tol
     inv = (vecs[:, pos] / vals[pos]) @ vecs[:, pos].T
     return inv, msgs
@@ -78,7 +82,7 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
     """Exact Jacobian and Hessian (module docstring); q-dimensional work only."""
     vs = variance_structure(model) if vs is None else vs
     sigma = float(model.sigma)
-    s2 = sigma ** 2
+    s2 = sigma**2
     reml = bool(model.reml)
     n, p = vs.n, vs.p
     nu = n - p if reml else n
@@ -87,8 +91,7 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
     s_i = [E @ vs.templates[k].T + vs.templates[k] @ E.T for k, E in pieces]
     C, W, g = vs.C, vs.W, vs.g
     # first-order pieces
-    h = np.column_stack([vs.term_apply(k, s, g) for (k, _), s in zip(pieces, s_i)]) if nth else \
-        np.zeros((vs.q, 0))
+    h = np.column_stack([vs.term_apply(k, s, g) for (k, _), s in zip(pieces, s_i)]) if nth else np.zeros((vs.q, 0))
     Mh = vs.M_times(h) if nth else h
     Y = [vs.term_apply(k, s, W) for (k, _), s in zip(pieces, s_i)]  # S_i W, q x p
     MY = np.split(vs.M_times(np.column_stack(Y)), nth, axis=1) if nth and p else [np.zeros((vs.q, p))] * nth
@@ -112,8 +115,8 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
                     d2F = d2F - vs.term_quad(ki, Sij, W, W)
                 val += np.sum(C * d2F.T) - np.sum((C @ WSW[i]) * (C @ WSW[j]).T)
             H[i, j] = H[j, i] = val
-        H[i, nth] = H[nth, i] = -2.0 * dr2[i] / sigma ** 3
-    H[nth, nth] = 6.0 * vs.r2 / sigma ** 4 - 2.0 * nu / s2
+        H[i, nth] = H[nth, i] = -2.0 * dr2[i] / sigma**3
+    H[nth, nth] = 6.0 * vs.r2 / sigma**4 - 2.0 * nu / s2
     jac = np.empty((nth + 1, p, p))
     for i in range(nth):
         jac[i] = s2 * C @ WSW[i] @ C
@@ -124,8 +127,15 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
 def _finish(model, H, jac, method) -> VarparDerivatives:
     inv, msgs = pinv_positive(H)
     varpar = np.concatenate([model.theta, [model.sigma]])
-    return VarparDerivatives(varpar=varpar, vcov_beta=np.asarray(model.vcov_array), jacobian=jac,
-                             hessian=H, vcov_varpar=2.0 * inv, method=method, warnings=msgs)
+    return VarparDerivatives(
+        varpar=varpar,
+        vcov_beta=np.asarray(model.vcov_array),
+        jacobian=jac,
+        hessian=H,
+        vcov_varpar=2.0 * inv,
+        method=method,
+        warnings=msgs,
+    )
 
 
 # --- numeric reference (Richardson) ----------------------------------------------------------
@@ -146,7 +156,7 @@ def richardson_hessian(f, x: np.ndarray, r: int = 4, v: float = 2.0, d: float = 
     f0 = f(x)
     est = np.zeros((r, k, k))
     for m in range(r):
-        h = h0 / v ** m
+        h = h0 / v**m
         for i in range(k):
             ei = np.zeros(k)
             ei[i] = h[i]
@@ -154,8 +164,9 @@ def richardson_hessian(f, x: np.ndarray, r: int = 4, v: float = 2.0, d: float = 
             for j in range(i):
                 ej = np.zeros(k)
                 ej[j] = h[j]
-                est[m, i, j] = est[m, j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej)
-                                               + f(x - ei - ej)) / (4 * h[i] * h[j])
+                est[m, i, j] = est[m, j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (
+                    4 * h[i] * h[j]
+                )
     return _extrapolate(est, v)
 
 
@@ -166,7 +177,7 @@ def richardson_jacobian(f, x: np.ndarray, r: int = 4, v: float = 2.0) -> np.ndar
     f0 = np.asarray(f(x))
     est = np.zeros((r, len(x)) + f0.shape)
     for m in range(r):
-        h = h0 / v ** m
+        h = h0 / v**m
         for i in range(len(x)):
             e = np.zeros(len(x))
             e[i] = h[i]

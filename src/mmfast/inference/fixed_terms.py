@@ -5,6 +5,7 @@ R labels (``factor(treatment_idx)``, ``age:Sex``), the columns of X each term ow
 Type II/III contrasts and R's ``drop.scope``, and the over-parameterised design (one
 indicator per level, no contrasts; lmerTest's ``get_rdX``) behind Type III contrasts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,9 +53,11 @@ class FixedTerms:
         out = {}
         for a in self.terms:
             va = set(a.variables)
-            out[a.label] = [b.label for b in self.terms
-                            if va <= set(b.variables) and len(set(b.variables) - va) > 0
-                            and a.numerics == b.numerics]
+            out[a.label] = [
+                b.label
+                for b in self.terms
+                if va <= set(b.variables) and len(set(b.variables) - va) > 0 and a.numerics == b.numerics
+            ]
         return out
 
     def droppable(self) -> list[str]:
@@ -69,6 +72,7 @@ class FixedTerms:
     def overparameterised(self) -> tuple[np.ndarray, list[int]]:
         """(rdX, term index of each column; -1 for the intercept): lmerTest's ``get_rdX``."""
         from ..formula import build_matrix
+
         cols, owner = [], []
         if self.intercept:
             cols.append(np.ones((self.X.shape[0], 1)))
@@ -91,6 +95,7 @@ class FixedTerms:
 def fixed_terms(frame) -> FixedTerms:
     """Describe the fixed part of a ModelFrame (from formulaic's model spec)."""
     from ..formula.simple import SimpleSpec
+
     spec = frame.fixed_spec.spec
     keep = np.asarray(frame.fixed_spec.keep)
     pos_of_full = {int(j): i for i, j in enumerate(keep)}
@@ -102,8 +107,13 @@ def fixed_terms(frame) -> FixedTerms:
         for label, numeric, full in spec.term_columns():
             columns = np.array([pos_of_full[j] for j in full if j in pos_of_full], dtype=int)
             terms.append(FixedTerm(label, [label], [numeric], columns))
-        return FixedTerms(intercept=spec.intercept, terms=terms, X=np.asarray(frame.X, dtype=float),
-                          names=list(frame.fixef_names), data=frame.data)
+        return FixedTerms(
+            intercept=spec.intercept,
+            terms=terms,
+            X=np.asarray(frame.X, dtype=float),
+            names=list(frame.fixef_names),
+            data=frame.data,
+        )
     slices = getattr(spec, "term_slices", None)
     if slices is None:  # the formula layer's shortcut spec for intercept-only models
         X = np.asarray(frame.X, dtype=float)
@@ -124,5 +134,10 @@ def fixed_terms(frame) -> FixedTerms:
             kind = enc.get(expr, (None,))[0]
             numeric.append(str(getattr(kind, "value", kind)) != "categorical")
         terms.append(FixedTerm(":".join(variables), variables, numeric, columns))
-    return FixedTerms(intercept=intercept, terms=terms, X=np.asarray(frame.X, dtype=float),
-                      names=list(frame.fixef_names), data=frame.data)
+    return FixedTerms(
+        intercept=intercept,
+        terms=terms,
+        X=np.asarray(frame.X, dtype=float),
+        names=list(frame.fixef_names),
+        data=frame.data,
+    )

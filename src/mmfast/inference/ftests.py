@@ -10,6 +10,7 @@
 F statistics are Wald statistics (Lβ̂)'(LΦL')⁻¹(Lβ̂)/q; Kenward-Roger uses its adjusted Φ_A
 and scaled F.  Sum Sq and Mean Sq are lmerTest's (F σ² q and F σ², unscaled F for KR).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,12 +24,20 @@ from .wald import wald_test
 __all__ = ["resolve_ddf", "ddf_method", "coefficient_table", "contest", "anova_table"]
 
 _ALIASES = {
-    "satterthwaite": "satterthwaite", "satt": "satterthwaite",
-    "kenward-roger": "kenward-roger", "kenward_roger": "kenward-roger", "kr": "kenward-roger",
+    "satterthwaite": "satterthwaite",
+    "satt": "satterthwaite",
+    "kenward-roger": "kenward-roger",
+    "kenward_roger": "kenward-roger",
+    "kr": "kenward-roger",
     "kenwardroger": "kenward-roger",
-    "between-within": "between-within", "between_within": "between-within", "nlme": "between-within",
+    "between-within": "between-within",
+    "between_within": "between-within",
+    "nlme": "between-within",
     "betweenwithin": "between-within",
-    "residual": "residual", "asymptotic": "asymptotic", "z": "asymptotic", "none": "asymptotic",
+    "residual": "residual",
+    "asymptotic": "asymptotic",
+    "z": "asymptotic",
+    "none": "asymptotic",
     "lme4": "lme4",
 }
 
@@ -41,10 +50,12 @@ def resolve_ddf(ddf) -> str:
     if key not in _ALIASES:
         from ..arguments import closest
         from ..errors import ArgumentError
+
         guess = closest(key, _ALIASES)
-        raise ArgumentError(f"ddf must be one of 'satterthwaite', 'kenward-roger', 'between-within', "
-                            f"'residual', None or 'lme4', not {ddf!r}"
-                            + (f": did you mean ddf={_ALIASES[guess]!r}?" if guess else ""))
+        raise ArgumentError(
+            f"ddf must be one of 'satterthwaite', 'kenward-roger', 'between-within', "
+            f"'residual', None or 'lme4', not {ddf!r}" + (f": did you mean ddf={_ALIASES[guess]!r}?" if guess else "")
+        )
     return _ALIASES[key]
 
 
@@ -64,6 +75,7 @@ class FixedDf:
             self.title = "residual df (n - p)"
         elif name == "between-within":
             from .between_within import between_within_df
+
             self.col_df, self.term_df = between_within_df(model)
             self.title = "between-within df (nlme)"
         else:
@@ -89,8 +101,13 @@ class FixedDf:
 def _cache(model) -> dict:
     """Per-model cache, invalidated when the fit changes (use it under ``model_lock``)."""
     store = model.__dict__.setdefault("_inference_cache", {})
-    key = (np.asarray(model.theta).tobytes(), np.asarray(model.beta).tobytes(), float(model.sigma),
-           bool(getattr(model, "reml", False)), int(model.nobs))
+    key = (
+        np.asarray(model.theta).tobytes(),
+        np.asarray(model.beta).tobytes(),
+        float(model.sigma),
+        bool(getattr(model, "reml", False)),
+        int(model.nobs),
+    )
     if store.get("__key__") != key:
         store.clear()
         store["__key__"] = key
@@ -100,6 +117,7 @@ def _cache(model) -> dict:
 def ddf_method(model, ddf="satterthwaite", derivatives: str = "analytic"):
     """The (cached) test engine of a model for ``ddf``."""
     from .locking import model_lock
+
     name = resolve_ddf(ddf)
     with model_lock(model):  # Satterthwaite's derivatives move the kernel; the cache is shared
         return _ddf_method(model, name, derivatives)
@@ -111,9 +129,11 @@ def _ddf_method(model, name, derivatives):
     if key not in store:
         if name == "satterthwaite":
             from .satterthwaite import Satterthwaite
+
             store[key] = Satterthwaite(model, derivatives)
         elif name == "kenward-roger":
             from .kenward_roger import KenwardRoger
+
             kr = KenwardRoger(model)
             kr.title = "Kenward-Roger's method" + (" (on the REML refit)" if kr.refitted else "")
             kr.vcov = kr.vcov_adjusted
@@ -137,8 +157,7 @@ def coefficient_table(model, ddf="satterthwaite") -> pd.DataFrame:
     p = len(names)
     if name == "lme4":
         se = np.sqrt(np.diag(model.vcov_array)) if p else np.zeros(0)
-        return pd.DataFrame({"Estimate": model.beta, "Std. Error": se, "t value": model.beta / se},
-                            index=names)
+        return pd.DataFrame({"Estimate": model.beta, "Std. Error": se, "t value": model.beta / se}, index=names)
     meth = ddf_method(model, name)
     rows = [_t_row(*meth.t_test(np.eye(p)[j])) for j in range(p)]
     cols = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
@@ -170,8 +189,11 @@ def contest(model, L, ddf="satterthwaite", joint: bool = True, rhs=0.0) -> pd.Da
     if L.shape[0] == 1 or not joint:
         rhs_v = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],))
         out = [_t_row(*meth.t_test(L[i]), rhs=rhs_v[i]) for i in range(L.shape[0])]
-        return pd.DataFrame(out, index=rows or [f"L{i + 1}" for i in range(len(out))]) if len(out) > 1 \
+        return (
+            pd.DataFrame(out, index=rows or [f"L{i + 1}" for i in range(len(out))])
+            if len(out) > 1
             else pd.DataFrame(out, index=rows or [""])
+        )
     res = meth.f_test(L, rhs=rhs)
     return pd.DataFrame([res], index=[""])
 
@@ -180,6 +202,7 @@ def anova_table(model, type=3, ddf="satterthwaite") -> AnovaTable:
     """lmerTest's ``anova(model, type, ddf)``: one F test per fixed term, printed as lmerTest."""
     from .contrasts import term_contrasts
     from .fixed_terms import fixed_terms
+
     name = resolve_ddf(ddf)
     ft = fixed_terms(model.frame)
     Ls = term_contrasts(ft, type)

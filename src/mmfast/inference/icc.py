@@ -6,6 +6,7 @@ For a random-intercept model y = Xβ + Σ_k b_k[g_k] + ε the ICC of factor k is
 as the lecture tabulates per treatment group (ex1 reference: ``lmer(res ~ 1 + (1|midx))``
 on each group's rows, icc = var_mouse / (var_mouse + var_resid)).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -22,8 +23,9 @@ __all__ = ["icc", "icc_by_group"]
 def _intercept_terms(model):
     bad = [str(t.bar) for t in model.frame.terms if t.p != 1 or t.names != ["(Intercept)"]]
     if bad:
-        raise ModelSpecError("the ICC is defined for random-intercept models; these terms have "
-                             f"random slopes: {', '.join(bad)}")
+        raise ModelSpecError(
+            f"the ICC is defined for random-intercept models; these terms have random slopes: {', '.join(bad)}"
+        )
     return model.frame.terms
 
 
@@ -31,7 +33,7 @@ def icc(model) -> pd.Series:
     """ICC of each grouping factor of a random-intercept LMM (index: lme4's group names)."""
     terms = _intercept_terms(model)
     var = np.array([float(S[0, 0]) for S in model.term_covariances()])
-    total = var.sum() + model.sigma ** 2
+    total = var.sum() + model.sigma**2
     return pd.Series(var / total, index=[t.group for t in terms], name="icc")
 
 
@@ -66,6 +68,7 @@ def icc_by_group(formula: str, data: pd.DataFrame, by: str, reml: bool = True) -
     """
     from ..model.data_input import as_frame
     from ..model.lmm import LinearMixedModel, fit_lmm
+
     data = as_frame(data)
     if by not in data.columns:
         raise DataError(f"'{by}' (by) is not a column of the data")
@@ -88,7 +91,7 @@ def icc_by_group(formula: str, data: pd.DataFrame, by: str, reml: bool = True) -
         for t, S in zip(m.frame.terms, m.term_covariances()):
             row[f"n_{t.group}"] = t.nlevels
             row[f"var_{t.group}"] = float(S[0, 0])
-        row["var_resid"] = m.sigma ** 2
+        row["var_resid"] = m.sigma**2
         if len(shares) == 1:
             row["icc"] = float(shares.iloc[0])
         else:

@@ -19,6 +19,7 @@ pbkrtest's full-row-rank reduction) follows Kenward & Roger's moment matching: w
 A2 = Σ W_rs tr(ΘΦP_rΦΘΦP_sΦ), ...
 KR is defined for REML fits: an ML fit is refitted by REML first (as pbkrtest does).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,7 @@ class KenwardRoger:
         self.model = m
         vs = variance_structure(m)
         sigma = float(m.sigma)
-        s2 = sigma ** 2
+        s2 = sigma**2
         C, W = vs.C, vs.W
         p = vs.p
         Bk = vs.term_B()
@@ -69,20 +70,20 @@ class KenwardRoger:
             for s in range(r, nre):
                 ks, Es = re[s]
                 K[r, s] = K[s, r] = vs.tr_MSMS(kr, Er, ks, Es)
-            K[r, nre] = K[nre, r] = vs.tr_M(kr, Er) - sum(
-                vs.tr_MSMS(kr, Er, m2, Bk[m2]) for m2 in range(len(vs.terms)))
-        K[nre, nre] = (vs.n - 2.0 * sum(vs.tr_M(k, Bk[k]) for k in range(len(vs.terms)))
-                       + sum(vs.tr_MSMS(k, Bk[k], m2, Bk[m2]) for k in range(len(vs.terms))
-                             for m2 in range(len(vs.terms))))
+            K[r, nre] = K[nre, r] = vs.tr_M(kr, Er) - sum(vs.tr_MSMS(kr, Er, m2, Bk[m2]) for m2 in range(len(vs.terms)))
+        K[nre, nre] = (
+            vs.n
+            - 2.0 * sum(vs.tr_M(k, Bk[k]) for k in range(len(vs.terms)))
+            + sum(vs.tr_MSMS(k, Bk[k], m2, Bk[m2]) for k in range(len(vs.terms)) for m2 in range(len(vs.terms)))
+        )
         Phi = s2 * C
-        P = [Pr / s2 ** 2 for Pr in P]
-        Q = [[Q[r][s] / s2 ** 3 for s in range(ng)] for r in range(ng)]
-        K = K / s2 ** 2
+        P = [Pr / s2**2 for Pr in P]
+        Q = [[Q[r][s] / s2**3 for s in range(ng)] for r in range(ng)]
+        K = K / s2**2
         IE2 = np.empty((ng, ng))
         for r in range(ng):
             for s in range(r, ng):
-                IE2[r, s] = IE2[s, r] = (K[r, s] - 2.0 * np.sum(Phi * Q[r][s].T)
-                                         + np.sum((Phi @ P[r]) * (Phi @ P[s]).T))
+                IE2[r, s] = IE2[s, r] = K[r, s] - 2.0 * np.sum(Phi * Q[r][s].T) + np.sum((Phi @ P[r]) * (Phi @ P[s]).T)
         ev = np.linalg.eigvalsh((IE2 + IE2.T) / 2)
         self.condition = float(np.min(np.abs(ev)))
         # pbkrtest inverts unless min |eigenvalue| <= 1e-10 (absolute); an information matrix that
@@ -108,8 +109,7 @@ class KenwardRoger:
         Us = [Theta @ Phi @ Pr @ Phi for Pr in self.P]
         tr = np.array([np.trace(u) for u in Us])
         A1 = float(tr @ self.W @ tr)
-        A2 = float(sum(self.W[r, s] * np.sum(Us[r] * Us[s].T)
-                       for r in range(len(Us)) for s in range(len(Us))))
+        A2 = float(sum(self.W[r, s] * np.sum(Us[r] * Us[s].T) for r in range(len(Us)) for s in range(len(Us))))
         B = (A1 + 6.0 * A2) / (2.0 * q)
         g = ((q + 1) * A1 - (q + 4) * A2) / ((q + 2) * A2)
         den = 3 * q + 2 * (1 - g)
@@ -119,7 +119,7 @@ class KenwardRoger:
             V0 = 0.0
         x = 1 - A2 / q
         ratio = 1.0 if (abs(x) < 1e-14 and abs(V1) < 1e-14) else x / V1
-        rho = ratio ** 2 * V0 / (q * V2)
+        rho = ratio**2 * V0 / (q * V2)
         df2 = 4 + (q + 2) / (q * rho - 1)
         scale = 1.0 if abs(df2 - 2) < 0.01 else df2 * (1 - A2 / q) / (df2 - 2)
         return df2, scale
@@ -148,6 +148,7 @@ class KenwardRoger:
 def _full_row_rank(L: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     """Indices of rows spanning L's row space (pivoted QR of L'), as pbkrtest's force_full_rank."""
     from scipy.linalg import qr
+
     if L.shape[0] <= 1:
         return np.arange(L.shape[0])
     _, R, piv = qr(L.T, pivoting=True, mode="economic")

@@ -6,6 +6,7 @@ objects (a ``Profile``) that are filled in as they are used.  Both are shared by
 holding the model, so these computations run under the model's lock: concurrent calls give
 the serial answers (one after the other).  Results that only read the fit need no lock.
 """
+
 from __future__ import annotations
 
 import threading

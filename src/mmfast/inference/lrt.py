@@ -10,6 +10,7 @@ for one variance).
 ``drop1`` refits the model (by ML) without each fixed term that is not contained in a
 higher-order term (R's ``drop.scope``) and reports npar, AIC, LRT and Pr(Chi) as lme4 does.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,6 +71,7 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
     23.537
     """
     from ..arguments import check_model_arguments, check_models
+
     check_models("anova", named, ("names", "refit"))
     check_model_arguments("anova", models)
     mods = list(models) + list(named.values())
@@ -100,9 +102,19 @@ def anova_lrt(*models, names: list[str] | None = None, refit: bool = True, **nam
     with np.errstate(invalid="ignore"):
         p = np.where(df == 0, np.nan, stats.chi2.sf(chisq, np.where(df > 0, df, 1)))
     p[0] = np.nan
-    out = pd.DataFrame({"npar": npar.astype(int), "AIC": [m.aic for m in mods],
-                        "BIC": [m.bic for m in mods], "logLik": ll, "deviance": -2 * ll,
-                        "Chisq": chisq, "Df": df, "Pr(>Chisq)": p}, index=names)
+    out = pd.DataFrame(
+        {
+            "npar": npar.astype(int),
+            "AIC": [m.aic for m in mods],
+            "BIC": [m.bic for m in mods],
+            "logLik": ll,
+            "deviance": -2 * ll,
+            "Chisq": chisq,
+            "Df": df,
+            "Pr(>Chisq)": p,
+        },
+        index=names,
+    )
     forms = [f"{nm}: {_formula(m)}" for nm, m in zip(names, mods)]
     out.attrs["heading"] = "\n".join(([f"Data: {data_name}"] if data_name else []) + ["Models:"] + forms)
     out.attrs["notes"] = notes
@@ -122,6 +134,7 @@ def _formula_without(model, drop: str, ft) -> str:
 def drop1(model, test: str | None = "Chisq", scope: list[str] | None = None) -> AnovaTable:
     """lme4's ``drop1``: refit without each droppable fixed term; AIC from ML fits."""
     from .fixed_terms import fixed_terms
+
     ft = fixed_terms(model.frame)
     scope = ft.droppable() if scope is None else list(scope)
     unknown = [s for s in scope if s not in ft.labels]

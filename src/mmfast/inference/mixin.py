@@ -1,11 +1,11 @@
 """Inference methods of fitted models (mixed into ``mmfast.api``'s classes); each delegates to
 a module of this package, which takes the fitted model as its argument."""
+
 from __future__ import annotations
 
 import pandas as pd
 
-from ..arguments import (boolean, check_model_arguments, check_models, one_of, probability,
-                         validated)
+from ..arguments import boolean, check_model_arguments, check_models, one_of, probability, validated
 from ..errors import ArgumentError
 from ..progress import check_progress
 
@@ -51,8 +51,10 @@ class InferenceMixin:
         check_model_arguments("anova", (self, *others))
         if others or named:
             from .lrt import anova_lrt
+
             return anova_lrt(self, *others, refit=refit, **named)
         from .ftests import anova_table
+
         return anova_table(self, type=type, ddf=ddf)
 
     @validated(name="contest", joint=boolean)
@@ -78,6 +80,7 @@ class InferenceMixin:
             F test (``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``, ``F value``, ``Pr(>F)``).
         """
         from .ftests import contest
+
         return contest(self, L, ddf=ddf, joint=joint, rhs=rhs)
 
     @validated(name="drop1")
@@ -98,10 +101,12 @@ class InferenceMixin:
             (refitted by ML if it was a REML fit).
         """
         from .lrt import drop1
+
         return drop1(self, test=test, scope=scope)
 
-    @validated(extra=BOOT_KEYWORDS, name="confint", level=probability,
-               method=one_of("profile", "wald", "boot", case=False))
+    @validated(
+        extra=BOOT_KEYWORDS, name="confint", level=probability, method=one_of("profile", "wald", "boot", case=False)
+    )
     def confint(self, parm=None, level: float = 0.95, method: str = "profile", **boot) -> pd.DataFrame:
         """Confidence intervals named as lme4's ``confint(oldNames = FALSE)``.
 
@@ -133,14 +138,13 @@ class InferenceMixin:
         """
         progress = boot.pop("progress", None) if str(method).lower() == "profile" else None
         if boot and str(method).lower() != "boot":
-            raise ArgumentError(f"{', '.join(boot)} applies to method='boot' only "
-                                f"(method is {method!r})")
+            raise ArgumentError(f"{', '.join(boot)} applies to method='boot' only (method is {method!r})")
         try:
             if str(method).lower() == "boot":
                 return self._confint_boot(parm=parm, level=level, **boot)  # resample's mixin
             from .profile import confint_table
-            return confint_table(self, parm=parm, level=level, method=method,
-                                 progress=check_progress(progress))
+
+            return confint_table(self, parm=parm, level=level, method=method, progress=check_progress(progress))
         except KeyError as exc:  # parm names no parameter
             if parm is None:
                 raise
@@ -165,6 +169,7 @@ class InferenceMixin:
         from .ftests import _cache
         from .locking import model_lock
         from .profile import Profile
+
         with model_lock(self):  # the cached Profile and (ML fits) the kernel are shared
             store = _cache(self)
             if "profile" not in store:
@@ -188,10 +193,12 @@ class InferenceMixin:
             The ICC per grouping factor, or (with ``by``) ``icc_by_group``'s table.
         """
         from .icc import icc, icc_by_group
+
         if by is None:
             return icc(self)
         terms = self.frame.terms
         from .icc import _intercept_terms
+
         _intercept_terms(self)
         bars = " + ".join(f"(1 | {t.factor.name})" for t in terms)
         formula = f"{self.frame.parsed.response} ~ 1 + {bars}"
@@ -222,6 +229,7 @@ class LikelihoodRatioMixin:
         check_models("anova", named, ("names", "refit"))
         check_model_arguments("anova", others)
         from .lrt import anova_lrt
+
         return anova_lrt(self, *others, **named)
 
     @validated(name="drop1")
@@ -241,4 +249,5 @@ class LikelihoodRatioMixin:
             ``npar``, ``AIC``, ``LRT``, ``Pr(Chi)``; the first row (``<none>``) is this model.
         """
         from .lrt import drop1
+
         return drop1(self, test=test, scope=scope)

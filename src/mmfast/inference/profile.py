@@ -14,6 +14,7 @@ Each profile is traced from the estimate in steps of about 1/8 of the cutoff in 
 (√χ²_{0.99, npar}, lme4's default), and interval ends are the exact roots ζ(x) = ±z_{α/2}
 (Brent's method between traced points), not a spline through them.
 """
+
 from __future__ import annotations
 
 import nlopt
@@ -46,7 +47,7 @@ def theta_to_sdcor(model, theta: np.ndarray, sigma: float) -> np.ndarray:
     """(sd, cor per term in θ's order, σ) from (θ, σ)."""
     out = []
     for t, T in zip(model.frame.terms, model.layout.templates(theta)):
-        S = sigma ** 2 * T @ T.T
+        S = sigma**2 * T @ T.T
         sd = np.sqrt(np.diag(S))
         for i, j in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
             out.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
@@ -72,7 +73,7 @@ def sdcor_to_theta(model, psi: np.ndarray) -> np.ndarray | None:
         nz = sd > 0
         T = np.zeros((t.p, t.p))
         if nz.any():
-            S = (sd[nz, None] * R[np.ix_(nz, nz)] * sd[None, nz]) / sigma ** 2
+            S = (sd[nz, None] * R[np.ix_(nz, nz)] * sd[None, nz]) / sigma**2
             try:
                 Tn = np.linalg.cholesky(S)
             except np.linalg.LinAlgError:
@@ -89,6 +90,7 @@ class Profile:
         self.source = model
         if getattr(model, "reml", False):
             import warnings
+
             with warnings.catch_warnings():  # an internal refit: lme4 is silent about it too
                 warnings.simplefilter("ignore")
                 model = model.refit_ml()
@@ -117,7 +119,7 @@ class Profile:
         if prof is None or not sigma > 0:
             return np.inf
         ldL2, _, r2, _, _ = prof
-        return deviance_at_sigma(ldL2, 0.0, r2, sigma ** 2, self.n, 0, False, self.logw)
+        return deviance_at_sigma(ldL2, 0.0, r2, sigma**2, self.n, 0, False, self.logw)
 
     def _dev_psi(self, psi) -> float:
         theta = sdcor_to_theta(self.model, psi)
@@ -169,14 +171,14 @@ class Profile:
                 psi[others] = v
                 psi[w] = x
                 return self._dev_psi(psi)
+
             dev, xs = self._minimize(f, x0, self.lower[others], self.upper[others])
             centre = self.psi_hat[w]
         else:
             j = w - nvp
             x0 = self.theta_hat if start is None else start
             lo = np.asarray(self.model.theta_lower, dtype=float)
-            dev, xs = self._minimize(lambda th: self._dev_beta(th, j, x), x0, lo,
-                                     np.full(len(lo), np.inf))
+            dev, xs = self._minimize(lambda th: self._dev_beta(th, j, x), x0, lo, np.full(len(lo), np.inf))
             centre = self.beta_hat[j]
         warm["x"] = xs
         diff = max(dev - self.base, 0.0)
@@ -271,8 +273,9 @@ class Profile:
             a, b = x[i], x[i + 1]
             self._warm.pop(self.names[w], None)
             try:
-                root = optimize.brentq(lambda v, t=target: self.zeta(w, v) - t, a, b,
-                                       xtol=1e-7 * max(1.0, abs(b - a)), rtol=1e-10)
+                root = optimize.brentq(
+                    lambda v, t=target: self.zeta(w, v) - t, a, b, xtol=1e-7 * max(1.0, abs(b - a)), rtol=1e-10
+                )
             except ValueError:
                 root = a + (target - zz[i]) * (b - a) / (zz[i + 1] - zz[i])
             ends.append(root)
@@ -292,8 +295,9 @@ def profile_model(model, **kwargs) -> Profile:
     return Profile(model, **kwargs)
 
 
-def confint_table(model, parm=None, level: float = 0.95, method: str = "profile",
-                  progress: bool | None = None) -> pd.DataFrame:
+def confint_table(
+    model, parm=None, level: float = 0.95, method: str = "profile", progress: bool | None = None
+) -> pd.DataFrame:
     """lme4's ``confint(model, level, method, oldNames = FALSE)``; ``progress``: a bar over
     the profiled parameters."""
     method = method.lower()
@@ -310,10 +314,12 @@ def confint_table(model, parm=None, level: float = 0.95, method: str = "profile"
     if method == "profile":
         from .ftests import _cache
         from .locking import model_lock
+
         with model_lock(model):  # the cached Profile and (ML fits) the model's kernel are shared
             store = _cache(model)
             if "profile" not in store:
                 store["profile"] = Profile(model)
             return store["profile"].confint(parm, level, progress)
     from ..errors import ArgumentError
+
     raise ArgumentError(f"method must be 'profile' or 'wald', not {method!r}")

@@ -10,6 +10,7 @@ shared ``wald.wald_test``) into q independent t tests with ν_m; F = Σ t_m²/q 
 E = Σ ν_m/(ν_m - 2) (all ν_m > 2), the F's denominator df is 2E/(E - q) (2 if some
 ν_m <= 2; their mean if all are equal).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,7 +54,7 @@ class Satterthwaite:
         var = np.einsum("mi,ij,mj->m", R, self.vcov, R)
         grad = np.einsum("mi,kij,mj->mk", R, np.asarray(d.jacobian), R)
         denom = np.einsum("mk,kl,ml->m", grad, d.vcov_varpar, grad)
-        return np.where(denom > 0, 2.0 * var ** 2 / np.where(denom > 0, denom, 1.0), np.inf)
+        return np.where(denom > 0, 2.0 * var**2 / np.where(denom > 0, denom, 1.0), np.inf)
 
     def df(self, l: np.ndarray) -> float:
         """Satterthwaite's df of the contrast l'β."""

@@ -16,6 +16,7 @@ O(q_R³) instead of the O(q · nnz(L)) of solving for every column of M.  Where 
 is all of u and F the first term, S is the blocked kernel's dense part and S⁻¹ comes from the
 factor the fit left (no second factorisation); otherwise S is formed and factored here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,7 @@ def _fitted_schur_inverse(vs, k0: int, Ri: np.ndarray):
     """S⁻¹ on the indices Ri from the fit's blocked kernel, whose dense part is this Schur
     complement when the component is all of u and F the first term; else None."""
     kern = vs.model.kernel
-    if k0 != 0 or not hasattr(kern, "schur_inverse") or kern.dense_size != len(Ri) \
-            or vs.terms[0].q + len(Ri) != vs.q:
+    if k0 != 0 or not hasattr(kern, "schur_inverse") or kern.dense_size != len(Ri) or vs.terms[0].q + len(Ri) != vs.q:
         return None
     kern = vs.kernel
     pos = np.asarray(kern.perm_rows)[Ri] - (vs.q - len(Ri))  # internal rows of the dense part
@@ -118,8 +118,7 @@ def schur_component(vs, idx: np.ndarray, N, dg) -> bool:
     # back from R to M = Λ⁻ᵀ R Λ⁻¹
     Tinv = {k: np.linalg.inv(vs.templates[k]) for k in present}
     for (k, m), val in Nt.items():
-        N[k][m] += np.einsum("ia,jb,kc,ld,ijkl->abcd", Tinv[k], Tinv[k], Tinv[m], Tinv[m], val,
-                             optimize=True)
+        N[k][m] += np.einsum("ia,jb,kc,ld,ijkl->abcd", Tinv[k], Tinv[k], Tinv[m], Tinv[m], val, optimize=True)
     for k, val in dgt.items():
         dg[k] += Tinv[k].T @ val @ Tinv[k]
     return True

@@ -1,5 +1,6 @@
 """R's ``anova.lm`` for a fitted linear model: sequential (Type I) sums of squares per term,
 read off the QR effects Q'y (each term's columns' effects squared and summed)."""
+
 from __future__ import annotations
 
 import numpy as np

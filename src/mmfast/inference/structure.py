@@ -19,6 +19,7 @@ Rows are sqrt-weighted for weighted fits (the weighted scale where V has that fo
 Products with A⁻¹ and log|A| come from the fit's own kernel (``model.kernel``), whose factor
 the fit left at θ: no second symbolic analysis or factorisation of A.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,6 +37,7 @@ def variance_structure(model) -> VarianceStructure:
     """The fitted model's structure, built once per fit and shared by Satterthwaite and
     Kenward-Roger (its trace tensors are the dear part; the per-fit inference cache holds it)."""
     from .ftests import _cache
+
     store = _cache(model)
     vs = store.get("variance_structure")
     if vs is None:
@@ -88,24 +90,25 @@ class VarianceStructure:
     # --- Λ and its pieces ------------------------------------------------------------------
     def _blockdiag(self, mats: list[np.ndarray]) -> sp.csc_matrix:
         """I_ℓ ⊗ mats[k] on every term's block of u (q x q, sparse)."""
-        blocks = [sp.kron(sp.identity(t.nlevels, format="csc"), sp.csc_matrix(m), format="csc")
-                  for t, m in zip(self.terms, mats)]
+        blocks = [
+            sp.kron(sp.identity(t.nlevels, format="csc"), sp.csc_matrix(m), format="csc")
+            for t, m in zip(self.terms, mats)
+        ]
         return sp.block_diag(blocks, format="csc") if blocks else sp.csc_matrix((0, 0))
 
     def term_apply(self, k: int, s: np.ndarray, v: np.ndarray) -> np.ndarray:
         """(I_ℓ ⊗ s) v on term k's rows (zero elsewhere) for a q-vector or q x m matrix."""
         t = self.terms[k]
         out = np.zeros_like(v, dtype=float)
-        blk = v[t.offset: t.offset + t.q].reshape((t.nlevels, t.p) + v.shape[1:])
-        out[t.offset: t.offset + t.q] = np.einsum("ab,lb...->la...", s, blk).reshape(
-            (t.q,) + v.shape[1:])
+        blk = v[t.offset : t.offset + t.q].reshape((t.nlevels, t.p) + v.shape[1:])
+        out[t.offset : t.offset + t.q] = np.einsum("ab,lb...->la...", s, blk).reshape((t.q,) + v.shape[1:])
         return out
 
     def term_quad(self, k: int, s: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """a' (I_ℓ ⊗ s) b for q-vectors or q x m matrices (restricted to term k)."""
         t = self.terms[k]
-        ak = a[t.offset: t.offset + t.q].reshape((t.nlevels, t.p) + a.shape[1:])
-        bk = b[t.offset: t.offset + t.q].reshape((t.nlevels, t.p) + b.shape[1:])
+        ak = a[t.offset : t.offset + t.q].reshape((t.nlevels, t.p) + a.shape[1:])
+        bk = b[t.offset : t.offset + t.q].reshape((t.nlevels, t.p) + b.shape[1:])
         if a.ndim == 1:
             return np.einsum("la,ab,lb->", ak, s, bk)
         return np.einsum("lai,ab,lbj->ij", ak, s, bk)
@@ -142,7 +145,7 @@ class VarianceStructure:
         LZX = np.asarray(self.Lam.T @ self.ZtX)
         LZy = np.asarray(self.Lam.T @ self.Zty)
         S = self.solve(np.column_stack([LZX, LZy])) if self.q else np.zeros((0, self.p + 1))
-        SX, Sy = S[:, :self.p], S[:, self.p]
+        SX, Sy = S[:, : self.p], S[:, self.p]
         self.F = self.XtX - LZX.T @ SX
         self.C = np.linalg.inv(self.F) if self.p else np.zeros((0, 0))
         self.beta = self.C @ (self.Xty - LZX.T @ Sy) if self.p else np.zeros(0)
@@ -169,6 +172,7 @@ class VarianceStructure:
         N = [[np.zeros((tk.p, tk.p, tm.p, tm.p)) for tm in terms] for tk in terms]
         dg = [np.zeros((t.p, t.p)) for t in terms]
         from .schur import schur_component
+
         how = self.trace_method
         for counts, members in self._component_groups():
             if how == "dense" or (how == "auto" and int(np.sum(counts)) <= DENSE_COMPONENT_MAX):
@@ -186,6 +190,7 @@ class VarianceStructure:
     def _component_groups(self):
         """[(counts per term, (ncomp, size) array of sorted global indices)] by layout."""
         from scipy.sparse.csgraph import connected_components
+
         # a level's p_k columns belong together even where one of them is all zero
         same_level = self._blockdiag([np.ones((t.p, t.p)) for t in self.terms])
         ncomp, labels = connected_components(abs(self.ZtZ) + same_level, directed=False)
@@ -214,7 +219,7 @@ class VarianceStructure:
         pos = np.full(q, -1, dtype=np.int64)
         slot = np.full(q, -1, dtype=np.int64)
         for b0 in range(0, nc, per):
-            idx = members[b0: b0 + per]
+            idx = members[b0 : b0 + per]
             nb = len(idx)
             pos[idx.ravel()] = np.tile(np.arange(size), nb)
             slot[idx.ravel()] = np.repeat(np.arange(nb), size)
@@ -242,7 +247,7 @@ class VarianceStructure:
                     lm = counts[m] // tm.p
                     if lm == 0:
                         continue
-                    sub = Mb[:, rows, off[m]: off[m + 1]].reshape(nb, lk, tk.p, lm, tm.p)
+                    sub = Mb[:, rows, off[m] : off[m + 1]].reshape(nb, lk, tk.p, lm, tm.p)
                     N[k][m] += np.einsum("zlayc,zlbyd->abcd", sub, sub, optimize=True)
 
     def _chunked_component(self, idx, N, dg):
@@ -254,12 +259,12 @@ class VarianceStructure:
                 continue
             per = max(1, CHUNK_ENTRIES // max(self.q * tm.p, 1)) * tm.p
             for c0 in range(0, len(cols_m), per):
-                cols = cols_m[c0: c0 + per]
+                cols = cols_m[c0 : c0 + per]
                 nl = len(cols) // tm.p
                 rhs = K[:, cols].toarray(order="F")
                 MJ = ZtZ[:, cols].toarray() - np.asarray(K.T @ self.solve(rhs))
                 for k, tk in enumerate(self.terms):
-                    Mk = MJ[tk.offset: tk.offset + tk.q]
+                    Mk = MJ[tk.offset : tk.offset + tk.q]
                     if tk.p == 1 and tm.p == 1:
                         N[k][m][0, 0, 0, 0] += float(np.einsum("ij,ij->", Mk, Mk))
                     else:

@@ -14,6 +14,7 @@ Under H0: σ_b² = 0 the variance sits on the boundary, so the likelihood-ratio 
 
   simulated for all draws at once over a λ grid refined by golden-section search.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ def _mixture(full, null) -> VarianceTestResult:
     return VarianceTestResult("mixture", stat, float(p), df=float(d))
 
 
-def rlrt_null_distribution(mu: np.ndarray, n_minus_p: int, nsim: int, rng: np.random.Generator,
-                           grid: int = 200, refine: int = 40) -> np.ndarray:
+def rlrt_null_distribution(
+    mu: np.ndarray, n_minus_p: int, nsim: int, rng: np.random.Generator, grid: int = 200, refine: int = 40
+) -> np.ndarray:
     """Draws of the exact null distribution of the RLRT for one variance ratio λ (C&R 2004)."""
     mu = np.asarray(mu, dtype=float)
     K = len(mu)
@@ -82,7 +84,7 @@ def rlrt_null_distribution(mu: np.ndarray, n_minus_p: int, nsim: int, rng: np.ra
         den = np.einsum("smk,sk->sm", 1.0 / (1.0 + a), wK) + rest[:, None]
         return n_minus_p * np.log1p(num / den) - np.log1p(a).sum(axis=-1)
 
-    vals = np.concatenate([f(lam[i: i + 50]) for i in range(0, grid, 50)], axis=1)
+    vals = np.concatenate([f(lam[i : i + 50]) for i in range(0, grid, 50)], axis=1)
     best = np.argmax(vals, axis=1)
     lo = lam[np.maximum(best - 1, 0)]
     hi = lam[np.minimum(best + 1, grid - 1)]
@@ -95,16 +97,22 @@ def rlrt_null_distribution(mu: np.ndarray, n_minus_p: int, nsim: int, rng: np.ra
         lo = np.where(left, lo, x1)
         newx = np.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
         fnew = f(newx[:, None])[:, 0]
-        x1, f1, x2, f2 = (np.where(left, newx, x2), np.where(left, fnew, f2),
-                          np.where(left, x1, newx), np.where(left, f1, fnew))
+        x1, f1, x2, f2 = (
+            np.where(left, newx, x2),
+            np.where(left, fnew, f2),
+            np.where(left, x1, newx),
+            np.where(left, f1, fnew),
+        )
     return np.maximum(0.0, np.maximum(vals.max(axis=1), np.maximum(f1, f2)))
 
 
 def _exact_rlrt(full, nsim: int, seed) -> VarianceTestResult:
     terms = full.frame.terms
     if len(terms) != 1 or terms[0].p != 1:
-        raise ModelSpecError("exact-rlrt tests a single scalar random-effects term (as RLRsim's "
-                             "exactRLRT(m)); use method='mixture' for other models")
+        raise ModelSpecError(
+            "exact-rlrt tests a single scalar random-effects term (as RLRsim's "
+            "exactRLRT(m)); use method='mixture' for other models"
+        )
     fit = full if getattr(full, "reml", False) else full.refit_formula(full.frame.parsed.formula, reml=True)
     stat = max(0.0, objective_at(fit, np.zeros_like(fit.theta), reml=True) - fit.reml_criterion)
     X = fit.frame.X
@@ -117,15 +125,15 @@ def _exact_rlrt(full, nsim: int, seed) -> VarianceTestResult:
     mu = np.linalg.eigvalsh(Z.T @ RZ)
     mu = mu[mu > 1e-10 * max(mu.max(), 1e-300)]
     rng = np.random.default_rng(seed)
-    sims = np.concatenate([rlrt_null_distribution(mu, fit.nobs - X.shape[1], min(2000, nsim - i), rng)
-                           for i in range(0, nsim, 2000)])
+    sims = np.concatenate(
+        [rlrt_null_distribution(mu, fit.nobs - X.shape[1], min(2000, nsim - i), rng) for i in range(0, nsim, 2000)]
+    )
     p = float(np.mean(sims >= stat))
     return VarianceTestResult("exact-rlrt", float(stat), p, nsim=nsim, simulated=sims)
 
 
 @validated(nsim=integer(1))
-def variance_test(full, null=None, method: str = "mixture", nsim: int = 10000,
-                  seed=None) -> VarianceTestResult:
+def variance_test(full, null=None, method: str = "mixture", nsim: int = 10000, seed=None) -> VarianceTestResult:
     """Test the variance component(s) that ``full`` has and ``null`` lacks.
 
     Under the null hypothesis the variance is on the boundary of its range, so the naive χ²

@@ -6,6 +6,7 @@ with q numerator df.  The caller supplies V (Satterthwaite's Φ, Kenward-Roger's
 and the denominator df: a number, None (asymptotic: χ²_q/q) or a function of the rotated
 contrasts (``Directions``), as Satterthwaite's per-direction df.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ class Directions:
     """L rotated onto the eigenvectors of L V L' with positive eigenvalue, largest first."""
 
     rows: np.ndarray  # (q, p): P'L, independent contrasts of β̂
-    var: np.ndarray   # (q,): Var(rows_m β̂), the eigenvalues of L V L'
+    var: np.ndarray  # (q,): Var(rows_m β̂), the eigenvalues of L V L'
     resid: np.ndarray  # (len(L),): Lβ̂ - rhs, in L's own rows
 
     @property
@@ -48,8 +49,7 @@ def directions(L, vcov, beta=None, rhs=0.0) -> Directions:
     q = int(np.sum(d > tol))
     resid = np.zeros(L.shape[0])
     if beta is not None:
-        resid = L @ np.asarray(beta, dtype=float) - np.broadcast_to(np.asarray(rhs, dtype=float),
-                                                                     (L.shape[0],))
+        resid = L @ np.asarray(beta, dtype=float) - np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],))
     return Directions(rows=(P.T @ L)[:q], var=d[:q], resid=(P.T[:q] @ resid) if q else resid[:0])
 
 
@@ -68,9 +68,15 @@ class WaldTest:
 
     def anova_row(self, sigma: float, F_ms: float | None = None) -> dict:
         """lmerTest's row: Sum Sq = F σ² q, Mean Sq = F σ² (``F_ms``: the F they are built from)."""
-        ms = (self.F if F_ms is None else F_ms) * sigma ** 2
-        return {"Sum Sq": ms * self.numdf, "Mean Sq": ms, "NumDF": self.numdf, "DenDF": self.dendf,
-                "F value": self.F, "Pr(>F)": self.p}
+        ms = (self.F if F_ms is None else F_ms) * sigma**2
+        return {
+            "Sum Sq": ms * self.numdf,
+            "Mean Sq": ms,
+            "NumDF": self.numdf,
+            "DenDF": self.dendf,
+            "F value": self.F,
+            "Pr(>F)": self.p,
+        }
 
 
 def f_pvalue(F: float, q: int, ddf: float) -> float:
@@ -94,7 +100,7 @@ def wald_test(beta, vcov, L, df: DfProvider = None, rhs=0.0, scale: float = 1.0)
     if q == 0:
         F, ddf = np.nan, (np.nan if callable(df) else (np.inf if df is None else float(df)))
         return WaldTest(F, 0, ddf, np.nan, np.nan if L.shape[0] == 1 else None)
-    F = float(np.sum(dirs.resid ** 2 / dirs.var) / q / scale)
+    F = float(np.sum(dirs.resid**2 / dirs.var) / q / scale)
     ddf = df(dirs) if callable(df) else (np.inf if df is None else float(df))
     t = None
     if L.shape[0] == 1:  # one row: the signed root of F (P is ±1)

@@ -12,6 +12,7 @@ proper integrated log-likelihood (the optimum is the same, the criterion differs
 The arithmetic is in ``mmfast._ext._scalar_laplace`` (run by ``_single_term.SingleTerm``); this
 module supplies the rule and checks.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -45,9 +46,13 @@ def check_agq(n_agq: int, terms, family) -> int:
         raise ModelSpecError(f"n_agq must be an integer from 0 to {MAX_AGQ} (got {n_agq!r})")
     if n > 1:
         if len(terms) != 1 or terms[0].p != 1:
-            raise ModelSpecError("n_agq > 1 is only available for models with a single, scalar "
-                                 "random-effects term (as in lme4); use n_agq=1 (Laplace)")
+            raise ModelSpecError(
+                "n_agq > 1 is only available for models with a single, scalar "
+                "random-effects term (as in lme4); use n_agq=1 (Laplace)"
+            )
         if family.has_scale:
-            raise ModelSpecError(f"n_agq > 1 is not available for the {family.name} family "
-                                 "(its likelihood involves the dispersion); use n_agq=1")
+            raise ModelSpecError(
+                f"n_agq > 1 is not available for the {family.name} family "
+                "(its likelihood involves the dispersion); use n_agq=1"
+            )
     return n

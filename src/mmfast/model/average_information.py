@@ -16,6 +16,7 @@ comes from the stored cross-products.  σ² is profiled out by a Schur complemen
 result approximates the Hessian of the criterion in θ that the optimiser sees; it is the
 start Hessian of the Newton iterations for large models, in place of n + 1 gradients.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,15 +33,15 @@ def working_coefficients(model, theta: np.ndarray, u: np.ndarray, zte: np.ndarra
     out = np.zeros((len(u), len(theta)))
     layout = model.layout
     for t, T, s in zip(terms, layout.templates(theta), layout.slices):
-        ub = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
-        eb = zte[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
+        ub = u[t.offset : t.offset + t.q].reshape(t.nlevels, t.p)
+        eb = zte[t.offset : t.offset + t.q].reshape(t.nlevels, t.p)
         for i, (r, c) in enumerate(zip(t.param.rows.tolist(), t.param.cols.tolist())):
             blk = np.zeros((t.nlevels, t.p))
-            blk[:, r] = ub[:, c]                  # D_k u
+            blk[:, r] = ub[:, c]  # D_k u
             dte = np.zeros((t.nlevels, t.p))
-            dte[:, c] = eb[:, r]                  # D_k' Z'r
-            blk += dte @ T.T                      # Λ D_k' Z'r
-            out[t.offset: t.offset + t.q, s.start + i] = blk.ravel()
+            dte[:, c] = eb[:, r]  # D_k' Z'r
+            blk += dte @ T.T  # Λ D_k' Z'r
+            out[t.offset : t.offset + t.q, s.start + i] = blk.ravel()
     return out
 
 
@@ -48,8 +49,8 @@ def _lambda_t_times(model, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Λ' x for a q x m matrix x."""
     out = np.empty_like(x)
     for t, T in zip(model.frame.terms, model.layout.templates(theta)):
-        blk = x[t.offset: t.offset + t.q].reshape(t.nlevels, t.p, -1)
-        out[t.offset: t.offset + t.q] = np.einsum("lrm,rc->lcm", blk, T).reshape(t.q, -1)
+        blk = x[t.offset : t.offset + t.q].reshape(t.nlevels, t.p, -1)
+        out[t.offset : t.offset + t.q] = np.einsum("lrm,rc->lcm", blk, T).reshape(t.q, -1)
     return out
 
 
@@ -63,7 +64,7 @@ def profiled_ai(model, theta, r2: float, nfac: int, u, zte, R) -> np.ndarray:
     p = R.shape[0]
     s = r2 / nfac
     Cw = working_coefficients(model, theta, u, zte)
-    G = gram_times(blocks, Cw)                              # Z'Z c_k
+    G = gram_times(blocks, Cw)  # Z'Z c_k
     hu = _lambda_t_times(model, theta, G)
     v = kernel.solve_l(hu)
     ww = Cw.T @ G - v.T @ v
@@ -72,7 +73,7 @@ def profiled_ai(model, theta, r2: float, nfac: int, u, zte, R) -> np.ndarray:
         t = solve_triangular(R, hx, trans="T")
         ww -= t.T @ t
     ai = ww / s
-    a_ts = (Cw.T @ zte) / s ** 2
-    a_ss = r2 / s ** 3
+    a_ts = (Cw.T @ zte) / s**2
+    a_ss = r2 / s**3
     H = ai - np.outer(a_ts, a_ts) / a_ss
     return 0.5 * (H + H.T)

@@ -6,6 +6,7 @@ arrays, so they get this read-only view instead of a copied DataFrame.  The Data
 used columns (``ModelFrame.data``, for refits and predictions) is built on first use from the
 Series fetched at set-up (``complete_rows`` fetches every column).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,7 @@ from ..errors import DataError
 
 __all__ = ["Columns", "complete_rows"]
 
-_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or \
-    getattr(pd.options.mode, "copy_on_write", False) is True
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3 or getattr(pd.options.mode, "copy_on_write", False) is True
 
 
 class Columns:

@@ -4,6 +4,7 @@
 Tests and users who need another path (a kernel forced, a tolerance loosened) pass their own
 instance instead of patching module constants.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,25 +18,25 @@ __all__ = ["LmmControl", "GlmmControl", "check_control"]
 class LmmControl:
     """Kernel and optimiser choice of an LMM fit (measured thresholds, see model/lmm.py)."""
 
-    dense_schur_max: int = 2500     # largest dense Schur complement the blocked kernel takes
-    gradient_min_dense: int = 200   # dense part from which an evaluation is dear enough for L-BFGS-B
-    gradient_min_q: int = 3000      # ... or number of random effects (below, BOBYQA is faster)
-    many_theta: int = 20            # ... or θ (kb07's 72): then bounded L-BFGS-B on θ, no Newton
+    dense_schur_max: int = 2500  # largest dense Schur complement the blocked kernel takes
+    gradient_min_dense: int = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
+    gradient_min_q: int = 3000  # ... or number of random effects (below, BOBYQA is faster)
+    many_theta: int = 20  # ... or θ (kb07's 72): then bounded L-BFGS-B on θ, no Newton
 
 
 @dataclass(frozen=True)
 class GlmmControl:
     """Tolerances and steps of a GLMM's two-stage fit (model/glmm_fit.py)."""
 
-    grad_tol: float = 2e-3          # lme4's check.conv.grad tolerance, on the scaled gradient
-    fd_step: float = 2e-3           # Hessian step in whitened β units and relative θ units
+    grad_tol: float = 2e-3  # lme4's check.conv.grad tolerance, on the scaled gradient
+    fd_step: float = 2e-3  # Hessian step in whitened β units and relative θ units
     stage1_tol: tuple = (1e-4, 1e-2)  # (ftol_abs, xtol_abs) of stage 1 when it gives starts only
     stage1_maxeval: int = 100000
     stage1_pirls_tol: float = 1e-7  # PIRLS tolerance in stage 1 (numerically lme4's tolPwrss)
-    step_theta: float = 0.05        # stage 2's initial steps: relative for θ ...
-    step_delta: float = 0.2         # ... and in SE units for β
+    step_theta: float = 0.05  # stage 2's initial steps: relative for θ ...
+    step_delta: float = 0.2  # ... and in SE units for β
     stage2_tol: tuple = (1e-7, 1e-5)  # stage 2 (the Newton correction after it polishes further)
-    pirls_ftol: float = 1e-10       # stage 1's fallback: PIRLS also stops on a stalled deviance
+    pirls_ftol: float = 1e-10  # stage 1's fallback: PIRLS also stops on a stalled deviance
     # the analytic Laplace gradient (quasi-Newton stage 2): None = where it pays (several
     # terms, a canonical link), False = never, True = wherever the engine has one
     use_gradient: bool | None = None
@@ -46,7 +47,5 @@ def check_control(control, kind: type):
     if control is None:
         return kind()
     if not isinstance(control, kind):
-        raise ArgumentError(f"'control' must be a mmfast.{kind.__name__} "
-                            f"(got {type(control).__name__})")
+        raise ArgumentError(f"'control' must be a mmfast.{kind.__name__} (got {type(control).__name__})")
     return control
-

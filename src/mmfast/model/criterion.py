@@ -10,6 +10,7 @@ and with σ² = r²/ν profiled out it becomes ``profiled_deviance``. log r² is
 argument so that callers that keep r² rescaled (extreme response scales) pass log r² exactly.
 Scalars or numpy arrays (the batched scalar pipeline) alike.
 """
+
 from __future__ import annotations
 
 import math

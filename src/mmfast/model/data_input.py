@@ -5,6 +5,7 @@ pyarrow Table or RecordBatch, or a dict of equal-length columns (arrays, lists, 
 polars and pyarrow are imported only when such an object arrives.  Anything else, duplicate
 column names, and date/time columns used by a formula are ``DataError``s naming the problem.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -16,8 +17,7 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["as_frame", "model_data", "check_numeric_time", "numeric_names", "missing_columns",
-           "time_dtype_error"]
+__all__ = ["as_frame", "model_data", "check_numeric_time", "numeric_names", "missing_columns", "time_dtype_error"]
 
 _ACCEPTED = "a pandas DataFrame, a polars DataFrame, a pyarrow Table or a dict of columns"
 
@@ -41,12 +41,12 @@ def as_frame(data, what: str = "data", allow_empty: bool = True) -> pd.DataFrame
     elif data is None:
         raise DataError(f"{what} is missing: pass {_ACCEPTED}")
     else:
-        raise DataError(f"{what} must be {_ACCEPTED} (got {type(data).__module__}."
-                        f"{type(data).__name__})")
+        raise DataError(f"{what} must be {_ACCEPTED} (got {type(data).__module__}.{type(data).__name__})")
     if not frame.columns.is_unique:
         dup = frame.columns[frame.columns.duplicated()].unique()
-        raise DataError(f"{what} has duplicate column names: {', '.join(map(repr, dup))} "
-                        "(each column needs its own name)")
+        raise DataError(
+            f"{what} has duplicate column names: {', '.join(map(repr, dup))} (each column needs its own name)"
+        )
     if not allow_empty and len(frame) == 0:
         raise DataError(f"{what} has no rows")
     return frame
@@ -69,14 +69,15 @@ def _from_mapping(data: Mapping, what: str) -> pd.DataFrame:
         if not isinstance(k, str):
             raise DataError(f"{what}: column names must be strings (got {k!r})")
         if isinstance(v, (str, bytes)) or np.ndim(v) != 1:
-            raise DataError(f"{what}: column {k!r} must be a one-dimensional array or list "
-                            f"(got {type(v).__name__}{'' if np.ndim(v) == 1 else f' with {np.ndim(v)} dimensions'})")
+            raise DataError(
+                f"{what}: column {k!r} must be a one-dimensional array or list "
+                f"(got {type(v).__name__}{'' if np.ndim(v) == 1 else f' with {np.ndim(v)} dimensions'})"
+            )
         lengths[k] = len(v)
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise DataError(f"{what}: the columns have different lengths ({detail})")
-    return pd.DataFrame({k: (v.to_numpy() if isinstance(v, pd.Series) else v)
-                         for k, v in data.items()})
+    return pd.DataFrame({k: (v.to_numpy() if isinstance(v, pd.Series) else v) for k, v in data.items()})
 
 
 # --- what a model may use ----------------------------------------------------------------------
@@ -115,6 +116,7 @@ def missing_columns(parsed, used, newdata: pd.DataFrame, random: bool = True) ->
     """The data columns a prediction needs (fixed part, offsets and, with ``random``, the
     random-effects terms; of ``used``, the columns the fit used) that ``newdata`` lacks."""
     from ..formula.parse import identifiers
+
     exprs = [parsed.fixed, *parsed.offsets]
     if random:
         exprs += [b.lhs for b in parsed.bars] + [f for b in parsed.bars for f in b.factors]
@@ -127,6 +129,7 @@ def numeric_names(formula: str) -> tuple:
     """The names in the parts of ``formula`` that are arithmetic (all but grouping factors)."""
     from ..formula import parse_formula
     from ..formula.parse import identifiers
+
     parsed = parse_formula(formula)
     exprs = [parsed.response, parsed.fixed, *parsed.offsets] + [b.lhs for b in parsed.bars]
     return tuple(dict.fromkeys(n for e in exprs for n in identifiers(e)))
@@ -147,10 +150,10 @@ def time_dtype_error(name, dtype) -> DataError | None:
     kind = getattr(dtype, "kind", "O")
     if kind in "mM" or isinstance(dtype, (pd.DatetimeTZDtype, pd.PeriodDtype)):
         what = "timedelta" if kind == "m" else "datetime"
-        hint = ("e.g. t / pd.Timedelta(days=1)" if kind == "m"
-                else "e.g. (t - t.min()) / pd.Timedelta(days=1)")
-        return DataError(f"column {name!r} holds {what} values ({dtype}): a model needs "
-                         f"numbers; convert it first, {hint}")
+        hint = "e.g. t / pd.Timedelta(days=1)" if kind == "m" else "e.g. (t - t.min()) / pd.Timedelta(days=1)"
+        return DataError(
+            f"column {name!r} holds {what} values ({dtype}): a model needs numbers; convert it first, {hint}"
+        )
     return None
 
 
@@ -166,13 +169,16 @@ def check_numeric_time(frame: pd.DataFrame, columns) -> None:
         if err is not None:
             raise err
         if dt == object and len(frame) and _is_time_object(frame[c]):  # noqa: E721 - a dtype
-            raise DataError(f"column {c!r} holds date/time objects: a model needs numbers; "
-                            "convert it first (e.g. days since the start)")
+            raise DataError(
+                f"column {c!r} holds date/time objects: a model needs numbers; "
+                "convert it first (e.g. days since the start)"
+            )
 
 
 def _is_time_object(col: pd.Series) -> bool:
     """An object column of dates/timedeltas (checked on its first non-missing value only)."""
     import datetime as _dt
+
     i = col.first_valid_index()
     if i is None:
         return False

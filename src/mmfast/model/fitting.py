@@ -3,6 +3,7 @@ the rescaling of θ for Z columns of extreme size, and the safety restarts that 
 from stopping at a boundary local optimum (issue 14).  Mixed into ``LinearMixedModel``, which
 provides the criterion, the kernel and ``_set_theta``.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # the class this is mixed into (annotations only)
 
 __all__ = ["FitStrategy"]
 
-THETA_SCALE_RANGE = 2.0 ** 10  # a random-effects column of size outside 1/this..this: θ rescaled
+THETA_SCALE_RANGE = 2.0**10  # a random-effects column of size outside 1/this..this: θ rescaled
 MOMENT_STEP = 0.1  # BOBYQA's first steps from a moment start, relative to |θ₀| (at least 0.1)
 BOUNDARY_SHARE = 1e-3  # a Newton result's SD ratio below this share of the largest: start at 0
 NEAR_BOUNDARY = 1e-2  # a standard deviation ratio below this: the fit is rerun from another start
@@ -57,22 +58,27 @@ class FitStrategy:
         self._record(time.perf_counter() - t0)
         self.converged = self.optsummary.converged
         if not self.converged:
-            warnings.warn(f"model failed to converge: {self.optsummary.message}",
-                          ConvergenceWarning, stacklevel=3)
+            warnings.warn(f"model failed to converge: {self.optsummary.message}", ConvergenceWarning, stacklevel=3)
         if self.singular:
-            warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
-                          stacklevel=3)
+            warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=3)
         return self
 
     def _record(self, seconds: float) -> None:
         """``optsummary`` from the runs ``_settle`` recorded (the kept one: ``_best``)."""
         stages, best = tuple(self._stages), self._stages[self._best]
         self.optsummary = OptSummary(
-            optimizer=best.optimizer, evaluations=sum(s.evaluations for s in stages)
-            + self._extra_evals, theta_start=stages[0].start, theta_final=self.theta.copy(),
-            objective=float(self.objective_value), converged=best.converged,
-            message=best.message, seconds=seconds, start_kind=best.name, stages=stages,
-            restart=self._restart)
+            optimizer=best.optimizer,
+            evaluations=sum(s.evaluations for s in stages) + self._extra_evals,
+            theta_start=stages[0].start,
+            theta_final=self.theta.copy(),
+            objective=float(self.objective_value),
+            converged=best.converged,
+            message=best.message,
+            seconds=seconds,
+            start_kind=best.name,
+            stages=stages,
+            restart=self._restart,
+        )
         del self._stages, self._restart, self._extra_evals, self._best
 
     optinfo = optinfo_property
@@ -129,18 +135,30 @@ class FitStrategy:
         """Set the results at an optimiser's answer (its last, unevaluated step only if it is
         no worse than the last evaluated point) and record the run (``_stages``)."""
         if not np.isfinite(res.fun) or res.fun >= 1e299:
-            raise FitError("the REML criterion / deviance could not be evaluated at any θ tried "
-                           "(the penalised system is not positive definite: check for extreme "
-                           "scales in the random-effects covariates or too few observations)")
+            raise FitError(
+                "the REML criterion / deviance could not be evaluated at any θ tried "
+                "(the penalised system is not positive definite: check for extreme "
+                "scales in the random-effects covariates or too few observations)"
+            )
         self._set_theta(res.x)
         if res.history:  # the optimiser's last step was not evaluated: keep it only if no worse
             x_last, f_last = res.history[-1]
             if not self.objective_value <= f_last + 1e-10 * max(1.0, abs(f_last)):
                 self._set_theta(x_last)
         self._best = len(self._stages)
-        self._stages.append(OptStage(start, res.optimizer, res.evaluations, res.converged,
-                                     res.message, np.array(x0, dtype=float), self.theta.copy(),
-                                     float(self.objective_value), res.seconds))
+        self._stages.append(
+            OptStage(
+                start,
+                res.optimizer,
+                res.evaluations,
+                res.converged,
+                res.message,
+                np.array(x0, dtype=float),
+                self.theta.copy(),
+                float(self.objective_value),
+                res.seconds,
+            )
+        )
 
     def _safety_restart(self, kind: str, optctrl) -> None:
         """Further runs from other starts where a local optimum is possible, keeping the best
@@ -171,8 +189,7 @@ class FitStrategy:
             starts = [("lme4", self._lme4_start(), {})]
         else:
             m0 = moment_start(self)
-            starts = [] if m0 is None else \
-                [("moment", m0, {"step": self._moment_step(m0)})]
+            starts = [] if m0 is None else [("moment", m0, {"step": self._moment_step(m0)})]
         ctrl = {k: v for k, v in optctrl.items() if k != "step"}
         best = (self.theta, self.objective_value, self._best)
         tried = [{"from": kind, "criterion": float(best[1])}]
@@ -233,10 +250,16 @@ class FitStrategy:
         criterion is flat to rounding within ~1e-7 (relative) of its optimum, so no method that
         only compares values gets closer; the gradient is not flat there.  The step is left
         unevaluated (``history``: ``fit`` keeps the BOBYQA point if it is worse)."""
-        if not (res.converged and len(res.x) == 1 and self.theta_lower[0] == 0
-                and res.x[0] > BOUNDARY_SHARE and hasattr(self.kernel, "trace_gradient")):
+        if not (
+            res.converged
+            and len(res.x) == 1
+            and self.theta_lower[0] == 0
+            and res.x[0] > BOUNDARY_SHARE
+            and hasattr(self.kernel, "trace_gradient")
+        ):
             return res
         from .gradient import profiled_gradient
+
         f, g, ai = profiled_gradient(self, res.x, hessian=True)
         if not (np.isfinite(f) and np.all(np.isfinite(g)) and ai is not None and ai[0, 0] > 0):
             return res
@@ -265,9 +288,14 @@ class FitStrategy:
                 f, g = profiled_gradient(self, z / s)
                 return f, g / s
 
-            res = minimize_with_gradient(fg_scaled, lambda z: self.objective(z / s), x0 * s,
-                                         self.theta_lower * s, log_scale=False,
-                                         maxcor=max(20, len(x0)))  # full memory: ~half the steps
+            res = minimize_with_gradient(
+                fg_scaled,
+                lambda z: self.objective(z / s),
+                x0 * s,
+                self.theta_lower * s,
+                log_scale=False,
+                maxcor=max(20, len(x0)),
+            )  # full memory: ~half the steps
             res.x = res.x / s
             return res
         last = {}
@@ -280,8 +308,9 @@ class FitStrategy:
         logged = self.theta_lower == 0  # standard deviation ratios: Newton steps on log θ
         res = None
         if np.all(x0[logged] > 0):
-            res = minimize_log_newton(fg, x0, lambda: last["ai"], dec_tol=NEWTON_DECREMENT,
-                                      logged=logged, max_step=1.0, small=BOUNDARY_SHARE)
+            res = minimize_log_newton(
+                fg, x0, lambda: last["ai"], dec_tol=NEWTON_DECREMENT, logged=logged, max_step=1.0, small=BOUNDARY_SHARE
+            )
         if res is not None and res.converged:
             return res
         nev, x0 = (0, x0) if res is None else (res.evaluations, res.x)
@@ -291,8 +320,7 @@ class FitStrategy:
             x0 = self.theta_start
         # a standard deviation Newton drove towards 0 starts at 0: bounded in θ, not in log θ
         x0 = np.where(logged & (x0 < BOUNDARY_SHARE * np.max(x0[logged], initial=0.0)), 0.0, x0)
-        res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0,
-                                     self.theta_lower)
+        res = minimize_with_gradient(lambda th: profiled_gradient(self, th), self.objective, x0, self.theta_lower)
         res.evaluations += nev
         if why:  # the fallback taken, on record
             res.optimizer, res.message = f"newton(log)+{res.optimizer}", why + res.message

@@ -4,6 +4,7 @@ This is lme4's ``lFormula``/``glFormula``: validation with errors that name the 
 rows with missing values in used columns dropped (and counted), the fixed-effects matrix
 with aliased columns dropped as lme4 does, and the terms in lme4's order.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -79,7 +80,7 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
     """
     if X.shape[1] == 0:
         return np.arange(0)
-    scale = np.sqrt((X ** 2).sum(axis=0))
+    scale = np.sqrt((X**2).sum(axis=0))
     nz = scale > 0
     Xs = X[:, nz] / scale[nz]
     d = np.abs(np.diag(dgeqrf(Xs)[0])) if Xs.shape[1] else np.zeros(0)  # R on and above it
@@ -89,9 +90,15 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
     return cols[d > tol].astype(int)
 
 
-def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
-                check_nobs_vs_nre: str = "stop", level_checks: dict | None = None,
-                response_kind: str = "lmm") -> ModelFrame:
+def model_frame(
+    formula: str,
+    data: pd.DataFrame,
+    weights=None,
+    offset=None,
+    check_nobs_vs_nre: str = "stop",
+    level_checks: dict | None = None,
+    response_kind: str = "lmm",
+) -> ModelFrame:
     """Parse, validate and build the design of a mixed model.
 
     ``response_kind``: "lmm" (lmer, lm: one numeric response), "binary" (binomial glmer: also
@@ -121,8 +128,10 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
         n_dropped = int((~complete).sum())
         if not complete.any():
             bad = [c for c in frame.columns if frame[c].isna().all()]
-            raise DataError("no rows left after dropping missing values"
-                            + (f" (all missing in: {', '.join(map(str, bad))})" if bad else ""))
+            raise DataError(
+                "no rows left after dropping missing values"
+                + (f" (all missing in: {', '.join(map(str, bad))})" if bad else "")
+            )
         frame = Columns.of(frame.frame().loc[complete].reset_index(drop=True))
     y, y_extra = _response(parsed.response, frame, response_kind)
     X, names, spec = build_matrix(parsed.fixed, frame)
@@ -131,14 +140,16 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
     keep = keep_full_rank(X, names)
     dropped = [names[j] for j in range(len(names)) if j not in set(keep)]
     if dropped:
-        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-                      f"column{'s' if len(dropped) > 1 else ''} / coefficient"
-                      f"{'s' if len(dropped) > 1 else ''} ({', '.join(dropped)})",
-                      RankDeficiencyWarning, stacklevel=3)
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column{'s' if len(dropped) > 1 else ''} / coefficient"
+            f"{'s' if len(dropped) > 1 else ''} ({', '.join(dropped)})",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
     X = np.ascontiguousarray(X[:, keep])
     names = [names[j] for j in keep]
-    terms = (build_terms(parsed.bars, frame, check_nobs_vs_nre, **(level_checks or {}))
-             if parsed.bars else [])
+    terms = build_terms(parsed.bars, frame, check_nobs_vs_nre, **(level_checks or {})) if parsed.bars else []
     w = extra.get("(weights)")
     if w is not None:
         w = frame["(weights)"].to_numpy()
@@ -153,10 +164,22 @@ def model_frame(formula: str, data: pd.DataFrame, weights=None, offset=None,
         if not np.all(np.isfinite(o)):
             raise DataError(f"offset({expr}) has non-finite values")
         off = o if off is None else off + o
-    return ModelFrame(parsed=parsed, table=frame, y=y, X=X, fixef_names=names,
-                      fixed_spec=ModelFrameSpec(spec, names, keep), terms=terms, weights=w,
-                      offset=off, n_dropped=n_dropped, dropped_columns=dropped, y_extra=y_extra,
-                      row_index=row_index, complete=complete)
+    return ModelFrame(
+        parsed=parsed,
+        table=frame,
+        y=y,
+        X=X,
+        fixef_names=names,
+        fixed_spec=ModelFrameSpec(spec, names, keep),
+        terms=terms,
+        weights=w,
+        offset=off,
+        n_dropped=n_dropped,
+        dropped_columns=dropped,
+        y_extra=y_extra,
+        row_index=row_index,
+        complete=complete,
+    )
 
 
 @lru_cache(maxsize=256)
@@ -189,11 +212,12 @@ def _response(expr: str, frame, kind: str) -> tuple[np.ndarray, np.ndarray | Non
     node = parse_expr(expr)
     if node.kind == "call" and node.value == "cbind":
         if kind == "lmm":
-            raise FormulaError(f"a cbind() response ('{expr}') is for binomial models (glmer with "
-                               "family='binomial'); lmer/lm need one numeric response")
+            raise FormulaError(
+                f"a cbind() response ('{expr}') is for binomial models (glmer with "
+                "family='binomial'); lmer/lm need one numeric response"
+            )
         if len(node.args) != 2 or node.kwargs:
-            raise FormulaError(f"cbind() response needs two columns (successes, failures), "
-                               f"got '{expr}'")
+            raise FormulaError(f"cbind() response needs two columns (successes, failures), got '{expr}'")
         s, f = (_numeric_response(evaluate_expr(a, frame), expr) for a in node.args)
         return s, s + f
     raw = evaluate(expr, frame)
@@ -225,8 +249,6 @@ def _factor_response(raw) -> np.ndarray:
     return (text != min(set(text))).astype(np.float64)
 
 
-
-
 def with_response(frame: ModelFrame, y) -> ModelFrame:
     """``frame`` with another response, everything else (rows, X, terms, weights) shared: what
     ``refit(y)`` fits.  ``y`` is copied (the caller may reuse its array); the response's column
@@ -235,6 +257,7 @@ def with_response(frame: ModelFrame, y) -> ModelFrame:
     import dataclasses
 
     from .columns import with_column
+
     y = np.array(y, dtype=float).ravel()
     if y.shape != frame.y.shape:
         raise DataError(f"new response has {y.size} values, the model has {frame.nobs} rows")
@@ -253,21 +276,25 @@ def with_response(frame: ModelFrame, y) -> ModelFrame:
     return dataclasses.replace(frame, y=y, table=table)
 
 
-def frame_for_formula(frame: ModelFrame, formula: str, options: dict | None = None,
-                      response_kind: str = "lmm") -> ModelFrame:
+def frame_for_formula(
+    frame: ModelFrame, formula: str, options: dict | None = None, response_kind: str = "lmm"
+) -> ModelFrame:
     """The model frame of another formula on ``frame``'s rows, weights and offset argument (for
     refit_ml, drop1, anova); ``frame``'s response carries over when the response expression is
     the same (a refit's y is not in the data as the formula reads it).  ``options``: the
     model's options; those that are ``model_frame`` arguments are passed on."""
     import inspect
+
     table = frame.data
     data = table.drop(columns=[c for c in ("(weights)", "(offset)") if c in table])
     offset = table["(offset)"].to_numpy() if "(offset)" in table else None
     params = inspect.signature(model_frame).parameters
-    passed = {k: v for k, v in (options or {}).items()
-              if k in params and k not in ("formula", "data", "weights", "offset", "response_kind")}
-    new = model_frame(formula, data, weights=frame.weights, offset=offset,
-                      response_kind=response_kind, **passed)
+    passed = {
+        k: v
+        for k, v in (options or {}).items()
+        if k in params and k not in ("formula", "data", "weights", "offset", "response_kind")
+    }
+    new = model_frame(formula, data, weights=frame.weights, offset=offset, response_kind=response_kind, **passed)
     if new.parsed.response.strip() == frame.parsed.response.strip():
         new = with_response(new, frame.y)
     if new.complete is None and new.nobs == frame.nobs:  # same rows: the caller's labels

@@ -37,6 +37,7 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
   so y and 1e-6 y give the same fit (lme4 fails at 1e6 y; its SEs at 1e-6 y are off).
 * Separation: the diverging fixed-effect direction is held once PIRLS stalls (``separation``).
 """
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -46,23 +47,21 @@ import gc
 import time
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from ..arguments import check_start, one_of, probability, validated
+from ..arguments import check_start
 from ..design.blocks import build_Z
 from ..design.theta import ThetaLayout
 from ..errors import ArgumentError, ConvergenceWarning, DataError, ModelSpecError, SingularFitWarning
 from ..threads import limit_fit_threads
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
-from .data_input import as_frame
-from .frame import evaluate, model_frame, with_response
+from .frame import model_frame, with_response
 from . import glmm_fit
 from .control import GlmmControl, check_control
 from .glmm_fit import warn_at_caller
 from .optsummary import glmm_summary, optinfo_property
 from .pirls import KernelLoop, make_engine, single_term_ainv, theta_scale
+from .glmm_predict import GlmmPrediction, wald_odds_ratios  # noqa: F401  (re-exported)
 from .results import MixedModelResults
 from .subset import frame_on_rows
 from .separation import check_response_not_constant
@@ -71,7 +70,8 @@ _Self = TypeVar("_Self", bound="GeneralizedLinearMixedModel")  # refits build th
 
 __all__ = ["GeneralizedLinearMixedModel", "fit_glmm", "wald_odds_ratios"]
 
-class GeneralizedLinearMixedModel(MixedModelResults):
+
+class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
     """A GLMM g(E[y | b]) = Xβ + Zb with b = Λθ u, u ~ N(0, I), fitted by Laplace or AGQ."""
 
     def with_response(self: _Self, y) -> _Self:
@@ -89,8 +89,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
 
     def with_frame(self: _Self, frame) -> _Self:
         """An unfitted model of this class on ``frame`` (this family, n_agq and options)."""
-        return type(self)(frame, self.family, n_agq=self.n_agq, options=self.options,
-                          control=self.control)
+        return type(self)(frame, self.family, n_agq=self.n_agq, options=self.options, control=self.control)
 
     def subset(self: _Self, rows) -> _Self:
         """An unfitted model of this class on ``rows`` (a boolean mask or positions of this
@@ -117,8 +116,9 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         theta = self.theta if start is None else np.asarray(start, dtype=float)
         return self.with_response(y).fit(start=theta)
 
-    def __init__(self, frame, family: Family, n_agq: int = 1, options: dict | None = None,
-                 control: GlmmControl | None = None):
+    def __init__(
+        self, frame, family: Family, n_agq: int = 1, options: dict | None = None, control: GlmmControl | None = None
+    ):
         if not frame.terms:
             raise ModelSpecError("no random-effects terms in the formula: this is a GLM")
         self.frame = frame
@@ -128,8 +128,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self.n_agq = check_agq(n_agq, frame.terms, family)
         self.options = dict(options or {})
         self.control = check_control(control, GlmmControl)  # how it is fitted (tolerances...)
-        y, pw, ntr, mustart = family.initialize(frame.y, frame.weights, frame.y_extra,
-                                                frame.parsed.response)
+        y, pw, ntr, mustart = family.initialize(frame.y, frame.weights, frame.y_extra, frame.parsed.response)
         self.y, self.prior_weights, self.trials = y, pw, ntr
         with np.errstate(all="ignore"):
             eta0 = family.linkfun(mustart)
@@ -137,10 +136,13 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self.engine = make_engine(frame, family, y, pw, ntr, eta0, self.layout)
         self._Z = None
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
-        self.approximation = ("Laplace Approximation" if self.n_agq == 1 else
-                              "Laplace Approximation, nAGQ = 0: fixed effects estimated in PIRLS"
-                              if self.n_agq == 0 else
-                              f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.n_agq}")
+        self.approximation = (
+            "Laplace Approximation"
+            if self.n_agq == 1
+            else "Laplace Approximation, nAGQ = 0: fixed effects estimated in PIRLS"
+            if self.n_agq == 0
+            else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.n_agq}"
+        )
         self.fitted_ = False
 
     # --- pickling: the compiled PIRLS engine is rebuilt and put back at the optimum ------------
@@ -152,12 +154,12 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.__dict__.setdefault("control", GlmmControl())  # pickled before controls existed
-        _, _, _, mustart = self.family.initialize(self.frame.y, self.frame.weights,
-                                                  self.frame.y_extra, self.frame.parsed.response)
+        _, _, _, mustart = self.family.initialize(
+            self.frame.y, self.frame.weights, self.frame.y_extra, self.frame.parsed.response
+        )
         with np.errstate(all="ignore"):
             eta0 = self.family.linkfun(mustart)
-        self.engine = make_engine(self.frame, self.family, self.y, self.prior_weights,
-                                  self.trials, eta0, self.layout)
+        self.engine = make_engine(self.frame, self.family, self.y, self.prior_weights, self.trials, eta0, self.layout)
         if self.n_agq > 1:
             self.engine.set_agq(*gauss_hermite(self.n_agq))
         if not getattr(self, "fitted_", False):
@@ -237,7 +239,7 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         if p == 0:
             return np.zeros((0, 0))
         M = self.engine.rx_matrix()
-        return np.linalg.inv(M) * self.sigma ** 2
+        return np.linalg.inv(M) * self.sigma**2
 
     def _set_state(self, info, check, t0):
         eng = self.engine
@@ -249,8 +251,14 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         self._ldL2, self._sqrL = eng.ldL2, eng.sqrL
         self._condvar_cache = None
         self.optsummary = glmm_summary(
-            info, check, eng, self.__dict__.pop("_opt_start", self.theta_start), self.theta,
-            self._objective, time.perf_counter() - t0)
+            info,
+            check,
+            eng,
+            self.__dict__.pop("_opt_start", self.theta_start),
+            self.theta,
+            self._objective,
+            time.perf_counter() - t0,
+        )
         self.fitted_ = True
         if self.singular:
             warn_at_caller("boundary (singular) fit: see help('isSingular')", SingularFitWarning)
@@ -258,8 +266,8 @@ class GeneralizedLinearMixedModel(MixedModelResults):
     def _lambda_times(self, u):
         out = np.empty_like(u)
         for t, T in zip(self.frame.terms, self.layout.templates(self.theta)):
-            blk = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
-            out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
+            blk = u[t.offset : t.offset + t.q].reshape(t.nlevels, t.p)
+            out[t.offset : t.offset + t.q] = (blk @ T.T).ravel()
         return out
 
     @property
@@ -319,123 +327,19 @@ class GeneralizedLinearMixedModel(MixedModelResults):
             blocks = eng.ainv_blocks() if isinstance(eng, KernelLoop) else single_term_ainv(eng)
             res = []
             for T, blk in zip(self.layout.templates(self.theta), blocks):
-                res.append(self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blk, T))
+                res.append(self.sigma**2 * np.einsum("ij,ljk,mk->lim", T, blk, T))
             self._condvar_cache = res
         return self._condvar_cache
-
-    # --- fitted values, residuals, prediction ----------------------------------------------
-    @property
-    def fitted(self) -> pd.Series:
-        """Fitted means μ (lme4's ``fitted``), conditional on the random effects: a Series on
-        the data's index, NaN for rows dropped for missing values (R's ``na.exclude``)."""
-        return self._on_rows(self._mu, "fitted")
-
-    def resid(self, type: str = "deviance") -> np.ndarray:  # noqa: A002 - R's argument name
-        """Residuals: ``deviance`` (lme4's default), ``pearson``, ``response`` or ``working``."""
-        y, mu = self.y, self._mu
-        if type == "deviance":
-            return np.sign(y - mu) * np.sqrt(np.maximum(self._devres, 0.0))
-        if type == "pearson":
-            return (y - mu) * np.sqrt(self.prior_weights / self.family.variance(mu))
-        if type == "response":
-            return y - mu
-        if type == "working":
-            return (y - mu) / self.family.mu_eta(self._eta)
-        raise ArgumentError(f"unknown residual type {type!r}: deviance, pearson, response or working")
-
-    @property
-    def residuals(self) -> pd.Series:
-        """Deviance residuals (lme4's ``residuals``) on the data's index, NaN for dropped rows."""
-        return self._on_rows(self.resid("deviance"), "residuals")
-
-    def scaled_residuals(self) -> np.ndarray:
-        return self.resid("pearson") / self.sigma
-
-    @validated(name="predict", type=one_of("link", "response"))
-    def predict(self, newdata: pd.DataFrame | None = None, type: str = "link",  # noqa: A002
-                re_form=True, allow_new_levels: bool = False, offset=None) -> pd.Series:
-        """Predictions on the link (``type="link"``) or response (``"response"``) scale.
-
-        Parameters
-        ----------
-        newdata : DataFrame or dict, optional
-            Rows to predict for; by default the data the model was fitted to.
-        type : {"link", "response"}, default "link"
-            The scale: linear predictor η or mean μ = g⁻¹(η).
-        re_form : True or None, default True
-            True includes the random effects (conditional prediction); None gives the
-            population-level prediction (R's ``re.form = NA``).
-        allow_new_levels : bool, default False
-            A grouping level not seen in the fit is an error, or with True predicted at the
-            population level (random effect 0).
-        offset : str or array-like, optional
-            The offset for ``newdata`` when the model was fitted with ``offset=``.
-
-        Returns
-        -------
-        Series
-            On newdata's index, or (no newdata) the data's index with NaN for dropped rows.
-
-        Examples
-        --------
-        >>> import mmfast
-        >>> wl = mmfast.datasets.load("waterlick")
-        >>> g = mmfast.glmer("lick ~ dff + (1 | mouseID)", wl, family="binomial")
-        >>> p = g.predict(wl.head(3), type="response")
-        >>> bool(((p > 0) & (p < 1)).all())
-        True
-        """
-        if newdata is not None:  # pandas, polars, arrow or a dict; not empty
-            newdata = as_frame(newdata, "newdata", allow_empty=False)
-        if newdata is None:
-            eta = self._eta if re_form is not None else (
-                self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
-        else:
-            eta = self._predict_eta(newdata, allow_new_levels=allow_new_levels, re_form=re_form)
-            for expr in self.frame.parsed.offsets:
-                eta = eta + evaluate(expr, newdata).astype(float)
-            arg = self.options.get("offset")
-            if arg is not None:
-                if offset is None and isinstance(arg, str):
-                    offset = arg
-                if offset is None:
-                    raise DataError("the model was fitted with offset=: pass offset= for newdata")
-                eta = eta + (newdata[offset].to_numpy(dtype=float) if isinstance(offset, str)
-                             else np.asarray(offset, dtype=float))
-        out = self.family.linkinv(eta) if type == "response" else np.asarray(eta)
-        if newdata is None:
-            return self._on_rows(out, "predicted")
-        return pd.Series(out, index=newdata.index, name="predicted")
-
-    @validated(name="odds_ratios", level=probability)
-    def odds_ratios(self, level: float = 0.95) -> pd.DataFrame:
-        """exp(β) with Wald intervals exp(β ± z SE) (logit links), and the % change in the odds.
-
-        Parameters
-        ----------
-        level : float, default 0.95
-            Confidence level of the intervals.
-
-        Returns
-        -------
-        DataFrame
-            One row per fixed effect: ``odds_ratio``, ``lower``, ``upper``, ``pct_change``,
-            ``pct_lower``, ``pct_upper``.
-        """
-        if self.family != "binomial" or self.link != "logit":
-            raise ModelSpecError("odds ratios need a binomial family with the logit link "
-                                 f"(this model: {self.family.name}, {self.link})")
-        se = np.sqrt(np.diag(self.vcov_array))
-        return wald_odds_ratios(self.beta, se, level, index=self.frame.fixef_names)
 
     # --- refitting (anova, drop1) ----------------------------------------------------------
     def refit_formula(self: _Self, formula: str) -> _Self:
         """The same data (rows this fit used), family, weights, offset and n_agq; new formula."""
         from .frame import frame_for_formula
-        frame = frame_for_formula(self.frame, formula, self.options,
-                                  response_kind="binary" if self.family == "binomial" else "numeric")
-        model = type(self)(frame, self.family, n_agq=self.n_agq, options=self.options,
-                           control=self.control)
+
+        frame = frame_for_formula(
+            self.frame, formula, self.options, response_kind="binary" if self.family == "binomial" else "numeric"
+        )
+        model = type(self)(frame, self.family, n_agq=self.n_agq, options=self.options, control=self.control)
         return model.fit()
 
     def refit_ml(self: _Self) -> _Self:
@@ -467,38 +371,46 @@ class GeneralizedLinearMixedModel(MixedModelResults):
         return self
 
     def __repr__(self) -> str:
-        return (f"<GeneralizedLinearMixedModel {self.frame.parsed.formula!r} ({self.family.name}, "
-                f"{self.link}, nAGQ={self.n_agq}), nobs={self.nobs}, logLik={self.loglik:.4f}>")
+        return (
+            f"<GeneralizedLinearMixedModel {self.frame.parsed.formula!r} ({self.family.name}, "
+            f"{self.link}, nAGQ={self.n_agq}), nobs={self.nobs}, logLik={self.loglik:.4f}>"
+        )
 
 
-def wald_odds_ratios(estimate, se, level: float = 0.95, index=None) -> pd.DataFrame:
-    """Odds ratios exp(b) and Wald limits exp(b ± z_{(1+level)/2} se), also as % change."""
-    if not 0 < level < 1:
-        raise ArgumentError(f"level must be between 0 and 1 (got {level})")
-    b, s = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
-    z = stats.norm.ppf(0.5 + level / 2)
-    orr, lo, hi = np.exp(b), np.exp(b - z * s), np.exp(b + z * s)
-    df = pd.DataFrame({"odds_ratio": orr, "lower": lo, "upper": hi, "pct_change": 100 * (orr - 1),
-                       "pct_lower": 100 * (lo - 1), "pct_upper": 100 * (hi - 1)}, index=index)
-    df.attrs["level"] = level
-    return df
-
-
-def fit_glmm(model_class, formula: str, data, family="binomial", n_agq: int = 1, weights=None,
-             offset=None, start=None, check_nobs_vs_nre: str = "ignore",
-             check_nobs_vs_nlev: str = "ignore", check_nlev_gtr_1: str = "stop",
-             control: GlmmControl | None = None):
+def fit_glmm(
+    model_class,
+    formula: str,
+    data,
+    family="binomial",
+    n_agq: int = 1,
+    weights=None,
+    offset=None,
+    start=None,
+    check_nobs_vs_nre: str = "ignore",
+    check_nobs_vs_nlev: str = "ignore",
+    check_nlev_gtr_1: str = "stop",
+    control: GlmmControl | None = None,
+):
     """``glmer``'s work (``mmfast.api.glmer`` checks the arguments and documents them): the
     frame, a ``model_class`` model on it (a GeneralizedLinearMixedModel), its fit."""
     fam = get_family(family)
-    checks = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1,
-              "allow_n": True}
-    frame = model_frame(formula, data, weights=weights, offset=offset,
-                        check_nobs_vs_nre=check_nobs_vs_nre, level_checks=checks,
-                        response_kind="binary" if fam == "binomial" else "numeric")
+    checks = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1, "allow_n": True}
+    frame = model_frame(
+        formula,
+        data,
+        weights=weights,
+        offset=offset,
+        check_nobs_vs_nre=check_nobs_vs_nre,
+        level_checks=checks,
+        response_kind="binary" if fam == "binomial" else "numeric",
+    )
     check_response_not_constant(frame, fam)
-    options = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre,
-               "level_checks": checks}  # model_frame's arguments: refits (drop1, anova) reuse them
+    options = {
+        "weights": weights,
+        "offset": offset,
+        "check_nobs_vs_nre": check_nobs_vs_nre,
+        "level_checks": checks,
+    }  # model_frame's arguments: refits (drop1, anova) reuse them
     model = model_class(frame, fam, n_agq=n_agq, options=options, control=control)
     start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)

@@ -8,6 +8,7 @@ then the Hessian check (``check_optimum``: one Newton correction, lme4's scaled-
 and, if it fails, a restart from the best point.  See ``glmm``'s docstring for the details and
 where mmfast differs from lme4.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,8 +20,7 @@ import numpy as np
 from ..errors import ConvergenceWarning, FitError
 from .agq import gauss_hermite
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
-from .pirls import (KernelLoop, ThetaScaled, fd_hessian, gradient_hessian, start_hessian,
-                    theta_scale)
+from .pirls import KernelLoop, ThetaScaled, fd_hessian, gradient_hessian, start_hessian, theta_scale
 from .separation import at_bounds, detect_separation, separation_message
 
 __all__ = ["fit", "check_optimum", "use_gradient", "warn_at_caller"]
@@ -43,35 +43,63 @@ def fit(model, start=None) -> None:
         eng.tol = ctl.stage1_pirls_tol
     notes, failures = [], eng.failures
     try:
-        r1 = minimize_bounded(eng.joint, th0, model.theta_lower, ftol_abs=ftol, xtol_abs=xtol,
-                              maxeval=100000 if final else ctl.stage1_maxeval)
+        r1 = minimize_bounded(
+            eng.joint,
+            th0,
+            model.theta_lower,
+            ftol_abs=ftol,
+            xtol_abs=xtol,
+            maxeval=100000 if final else ctl.stage1_maxeval,
+        )
         f1 = eng.joint(r1.x)
         diverging = eng.failures > failures and at_bounds(model.family, eng.eta_).any()
         if not np.isfinite(f1) or diverging:  # e.g. separation: β diverges inside PIRLS.
             eng.ftol = ctl.pirls_ftol  # As lme4: stop PIRLS where the deviance no longer moves;
+
             # from the start each time (a warm start would drift further out every time)
             def fresh_joint(theta):
                 eng.restart()
                 return eng.joint(theta)
-            r1 = minimize_bounded(fresh_joint, th0, model.theta_lower, ftol_abs=ftol,
-                                  xtol_abs=xtol, maxeval=100000 if final else ctl.stage1_maxeval)
+
+            r1 = minimize_bounded(
+                fresh_joint,
+                th0,
+                model.theta_lower,
+                ftol_abs=ftol,
+                xtol_abs=xtol,
+                maxeval=100000 if final else ctl.stage1_maxeval,
+            )
             f1 = fresh_joint(r1.x)
-            notes.append("stage 1 failed with PIRLS to convergence (fixed effects diverging?):"
-                         f" refitted with PIRLS stopped on the deviance (ftol {ctl.pirls_ftol})")
+            notes.append(
+                "stage 1 failed with PIRLS to convergence (fixed effects diverging?):"
+                f" refitted with PIRLS stopped on the deviance (ftol {ctl.pirls_ftol})"
+            )
     finally:
         eng.tol, eng.ftol = tol, 0.0
-    info = {"stage1": {"optimizer": r1.optimizer, "evaluations": r1.evaluations,
-                       "message": r1.message, "converged": r1.converged}, "notes": notes}
+    info = {
+        "stage1": {
+            "optimizer": r1.optimizer,
+            "evaluations": r1.evaluations,
+            "message": r1.message,
+            "converged": r1.converged,
+        },
+        "notes": notes,
+    }
     if not np.isfinite(f1):
-        raise FitError(f"PIRLS failed at every θ tried (fitted means outside the {model.family.name} "
-                       f"family's range with the {model.link} link?): try the canonical link "
-                       f"'{model.family.canonical}' or another start")
+        raise FitError(
+            f"PIRLS failed at every θ tried (fitted means outside the {model.family.name} "
+            f"family's range with the {model.link} link?): try the canonical link "
+            f"'{model.family.canonical}' or another start"
+        )
     model.converged = bool(r1.converged)
     if scale != 1.0:
         info["notes"].append(f"θ optimised in units of {scale:.6g} (the response's scale)")
     if final:
-        sep = detect_separation(model.family, eng.rx_matrix(), model.frame.X, eng.eta_,
-                                model.frame.fixef_names) if notes else None
+        sep = (
+            detect_separation(model.family, eng.rx_matrix(), model.frame.X, eng.eta_, model.frame.fixef_names)
+            if notes
+            else None
+        )
         if sep is not None:
             info["notes"].append(separation_message(model.family, sep))
             warn_at_caller(separation_message(model.family, sep), ConvergenceWarning)
@@ -84,11 +112,10 @@ def fit(model, start=None) -> None:
     except np.linalg.LinAlgError:
         Binv = np.diag(1.0 / np.sqrt(np.maximum(np.diag(M), 1e-12)))
     lower = np.concatenate([model.theta_lower, np.full(p, -np.inf)])
-    sep = detect_separation(model.family, M, model.frame.X, eng.eta_,
-                            model.frame.fixef_names)
+    sep = detect_separation(model.family, M, model.frame.X, eng.eta_, model.frame.fixef_names)
     if sep is not None:  # diverging directions: held at 0 (on their "bound") from here on
         Binv = sep.Binv
-        lower[nth + p - sep.nnull:] = 0.0
+        lower[nth + p - sep.nnull :] = 0.0
         info["notes"].append(separation_message(model.family, sep))
     eng.set_transform(beta1, Binv)
     model._Binv, model._beta1 = Binv, beta1
@@ -100,40 +127,45 @@ def fit(model, start=None) -> None:
         r2 = minimize_newton(eng.laplace_grad, x0, lower, start_hessian(eng, x0, nth))
         if not r2.converged:  # e.g. a variance at its bound: L-BFGS-B in log scale
             grad = np.empty(len(x0))
-            r2b = minimize_with_gradient(lambda x: (eng.laplace_grad(x, grad), grad.copy()),
-                                         eng.laplace, r2.x, lower)
+            r2b = minimize_with_gradient(lambda x: (eng.laplace_grad(x, grad), grad.copy()), eng.laplace, r2.x, lower)
             r2b.evaluations += r2.evaluations
             r2b.optimizer = f"{r2.optimizer}+{r2b.optimizer}"  # the fallback, on record
             r2b.message = f"after {r2.optimizer} ({r2.message}): {r2b.message}"
             r2 = r2b
     else:
-        r2 = minimize_bounded(eng.laplace, x0, lower, ftol_abs=ctl.stage2_tol[0],
-                              xtol_abs=ctl.stage2_tol[1], step=step)
-    info["stage2"] = {"optimizer": r2.optimizer, "evaluations": r2.evaluations,
-                      "message": r2.message, "converged": r2.converged}
+        r2 = minimize_bounded(eng.laplace, x0, lower, ftol_abs=ctl.stage2_tol[0], xtol_abs=ctl.stage2_tol[1], step=step)
+    info["stage2"] = {
+        "optimizer": r2.optimizer,
+        "evaluations": r2.evaluations,
+        "message": r2.message,
+        "converged": r2.converged,
+    }
     x, fx = r2.x, r2.fun
     if sep is not None:
-        x[nth + p - sep.nnull:] = 0.0  # no effect on the criterion: back on the "bound"
+        x[nth + p - sep.nnull :] = 0.0  # no effect on the criterion: back on the "bound"
     x, fx, check = check_optimum(model, eng, x, fx, lower)
     if not check["ok"] or not r2.converged:  # lme4's advice: another optimiser, more evaluations
         why = "gradient check failed" if not check["ok"] else r2.message
-        r3 = minimize_bounded(eng.laplace, x, lower, ftol_abs=1e-12, xtol_abs=1e-10,
-                              maxeval=200000, step=step / 10)
-        info["notes"].append(f"restarted from the best point ({why}): {r3.optimizer}, "
-                             f"{r3.evaluations} evaluations")
-        info["stage3"] = {"optimizer": r3.optimizer, "evaluations": r3.evaluations,
-                          "message": r3.message, "converged": r3.converged}
+        r3 = minimize_bounded(eng.laplace, x, lower, ftol_abs=1e-12, xtol_abs=1e-10, maxeval=200000, step=step / 10)
+        info["notes"].append(f"restarted from the best point ({why}): {r3.optimizer}, {r3.evaluations} evaluations")
+        info["stage3"] = {
+            "optimizer": r3.optimizer,
+            "evaluations": r3.evaluations,
+            "message": r3.message,
+            "converged": r3.converged,
+        }
         if r3.fun <= fx:
             x, fx = r3.x, r3.fun
         if sep is not None:
-            x[nth + p - sep.nnull:] = 0.0
+            x[nth + p - sep.nnull :] = 0.0
         x, fx, check = check_optimum(model, eng, x, fx, lower)
     model.converged = bool(check["ok"])
     model._finish(x if scale == 1.0 else eng.to_theta(x), info, check, t0)
     held = sep is not None
     if not held:  # a direction that diverged only in stage 2 (the engine is at the estimate)
-        sep = detect_separation(model.family, model.engine.rx_matrix, model.frame.X,
-                                model.engine.eta_, model.frame.fixef_names)
+        sep = detect_separation(
+            model.family, model.engine.rx_matrix, model.frame.X, model.engine.eta_, model.frame.fixef_names
+        )
     if sep is not None:
         warn_at_caller(separation_message(model.family, sep, held), ConvergenceWarning)
     elif not check["ok"]:
@@ -161,8 +193,12 @@ def check_optimum(model, eng, x, fx, lower):
     try:
         R = np.linalg.cholesky(H).T
     except np.linalg.LinAlgError:
-        check.update(pd=False, ok=False, message="the Hessian of the deviance is not positive "
-                     "definite (the optimum may be a saddle point or a flat ridge)")
+        check.update(
+            pd=False,
+            ok=False,
+            message="the Hessian of the deviance is not positive "
+            "definite (the optimum may be a saddle point or a flat ridge)",
+        )
         return x, fx, check
     step = np.zeros(len(x))
     step[idx] = -np.linalg.solve(H, g)

@@ -9,6 +9,7 @@ With A = Λ'Z'ZΛ + I, F = Λ'Z'X, H = A⁻¹F, u, β the PLS solution and e = y
 so a gradient costs about two factorisations and no work over the n rows.  Used with the
 blocked kernel, where the selected inverse comes from LAPACK's dpotri on the dense part.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ __all__ = ["profiled_gradient"]
 
 def _per_term(vec: np.ndarray, t) -> np.ndarray:
     """The rows of a q-vector/matrix belonging to term t, as (levels, p_k, ...)."""
-    block = vec[t.offset: t.offset + t.q]
+    block = vec[t.offset : t.offset + t.q]
     return block.reshape((t.nlevels, t.p) + vec.shape[1:])
 
 
@@ -56,7 +57,7 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
     tofs = 0
     for k, t in enumerate(terms):
         pk = t.p
-        GA = 2.0 * Qt[tofs: tofs + pk * pk].reshape(pk, pk).T
+        GA = 2.0 * Qt[tofs : tofs + pk * pk].reshape(pk, pk).T
         tofs += pk * pk
         dr2 = -2.0 * np.einsum("lr,lc->rc", _per_term(zte, t), _per_term(u, t))
         G = GA + (nfac / r2) * dr2

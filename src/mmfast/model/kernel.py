@@ -7,6 +7,7 @@ structures, A⁻¹ blocks, gradients, Kenward-Roger and Satterthwaite read the f
 ``BlockedKernel`` implement it, sharing ``_ext._kernel.Kernel`` (the held templates,
 ``selinv_blocks`` written once over ``solve``, the factorisation counters).
 """
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable

@@ -13,13 +13,14 @@ diagonal in A (a row has one level of it), the other terms form a small dense pa
 q₂), so A⁻¹ comes from the Schur complement S = A₂₂ - A₂₁A₁₁⁻¹A₁₂ (as the blocked kernel).
 The single-term case lives in ``SingleTerm.laplace_grad`` (Cython).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["LaplaceGradient", "supports"]
 
-MAX_DENSE = 400        # order of the dense part (terms after the first) it will handle
+MAX_DENSE = 400  # order of the dense part (terms after the first) it will handle
 MAX_CROSS = 2_000_000  # q₁ x q₂ entries of the dense cross block A₁₂
 
 
@@ -66,7 +67,7 @@ class LaplaceGradient:
         """V (n x m): row i of ZΛ on its slots, x_i' T_t per term."""
         parts, ofs = [], 0
         for t in self.terms:
-            Tt = T[ofs: ofs + t.p * t.p].reshape(t.p, t.p, order="F")
+            Tt = T[ofs : ofs + t.p * t.p].reshape(t.p, t.p, order="F")
             ofs += t.p * t.p
             parts.append(t.X @ Tt)
         return np.concatenate(parts, axis=1)
@@ -83,10 +84,10 @@ class LaplaceGradient:
                 A11[:, a, b] = np.bincount(self.codes1, Vw[:, a] * V1[:, b], minlength=nl1)
         A11 += np.eye(p1)
         A11inv = 1.0 / A11 if p1 == 1 else np.linalg.inv(A11)
-        A12 = np.bincount(self.idx12, (Vw[:, :p1, None] * V[:, None, p1:]).ravel(),
-                          minlength=q1 * q2).reshape(q1, q2)
-        A22 = np.bincount(self.idx22, (Vw[:, p1:, None] * V[:, None, p1:]).ravel(),
-                          minlength=q2 * q2).reshape(q2, q2) + np.eye(q2)
+        A12 = np.bincount(self.idx12, (Vw[:, :p1, None] * V[:, None, p1:]).ravel(), minlength=q1 * q2).reshape(q1, q2)
+        A22 = np.bincount(self.idx22, (Vw[:, p1:, None] * V[:, None, p1:]).ravel(), minlength=q2 * q2).reshape(
+            q2, q2
+        ) + np.eye(q2)
         Pl = np.einsum("lab,lbc->lac", A11inv, A12.reshape(nl1, p1, q2))
         P = Pl.reshape(q1, q2)
         Sinv = np.linalg.inv(A22 - A12.T @ P)

@@ -7,6 +7,7 @@ the sequential (Type I) ANOVA F table of ``anova(lm)`` / ``aov``.  The fit also 
 likelihood-ratio tests need (``loglik``, ``npar``, ``aic``, ``bic``, ``refit_ml``), so
 ``mmfast.anova(lm_fit, lmm_fit)`` tests a variance component against no random effects.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -81,7 +82,7 @@ class LinearModel(InformationCriteria):
     @property
     def vcov_array(self) -> np.ndarray:
         Ri = np.linalg.inv(self._R) if len(self.beta) else np.zeros((0, 0))
-        return self.sigma ** 2 * Ri @ Ri.T
+        return self.sigma**2 * Ri @ Ri.T
 
     @property
     def vcov(self) -> pd.DataFrame:
@@ -101,9 +102,15 @@ class LinearModel(InformationCriteria):
     def coefficients(self) -> pd.DataFrame:
         se = np.sqrt(np.diag(self.vcov_array))
         t = self.beta / se
-        return pd.DataFrame({"Estimate": self.beta, "Std. Error": se, "t value": t,
-                             "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), self.df_residual)},
-                            index=self.frame.fixef_names)
+        return pd.DataFrame(
+            {
+                "Estimate": self.beta,
+                "Std. Error": se,
+                "t value": t,
+                "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), self.df_residual),
+            },
+            index=self.frame.fixef_names,
+        )
 
     def __repr__(self) -> str:
         return f"<LinearModel {self.frame.parsed.formula!r}, nobs={self.nobs}, logLik={self.loglik:.4f}>"

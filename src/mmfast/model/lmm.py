@@ -7,6 +7,7 @@ penalised residual sum of squares r² = M_yy - c_β'c_β.  Then (Bates et al. 20
     ML:   d(θ)  = log|L|² + n (1 + log(2π r²/n))
     REML: dR(θ) = log|L|² + log|R_X|² + (n-p)(1 + log(2π r²/(n-p)))
 """
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -79,14 +80,21 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
     family = GAUSSIAN  # compares equal to "gaussian", as a GLMM's family to its name
     _yscale = 1.0  # the kernel's y is y / _yscale (see _residual_response)
 
-    def __init__(self, frame: ModelFrame, reml: bool = True, options: dict | None = None,
-                 design: "LinearMixedModel | None" = None, control: LmmControl | None = None):
+    def __init__(
+        self,
+        frame: ModelFrame,
+        reml: bool = True,
+        options: dict | None = None,
+        design: "LinearMixedModel | None" = None,
+        control: LmmControl | None = None,
+    ):
         """``design``: a model on the same rows, Z and weights whose cross-products Z'Z are
         shared, not recomputed; with the same X too (a refit to a new response, ``refit``) its
         factorisation of X and Z'X as well (``with_fixed`` gives another X).
         ``control``: kernel and optimiser choice (default ``LmmControl()``)."""
         if not frame.terms:
             from ..errors import FormulaError
+
             raise FormulaError("no random-effects terms in the formula: use mmfast.lm for a linear model")
         self.frame = frame
         self.reml = bool(reml)
@@ -95,8 +103,10 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         n, p = frame.X.shape
         self._sqrtw = None if frame.weights is None else np.sqrt(frame.weights)
         if frame.weights is not None and self.nobs <= p:  # rows of weight 0 do not count
-            raise DataError(f"only {self.nobs} observations have a non-zero weight, for {p} fixed "
-                            "effects: the model cannot be estimated")
+            raise DataError(
+                f"only {self.nobs} observations have a non-zero weight, for {p} fixed "
+                "effects: the model cannot be estimated"
+            )
         # The kernel works in an orthonormal basis Q of X (X = Q R_b) on the OLS residual of y:
         # the PLS solution is invariant to y -> y - Xγ and X -> X R⁻¹, and this avoids the
         # cancellation in y'y - ... when y or X have large means (values are mapped back below).
@@ -118,8 +128,9 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         if design is None:
             self.blocks = build_blocks(frame.terms, np.column_stack([self._Q, yres]), self._sqrtw)
         else:
-            self.blocks = _with_response_blocks(design.blocks, frame.terms, self._Q, yres,
-                                                self._sqrtw, new_x=not same_x)
+            self.blocks = _with_response_blocks(
+                design.blocks, frame.terms, self._Q, yres, self._sqrtw, new_x=not same_x
+            )
         self.kernel = make_kernel(self.blocks, frame.terms, self.control.dense_schur_max)
         # θ's slices, bounds, start, names, templates (a design's terms: its layout)
         self.layout = ThetaLayout(frame.terms) if design is None else design.layout
@@ -149,15 +160,17 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         # relative to y's own rounding (y + 1e12 keeps a residual of ~1e-11 of its norm);
         # sums of squares taken after a power-of-2 scaling where they would overflow
         big = float(np.max(np.abs(yw)))
-        k = 1.0 if 2.0 ** -100 < big < 2.0 ** 100 else 2.0 ** round(math.log2(big))
+        k = 1.0 if 2.0**-100 < big < 2.0**100 else 2.0 ** round(math.log2(big))
         rk, yk = (yres, yw) if k == 1.0 else (yres / k, yw / k)
         r2, n = float(rk @ rk), len(yw)
         if r2 <= (EXACT_FIT_ULPS * EPS) ** 2 * n * float(yk @ yk):
-            raise DataError(f"response '{name}' is an exact linear function of the fixed effects: "
-                            "no residual variation is left for the random effects")
+            raise DataError(
+                f"response '{name}' is an exact linear function of the fixed effects: "
+                "no residual variation is left for the random effects"
+            )
         if self._yscale is None:
             size = k * math.sqrt(r2 / n)  # the residual's root mean square
-            self._yscale = 1.0 if 2.0 ** -100 < size < 2.0 ** 100 else 2.0 ** round(math.log2(size))
+            self._yscale = 1.0 if 2.0**-100 < size < 2.0**100 else 2.0 ** round(math.log2(size))
         if self._yscale != 1.0:
             yres = yres / self._yscale
         self._yres = yres
@@ -213,8 +226,13 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             const = profiled_constant(n, p, reml, self._logw)
             const += self._logdetRb2 if reml else 0.0
             const += nfac * 2.0 * math.log(self._yscale)
-            profiled, tpos, T, log, inf = self.kernel.profiled, self.layout.pos, \
-                np.zeros(self.layout.size), math.log, math.inf
+            profiled, tpos, T, log, inf = (
+                self.kernel.profiled,
+                self.layout.pos,
+                np.zeros(self.layout.size),
+                math.log,
+                math.inf,
+            )
 
             def f(theta) -> float:
                 T[tpos] = theta
@@ -240,8 +258,11 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         if not hasattr(self.kernel, "trace_gradient"):
             return False
         ctl = self.control
-        return (self.kernel.dense_size >= ctl.gradient_min_dense or self.blocks.q >= ctl.gradient_min_q
-                or len(self.theta_start) >= ctl.many_theta)
+        return (
+            self.kernel.dense_size >= ctl.gradient_min_dense
+            or self.blocks.q >= ctl.gradient_min_q
+            or len(self.theta_start) >= ctl.many_theta
+        )
 
     # --- fitting -------------------------------------------------------------------------
     def _set_theta(self, theta: np.ndarray) -> None:
@@ -274,8 +295,8 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         """b = Λθ u, term by term and level by level."""
         out = np.empty_like(u)
         for t, T in zip(self.frame.terms, self.layout.templates(theta)):
-            blk = u[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
-            out[t.offset: t.offset + t.q] = (blk @ T.T).ravel()
+            blk = u[t.offset : t.offset + t.q].reshape(t.nlevels, t.p)
+            out[t.offset : t.offset + t.q] = (blk @ T.T).ravel()
         return out
 
     # --- pickling: the compiled kernels are rebuilt from the stored cross-products ----------
@@ -302,12 +323,14 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         import inspect
 
         from .frame import frame_for_formula
+
         frame_args = inspect.signature(model_frame).parameters  # the rest: optimiser controls
         optctrl = {k: v for k, v in self.options.items() if k not in frame_args}
         with large_data_blas(self.frame.nobs):
             frame = frame_for_formula(self.frame, formula, self.options)
-            model = type(self)(frame, reml=self.reml if reml is None else reml,
-                               options=self.options, control=self.control)
+            model = type(self)(
+                frame, reml=self.reml if reml is None else reml, options=self.options, control=self.control
+            )
             return model.fit(**optctrl)
 
     def refit_ml(self: _Self) -> _Self:
@@ -354,8 +377,10 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         """An unfitted model of this class on response ``y`` (copied), same design: X's
         factorisation and Z'Z, Z'X are shared (what ``refit`` fits)."""
         from .frame import with_response
-        return type(self)(with_response(self.frame, y), reml=self.reml, options=self.options,
-                          design=self, control=self.control)
+
+        return type(self)(
+            with_response(self.frame, y), reml=self.reml, options=self.options, design=self, control=self.control
+        )
 
     def with_fixed(self: _Self, X, data=None) -> _Self:
         """An unfitted model of this class with fixed-effects matrix ``X`` (n x p; same rows,
@@ -366,8 +391,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             raise DataError(f"X has shape {X.shape}, the model's is {self.frame.X.shape}")
         table = self.frame.table if data is None else Columns.of(data)
         frame = dataclasses.replace(self.frame, X=X, table=table)
-        return type(self)(frame, reml=self.reml, options=self.options, design=self,
-                          control=self.control)
+        return type(self)(frame, reml=self.reml, options=self.options, design=self, control=self.control)
 
     def with_frame(self: _Self, frame: ModelFrame) -> _Self:
         """An unfitted model of this class on ``frame`` (this REML flag, options and control)."""
@@ -378,22 +402,25 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         model's rows): lmer's design on those rows, selected from this one where that is
         exactly lmer's, else the formula run on the rows (``subset.frame_on_rows``)."""
         from .subset import frame_on_rows
+
         return self.with_frame(frame_on_rows(self.frame, rows, self.options))
 
     # --- criteria ------------------------------------------------------------------------
     @property
     def ml_deviance(self) -> float:
         """-2 × the maximum-likelihood log-likelihood at this fit's parameters."""
-        return profiled_deviance(self._ldL2, self._ldRX2, self._log_pwrss, self.nobs,
-                                 self.frame.X.shape[1], False, self._logw)
+        return profiled_deviance(
+            self._ldL2, self._ldRX2, self._log_pwrss, self.nobs, self.frame.X.shape[1], False, self._logw
+        )
 
     @property
     def reml_criterion(self) -> float | None:
         """lme4's ``REMLcrit``: -2 × the REML log-likelihood; None for an ML fit."""
         if not self.reml:
             return None
-        return profiled_deviance(self._ldL2, self._ldRX2, self._log_pwrss, self.nobs,
-                                 self.frame.X.shape[1], True, self._logw)
+        return profiled_deviance(
+            self._ldL2, self._ldRX2, self._log_pwrss, self.nobs, self.frame.X.shape[1], True, self._logw
+        )
 
     @property
     def loglik(self) -> float:
@@ -420,7 +447,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         p = len(self.beta)
         if p == 0:
             return np.zeros((0, 0))
-        return self.sigma ** 2 * cho_solve((self._R, False), np.eye(p))
+        return self.sigma**2 * cho_solve((self._R, False), np.eye(p))
 
     def _ainv_diag_blocks(self) -> list[np.ndarray]:
         """Diagonal p_k x p_k blocks of A⁻¹ per term, as arrays (levels, p, p)."""
@@ -432,8 +459,10 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
 
     @cached_property
     def _condvar(self) -> list[np.ndarray]:
-        return [self.sigma ** 2 * np.einsum("ij,ljk,mk->lim", T, blocks, T)
-                for T, blocks in zip(self.layout.templates(self.theta), self._ainv_diag_blocks())]
+        return [
+            self.sigma**2 * np.einsum("ij,ljk,mk->lim", T, blocks, T)
+            for T, blocks in zip(self.layout.templates(self.theta), self._ainv_diag_blocks())
+        ]
 
 
 def _with_response_blocks(blocks, terms, Q, yres, sqrtw, new_x: bool = False):
@@ -451,14 +480,22 @@ def _with_response_blocks(blocks, terms, Q, yres, sqrtw, new_x: bool = False):
     return dataclasses.replace(blocks, ZtW=ZtW, WtW=WtW)
 
 
-def fit_lmm(model_class, formula: str, data, reml: bool = True, weights=None, offset=None,
-            check_nobs_vs_nre: str = "stop", start=None, control: LmmControl | None = None,
-            **optctrl):
+def fit_lmm(
+    model_class,
+    formula: str,
+    data,
+    reml: bool = True,
+    weights=None,
+    offset=None,
+    check_nobs_vs_nre: str = "stop",
+    start=None,
+    control: LmmControl | None = None,
+    **optctrl,
+):
     """``lmer``'s work (``mmfast.api.lmer`` checks the arguments and documents them): the
     frame, a ``model_class`` model on it (a LinearMixedModel), its fit."""
     with large_data_blas(getattr(data, "shape", (0,))[0]):
-        frame = model_frame(formula, data, weights=weights, offset=offset,
-                            check_nobs_vs_nre=check_nobs_vs_nre)
+        frame = model_frame(formula, data, weights=weights, offset=offset, check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
         model = model_class(frame, reml=reml, options=options, control=control)
         start = check_start(start, model.theta_lower, model.theta_names)

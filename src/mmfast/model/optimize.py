@@ -4,6 +4,7 @@ lme4 calls nlopt's BOBYQA with ``xtol_abs = ftol_abs = 1e-8``; we call the same 
 with tighter tolerances so that we never stop at a worse optimum than lme4, then, if it
 failed, fall back to Nelder-Mead with more evaluations, as lme4's users are told to.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,7 @@ from dataclasses import dataclass, field
 import nlopt
 import numpy as np
 
-__all__ = ["OptResult", "minimize_bounded", "minimize_with_gradient", "minimize_newton",
-           "minimize_log_newton"]
+__all__ = ["OptResult", "minimize_bounded", "minimize_with_gradient", "minimize_newton", "minimize_log_newton"]
 
 
 FINAL_DEC_MAX = 1e-3  # largest Newton decrement from which a final unevaluated step may end
@@ -62,16 +62,18 @@ def _run(algorithm, fun, x0, lower, upper, ftol_abs, xtol_abs, maxeval, step):
         opt.optimize(x0c)
         code = opt.last_optimize_result()
         ok = code > 0 and code != nlopt.MAXEVAL_REACHED
-        message = {nlopt.FTOL_REACHED: "ftol reached", nlopt.XTOL_REACHED: "xtol reached",
-                   nlopt.MAXEVAL_REACHED: "maximum number of evaluations reached",
-                   nlopt.SUCCESS: "success"}.get(code, f"nlopt code {code}")
+        message = {
+            nlopt.FTOL_REACHED: "ftol reached",
+            nlopt.XTOL_REACHED: "xtol reached",
+            nlopt.MAXEVAL_REACHED: "maximum number of evaluations reached",
+            nlopt.SUCCESS: "success",
+        }.get(code, f"nlopt code {code}")
     except (nlopt.RoundoffLimited, RuntimeError, ValueError) as exc:
         message, ok = f"stopped: {exc}", best[0] < 1e300
     return best[1], best[0], count[0], ok, message
 
 
-def minimize_bounded(fun, x0, lower, upper=None, ftol_abs=1e-10, xtol_abs=1e-9,
-                     maxeval=100000, step=None) -> OptResult:
+def minimize_bounded(fun, x0, lower, upper=None, ftol_abs=1e-10, xtol_abs=1e-9, maxeval=100000, step=None) -> OptResult:
     """Minimise ``fun`` from ``x0`` subject to ``x >= lower`` (and ``<= upper``)."""
     t0 = time.perf_counter()
     x0 = np.asarray(x0, dtype=float)
@@ -81,18 +83,17 @@ def minimize_bounded(fun, x0, lower, upper=None, ftol_abs=1e-10, xtol_abs=1e-9,
     algorithm, name = nlopt.LN_BOBYQA, "bobyqa"
     x, fx, nev, ok, msg = _run(algorithm, fun, x0, lower, upper, ftol_abs, xtol_abs, maxeval, step)
     if not ok:  # lme4's advice: another optimiser, more evaluations
-        x2, f2, n2, ok2, msg2 = _run(nlopt.LN_NELDERMEAD, fun, x, lower, upper, ftol_abs,
-                                     xtol_abs, 2 * maxeval, step)
+        x2, f2, n2, ok2, msg2 = _run(nlopt.LN_NELDERMEAD, fun, x, lower, upper, ftol_abs, xtol_abs, 2 * maxeval, step)
         nev += n2
         if f2 <= fx:
             x, fx = x2, f2
         ok, msg, name = ok2, f"{msg}; fallback Nelder-Mead: {msg2}", name + "+neldermead"
-    return OptResult(x=x, fun=fx, evaluations=nev, seconds=time.perf_counter() - t0,
-                     optimizer=name, converged=ok, message=msg)
+    return OptResult(
+        x=x, fun=fx, evaluations=nev, seconds=time.perf_counter() - t0, optimizer=name, converged=ok, message=msg
+    )
 
 
-def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000,
-                           log_scale=True, maxcor=20) -> OptResult:
+def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000, log_scale=True, maxcor=20) -> OptResult:
     """L-BFGS-B on an analytic gradient, with the variances in log scale.
 
     Parameters bounded below by 0 (the diagonal of the templates) are optimised as log θ,
@@ -136,8 +137,14 @@ def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000,
     pushed = logged & (g_theta > 0) & (x < 0.05 * np.max(np.where(logged, x, 0.0), initial=0.0))
     if res.status != 0 or np.any(logged & (x < 1e-3 * scale)) or np.any(pushed):
         bounds_x = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        res2 = minimize(fg_theta, np.where(logged & (x < 1e-3 * scale), 0.0, x), jac=True,
-                        method="L-BFGS-B", bounds=bounds_x, options=opts)
+        res2 = minimize(
+            fg_theta,
+            np.where(logged & (x < 1e-3 * scale), 0.0, x),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds_x,
+            options=opts,
+        )
         if res2.fun <= fx:
             x, fx = np.asarray(res2.x, dtype=float), float(res2.fun)
         name, message = name + "+lbfgsb", f"{message}; bounded pass: {res2.message}"
@@ -148,13 +155,32 @@ def minimize_with_gradient(fun_grad, fun, x0, lower, gtol=1e-7, maxiter=2000,
             if fp < fx:
                 x, fx = xp, fp
             name, message = name + "+bobyqa", f"{message}; polish: {msgp}"
-    return OptResult(x=x, fun=fx, evaluations=count[0], seconds=time.perf_counter() - t0,
-                     optimizer=name, converged=bool(fx < 1e299), message=message)
+    return OptResult(
+        x=x,
+        fun=fx,
+        evaluations=count[0],
+        seconds=time.perf_counter() - t0,
+        optimizer=name,
+        converged=bool(fx < 1e299),
+        message=message,
+    )
 
 
-def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
-                    bound_tol=1e-4, f0=None, g0=None, hessian_at=None,
-                    max_step=math.inf, final_step=False, give_up=None) -> OptResult:
+def minimize_newton(
+    fun_grad,
+    x0,
+    lower,
+    hessian,
+    dec_tol=1e-10,
+    maxiter=50,
+    bound_tol=1e-4,
+    f0=None,
+    g0=None,
+    hessian_at=None,
+    max_step=math.inf,
+    final_step=False,
+    give_up=None,
+) -> OptResult:
     """Bounded quasi-Newton from a good start and a good Hessian (refits of a fitted model).
 
     ``fun_grad(x, g)`` returns f(x) and writes the analytic gradient into g.  The Hessian
@@ -230,13 +256,21 @@ def minimize_newton(fun_grad, x0, lower, hessian, dec_tol=1e-10, maxiter=50,
         g, gn = gn, g
         if np.max(np.abs(s)) < 1e-12 or (give_up is not None and give_up(x)):
             break  # stalled, or the caller sees it go where it should not
-    return OptResult(x=x, fun=f, evaluations=nev, seconds=time.perf_counter() - t0,
-                     optimizer="newton", converged=ok, message="" if ok else "no convergence",
-                     history=history)
+    return OptResult(
+        x=x,
+        fun=f,
+        evaluations=nev,
+        seconds=time.perf_counter() - t0,
+        optimizer="newton",
+        converged=ok,
+        message="" if ok else "no convergence",
+        history=history,
+    )
 
 
-def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=1e-4,
-                        logged=None, max_step=math.inf) -> OptResult:
+def minimize_log_newton(
+    fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=1e-4, logged=None, max_step=math.inf
+) -> OptResult:
     """Newton steps near an optimum, on z = log x for the ``logged`` coordinates (default: all,
     which must then be positive; the others, e.g. correlation parameters, stay as they are).
 
@@ -256,8 +290,15 @@ def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=
     g0 = np.empty(n)
     f0 = float(fun_grad(x0, g0))
     H = np.asarray(hessian(), dtype=float) if math.isfinite(f0) else np.full((n, n), np.nan)
-    fail = OptResult(x=x0, fun=f0, evaluations=1, seconds=time.perf_counter() - t0,
-                     optimizer="newton(log)", converged=False, message="start Hessian unusable")
+    fail = OptResult(
+        x=x0,
+        fun=f0,
+        evaluations=1,
+        seconds=time.perf_counter() - t0,
+        optimizer="newton(log)",
+        converged=False,
+        message="start Hessian unusable",
+    )
     if not (math.isfinite(f0) and np.all(np.isfinite(H)) and np.all(np.isfinite(g0))):
         return fail
 
@@ -285,15 +326,33 @@ def minimize_log_newton(fun_grad, x0, hessian, dec_tol=1e-10, maxiter=50, small=
         return to_z_hessian(np.asarray(hessian(), dtype=float), to_x(z), gz)
 
     z0 = np.where(logged, np.log(np.where(logged, x0, 1.0)), x0)
+
     def to_boundary(z):  # a standard deviation heading for 0: log scale cannot get there
         x = to_x(z)[logged]
         return bool(np.any(x < small * np.max(x, initial=0.0)))
 
-    res = minimize_newton(fz, z0, np.full(n, -np.inf), Hz, dec_tol, maxiter,
-                          f0=f0, g0=g0 * np.where(logged, x0, 1.0), hessian_at=hz,
-                          max_step=max_step, final_step=True, give_up=to_boundary)
+    res = minimize_newton(
+        fz,
+        z0,
+        np.full(n, -np.inf),
+        Hz,
+        dec_tol,
+        maxiter,
+        f0=f0,
+        g0=g0 * np.where(logged, x0, 1.0),
+        hessian_at=hz,
+        max_step=max_step,
+        final_step=True,
+        give_up=to_boundary,
+    )
     x = to_x(res.x)
     ok = res.converged and bool(np.all(x[logged] >= small * np.max(x[logged], initial=0.0)))
-    return OptResult(x=x, fun=res.fun, evaluations=res.evaluations + 1,
-                     seconds=time.perf_counter() - t0, optimizer="newton(log)", converged=ok,
-                     message=res.message if ok else "heading for a boundary or no convergence")
+    return OptResult(
+        x=x,
+        fun=res.fun,
+        evaluations=res.evaluations + 1,
+        seconds=time.perf_counter() - t0,
+        optimizer="newton(log)",
+        converged=ok,
+        message=res.message if ok else "heading for a boundary or no convergence",
+    )

@@ -3,6 +3,7 @@ in each stage, how many evaluations, from where to where, restarts taken, time. 
 fits fill one each (``model.optsummary``); ``summary()`` prints its optimiser and the legacy
 ``model.optinfo`` dict is built from it.  Building one costs a few attribute copies.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -60,7 +61,8 @@ class OptSummary:
         optimiser's fallback within a run ("+" in its name: Nelder-Mead after BOBYQA,
         L-BFGS-B after Newton) or a GLMM's stage 3."""
         return bool(self.restart and self.restart.get("taken")) or any(
-            "+" in s.optimizer or s.name == "stage3" for s in self.stages)
+            "+" in s.optimizer or s.name == "stage3" for s in self.stages
+        )
 
     def convergence_line(self) -> str:
         """lme4's ``optimizer (X) convergence code: c (OK)`` line, with the optimiser that ran;
@@ -73,8 +75,13 @@ class OptSummary:
     def as_optinfo(self) -> dict:
         """The pre-OptSummary ``optinfo`` dict (same keys; values from this record)."""
         out = dict(self.extra)
-        out.update(optimizer=self.optimizer, evaluations=self.evaluations, seconds=self.seconds,
-                   message=self.message, converged=self.converged)
+        out.update(
+            optimizer=self.optimizer,
+            evaluations=self.evaluations,
+            seconds=self.seconds,
+            message=self.message,
+            converged=self.converged,
+        )
         if self.start_kind:
             out["start"] = self.start_kind
         if self.restart is not None:
@@ -96,16 +103,34 @@ optinfo_property = property(_optinfo)  # ``model.optinfo`` of LMMs and GLMMs ali
 def glmm_summary(info, check, engine, theta_start, theta, objective, seconds) -> OptSummary:
     """A GLMM fit's record from its stages (``info["stage1"]``...: each optimiser's run), the
     gradient check at the optimum and the PIRLS engine's counters."""
-    stages = tuple(OptStage(k, info[k]["optimizer"], info[k]["evaluations"],
-                            info[k]["converged"], info[k]["message"],
-                            start=theta_start if k == "stage1" else None)
-                   for k in ("stage1", "stage2", "stage3") if k in info)
+    stages = tuple(
+        OptStage(
+            k,
+            info[k]["optimizer"],
+            info[k]["evaluations"],
+            info[k]["converged"],
+            info[k]["message"],
+            start=theta_start if k == "stage1" else None,
+        )
+        for k in ("stage1", "stage2", "stage3")
+        if k in info
+    )
     return OptSummary(
         optimizer="+".join(s.optimizer for s in stages),
-        evaluations=sum(s.evaluations for s in stages), theta_start=theta_start,
-        theta_final=np.array(theta, dtype=float), objective=float(objective),
-        converged=bool(check["ok"]), message=check.get("message", ""), seconds=seconds,
-        stages=stages, extra={**info, "objective_evaluations": engine.evaluations,
-                              "pirls_iterations": engine.iterations,
-                              "pirls_failures": engine.failures,
-                              "max_grad": check.get("max_grad"), "newton_step": check.get("newton")})
+        evaluations=sum(s.evaluations for s in stages),
+        theta_start=theta_start,
+        theta_final=np.array(theta, dtype=float),
+        objective=float(objective),
+        converged=bool(check["ok"]),
+        message=check.get("message", ""),
+        seconds=seconds,
+        stages=stages,
+        extra={
+            **info,
+            "objective_evaluations": engine.evaluations,
+            "pirls_iterations": engine.iterations,
+            "pirls_failures": engine.failures,
+            "max_grad": check.get("max_grad"),
+            "newton_step": check.get("newton"),
+        },
+    )

@@ -26,6 +26,7 @@ One loop (``mmfast._ext._pirls.PirlsLoop``: ``laplace(x)``, ``joint(θ)``, ``set
 
 Both warm-start every evaluation from the previous u.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,15 @@ from .._ext._single_term import SingleTerm
 from ..design.theta import ThetaLayout
 from .pirls_kernel import GeneralKernel
 
-__all__ = ["make_engine", "make_response", "KernelLoop", "SingleTerm", "fd_hessian",
-           "gradient_hessian", "start_hessian"]
+__all__ = [
+    "make_engine",
+    "make_response",
+    "KernelLoop",
+    "SingleTerm",
+    "fd_hessian",
+    "gradient_hessian",
+    "start_hessian",
+]
 
 
 def make_response(family, y, pw, n) -> GlmResponse:
@@ -48,8 +56,9 @@ def make_response(family, y, pw, n) -> GlmResponse:
         exact = True
     elif family.name == "binomial":
         m = family._m(n, pw)
-        exact = bool(np.all(np.abs(m * y - np.rint(m * y)) < 1e-9 * np.maximum(1.0, m))
-                     and np.all(np.abs(m - np.rint(m)) < 1e-9))
+        exact = bool(
+            np.all(np.abs(m * y - np.rint(m * y)) < 1e-9 * np.maximum(1.0, m)) and np.all(np.abs(m - np.rint(m)) < 1e-9)
+        )
     if exact and family.name == "binomial" and not np.any((y > 0) & (y < 1)):
         sat = float(np.sum(c))  # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
     elif exact:
@@ -86,8 +95,7 @@ def _fd_steps(x, lower, ntheta: int, step: float):
     """Free coordinates (θ within 1e-4 of its bound is held, as is a whitened β given a
     finite bound: a diverging direction, see ``separation``) and their difference steps:
     relative to max(|θ|, 0.1) for θ, absolute for whitened β."""
-    free = np.array([not (np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4)
-                     for i in range(len(x))])
+    free = np.array([not (np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4) for i in range(len(x))])
     idx = np.flatnonzero(free)
     return idx, np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
 
@@ -123,7 +131,7 @@ def fd_hessian(eng, x, fx, lower, ntheta: int, step: float):
         up.append(uk)
         fm[k], uk = at(x - e, 2.0 * u0 - up[k])
         um.append(uk)
-    H = np.diag((fp - 2.0 * fx + fm) / h ** 2)
+    H = np.diag((fp - 2.0 * fx + fm) / h**2)
     for a in range(m):
         for b in range(a):
             e = np.zeros(len(x))

@@ -6,6 +6,7 @@ it in Cython; ``GeneralKernel`` here does it for several terms on the LMM kernel
 on CHOLMOD or ``BlockedKernel``, symbolic analysis once), run by ``KernelLoop``.  The method
 names follow the LMM kernel Protocol (``reweight``, ``update``, ``solve``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ class GeneralKernel:
 
     def __init__(self, frame, family, state: dict, layout: ThetaLayout | None = None):
         from .lmm import make_kernel
+
         self.frame = frame
         terms = frame.terms
         self.s = state
@@ -57,8 +59,7 @@ class GeneralKernel:
         q = blocks.q
         self.q = q
         self.cp = Crossprods(blocks, terms)
-        self.blocks_u = dataclasses.replace(blocks, ZtW=np.zeros((q, 1), order="F"),
-                                            WtW=np.zeros((1, 1)))
+        self.blocks_u = dataclasses.replace(blocks, ZtW=np.zeros((q, 1), order="F"), WtW=np.zeros((1, 1)))
         self.kj = make_kernel(blocks, terms)
         self.ku = make_kernel(self.blocks_u, terms)
         self.V = np.zeros_like(blocks.V)
@@ -69,8 +70,9 @@ class GeneralKernel:
         self._grad, self._theta_pos = None, []
         if laplace_gradient.supports(frame, family):
             self._grad = laplace_gradient.LaplaceGradient(frame, family)
-            self._theta_pos = [(k, r, c) for k, t in enumerate(terms)
-                               for r, c in zip(t.param.rows.tolist(), t.param.cols.tolist())]
+            self._theta_pos = [
+                (k, r, c) for k, t in enumerate(terms) for r, c in zip(t.param.rows.tolist(), t.param.cols.tolist())
+            ]
 
     @property
     def has_gradient(self) -> bool:
@@ -78,8 +80,7 @@ class GeneralKernel:
         return self._grad is not None
 
     def reweight(self, w, zt, joint: bool) -> None:
-        self.cp.reweight(w, zt, self.s["X"] if joint else None, self.V, self.ZtW[joint],
-                         self.WtW[joint])
+        self.cp.reweight(w, zt, self.s["X"] if joint else None, self.V, self.ZtW[joint], self.WtW[joint])
         kern = self.kj if joint else self.ku
         kern.set_crossprods(self.V, self.ZtW[joint], self.WtW[joint])
 

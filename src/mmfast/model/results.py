@@ -4,6 +4,7 @@ Subclasses provide ``theta``, ``beta``, ``b`` (conditional modes on the original
 ``sigma`` (1 for GLMMs without a scale), ``vcov_array``, ``loglik``, ``npar``, ``condvar()``,
 ``frame`` and ``Z``.
 """
+
 from __future__ import annotations
 
 
@@ -80,7 +81,7 @@ class MixedModelResults(InformationCriteria):
     # --- variance components --------------------------------------------------------------
     def term_covariances(self) -> list[np.ndarray]:
         """Covariance matrix of each term's random effects: σ² T T'."""
-        return [self.sigma ** 2 * T @ T.T for T in self.layout.templates(self.theta)]
+        return [self.sigma**2 * T @ T.T for T in self.layout.templates(self.theta)]
 
     @property
     def varcorr(self) -> pd.DataFrame:
@@ -95,15 +96,14 @@ class MixedModelResults(InformationCriteria):
                     cor = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
                     rows.append((t.group, t.names[i], t.names[j], S[i, j], cor))
         if self.use_scale:
-            rows.append(("Residual", None, None, self.sigma ** 2, self.sigma))
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     # --- random effects -------------------------------------------------------------------
     def _by_factor(self, values_per_term) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, vals in zip(self.frame.terms, values_per_term):
-            df = pd.DataFrame(vals, index=pd.Index(t.factor.levels, name=t.factor.name),
-                              columns=t.names)
+            df = pd.DataFrame(vals, index=pd.Index(t.factor.levels, name=t.factor.name), columns=t.names)
             key = t.factor.name
             if key in out:  # several terms on one factor: one frame, as lme4's ranef()
                 df.columns = [c if c not in out[key].columns else f"{c}.1" for c in df.columns]
@@ -114,8 +114,7 @@ class MixedModelResults(InformationCriteria):
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of the random effects, one DataFrame per grouping factor."""
-        return self._by_factor([self.b[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
-                                for t in self.frame.terms])
+        return self._by_factor([self.b[t.offset : t.offset + t.q].reshape(t.nlevels, t.p) for t in self.frame.terms])
 
     @property
     def ranef_condsd(self) -> dict[str, pd.DataFrame]:
@@ -186,8 +185,7 @@ class MixedModelResults(InformationCriteria):
         return self._on_rows(self.frame.y - self.linear_predictor(), "residuals")
 
     @validated(name="predict", allow_new_levels=boolean)
-    def predict(self, newdata: pd.DataFrame | None = None, allow_new_levels: bool = False,
-                re_form=True) -> pd.Series:
+    def predict(self, newdata: pd.DataFrame | None = None, allow_new_levels: bool = False, re_form=True) -> pd.Series:
         """Predictions on the linear-predictor scale (lme4's ``predict``).
 
         Parameters
@@ -211,20 +209,21 @@ class MixedModelResults(InformationCriteria):
         if newdata is None:
             return self._on_rows(self._predict_eta(None, allow_new_levels, re_form), "predicted")
         newdata = as_frame(newdata, "newdata", allow_empty=False)
-        return pd.Series(self._predict_eta(newdata, allow_new_levels, re_form),
-                         index=newdata.index, name="predicted")
+        return pd.Series(self._predict_eta(newdata, allow_new_levels, re_form), index=newdata.index, name="predicted")
 
     def _predict_eta(self, newdata, allow_new_levels: bool = False, re_form=True) -> np.ndarray:
         """The linear predictor at the fitted rows (``newdata`` None) or at ``newdata``."""
         if newdata is not None:  # pandas, polars, arrow or a dict; not empty; the columns used
             newdata = as_frame(newdata, "newdata", allow_empty=False)
-            lack = missing_columns(self.frame.parsed, self.frame.table.columns, newdata,
-                                   random=re_form is not None)
+            lack = missing_columns(self.frame.parsed, self.frame.table.columns, newdata, random=re_form is not None)
             if lack:
                 raise DataError(f"newdata lacks column(s) the model uses: {', '.join(map(repr, lack))}")
         if newdata is None:
-            return self.linear_predictor() if re_form is not None else (
-                self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
+            return (
+                self.linear_predictor()
+                if re_form is not None
+                else (self.frame.X @ self.beta + (0 if self.frame.offset is None else self.frame.offset))
+            )
         Xn = self.frame.fixed_spec.matrix(newdata)
         eta = Xn @ self.beta
         if re_form is None:
@@ -233,15 +232,17 @@ class MixedModelResults(InformationCriteria):
             Zk = np.asarray(t.spec.get_model_matrix(newdata), dtype=float)
             Zk = np.broadcast_to(Zk, (len(newdata), t.p)) if Zk.shape[0] != len(newdata) else Zk
             idx = _level_index(newdata, t.factor, allow_new_levels)
-            bk = self.b[t.offset: t.offset + t.q].reshape(t.nlevels, t.p)
+            bk = self.b[t.offset : t.offset + t.q].reshape(t.nlevels, t.p)
             contrib = np.where(idx[:, None] >= 0, bk[np.maximum(idx, 0)], 0.0)
             eta = eta + np.sum(Zk * contrib, axis=1)
         return eta
 
     def __repr__(self) -> str:
         kind = "REML" if getattr(self, "reml", False) else "ML"
-        return (f"<{type(self).__name__} {self.frame.parsed.formula!r} ({kind}), "
-                f"nobs={self.nobs}, logLik={self.loglik:.4f}>")
+        return (
+            f"<{type(self).__name__} {self.frame.parsed.formula!r} ({kind}), "
+            f"nobs={self.nobs}, logLik={self.loglik:.4f}>"
+        )
 
 
 def _level_index(newdata: pd.DataFrame, factor, allow_new_levels: bool) -> np.ndarray:
@@ -249,6 +250,7 @@ def _level_index(newdata: pd.DataFrame, factor, allow_new_levels: bool) -> np.nd
     missing grouping value: lme4's predict refuses both unless ``allow_new_levels``, and then
     predicts those rows at the population level (random effect 0)."""
     from ..design.remat import grouping_factor
+
     parts = [p.strip().strip("`") for p in factor.name.split(":")]
     missing = np.zeros(len(newdata), dtype=bool)
     for col in parts:
@@ -256,10 +258,12 @@ def _level_index(newdata: pd.DataFrame, factor, allow_new_levels: bool) -> np.nd
             missing |= pd.isna(newdata[col]).to_numpy()
     if missing.any() and not allow_new_levels:
         rows = np.flatnonzero(missing)
-        raise DataError(f"NAs are not allowed in prediction data for grouping variable "
-                        f"'{factor.name}' (row{'s' if len(rows) > 1 else ''} "
-                        f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}) "
-                        "unless allow_new_levels=True (then predicted at the population level)")
+        raise DataError(
+            f"NAs are not allowed in prediction data for grouping variable "
+            f"'{factor.name}' (row{'s' if len(rows) > 1 else ''} "
+            f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}) "
+            "unless allow_new_levels=True (then predicted at the population level)"
+        )
     present = newdata.loc[~missing] if missing.any() else newdata
     idx = np.full(len(newdata), -1, dtype=np.int64)
     if len(present):
@@ -270,6 +274,8 @@ def _level_index(newdata: pd.DataFrame, factor, allow_new_levels: bool) -> np.nd
         idx[~missing] = known[np.where(codes >= 0, codes, len(gf.levels))]  # never code -1
         if not allow_new_levels and np.any(idx < 0):
             new = sorted({lev for lev in gf.levels if lev not in lookup})
-            raise DataError(f"new levels of '{factor.name}' in newdata: {', '.join(new[:5])}"
-                            " (pass allow_new_levels=True to predict them at the population level)")
+            raise DataError(
+                f"new levels of '{factor.name}' in newdata: {', '.join(new[:5])}"
+                " (pass allow_new_levels=True to predict them at the population level)"
+            )
     return idx

@@ -11,6 +11,7 @@ direction the weights have emptied), holds the estimates
 along that direction where PIRLS stopped (the deviance no longer moves there) and optimises the
 identified directions and θ as usual; the fit then warns, naming the coefficients involved.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,11 +20,18 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["Separation", "at_bounds", "detect_separation", "separation_message", "EDGE",
-           "NULL_RATIO", "check_response_not_constant"]
+__all__ = [
+    "Separation",
+    "at_bounds",
+    "detect_separation",
+    "separation_message",
+    "EDGE",
+    "NULL_RATIO",
+    "check_response_not_constant",
+]
 
-EDGE = 1e-7         # a fitted mean within this of 0 (or 1, binomial) is at the family's bound
-NULL_RATIO = 1e-8   # eigenvalue / largest of the column-scaled R_X'R_X: a near-null direction
+EDGE = 1e-7  # a fitted mean within this of 0 (or 1, binomial) is at the family's bound
+NULL_RATIO = 1e-8  # eigenvalue / largest of the column-scaled R_X'R_X: a near-null direction
 
 
 @dataclass
@@ -50,8 +58,7 @@ def at_bounds(family, eta: np.ndarray) -> np.ndarray:
     return edge
 
 
-def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray,
-                      names) -> Separation | None:
+def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray, names) -> Separation | None:
     """None unless fitted means sit at the family's bounds and R_X'R_X (M, or a function
     giving it, at the estimates), scaled by X's column norms, is near-singular; O(n) for the means (O(np) and a
     p x p eigendecomposition only when some are at a bound)."""
@@ -80,13 +87,15 @@ def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray,
 
 def separation_message(family, sep: Separation, held: bool = True) -> str:
     """The warning: what happened, which estimates are affected, what remains meaningful."""
-    what = ("fitted probabilities numerically 0 or 1" if family.name == "binomial"
-            else "fitted means numerically 0")
-    return (f"{what} for {sep.nedge} row{'s' if sep.nedge != 1 else ''} (complete or "
-            f"quasi-complete separation): the estimates of {', '.join(sep.names)} tend to "
-            "±infinity; " + ("they are held where the deviance stops changing, so " if held
-                             else "") + "their values and standard errors are not meaningful "
-            "(θ, the log-likelihood and the identified combinations of fixed effects are)")
+    what = "fitted probabilities numerically 0 or 1" if family.name == "binomial" else "fitted means numerically 0"
+    return (
+        f"{what} for {sep.nedge} row{'s' if sep.nedge != 1 else ''} (complete or "
+        f"quasi-complete separation): the estimates of {', '.join(sep.names)} tend to "
+        "±infinity; "
+        + ("they are held where the deviance stops changing, so " if held else "")
+        + "their values and standard errors are not meaningful "
+        "(θ, the log-likelihood and the identified combinations of fixed effects are)"
+    )
 
 
 def check_response_not_constant(frame, family) -> None:
@@ -94,7 +103,8 @@ def check_response_not_constant(frame, family) -> None:
     same cbind() row) has no information about the linear predictor: estimates go to ±∞."""
     y, extra = frame.y, frame.y_extra
     if len(y) and np.all(y == y[0]) and (extra is None or np.all(extra == extra[0])):
-        what = (f"every row is cbind({y[0]:g}, {extra[0] - y[0]:g})" if extra is not None
-                else f"every value is {y[0]:g}")
-        raise DataError(f"response '{frame.parsed.response}' is constant ({what}): a {family.name} "
-                        "GLMM cannot be fitted to it (lme4: 'Response is constant')")
+        what = f"every row is cbind({y[0]:g}, {extra[0] - y[0]:g})" if extra is not None else f"every value is {y[0]:g}"
+        raise DataError(
+            f"response '{frame.parsed.response}' is constant ({what}): a {family.name} "
+            "GLMM cannot be fitted to it (lme4: 'Response is constant')"
+        )

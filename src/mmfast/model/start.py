@@ -11,6 +11,7 @@ method 1 instead (the ANOVA estimators: all variances from one linear system).  
 changes how many evaluations reach the optimum (InstEval: 4 Newton evaluations; sleepstudy:
 about half of BOBYQA's from lme4's start; Penicillin 19 instead of 53).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,9 +29,12 @@ def _level_covariance(X: np.ndarray, codes: np.ndarray, G: int, r: np.ndarray):
     levels) of the columns X within G levels, from per-level regressions of r, or None when
     fewer than two levels allow one."""
     p = X.shape[1]
-    b, inv_mean, ssr, df, XtX = level_regressions(np.ascontiguousarray(X, dtype=float),
-                                                  np.ascontiguousarray(codes, dtype=np.int32),
-                                                  G, np.ascontiguousarray(r, dtype=float))
+    b, inv_mean, ssr, df, XtX = level_regressions(
+        np.ascontiguousarray(X, dtype=float),
+        np.ascontiguousarray(codes, dtype=np.int32),
+        G,
+        np.ascontiguousarray(r, dtype=float),
+    )
     nok = b.shape[0]
     if nok < 2:
         return None
@@ -51,8 +55,11 @@ def _parent(t, terms):
     one of its levels only), the finest such; None when t's factor is not nested."""
     best = None
     for j, o in enumerate(terms):
-        if o.factor.name != t.factor.name and o.nlevels < t.nlevels and \
-                (best is None or o.nlevels > terms[best].nlevels):
+        if (
+            o.factor.name != t.factor.name
+            and o.nlevels < t.nlevels
+            and (best is None or o.nlevels > terms[best].nlevels)
+        ):
             npairs = len(pair_codes(t.factor.codes, o.factor.codes, t.nlevels, o.nlevels)[1])
             if npairs == t.nlevels:
                 best = j
@@ -91,8 +98,7 @@ def _intercepts_anova(model, r: np.ndarray) -> np.ndarray | None:
     one linear solve gives them all (exactly the REML estimates for balanced crossed or nested
     designs, a close start otherwise).  None when it does not apply or is not usable."""
     terms = model.frame.terms
-    if len(terms) < 2 or model._sqrtw is not None or \
-            any(t.p != 1 or t.names != ["(Intercept)"] for t in terms):
+    if len(terms) < 2 or model._sqrtw is not None or any(t.p != 1 or t.names != ["(Intercept)"] for t in terms):
         return None
     n, K = len(r), len(terms)
     cnt = [np.bincount(t.factor.codes, minlength=t.nlevels).astype(float) for t in terms]
@@ -130,8 +136,7 @@ def _moments(model) -> np.ndarray | None:
     for i, t in enumerate(frame.terms):
         groups.setdefault(t.factor.name, []).append(i)
     parents = [_parent(t, frame.terms) for t in frame.terms]
-    colscale = model._column_sizes[0] if hasattr(model, "_column_sizes") else \
-        [None] * len(frame.terms)
+    colscale = model._column_sizes[0] if hasattr(model, "_column_sizes") else [None] * len(frame.terms)
     est, share, inner = [None] * len(frame.terms), 0.0, []
     for idx in groups.values():
         terms = [frame.terms[i] for i in idx]
@@ -140,8 +145,7 @@ def _moments(model) -> np.ndarray | None:
         X = np.column_stack([t.X for t in terms])
         d = None
         if any(colscale[i] is not None for i in idx):
-            d = np.concatenate([np.ones(t.p) if colscale[i] is None else colscale[i]
-                                for i, t in zip(idx, terms)])
+            d = np.concatenate([np.ones(t.p) if colscale[i] is None else colscale[i] for i, t in zip(idx, terms)])
             X = X / d
         if model._sqrtw is not None:
             X = X * model._sqrtw[:, None]
@@ -152,7 +156,7 @@ def _moments(model) -> np.ndarray | None:
         ofs = 0
         cov = e[0] if d is None else e[0] / np.outer(d, d)
         for i, t in zip(idx, terms):
-            est[i] = cov[ofs: ofs + t.p, ofs: ofs + t.p]
+            est[i] = cov[ofs : ofs + t.p, ofs : ofs + t.p]
             ofs += t.p
         if e[2] > 0 and parents[idx[0]] is not None:
             inner.append(e[2])
@@ -162,8 +166,7 @@ def _moments(model) -> np.ndarray | None:
     # inner covariance is what its spread adds to the outer one's (same columns only)
     raw = list(est)
     for i, (t, o) in enumerate(zip(frame.terms, parents)):
-        if o is not None and raw[i] is not None and raw[o] is not None and \
-                frame.terms[o].names == t.names:
+        if o is not None and raw[i] is not None and raw[o] is not None and frame.terms[o].names == t.names:
             est[i] = _psd(raw[i] - raw[o], FLOOR * np.trace(raw[i]) / t.p)
     # σ²: what the terms leave of r's variance; with nested factors the shares overlap, and
     # the variance within the levels of an inner factor estimates σ² directly

@@ -12,6 +12,7 @@ Selecting gives exactly what ``lmer`` on the smaller data would build only when:
 
 ``subset_frame`` returns None otherwise (the caller then runs the formula on the rows).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,21 @@ from .frame import ModelFrame, frame_for_formula, keep_full_rank
 
 __all__ = ["STATELESS", "subset_allowed", "subset_frame", "subset_rows", "row_mask", "frame_on_rows"]
 
-STATELESS = {"I", "log", "log2", "log10", "log1p", "exp", "sqrt", "abs", "sin", "cos",
-             "as.numeric", "factor", "as.factor"}
+STATELESS = {
+    "I",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "exp",
+    "sqrt",
+    "abs",
+    "sin",
+    "cos",
+    "as.numeric",
+    "factor",
+    "as.factor",
+}
 _CALL = re.compile(r"([A-Za-z_.][A-Za-z0-9_.]*)\s*\(")
 _FACTOR_ARG = re.compile(r"\b(?:as\.factor|factor)\(\s*`?([A-Za-z_.][A-Za-z0-9_.]*)`?\s*\)")
 
@@ -83,10 +97,8 @@ def subset_frame(f: ModelFrame, keep: np.ndarray, check_nobs_vs_nre: str = "stop
         q = len(used) * t.p
         if len(used) < 2 or len(used) >= n or (n <= q and check_nobs_vs_nre != "ignore"):
             return None
-        factor = GroupingFactor(t.factor.name, new_codes.astype(np.int32),
-                                [t.factor.levels[i] for i in used])
-        terms.append(dataclasses.replace(t, factor=factor, X=np.ascontiguousarray(t.X[keep]),
-                                         offset=off))
+        factor = GroupingFactor(t.factor.name, new_codes.astype(np.int32), [t.factor.levels[i] for i in used])
+        terms.append(dataclasses.replace(t, factor=factor, X=np.ascontiguousarray(t.X[keep]), offset=off))
         off += q
     nlev = [t.nlevels for t in terms]
     if any(a <= b for a, b in zip(nlev, nlev[1:])) and nlev != [t.nlevels for t in f.terms]:
@@ -99,11 +111,17 @@ def subset_rows(f: ModelFrame, keep: np.ndarray, **design) -> ModelFrame:
     design (X, terms) is ``design``'s, else ``f``'s (stale: for ``frame_for_formula``, which
     reads the rows only)."""
     return dataclasses.replace(
-        f, table=Columns.of(f.data[keep].reset_index(drop=True)), y=f.y[keep],
+        f,
+        table=Columns.of(f.data[keep].reset_index(drop=True)),
+        y=f.y[keep],
         weights=None if f.weights is None else f.weights[keep],
-        offset=None if f.offset is None else f.offset[keep], n_dropped=0,
-        y_extra=None if f.y_extra is None else f.y_extra[keep], row_index=None, complete=None,
-        **design)
+        offset=None if f.offset is None else f.offset[keep],
+        n_dropped=0,
+        y_extra=None if f.y_extra is None else f.y_extra[keep],
+        row_index=None,
+        complete=None,
+        **design,
+    )
 
 
 def frame_on_rows(frame: ModelFrame, rows, options: dict, response_kind: str = "lmm") -> ModelFrame:
@@ -113,6 +131,5 @@ def frame_on_rows(frame: ModelFrame, rows, options: dict, response_kind: str = "
     keep = row_mask(rows, frame.nobs)
     new = subset_frame(frame, keep, options.get("check_nobs_vs_nre", "stop"))
     if new is None:
-        new = frame_for_formula(subset_rows(frame, keep), frame.parsed.formula, options,
-                                response_kind=response_kind)
+        new = frame_for_formula(subset_rows(frame, keep), frame.parsed.formula, options, response_kind=response_kind)
     return new

@@ -4,6 +4,7 @@ The model is fitted by ``mmfast.lmer`` (lme4's formula is built from ``random``)
 results are reported as ``nlme::lme`` reports them (between-within DF, nlme's ML standard
 errors, sequential F tests, REML BIC on N - p).
 """
+
 from .lme import LmeFit, lme
 from .random import RandomLevel, lme4_formula, parse_random
 

@@ -1,4 +1,5 @@
 """nlme's own p-value column; every other number goes through mmfast.present.rformat."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -19,6 +19,7 @@ Unlike lme4 (and like nlme), models with as many random effects as observations 
 ``mmfast.anova(fit1, fit2)`` also accepts these fits and prints lme4's table (refitting REML
 fits by ML, as lme4 does).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -43,6 +44,7 @@ class LmeAnova(pd.DataFrame):
 
     def __repr__(self) -> str:
         from .printing import format_anova
+
         return format_anova(self)
 
     __str__ = __repr__
@@ -57,9 +59,11 @@ class LmeComparison(pd.DataFrame):
 
     def __repr__(self) -> str:
         from .printing import format_compare
+
         return format_compare(self)
 
     __str__ = __repr__
+
 
 _METHODS = {"REML": True, "ML": False}
 
@@ -94,6 +98,7 @@ class LmeFit:
             names += list(self.model.frame.terms[i].names)
             blocks.append(covs[i])
         from scipy.linalg import block_diag
+
         return names, block_diag(*blocks)
 
     # --- sizes and criteria -------------------------------------------------------------------
@@ -134,8 +139,7 @@ class LmeFit:
 
     @property
     def ngroups(self) -> dict[str, int]:
-        return {lv.label: self.model.frame.terms[idx[0]].nlevels
-                for lv, idx in zip(self.levels, self._terms)}
+        return {lv.label: self.model.frame.terms[idx[0]].nlevels for lv, idx in zip(self.levels, self._terms)}
 
     # --- fixed effects ------------------------------------------------------------------------
     @property
@@ -159,6 +163,7 @@ class LmeFit:
         """nlme's between-within df: per coefficient (``X``) and per term (``terms``)."""
         from ..inference.between_within import between_within_df
         from ..inference.fixed_terms import fixed_terms
+
         ft = fixed_terms(self.model.frame)
         col_df, term_df = between_within_df(self.model, ft)
         names = list(self.model.frame.fixef_names)
@@ -176,8 +181,9 @@ class LmeFit:
         df = self.fixDF()["X"].to_numpy()
         t = beta.to_numpy() / se
         p = 2.0 * stats.t.sf(np.abs(t), df)
-        return pd.DataFrame({"Value": beta.to_numpy(), "Std.Error": se, "DF": df, "t-value": t,
-                             "p-value": p}, index=beta.index)
+        return pd.DataFrame(
+            {"Value": beta.to_numpy(), "Std.Error": se, "DF": df, "t-value": t, "p-value": p}, index=beta.index
+        )
 
     # --- random effects -----------------------------------------------------------------------
     @property
@@ -193,12 +199,12 @@ class LmeFit:
             names, S = self.level_covariance(k)
             sd = np.sqrt(np.diag(S))
             for i, nm in enumerate(names):
-                corr = {f"Corr.{names[j]}": (S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0
-                                             else np.nan) for j in range(i)}
-                rows.append({"level": lv.label, "effect": nm, "Variance": S[i, i], "StdDev": sd[i],
-                             **corr})
-        rows.append({"level": "Residual", "effect": "Residual", "Variance": self.sigma ** 2,
-                     "StdDev": self.sigma})
+                corr = {
+                    f"Corr.{names[j]}": (S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan)
+                    for j in range(i)
+                }
+                rows.append({"level": lv.label, "effect": nm, "Variance": S[i, i], "StdDev": sd[i], **corr})
+        rows.append({"level": "Residual", "effect": "Residual", "Variance": self.sigma**2, "StdDev": self.sigma})
         return pd.DataFrame(rows)
 
     @property
@@ -213,8 +219,9 @@ class LmeFit:
 
     # --- tests ----------------------------------------------------------------------------------
     @validated(name="anova", adjust_sigma=boolean)
-    def anova(self, *others, type: str = "sequential", adjust_sigma: bool = True,
-              names: list[str] | None = None) -> pd.DataFrame:
+    def anova(
+        self, *others, type: str = "sequential", adjust_sigma: bool = True, names: list[str] | None = None
+    ) -> pd.DataFrame:
         """nlme's ``anova()``: F tests of the fixed terms, or with other fits, ``compare()``."""
         if others:
             return self.compare(*others, names=names)
@@ -222,11 +229,13 @@ class LmeFit:
         if kind not in ("sequential", "marginal"):
             raise ArgumentError(f"type must be 'sequential' or 'marginal', not {type!r}")
         from ..inference.fixed_terms import fixed_terms
+
         ft = fixed_terms(self.model.frame)
         V = self._vcov_adjusted(adjust_sigma)
         beta = np.asarray(self.model.beta, dtype=float)
-        groups = ([("(Intercept)", np.array([0]))] if ft.intercept else []) + \
-            [(t.label, np.asarray(t.columns, dtype=int)) for t in ft.terms if len(t.columns)]
+        groups = ([("(Intercept)", np.array([0]))] if ft.intercept else []) + [
+            (t.label, np.asarray(t.columns, dtype=int)) for t in ft.terms if len(t.columns)
+        ]
         if kind == "sequential":
             # R'R = V⁻¹ with R upper triangular: (Rβ)_j is coefficient j adjusted for those before
             R = np.linalg.cholesky(np.linalg.inv(V)).T
@@ -234,15 +243,16 @@ class LmeFit:
             F = [float(np.sum(c0[cols] ** 2) / len(cols)) for _, cols in groups]
         else:
             from ..inference.wald import wald_test
+
             I = np.eye(len(beta))
             F = [wald_test(beta, V, I[cols]).F for _, cols in groups]
         ddf = self.fixDF()["terms"]
         num = np.array([len(c) for _, c in groups], dtype=int)
         den = np.array([ddf[label] for label, _ in groups], dtype=float)
-        out = LmeAnova({"numDF": num, "denDF": den, "F-value": F,
-                            "p-value": stats.f.sf(F, num, den)}, index=[g for g, _ in groups])
-        out.attrs["heading"] = ("" if kind == "sequential" else
-                                "Denom. DF: marginal (Type III) F tests\n")
+        out = LmeAnova(
+            {"numDF": num, "denDF": den, "F-value": F, "p-value": stats.f.sf(F, num, den)}, index=[g for g, _ in groups]
+        )
+        out.attrs["heading"] = "" if kind == "sequential" else "Denom. DF: marginal (Type III) F tests\n"
         return out
 
     @validated(name="compare")
@@ -261,8 +271,11 @@ class LmeFit:
         if len({f.method for f in fits}) > 1:
             raise ModelSpecError("all fitted objects must have the same estimation method (ML or REML)")
         if self.reml and len({f.fixed.replace(" ", "") for f in fits}) > 1:
-            warnings.warn("fitted objects with different fixed effects: REML comparisons are not "
-                          "meaningful", UserWarning, stacklevel=2)
+            warnings.warn(
+                "fitted objects with different fixed effects: REML comparisons are not meaningful",
+                UserWarning,
+                stacklevel=2,
+            )
         ll = np.array([f.loglik for f in fits])
         dfm = np.array([f.npar for f in fits], dtype=int)
         lr = np.concatenate([[np.nan], np.abs(2.0 * np.diff(ll))])
@@ -271,9 +284,19 @@ class LmeFit:
             p = np.where(ddf > 0, stats.chi2.sf(lr, np.maximum(ddf, 1)), np.nan)
         p[0] = np.nan
         test = [""] + [f"{i} vs {i + 1}" for i in range(1, len(fits))]
-        return LmeComparison({"Model": np.arange(1, len(fits) + 1), "df": dfm,
-                             "AIC": [f.aic for f in fits], "BIC": [f.bic for f in fits],
-                             "logLik": ll, "Test": test, "L.Ratio": lr, "p-value": p}, index=names)
+        return LmeComparison(
+            {
+                "Model": np.arange(1, len(fits) + 1),
+                "df": dfm,
+                "AIC": [f.aic for f in fits],
+                "BIC": [f.bic for f in fits],
+                "logLik": ll,
+                "Test": test,
+                "L.Ratio": lr,
+                "p-value": p,
+            },
+            index=names,
+        )
 
     def refit_ml(self) -> "LmeFit":
         """The same model fitted by ML (itself if it is)."""
@@ -286,17 +309,21 @@ class LmeFit:
     def summary(self, adjust_sigma: bool = True):
         """nlme's ``summary()``: criteria, random effects, fixed effects with DF, residuals."""
         from .printing import LmeSummary
+
         return LmeSummary(self, adjust_sigma=adjust_sigma)
 
     def __repr__(self) -> str:
         from .printing import print_lme
+
         return print_lme(self)
 
     __str__ = __repr__
 
 
-@validated(extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
-           check_nobs_vs_nre=one_of(*NOBS_CHECKS))
+@validated(
+    extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
+    check_nobs_vs_nre=one_of(*NOBS_CHECKS),
+)
 def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_options) -> LmeFit:
     """Fit a linear mixed model as ``nlme::lme(fixed, data, random, method)`` does.
 
@@ -333,6 +360,7 @@ def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_opt
     [251.405, 10.467]
     """
     from ..api import lmer
+
     key = str(method).upper()
     if key not in _METHODS:
         raise ArgumentError(f"method must be 'REML' or 'ML', not {method!r}")

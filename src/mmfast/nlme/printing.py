@@ -1,4 +1,5 @@
 """What nlme prints for an ``lme`` fit: ``print()``, ``summary()`` and ``anova()`` text."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,7 @@ def _random_block(fit) -> list[str]:
                 lines.append(" Structure: Diagonal")
             vals = list(sd) + ([fit.sigma] if last else [])
             cols = names + (["Residual"] if last else [])
-            t = pd.DataFrame([[format_num([v], 7)[0].strip() for v in vals]], columns=cols,
-                             index=["StdDev:"])
+            t = pd.DataFrame([[format_num([v], 7)[0].strip() for v in vals]], columns=cols, index=["StdDev:"])
             lines += frame_lines(t)
         else:
             lines.append(" Structure: General positive-definite, Log-Cholesky parametrization")
@@ -58,8 +58,9 @@ def _fixed_block(fit, tt: pd.DataFrame) -> list[str]:
         C = V / np.outer(sd, sd)
         names = list(tt.index)
         ab = abbreviate(names, 6)
-        corr = pd.DataFrame({ab[j]: [f"{C[i, j]:.3f}" if j < i else "" for i in range(1, p)]
-                             for j in range(p - 1)}, index=names[1:])
+        corr = pd.DataFrame(
+            {ab[j]: [f"{C[i, j]:.3f}" if j < i else "" for i in range(1, p)] for j in range(p - 1)}, index=names[1:]
+        )
         lines.append(" Correlation: ")
         lines += frame_lines(corr)
     return lines
@@ -119,9 +120,11 @@ def print_lme(fit) -> str:
     how = "REML" if fit.reml else "maximum likelihood"
     crit = "Log-restricted-likelihood" if fit.reml else "Log-likelihood"
     fe = fit.fixef
-    lines = [f"Linear mixed-effects model fit by {how}",
-             f"  {crit}: {format_num([fit.loglik], 7)[0].strip()}",
-             f"  Fixed: {fit.fixed} "] + named_vector(list(fe.index), format_num(fe.to_numpy(), 7))
+    lines = [
+        f"Linear mixed-effects model fit by {how}",
+        f"  {crit}: {format_num([fit.loglik], 7)[0].strip()}",
+        f"  Fixed: {fit.fixed} ",
+    ] + named_vector(list(fe.index), format_num(fe.to_numpy(), 7))
     lines += [""]
     lines += _random_block(fit) + _groups_block(fit)
     return "\n".join(lines)
@@ -129,17 +132,21 @@ def print_lme(fit) -> str:
 
 def format_anova(table: pd.DataFrame) -> str:
     """nlme's ``print.anova.lme`` for the F-test table."""
-    t = pd.DataFrame({"numDF": table["numDF"].astype(int).astype(str),
-                      "denDF": [s.strip() for s in format_num(table["denDF"], 7)],
-                      "F-value": [s.strip() for s in format_num(table["F-value"], 7)],
-                      "p-value": pval_column(table["p-value"])}, index=table.index)
+    t = pd.DataFrame(
+        {
+            "numDF": table["numDF"].astype(int).astype(str),
+            "denDF": [s.strip() for s in format_num(table["denDF"], 7)],
+            "F-value": [s.strip() for s in format_num(table["F-value"], 7)],
+            "p-value": pval_column(table["p-value"]),
+        },
+        index=table.index,
+    )
     return table.attrs.get("heading", "") + "\n".join(frame_lines(t))
 
 
 def format_compare(table: pd.DataFrame) -> str:
     """nlme's ``print.anova.lme`` for a comparison of fits."""
-    t = pd.DataFrame({"Model": table["Model"].astype(str), "df": table["df"].astype(str)},
-                     index=table.index)
+    t = pd.DataFrame({"Model": table["Model"].astype(str), "df": table["df"].astype(str)}, index=table.index)
     for c in ["AIC", "BIC", "logLik"]:
         t[c] = [s.strip() for s in format_num(table[c], 7)]
     t["Test"] = table["Test"]

@@ -14,6 +14,7 @@ nlme writes the random part apart from the fixed formula:
 Each nlme level becomes one lme4 grouping expression (``cidx:midx``: inner first, as lme4
 names nested groups), so the fitted terms can be found again by their factor name.
 """
+
 from __future__ import annotations
 
 import re
@@ -66,8 +67,10 @@ def _one_sided(text: str, where: str) -> tuple[str, bool]:
         if kind == "pdDiag":
             diagonal = True
         elif kind not in ("pdSymm", "pdLogChol"):
-            raise FormulaError(f"{kind}() in {where} is not supported: use pdSymm (the default, a "
-                               "general covariance) or pdDiag (independent effects)")
+            raise FormulaError(
+                f"{kind}() in {where} is not supported: use pdSymm (the default, a "
+                "general covariance) or pdDiag (independent effects)"
+            )
         text = m.group(2).strip()
     if text.startswith("~"):
         text = text[1:].strip()
@@ -85,14 +88,13 @@ def _one_sided(text: str, where: str) -> tuple[str, bool]:
 def _names(group_text: str, where: str) -> list[str]:
     parts = [p.strip().strip("`") for p in group_text.split("/")]
     if not all(parts) or any(not re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*", p) for p in parts):
-        raise FormulaError(f"{where}: grouping factors must be column names separated by '/', "
-                           f"got {group_text!r}")
+        raise FormulaError(f"{where}: grouping factors must be column names separated by '/', got {group_text!r}")
     return parts
 
 
 def _from_list_text(text: str) -> dict[str, str]:
     """R's ``list(midx = ~1, cidx = ~treatment)`` -> {"midx": "~1", "cidx": "~treatment"}."""
-    inner = text.strip()[len("list("):-1]
+    inner = text.strip()[len("list(") : -1]
     out = {}
     for _, item in split_top(inner, ","):
         name, eq, value = item.partition("=")
@@ -122,8 +124,9 @@ def parse_random(random) -> list[RandomLevel]:
             return parse_random(dict(random))
         raise FormulaError("random as a sequence must hold (group, formula) pairs")
     if not isinstance(random, str):
-        raise FormulaError(f"random must be a string such as '~ 1 | g' or a dict {{group: '~ 1'}}, "
-                           f"not {type(random).__name__}")
+        raise FormulaError(
+            f"random must be a string such as '~ 1 | g' or a dict {{group: '~ 1'}}, not {type(random).__name__}"
+        )
     text = random.strip()
     if not text.startswith("~"):
         raise FormulaError(f"random = {random!r}: nlme's random formula is one-sided, '~ 1 | g'")
@@ -136,10 +139,12 @@ def parse_random(random) -> list[RandomLevel]:
             bar = i
             break
     if bar < 0:
-        raise FormulaError(f"random = {random!r} names no grouping factor: write '~ 1 | g' "
-                           "(nlme takes the groups from a groupedData object, mmfast does not)")
+        raise FormulaError(
+            f"random = {random!r} names no grouping factor: write '~ 1 | g' "
+            "(nlme takes the groups from a groupedData object, mmfast does not)"
+        )
     lhs, diag = _one_sided(body[:bar], f"random = {random!r}")
-    names = _names(body[bar + 1:], f"random = {random!r}")
+    names = _names(body[bar + 1 :], f"random = {random!r}")
     return [RandomLevel(n, tuple(names[:k]), lhs, diag) for k, n in enumerate(names)]
 
 

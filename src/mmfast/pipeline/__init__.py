@@ -5,6 +5,7 @@ designs they share), ``scalar`` (all fits of one scalar random-effects design at
 arrays), ``tasks`` (chunks of work and their rows; ``mmfast.runner`` runs them serially, on loky or on
 Dask), ``output`` (resumable Parquet results).
 """
+
 from .api import fit_many
 
 __all__ = ["fit_many"]

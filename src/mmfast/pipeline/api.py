@@ -9,6 +9,7 @@ the array code of ``scalar`` (same criterion, to 1e-11 in θ²); otherwise each 
 
 The result is broom.mixed's ``tidy()`` layout, one row per parameter and group.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -16,8 +17,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..arguments import (NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number, one_of,
-                         validated)
+from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number, one_of, validated
 from ..errors import ArgumentError, DataError
 from ..formula.parse import identifiers, parse_formula
 from ..model.data_input import as_frame, check_numeric_time, numeric_names
@@ -27,8 +27,7 @@ from .grouping import group_keys, plan_groups
 from .output import ResultStore, group_hashes
 from .scalar import scalar_design
 from .templates import build_template, subset_template
-from .tasks import (TIDY_COLUMNS, GeneralTask, ScalarTask, concat_chunks, error_chunk, run_task,
-                    satterthwaite_available)
+from .tasks import TIDY_COLUMNS, GeneralTask, ScalarTask, concat_chunks, error_chunk, run_task, satterthwaite_available
 
 __all__ = ["fit_many"]
 
@@ -38,12 +37,28 @@ SCALAR_MAX_P = 16  # fixed effects up to which the array path is used
 _LMER_DESIGN_KWARGS = ("check_nobs_vs_nre",)
 
 
-@validated(extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
-           reml=boolean, check_nobs_vs_nre=one_of(*NOBS_CHECKS), backend=one_of(*BACKENDS),
-           n_jobs=integer(-1, none=True), maxeval=integer(1), ftol_abs=number, xtol_abs=number)
-def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backend: str = "loky",
-             output=None, reml: bool = True, ddf: str | None = "satterthwaite",
-             progress: bool | None = None, **lmer_kwargs) -> pd.DataFrame:
+@validated(
+    extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
+    reml=boolean,
+    check_nobs_vs_nre=one_of(*NOBS_CHECKS),
+    backend=one_of(*BACKENDS),
+    n_jobs=integer(-1, none=True),
+    maxeval=integer(1),
+    ftol_abs=number,
+    xtol_abs=number,
+)
+def fit_many(
+    data: pd.DataFrame,
+    formula: str,
+    by,
+    n_jobs: int | None = 1,
+    backend: str = "loky",
+    output=None,
+    reml: bool = True,
+    ddf: str | None = "satterthwaite",
+    progress: bool | None = None,
+    **lmer_kwargs,
+) -> pd.DataFrame:
     """Fit ``formula`` (lme4 syntax, as ``lmer``) to every group of ``by`` and return tidy rows.
 
     The formula is parsed once, groups with the same design share it, and single
@@ -97,8 +112,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     >>> res["gene"].nunique(), len(res)
     (2000, 8000)
     """
-    if not (isinstance(by, str) or isinstance(by, (list, tuple))
-            and by and all(isinstance(b, str) for b in by)):
+    if not (isinstance(by, str) or isinstance(by, (list, tuple)) and by and all(isinstance(b, str) for b in by)):
         raise ArgumentError(f"by must be a column name or a list of them, not {by!r}")
     by = [by] if isinstance(by, str) else list(by)
     progress = check_progress(progress)
@@ -108,6 +122,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
         raise DataError(f"by column(s) {missing} not in the data")
     if ddf is not None:
         from ..inference.ftests import resolve_ddf
+
         resolve_ddf(ddf)  # an unknown ddf fails before any fit
     parsed = parse_formula(formula)
     check_numeric_time(data, numeric_names(formula))  # a date may group, not be a covariate
@@ -121,14 +136,29 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
     keys = plan.keys
     store = None
     if output is not None:
-        options = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
-                   for k, v in sorted(lmer_kwargs.items())}
+        options = {
+            k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+            for k, v in sorted(lmer_kwargs.items())
+        }
         # a Categorical's level order sets the reference level: part of the call
-        levels = {c: [str(v) for v in data[c].cat.categories] + [str(data[c].cat.ordered)]
-                  for c in spec.needed if isinstance(data[c].dtype, pd.CategoricalDtype)}
-        store = ResultStore(output, by, {"formula": formula, "by": by, "reml": bool(reml),
-                                         "ddf": ddf, "options": options, "data": "group-hash-1",
-                                         "levels": levels})
+        levels = {
+            c: [str(v) for v in data[c].cat.categories] + [str(data[c].cat.ordered)]
+            for c in spec.needed
+            if isinstance(data[c].dtype, pd.CategoricalDtype)
+        }
+        store = ResultStore(
+            output,
+            by,
+            {
+                "formula": formula,
+                "by": by,
+                "reml": bool(reml),
+                "ddf": ddf,
+                "options": options,
+                "data": "group-hash-1",
+                "levels": levels,
+            },
+        )
         gid, _ = group_keys(data, by)  # only when resuming: O(n) hashing, vectorised
         hashes = group_hashes(data, spec.needed, gid, len(keys))
     pending = ~store.done(keys, hashes) if store is not None else np.ones(len(keys), dtype=bool)
@@ -143,8 +173,7 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
         for cls in plan.classes:
             sel = pending[cls.groups]
             if sel.any():
-                new_tasks, errors = spec.tasks(data, cls.groups[sel], cls.rows[sel], y_all,
-                                               y_missing)
+                new_tasks, errors = spec.tasks(data, cls.groups[sel], cls.rows[sel], y_all, y_missing)
                 tasks += new_tasks
                 chunks += errors
     collected = []
@@ -161,9 +190,18 @@ def fit_many(data: pd.DataFrame, formula: str, by, n_jobs: int | None = 1, backe
 def _finished(chunks, tasks, n_jobs, backend, progress):
     """Error chunks made here first, then the tasks' results as they complete."""
     yield from (c for c in chunks if len(c["_gidx"]))
-    yield from run_calls(run_task, [(t,) for t in tasks], n_jobs=n_jobs, backend=backend,
-                         ordered=False, progress=progress, desc="fit_many", unit="group",
-                         size=_n_groups, total=sum(len(t.gidx) for t in tasks))
+    yield from run_calls(
+        run_task,
+        [(t,) for t in tasks],
+        n_jobs=n_jobs,
+        backend=backend,
+        ordered=False,
+        progress=progress,
+        desc="fit_many",
+        unit="group",
+        size=_n_groups,
+        total=sum(len(t.gidx) for t in tasks),
+    )
 
 
 def _n_groups(chunk: dict) -> int:
@@ -186,24 +224,28 @@ class _Spec:
         extra = [v for k in ("weights", "offset") if isinstance(v := kwargs.get(k), str)]
         for v in extra:
             if v not in cols:
-                raise DataError(f"{v!r} ({'weights' if v == kwargs.get('weights') else 'offset'}) "
-                                "is not a column of the data")
+                raise DataError(
+                    f"{v!r} ({'weights' if v == kwargs.get('weights') else 'offset'}) is not a column of the data"
+                )
         self.design_cols = [c for c in used if c in rhs_vars or c in group_vars] + extra
         self.grouping_cols = [c for c in group_vars if c not in rhs_vars and c not in extra]
         self.response_only = [c for c in used if c not in self.design_cols]
         self.needed = list(dict.fromkeys(used + extra))
         self.start = kwargs.get("start")
-        self.optctrl = {k: v for k, v in kwargs.items()
-                        if k not in ("weights", "offset", "start", *_LMER_DESIGN_KWARGS)}
+        self.optctrl = {
+            k: v for k, v in kwargs.items() if k not in ("weights", "offset", "start", *_LMER_DESIGN_KWARGS)
+        }
         if ddf is None:
             self.ddf_name = None
         else:
             from ..inference.ftests import resolve_ddf
+
             self.ddf_name = resolve_ddf(ddf) if satterthwaite_available() else None
 
     def response(self, data, complete) -> np.ndarray:
         """The response for every row (NaN for incomplete rows); its errors are every group's."""
         from ..model.frame import _check_names_exist, evaluate
+
         _check_names_exist(self.parsed, data.columns)  # raised, not per group: nothing runs
         y = np.full(len(data), np.nan)
         expr = self.parsed.response.strip().strip("`")
@@ -212,13 +254,16 @@ class _Spec:
                 vals = data[expr].to_numpy()[complete]
             else:  # parsed and interpreted (allow-listed names and functions), never executed
                 from ..formula.expr import names_in, parse_expr
+
                 node = parse_expr(self.parsed.response)
                 cols = [c for c in names_in(node) if c in data.columns]
                 vals = evaluate(self.parsed.response, data.loc[complete, cols])
             if np.asarray(vals).dtype.kind not in "biuf":
                 from ..errors import DataError
-                raise DataError(f"response '{self.parsed.response}' must be numeric "
-                                f"(got {np.asarray(vals).dtype} values)")
+
+                raise DataError(
+                    f"response '{self.parsed.response}' must be numeric (got {np.asarray(vals).dtype} values)"
+                )
             y[complete] = np.asarray(vals, dtype=float)
         except Exception as exc:  # noqa: BLE001 - e.g. a text response: every group fails alike
             self.response_error = f"{type(exc).__name__}: {exc}"
@@ -233,14 +278,22 @@ class _Spec:
                 return model
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*rank deficient.*")
-            return build_template(self.parsed, data, rows, self.needed, self.response_only,
-                                  self.reml, self.kwargs, self.optctrl)
+            return build_template(
+                self.parsed, data, rows, self.needed, self.response_only, self.reml, self.kwargs, self.optctrl
+            )
 
     def scalar_ok(self, model) -> bool:
         f = model.frame
-        return (len(f.terms) == 1 and f.terms[0].p == 1 and f.weights is None and f.offset is None
-                and not self.optctrl and self.start is None and f.X.shape[1] <= SCALAR_MAX_P
-                and self.ddf_name in (None, "satterthwaite"))
+        return (
+            len(f.terms) == 1
+            and f.terms[0].p == 1
+            and f.weights is None
+            and f.offset is None
+            and not self.optctrl
+            and self.start is None
+            and f.X.shape[1] <= SCALAR_MAX_P
+            and self.ddf_name in (None, "satterthwaite")
+        )
 
     def tasks(self, data, groups, rows, y_all, y_missing):
         """Tasks (and error chunks) for the pending groups of one design class.
@@ -268,12 +321,14 @@ class _Spec:
             sel = inv == k
             keep = ~pattern
             if not keep.any():
-                errors.append(error_chunk(groups[sel], "DataError: no rows left after dropping "
-                                                       "missing values"))
+                errors.append(error_chunk(groups[sel], "DataError: no rows left after dropping missing values"))
                 continue
             try:
-                model = (parent if parent is not None and keep.all() else
-                         self.template(data, rows[sel][0][keep], parent, keep))
+                model = (
+                    parent
+                    if parent is not None and keep.all()
+                    else self.template(data, rows[sel][0][keep], parent, keep)
+                )
             except Exception as exc:  # noqa: BLE001 - the design fails: all its groups do
                 errors.append(error_chunk(groups[sel], f"{type(exc).__name__}: {exc}"))
                 continue
@@ -285,18 +340,26 @@ class _Spec:
         out: list[ScalarTask | GeneralTask] = []
         if self.scalar_ok(model):
             t = model.frame.terms[0]
-            des = scalar_design(model.frame.X, t.X[:, 0], t.factor.codes, t.nlevels, self.reml,
-                                self.parsed.response)
+            des = scalar_design(model.frame.X, t.X[:, 0], t.factor.codes, t.nlevels, self.reml, self.parsed.response)
             for s in range(0, len(groups), SCALAR_CHUNK):
                 sl = slice(s, s + SCALAR_CHUNK)
-                out.append(ScalarTask(des, model, Y[sl], groups[sl], list(model.frame.fixef_names),
-                                      t.names[0], t.group, ddf=self.ddf_name is not None))
+                out.append(
+                    ScalarTask(
+                        des,
+                        model,
+                        Y[sl],
+                        groups[sl],
+                        list(model.frame.fixef_names),
+                        t.names[0],
+                        t.group,
+                        ddf=self.ddf_name is not None,
+                    )
+                )
         else:
             start = None if self.start is None else np.asarray(self.start, dtype=float)
             for s in range(0, len(groups), GENERAL_CHUNK):
                 sl = slice(s, s + GENERAL_CHUNK)
-                out.append(GeneralTask(model, Y[sl], groups[sl], start, self.optctrl,
-                                       self.ddf_name))
+                out.append(GeneralTask(model, Y[sl], groups[sl], start, self.optctrl, self.ddf_name))
         return out
 
 
@@ -342,6 +405,7 @@ def _frame(chunk: dict, keys: pd.DataFrame, by: list[str], sort: bool = False) -
 def _with_stored(result, store, keys, by, pending):
     """Add the rows of groups fitted by an earlier (interrupted) run, in group order."""
     from .output import _key_index
+
     if pending.all():
         return result
     stored = store.read()

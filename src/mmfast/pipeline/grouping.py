@@ -11,6 +11,7 @@ Rows are first taken in data order; if that does not make all same-sized groups 
 design, rows are sorted within each group by a hash of their design values (the model does
 not depend on the row order) and grouping columns are replaced by their within-group ranks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -63,12 +64,12 @@ def group_keys(data: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFr
             rest = rest // max(len(u), 1)
         keycodes = keycodes[::-1]
         gid = np.where(missing, -1, gid)
-    keys = pd.DataFrame({col: pd.Series(u).take(kc).reset_index(drop=True)
-                         for col, u, kc in zip(by, uniques, keycodes)})
+    keys = pd.DataFrame(
+        {col: pd.Series(u).take(kc).reset_index(drop=True) for col, u, kc in zip(by, uniques, keycodes)}
+    )
     for col in by:  # keep the column's dtype (categories included)
         if isinstance(data[col].dtype, pd.CategoricalDtype):
-            keys[col] = pd.Categorical(keys[col], categories=data[col].cat.categories,
-                                       ordered=data[col].cat.ordered)
+            keys[col] = pd.Categorical(keys[col], categories=data[col].cat.categories, ordered=data[col].cat.ordered)
     return gid.astype(np.int64), keys
 
 
@@ -83,8 +84,7 @@ def _within_group_rank(values: pd.Series, gid: np.ndarray) -> np.ndarray:
     return (np.arange(len(ukeys)) - first)[inv]
 
 
-def _row_hash(data: pd.DataFrame, cols: list[str], gid: np.ndarray,
-              rank_cols: list[str]) -> np.ndarray:
+def _row_hash(data: pd.DataFrame, cols: list[str], gid: np.ndarray, rank_cols: list[str]) -> np.ndarray:
     if not cols:
         return np.zeros(len(data), dtype=np.uint64)
     frame = {}
@@ -128,8 +128,9 @@ def _classes(gid: np.ndarray, order: np.ndarray, h: np.ndarray, sizes: np.ndarra
     return out
 
 
-def plan_groups(data: pd.DataFrame, by: list[str], design_cols: list[str],
-                grouping_cols: list[str], complete: np.ndarray) -> GroupPlan:
+def plan_groups(
+    data: pd.DataFrame, by: list[str], design_cols: list[str], grouping_cols: list[str], complete: np.ndarray
+) -> GroupPlan:
     """Group index, design classes and empty groups (see the module docstring)."""
     gid_all, keys = group_keys(data, by)
     keep = complete & (gid_all >= 0)

@@ -14,6 +14,7 @@ group already on disk is refused (``DataError`` naming the groups) rather than r
 stale rows; groups not yet on disk may be new.  A part that cannot be read (truncated,
 corrupt) is named in the error.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,11 @@ _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9))
 def group_hashes(data: pd.DataFrame, columns: list[str], gid: np.ndarray, ngroups: int) -> np.ndarray:
     """A 64-bit hash per group of its rows' values in ``columns``, in row order (vectorised:
     pandas' row hashes, mixed with the row's position in its group, summed per group)."""
-    rows = pd.util.hash_pandas_object(data[list(columns)], index=False).to_numpy(np.uint64) \
-        if columns else np.zeros(len(data), dtype=np.uint64)
+    rows = (
+        pd.util.hash_pandas_object(data[list(columns)], index=False).to_numpy(np.uint64)
+        if columns
+        else np.zeros(len(data), dtype=np.uint64)
+    )
     ok = gid >= 0
     g, h = gid[ok], rows[ok]
     order = np.argsort(g, kind="stable")
@@ -65,8 +69,9 @@ class ResultStore:
         self.by = list(by)
         self.signature = dict(signature)
         if self.path.exists() and not self.path.is_dir():
-            raise DataError(f"output {str(self.path)!r} exists and is not a fit_many results "
-                            "directory: choose another path")
+            raise DataError(
+                f"output {str(self.path)!r} exists and is not a fit_many results directory: choose another path"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         self.schema = None
         self._check_signature()
@@ -86,7 +91,8 @@ class ResultStore:
         if theirs != self.signature:
             raise DataError(
                 f"output {str(self.path)!r} holds results of another fit_many call "
-                f"({theirs}); this call is {self.signature}: use a new output path")
+                f"({theirs}); this call is {self.signature}: use a new output path"
+            )
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame | None:
         """Every row written so far (None if nothing was)."""
@@ -118,8 +124,10 @@ class ResultStore:
                 meta = table.schema.metadata or {}
                 h = json.loads(meta.get(_HASH_KEY, b"null").decode())
                 if h is None or len(h) != len(have):
-                    raise DataError(f"output part {str(p)!r} has no data hashes (written by an "
-                                    "older mmfast?): use a new output path")
+                    raise DataError(
+                        f"output part {str(p)!r} has no data hashes (written by an "
+                        "older mmfast?): use a new output path"
+                    )
                 stored.append(np.array([int(x, 16) for x in h], dtype=np.uint64))
         have = pd.concat(frames, ignore_index=True)
         index = _key_index(keys, self.by)
@@ -133,7 +141,8 @@ class ResultStore:
                     f"the data changed since output {str(self.path)!r} was written: "
                     f"{int(changed.sum())} group(s) already there were fitted to other values "
                     f"({', '.join(names)}{', ...' if changed.sum() > 5 else ''}); use a new "
-                    "output path, or delete it to fit everything again")
+                    "output path, or delete it to fit everything again"
+                )
         out = np.zeros(len(keys), dtype=bool)
         out[pos[pos >= 0]] = True
         return out
@@ -168,9 +177,11 @@ def _read(path: Path, reader, **kwargs):
     try:
         return reader(path, **kwargs)
     except Exception as exc:  # noqa: BLE001 - pyarrow's errors vary with the damage
-        raise DataError(f"output part {str(path)!r} cannot be read ({type(exc).__name__}: "
-                        f"{exc}); it is truncated or corrupt: delete it and run again (its "
-                        "groups will be fitted again)") from exc
+        raise DataError(
+            f"output part {str(path)!r} cannot be read ({type(exc).__name__}: "
+            f"{exc}); it is truncated or corrupt: delete it and run again (its "
+            "groups will be fitted again)"
+        ) from exc
 
 
 def _key_index(frame: pd.DataFrame, by: list[str]) -> pd.Index:

@@ -30,6 +30,7 @@ Satterthwaite's df (lmerTest's method, as ``mmfast.inference.derivatives`` compu
 exactly) follow from the same derivatives: the deviance Hessian in φ = (θ, σ) and the
 Jacobian of Var(β̂) = σ² F⁻¹ (mapped back through R_b).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,8 +75,9 @@ class ScalarDesign:
         return self.n - self.p if self.reml else self.n
 
 
-def scalar_design(X: np.ndarray, z: np.ndarray, codes: np.ndarray, nlevels: int, reml: bool,
-                  response: str = "y") -> ScalarDesign:
+def scalar_design(
+    X: np.ndarray, z: np.ndarray, codes: np.ndarray, nlevels: int, reml: bool, response: str = "y"
+) -> ScalarDesign:
     """The shared part of the fits from the fixed-effects matrix and the term's column/codes."""
     X = np.asarray(X, dtype=float)
     n, p = X.shape
@@ -90,9 +92,17 @@ def scalar_design(X: np.ndarray, z: np.ndarray, codes: np.ndarray, nlevels: int,
     Zind[np.arange(n), codes] = z
     S = Zind.T @ Q
     SSt = np.ascontiguousarray((S[:, :, None] * S[:, None, :]).reshape(nlevels, p * p).T)
-    return ScalarDesign(Q=np.ascontiguousarray(Q), Rb_inv=Rb_inv, logdetRb2=logdetRb2, Zind=Zind,
-                        m=np.bincount(codes, weights=z * z, minlength=nlevels), S=S, SSt=SSt,
-                        reml=bool(reml), response=response)
+    return ScalarDesign(
+        Q=np.ascontiguousarray(Q),
+        Rb_inv=Rb_inv,
+        logdetRb2=logdetRb2,
+        Zind=Zind,
+        m=np.bincount(codes, weights=z * z, minlength=nlevels),
+        S=S,
+        SSt=SSt,
+        reml=bool(reml),
+        response=response,
+    )
 
 
 # --- small symmetric matrices stored (p, p, G): one matrix per response, loops over p only ---
@@ -131,8 +141,7 @@ def _prepare(des: "ScalarDesign", E: np.ndarray):
     return np.concatenate([des.S.T[:, :, None] * ysT[None], (ysT * ysT)[None]], axis=0)
 
 
-def evaluate(des: "ScalarDesign", Yst: np.ndarray, rss: np.ndarray, t: np.ndarray, order: int = 0,
-             with_f: bool = True):
+def evaluate(des: "ScalarDesign", Yst: np.ndarray, rss: np.ndarray, t: np.ndarray, order: int = 0, with_f: bool = True):
     """Criterion pieces at t (one per response); ``order`` 1/2 adds the t-derivatives.
 
     ``Yst`` is ``_prepare``'s (p+1, L, G) array for the G responses, ``rss`` their e'e;
@@ -158,8 +167,7 @@ def evaluate(des: "ScalarDesign", Yst: np.ndarray, rss: np.ndarray, t: np.ndarra
     if with_f:  # the criterion itself (Newton's iterations only need the derivatives)
         out["ldL2"] = -np.sum(np.log(inv_d), axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out["f"] = profiled_deviance(out["ldL2"], ldF + des.logdetRb2, np.log(r2), des.n, p,
-                                         des.reml)
+            out["f"] = profiled_deviance(out["ldL2"], ldF + des.logdetRb2, np.log(r2), des.n, p, des.reml)
     if order == 0:
         return out
     F1, b1 = -Fm[1], -P[1, :p]
@@ -173,11 +181,13 @@ def evaluate(des: "ScalarDesign", Yst: np.ndarray, rss: np.ndarray, t: np.ndarra
     F2, b2 = -Fm[2], -P[2, :p]
     w = b1 - _mv(F1, a)
     r2_2 = -P[2, p] - 2.0 * np.sum(b2 * a, axis=0) + _quad(a, F2, a) - 2.0 * _quad(w, Finv, w)
-    out.update(r2_2=r2_2, ldL2_2=-((des.m * des.m) @ W[1]),
-               ldF_2=np.einsum("ijg,jig->g", Finv, F2) - np.einsum("ijg,jig->g", X1, X1))
+    out.update(
+        r2_2=r2_2,
+        ldL2_2=-((des.m * des.m) @ W[1]),
+        ldF_2=np.einsum("ijg,jig->g", Finv, F2) - np.einsum("ijg,jig->g", X1, X1),
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["ftt"] = (out["ldL2_2"] + nu * (r2_2 / r2 - (r2_1 / r2) ** 2)
-                      + (out["ldF_2"] if des.reml else 0.0))
+        out["ftt"] = out["ldL2_2"] + nu * (r2_2 / r2 - (r2_1 / r2) ** 2) + (out["ldF_2"] if des.reml else 0.0)
     return out
 
 
@@ -206,8 +216,7 @@ def _grid(des: "ScalarDesign", E: np.ndarray, rss: np.ndarray):
     Q = np.einsum("gkl,gl->gk", (ys @ Mcat).reshape(len(ys), 2 * K, L), ys)
     r2, r2_1 = rss[:, None] - Q[:, :K], -Q[:, K:]
     with np.errstate(divide="ignore", invalid="ignore"):
-        f = profiled_deviance(np.sum(np.log(d), axis=1), ldF + des.logdetRb2, np.log(r2),
-                              des.n, p, des.reml)
+        f = profiled_deviance(np.sum(np.log(d), axis=1), ldF + des.logdetRb2, np.log(r2), des.n, p, des.reml)
         ft = np.sum(des.m / d, axis=1) + nu * r2_1 / r2
     if des.reml:
         ft = ft + np.einsum("kij,kji->k", Finv, F1)
@@ -274,11 +283,14 @@ def _response_checks(Y, rss, response):
     # relative to the centred variation, and above the rounding of a large mean (y + 1e12):
     # what is left after removing Xγ from such y is ~ eps |y| per value, not a residual
     Yc = np.where(finite[:, None], Y - np.mean(np.where(np.isfinite(Y), Y, 0.0), axis=1)[:, None], 0.0)
-    tol = np.maximum(1e-20 * np.einsum("gn,gn->g", Yc, Yc),
-                     (64 * np.finfo(float).eps) ** 2 * np.einsum("gn,gn->g", Y, Y))
+    tol = np.maximum(
+        1e-20 * np.einsum("gn,gn->g", Yc, Yc), (64 * np.finfo(float).eps) ** 2 * np.einsum("gn,gn->g", Y, Y)
+    )
     explained = finite & ~const & (rss <= tol)
-    err[explained] = (f"response '{response}' is an exact linear function of the fixed effects: "
-                      "no residual variation is left for the random effects")
+    err[explained] = (
+        f"response '{response}' is an exact linear function of the fixed effects: "
+        "no residual variation is left for the random effects"
+    )
     return err
 
 
@@ -292,8 +304,7 @@ def fit_scalar(des: ScalarDesign, Y: np.ndarray, ddf: bool = True) -> FitArrays:
     rss = np.einsum("gn,gn->g", E, E)
     error = _response_checks(Y, rss, des.response)
     if des.nu <= 0:
-        error[:] = (f"{des.n} observations for {p} fixed effects: nothing left to estimate "
-                    "the variance")
+        error[:] = f"{des.n} observations for {p} fixed effects: nothing left to estimate the variance"
     good = np.flatnonzero(error == None)  # noqa: E711 - elementwise on an object array
     general = np.zeros(G, dtype=bool)
     conv = np.zeros(G, dtype=bool)
@@ -309,8 +320,7 @@ def fit_scalar(des: ScalarDesign, Y: np.ndarray, ddf: bool = True) -> FitArrays:
         boundary = (k == 0) & (ftk >= 0)
         up = ~boundary & (ftk < 0)  # the minimum is right of the grid point
         kl, kh = np.where(up, k, np.maximum(k - 1, 0)), np.where(up, np.minimum(k + 1, K - 1), k)
-        bracketed = (~boundary & (ft[rows, kl] < 0) & (ft[rows, kh] > 0) & (kh > kl)
-                     & np.isfinite(fk))
+        bracketed = ~boundary & (ft[rows, kl] < 0) & (ft[rows, kh] > 0) & (kh > kl) & np.isfinite(fk)
         tg = np.zeros(len(good))
         cg = boundary.copy()
         idx = np.flatnonzero(bracketed)
@@ -319,20 +329,33 @@ def fit_scalar(des: ScalarDesign, Y: np.ndarray, ddf: bool = True) -> FitArrays:
             fl, fh = ft[rows[idx], kl[idx]], ft[rows[idx], kh[idx]]
             w = fl / (fl - fh)
             with np.errstate(divide="ignore"):
-                t0 = np.where(lo > 0, np.exp(np.log(lo) + w * (np.log(hi) - np.log(lo))),
-                              lo + w * (hi - lo))
+                t0 = np.where(lo > 0, np.exp(np.log(lo) + w * (np.log(hi) - np.log(lo))), lo + w * (hi - lo))
             tg[idx], cg[idx] = _newton(des, Yg[:, :, idx], rg[idx], t0, lo, hi)
         ev = evaluate(des, Yg, rg, tg, order=2 if ddf else 0)
         # never worse than the grid: a response that got there otherwise goes the general way
         gen = ~(boundary | bracketed) | ~cg | ~(ev["f"] <= fk + 1e-10 * np.maximum(1.0, np.abs(fk)))
         conv[good], general[good] = cg & ~gen, gen
         fa = _results(des, ev, gamma[good], ~gen, ddf)
-        return FitArrays(ok=_scatter(~gen, good, G, False), general=general, error=error,
-                         converged=conv, **{k: _scatter(v, good, G, np.nan) for k, v in fa.items()})
+        return FitArrays(
+            ok=_scatter(~gen, good, G, False),
+            general=general,
+            error=error,
+            converged=conv,
+            **{k: _scatter(v, good, G, np.nan) for k, v in fa.items()},
+        )
     nan = np.full(G, np.nan)
-    return FitArrays(ok=np.zeros(G, dtype=bool), general=general, error=error, converged=conv,
-                     theta=nan, beta=np.full((G, p), np.nan), se=np.full((G, p), np.nan),
-                     df=np.full((G, p), np.nan), sigma=nan, crit=nan)
+    return FitArrays(
+        ok=np.zeros(G, dtype=bool),
+        general=general,
+        error=error,
+        converged=conv,
+        theta=nan,
+        beta=np.full((G, p), np.nan),
+        se=np.full((G, p), np.nan),
+        df=np.full((G, p), np.nan),
+        sigma=nan,
+        crit=nan,
+    )
 
 
 def _scatter(v, idx, G, fill):
@@ -373,8 +396,8 @@ def _satterthwaite(des, ev, s2, vcov, C):
     g_t = ev["ldL2_1"] + r2_1 / s2 + (ev["ldF_1"] if des.reml else 0.0)
     g_tt = ev["ldL2_2"] + r2_2 / s2 + (ev["ldF_2"] if des.reml else 0.0)
     h11 = 2.0 * g_t + 4.0 * t * g_tt  # d²/dθ² of g(θ²)
-    h12 = -4.0 * theta * r2_1 / sigma ** 3
-    h22 = 6.0 * r2 / s2 ** 2 - 2.0 * des.nu / s2
+    h12 = -4.0 * theta * r2_1 / sigma**3
+    h22 = 6.0 * r2 / s2**2 - 2.0 * des.nu / s2
     v11, v12, v22 = _pinv2(h11, h12, h22)
     Ri = des.Rb_inv
     # ∂Var(β̂)/∂θ = σ² C_Q (-∂F/∂θ) C_Q mapped by R_b⁻¹, ∂F/∂θ = 2θ F'(t); ∂Var(β̂)/∂σ = 2σ C
@@ -404,6 +427,7 @@ def _pinv2(a, b, d):
 def t_pvalues(stat: np.ndarray, df: np.ndarray) -> np.ndarray:
     """Two-sided p-values of t statistics (normal where df is infinite, NaN where df is NaN)."""
     from scipy.special import ndtr
+
     stat = np.asarray(stat, dtype=float)
     df = np.asarray(df, dtype=float)
     with np.errstate(invalid="ignore"):

@@ -10,6 +10,7 @@ tidy columns of ``TIDY_COLUMNS``.
   the few responses it cannot settle go through ``LinearMixedModel.refit``.
 * ``GeneralTask``: ``refit(y)`` per group (only the response changes; no re-parsing).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,11 +21,30 @@ import numpy as np
 from .scalar import ScalarDesign, fit_scalar, t_pvalues
 from ..threads import one_blas_thread
 
-__all__ = ["TIDY_COLUMNS", "ScalarTask", "GeneralTask", "run_task", "error_chunk", "concat_chunks",
-           "satterthwaite_available"]
+__all__ = [
+    "TIDY_COLUMNS",
+    "ScalarTask",
+    "GeneralTask",
+    "run_task",
+    "error_chunk",
+    "concat_chunks",
+    "satterthwaite_available",
+]
 
-TIDY_COLUMNS = ["effect", "group", "term", "estimate", "std_error", "df", "statistic", "p_value",
-                "converged", "singular", "loglik", "error"]
+TIDY_COLUMNS = [
+    "effect",
+    "group",
+    "term",
+    "estimate",
+    "std_error",
+    "df",
+    "statistic",
+    "p_value",
+    "converged",
+    "singular",
+    "loglik",
+    "error",
+]
 _FLOAT = ("estimate", "std_error", "df", "statistic", "p_value", "converged", "singular", "loglik")
 SINGULAR_TOL = 1e-4  # lme4's isSingular()
 
@@ -86,6 +106,7 @@ def model_chunk(gidx: int, model, ddf) -> dict:
     df = np.full(len(beta), np.nan)
     if ddf is not None and len(beta) and satterthwaite_available():
         from ..inference.ftests import coefficient_table
+
         tab = coefficient_table(model, ddf)
         df = tab["df"].to_numpy(dtype=float)
         se = tab["Std. Error"].to_numpy(dtype=float)  # Kenward-Roger adjusts it
@@ -95,13 +116,16 @@ def model_chunk(gidx: int, model, ddf) -> dict:
     stat = np.concatenate([beta / se, np.full(nr, np.nan)])
     dfs = np.concatenate([df, np.full(nr, np.nan)])
     return {
-        "_gidx": np.full(n, gidx, dtype=np.int64), "_row": np.arange(n, dtype=np.int64),
+        "_gidx": np.full(n, gidx, dtype=np.int64),
+        "_row": np.arange(n, dtype=np.int64),
         "effect": np.array(["fixed"] * nf + ["ran_pars"] * nr, dtype=object),
         "group": np.array([None] * nf + [r[0] for r in rp], dtype=object),
         "term": np.array(names + [r[1] for r in rp], dtype=object),
         "estimate": np.concatenate([beta, [r[2] for r in rp]]),
         "std_error": np.concatenate([se, np.full(nr, np.nan)]),
-        "df": dfs, "statistic": stat, "p_value": t_pvalues(stat, dfs),
+        "df": dfs,
+        "statistic": stat,
+        "p_value": t_pvalues(stat, dfs),
         "converged": np.full(n, float(bool(model.converged))),
         "singular": np.full(n, float(bool(model.singular))),
         "loglik": np.full(n, float(model.loglik)),
@@ -112,6 +136,7 @@ def model_chunk(gidx: int, model, ddf) -> dict:
 def fit_one(template, y: np.ndarray, start, optctrl: dict):
     """``template`` (same design) fitted to the response y, from ``start`` (None: as lmer)."""
     from ..errors import DataError
+
     if not np.all(np.isfinite(y)):
         raise DataError(f"response '{template.frame.parsed.response}' has non-finite values")
     with warnings.catch_warnings():
@@ -137,8 +162,7 @@ class GeneralTask:
         chunks = []
         for g, y in zip(self.gidx, self.Y):
             try:
-                chunks.append(model_chunk(int(g), fit_one(self.template, y, self.start, self.optctrl),
-                                          self.ddf))
+                chunks.append(model_chunk(int(g), fit_one(self.template, y, self.start, self.optctrl), self.ddf))
             except Exception as exc:  # noqa: BLE001 - a failed fit is a row, never lost
                 chunks.append(error_chunk([g], _fmt(exc)))
         return concat_chunks(chunks)
@@ -165,8 +189,7 @@ class ScalarTask:
             chunks.append(error_chunk(self.gidx[err], ["DataError: " + m for m in fa.error[err]]))
         gen = np.flatnonzero(fa.general)
         if gen.size:
-            sub = GeneralTask(self.template, self.Y[gen], self.gidx[gen],
-                              ddf="satterthwaite" if self.ddf else None)
+            sub = GeneralTask(self.template, self.Y[gen], self.gidx[gen], ddf="satterthwaite" if self.ddf else None)
             chunks.append(sub.run())
         return concat_chunks(chunks)
 
@@ -182,14 +205,18 @@ class ScalarTask:
         dfs = np.hstack([df, nan, nan])
         col = lambda v: np.repeat(v, R)  # noqa: E731
         return {
-            "_gidx": col(self.gidx[ok]), "_row": np.tile(np.arange(R, dtype=np.int64), G),
+            "_gidx": col(self.gidx[ok]),
+            "_row": np.tile(np.arange(R, dtype=np.int64), G),
             "effect": np.tile(np.array(["fixed"] * p + ["ran_pars"] * 2, dtype=object), G),
             "group": np.tile(np.array([None] * p + [self.group, "Residual"], dtype=object), G),
-            "term": np.tile(np.array(list(self.fixef_names)
-                                     + [f"sd__{self.term}", "sd__Observation"], dtype=object), G),
+            "term": np.tile(
+                np.array(list(self.fixef_names) + [f"sd__{self.term}", "sd__Observation"], dtype=object), G
+            ),
             "estimate": np.hstack([beta, (sigma * theta)[:, None], sigma[:, None]]).ravel(),
             "std_error": np.hstack([se, nan, nan]).ravel(),
-            "df": dfs.ravel(), "statistic": stat.ravel(), "p_value": t_pvalues(stat, dfs).ravel(),
+            "df": dfs.ravel(),
+            "statistic": stat.ravel(),
+            "p_value": t_pvalues(stat, dfs).ravel(),
             "converged": col(fa.converged[ok].astype(float)),
             "singular": col((theta < SINGULAR_TOL).astype(float)),
             "loglik": col(-0.5 * fa.crit[ok]),

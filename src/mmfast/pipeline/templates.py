@@ -7,6 +7,7 @@ with the model's ``subset_frame`` (``model.subset``: rows selected, not the form
 where that is exactly ``lmer``'s design) and returns None otherwise (the caller then builds
 the template from the rows).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,13 +23,15 @@ def build_template(parsed, data, rows, needed, response_only, reml, kwargs, optc
     """The design of ``data.iloc[rows]`` as an unfitted LinearMixedModel (placeholder y)."""
     from ..model.frame import model_frame
     from ..model.lmm import LinearMixedModel
+
     sub = data.iloc[rows][needed].reset_index(drop=True)
     rng = np.random.default_rng(PLACEHOLDER_SEED)
     for c in response_only:  # placeholder response: positive, never constant
         sub[c] = 1.0 + rng.random(len(sub))
     nobs_check = kwargs.get("check_nobs_vs_nre", "stop")
-    frame = model_frame(parsed.formula, sub, weights=kwargs.get("weights"),
-                        offset=kwargs.get("offset"), check_nobs_vs_nre=nobs_check)
+    frame = model_frame(
+        parsed.formula, sub, weights=kwargs.get("weights"), offset=kwargs.get("offset"), check_nobs_vs_nre=nobs_check
+    )
     return LinearMixedModel(frame, reml=reml, options={"check_nobs_vs_nre": nobs_check, **optctrl})
 
 

@@ -1,5 +1,6 @@
 """Plots of the raw data: per-cluster box or violin plots coloured by group (dodged or
 faceted when the group varies within a cluster) and spaghetti plots of paired measures."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,24 @@ from .plot_base import _colors, _levels, _need_columns, _pyplot, _subplots
 __all__ = ["plot_by_cluster", "plot_spaghetti"]
 
 
-def plot_by_cluster(data: pd.DataFrame, y: str, cluster: str, group: str | None = None,
-                    kind: str = "box", *, within: str = "dodge", jitter: float = 0.2,
-                    group_labels: Mapping | None = None, fill: bool = False, seed: int = 0,
-                    ax: Axes | None = None, figsize: tuple[float, float] | None = None,
-                    title: str | None = None, xlabel: str | None = None,
-                    ylabel: str | None = None) -> Figure:
+def plot_by_cluster(
+    data: pd.DataFrame,
+    y: str,
+    cluster: str,
+    group: str | None = None,
+    kind: str = "box",
+    *,
+    within: str = "dodge",
+    jitter: float = 0.2,
+    group_labels: Mapping | None = None,
+    fill: bool = False,
+    seed: int = 0,
+    ax: Axes | None = None,
+    figsize: tuple[float, float] | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+) -> Figure:
     """Box or violin plot of ``y`` per cluster (e.g. animal) with jittered points coloured by group.
 
     When each cluster belongs to one group (the lecture's Example 1), clusters are ordered by
@@ -76,8 +89,12 @@ def plot_by_cluster(data: pd.DataFrame, y: str, cluster: str, group: str | None 
         order = _levels(d[cluster])
         width = 0.8 / len(groups)
         present = set(zip(d[cluster], d[group]))
-        slots = [(c, g, k + 1 + (j - (len(groups) - 1) / 2) * width, 0.85 * width)
-                 for k, c in enumerate(order) for j, g in enumerate(groups) if (c, g) in present]
+        slots = [
+            (c, g, k + 1 + (j - (len(groups) - 1) / 2) * width, 0.85 * width)
+            for k, c in enumerate(order)
+            for j, g in enumerate(groups)
+            if (c, g) in present
+        ]
     else:
         order = []
         cluster_group: dict = {}
@@ -88,8 +105,9 @@ def plot_by_cluster(data: pd.DataFrame, y: str, cluster: str, group: str | None 
                 order.append(c)
         slots = [(c, cluster_group[c], k + 1.0, 0.6) for k, c in enumerate(order)]
     if ax is None:
-        fig = plt.figure(figsize=figsize or (max(6.0, (0.32 if not varies else 0.9) * len(order) + 2), 4.5),
-                         layout="constrained")
+        fig = plt.figure(
+            figsize=figsize or (max(6.0, (0.32 if not varies else 0.9) * len(order) + 2), 4.5), layout="constrained"
+        )
         ax = fig.add_subplot()
     fig = ax.figure
     style.draw(ax, d, y, cluster, group, slots)
@@ -103,8 +121,11 @@ def plot_by_cluster(data: pd.DataFrame, y: str, cluster: str, group: str | None 
     if group is not None:
         _legend(ax, groups, colors, labels, group, fill)
     _cluster_axis(ax, order, xlabel, ylabel)
-    ax.set_title(title if title is not None else f"{y} by {cluster}" + (
-        "" if group is None else f", {'dodged' if varies else 'coloured'} by {group}"))
+    ax.set_title(
+        title
+        if title is not None
+        else f"{y} by {cluster}" + ("" if group is None else f", {'dodged' if varies else 'coloured'} by {group}")
+    )
     return fig
 
 
@@ -117,16 +138,24 @@ class _BoxStyle:
 
     def draw(self, ax, d, y, cluster, group, slots) -> None:
         """One box per slot (cluster, group, position, width) and the points, one scatter per group."""
-        values = [d.loc[(d[cluster] == c) if g is None else ((d[cluster] == c) & (d[group] == g)),
-                        y].to_numpy(float) for c, g, _, _ in slots]
+        values = [
+            d.loc[(d[cluster] == c) if g is None else ((d[cluster] == c) & (d[group] == g)), y].to_numpy(float)
+            for c, g, _, _ in slots
+        ]
         pos = np.array([s[2] for s in slots])
         widths = np.array([s[3] for s in slots])
         edge = [self.colors[g] if g is not None else "black" for _, g, _, _ in slots]
         gids = [f"{c}:{g}" if self.per_group else f"{c}" for c, g, _, _ in slots]
         if self.kind == "box":
-            bp = ax.boxplot(values, positions=pos, widths=widths, patch_artist=True,
-                            showfliers=self.jitter <= 0, manage_ticks=False,
-                            medianprops={"color": "black"})
+            bp = ax.boxplot(
+                values,
+                positions=pos,
+                widths=widths,
+                patch_artist=True,
+                showfliers=self.jitter <= 0,
+                manage_ticks=False,
+                medianprops={"color": "black"},
+            )
             for patch, ec, gid in zip(bp["boxes"], edge, gids):
                 patch.set_facecolor(ec if self.fill else "white")
                 patch.set_edgecolor(ec)
@@ -135,16 +164,25 @@ class _BoxStyle:
         else:
             ok = [i for i, v in enumerate(values) if len(np.unique(v)) >= 2]
             if ok:
-                vp = ax.violinplot([values[i] for i in ok], positions=pos[ok], widths=widths[ok] * 1.3,
-                                   showextrema=False)
+                vp = ax.violinplot(
+                    [values[i] for i in ok], positions=pos[ok], widths=widths[ok] * 1.3, showextrema=False
+                )
                 for i, body in zip(ok, vp["bodies"]):
                     body.set_facecolor(edge[i] if self.fill else "0.85")
                     body.set_edgecolor(edge[i] if group is not None else "0.3")
                     body.set_alpha(0.5)
                     body.set_gid(f"violin:{gids[i]}")
-            bp = ax.boxplot(values, positions=pos, widths=widths * 0.2, patch_artist=True,
-                            showfliers=False, manage_ticks=False, whis=0, showcaps=False,
-                            medianprops={"color": "black"})
+            bp = ax.boxplot(
+                values,
+                positions=pos,
+                widths=widths * 0.2,
+                patch_artist=True,
+                showfliers=False,
+                manage_ticks=False,
+                whis=0,
+                showcaps=False,
+                medianprops={"color": "black"},
+            )
             for patch, gid in zip(bp["boxes"], gids):
                 patch.set_facecolor("white")
                 patch.set_gid(f"innerbox:{gid}")
@@ -153,17 +191,14 @@ class _BoxStyle:
         for g in dict.fromkeys(s[1] for s in slots):
             idx = [i for i, s in enumerate(slots) if s[1] == g]
             half = [self.jitter * widths[i] / 0.6 for i in idx]
-            xs = np.concatenate([pos[i] + self.rng.uniform(-h, h, len(values[i]))
-                                 for i, h in zip(idx, half)])
+            xs = np.concatenate([pos[i] + self.rng.uniform(-h, h, len(values[i])) for i, h in zip(idx, half)])
             ys = np.concatenate([values[i] for i in idx])
-            ax.scatter(xs, ys, s=7, color=self.colors[g], alpha=0.7, linewidths=0, zorder=3,
-                       gid=f"points:{g}")
+            ax.scatter(xs, ys, s=7, color=self.colors[g], alpha=0.7, linewidths=0, zorder=3, gid=f"points:{g}")
 
 
 def _cluster_axis(ax, order: list, xlabel: str, ylabel: str) -> None:
     """One tick per cluster at its centre, and the axis labels."""
-    ax.set_xticks(np.arange(1, len(order) + 1), [str(c) for c in order],
-                  fontsize="small" if len(order) > 20 else None)
+    ax.set_xticks(np.arange(1, len(order) + 1), [str(c) for c in order], fontsize="small" if len(order) > 20 else None)
     ax.set_xlim(0.4, len(order) + 0.6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -172,16 +207,28 @@ def _cluster_axis(ax, order: list, xlabel: str, ylabel: str) -> None:
 def _legend(owner, groups: list, colors: dict, labels: dict, title: str, fill: bool) -> None:
     """A legend entry per group level (ax.legend or fig.legend), in the group's colour."""
     from matplotlib.patches import Patch
-    handles = [Patch(facecolor=colors[g] if fill else "white", edgecolor=colors[g], lw=1.5,
-                     label=labels[g]) for g in groups]
+
+    handles = [
+        Patch(facecolor=colors[g] if fill else "white", edgecolor=colors[g], lw=1.5, label=labels[g]) for g in groups
+    ]
     kw = {"loc": "outside right upper"} if not hasattr(owner, "get_xlim") else {"loc": "best"}
     owner.legend(handles=handles, title=title, fontsize="small", **kw)
 
 
-def plot_spaghetti(data: pd.DataFrame, y: str, time: str, unit: str, panel: str | None = None, *,
-                   panels: Sequence | None = None, scatter: bool = False, ncols: int = 4,
-                   time_labels: Mapping | None = None, figsize: tuple[float, float] | None = None,
-                   sharey: bool = True) -> Figure:
+def plot_spaghetti(
+    data: pd.DataFrame,
+    y: str,
+    time: str,
+    unit: str,
+    panel: str | None = None,
+    *,
+    panels: Sequence | None = None,
+    scatter: bool = False,
+    ncols: int = 4,
+    time_labels: Mapping | None = None,
+    figsize: tuple[float, float] | None = None,
+    sharey: bool = True,
+) -> Figure:
     """Spaghetti plot: one line per ``unit`` (e.g. cell) joining its ``y`` across ``time``,
     one panel per level of ``panel`` (e.g. mouse).
 
@@ -230,8 +277,7 @@ def plot_spaghetti(data: pd.DataFrame, y: str, time: str, unit: str, panel: str 
             if ok.sum() >= 2:
                 segs.append(np.column_stack([x[ok], row[ok]]))
         ax.add_collection(LineCollection(segs, colors="C0", alpha=0.35, lw=0.8, gid=f"lines:{lev}"))
-        ax.scatter([tpos[t] for t in sub[time]], sub[y], s=5, color="C0", alpha=0.6, zorder=3,
-                   gid=f"points:{lev}")
+        ax.scatter([tpos[t] for t in sub[time]], sub[y], s=5, color="C0", alpha=0.6, zorder=3, gid=f"points:{lev}")
         ax.set_xticks(range(len(times)), tick_labels)
         ax.set_xlim(-0.3, len(times) - 0.7)
         ax.autoscale_view(scalex=False)
@@ -247,11 +293,8 @@ def plot_spaghetti(data: pd.DataFrame, y: str, time: str, unit: str, panel: str 
                 xs = np.array([a.min(), a.max()])
                 sax.plot(xs, icpt + slope * xs, color="black", lw=1.2, gid=f"fit:{lev}")
                 r = np.corrcoef(a, b)[0, 1]
-                sax.set_title(f"{panel} = {lev}: r = {r:.2f}" if panel else f"r = {r:.2f}",
-                              fontsize="medium")
+                sax.set_title(f"{panel} = {lev}: r = {r:.2f}" if panel else f"r = {r:.2f}", fontsize="medium")
             sax.set_xlabel(f"{y} at {tick_labels[0]}")
             sax.set_ylabel(f"{y} at {tick_labels[1]}")
     fig.suptitle(f"{y} per {unit} across {time}")
     return fig
-
-

@@ -1,5 +1,6 @@
 """Residual diagnostics of a fitted model: Pearson residuals against fitted values with normal
 QQ plots (lme4's ``plot(m)``), and DHARMa-style plots of simulation-based scaled residuals."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -35,8 +36,7 @@ def pearson_residuals(model: Any, scale: bool = True) -> np.ndarray:
     return r / float(model.sigma) if scale else r
 
 
-def plot_diagnostics(model: Any, *, ranef_qq: bool = False,
-                     figsize: tuple[float, float] | None = None) -> Figure:
+def plot_diagnostics(model: Any, *, ranef_qq: bool = False, figsize: tuple[float, float] | None = None) -> Figure:
     """Residual diagnostics: Pearson residuals vs fitted values, and their normal QQ plot.
 
     The first panel has a zero line and a binned-mean trend; the second R's ``qqline``.
@@ -75,8 +75,7 @@ def plot_diagnostics(model: Any, *, ranef_qq: bool = False,
     return fig
 
 
-def plot_simulated_residuals(residuals: Any, *, figsize: tuple[float, float] | None = None,
-                             seed: int = 0) -> Figure:
+def plot_simulated_residuals(residuals: Any, *, figsize: tuple[float, float] | None = None, seed: int = 0) -> Figure:
     """DHARMa's residual plot of simulation-based scaled residuals (``simulate_residuals``).
 
     Left: QQ plot of the scaled residuals against U(0, 1), titled with the KS uniformity,
@@ -109,12 +108,12 @@ def plot_simulated_residuals(residuals: Any, *, figsize: tuple[float, float] | N
     expected = _ppoints(n)
     qq_ax.scatter(expected, np.sort(u), s=8, alpha=0.6, color="C0", linewidths=0, gid="qq:uniform")
     qq_ax.plot([0, 1], [0, 1], color="C3", lw=1, gid="qq:identity")
-    tests = [("KS", residuals.test_uniformity().p_value),
-             ("dispersion", residuals.test_dispersion().p_value)]
+    tests = [("KS", residuals.test_uniformity().p_value), ("dispersion", residuals.test_dispersion().p_value)]
     if residuals.integer_response:
         tests.append(("zero-inflation", residuals.test_zero_inflation().p_value))
-    qq_ax.set_title("QQ plot of scaled residuals\n" + ", ".join(f"{k} p = {p:.3g}" for k, p in tests),
-                    fontsize="medium")
+    qq_ax.set_title(
+        "QQ plot of scaled residuals\n" + ", ".join(f"{k} p = {p:.3g}" for k, p in tests), fontsize="medium"
+    )
     qq_ax.set_xlabel("Expected (uniform quantiles)")
     qq_ax.set_ylabel("Observed (scaled residuals)")
     qq_ax.set_xlim(0, 1)
@@ -132,8 +131,9 @@ def plot_simulated_residuals(residuals: Any, *, figsize: tuple[float, float] | N
         which = np.minimum((rank * nb).astype(int), nb - 1)
         mids = (np.arange(nb) + 0.5) / nb
         for q, col in zip((0.25, 0.5, 0.75), ("C1", "C3", "C1")):
-            rp_ax.plot(mids, [np.quantile(u[which == k], q) for k in range(nb)], color=col, lw=1.5,
-                       gid=f"quantile:{q:g}")
+            rp_ax.plot(
+                mids, [np.quantile(u[which == k], q) for k in range(nb)], color=col, lw=1.5, gid=f"quantile:{q:g}"
+            )
     rp_ax.set_xlabel("Fitted values (rank transformed)")
     rp_ax.set_ylabel("Scaled residuals")
     rp_ax.set_ylim(0, 1)

@@ -1,5 +1,6 @@
 """Plots of a fitted model's estimates: caterpillar plots of the conditional modes, profile
 zeta plots and p-value histograms (each returns a matplotlib Figure)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -19,8 +20,14 @@ __all__ = ["plot_caterpillar", "plot_profile", "plot_pvalues"]
 PROFILE_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)  # lme4's xyplot.thpr confidence levels
 
 
-def plot_caterpillar(model: Any, group: str | None = None, level: float = 0.95, *,
-                     figsize: tuple[float, float] | None = None, max_labels: int = 60) -> Figure:
+def plot_caterpillar(
+    model: Any,
+    group: str | None = None,
+    level: float = 0.95,
+    *,
+    figsize: tuple[float, float] | None = None,
+    max_labels: int = 60,
+) -> Figure:
     """Caterpillar plot: each level's conditional mode with a ±z·(conditional SD) interval.
 
     One panel per random-effect column of each grouping factor (or of ``group`` only); the
@@ -41,8 +48,7 @@ def plot_caterpillar(model: Any, group: str | None = None, level: float = 0.95, 
     panels = [(g, c) for g in factors for c in modes[g].columns]
     nmax = max(len(modes[g]) for g in factors)
     plt = _pyplot()
-    fig = plt.figure(figsize=figsize or (3.2 * len(panels) + 1, min(2 + 0.16 * nmax, 14)),
-                     layout="constrained")
+    fig = plt.figure(figsize=figsize or (3.2 * len(panels) + 1, min(2 + 0.16 * nmax, 14)), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False).ravel()
     first_ax: dict = {}
     for ax, (g, c) in zip(axes, panels):
@@ -51,8 +57,7 @@ def plot_caterpillar(model: Any, group: str | None = None, level: float = 0.95, 
         est = re[c].to_numpy()[order]
         half = z * sd[c].to_numpy()[order]
         ypos = np.arange(len(est))
-        eb = ax.errorbar(est, ypos, xerr=half, fmt="o", ms=3, color="C0", ecolor="0.5",
-                         elinewidth=1, capsize=0)
+        eb = ax.errorbar(est, ypos, xerr=half, fmt="o", ms=3, color="C0", ecolor="0.5", elinewidth=1, capsize=0)
         eb.lines[0].set_gid(f"modes:{g}:{c}")
         ax.axvline(0, color="0.3", lw=1, ls="--")
         if g in first_ax:
@@ -70,10 +75,14 @@ def plot_caterpillar(model: Any, group: str | None = None, level: float = 0.95, 
     return fig
 
 
-
-def plot_profile(profile: pd.DataFrame, *, levels: Sequence[float] = PROFILE_LEVELS,
-                 absolute: bool = False, ncols: int = 4,
-                 figsize: tuple[float, float] | None = None) -> Figure:
+def plot_profile(
+    profile: pd.DataFrame,
+    *,
+    levels: Sequence[float] = PROFILE_LEVELS,
+    absolute: bool = False,
+    ncols: int = 4,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
     """Profile zeta plots: ζ against each parameter's value, one panel per parameter.
 
     ``profile`` has columns ``parameter``, ``value``, ``zeta`` (what ``m.profile()`` returns).
@@ -93,18 +102,16 @@ def plot_profile(profile: pd.DataFrame, *, levels: Sequence[float] = PROFILE_LEV
         sub = profile.loc[profile["parameter"] == p, ["value", "zeta"]].dropna()
         sub = sub.sort_values("value")
         v, zeta = sub["value"].to_numpy(float), sub["zeta"].to_numpy(float)
-        ax.plot(v, np.abs(zeta) if absolute else zeta, color="C0", lw=1.5, marker=".", ms=3,
-                gid=f"zeta:{p}")
+        ax.plot(v, np.abs(zeta) if absolute else zeta, color="C0", lw=1.5, marker=".", ms=3, gid=f"zeta:{p}")
         byz = np.argsort(zeta, kind="stable")
         for zc in zs:
-            for s in ((1,) if absolute else (-1, 1)):
+            for s in (1,) if absolute else (-1, 1):
                 ax.axhline(s * zc, color="0.75", lw=0.6, zorder=0)
             for s in (-1, 1):
                 target = s * zc
                 if len(zeta) >= 2 and zeta.min() <= target <= zeta.max():
                     x = float(np.interp(target, zeta[byz], v[byz]))
-                    ax.vlines(x, 0, abs(target) if absolute else target, color="C3", lw=0.8, ls=":",
-                              gid=f"ci:{p}")
+                    ax.vlines(x, 0, abs(target) if absolute else target, color="C3", lw=0.8, ls=":", gid=f"ci:{p}")
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_title(str(p), fontsize="medium")
         ax.set_xlabel(f"value of {p}")
@@ -112,9 +119,13 @@ def plot_profile(profile: pd.DataFrame, *, levels: Sequence[float] = PROFILE_LEV
     return fig
 
 
-def plot_pvalues(pvalues: pd.DataFrame | Mapping[str, Sequence[float]] | pd.Series, *,
-                 bins: int = 20, alpha: float = 0.05,
-                 figsize: tuple[float, float] | None = None) -> Figure:
+def plot_pvalues(
+    pvalues: pd.DataFrame | Mapping[str, Sequence[float]] | pd.Series,
+    *,
+    bins: int = 20,
+    alpha: float = 0.05,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
     """Histograms of p-values on [0, 1], one panel per column (method), e.g. ``lmm`` and ``lm``.
 
     Under the null (e.g. permuted group labels) a valid test's p-values are uniform: the

@@ -1,5 +1,6 @@
 """R's ``summary.lm`` for a fitted linear model (``mmfast.lm``): coefficients, residual
 standard error, R²."""
+
 from __future__ import annotations
 
 from ..arguments import validated
@@ -17,10 +18,15 @@ class LMSummary:
 
     def __str__(self) -> str:
         m = self.model
-        lines = [f"Call: lm({m.frame.parsed.formula})", "", "Coefficients:",
-                 *coefmat_lines(self.coefficients, digits=4), "",
-                 (f"Residual standard error: {format_num([m.sigma], 4)[0]} on {m.df_residual} "
-                  "degrees of freedom"), f"Multiple R-squared: {format_num([m.r_squared], 4)[0]}"]
+        lines = [
+            f"Call: lm({m.frame.parsed.formula})",
+            "",
+            "Coefficients:",
+            *coefmat_lines(self.coefficients, digits=4),
+            "",
+            (f"Residual standard error: {format_num([m.sigma], 4)[0]} on {m.df_residual} degrees of freedom"),
+            f"Multiple R-squared: {format_num([m.r_squared], 4)[0]}",
+        ]
         return "\n".join(lines)
 
     __repr__ = __str__

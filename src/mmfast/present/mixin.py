@@ -1,5 +1,6 @@
 """Presentation methods of a fitted mixed model (mixed into ``mmfast.api``'s LMM and GLMM):
 ``summary()``, statsmodels' accessors, broom.mixed's tidy/glance/augment, to_dict/to_json."""
+
 from __future__ import annotations
 
 from ..arguments import validated
@@ -38,4 +39,5 @@ class PresentationMixin(StatsmodelsAPI, TidyMixin, SerializeMixin):
         17.0
         """
         from .summary import Summary
+
         return Summary(self, **kwargs)

@@ -1,5 +1,6 @@
 """Shared pieces of mmfast's plots: lazy matplotlib import, colours, R's level order, panel
 grids and the normal QQ panel."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -19,8 +20,9 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
-        raise ImportError("mmfast's plots need matplotlib: pip install 'mmfast[plot]' "
-                          "(or pip install matplotlib)") from exc
+        raise ImportError(
+            "mmfast's plots need matplotlib: pip install 'mmfast[plot]' (or pip install matplotlib)"
+        ) from exc
     return plt
 
 
@@ -58,8 +60,7 @@ def _subplots(n: int, ncols: int, panel_size: tuple[float, float], figsize=None,
     """A figure with n panels on a grid (surplus grid cells removed) and the list of axes."""
     plt = _pyplot()
     nrows, ncols = _grid(n, ncols)
-    fig = plt.figure(figsize=figsize or (panel_size[0] * ncols, panel_size[1] * nrows),
-                     layout="constrained")
+    fig = plt.figure(figsize=figsize or (panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw).ravel()
     for ax in axes[n:]:
         ax.remove()
@@ -83,5 +84,3 @@ def _qq(ax: Axes, values: np.ndarray, gid: str, color="C0") -> None:
         slope = (y2 - y1) / (x2 - x1)
         ax.axline((x1, y1), slope=slope, color="0.3", lw=1, ls="--", gid=f"{gid}:line")
     ax.set_xlabel("Standard normal quantiles")
-
-

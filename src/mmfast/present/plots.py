@@ -20,11 +20,20 @@ plot is drawn.  Figures are created through ``matplotlib.pyplot`` so that notebo
 in scripts and loops close them with ``matplotlib.pyplot.close(fig)``.  Every drawn element a
 caller may want to find again carries a ``gid`` (``"box:<cluster>"``, ``"points:<group>"``, ...).
 """
+
 from __future__ import annotations
 
 from .data_plots import plot_by_cluster, plot_spaghetti
 from .diagnostic_plots import plot_diagnostics, plot_simulated_residuals
 from .fit_plots import PROFILE_LEVELS, plot_caterpillar, plot_profile, plot_pvalues
 
-__all__ = ["plot_by_cluster", "plot_spaghetti", "plot_caterpillar", "plot_diagnostics",
-           "plot_profile", "plot_pvalues", "plot_simulated_residuals", "PROFILE_LEVELS"]
+__all__ = [
+    "plot_by_cluster",
+    "plot_spaghetti",
+    "plot_caterpillar",
+    "plot_diagnostics",
+    "plot_profile",
+    "plot_pvalues",
+    "plot_simulated_residuals",
+    "PROFILE_LEVELS",
+]

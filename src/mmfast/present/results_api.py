@@ -7,6 +7,7 @@ square roots of ``vcov``'s diagonal, ``tvalues``/``pvalues`` the summary's coeff
 Per-row values (``fitted``, ``residuals``, ``predict()``) come back as pandas Series on the
 caller's row labels, NaN where a row was dropped for missing values (R's ``na.exclude``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,6 +26,7 @@ class StatsmodelsAPI:
     def _coef_table(self) -> pd.DataFrame:
         """The summary's fixed-effects table: Estimate, Std. Error, [df,] statistic, p value."""
         from .summary import Summary
+
         return Summary(self).coefficients
 
     @property
@@ -163,8 +165,9 @@ class StatsmodelsAPI:
         return int(self.nobs - self.npar)
 
     # --- prediction with uncertainty -------------------------------------------------------
-    def get_prediction(self, newdata=None, re_form=True, allow_new_levels: bool = False,
-                       type: str = "link", offset=None) -> "PredictionResults":  # noqa: A002
+    def get_prediction(
+        self, newdata=None, re_form=True, allow_new_levels: bool = False, type: str = "link", offset=None
+    ) -> "PredictionResults":  # noqa: A002
         """Predictions with their fixed-effects standard errors sqrt(diag(X V X')).
 
         Parameters
@@ -192,6 +195,7 @@ class StatsmodelsAPI:
         >>> m.get_prediction(data.head(3)).summary_frame(alpha=0.05)  # doctest: +SKIP
         """
         from ..errors import ArgumentError
+
         if type not in ("link", "response"):
             raise ArgumentError(f"type must be 'link' or 'response' (got {type!r})")
         if type == "response" and getattr(self, "family", "gaussian") == "gaussian":
@@ -205,6 +209,7 @@ class StatsmodelsAPI:
             keep = ~np.isnan(eta.to_numpy())
         else:
             from ..model.data_input import as_frame
+
             X = self.frame.fixed_spec.matrix(as_frame(newdata, "newdata", allow_empty=False))
             keep = np.ones(len(eta), dtype=bool)
         V = self.vcov_array
@@ -226,8 +231,9 @@ class StatsmodelsAPI:
             return None
         from ..model.data_input import as_frame
         from ..model.results import _level_index
+
         data = self.frame.data if newdata is None else as_frame(newdata, "newdata")
-        var = np.full(len(data), self.sigma ** 2)
+        var = np.full(len(data), self.sigma**2)
         covs = self.term_covariances()
         condvar = self.condvar() if re_form is not None else None
         for k, t in enumerate(self.frame.terms):
@@ -237,8 +243,11 @@ class StatsmodelsAPI:
             if condvar is None:
                 var += pop
                 continue
-            idx = (np.asarray(t.factor.codes, dtype=np.int64) if newdata is None
-                   else _level_index(data, t.factor, allow_new_levels))
+            idx = (
+                np.asarray(t.factor.codes, dtype=np.int64)
+                if newdata is None
+                else _level_index(data, t.factor, allow_new_levels)
+            )
             cv = condvar[k][np.maximum(idx, 0)]
             var += np.where(idx >= 0, np.einsum("ij,ijk,ik->i", Zk, cv, Zk), pop)
         return var
@@ -294,11 +303,12 @@ class PredictionResults:
         if self._family is not None:
             lo, hi = self._family.linkinv(lo), self._family.linkinv(hi)
             lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-        out = pd.DataFrame({"mean": self.predicted_mean.to_numpy(), "mean_se": self.se_mean,
-                            "mean_ci_lower": lo, "mean_ci_upper": hi},
-                           index=self.predicted_link.index)
+        out = pd.DataFrame(
+            {"mean": self.predicted_mean.to_numpy(), "mean_se": self.se_mean, "mean_ci_lower": lo, "mean_ci_upper": hi},
+            index=self.predicted_link.index,
+        )
         if self._obs_var is not None and self._family is None:
-            sd = np.sqrt(self.se_link ** 2 + self._obs_var)
+            sd = np.sqrt(self.se_link**2 + self._obs_var)
             out["obs_ci_lower"] = eta - z * sd
             out["obs_ci_upper"] = eta + z * sd
         return out

@@ -5,6 +5,7 @@
 writes.  The output is strict JSON: NumPy scalars and arrays become numbers and lists,
 NaN and infinities become ``null``.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,9 +63,12 @@ def table_records(df: pd.DataFrame, index: str | None = None) -> list[dict]:
 
 def _ranef_dict(tables: Mapping[str, pd.DataFrame]) -> dict:
     """{factor: {level: {column: value}}} from ``ranef``-style tables."""
-    return {str(g): {str(lev): {str(c): jsonable(v) for c, v in row.items()}
-                     for lev, row in df.to_dict(orient="index").items()}
-            for g, df in tables.items()}
+    return {
+        str(g): {
+            str(lev): {str(c): jsonable(v) for c, v in row.items()} for lev, row in df.to_dict(orient="index").items()
+        }
+        for g, df in tables.items()
+    }
 
 
 def results_dict(m: Any, ranef: bool = True, condsd: bool = False, ddf: str | None = None) -> dict:
@@ -137,8 +141,15 @@ class SerializeMixin:
         """
         return results_dict(self, ranef=ranef, condsd=condsd, ddf=ddf)
 
-    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2,
-                ranef: bool = True, condsd: bool = False, ddf: str | None = None) -> str:
+    def to_json(
+        self,
+        path: str | Path | None = None,
+        *,
+        indent: int | None = 2,
+        ranef: bool = True,
+        condsd: bool = False,
+        ddf: str | None = None,
+    ) -> str:
         """The results as a strict JSON string (NaN written as null); also written to ``path``.
 
         Like ``jsonlite::toJSON`` on the list of lme4's accessors.

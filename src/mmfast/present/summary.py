@@ -1,13 +1,24 @@
 """The text lme4's (and lmerTest's) ``summary()`` prints, built from a fitted model, with R's
 number formatting (mmfast.present.rformat) and its HTML twin."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..rformat import (abbreviate, cat_fill, char_matrix, coefmat_cells, coefmat_lines, format_num,
-                      named_vector, r_round, strwrap, zapsmall)
+from ..rformat import (
+    abbreviate,
+    cat_fill,
+    char_matrix,
+    coefmat_cells,
+    coefmat_lines,
+    format_num,
+    named_vector,
+    r_round,
+    strwrap,
+    zapsmall,
+)
 
 __all__ = ["Summary", "COR_MAX"]
 
@@ -43,7 +54,7 @@ def varcorr_lines(vc: pd.DataFrame, digits: int = 4) -> list[str]:
         cors.append(C)
     sds = np.array(sd_list)
     header = ["Groups", "Name", "Variance", "Std.Dev."]
-    cols = [groups, names, format_num(sds ** 2, digits), format_num(sds, digits)]
+    cols = [groups, names, format_num(sds**2, digits), format_num(sds, digits)]
     maxlen = max(len(C) for C in cors)
     if maxlen > 1:
         dig = max(2, digits - 2)
@@ -75,8 +86,7 @@ class Summary:
     """lme4-style summary: criteria, scaled residuals, random effects, fixed effects and their
     correlations (``correlation=None``: shown up to 12 fixed effects, as lme4)."""
 
-    def __init__(self, model, ddf: str | None = "default", print_out: bool = False,
-                 correlation: bool | None = None):
+    def __init__(self, model, ddf: str | None = "default", print_out: bool = False, correlation: bool | None = None):
         self.model = model
         # LMMs: t tests with lmerTest's default Satterthwaite df (see mmfast.inference.ftests)
         self.ddf = ("satterthwaite" if self._is_lmm() else None) if ddf == "default" else ddf
@@ -93,6 +103,7 @@ class Summary:
         m = self.model
         if self._is_lmm():
             from ..inference.ftests import coefficient_table
+
             return coefficient_table(m, self.ddf)
         est = m.fixef
         se = np.sqrt(np.diag(m.vcov_array)) if len(est) else np.zeros(0)
@@ -109,12 +120,12 @@ class Summary:
         m = self.model
         if m.family != "gaussian":
             approx = getattr(m, "approximation", "Laplace Approximation")
-            return title_lines(f"Generalized linear mixed model fit by maximum likelihood ({approx})",
-                               "glmerMod")
+            return title_lines(f"Generalized linear mixed model fit by maximum likelihood ({approx})", "glmerMod")
         how = "REML" if getattr(m, "reml", False) else "maximum likelihood "  # lme4's trailing blank
         title, cls = f"Linear mixed model fit by {how}", "lmerMod"
         if self._is_lmm():
             from ..inference.ftests import ddf_method, resolve_ddf
+
             name = resolve_ddf(self.ddf)
             if name != "lme4":  # lmerTest's title and class
                 title += f". t-tests use {ddf_method(m, name).title}"
@@ -139,11 +150,13 @@ class Summary:
             res = np.asarray(res(), dtype=float)
         else:  # LMMs: sqrt(w) (y - fitted) / sigma, lme4's resid(, "pearson", scaled = TRUE)
             from .diagnostic_plots import pearson_residuals
+
             res = pearson_residuals(m)
         res = res[~np.isnan(res)]  # rows dropped for missing values are NaN (na.exclude)
         q = zapsmall(np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0]), digits + 1)
-        return ["Scaled residuals: "] + named_vector(["Min", "1Q", "Median", "3Q", "Max"],
-                                                     [s.strip() for s in format_num(q, digits)])
+        return ["Scaled residuals: "] + named_vector(
+            ["Min", "1Q", "Median", "3Q", "Max"], [s.strip() for s in format_num(q, digits)]
+        )
 
     def _correlation(self) -> list[str]:
         names = list(self.coefficients.index)
@@ -152,8 +165,13 @@ class Summary:
         if show is None:
             show = p <= COR_MAX
             if not show:
-                return ["", f"Correlation matrix not shown by default, as p = {p} > {COR_MAX}.",
-                        "Use summary(correlation=True)  or", "    vcov        if you need it", ""]
+                return [
+                    "",
+                    f"Correlation matrix not shown by default, as p = {p} > {COR_MAX}.",
+                    "Use summary(correlation=True)  or",
+                    "    vcov        if you need it",
+                    "",
+                ]
         if not show or p < 2:
             return []
         vcov = np.asarray(self.model.vcov_array, dtype=float)  # lme4's vcov, as lmerTest prints
@@ -166,8 +184,11 @@ class Summary:
             lines.append(f" Family: {m.family}  ( {getattr(m, 'link', '')} )")
         lines.append(f"Formula: {m.frame.parsed.formula}")
         labels = getattr(m, "call_labels", {})
-        lines += [f"{head} {labels[k]}" for k, head in (("data", "   Data:"), ("weights", "Weights:"),
-                                                      ("offset", " Offset:")) if labels.get(k)]
+        lines += [
+            f"{head} {labels[k]}"
+            for k, head in (("data", "   Data:"), ("weights", "Weights:"), ("offset", " Offset:"))
+            if labels.get(k)
+        ]
         lines += [""] + self._criteria() + [""] + self._residuals() + [""]
         lines += ["Random effects:"] + varcorr_lines(m.varcorr)
         ng = "; ".join(f"{k}, {v}" for k, v in m.ngroups.items())
@@ -192,6 +213,7 @@ class Summary:
     def _repr_html_(self) -> str:
         """The text up to the fixed effects, then their table in HTML (cells as R prints them)."""
         import html
+
         head = str(self).split("\nFixed effects:")[0]
         cells, header, _ = coefmat_cells(self.coefficients, digits=4)
         table = pd.DataFrame(cells, index=self.coefficients.index, columns=header)

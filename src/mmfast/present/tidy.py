@@ -1,5 +1,6 @@
 """broom.mixed's ``tidy()``, ``glance()`` and ``augment()`` for fitted mixed models: tables with
 broom.mixed's column names, built from the estimates the model already reports."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,7 @@ def _effects(effects) -> tuple:
     eff = (effects,) if isinstance(effects, str) else tuple(effects)
     bad = [e for e in eff if e not in EFFECTS]
     if bad or not eff:
-        raise ArgumentError(f"effects must be some of {', '.join(map(repr, EFFECTS))} "
-                            f"(got {effects!r})")
+        raise ArgumentError(f"effects must be some of {', '.join(map(repr, EFFECTS))} (got {effects!r})")
     return eff
 
 
@@ -34,8 +34,16 @@ class TidyMixin:
         tab = self._coef_table()
         est, se = tab["Estimate"].to_numpy(float), tab["Std. Error"].to_numpy(float)
         stat = est / se
-        out = pd.DataFrame({"effect": "fixed", "group": None, "term": list(tab.index),
-                            "estimate": est, "std.error": se, "statistic": stat})
+        out = pd.DataFrame(
+            {
+                "effect": "fixed",
+                "group": None,
+                "term": list(tab.index),
+                "estimate": est,
+                "std.error": se,
+                "statistic": stat,
+            }
+        )
         if "df" in tab:  # lmerTest: Satterthwaite t tests, t quantiles for the intervals
             df = tab["df"].to_numpy(float)
             out["df"] = df
@@ -72,10 +80,18 @@ class TidyMixin:
         for group, re in self.ranef.items():
             sd = sds[group]
             for term in re.columns:
-                parts.append(pd.DataFrame({"effect": "ran_vals", "group": group,
-                                           "level": [str(v) for v in re.index], "term": term,
-                                           "estimate": re[term].to_numpy(float),
-                                           "std.error": sd[term].to_numpy(float)}))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "effect": "ran_vals",
+                            "group": group,
+                            "level": [str(v) for v in re.index],
+                            "term": term,
+                            "estimate": re[term].to_numpy(float),
+                            "std.error": sd[term].to_numpy(float),
+                        }
+                    )
+                )
         out = pd.concat(parts, ignore_index=True)
         if conf_int:
             z = stats.norm.ppf(0.5 + conf_level / 2)
@@ -84,8 +100,7 @@ class TidyMixin:
         return out
 
     @validated(name="tidy", conf_int=boolean, conf_level=probability)
-    def tidy(self, effects=("fixed", "ran_pars"), conf_int: bool = False,
-             conf_level: float = 0.95) -> pd.DataFrame:
+    def tidy(self, effects=("fixed", "ran_pars"), conf_int: bool = False, conf_level: float = 0.95) -> pd.DataFrame:
         """One row per parameter, as broom.mixed's ``tidy()``.
 
         Parameters
@@ -120,8 +135,19 @@ class TidyMixin:
         if "ran_vals" in eff:
             parts.append(self._tidy_ran_vals(conf_int, conf_level))
         out = pd.concat([p for p in parts if len(p)], ignore_index=True) if parts else pd.DataFrame()
-        order = ["effect", "group", "level", "term", "estimate", "std.error", "statistic", "df",
-                 "p.value", "conf.low", "conf.high"]
+        order = [
+            "effect",
+            "group",
+            "level",
+            "term",
+            "estimate",
+            "std.error",
+            "statistic",
+            "df",
+            "p.value",
+            "conf.low",
+            "conf.high",
+        ]
         if conf_int:  # ran_pars rows: no interval (broom.mixed's Wald default)
             for c in ("conf.low", "conf.high"):
                 if c not in out:
@@ -142,8 +168,13 @@ class TidyMixin:
         --------
         >>> m.glance()  # doctest: +SKIP
         """
-        row = {"nobs": int(self.nobs), "sigma": float(self.sigma), "logLik": float(self.loglik),
-               "AIC": float(self.aic), "BIC": float(self.bic)}
+        row = {
+            "nobs": int(self.nobs),
+            "sigma": float(self.sigma),
+            "logLik": float(self.loglik),
+            "AIC": float(self.aic),
+            "BIC": float(self.bic),
+        }
         if getattr(self, "reml", False):
             row["REMLcrit"] = float(self.reml_criterion)
         else:
@@ -191,9 +222,17 @@ class TidyMixin:
             sqrtrwt = np.sqrt(pw / self.family.variance(mu))
             sqrtxwt = sqrtrwt * self.family.mu_eta(eta)
             resid = np.asarray(self.resid("deviance"), dtype=float)
-        cols = {".fitted": eta, ".resid": resid, ".fixed": fixed, ".mu": mu, ".offset": off,
-                ".sqrtXwt": sqrtxwt, ".sqrtrwt": sqrtrwt, ".weights": pw,
-                ".wtres": sqrtrwt * (y - mu)}
+        cols = {
+            ".fitted": eta,
+            ".resid": resid,
+            ".fixed": fixed,
+            ".mu": mu,
+            ".offset": off,
+            ".sqrtXwt": sqrtxwt,
+            ".sqrtrwt": sqrtrwt,
+            ".weights": pw,
+            ".wtres": sqrtrwt * (y - mu),
+        }
         if not self._is_lmm():
             cols[".eta"] = eta
         else:
@@ -201,10 +240,9 @@ class TidyMixin:
             if hat is not None:  # lme4's hatvalues and cooks.distance
                 p = f.X.shape[1]
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    cook = (cols[".wtres"] / (1 - hat)) ** 2 * hat / (self.sigma ** 2 * p)
+                    cook = (cols[".wtres"] / (1 - hat)) ** 2 * hat / (self.sigma**2 * p)
                 cook[np.isinf(cook)] = np.nan
-                cols = {**dict(list(cols.items())[:2]), ".hat": hat, ".cooksd": cook,
-                        **dict(list(cols.items())[2:])}
+                cols = {**dict(list(cols.items())[:2]), ".hat": hat, ".cooksd": cook, **dict(list(cols.items())[2:])}
         if data is None:
             idx, complete = f.row_index, f.complete
             base = f.data.drop(columns=[c for c in ("(weights)", "(offset)") if c in f.data])
@@ -217,6 +255,7 @@ class TidyMixin:
                 out[k] = v
             return out
         from ..model.data_input import as_frame
+
         data = as_frame(data, "data")
         out = data.copy()
         for k, v in cols.items():
@@ -227,8 +266,9 @@ class TidyMixin:
         """``values`` placed on the caller's rows (NaN for dropped ones); ``nrows`` must match."""
         s = self._on_rows(values)
         if len(s) != nrows:
-            raise ArgumentError(f"data has {nrows} rows; the model was fitted to {len(s)} "
-                                f"(pass the data the model was fitted to)")
+            raise ArgumentError(
+                f"data has {nrows} rows; the model was fitted to {len(s)} (pass the data the model was fitted to)"
+            )
         return s.to_numpy()
 
 
@@ -244,8 +284,8 @@ def _lmm_hat(model, sqrtw: np.ndarray) -> np.ndarray | None:
     Zd = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z, dtype=float)
     ZL = np.empty_like(Zd)
     for t, T in zip(f.terms, model.layout.templates(model.theta)):
-        blk = Zd[:, t.offset: t.offset + t.q].reshape(f.nobs, t.nlevels, t.p)
-        ZL[:, t.offset: t.offset + t.q] = (blk @ T).reshape(f.nobs, t.q)
+        blk = Zd[:, t.offset : t.offset + t.q].reshape(f.nobs, t.nlevels, t.p)
+        ZL[:, t.offset : t.offset + t.q] = (blk @ T).reshape(f.nobs, t.q)
     A = np.hstack([ZL, f.X]) * sqrtw[:, None]
     M = A.T @ A
     M[np.arange(q), np.arange(q)] += 1.0

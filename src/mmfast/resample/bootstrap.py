@@ -12,6 +12,7 @@ parameters lme4 bootstraps in ``confint.merMod``: standard deviations and correl
 the random effects, σ (models with a scale), then the fixed effects, rows named as the
 profile and Wald intervals name them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,10 @@ __all__ = ["bootstrap", "confint_boot", "default_statistics", "norm_inter", "per
 
 def default_statistics(fit) -> pd.Series:
     """Fixed effects, θ and σ (σ only for models with a residual scale)."""
-    parts = [pd.Series(np.asarray(fit.beta, dtype=float), index=list(fit.frame.fixef_names)),
-             pd.Series(np.asarray(fit.theta, dtype=float), index=list(fit.theta_names))]
+    parts = [
+        pd.Series(np.asarray(fit.beta, dtype=float), index=list(fit.frame.fixef_names)),
+        pd.Series(np.asarray(fit.theta, dtype=float), index=list(fit.theta_names)),
+    ]
     if getattr(fit, "use_scale", True):
         parts.append(pd.Series([float(fit.sigma)], index=["sigma"]))
     return pd.concat(parts)
@@ -37,6 +40,7 @@ def default_statistics(fit) -> pd.Series:
 
 def _sdcor_names(model) -> list[str]:
     from ..inference.profile import parameter_names
+
     names = parameter_names(model)
     return names if getattr(model, "use_scale", True) else names[:-1]
 
@@ -44,6 +48,7 @@ def _sdcor_names(model) -> list[str]:
 def sdcor_fixef(fit) -> np.ndarray:
     """lme4's ``confint(method = "boot")`` statistic: sd/cor per term, σ, fixed effects."""
     from ..inference.profile import theta_to_sdcor
+
     sd = theta_to_sdcor(fit, np.asarray(fit.theta, dtype=float), float(fit.sigma))
     if not getattr(fit, "use_scale", True):
         sd = sd[:-1]
@@ -78,8 +83,7 @@ def _run_boot(task, rng):
     return task(rng)
 
 
-def bootstrap(model, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1,
-              progress=None) -> pd.DataFrame:
+def bootstrap(model, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1, progress=None) -> pd.DataFrame:
     """Parametric bootstrap (lme4's ``bootMer(type = "parametric", use.u = FALSE)``).
 
     ``func(fit)`` returns a number, an array, a dict or a Series (default: fixed effects,
@@ -96,8 +100,7 @@ def bootstrap(model, nsim: int = 1000, func=None, seed=None, n_jobs: int | None 
     names = names if names is not None else ([f"t{j + 1}" for j in range(k)] if k > 1 else ["t1"])
     ss = as_seed_sequence(seed)
     task = _BootTask(model, func)
-    results = run_tasks(_run_boot, task, nsim, ss, n_jobs=n_jobs, progress=progress,
-                        desc="bootstrap")
+    results = run_tasks(_run_boot, task, nsim, ss, n_jobs=n_jobs, progress=progress, desc="bootstrap")
     out = np.full((nsim, k), np.nan)
     failures, not_conv, singular = [], 0, 0
     for i, r in enumerate(results):
@@ -113,13 +116,25 @@ def bootstrap(model, nsim: int = 1000, func=None, seed=None, n_jobs: int | None 
         singular += sing
     df = pd.DataFrame(out, columns=names)
     df.index.name = "replicate"
-    df.attrs.update({"t0": pd.Series(t0, index=names), "n_failed": len(failures),
-                     "failures": failures, "n_not_converged": not_conv, "n_singular": singular,
-                     "seed": ss.entropy, "nsim": nsim})
+    df.attrs.update(
+        {
+            "t0": pd.Series(t0, index=names),
+            "n_failed": len(failures),
+            "failures": failures,
+            "n_not_converged": not_conv,
+            "n_singular": singular,
+            "seed": ss.entropy,
+            "nsim": nsim,
+        }
+    )
     if failures:
         import warnings
-        warnings.warn(f"{len(failures)} of {nsim} bootstrap refits failed (NaN rows; "
-                      f"see .attrs['failures'])", RuntimeWarning, stacklevel=2)
+
+        warnings.warn(
+            f"{len(failures)} of {nsim} bootstrap refits failed (NaN rows; see .attrs['failures'])",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return df
 
 
@@ -149,6 +164,7 @@ def norm_inter(t: np.ndarray, alpha) -> np.ndarray:
 def percentile_intervals(replicates: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Percentile intervals per column (``boot.ci(type = "perc")``), columns '2.5 %', '97.5 %'."""
     from ..inference.profile import _pct
+
     if not 0 < level < 1:
         raise ArgumentError(f"level must be between 0 and 1 (got {level})")
     a = (1 - level) / 2
@@ -156,8 +172,9 @@ def percentile_intervals(replicates: pd.DataFrame, level: float = 0.95) -> pd.Da
     return pd.DataFrame(rows, index=list(replicates.columns), columns=[_pct(a), _pct(1 - a)])
 
 
-def confint_boot(model, parm=None, level: float = 0.95, nsim: int = 500, seed=None,
-                 n_jobs: int | None = 1, progress=None) -> pd.DataFrame:
+def confint_boot(
+    model, parm=None, level: float = 0.95, nsim: int = 500, seed=None, n_jobs: int | None = 1, progress=None
+) -> pd.DataFrame:
     """lme4's ``confint(m, method = "boot", nsim, level)``: percentile intervals.
 
     Rows as ``confint(method="profile")``: sd_/cor_ per random-effects term, ``sigma``, then
@@ -169,6 +186,13 @@ def confint_boot(model, parm=None, level: float = 0.95, nsim: int = 500, seed=No
     out = percentile_intervals(reps, level)
     if parm is not None:
         out = out.loc[[parm] if isinstance(parm, str) else list(parm)]
-    out.attrs.update({"method": "boot", "nsim": nsim, "n_failed": reps.attrs["n_failed"],
-                      "seed": reps.attrs["seed"], "replicates": reps})
+    out.attrs.update(
+        {
+            "method": "boot",
+            "nsim": nsim,
+            "n_failed": reps.attrs["n_failed"],
+            "seed": reps.attrs["seed"],
+            "replicates": reps,
+        }
+    )
     return out

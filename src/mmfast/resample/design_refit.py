@@ -12,6 +12,7 @@ no connected-component search per fit; Z'Z is formed once; A⁻¹ from the refit
 which is what makes one permutation cost about a millisecond.  The formulas are the lead's: ``analytic_derivatives``
 and ``Satterthwaite.f_test`` are called unchanged.
 """
+
 from __future__ import annotations
 
 
@@ -32,6 +33,7 @@ class _Shared:
         n = frame.nobs
         sqrtw = model._sqrtw
         from ..design.blocks import build_Z
+
         Zw = model.Z if sqrtw is None else build_Z(frame.terms, n, sqrtw)
         self.Zw = Zw.tocsc()
         self.ZwT = self.Zw.T.tocsr()
@@ -68,7 +70,7 @@ class DenseVarianceStructure(VarianceStructure):
         self.templates = model.layout.templates(self.theta)
         Lam = np.zeros((self.q, self.q))
         for t, T in zip(self.terms, self.templates):
-            blk = Lam[t.offset: t.offset + t.q, t.offset: t.offset + t.q]
+            blk = Lam[t.offset : t.offset + t.q, t.offset : t.offset + t.q]
             blk[...] = np.kron(np.eye(t.nlevels), T)
         self.Lam = Lam
         self.K = Lam.T @ self.ZtZ
@@ -98,7 +100,7 @@ class DenseVarianceStructure(VarianceStructure):
             ii = np.arange(tk.nlevels)
             dg.append(own[ii, :, ii, :].sum(axis=0))
             for m, tm in enumerate(terms):
-                sub = M[rk, tm.offset: tm.offset + tm.q]
+                sub = M[rk, tm.offset : tm.offset + tm.q]
                 if tk.p == 1 and tm.p == 1:
                     N[k][m] = np.full((1, 1, 1, 1), float(np.einsum("ij,ij->", sub, sub)))
                 else:
@@ -130,6 +132,7 @@ class DesignRefitter:
         """lmerTest's Satterthwaite engine (``t_test``, ``f_test``) for a fit of this design."""
         from ..inference.derivatives import analytic_derivatives
         from ..inference.satterthwaite import Satterthwaite
+
         if not self.shared.dense:
             return Satterthwaite(fit)
         d = analytic_derivatives(fit, DenseVarianceStructure(fit, self.shared))
@@ -138,6 +141,7 @@ class DesignRefitter:
     def ols_f(self, X, L):
         """(F, numerator df, denominator df, p) of the naive (weighted) least-squares fit."""
         from ..inference.wald import wald_test
+
         sh = self.shared
         Xw = np.asarray(X, dtype=float)
         Xw = Xw if sh.sqrtw is None else Xw * sh.sqrtw[:, None]

@@ -17,6 +17,7 @@ Hessian of d(θ, σ) = log|V| + r²/σ² + ν log 2πσ² (+ log|F|).  The F tes
 squares (the naive LM) from the same sums.  Per X this costs O(n p²) once and O(G p²) per
 Newton step: well under a millisecond for the lecture's 24 mice.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -39,8 +40,7 @@ def applies(model) -> bool:
 
 
 class _State:
-    __slots__ = ("theta", "D", "D1", "D2", "F", "beta", "r2", "dr2", "d2r2", "Finv", "F1",
-                 "L2", "ldF2")
+    __slots__ = ("theta", "D", "D1", "D2", "F", "beta", "r2", "dr2", "d2r2", "Finv", "F1", "L2", "ldF2")
 
 
 class RandomInterceptLMM:
@@ -186,30 +186,38 @@ class RandomInterceptLMM:
         st = self._minimise(W, A, self.theta0)
         p = W.shape[0] - 1
         sigma = float(np.sqrt(st.r2 / (self.n - p if self.reml else self.n)))
-        return {"theta": st.theta, "beta": st.beta, "sigma": sigma, "state": st,
-                "sums": (W, A)}
+        return {"theta": st.theta, "beta": st.beta, "sigma": sigma, "state": st, "sums": (W, A)}
 
     def satterthwaite(self, res: dict):
         """lmerTest's engine (``f_test``, ``t_test``) for a result of ``fit``."""
         from ..inference.derivatives import VarparDerivatives, pinv_positive
         from ..inference.satterthwaite import Satterthwaite
+
         st, s = res["state"], res["sigma"]
         s2 = s * s
         H = np.empty((2, 2))
         H[0, 0] = st.L2 + st.d2r2 / s2 + (st.ldF2 if self.reml else 0.0)
-        H[0, 1] = H[1, 0] = -2.0 * st.dr2 / s ** 3
+        H[0, 1] = H[1, 0] = -2.0 * st.dr2 / s**3
         p = len(st.beta)
-        H[1, 1] = 6.0 * st.r2 / s2 ** 2 - 2.0 * (self.n - p if self.reml else self.n) / s2
+        H[1, 1] = 6.0 * st.r2 / s2**2 - 2.0 * (self.n - p if self.reml else self.n) / s2
         jac = np.stack([-s2 * st.Finv @ st.F1 @ st.Finv, 2.0 * s * st.Finv])
         inv, msgs = pinv_positive(H)
         vcov = s2 * st.Finv
-        d = VarparDerivatives(varpar=np.array([st.theta, s]), vcov_beta=vcov, jacobian=jac,
-                              hessian=H, vcov_varpar=2.0 * inv, method="analytic", warnings=msgs)
+        d = VarparDerivatives(
+            varpar=np.array([st.theta, s]),
+            vcov_beta=vcov,
+            jacobian=jac,
+            hessian=H,
+            vcov_varpar=2.0 * inv,
+            method="analytic",
+            warnings=msgs,
+        )
         return Satterthwaite(SimpleNamespace(beta=st.beta, sigma=s), derivatives=d)
 
     def ols_f(self, res: dict, L) -> tuple[float, int, int, float]:
         """(F, numerator df, denominator df, p) of the naive least-squares fit (θ = 0)."""
         from ..inference.wald import wald_test
+
         st = self._state(0.0, *res["sums"], full=False)
         df = self.n - len(st.beta)
         w = wald_test(st.beta, st.Finv, L, df=df, scale=st.r2 / df)

@@ -1,5 +1,6 @@
 """Resampling methods of a fitted mixed model (mixed into ``mmfast.api``'s LMM and GLMM), so
 ``m.simulate(nsim, seed)`` and ``m.bootstrap(nsim)`` call this package's functions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,11 +34,13 @@ class ResampleMixin:
             can be passed to ``refit``.
         """
         from .simulate import simulate
+
         return simulate(self, nsim=nsim, seed=seed, as_frame=as_frame)
 
     @validated(name="bootstrap", nsim=integer(1))
-    def bootstrap(self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1,
-                  progress: bool | None = None) -> pd.DataFrame:
+    def bootstrap(
+        self, nsim: int = 1000, func=None, seed=None, n_jobs: int | None = 1, progress: bool | None = None
+    ) -> pd.DataFrame:
         """Parametric bootstrap replicates of ``func`` (lme4's bootMer; default fixef, theta, sigma).
 
         Parameters
@@ -61,9 +64,11 @@ class ResampleMixin:
             ``n_failed``, ``n_not_converged``, ``n_singular`` and ``seed``.
         """
         from .bootstrap import bootstrap
+
         return bootstrap(self, nsim=nsim, func=func, seed=seed, n_jobs=n_jobs, progress=progress)
 
     def _confint_boot(self, parm=None, level: float = 0.95, **boot):
         """Percentile bootstrap intervals: what ``confint(method="boot")`` returns."""
         from .bootstrap import confint_boot
+
         return confint_boot(self, parm=parm, level=level, **boot)

@@ -9,6 +9,7 @@ Tasks run in chunks (one pickled payload per chunk, not per task) through ``mmfa
 (loky worker processes or Dask for ``n_jobs != 1``, this process otherwise), with its progress
 bar (``mmfast.progress``: by default on a terminal, for runs over a couple of seconds).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -19,8 +20,7 @@ import numpy as np
 from ..errors import ArgumentError
 from ..runner import effective_n_jobs, run_calls
 
-__all__ = ["as_seed_sequence", "task_generators", "run_tasks", "TaskFailure", "effective_n_jobs",
-           "seed_entropy"]
+__all__ = ["as_seed_sequence", "task_generators", "run_tasks", "TaskFailure", "effective_n_jobs", "seed_entropy"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,12 @@ def as_seed_sequence(seed) -> np.random.SeedSequence:
     if isinstance(seed, np.random.SeedSequence):
         return seed
     if isinstance(seed, np.random.Generator):
-        return np.random.SeedSequence(int(seed.integers(0, 2 ** 63)))
+        return np.random.SeedSequence(int(seed.integers(0, 2**63)))
     if seed is None:
         return np.random.SeedSequence()
     if isinstance(seed, (int, np.integer)) and int(seed) >= 0:
         return np.random.SeedSequence(int(seed))
-    raise ArgumentError("seed must be None, a non-negative int, a SeedSequence or a Generator, "
-                        f"not {seed!r}")
+    raise ArgumentError(f"seed must be None, a non-negative int, a SeedSequence or a Generator, not {seed!r}")
 
 
 def seed_entropy(ss: np.random.SeedSequence):
@@ -71,8 +70,17 @@ def _run_chunk(fn, payload, indices, seeds):
     return out
 
 
-def run_tasks(fn, payload, n_tasks: int, seed, n_jobs: int | None = 1, chunk_size: int | None = None,
-              progress=None, desc: str = "", backend: str = "loky") -> list:
+def run_tasks(
+    fn,
+    payload,
+    n_tasks: int,
+    seed,
+    n_jobs: int | None = 1,
+    chunk_size: int | None = None,
+    progress=None,
+    desc: str = "",
+    backend: str = "loky",
+) -> list:
     """``[fn(payload, rng_i) for i in range(n_tasks)]``, rng_i from child i of ``seed``.
 
     ``fn`` and ``payload`` must be picklable for ``n_jobs != 1`` (module-level functions and
@@ -88,8 +96,19 @@ def run_tasks(fn, payload, n_tasks: int, seed, n_jobs: int | None = 1, chunk_siz
         # parallel: ~4 chunks per process; serial: chunks only pace the progress bar
         chunk_size = max(1, -(-n_tasks // (4 * jobs))) if jobs > 1 else min(25, max(1, n_tasks // 40))
     starts = list(range(0, n_tasks, chunk_size))
-    chunks = [(list(range(a, min(n_tasks, a + chunk_size))), seeds[a: a + chunk_size]) for a in starts]
-    return [r for part in run_calls(_run_chunk, [(fn, payload, idx, ss) for idx, ss in chunks],
-                                    n_jobs=jobs, backend=backend, progress=progress, desc=desc,
-                                    size=len, total=n_tasks, unit="task")
-            for r in part]
+    chunks = [(list(range(a, min(n_tasks, a + chunk_size))), seeds[a : a + chunk_size]) for a in starts]
+    return [
+        r
+        for part in run_calls(
+            _run_chunk,
+            [(fn, payload, idx, ss) for idx, ss in chunks],
+            n_jobs=jobs,
+            backend=backend,
+            progress=progress,
+            desc=desc,
+            size=len,
+            total=n_tasks,
+            unit="task",
+        )
+        for r in part
+    ]

@@ -20,6 +20,7 @@ counted (``n_failed``, messages in ``failures``), never silently dropped; simula
 <= 0 (the large model no better than the small one, or slightly worse from optimiser noise)
 are left out of ``ref`` exactly as pbkrtest leaves them out (``samples["npos"]``).
 """
+
 from __future__ import annotations
 
 import time
@@ -48,7 +49,7 @@ def pb_tests(tobs: float, ndf: float, ref: np.ndarray) -> dict:
     n_extreme = int(np.sum(refpos > tobs))
     p_pb = (1 + n_extreme) / (1 + npos)
     bc = ndf * tobs / EE if npos else np.nan
-    scale, shape = (VV / EE, EE ** 2 / VV) if npos > 1 and VV > 0 else (np.nan, np.nan)
+    scale, shape = (VV / EE, EE**2 / VV) if npos > 1 and VV > 0 else (np.nan, np.nan)
     p_ga = float(stats.gamma.sf(tobs, shape, scale=scale)) if np.isfinite(shape) else np.nan
     ddf = 2 * EE / (EE - 1) if npos else np.nan
     p_f = float(stats.f.sf(tobs / ndf, ndf, ddf)) if np.isfinite(ddf) and ddf > 0 else np.nan
@@ -60,8 +61,7 @@ def pb_tests(tobs: float, ndf: float, ref: np.ndarray) -> dict:
         "F": (tobs / ndf, ndf, ddf, p_f),
     }
     table = pd.DataFrame.from_dict(rows, orient="index", columns=["stat", "df", "ddf", "p.value"])
-    return {"table": table, "npos": npos, "n_extreme": n_extreme, "mean": EE, "var": VV,
-            "scale": scale, "shape": shape}
+    return {"table": table, "npos": npos, "n_extreme": n_extreme, "mean": EE, "var": VV, "scale": scale, "shape": shape}
 
 
 class PBModComp:
@@ -78,8 +78,12 @@ class PBModComp:
         res = pb_tests(self.stat, self.df, self.ref)
         self._full = res["table"]
         self.test = res["table"].loc[["LRT", "PBtest", "Gamma", "Bartlett"], ["stat", "df", "p.value"]]
-        self.samples = {"nsim": len(self.ref), "npos": res["npos"], "n_failed": self.n_failed,
-                        "n_extreme": res["n_extreme"]}
+        self.samples = {
+            "nsim": len(self.ref),
+            "npos": res["npos"],
+            "n_failed": self.n_failed,
+            "n_extreme": res["n_extreme"],
+        }
         self.moment = {"mean": res["mean"], "var": res["var"]}
         self.gamma = {"scale": res["scale"], "shape": res["shape"]}
 
@@ -94,13 +98,16 @@ class PBModComp:
 
     def __repr__(self) -> str:
         from ..rformat import coefmat_lines
+
         s = self.samples
-        head = [f"Bootstrap test; time: {self.seconds:.2f} sec; samples: {s['nsim']}; "
-                f"extremes: {s['n_extreme']}; failed refits: {self.n_failed}",
-                f"large : {self.formula_large}", f"small : {self.formula_small}"]
+        head = [
+            f"Bootstrap test; time: {self.seconds:.2f} sec; samples: {s['nsim']}; "
+            f"extremes: {s['n_extreme']}; failed refits: {self.n_failed}",
+            f"large : {self.formula_large}",
+            f"small : {self.formula_small}",
+        ]
         if s["npos"] < s["nsim"] - self.n_failed:
-            head.append(f"Requested samples: {s['nsim']} Used samples: {s['npos']} "
-                        f"Extremes: {s['n_extreme']}")
+            head.append(f"Requested samples: {s['nsim']} Used samples: {s['npos']} Extremes: {s['n_extreme']}")
         # pbkrtest: printCoefmat(test, tst.ind = 1, na.print = "", has.Pvalue = TRUE)
         return "\n".join(head + coefmat_lines(self.test, 5, tst_ind=[0], has_p=True, na_print=""))
 
@@ -139,8 +146,7 @@ def _formula(model) -> str:
 
 
 @validated(nsim=integer(1))
-def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1,
-              progress=None) -> PBModComp:
+def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1, progress=None) -> PBModComp:
     """pbkrtest's ``PBmodcomp(largeModel, smallModel, nsim)`` for LMMs and GLMMs.
 
     Parameters
@@ -180,8 +186,9 @@ def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1,
     if model_kind(small) != kind:
         raise ArgumentError("both models must be LMMs (mmfast.lmer) or both GLMMs (mmfast.glmer)")
     if large.nobs != small.nobs or not np.allclose(large.frame.y, small.frame.y, equal_nan=True):
-        raise ModelSpecError("the models must be fitted to the same response (same rows): "
-                             f"nobs {large.nobs} and {small.nobs}")
+        raise ModelSpecError(
+            f"the models must be fitted to the same response (same rows): nobs {large.nobs} and {small.nobs}"
+        )
     if kind == "glmm" and large.family != small.family:
         raise ModelSpecError(f"the models have different families ({large.family!r}, {small.family!r})")
     nsim = int(nsim)
@@ -190,17 +197,21 @@ def pbmodcomp(large, small, nsim: int = 1000, seed=None, n_jobs: int | None = 1,
     large, small = _ml(large), _ml(small)
     ndf = large.npar - small.npar
     if ndf <= 0:
-        raise ModelSpecError(f"the large model must have more parameters than the small one "
-                             f"({large.npar} vs {small.npar}): swap the arguments?")
+        raise ModelSpecError(
+            f"the large model must have more parameters than the small one "
+            f"({large.npar} vs {small.npar}): swap the arguments?"
+        )
     tobs = 2.0 * (large.loglik - small.loglik)
     ss = as_seed_sequence(seed)
     t0 = time.perf_counter()
-    results = run_tasks(_run_pb, _PBTask(large, small), nsim, ss, n_jobs=n_jobs,
-                        progress=progress, desc="PBmodcomp")
+    results = run_tasks(_run_pb, _PBTask(large, small), nsim, ss, n_jobs=n_jobs, progress=progress, desc="PBmodcomp")
     ref = np.array([np.nan if isinstance(r, TaskFailure) else r for r in results], dtype=float)
     failures = [str(r) for r in results if isinstance(r, TaskFailure)]
     if failures:
-        warnings.warn(f"{len(failures)} of {nsim} bootstrap refits failed and are not in the "
-                      "reference distribution (see .failures)", RuntimeWarning, stacklevel=2)
-    return PBModComp(tobs, ndf, ref, failures, time.perf_counter() - t0, ss.entropy,
-                     (_formula(large), _formula(small)))
+        warnings.warn(
+            f"{len(failures)} of {nsim} bootstrap refits failed and are not in the "
+            "reference distribution (see .failures)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return PBModComp(tobs, ndf, ref, failures, time.perf_counter() - t0, ss.entropy, (_formula(large), _formula(small)))

@@ -16,6 +16,7 @@ those rows; the first permutation is checked against a full rebuild from the for
 (otherwise, e.g. for ``scale()`` of the label, every permutation is rebuilt from the
 formula).  The LMM is refitted by ``DesignRefitter`` (everything not involving X is reused).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,27 +82,32 @@ class PermutationTest:
     def plot(self, bins: int = 20, alpha: float = 0.05, figsize=None):
         """The lecture's histograms of the permutation p-values (one panel per model)."""
         from ..present.plots import plot_pvalues
+
         return plot_pvalues(self.pvalues, bins=bins, alpha=alpha, figsize=figsize)
 
     def __repr__(self) -> str:
         r = self.rejection_rate(0.05)
         lo, hi = self.binomial_band(0.05) if self.n_perm > self.n_failed else (np.nan, np.nan)
-        return (f"Cluster permutation test of '{self.term}' ({self.info['permute']} shuffled across "
-                f"{self.info['n_clusters']} {self.info['cluster']} clusters; {self.n_perm} "
-                f"permutations, {self.n_failed} failed, {self.seconds:.2f} s)\n"
-                f"observed p: lmm {self.observed['lmm']:.4g}, lm {self.observed['lm']:.4g}\n"
-                f"rejection rate at 0.05: lmm {r['lmm']:.3f}, lm {r['lm']:.3f} "
-                f"(95% band for a valid test: {lo:.3f}-{hi:.3f})")
+        return (
+            f"Cluster permutation test of '{self.term}' ({self.info['permute']} shuffled across "
+            f"{self.info['n_clusters']} {self.info['cluster']} clusters; {self.n_perm} "
+            f"permutations, {self.n_failed} failed, {self.seconds:.2f} s)\n"
+            f"observed p: lmm {self.observed['lmm']:.4g}, lm {self.observed['lm']:.4g}\n"
+            f"rejection rate at 0.05: lmm {r['lmm']:.3f}, lm {r['lm']:.3f} "
+            f"(95% band for a valid test: {lo:.3f}-{hi:.3f})"
+        )
 
 
 # --- the per-permutation work ----------------------------------------------------------------
 class _PermTask:
     """Everything a permutation needs (picklable): template fit, X per label, cluster codes."""
 
-    def __init__(self, model, ft, term, ddf, Xstack, rdstack, row_cluster, cluster_label,
-                 labels, permute, formula, reml, fast):
+    def __init__(
+        self, model, ft, term, ddf, Xstack, rdstack, row_cluster, cluster_label, labels, permute, formula, reml, fast
+    ):
         from .design_refit import DesignRefitter
         from .intercept import RandomInterceptLMM, applies
+
         self.refitter = DesignRefitter(model)
         self.engine = RandomInterceptLMM(model) if applies(model) and ddf == "satterthwaite" else None
         if self.engine is not None:  # start θ at the fit without the tested term (the null)
@@ -130,6 +136,7 @@ class _PermTask:
 
     def contrast(self, X, row_lab) -> np.ndarray:
         from ..inference.contrasts import term_contrasts
+
         ft = dataclasses.replace(self.ft, X=X)
         if self.rdstack is not None:
             ft = _GatheredTerms(**{f.name: getattr(ft, f.name) for f in dataclasses.fields(ft)})
@@ -185,14 +192,17 @@ def _slow_test(formula, data, term, ddf, reml):
     from ..model.lm import LinearModel, fit_lm
     from ..model.lmm import LinearMixedModel, fit_lmm
     from ..formula import parse_formula
+
     fit = fit_lmm(LinearMixedModel, formula, data, reml=reml)  # lmer's fit
     a = anova_table(fit, type=3, ddf=ddf).loc[term]
     parsed = parse_formula(formula)
-    lmfit = fit_lm(LinearModel, f"{parsed.response} ~ {parsed.fixed}", data,
-                   offset=fit.frame.offset, weights=fit.frame.weights)
+    lmfit = fit_lm(
+        LinearModel, f"{parsed.response} ~ {parsed.fixed}", data, offset=fit.frame.offset, weights=fit.frame.weights
+    )
     from .design_refit import DesignRefitter
     from ..inference.contrasts import term_contrasts
     from ..inference.fixed_terms import fixed_terms
+
     L = term_contrasts(fixed_terms(fit.frame), 3)[term]
     F_lm, _, _, p_lm = DesignRefitter(fit).ols_f(lmfit.frame.X, L)
     return float(a["Pr(>F)"]), p_lm, float(a["F value"]), float(a["DenDF"]), F_lm
@@ -201,6 +211,7 @@ def _slow_test(formula, data, term, ddf, reml):
 # --- set-up -----------------------------------------------------------------------------------
 def _choose_term(ft, permute: str, term: str | None) -> str:
     from ..formula.parse import identifiers
+
     if term is not None:
         if term not in ft.labels:
             raise ArgumentError(f"term {term!r} is not a fixed-effects term ({ft.labels})")
@@ -211,8 +222,9 @@ def _choose_term(ft, permute: str, term: str | None) -> str:
     if len(cands) > 1:
         mains = [t for t in cands if len(t.variables) == 1]
         if len(mains) != 1:
-            raise ArgumentError(f"several terms involve '{permute}' ({[t.label for t in cands]}): "
-                                "choose one with term=")
+            raise ArgumentError(
+                f"several terms involve '{permute}' ({[t.label for t in cands]}): choose one with term="
+            )
         return mains[0].label
     return cands[0].label
 
@@ -240,10 +252,19 @@ def _stack(model, ft, permute, labels, need_rd):
 
 
 @validated(reml=boolean, n_perm=integer(1))
-def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, cluster: str,
-                             n_perm: int = 1000, seed=None, n_jobs: int | None = 1,
-                             ddf: str = "satterthwaite", reml: bool = True, term: str | None = None,
-                             progress=None) -> PermutationTest:
+def cluster_permutation_test(
+    formula: str,
+    data: pd.DataFrame,
+    permute: str,
+    cluster: str,
+    n_perm: int = 1000,
+    seed=None,
+    n_jobs: int | None = 1,
+    ddf: str = "satterthwaite",
+    reml: bool = True,
+    term: str | None = None,
+    progress=None,
+) -> PermutationTest:
     """Shuffle ``permute`` across the clusters of ``cluster``, refit LMM and LM, keep p-values.
 
     The lecture's check: under shuffled (null) labels the mixed model rejects at about the
@@ -297,6 +318,7 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
     from ..model.frame import model_frame
     from ..model.lmm import LinearMixedModel, fit_lmm
     from ..model.data_input import as_frame
+
     ddf = resolve_ddf(ddf)
     data = as_frame(data)
     for col, what in ((permute, "permute"), (cluster, "cluster")):
@@ -308,9 +330,11 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
     per_cluster = d.groupby(cluster, sort=True)[permute].nunique()
     bad = per_cluster[per_cluster > 1]
     if len(bad):
-        raise DataError(f"'{permute}' is not constant within clusters of '{cluster}' "
-                         f"({len(bad)} clusters vary, e.g. {', '.join(map(str, bad.index[:5]))}): "
-                         "only a cluster-level variable can be permuted across clusters")
+        raise DataError(
+            f"'{permute}' is not constant within clusters of '{cluster}' "
+            f"({len(bad)} clusters vary, e.g. {', '.join(map(str, bad.index[:5]))}): "
+            "only a cluster-level variable can be permuted across clusters"
+        )
     cl_codes, cl_levels = pd.factorize(d[cluster], sort=True)
     first = d.groupby(cl_codes, sort=True)[permute].first().to_numpy()
     labels = np.array(sorted(pd.unique(first)), dtype=first.dtype)
@@ -333,24 +357,22 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
             Xstack, rdstack = _stack(model, ft, permute, labels, need_rd=not trivial)
         except Exception:  # noqa: BLE001 - anything odd: the formula path is always right
             fast = False
-    task = _PermTask(model, ft, term, ddf, Xstack, rdstack, cl_codes, cluster_label, labels,
-                     permute, formula, reml, fast)
+    task = _PermTask(
+        model, ft, term, ddf, Xstack, rdstack, cl_codes, cluster_label, labels, permute, formula, reml, fast
+    )
     ss = as_seed_sequence(seed)
     if fast:  # check the gathered design against the formula on one permutation
         row_lab = task.shuffle(np.random.default_rng(0))[0]  # any permutation will do
         dperm = task.data_for(row_lab)
         ref = model_frame(formula, dperm)
-        ok = ref.X.shape == (n, p) and np.allclose(ref.X, task.Xstack[row_lab, task.rows],
-                                                   rtol=1e-12, atol=1e-12)
+        ok = ref.X.shape == (n, p) and np.allclose(ref.X, task.Xstack[row_lab, task.rows], rtol=1e-12, atol=1e-12)
         if ok and not trivial:
             L_ref = term_contrasts(fixed_terms(ref), 3)[term]
             ok = np.allclose(L_ref, task.contrast(ref.X, row_lab), atol=1e-10)
         task.fast = fast = bool(ok)
     t0 = time.perf_counter()
-    obs = task.test(model.frame.X, cluster_label[cl_codes]) if fast else \
-        _slow_test(formula, d, term, ddf, reml)
-    results = run_tasks(_run_perm, task, n_perm, ss, n_jobs=n_jobs,
-                        progress=progress, desc="permutations")
+    obs = task.test(model.frame.X, cluster_label[cl_codes]) if fast else _slow_test(formula, d, term, ddf, reml)
+    results = run_tasks(_run_perm, task, n_perm, ss, n_jobs=n_jobs, progress=progress, desc="permutations")
     rows = np.full((int(n_perm), 5), np.nan)
     assigned = np.full((int(n_perm), len(cl_levels)), -1, dtype=np.int64)
     failures = []
@@ -361,18 +383,26 @@ def cluster_permutation_test(formula: str, data: pd.DataFrame, permute: str, clu
             rows[i], assigned[i] = r
     idx = pd.RangeIndex(int(n_perm), name="permutation")
     pvalues = pd.DataFrame({"lmm": rows[:, 0], "lm": rows[:, 1]}, index=idx)
-    statistics = pd.DataFrame({"F_lmm": rows[:, 2], "DenDF_lmm": rows[:, 3], "F_lm": rows[:, 4]},
-                              index=idx)
+    statistics = pd.DataFrame({"F_lmm": rows[:, 2], "DenDF_lmm": rows[:, 3], "F_lm": rows[:, 4]}, index=idx)
     observed = {"lmm": obs[0], "lm": obs[1], "F_lmm": obs[2], "DenDF_lmm": obs[3], "F_lm": obs[4]}
     if failures:
-        warnings.warn(f"{len(failures)} of {n_perm} permutations failed (NaN rows; see .failures)",
-                      RuntimeWarning, stacklevel=2)
-    info = {"permute": permute, "cluster": cluster, "n_clusters": len(cl_levels), "ddf": ddf,
-            "reml": reml, "fast_path": fast, "formula": formula}
-    out = PermutationTest(pvalues, statistics, observed, term, failures,
-                          time.perf_counter() - t0, ss.entropy, info)
+        warnings.warn(
+            f"{len(failures)} of {n_perm} permutations failed (NaN rows; see .failures)", RuntimeWarning, stacklevel=2
+        )
+    info = {
+        "permute": permute,
+        "cluster": cluster,
+        "n_clusters": len(cl_levels),
+        "ddf": ddf,
+        "reml": reml,
+        "fast_path": fast,
+        "formula": formula,
+    }
+    out = PermutationTest(pvalues, statistics, observed, term, failures, time.perf_counter() - t0, ss.entropy, info)
     # which label each cluster got in each permutation (failed ones: the labels are unknown)
-    out.assignments = pd.DataFrame(np.where(assigned >= 0, labels[np.maximum(assigned, 0)], None)
-                                   if len(failures) else labels[assigned], index=idx,
-                                   columns=pd.Index(cl_levels, name=cluster))
+    out.assignments = pd.DataFrame(
+        np.where(assigned >= 0, labels[np.maximum(assigned, 0)], None) if len(failures) else labels[assigned],
+        index=idx,
+        columns=pd.Index(cl_levels, name=cluster),
+    )
     return out

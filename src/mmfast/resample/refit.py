@@ -11,6 +11,7 @@ The new response is given as the model frame holds it: numbers for an LMM (offse
 for a binomial GLMM 0/1 (or proportions with ``weights`` = trials) or, for a
 ``cbind(successes, failures)`` response, the successes (the trials are kept); counts for Poisson.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,6 +27,7 @@ def model_kind(model) -> str:
     """``"lmm"`` or ``"glmm"`` (anything else is refused with a clear message)."""
     from ..model.glmm import GeneralizedLinearMixedModel
     from ..model.lmm import LinearMixedModel
+
     if isinstance(model, LinearMixedModel):
         return "lmm"
     if isinstance(model, GeneralizedLinearMixedModel):
@@ -76,8 +78,7 @@ class LoglikRefitter:
         self.beta_hat = np.array(model.beta, dtype=float)
         self.theta_names = list(model.theta_names)
         self.fixef_names = list(model.frame.fixef_names)
-        self.lean = (self.full.kind == "glmm" and model.n_agq == 1
-                     and getattr(model, "_xhat", None) is not None)
+        self.lean = self.full.kind == "glmm" and model.n_agq == 1 and getattr(model, "_xhat", None) is not None
         self.hessian = None
         if self.lean:
             self.frame, self.family = model.frame, model.family
@@ -87,8 +88,9 @@ class LoglikRefitter:
             self.lower = np.concatenate([model.theta_lower, np.full(len(self.x0) - nth, -np.inf)])
             ctl = model.control  # the original fit's steps (glmm_fit's stage 2)
             self.fd_step = ctl.fd_step
-            self.step = np.concatenate([np.maximum(ctl.step_theta * np.abs(self.x0[:nth]), 0.05),
-                                        np.full(len(self.x0) - nth, ctl.step_delta)])
+            self.step = np.concatenate(
+                [np.maximum(ctl.step_theta * np.abs(self.x0[:nth]), 0.05), np.full(len(self.x0) - nth, ctl.step_delta)]
+            )
             self.hessian = self._start_hessian(model.frame.y)
 
     def __call__(self, y) -> float:
@@ -100,18 +102,19 @@ class LoglikRefitter:
             m = self.full(y, None if start is None else start[0])
             return float(m.loglik), np.asarray(m.theta), np.asarray(m.beta)
         from ..model.optimize import minimize_bounded, minimize_newton
+
         eng = self._engine_for(y)
         x0 = self.x0
         if start is not None:
             theta, beta = np.asarray(start[0], dtype=float), np.asarray(start[1], dtype=float)
-            x0 = np.concatenate([np.maximum(theta, self.lower[:len(theta)]),
-                                 np.linalg.solve(self.Binv, beta - self.beta1)])
+            x0 = np.concatenate(
+                [np.maximum(theta, self.lower[: len(theta)]), np.linalg.solve(self.Binv, beta - self.beta1)]
+            )
         res = None
         if self.hessian is not None:  # analytic gradient: quasi-Newton, a handful of evaluations
             res = minimize_newton(eng.laplace_grad, x0, self.lower, self.hessian)
         if res is None or not (res.converged and np.isfinite(res.fun)):
-            res = minimize_bounded(eng.laplace, x0, self.lower, ftol_abs=FTOL, xtol_abs=XTOL,
-                                   step=self.step)
+            res = minimize_bounded(eng.laplace, x0, self.lower, ftol_abs=FTOL, xtol_abs=XTOL, step=self.step)
         if not (res.converged and np.isfinite(res.fun)):
             m = self.full(y)
             return float(m.loglik), np.asarray(m.theta), np.asarray(m.beta)
@@ -124,12 +127,12 @@ class LoglikRefitter:
         gradient), the start of the quasi-Newton refits; None when the engine has no analytic
         gradient.  A θ held at its bound there gets a unit curvature (BFGS corrects it)."""
         from ..model.pirls import gradient_hessian
+
         eng = self._engine_for(y)
         if not eng.has_gradient:
             return None
         fx = eng.laplace(self.x0)
-        idx, _, H = gradient_hessian(eng, self.x0, fx, self.lower, len(self.theta_hat),
-                                   self.fd_step)
+        idx, _, H = gradient_hessian(eng, self.x0, fx, self.lower, len(self.theta_hat), self.fd_step)
         full = np.eye(len(self.x0))
         full[np.ix_(idx, idx)] = H
         try:
@@ -141,9 +144,9 @@ class LoglikRefitter:
     def _engine_for(self, y):
         """The PIRLS engine at response y: built once per refitter, then only reset."""
         from ..model.pirls import make_engine, make_response
+
         fr, fam = self.frame, self.family
-        y2, pw, ntr, mustart = fam.initialize(np.asarray(y, dtype=float), fr.weights, fr.y_extra,
-                                              fr.parsed.response)
+        y2, pw, ntr, mustart = fam.initialize(np.asarray(y, dtype=float), fr.weights, fr.y_extra, fr.parsed.response)
         with np.errstate(all="ignore"):
             eta0 = fam.linkfun(mustart)
         eng = self.__dict__.get("_engine")
@@ -165,8 +168,7 @@ class LoglikRefitter:
         Shared parameters (matched by name) keep the nested model's values; fixed effects it
         lacks start at 0, variance parameters it lacks at this model's estimates.
         """
-        if not (set(other.theta_names) <= set(self.theta_names)
-                and set(other.fixef_names) <= set(self.fixef_names)):
+        if not (set(other.theta_names) <= set(self.theta_names) and set(other.fixef_names) <= set(self.fixef_names)):
             return None
         it = [other.theta_names.index(n) if n in other.theta_names else -1 for n in self.theta_names]
         ib = [other.fixef_names.index(n) if n in other.fixef_names else -1 for n in self.fixef_names]

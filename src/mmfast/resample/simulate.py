@@ -19,6 +19,7 @@ effects u ~ N(0, I_q), b = Λθ u, and new conditional responses around
 Column j of ``simulate(m, nsim, seed)`` uses the j-th child of ``SeedSequence(seed)``, the
 same stream as bootstrap replicate / parametric-bootstrap sample j (see ``parallel``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,9 +37,8 @@ def lambda_times(terms, templates, u: np.ndarray) -> np.ndarray:
     terms' templates (``ThetaLayout.templates(θ)``)."""
     out = np.empty_like(u, dtype=float)
     for t, T in zip(terms, templates):
-        blk = u[t.offset: t.offset + t.q].reshape((t.nlevels, t.p) + u.shape[1:])
-        out[t.offset: t.offset + t.q] = np.einsum("ij,lj...->li...", T, blk).reshape(
-            (t.q,) + u.shape[1:])
+        blk = u[t.offset : t.offset + t.q].reshape((t.nlevels, t.p) + u.shape[1:])
+        out[t.offset : t.offset + t.q] = np.einsum("ij,lj...->li...", T, blk).reshape((t.q,) + u.shape[1:])
     return out
 
 
@@ -75,13 +75,14 @@ class ResponseSimulator:
             else:
                 size, self.counts = np.asarray(model.prior_weights, dtype=float), False
             if np.any(np.abs(size - np.rint(size)) > 1e-8) or np.any(size < 0):
-                raise DataError("cannot simulate a binomial response from non-integer numbers of "
-                                "trials (prior weights)")
+                raise DataError(
+                    "cannot simulate a binomial response from non-integer numbers of trials (prior weights)"
+                )
             self.size = np.rint(size).astype(np.int64)
         elif self.name == "poisson":
             pass
         elif self.name == "Gamma":
-            self.shape = np.asarray(model.prior_weights, dtype=float) / self.sigma ** 2
+            self.shape = np.asarray(model.prior_weights, dtype=float) / self.sigma**2
         else:
             raise NotImplementedError(f"simulation is not implemented for the {self.name} family")
 

@@ -6,6 +6,7 @@ these functions, so a number is shown as R would show it: common decimals per co
 notation when R's fixed notation would be wider (8.6e-04, never 0.0009), ``< 2.2e-16`` p-values.
 The rules follow R's ``formatReal`` (format.c) and ``scientific`` (format.c), re-derived here.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,8 @@ def format_num(values, digits: int = 7, nsmall: int = 0, na: str = "NA") -> list
     digits = max(1, min(int(digits), 22))
     fin = [float(v) for v in x if np.isfinite(v)]
     neg = any(v < 0 for v in fin)
-    rgt = mxsl = mxns = -(10 ** 9)
-    mxl, mnl = -(10 ** 9), 10 ** 9
+    rgt = mxsl = mxns = -(10**9)
+    mxl, mnl = -(10**9), 10**9
     for v in fin:
         kpower, nsig = _scientific(v, digits)
         left = kpower + 1
@@ -146,8 +147,7 @@ def signif_stars(p) -> list[str]:
         if np.isnan(v):
             codes.append("")
         else:
-            codes.append("***" if v <= 0.001 else "**" if v <= 0.01 else "*" if v <= 0.05
-                         else "." if v <= 0.1 else " ")
+            codes.append("***" if v <= 0.001 else "**" if v <= 0.01 else "*" if v <= 0.05 else "." if v <= 0.1 else " ")
     w = max((len(c) for c in codes), default=0)
     return [c.ljust(w) for c in codes]
 
@@ -177,13 +177,19 @@ def named_vector(names, values: list[str]) -> list[str]:
     """R's print of a named vector: names over values, every column one common width."""
     cells = [str(n) for n in names] + [str(v) for v in values]
     w = max((len(c) for c in cells), default=0)
-    return [" ".join(str(n).rjust(w) for n in names) + " ",
-            " ".join(str(v).rjust(w) for v in values) + " "]
+    return [" ".join(str(n).rjust(w) for n in names) + " ", " ".join(str(v).rjust(w) for v in values) + " "]
 
 
-def coefmat_cells(table, digits: int = 4, cs_ind=None, tst_ind=None, zap_ind=(),
-                  has_p: bool | None = None, na_print: str = "NA",
-                  eps: float = DOUBLE_EPS) -> tuple[list[list[str]], list[str], bool]:
+def coefmat_cells(
+    table,
+    digits: int = 4,
+    cs_ind=None,
+    tst_ind=None,
+    zap_ind=(),
+    has_p: bool | None = None,
+    na_print: str = "NA",
+    eps: float = DOUBLE_EPS,
+) -> tuple[list[list[str]], list[str], bool]:
     """The cells of R's ``printCoefmat`` (rows of strings, header, stars shown?): estimate and
     standard-error columns rounded together at the smallest one's precision, test statistics
     to ``digits - 1`` decimals, p-values by ``format.pval`` and their stars.
@@ -265,9 +271,13 @@ def _abbrev_one(name: str, minlength: int) -> str:
         return p[i - 1] != " " and (i + 1 == len(p) or p[i + 1] == " ")
 
     if not short():
-        passes = [(lambda c: c in "aeiou", last), (lambda c: c in "aeiou", lambda i: not first(i)),
-                  (str.islower, last), (str.islower, lambda i: not first(i)),
-                  (lambda c: c != " ", lambda i: not first(i))]
+        passes = [
+            (lambda c: c in "aeiou", last),
+            (lambda c: c in "aeiou", lambda i: not first(i)),
+            (str.islower, last),
+            (str.islower, lambda i: not first(i)),
+            (lambda c: c != " ", lambda i: not first(i)),
+        ]
         done = False
         for keep, where in passes:
             for i in range(len(p) - 1, 0, -1):
@@ -299,8 +309,9 @@ def abbreviate(names, minlength: int = 4) -> list[str]:
 
 def strwrap(text: str, width: int, exdent: int = 0) -> list[str]:
     """R's ``strwrap``: greedy word wrap to lines shorter than ``width``."""
-    return textwrap.wrap(text, width=width - 1, subsequent_indent=" " * exdent,
-                         break_long_words=False, break_on_hyphens=False)
+    return textwrap.wrap(
+        text, width=width - 1, subsequent_indent=" " * exdent, break_long_words=False, break_on_hyphens=False
+    )
 
 
 def cat_fill(items, width: int = 80) -> list[str]:

@@ -1,5 +1,6 @@
 """Tables that stay pandas DataFrames but print as R's ``print.anova`` does (heading, then the
 columns formatted by R's rules, never truncated): anova, drop1, lmerTest's F tests, anova.lm."""
+
 from __future__ import annotations
 
 import html
@@ -23,8 +24,7 @@ def anova_lines(table: pd.DataFrame, digits: int = 5) -> list[str]:
     zap = [j for j in range(nc - 1 if has_p else nc) if j not in tst and not cols[j].endswith("Df")]
     heading = table.attrs.get("heading")
     lines = heading.split("\n") if heading else []
-    return lines + coefmat_lines(table, digits, cs_ind=[], tst_ind=tst, zap_ind=zap, has_p=has_p,
-                                 na_print="")
+    return lines + coefmat_lines(table, digits, cs_ind=[], tst_ind=tst, zap_ind=zap, has_p=has_p, na_print="")
 
 
 class AnovaTable(pd.DataFrame):
