@@ -83,12 +83,15 @@ def test_inference_adds_no_factorisation(case, monkeypatch):
         m = _fit(INSTEVAL, _insteval_like())
         assert isinstance(m.kernel, BlockedKernel) and m.kernel.dense_size > 150
     monkeypatch.setattr(schur, "cho_factor", _no_dense_schur_factor)
+    # the fit's last evaluation may be elsewhere (the check at lme4's start): then the first
+    # reader refactors once at θ̂ (no analysis), and nothing else factors A again
+    deferred = 0 if m.kernel.at(m.templates(m.theta)) else 1
     before = factorization_counts()
     str(m.summary())
     m.anova(ddf="Kenward-Roger")
     m.anova()
     m.condvar()
-    assert factorization_counts() == before
+    assert factorization_counts() == (before[0], before[1] + deferred)
     assert m.kernel.at(m.templates(m.theta))
 
 

@@ -54,7 +54,6 @@ class FitStrategy:
             res = self._optimize(x0, optctrl)
             self._settle(res, start=kind, x0=x0)
             self._safety_restart(kind, optctrl)
-            self.kernel.factor_at(self.templates(self.theta))  # consumers read the fit's factor
         self._record(time.perf_counter() - t0)
         self.converged = self.optsummary.converged
         if not self.converged:

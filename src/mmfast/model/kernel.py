@@ -1,9 +1,11 @@
 """The one kernel interface (issue 15): what every PLS kernel gives and every consumer reads.
 
 A kernel factors A = Λ'Z'WZΛ + I for the templates T (flat, column-major per term) and holds
-that factor until the next ``update``.  The fit leaves it at the fitted θ, so variance
-structures, A⁻¹ blocks, gradients, Kenward-Roger and Satterthwaite read the fitted factor
-(``factor_at``) instead of analysing and factoring A again.  ``PLSKernel`` (CHOLMOD) and
+that factor until the next ``update``.  Variance structures, A⁻¹ blocks, gradients,
+Kenward-Roger and Satterthwaite read the fitted factor through ``factor_at``: the one the fit
+left when its last evaluation was at θ̂, else one refactorisation there on first use (a fit
+that ends with a check elsewhere does not pay for it unless inference follows); never a new
+analysis.  ``PLSKernel`` (CHOLMOD) and
 ``BlockedKernel`` implement it, sharing ``_ext._kernel.Kernel`` (the held templates,
 ``selinv_blocks`` written once over ``solve``, the factorisation counters).
 """
