@@ -27,7 +27,7 @@ def _installed(name: str) -> bool:
 def _need(*packages: str) -> None:
     missing = [m for m in packages if not _installed(m)]
     if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (pip install -e '.[test]')")
+        pytest.fail(f"not installed: {', '.join(missing)} (the test extra: pip install -e '.[test]')")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

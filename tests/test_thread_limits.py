@@ -6,12 +6,15 @@ to 20-27 s with a competing load while two threads spun on busy cores)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from mmfast import threads
 
-threadpoolctl = pytest.importorskip("threadpoolctl")
+import threadpoolctl  # a core dependency
 
 
 @pytest.fixture
@@ -42,16 +45,30 @@ def test_big_dense_parts_get_the_free_cores(monkeypatch, two_idle_cores):
 
 
 def test_busy_cores_counts_other_processes():
-    n = threads.busy_cores()
-    assert isinstance(n, int) and n >= 0
-    assert 1 <= threads.usable_cores() <= (os.cpu_count() or 1)
+    """Two spinning processes are runnable, so at least one of them is counted whenever
+    /proc/loadavg is sampled; the usable cores are this process's affinity."""
+    assert threads.usable_cores() == len(os.sched_getaffinity(0))
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        seen = max(threads.busy_cores() for _ in range(20))
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
+    assert seen >= 1
 
 
 def test_the_limit_holds_every_pool(monkeypatch):
     ctl = threadpoolctl.ThreadpoolController()
-    if not ctl.lib_controllers or max(lib.num_threads for lib in ctl.lib_controllers) < 2:
-        pytest.skip("no multi-threaded BLAS/OpenMP pool to limit")
-    before = [lib.num_threads for lib in ctl.lib_controllers]
+    assert ctl.lib_controllers, "numpy's BLAS is always a pool threadpoolctl sees"
+    with threadpoolctl.threadpool_limits(limits=2):  # a pool to limit even on a 1-core machine
+        _limit_holds(monkeypatch)
+
+
+def _limit_holds(monkeypatch):
+    before = [lib.num_threads for lib in threadpoolctl.ThreadpoolController().lib_controllers]
+    assert max(before) >= 2
     monkeypatch.setattr(threads, "busy_cores", lambda: 10**6)  # every core busy elsewhere
     with threads.limit_fit_threads(dense_size=1156, q=4128):
         inside = [info["num_threads"] for info in threadpoolctl.threadpool_info()]
