@@ -101,8 +101,9 @@ def fit_threads(dense_size: int | None, q: int, min_q: int = 1000) -> int | None
         return None
     if small:
         return 1
-    helps = usable_cores() if dense_size is None else max(1, dense_size // SMALL_DENSE)
-    return max(1, min(usable_cores(), helps, usable_cores() - busy_cores()))
+    cores = usable_cores()
+    helps = cores if dense_size is None else max(1, dense_size // SMALL_DENSE)
+    return max(1, min(cores, helps, cores - busy_cores()))
 
 
 def limit_fit_threads(dense_size: int | None, q: int, min_q: int = 1000):
