@@ -21,11 +21,20 @@ from .model import glmm as _glmm
 from .model.control import GlmmControl, LmmControl
 from .model import lm as _lm
 from .model import lmm as _lmm
+from .model import residual_fit as _residual_fit
 from .present.lm_summary import LinearModelPresentation
 from .present.mixin import PresentationMixin
 from .resample.mixin import ResampleMixin
 
-__all__ = ["LinearMixedModel", "GeneralizedLinearMixedModel", "LinearModel", "lmer", "glmer", "lm"]
+__all__ = [
+    "LinearMixedModel",
+    "ResidualLinearMixedModel",
+    "GeneralizedLinearMixedModel",
+    "LinearModel",
+    "lmer",
+    "glmer",
+    "lm",
+]
 
 
 class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, DiagnosticsMixin, PresentationMixin):
@@ -45,6 +54,12 @@ class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, Dia
     reml : bool
         Fitted by REML (True) or maximum likelihood.
     """
+
+
+class ResidualLinearMixedModel(_residual_fit.ResidualFit, LinearMixedModel):
+    """A fitted LMM with a residual correlation or variance structure (``lmer(residual=)``,
+    ``lme(correlation=, weights=)``), in nlme's parametrisation: ``phi`` holds the structures'
+    unconstrained parameters.  Refits on new responses (simulate, bootstrap) are refused."""
 
 
 class GeneralizedLinearMixedModel(
@@ -87,6 +102,7 @@ def lmer(
     check_nobs_vs_nre: str = "stop",
     start=None,
     control: LmmControl | None = None,
+    residual=None,
     **optctrl,
 ) -> LinearMixedModel:
     """Fit a linear mixed model as ``lme4::lmer`` does (REML by default).
@@ -114,6 +130,13 @@ def lmer(
     control : LmmControl, optional
         How the fit runs: kernel and optimiser thresholds (``mmfast.LmmControl``); kept by
         every refit.  Default ``LmmControl()``.
+    residual : structure or list of structures, optional
+        A residual correlation and/or variance structure, nlme's objects and parametrisation:
+        ``mmfast.corAR1(form="~ Days | Subject")``, ``[mmfast.corCAR1(...), mmfast.varIdent(...)]``
+        (correlation groups must nest in every grouping factor; without ``| g`` in the form, the
+        model's one grouping factor).  The fit then runs BOBYQA over (θ, φ); the result is a
+        ``ResidualLinearMixedModel`` (no prior ``weights``, no optimizer controls but
+        ``maxeval``/``ftol_abs``/``xtol_abs``).
     **optctrl
         Optimizer controls (``lmerControl(optCtrl=...)``).  Giving any of them runs BOBYQA
         (nlopt, lme4's optimizer) from lme4's start, also for large models that would
@@ -148,6 +171,23 @@ def lmer(
     >>> ml.optsummary.optimizer
     'bobyqa'
     """
+    if residual is not None:
+        if weights is not None or start is not None:
+            from .errors import ArgumentError
+
+            raise ArgumentError("residual= cannot be combined with weights= or start=")
+        fitted = _residual_fit.fit_residual_lmm(
+            ResidualLinearMixedModel,
+            formula,
+            data,
+            residual,
+            reml=reml,
+            offset=offset,
+            check_nobs_vs_nre=check_nobs_vs_nre,
+            control=control,
+        )
+        fitted.call_labels = call_labels(data, None, offset)
+        return fitted
     fitted = _lmm.fit_lmm(
         LinearMixedModel,
         formula,

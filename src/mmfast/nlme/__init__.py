@@ -5,7 +5,24 @@ results are reported as ``nlme::lme`` reports them (between-within DF, nlme's ML
 errors, sequential F tests, REML BIC on N - p).
 """
 
+from .corstruct import corAR1, corCAR1, corCompSymm, corExp, corSymm
 from .lme import LmeFit, lme
 from .random import RandomLevel, lme4_formula, parse_random
+from .varfunc import varExp, varFixed, varIdent, varPower
 
-__all__ = ["lme", "LmeFit", "RandomLevel", "parse_random", "lme4_formula"]
+__all__ = [
+    "lme",
+    "LmeFit",
+    "RandomLevel",
+    "parse_random",
+    "lme4_formula",
+    "corAR1",
+    "corCAR1",
+    "corCompSymm",
+    "corExp",
+    "corSymm",
+    "varIdent",
+    "varPower",
+    "varExp",
+    "varFixed",
+]

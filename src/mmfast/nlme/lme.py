@@ -321,10 +321,12 @@ class LmeFit:
 
 
 @validated(
-    extra=("weights", "offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
+    extra=("offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
     check_nobs_vs_nre=one_of(*NOBS_CHECKS),
 )
-def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_options) -> LmeFit:
+def lme(
+    fixed: str, data: pd.DataFrame, random, method: str = "REML", correlation=None, weights=None, **lmer_options
+) -> LmeFit:
     """Fit a linear mixed model as ``nlme::lme(fixed, data, random, method)`` does.
 
     Parameters
@@ -341,8 +343,16 @@ def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_opt
         first; the R text ``"list(midx = ~1, cidx = ~treatment)"`` works too).
     method : {"REML", "ML"}, default "REML"
         Estimation method.
+    correlation : CorStruct or str, optional
+        nlme's residual correlation: ``mmfast.corAR1()``, ``corCAR1(form="~ time | g")``,
+        ``corExp``, ``corCompSymm``, ``corSymm``, or their R text ``"corAR1(form = ~ t | g)"``.
+        Without ``| g``, the groups are the innermost random-effects level (nlme's rule).
+    weights : VarFunc, str or array-like, optional
+        nlme's variance function: ``mmfast.varIdent(form="~ 1 | g")``, ``varPower(form="~ x")``,
+        ``varExp``, ``varFixed("~ x")`` (or their R text); a column name or array is taken as
+        lmer's prior weights (mmfast's earlier meaning).
     **lmer_options
-        ``weights``, ``offset``, ``check_nobs_vs_nre`` (default "ignore", as nlme has no such
+        ``offset``, ``check_nobs_vs_nre`` (default "ignore", as nlme has no such
         check), ``start`` and the optimizer controls of ``mmfast.lmer``.
 
     Returns
@@ -364,8 +374,22 @@ def lme(fixed: str, data: pd.DataFrame, random, method: str = "REML", **lmer_opt
     key = str(method).upper()
     if key not in _METHODS:
         raise ArgumentError(f"method must be 'REML' or 'ML', not {method!r}")
+    from .structures import as_structure
+
     levels = parse_random(random)
     formula = lme4_formula(fixed, levels)
     lmer_options.setdefault("check_nobs_vs_nre", "ignore")
-    model = lmer(formula, data, reml=_METHODS[key], **lmer_options)
+    cor = as_structure(correlation, "correlation")
+    var = None
+    if weights is not None:
+        var = as_structure(weights, "variance", prior_ok=True)
+        if var is None:  # prior weights (a column or values)
+            lmer_options["weights"] = weights
+    structures = [s for s in (cor, var) if s is not None]
+    if cor is not None and not cor.groups:  # nlme: the innermost random-effects level
+        inner = levels[-1]
+        cor = cor.with_groups([*inner.outer, inner.name])
+        structures[0] = cor
+    residual = structures or None
+    model = lmer(formula, data, reml=_METHODS[key], residual=residual, **lmer_options)
     return LmeFit(model, fixed, levels, random)

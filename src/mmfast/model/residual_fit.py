@@ -1,0 +1,232 @@
+"""An LMM with residual covariance σ² R(φ) (nlme's correlation= and weights=), fitted over (θ, φ).
+
+For each φ the rows of y, X and the random-effects model matrices are whitened by R(φ)'s factor
+(``model.residual``); the kernel keeps its pattern and symbolic analysis and only loads the new
+cross-products (``reweight``), so an evaluation costs O(n) for the whitening plus the usual PLS
+step.  The criterion is the whitened model's plus log|R|.  The fit first optimises θ at the
+starting φ (the ordinary LMM fit, which is independent residuals for the default starts), then
+BOBYQA moves (θ, φ) together.  Parametrisation: nlme's (``mmfast.nlme.corstruct``/``varfunc``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+
+import numpy as np
+
+from ..design.blocks import pair_values, zt_times
+from ..errors import ConvergenceWarning, FitError, ModelSpecError
+from .lmm import LinearMixedModel, _thin_qr
+from .optimize import minimize_bounded
+from .residual import ResidualCovariance
+
+__all__ = ["ResidualFit", "PHI_BOUND"]
+
+PHI_BOUND = 30.0  # |unconstrained φ| at most this: correlations within 1e-13 of ±1
+
+
+class ResidualFit(LinearMixedModel):
+    """``y = Xβ + Zb + ε``, ``ε ~ N(0, σ² R(φ))``, R block diagonal over correlation groups."""
+
+    def __init__(self, frame, reml=True, options=None, design=None, control=None, residual=None):
+        if design is not None or residual is None:
+            raise ModelSpecError(
+                "refits on a new response or design (simulate, bootstrap, refit) are not supported "
+                "for models with a residual correlation or variance structure"
+            )
+        if frame.weights is not None:
+            raise ModelSpecError("prior weights with a residual structure: give the weights as varFixed instead")
+        super().__init__(frame, reml=reml, options=options, control=control)
+        self.residual: ResidualCovariance = residual
+        y0 = frame.y if frame.offset is None else frame.y - frame.offset
+        self._raw_y = y0
+        self.phi = None
+        self._logdetR = 0.0
+        if not self._load(residual.start):
+            raise ModelSpecError("the residual structure's starting values give a covariance that is not positive definite")
+
+    # --- φ: whitening and the kernel's cross-products -----------------------------------------
+    def _load(self, phi) -> bool:
+        """Whiten [y X Z] at φ and load the cross-products into the kernel (False: R not PD)."""
+        phi = np.asarray(phi, dtype=float)
+        if self.phi is not None and np.array_equal(phi, self.phi):
+            return True
+        w = self.residual.factor(phi)
+        if w is None:
+            return False
+        X = self.frame.X
+        n, p = X.shape
+        yt = w.apply(self._raw_y)
+        TX = [w.apply(t.X) for t in self.frame.terms]
+        if p:
+            Q, Rb = _thin_qr(w.apply(X))
+            gamma = Q.T @ yt
+        else:
+            Q, Rb, gamma = np.zeros((n, 0)), np.zeros((0, 0)), np.zeros(0)
+        yres = (yt - Q @ gamma) / self._yscale
+        W = np.column_stack([Q, yres])
+        b = self.blocks
+        V = pair_values(TX, b.pieces, b.row_pair, b.pair_vofs)
+        ZtW = zt_times(self.frame.terms, W, None, term_X=TX)
+        WtW = W.T @ W
+        self.kernel.reweight(V, ZtW, WtW)
+        self.blocks = dataclasses.replace(b, V=V, ZtW=ZtW, WtW=WtW)
+        self._Q, self._Rb, self._gamma, self._yres = Q, Rb, gamma, yres
+        self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(Rb))))) if p else 0.0
+        self._logdetR = w.logdet
+        self._criteria.clear()
+        self.phi = phi.copy()
+        self.__dict__.pop("_condvar", None)
+        return True
+
+    def joint_criterion(self, reml: bool | None = None):
+        """The criterion as a function of x = [θ, φ] (φ unconstrained, nlme's)."""
+        nth = len(self.theta_start)
+
+        def f(x) -> float:
+            x = np.asarray(x, dtype=float)
+            if not self._load(x[nth:]):
+                return math.inf
+            return self.criterion(reml)(x[:nth]) + self._logdetR
+
+        return f
+
+    # --- fitting ---------------------------------------------------------------------------
+    def fit(self, start=None, **optctrl) -> "ResidualFit":
+        """θ at the starting φ (the ordinary fit), then BOBYQA over (θ, φ), then a restart of
+        BOBYQA from its answer with small steps (a flat φ direction stops the first early)."""
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():  # the first stage is only a start
+            warnings.simplefilter("ignore")
+            super().fit(start=start, **optctrl)
+        first = self.optsummary
+        nth = len(self.theta)
+        f = self.joint_criterion()
+        lower = np.r_[self.theta_lower, np.full(self.residual.npar, -PHI_BOUND)]
+        upper = np.r_[np.full(nth, np.inf), np.full(self.residual.npar, PHI_BOUND)]
+        x = np.r_[self.theta, self.phi]
+        ctrl = {k: v for k, v in optctrl.items() if k in ("maxeval", "ftol_abs", "xtol_abs")}
+        nev, conv, msg, fx = 0, True, "", math.inf
+        for scale in (0.2, 0.02):
+            step = scale * np.maximum(np.abs(x), 0.5)
+            res = minimize_bounded(f, x, lower, upper, step=step, **ctrl)
+            nev += res.evaluations
+            conv, msg = res.converged, res.message
+            if res.fun < fx:
+                x, fx = res.x, res.fun
+        if not self._load(x[nth:]):  # pragma: no cover - BOBYQA returns evaluated points
+            raise FitError("the residual structure is not positive definite at the optimum")
+        self._set_theta(x[:nth])
+        self.optsummary = dataclasses.replace(
+            first,
+            optimizer="bobyqa(theta, phi)",
+            evaluations=first.evaluations + nev,
+            theta_final=self.theta.copy(),
+            objective=float(self.objective_value),
+            converged=conv,
+            message=msg,
+            seconds=time.perf_counter() - t0,
+        )
+        self.converged = conv
+        if not conv:
+            warnings.warn(f"model failed to converge: {msg}", ConvergenceWarning, stacklevel=2)
+        return self
+
+    # --- criteria: the whitened model's plus log|R| ------------------------------------------
+    @property
+    def ml_deviance(self) -> float:
+        return super().ml_deviance + self._logdetR
+
+    @property
+    def reml_criterion(self) -> float | None:
+        v = super().reml_criterion
+        return None if v is None else v + self._logdetR
+
+    @property
+    def npar(self) -> int:
+        return super().npar + self.residual.npar
+
+    @property
+    def residual_sd(self) -> np.ndarray:
+        """σ times each row's standard-deviation multiplier (nlme's σ / weights)."""
+        if self.residual.variance is None:
+            return np.full(self.frame.nobs, self.sigma)
+        return self.sigma * self.residual.variance.sd(self.residual.split(self.phi)[1])
+
+    def refit_formula(self, formula: str, reml: bool | None = None) -> "ResidualFit":
+        """The same rows and residual structure with another formula (e.g. ML refits)."""
+        from .frame import frame_for_formula
+
+        frame = frame_for_formula(self.frame, formula, self.options)
+        if frame.nobs != self.frame.nobs:
+            raise ModelSpecError("the new formula uses other rows: the residual structure is bound to these")
+        model = type(self)(
+            frame, reml=self.reml if reml is None else reml, options=self.options, control=self.control,
+            residual=self.residual,
+        )
+        return model.fit()
+
+    def __getstate__(self):
+        raise ModelSpecError("models with a residual structure cannot be pickled")
+
+
+def _column_getter(data, complete):
+    """``column(name)``: a data column's values on the model's rows (``complete``: used rows)."""
+    from ..errors import DataError
+
+    def column(name: str) -> np.ndarray:
+        if name not in data.columns:
+            raise DataError(f"column '{name}' of the residual structure is not a column of the data")
+        v = data[name].to_numpy()
+        return v if complete is None else v[complete]
+
+    return column
+
+
+def _default_groups(terms) -> list[str]:
+    """lmer(residual=) without '| g' in a form: the one grouping factor of the model, if one."""
+    names = {t.factor.name for t in terms}
+    if len(names) == 1:
+        return [n for n in next(iter(names)).split(":")][::-1]
+    return []
+
+
+def fit_residual_lmm(model_class, formula, data, structures, reml=True, offset=None, check_nobs_vs_nre="stop",
+                     control=None, default_groups=None):
+    """``lmer(..., residual=)`` and ``lme(correlation=, weights=)``: rows with missing values in
+    the structures' columns dropped, the frame, the structures bound to its rows, the fit."""
+    import pandas as pd
+
+    from .frame import model_frame
+    from .residual import check_nested
+
+    if not isinstance(structures, (list, tuple)):
+        structures = [structures]
+    cor = [s for s in structures if getattr(s, "kind", None) == "correlation"]
+    var = [s for s in structures if getattr(s, "kind", None) == "variance"]
+    if len(cor) > 1 or len(var) > 1 or len(cor) + len(var) != len(structures):
+        raise ModelSpecError(
+            "residual= takes at most one correlation structure (corAR1, corCAR1, corExp, corCompSymm, "
+            "corSymm) and one variance function (varIdent, varPower, varExp, varFixed)"
+        )
+    if not isinstance(data, pd.DataFrame):
+        data = data.to_pandas() if hasattr(data, "to_pandas") else pd.DataFrame(data)
+    cols = [c for s in structures for c in s.columns() if c in data.columns]
+    if cols:
+        keep = data[cols].notna().all(axis=1).to_numpy()
+        if not keep.all():
+            data = data.loc[keep]
+    frame = model_frame(formula, data, offset=offset, check_nobs_vs_nre=check_nobs_vs_nre)
+    column = _column_getter(data, frame.complete)
+    groups = _default_groups(frame.terms) if default_groups is None else default_groups
+    c = cor[0].bind(column, groups) if cor else None
+    v = var[0].bind(column) if var else None
+    if c is not None:
+        check_nested(c.group_codes, frame.terms)
+    residual = ResidualCovariance(c, v)
+    options = {"check_nobs_vs_nre": check_nobs_vs_nre}
+    model = model_class(frame, reml=reml, options=options, control=control, residual=residual)
+    return model.fit()
