@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from .._ext._pairs import pair_codes
 from .remat import RandomTerm
 
-__all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times", "pair_values"]
+__all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times", "pair_values", "pair_index"]
 
 
 @dataclass
@@ -81,33 +81,43 @@ def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) ->
     return Z.tocsc()
 
 
-def zt_times(
-    terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None, term_X: list | None = None
-) -> np.ndarray:
+def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> np.ndarray:
     """Z'W (q x m, Fortran order) for a dense W (n x m), from the terms' integer codes: one
-    bincount per (term column, W column), without building the sparse Z.  ``term_X``: the
-    terms' model matrices to use instead of ``t.X`` (whitened rows, same factor codes)."""
+    bincount per (term column, W column), without building the sparse Z."""
     q = sum(t.q for t in terms)
     out = np.zeros((q, W.shape[1]), order="F")
-    for i, t in enumerate(terms):
-        tX = t.X if term_X is None else term_X[i]
+    for t in terms:
         for j in range(t.p):
-            x = tX[:, j] if sqrtw is None else tX[:, j] * sqrtw
+            x = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
             rows = slice(t.offset + j, t.offset + t.q, t.p)
             for c in range(W.shape[1]):
                 out[rows, c] = np.bincount(t.factor.codes, weights=x * W[:, c], minlength=t.nlevels)
     return out
 
 
-def pair_values(Xw: list[np.ndarray], pieces, row_pair: np.ndarray, pair_vofs: np.ndarray) -> np.ndarray:
+def pair_index(pieces, row_pair: np.ndarray, pair_vofs: np.ndarray, term_p) -> list[np.ndarray]:
+    """Per term pair (piece), the position in V of every (row, column pair) product: what
+    ``pair_values`` adds into, computed once where the values are refreshed often."""
+    out = []
+    for (k, m), pid in zip(pieces, row_pair):
+        pk, pm = int(term_p[k]), int(term_p[m])
+        base = pair_vofs[pid]
+        out.append(np.concatenate([base + (s * pm + t) for s in range(pk) for t in range(pm)]))
+    return out
+
+
+def pair_values(
+    Xw: list[np.ndarray], pieces, row_pair: np.ndarray, pair_vofs: np.ndarray, index: list | None = None
+) -> np.ndarray:
     """Z'Z's sub-block values on a fixed pattern (``pieces``, ``row_pair``, ``pair_vofs`` of a
     ``BlockStructure``) from the terms' row-weighted model matrices ``Xw``: the values change,
-    never the pattern (PIRLS weights, the residual whitening of ``model.residual``)."""
+    never the pattern (the residual whitening of ``model.residual_fit``).  ``index``: the
+    ``pair_index`` of the pattern, if kept."""
+    if index is None:
+        index = pair_index(pieces, row_pair, pair_vofs, [x.shape[1] for x in Xw])
     V = np.zeros(int(pair_vofs[-1]))
-    for (k, m), pid in zip(pieces, row_pair):  # per piece, its rows' products in one bincount
+    for (k, m), idx in zip(pieces, index):  # per piece, its rows' products in one bincount
         pk, pm = Xw[k].shape[1], Xw[m].shape[1]
-        base = pair_vofs[pid]
-        idx = np.concatenate([base + (s * pm + t) for s in range(pk) for t in range(pm)])
         wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
         V += np.bincount(idx, weights=wts, minlength=len(V))
     return V

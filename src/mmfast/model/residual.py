@@ -35,7 +35,8 @@ __all__ = [
 
 @dataclass
 class Whitening:
-    """L⁻¹ at one φ: ``apply`` maps rows (n or n x k) to whitened rows; ``logdet`` = log|R|."""
+    """L⁻¹ at one φ: ``apply`` maps rows (n or n x k, in ``ResidualCovariance.order``) to
+    whitened rows; ``logdet`` = log|R|."""
 
     apply: Callable[[np.ndarray], np.ndarray]
     logdet: float
@@ -108,17 +109,12 @@ class MarkovCorrelation:
         if not np.all(c2 > 0) or not np.all(np.isfinite(c2)):
             return None
         c = np.sqrt(c2)
-        order = self.order
 
-        def apply(M: np.ndarray) -> np.ndarray:
-            Ms = M[order]
-            out = Ms.copy()
-            r = rho[1:] if M.ndim == 1 else rho[1:, None]
-            out[1:] -= r * Ms[:-1]
-            out /= c if M.ndim == 1 else c[:, None]
-            res = np.empty_like(out)
-            res[order] = out
-            return res
+        def apply(M: np.ndarray) -> np.ndarray:  # rows in ``order``
+            r, cc = (rho[1:], c) if M.ndim == 1 else (rho[1:, None], c[:, None])
+            out = M / cc
+            out[1:] -= (r / cc[1:]) * M[:-1]
+            return out
 
         return Whitening(apply, float(np.sum(np.log(c2))))
 
@@ -160,17 +156,11 @@ class DenseCorrelation:
                 return None
             logdet += 2.0 * float(np.sum(np.log(d)))
             parts.append((idx, np.linalg.inv(L)))
-        order = self.order
-
-        def apply(M: np.ndarray) -> np.ndarray:
-            Ms = M[order]
-            out = np.empty_like(Ms)
+        def apply(M: np.ndarray) -> np.ndarray:  # rows in ``order``
+            out = np.empty_like(M)
             for idx, Linv in parts:
-                blk = Ms[idx]  # (G, m) or (G, m, k)
-                out[idx] = np.einsum("gij,gj...->gi...", Linv, blk)
-            res = np.empty_like(out)
-            res[order] = out
-            return res
+                out[idx] = np.einsum("gij,gj...->gi...", Linv, M[idx])  # (G, m) or (G, m, k)
+            return out
 
         return Whitening(apply, logdet)
 
@@ -190,6 +180,12 @@ class ResidualCovariance:
         return self.ncor + self.nvar
 
     @property
+    def order(self) -> np.ndarray | None:
+        """The row order ``Whitening.apply`` works in (groups contiguous, sorted by time);
+        None: the data's own order.  Cross-products do not depend on it."""
+        return None if self.correlation is None else self.correlation.engine.order
+
+    @property
     def start(self) -> np.ndarray:
         parts = [s.start() for s in (self.correlation, self.variance) if s is not None]
         return np.concatenate(parts) if parts else np.zeros(0)
@@ -204,6 +200,7 @@ class ResidualCovariance:
         sd, logdet = None, 0.0
         if self.variance is not None:
             sd = self.variance.sd(uvar)
+            sd = sd if self.order is None else sd[self.order]
             if not np.all(np.isfinite(sd)) or not np.all(sd > 0):
                 return None
             logdet = 2.0 * float(np.sum(np.log(sd)))

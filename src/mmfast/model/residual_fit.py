@@ -17,7 +17,9 @@ import warnings
 
 import numpy as np
 
-from ..design.blocks import pair_values, zt_times
+import scipy.sparse as sp
+
+from ..design.blocks import pair_index, pair_values
 from ..errors import ConvergenceWarning, FitError, ModelSpecError
 from .lmm import LinearMixedModel, _thin_qr
 from .optimize import minimize_bounded
@@ -41,14 +43,34 @@ class ResidualFit(LinearMixedModel):
             raise ModelSpecError("prior weights with a residual structure: give the weights as varFixed instead")
         super().__init__(frame, reml=reml, options=options, control=control)
         self.residual: ResidualCovariance = residual
-        y0 = frame.y if frame.offset is None else frame.y - frame.offset
-        self._raw_y = y0
+        self._prepare()
         self.phi = None
         self._logdetR = 0.0
         if not self._load(residual.start):
             raise ModelSpecError("the residual structure's starting values give a covariance that is not positive definite")
 
     # --- φ: whitening and the kernel's cross-products -----------------------------------------
+    def _prepare(self) -> None:
+        """Once per model: [X y Z-values] with rows in the whitening's order, and that order's
+        pattern of Z'Z (``pair_index``) and of Z (sparse, values refreshed per φ)."""
+        frame, order = self.frame, self.residual.order
+        n, p = frame.X.shape
+        y0 = frame.y if frame.offset is None else frame.y - frame.offset
+        raw = np.column_stack([frame.X, y0, *[t.X for t in frame.terms]])
+        self._raw = np.ascontiguousarray(raw if order is None else raw[order])
+        b = self.blocks
+        rp = b.row_pair if order is None else b.row_pair[:, order]
+        self._vindex = pair_index(b.pieces, rp, b.pair_vofs, b.term_p)
+        cols = []
+        for t in frame.terms:
+            codes = t.factor.codes.astype(np.int64)
+            codes = codes if order is None else codes[order]
+            cols += [t.offset + codes * t.p + j for j in range(t.p)]
+        m = len(cols)
+        self._Zw = sp.csr_matrix(
+            (np.ones(n * m), np.column_stack(cols).ravel(), np.arange(0, n * m + 1, m)), shape=(n, b.q)
+        )
+
     def _load(self, phi) -> bool:
         """Whiten [y X Z] at φ and load the cross-products into the kernel (False: R not PD)."""
         phi = np.asarray(phi, dtype=float)
@@ -57,23 +79,32 @@ class ResidualFit(LinearMixedModel):
         w = self.residual.factor(phi)
         if w is None:
             return False
-        X = self.frame.X
-        n, p = X.shape
-        yt = w.apply(self._raw_y)
-        TX = [w.apply(t.X) for t in self.frame.terms]
+        n, p = self.frame.X.shape
+        M = w.apply(self._raw)
+        yt = M[:, p]
+        TX, c = [], p + 1
+        for t in self.frame.terms:
+            TX.append(M[:, c : c + t.p])
+            c += t.p
         if p:
-            Q, Rb = _thin_qr(w.apply(X))
+            Q, Rb = _thin_qr(M[:, :p])
             gamma = Q.T @ yt
         else:
             Q, Rb, gamma = np.zeros((n, 0)), np.zeros((0, 0)), np.zeros(0)
-        yres = (yt - Q @ gamma) / self._yscale
-        W = np.column_stack([Q, yres])
+        W = np.empty((n, p + 1), order="F")
+        W[:, :p] = Q
+        W[:, p] = (yt - Q @ gamma) / self._yscale
         b = self.blocks
-        V = pair_values(TX, b.pieces, b.row_pair, b.pair_vofs)
-        ZtW = zt_times(self.frame.terms, W, None, term_X=TX)
+        V = pair_values(TX, b.pieces, None, b.pair_vofs, index=self._vindex)
+        self._Zw.data[:] = M[:, p + 1 :].ravel()
+        ZtW = np.asfortranarray(self._Zw.T @ W)
         WtW = W.T @ W
         self.kernel.reweight(V, ZtW, WtW)
         self.blocks = dataclasses.replace(b, V=V, ZtW=ZtW, WtW=WtW)
+        order = self.residual.order
+        yres = W[:, p].copy()
+        if order is not None:  # the data's row order, as the moment start reads it
+            yres[order] = W[:, p]
         self._Q, self._Rb, self._gamma, self._yres = Q, Rb, gamma, yres
         self._logdetRb2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(Rb))))) if p else 0.0
         self._logdetR = w.logdet
@@ -95,34 +126,53 @@ class ResidualFit(LinearMixedModel):
         return f
 
     # --- fitting ---------------------------------------------------------------------------
+    def profiled_criterion(self):
+        """The criterion as a function of φ alone, minimised over θ at each φ (BOBYQA from the
+        previous φ's θ̂): one whitening per φ, the θ steps on the kernel alone."""
+        state = {"theta": self.theta.copy()}
+        lower = self.theta_lower
+
+        def f(phi) -> float:
+            if not self._load(phi):
+                return math.inf
+            th = state["theta"]
+            res = minimize_bounded(self.criterion(), th, lower, step=0.1 * np.maximum(np.abs(th), 0.05))
+            if not math.isfinite(res.fun):
+                return math.inf
+            state["theta"], state["evals"] = res.x, state.get("evals", 0) + res.evaluations
+            return res.fun + self._logdetR
+
+        return f, state
+
     def fit(self, start=None, **optctrl) -> "ResidualFit":
-        """θ at the starting φ (the ordinary fit), then BOBYQA over (θ, φ), then a restart of
-        BOBYQA from its answer with small steps (a flat φ direction stops the first early)."""
+        """θ at the starting φ (the ordinary fit), then BOBYQA over φ on the criterion
+        profiled over θ (``profiled_criterion``): ~20 whitenings for one φ where BOBYQA over
+        (θ, φ) together took ~140 (200k rows: 3-7x the time), at the same optimum on every
+        oracle case."""
         t0 = time.perf_counter()
         with warnings.catch_warnings():  # the first stage is only a start
             warnings.simplefilter("ignore")
             super().fit(start=start, **optctrl)
         first = self.optsummary
-        nth = len(self.theta)
-        f = self.joint_criterion()
-        lower = np.r_[self.theta_lower, np.full(self.residual.npar, -PHI_BOUND)]
-        upper = np.r_[np.full(nth, np.inf), np.full(self.residual.npar, PHI_BOUND)]
-        x = np.r_[self.theta, self.phi]
+        nth, nphi = len(self.theta), self.residual.npar
         ctrl = {k: v for k, v in optctrl.items() if k in ("maxeval", "ftol_abs", "xtol_abs")}
-        nev, conv, msg, fx = 0, True, "", math.inf
-        for scale in (0.2, 0.02):
-            step = scale * np.maximum(np.abs(x), 0.5)
-            res = minimize_bounded(f, x, lower, upper, step=step, **ctrl)
-            nev += res.evaluations
+        conv, msg, nev = True, "", 0
+        x = np.r_[self.theta, self.phi]
+        if nphi:
+            g, state = self.profiled_criterion()
+            res = minimize_bounded(
+                g, self.phi, np.full(nphi, -PHI_BOUND), np.full(nphi, PHI_BOUND), step=np.full(nphi, 0.5), **ctrl
+            )
+            g(res.x)  # θ̂ at the best φ
+            x = np.r_[state["theta"], res.x]
+            nev += res.evaluations + state.get("evals", 0)
             conv, msg = res.converged, res.message
-            if res.fun < fx:
-                x, fx = res.x, res.fun
         if not self._load(x[nth:]):  # pragma: no cover - BOBYQA returns evaluated points
             raise FitError("the residual structure is not positive definite at the optimum")
         self._set_theta(x[:nth])
         self.optsummary = dataclasses.replace(
             first,
-            optimizer="bobyqa(theta, phi)",
+            optimizer="bobyqa(phi | theta)",
             evaluations=first.evaluations + nev,
             theta_final=self.theta.copy(),
             objective=float(self.objective_value),
