@@ -3,6 +3,8 @@
 # oracle of tests/test_residual.py, and the simulated data tests/reference/residual_sim.csv.gz.
 # Run from the repo root:  Rscript tests/oracle/residual.R
 # Every case is fitted twice: nlme's defaults and tight control; the tests take the better logLik.
+# apvar_se: sqrt(diag(fit$apVar)), nlme's SEs of the variance parameters on its unconstrained
+# scale (fdHess differences; _tight: the same at the tight fit), behind intervals().
 suppressMessages({library(nlme); library(jsonlite)})
 options(width = 80)
 load_data <- function(name) read.csv(gzfile(file.path("src/mmfast/datasets/data", paste0(name, ".csv.gz"))))
@@ -57,7 +59,10 @@ record <- function(fit, tightfit) {
        cor_tight = if (is.null(cs) || is.null(tightfit)) NULL else unname(coef(tightfit$modelStruct$corStruct, unconstrained = FALSE)),
        var = if (is.null(vs)) NULL else unname(coef(vs, unconstrained = FALSE)),
        var_tight = if (is.null(vs) || is.null(tightfit)) NULL else unname(coef(tightfit$modelStruct$varStruct, unconstrained = FALSE)),
-       intervals = ivo, print = capture.output(print(fit)), summary = capture.output(print(s)))
+       intervals = ivo,
+       apvar_se = if (is.matrix(fit$apVar)) unname(sqrt(diag(fit$apVar))) else NULL,
+       apvar_se_tight = if (!is.null(tightfit) && is.matrix(tightfit$apVar)) unname(sqrt(diag(tightfit$apVar))) else NULL,
+       print = capture.output(print(fit)), summary = capture.output(print(s)))
 }
 out <- list()
 cases <- list(

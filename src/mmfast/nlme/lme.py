@@ -298,6 +298,15 @@ class LmeFit:
             index=names,
         )
 
+    def intervals(self, level: float = 0.95):
+        """nlme's ``intervals(fit)``: fixed effects, random-effects SDs (and correlations), the
+        correlation and variance parameters and σ (``mmfast.nlme.intervals``)."""
+        from .intervals import lme_intervals
+
+        if not 0 < float(level) < 1:
+            raise ArgumentError(f"level must be in (0, 1), not {level!r}")
+        return lme_intervals(self, float(level))
+
     def refit_ml(self) -> "LmeFit":
         """The same model fitted by ML (itself if it is)."""
         if not self.reml:

@@ -43,6 +43,16 @@ def _random_block(fit) -> list[str]:
     return lines
 
 
+def _structure_blocks(fit) -> list[str]:
+    """nlme's "Correlation Structure:" and "Variance function:" blocks (none without them)."""
+    res = getattr(fit.model, "residual", None)
+    if res is None:
+        return []
+    ucor, uvar = res.split(fit.model.phi)
+    lines = [] if res.correlation is None else res.correlation.print_lines(ucor)
+    return lines + ([] if res.variance is None else res.variance.print_lines(uvar))
+
+
 def _fixed_block(fit, tt: pd.DataFrame) -> list[str]:
     cols = {}
     for c in ["Value", "Std.Error", "DF", "t-value"]:
@@ -68,7 +78,8 @@ def _fixed_block(fit, tt: pd.DataFrame) -> list[str]:
 
 def _residual_block(fit) -> list[str]:
     r = np.asarray(fit.residuals, dtype=float)
-    r = r[~np.isnan(r)] / fit.sigma  # rows dropped for missing values are NaN (na.exclude)
+    scale = getattr(fit.model, "residual_sd", fit.sigma)  # nlme's σ / weights per row
+    r = r[~np.isnan(r)] / scale  # rows dropped for missing values are NaN (na.exclude)
     q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1])
     vec = named_vector(["Min", "Q1", "Med", "Q3", "Max"], format_num(q, 7))
     return ["Standardized Within-Group Residuals:"] + vec
@@ -107,7 +118,7 @@ class LmeSummary:
 
     def __str__(self) -> str:
         fit = self.fit
-        lines = _header(fit) + [""] + _random_block(fit)
+        lines = _header(fit) + [""] + _random_block(fit) + _structure_blocks(fit)
         lines += _fixed_block(fit, self.tTable) + [""] + _residual_block(fit) + [""]
         lines += _groups_block(fit)
         return "\n".join(lines)
@@ -126,7 +137,7 @@ def print_lme(fit) -> str:
         f"  Fixed: {fit.fixed} ",
     ] + named_vector(list(fe.index), format_num(fe.to_numpy(), 7))
     lines += [""]
-    lines += _random_block(fit) + _groups_block(fit)
+    lines += _random_block(fit) + _structure_blocks(fit) + _groups_block(fit)
     return "\n".join(lines)
 
 
