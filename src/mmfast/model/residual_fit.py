@@ -251,7 +251,7 @@ def fit_residual_lmm(model_class, formula, data, structures, reml=True, offset=N
     import pandas as pd
 
     from .frame import model_frame
-    from .residual import check_nested
+    from .residual import check_nested, group_codes
 
     if not isinstance(structures, (list, tuple)):
         structures = [structures]
@@ -272,10 +272,10 @@ def fit_residual_lmm(model_class, formula, data, structures, reml=True, offset=N
     frame = model_frame(formula, data, offset=offset, check_nobs_vs_nre=check_nobs_vs_nre)
     column = _column_getter(data, frame.complete)
     groups = _default_groups(frame.terms) if default_groups is None else default_groups
+    if cor:  # before binding: a time covariate need only be distinct within nested groups
+        check_nested(group_codes([column(g) for g in (cor[0].groups or groups)]), frame.terms)
     c = cor[0].bind(column, groups) if cor else None
     v = var[0].bind(column) if var else None
-    if c is not None:
-        check_nested(c.group_codes, frame.terms)
     residual = ResidualCovariance(c, v)
     options = {"check_nobs_vs_nre": check_nobs_vs_nre}
     model = model_class(frame, reml=reml, options=options, control=control, residual=residual)
