@@ -50,7 +50,12 @@ def make_data(mice: int, neurons: int, trials: int, seed: int = 16):
     e = rng.standard_normal((mice * neurons, trials))
     for t in range(1, trials):
         e[:, t] = 0.5 * e[:, t - 1] + np.sqrt(1 - 0.25) * e[:, t]
-    y = 1 + 0.01 * trial + 0.8 * rng.standard_normal(mice)[mouse - 1] + 0.5 * rng.standard_normal(mice * neurons)[neuron - 1]
+    y = (
+        1
+        + 0.01 * trial
+        + 0.8 * rng.standard_normal(mice)[mouse - 1]
+        + 0.5 * rng.standard_normal(mice * neurons)[neuron - 1]
+    )
     y = y + e.ravel()
     return pd.DataFrame({"mouse": mouse, "neuron": neuron, "trial": trial, "y": np.round(y, 6)}).iloc[:n]
 
@@ -89,8 +94,14 @@ def child(csv: str, out: str) -> None:
     phi = f.model.residual.correlation.natural(f.model.phi)
     Path(out).write_text(
         json.dumps(
-            {"seconds": sec, "logLik": f.loglik, "base_mb": base, "phi": float(phi[0]), "fixef": f.fixef.tolist(),
-             "evaluations": f.model.optsummary.evaluations}
+            {
+                "seconds": sec,
+                "logLik": f.loglik,
+                "base_mb": base,
+                "phi": float(phi[0]),
+                "fixef": f.fixef.tolist(),
+                "evaluations": f.model.optsummary.evaluations,
+            }
         )
     )
 

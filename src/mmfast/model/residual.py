@@ -23,14 +23,7 @@ import numpy as np
 
 from ..errors import DataError, ModelSpecError
 
-__all__ = [
-    "Whitening",
-    "MarkovCorrelation",
-    "DenseCorrelation",
-    "ResidualCovariance",
-    "group_codes",
-    "check_nested",
-]
+__all__ = ["Whitening", "MarkovCorrelation", "DenseCorrelation", "ResidualCovariance", "group_codes", "check_nested"]
 
 
 @dataclass
@@ -156,6 +149,7 @@ class DenseCorrelation:
                 return None
             logdet += 2.0 * float(np.sum(np.log(d)))
             parts.append((idx, np.linalg.inv(L)))
+
         def apply(M: np.ndarray) -> np.ndarray:  # rows in ``order``
             out = np.empty_like(M)
             for idx, Linv in parts:

@@ -5,7 +5,8 @@ For each φ the rows of y, X and the random-effects model matrices are whitened 
 cross-products (``reweight``), so an evaluation costs O(n) for the whitening plus the usual PLS
 step.  The criterion is the whitened model's plus log|R|.  The fit first optimises θ at the
 starting φ (the ordinary LMM fit, which is independent residuals for the default starts), then
-BOBYQA moves (θ, φ) together.  Parametrisation: nlme's (``mmfast.nlme.corstruct``/``varfunc``).
+BOBYQA moves φ on the criterion profiled over θ (``profiled_criterion``).
+Parametrisation: nlme's (``mmfast.nlme.corstruct``/``varfunc``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class ResidualFit(LinearMixedModel):
         self.phi = None
         self._logdetR = 0.0
         if not self._load(residual.start):
-            raise ModelSpecError("the residual structure's starting values give a covariance that is not positive definite")
+            raise ModelSpecError(
+                "the residual structure's starting values give a covariance that is not positive definite"
+            )
 
     # --- φ: whitening and the kernel's cross-products -----------------------------------------
     def _prepare(self) -> None:
@@ -112,18 +115,6 @@ class ResidualFit(LinearMixedModel):
         self.phi = phi.copy()
         self.__dict__.pop("_condvar", None)
         return True
-
-    def joint_criterion(self, reml: bool | None = None):
-        """The criterion as a function of x = [θ, φ] (φ unconstrained, nlme's)."""
-        nth = len(self.theta_start)
-
-        def f(x) -> float:
-            x = np.asarray(x, dtype=float)
-            if not self._load(x[nth:]):
-                return math.inf
-            return self.criterion(reml)(x[:nth]) + self._logdetR
-
-        return f
 
     # --- fitting ---------------------------------------------------------------------------
     def profiled_criterion(self):
@@ -214,7 +205,10 @@ class ResidualFit(LinearMixedModel):
         if frame.nobs != self.frame.nobs:
             raise ModelSpecError("the new formula uses other rows: the residual structure is bound to these")
         model = type(self)(
-            frame, reml=self.reml if reml is None else reml, options=self.options, control=self.control,
+            frame,
+            reml=self.reml if reml is None else reml,
+            options=self.options,
+            control=self.control,
             residual=self.residual,
         )
         return model.fit()
@@ -244,8 +238,17 @@ def _default_groups(terms) -> list[str]:
     return []
 
 
-def fit_residual_lmm(model_class, formula, data, structures, reml=True, offset=None, check_nobs_vs_nre="stop",
-                     control=None, default_groups=None):
+def fit_residual_lmm(
+    model_class,
+    formula,
+    data,
+    structures,
+    reml=True,
+    offset=None,
+    check_nobs_vs_nre="stop",
+    control=None,
+    default_groups=None,
+):
     """``lmer(..., residual=)`` and ``lme(correlation=, weights=)``: rows with missing values in
     the structures' columns dropped, the frame, the structures bound to its rows, the fit."""
     import pandas as pd

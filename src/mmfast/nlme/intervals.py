@@ -28,8 +28,11 @@ class Intervals(dict):
 
     def __repr__(self) -> str:
         out = [f"Approximate {self.level:.0%} confidence intervals", ""]
-        for key, title in (("fixed", " Fixed effects:"), ("corStruct", " Correlation structure:"),
-                           ("varStruct", " Variance function:")):
+        for key, title in (
+            ("fixed", " Fixed effects:"),
+            ("corStruct", " Correlation structure:"),
+            ("varStruct", " Variance function:"),
+        ):
             if self.get(key) is not None:
                 out += [title, self[key].to_string(), ""]
         for lv, tab in self.get("reStruct", {}).items():
@@ -152,20 +155,26 @@ def lme_intervals(fit, level: float = 0.95) -> Intervals:
         names = [f"sd({nm})" for nm in t.names]
         iu = np.triu_indices(t.p, 1)
         names += [f"cor({t.names[i]},{t.names[j]})" for i, j in zip(*iu)]
-        m = len(lsd) + len(zr)
-        ns = len(lsd)
-        tr = lambda v: np.r_[np.exp(v[:ns]), np.tanh(v[ns:] / 2.0)]  # noqa: E731
-        tab = _frame(names, tr(lo[k : k + m]), tr(x0[k : k + m]), tr(hi[k : k + m]))
+        m, ns = len(lsd) + len(zr), len(lsd)
+        lo_t, est_t, hi_t = (_natural_re(v[k : k + m], ns) for v in (lo, x0, hi))
+        tab = _frame(names, lo_t, est_t, hi_t)
         re[lv] = tab if lv not in re else pd.concat([re[lv], tab])
         k += m
     out["reStruct"] = re
     if res is not None:
-        for key, s, sl in (("corStruct", res.correlation, slice(k, k + res.ncor)),
-                           ("varStruct", res.variance, slice(k + res.ncor, k + res.npar))):
+        for key, s, sl in (
+            ("corStruct", res.correlation, slice(k, k + res.ncor)),
+            ("varStruct", res.variance, slice(k + res.ncor, k + res.npar)),
+        ):
             if s is not None and s.npar:
                 out[key] = _frame(s.names(), s.natural(lo[sl]), s.natural(x0[sl]), s.natural(hi[sl]))
     out["sigma"] = pd.Series({"lower": np.exp(lo[-1]), "est.": np.exp(x0[-1]), "upper": np.exp(hi[-1])})
     return out
+
+
+def _natural_re(v, ns: int) -> np.ndarray:
+    """SDs from log SDs, correlations from log((1+r)/(1-r))."""
+    return np.r_[np.exp(v[:ns]), np.tanh(v[ns:] / 2.0)]
 
 
 def _level_of_terms(fit) -> list[str]:

@@ -329,10 +329,7 @@ class LmeFit:
     __str__ = __repr__
 
 
-@validated(
-    extra=("offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS),
-    check_nobs_vs_nre=one_of(*NOBS_CHECKS),
-)
+@validated(extra=("offset", "check_nobs_vs_nre", "start", *OPTIMIZER_KEYWORDS), check_nobs_vs_nre=one_of(*NOBS_CHECKS))
 def lme(
     fixed: str, data: pd.DataFrame, random, method: str = "REML", correlation=None, weights=None, **lmer_options
 ) -> LmeFit:

@@ -73,7 +73,7 @@ class VarFunc:
 
     def print_lines(self, u) -> list[str]:
         """nlme's block: structure, formula, parameter estimates."""
-        from ..rformat import format_num, named_vector
+        from ..rformat import named_vector
 
         lines = ["Variance function:", f" Structure: {self.label}", f" Formula: {self.formula} "]
         if self.npar == 0:
