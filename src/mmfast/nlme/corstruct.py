@@ -10,36 +10,14 @@ Forms are parsed as column names, never executed: ``"~ time | g"``, ``"~ 1 | a/b
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 
 from ..errors import DataError, FormulaError, ModelSpecError
 from ..model.residual import DenseCorrelation, MarkovCorrelation, group_codes
+from .form import FormStructure, parse_form
 
-__all__ = ["CorStruct", "corAR1", "corCAR1", "corExp", "corCompSymm", "corSymm", "parse_form"]
-
-_NAME = r"[A-Za-z_.][A-Za-z0-9_.]*"
-
-
-def parse_form(text: str | None, where: str) -> tuple[str | None, list[str]]:
-    """nlme's one-sided ``~ covariate | g1/g2`` -> (covariate or None for ``1``, groups)."""
-    if text is None:
-        return None, []
-    body = str(text).strip()
-    body = body[1:].strip() if body.startswith("~") else body
-    lhs, bar, rhs = body.partition("|")
-    lhs = lhs.strip()
-    groups = [g.strip().strip("`") for g in rhs.split("/")] if bar else []
-    if bar and not all(re.fullmatch(_NAME, g) for g in groups):
-        raise FormulaError(f"{where}: grouping factors must be column names separated by '/', got {rhs.strip()!r}")
-    if lhs in ("", "1"):
-        return None, groups
-    if re.fullmatch(r"fitted\(\s*\.\s*\)", lhs):
-        return "fitted(.)", groups
-    if not re.fullmatch(_NAME, lhs.strip("`")):
-        raise FormulaError(f"{where}: the covariate must be a column name, got {lhs!r}")
-    return lhs.strip("`"), groups
+__all__ = ["CorStruct", "corAR1", "corCAR1", "corExp", "corCompSymm", "corSymm"]
 
 
 def _positions_in_data_order(groups: np.ndarray) -> np.ndarray:
@@ -53,7 +31,7 @@ def _positions_in_data_order(groups: np.ndarray) -> np.ndarray:
     return out
 
 
-class CorStruct:
+class CorStruct(FormStructure):
     """Base of nlme's correlation structures: form, starting value, binding to the rows."""
 
     kind = "correlation"  # what residual= sorts structures by
@@ -71,22 +49,9 @@ class CorStruct:
         self.engine = None
         self.npar = 0
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(form={self.formula!r})"
-
-    @property
-    def formula(self) -> str:
-        """nlme's printed formula: ``~time | g`` (``~1 | g`` without a covariate)."""
-        lhs = self.covariate or "1"
-        return f"~{lhs}" + (f" | {'/'.join(self.groups)}" if self.groups else "")
-
-    def columns(self) -> list[str]:
-        return [c for c in [self.covariate, *self.groups] if c]
-
     def with_groups(self, groups: list[str]) -> "CorStruct":
         """A copy whose form has these groups (nlme fills in the random part's innermost)."""
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
+        new = self._copy()
         new.groups = list(groups)
         return new
 
@@ -94,8 +59,7 @@ class CorStruct:
         """A copy tied to the rows: ``column(name)`` gives a column's values on the model's rows;
         without ``| g`` in the form, the groups are ``default_groups`` (nlme: the innermost
         random-effects level)."""
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
+        new = self._copy()
         if not new.groups:
             if not default_groups:
                 raise ModelSpecError(f"{self!r}: give the groups in the form, '~ time | g'")

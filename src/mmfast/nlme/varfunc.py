@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError, ModelSpecError
-from .corstruct import parse_form
+from .form import FormStructure, parse_form
 
 __all__ = ["VarFunc", "varIdent", "varPower", "varExp", "varFixed"]
 
 
-class VarFunc:
+class VarFunc(FormStructure):
     """Base of nlme's variance functions: form, starting value, binding to the rows."""
 
     kind = "variance"  # what residual= sorts structures by
@@ -31,21 +31,9 @@ class VarFunc:
         self.covariate, self.groups = parse_form(form, type(self).__name__)
         self.npar = 0
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(form={self.formula!r})"
-
-    @property
-    def formula(self) -> str:
-        lhs = self.covariate or "1"
-        return f"~{lhs}" + (f" | {'/'.join(self.groups)}" if self.groups else "")
-
-    def columns(self) -> list[str]:
-        return [c for c in [self.covariate, *self.groups] if c]
-
     def bind(self, column) -> "VarFunc":
         """A copy tied to the model's rows (``column(name)``: the values on those rows)."""
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
+        new = self._copy()
         new._bind(column)
         return new
 
