@@ -250,3 +250,19 @@ def test_errors(data):
     with pytest.raises(ModelSpecError, match="simulate"):
         m = mmfast.lmer("distance ~ age + (1 | Subject)", o, residual=mmfast.corAR1())
         m.refit(m.frame.y)
+
+
+def test_row_order_and_missing_values(data, fits):
+    """The whitening sorts rows itself: shuffled rows give the same fit; a row missing the
+    variance covariate is dropped like any incomplete row (the same fit as without it)."""
+    sim = data["sim"]
+    case = REF["sim_car1_power_ml"]
+    shuffled = sim.sample(frac=1.0, random_state=7)
+    f = _fit(case, {"sim": shuffled})
+    assert f.loglik == pytest.approx(fits["sim_car1_power_ml"].loglik, rel=1e-9)
+    holed = sim.copy()
+    holed.loc[5, "x"] = np.nan
+    a = _fit(case, {"sim": holed})
+    b = _fit(case, {"sim": sim.drop(index=5)})
+    assert a.nobs == len(sim) - 1
+    assert a.loglik == pytest.approx(b.loglik, rel=1e-9)
