@@ -5,6 +5,7 @@ Forms are parsed as column names, never executed.
 
 from __future__ import annotations
 
+import copy
 import re
 
 from ..errors import FormulaError
@@ -53,6 +54,5 @@ class FormStructure:
         return [c for c in [self.covariate, *self.groups] if c]
 
     def _copy(self):
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        return new
+        """A shallow copy (binding fills in the copy; the user's object stays unbound)."""
+        return copy.copy(self)
