@@ -15,6 +15,7 @@ import pandas as pd
 from .arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number, one_of, validated
 from .callnames import call_labels
 from .diagnostics.mixin import DiagnosticsMixin
+from .families import NegativeBinomial
 from .inference.mixin import InferenceMixin, LikelihoodRatioMixin
 from .inference.sequential import SequentialAnovaMixin
 from .model import glmm as _glmm
@@ -243,6 +244,56 @@ def glmer(
         control=control,
     )
     fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
+    return fitted
+
+
+@validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))
+def glmer_nb(
+    formula: str,
+    data: pd.DataFrame,
+    n_agq: int = 1,
+    weights=None,
+    offset=None,
+    start=None,
+    check_nobs_vs_nre: str = "ignore",
+    check_nobs_vs_nlev: str = "ignore",
+    check_nlev_gtr_1: str = "stop",
+    control: GlmmControl | None = None,
+) -> GeneralizedLinearMixedModel:
+    """Fit a negative binomial GLMM (log link, var = mu + mu²/θ) as ``lme4::glmer.nb`` does.
+
+    ``glmer(formula, data, family=mmfast.families.NegativeBinomial())``: θ is estimated by
+    maximum likelihood beside the variance components and β (the Laplace likelihood maximised
+    jointly, as glmmTMB's ``nbinom2``); ``glmer.nb`` alternates glmer fits at fixed θ with
+    ``theta.ml`` and stops near, not at, that optimum (its logLik is at most ours).  The
+    summary prints ``Family: Negative Binomial(θ)`` as glmer.nb's; ``m.dispersion`` is θ and
+    ``m.dispersion_se`` its standard error.  Arguments as for ``glmer``; to hold θ fixed use
+    ``glmer(..., family=NegativeBinomial(theta=...))``.
+
+    Examples
+    --------
+    >>> import mmfast
+    >>> spikes = mmfast.datasets.load("spikes")
+    >>> m = mmfast.glmer_nb("count ~ condition + stim + offset(log(duration)) + (1 | mouse/neuron)",
+    ...                     spikes)
+    >>> round(m.dispersion, 1) > 1
+    True
+    """
+    fitted = _glmm.fit_glmm(
+        GeneralizedLinearMixedModel,
+        formula,
+        data,
+        family=NegativeBinomial(hessian="expected"),  # lme4's Laplace: Fisher weights
+        n_agq=n_agq,
+        weights=weights,
+        offset=offset,
+        start=start,
+        check_nobs_vs_nre=check_nobs_vs_nre,
+        check_nobs_vs_nlev=check_nobs_vs_nlev,
+        check_nlev_gtr_1=check_nlev_gtr_1,
+        control=control,
+    )
+    fitted.call_labels = call_labels(data, weights, offset)
     return fitted
 
 

@@ -1,7 +1,20 @@
 """GLM families and links for ``mmfast.glmer`` (R's ``binomial(link = "probit")`` is
 ``Binomial(link="probit")``)."""
 
-from .family import FAMILIES, GAUSSIAN, Binomial, Family, Gamma, Gaussian, Poisson, get_family
+from .family import (
+    FAMILIES,
+    GAUSSIAN,
+    Beta,
+    Binomial,
+    DispersionFamily,
+    Family,
+    Gamma,
+    Gaussian,
+    NegativeBinomial,
+    NegativeBinomial1,
+    Poisson,
+    get_family,
+)
 from .links import LINKS, Link, get_link
 
 __all__ = [
@@ -10,6 +23,10 @@ __all__ = [
     "Poisson",
     "Gamma",
     "Gaussian",
+    "NegativeBinomial",
+    "NegativeBinomial1",
+    "Beta",
+    "DispersionFamily",
     "GAUSSIAN",
     "get_family",
     "FAMILIES",

@@ -56,7 +56,7 @@ from ..threads import limit_fit_threads
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .frame import model_frame, with_response
-from . import glmm_fit
+from . import dispersion, glmm_fit
 from .control import GlmmControl, check_control
 from .glmm_fit import warn_at_caller
 from .optsummary import glmm_summary, optinfo_property
@@ -130,8 +130,11 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self.control = check_control(control, GlmmControl)  # how it is fitted (tolerances...)
         y, pw, ntr, mustart = family.initialize(frame.y, frame.weights, frame.y_extra, frame.parsed.response)
         self.y, self.prior_weights, self.trials = y, pw, ntr
+        if family.dispersion_name:  # the model's own copy, at its starting dispersion
+            self.family = family = family.with_value(family.value or family.start_dispersion(y, pw))
         with np.errstate(all="ignore"):
             eta0 = family.linkfun(mustart)
+        self.eta_start = eta0
         self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
         self.engine = make_engine(frame, family, y, pw, ntr, eta0, self.layout)
         self._Z = None
@@ -187,8 +190,16 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
                 gc.enable()
 
     def _fit(self, start=None) -> "GeneralizedLinearMixedModel":
-        glmm_fit.fit(self, start)
+        if self.family.dispersion_name:
+            dispersion.fit(self, start)
+        else:
+            glmm_fit.fit(self, start)
         return self
+
+    @property
+    def dispersion(self) -> float | None:
+        """The family's dispersion parameter at the fit (negative binomial: θ), else None."""
+        return self.family.value if self.family.dispersion_name else None
 
     optinfo = optinfo_property
 
@@ -294,7 +305,8 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
 
     @property
     def npar(self) -> int:
-        return len(self.beta) + len(self.theta) + int(self.use_scale)
+        estimated = bool(self.family.dispersion_name) and self.family.estimated
+        return len(self.beta) + len(self.theta) + int(self.use_scale) + int(estimated)
 
     @property
     def df_residual(self) -> int:
