@@ -150,3 +150,65 @@ def test_bad_responses():
     b.loc[3, "y"] = 1.0
     with pytest.raises(DataError, match="strictly between 0 and 1"):
         mmfast.glmer("y ~ x + (1 | g)", b, family="beta")
+
+
+def test_dispersion_profile_interval():
+    """At both ends the profiled deviance is the χ²₁(0.95) quantile above its minimum (a
+    derivation, checked by refitting there); near the Wald interval on the log scale."""
+    from scipy.stats import chi2
+
+    from mmfast.model.dispersion import profiled_deviance
+
+    m, _ = fitted("grouse_nb2_location")
+    lo, hi = m.dispersion_confint(0.95)
+    assert lo < m.dispersion < hi
+    work = m.with_frame(m.frame)
+    for end in (lo, hi):
+        assert profiled_deviance(work, np.log(end), m.theta) - m.objective_value == pytest.approx(
+            chi2.ppf(0.95, 1), abs=1e-4
+        )
+    wald = np.exp(np.log(m.dispersion) + np.array([-1.96, 1.96]) * m.dispersion_log_se)
+    np.testing.assert_allclose([lo, hi], wald, rtol=0.05)
+    assert m.loglik == pytest.approx(-0.5 * m.objective_value)  # the fit itself is unchanged
+
+
+def test_simulated_draws_have_the_family_moments():
+    """simulate() draws from the fitted family: conditional on the modes (no new random
+    effects here: a long draw at fixed mu), NB2 var = mu + mu²/θ, beta var = mu(1-mu)/(1+φ)."""
+    from mmfast.resample.simulate import ResponseSimulator
+
+    for case, var in (
+        ("grouse_nb2_location", lambda mu, d: mu + mu**2 / d),
+        ("beta_sim", lambda mu, d: mu * (1 - mu) / (1 + d)),
+        ("grouse_nb1", lambda mu, d: mu * (1 + d)),
+    ):
+        m, _ = fitted(case)
+        sim = ResponseSimulator(m, conditional=True)
+        rng = np.random.default_rng(5)
+        Y = np.column_stack([sim.draw(rng) for _ in range(4000)])
+        mu = m.family.linkinv(sim.eta_conditional)
+        z = (Y.mean(axis=1) - mu) / np.sqrt(var(mu, m.dispersion) / Y.shape[1])
+        assert np.abs(z).max() < 5.0
+        ratio = Y.var(axis=1).sum() / var(mu, m.dispersion).sum()
+        assert ratio == pytest.approx(1.0, abs=0.05)
+
+
+def test_refit_and_bootstrap_reestimate_the_dispersion():
+    m, _ = fitted("beta_sim")
+    y = m.simulate(1, seed=3, as_frame=False)[:, 0]
+    r = m.refit(y)
+    assert r.dispersion != m.dispersion and r.family.estimated
+    g = mmfast.glmer(REF["beta_sim"]["formula"], data("beta_sim").assign(y=y), family="beta")
+    assert r.loglik == pytest.approx(g.loglik, abs=1e-6)
+    assert r.dispersion == pytest.approx(g.dispersion, rel=1e-4)
+    reps = m.bootstrap(3, seed=1)
+    assert "phi" in reps.columns and reps["phi"].notna().all()
+
+
+def test_pickle_keeps_the_fit():
+    import pickle
+
+    m, _ = fitted("nb_crossed")
+    p = pickle.loads(pickle.dumps(m))
+    assert p.dispersion == m.dispersion
+    assert p.deviance_at(m.theta, m.beta) == pytest.approx(m.objective_value, abs=1e-8)

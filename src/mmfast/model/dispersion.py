@@ -9,7 +9,7 @@ instead (glmer at fixed θ, then ``theta.ml`` on the conditional fitted values, 
 moving), which ends at a nearby point that is not quite the joint optimum.
 
 Its standard error (on the log scale) comes from the curvature of the profiled deviance
-(``dispersion_se``); ``confint(method="profile")`` profiles it like a variance component.
+(``dispersion_se``); ``profile_interval`` gives its profile-likelihood interval.
 θ beyond ``DISP_MAX`` is the Poisson limit: the fit stops there with a ``ConvergenceWarning``
 (finite, the Poisson GLMM's answer to ~mu/θ).
 """
@@ -22,12 +22,12 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from ..errors import ConvergenceWarning
+from ..errors import ArgumentError, ConvergenceWarning, ModelSpecError
 from . import glmm_fit
 from .glmm_fit import warn_at_caller
 from .pirls import make_response
 
-__all__ = ["fit", "profiled_deviance", "DISP_MIN", "DISP_MAX"]
+__all__ = ["fit", "profiled_deviance", "profile_interval", "DISP_MIN", "DISP_MAX"]
 
 DISP_MIN, DISP_MAX = 1e-8, 1e8  # the search's range for the dispersion (NB θ -> ∞: Poisson)
 LOG_TOL = 1e-7  # Brent's (relative) tolerance on log θ
@@ -53,7 +53,7 @@ def fit(model, start=None) -> None:
     fam = model.family
     if not fam.estimated:
         glmm_fit.fit(model, start)
-        model.dispersion_se = None
+        model.dispersion_se = model.dispersion_log_se = None
         return
     lo, hi = math.log(DISP_MIN), math.log(DISP_MAX)
     cache: dict[float, tuple[float, np.ndarray]] = {}
@@ -114,3 +114,42 @@ def fit(model, start=None) -> None:
         if fam.limit_direction == (1 if up else -1):
             msg += f" ({fam.limit_name}: no overdispersion beyond the random effects; a Poisson GLMM fits as well)"
         warn_at_caller(msg, ConvergenceWarning)
+
+
+def profile_interval(model, level: float = 0.95) -> tuple[float, float]:
+    """Profile-likelihood interval of the dispersion: where the profiled deviance (variance
+    components and β re-estimated) exceeds its minimum by the χ²₁ quantile, found by Brent's
+    root finder on log scale.  Works on a copy: the fitted model is unchanged.  A side that
+    reaches the search range's end (``DISP_MIN``, ``DISP_MAX``) is reported as 0 or inf."""
+    from scipy.optimize import brentq
+    from scipy.stats import chi2
+
+    fam = model.family
+    if not (fam.dispersion_name and fam.estimated):
+        raise ModelSpecError("the model's family has no estimated dispersion parameter")
+    if not 0.0 < level < 1.0:
+        raise ArgumentError(f"level must be in (0, 1), not {level!r}")
+    work = model.with_frame(model.frame)
+    t_hat, d_hat, cut = math.log(fam.value), float(model._objective), float(chi2.ppf(level, 1))
+    lo, hi = math.log(DISP_MIN), math.log(DISP_MAX)
+    step = 2.0 * (model.dispersion_log_se or 0.5)
+
+    def excess(t: float) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return profiled_deviance(work, t, model.theta) - d_hat - cut
+
+    ends = []
+    for sign in (-1.0, 1.0):
+        inner, outer = t_hat, t_hat + sign * step
+        while True:
+            outer = min(max(outer, lo), hi)
+            if excess(outer) > 0:
+                ends.append(math.exp(brentq(excess, min(inner, outer), max(inner, outer), xtol=1e-6)))
+                break
+            if outer in (lo, hi):
+                ends.append(0.0 if sign < 0 else math.inf)
+                break
+            inner, outer = outer, outer + sign * step
+            step *= 2.0
+    return ends[0], ends[1]

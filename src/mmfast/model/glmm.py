@@ -74,6 +74,8 @@ __all__ = ["GeneralizedLinearMixedModel", "fit_glmm", "wald_odds_ratios"]
 class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
     """A GLMM g(E[y | b]) = Xβ + Zb with b = Λθ u, u ~ N(0, I), fitted by Laplace or AGQ."""
 
+    dispersion_se = dispersion_log_se = None  # an estimated dispersion's SE (dispersion.fit)
+
     def with_response(self: _Self, y) -> _Self:
         """An unfitted model of this class on response ``y`` (copied; same rows, formula,
         weights, offset, family, n_agq and options)."""
@@ -200,6 +202,11 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
     def dispersion(self) -> float | None:
         """The family's dispersion parameter at the fit (negative binomial: θ), else None."""
         return self.family.value if self.family.dispersion_name else None
+
+    def dispersion_confint(self, level: float = 0.95) -> tuple[float, float]:
+        """Profile-likelihood interval of the estimated dispersion (``dispersion.profile_interval``:
+        the variance components and β re-estimated along it)."""
+        return dispersion.profile_interval(self, level)
 
     optinfo = optinfo_property
 
