@@ -212,3 +212,49 @@ def test_pickle_keeps_the_fit():
     p = pickle.loads(pickle.dumps(m))
     assert p.dispersion == m.dispersion
     assert p.deviance_at(m.theta, m.beta) == pytest.approx(m.objective_value, abs=1e-8)
+
+
+def test_emmeans_on_the_response_scale():
+    """type="response": exp of the link-scale means, delta-method SEs, back-transformed
+    intervals (emmeans' regrid for a log link)."""
+    m, _ = fitted("grouse_nb2_location")
+    link = mmfast.emmeans(m, "YEAR").table
+    resp = mmfast.emmeans(m, "YEAR", type="response").table
+    np.testing.assert_allclose(resp["response"], np.exp(link["emmean"]), rtol=1e-12)
+    np.testing.assert_allclose(resp["SE"], np.exp(link["emmean"]) * link["SE"], rtol=1e-12)
+    np.testing.assert_allclose(resp["asymp.LCL"], np.exp(link["asymp.LCL"]), rtol=1e-12)
+    np.testing.assert_allclose(resp["asymp.UCL"], np.exp(link["asymp.UCL"]), rtol=1e-12)
+    # the grid mean at cHEIGHT's mean: X β by hand for YEAR 95 (the reference level)
+    x0 = np.array([1.0, 0.0, 0.0, m.frame.data["cHEIGHT"].mean()])
+    assert resp["response"].iloc[0] == pytest.approx(np.exp(x0 @ m.beta), rel=1e-10)
+    with pytest.raises(mmfast.ArgumentError):
+        mmfast.emmeans(m, "YEAR", type="probability")
+
+
+def test_agq_is_the_integrated_likelihood():
+    """n_agq > 1 with one scalar term: the log-likelihood at the fit is the integral over each
+    LOCATION's random effect of its rows' NB likelihood (scipy's quad, a derivation), whichever
+    information (observed or expected) sets the adaptive scale."""
+    from scipy import integrate, stats
+
+    d = data("grouse_nb2_location")
+    fam = NegativeBinomial(theta=2.0)
+    m = mmfast.glmer("TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", d, family=fam, n_agq=15)
+    fixed = m.frame.X @ m.beta
+    sd = float(m.theta[0])
+    codes = m.frame.terms[0].factor.codes
+    y = m.y
+    total = 0.0
+    for j in np.unique(codes):
+        rows = codes == j
+
+        def integrand(u):
+            mu = np.exp(fixed[rows] + sd * u)
+            return np.exp(np.sum(stats.nbinom.logpmf(y[rows], 2.0, 2.0 / (2.0 + mu)))) * stats.norm.pdf(u)
+
+        total += np.log(integrate.quad(integrand, -12, 12, epsabs=0, epsrel=1e-12, limit=200)[0])
+    assert m.loglik == pytest.approx(total, abs=1e-5)
+    e = mmfast.glmer(
+        "TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", d, family=NegativeBinomial(2.0, hessian="expected"), n_agq=15
+    )
+    assert e.deviance_at(m.theta, m.beta) == pytest.approx(m.objective_value, abs=1e-5)
