@@ -258,3 +258,17 @@ def test_agq_is_the_integrated_likelihood():
         "TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", d, family=NegativeBinomial(2.0, hessian="expected"), n_agq=15
     )
     assert e.deviance_at(m.theta, m.beta) == pytest.approx(m.objective_value, abs=1e-5)
+
+
+def test_pbmodcomp_refits_the_dispersion():
+    """pbmodcomp between NB GLMMs: the LRT is 2 Δ logLik of the two fits (θ estimated in each)
+    and every simulated pair is refitted (full refits: the dispersion is re-estimated)."""
+    from mmfast.resample.pbmodcomp import pbmodcomp
+
+    big, _ = fitted("grouse_nb2_location")
+    small = mmfast.glmer("TICKS ~ YEAR + (1 | LOCATION)", data("grouse_nb2_location"), family="negative_binomial")
+    assert small.dispersion != big.dispersion
+    res = pbmodcomp(big, small, nsim=4, seed=1)
+    text = str(res)
+    assert f"{2 * (big.loglik - small.loglik):.3f}"[:5] in text
+    assert "failed refits: 0" in text
