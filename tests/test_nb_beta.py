@@ -36,7 +36,9 @@ def data(case: str) -> pd.DataFrame:
         d = mmfast.datasets.load("spikes")
         cols = ["condition", "mouse", "neuron"]
     else:
-        return pd.DataFrame({k: np.array(v, dtype=float) if k in ("y", "x") else np.array(v) for k, v in c["columns"].items()})
+        return pd.DataFrame(
+            {k: np.array(v, dtype=float) if k in ("y", "x") else np.array(v) for k, v in c["columns"].items()}
+        )
     for k in cols:
         d[k] = d[k].astype(str)
     return d

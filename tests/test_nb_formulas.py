@@ -80,7 +80,11 @@ def test_score_and_information_are_derivatives(fam):
 
         def lp(e):
             m = np.exp(e)
-            return stats.nbinom.logpmf(y, disp, disp / (disp + m)) if fam == 4 else stats.nbinom.logpmf(y, m / disp, 1 / (1 + disp))
+            return (
+                stats.nbinom.logpmf(y, disp, disp / (disp + m))
+                if fam == 4
+                else stats.nbinom.logpmf(y, m / disp, 1 / (1 + disp))
+            )
 
     s, info = score_info(fam, y, mu, me, disp, 1)
     np.testing.assert_allclose(s, (lp(eta + h) - lp(eta - h)) / (2 * h), rtol=1e-6, atol=1e-8)

@@ -309,8 +309,7 @@ def glmer_nb(
     >>> round(m.dispersion, 3), round(m.loglik, 2)
     (2.052, -905.86)
     """
-    fitted = _glmm.fit_glmm(
-        GeneralizedLinearMixedModel,
+    return glmer(
         formula,
         data,
         family=NegativeBinomial(hessian="expected"),  # lme4's Laplace: Fisher weights
@@ -323,8 +322,6 @@ def glmer_nb(
         check_nlev_gtr_1=check_nlev_gtr_1,
         control=control,
     )
-    fitted.call_labels = call_labels(data, weights, offset)
-    return fitted
 
 
 @validated()

@@ -216,18 +216,21 @@ def family_variance(int fam, mu, double disp=0.0):
     return _result(a, out)
 
 
+def _flat3(a, b, c):
+    """Three arrays broadcast together: (shape template, flat C-contiguous copies of each)."""
+    aa, ba, ca = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
+                                     np.asarray(c, dtype=np.float64))
+    return aa, [np.ascontiguousarray(x).reshape(-1) for x in (aa, ba, ca)]
+
+
 def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
     """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast), at
     the dispersion parameter ``disp`` where the family has one."""
     if not 0 <= fam <= BETA:
         raise ValueError(f"unknown family code {fam}")
-    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
-                                     np.asarray(mu, dtype=np.float64),
-                                     np.asarray(wt, dtype=np.float64))
+    ya, flat = _flat3(y, mu, wt)
     out = np.empty(ya.shape)
-    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
-    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
-    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
     cdef double[::1] o = out.reshape(-1)
     cdef Py_ssize_t i, n = yv.shape[0]
     with nogil:
@@ -240,13 +243,9 @@ def score_info(int fam, y, mu, me, double disp, int observed=1):
     """(d log p / d eta, information) of a dispersion family, elementwise (``_score_info``)."""
     if not NBINOM2 <= fam <= BETA:
         raise ValueError(f"family code {fam} has no dispersion parameter")
-    ya, ma, ea = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
-                                     np.asarray(mu, dtype=np.float64),
-                                     np.asarray(me, dtype=np.float64))
+    ya, flat = _flat3(y, mu, me)
     out_s, out_h = np.empty(ya.shape), np.empty(ya.shape)
-    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
-    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
-    cdef const double[::1] ev = np.ascontiguousarray(ea).reshape(-1)
+    cdef const double[::1] yv = flat[0], mv = flat[1], ev = flat[2]
     cdef double[::1] os = out_s.reshape(-1)
     cdef double[::1] oh = out_h.reshape(-1)
     cdef Py_ssize_t i, n = yv.shape[0]
@@ -258,13 +257,9 @@ def score_info(int fam, y, mu, me, double disp, int observed=1):
 
 def nb2_m2logp(y, mu, wt, double theta):
     """-2 wt log p(y | mu, theta) of the negative binomial (nbinom2), elementwise (broadcast)."""
-    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
-                                     np.asarray(mu, dtype=np.float64),
-                                     np.asarray(wt, dtype=np.float64))
+    ya, flat = _flat3(y, mu, wt)
     out = np.empty(ya.shape)
-    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
-    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
-    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
     cdef double[::1] o = out.reshape(-1)
     cdef Py_ssize_t i, n = yv.shape[0]
     with nogil:

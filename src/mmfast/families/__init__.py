@@ -1,20 +1,8 @@
 """GLM families and links for ``mmfast.glmer`` (R's ``binomial(link = "probit")`` is
 ``Binomial(link="probit")``)."""
 
-from .family import (
-    FAMILIES,
-    GAUSSIAN,
-    Beta,
-    Binomial,
-    DispersionFamily,
-    Family,
-    Gamma,
-    Gaussian,
-    NegativeBinomial,
-    NegativeBinomial1,
-    Poisson,
-    get_family,
-)
+from .family import FAMILIES, GAUSSIAN, Binomial, Family, Gamma, Gaussian, Poisson, get_family
+from .dispersion import Beta, DispersionFamily, NegativeBinomial, NegativeBinomial1  # registers their names
 from .links import LINKS, Link, get_link
 
 __all__ = [

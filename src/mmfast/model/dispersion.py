@@ -110,7 +110,8 @@ def fit(model, start=None) -> None:
     if at_limit:
         up = t_hat == hi
         name = fam.dispersion_name
-        msg = f"the {fam.name} family's {name} goes to {'infinity' if up else 'zero'}: stopped at {name} = {fam.value:.3g}"
+        where = "infinity" if up else "zero"
+        msg = f"the {fam.name} family's {name} goes to {where}: stopped at {name} = {fam.value:.3g}"
         if fam.limit_direction == (1 if up else -1):
             msg += f" ({fam.limit_name}: no overdispersion beyond the random effects; a Poisson GLMM fits as well)"
         warn_at_caller(msg, ConvergenceWarning)

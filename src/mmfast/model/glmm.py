@@ -36,6 +36,9 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
 * Gamma (inverse/identity link): θ is optimised in units of the response (``pirls.theta_scale``),
   so y and 1e-6 y give the same fit (lme4 fails at 1e6 y; its SEs at 1e-6 y are off).
 * Separation: the diverging fixed-effect direction is held once PIRLS stalls (``separation``).
+* Families with a dispersion parameter (negative binomial, nbinom1, beta): it is estimated by
+  ML as an outer parameter over these fits (``dispersion``); their Laplace approximation uses
+  the observed information (glmmTMB's exact Laplace), ``glmer_nb`` the expected one (lme4's).
 """
 
 from __future__ import annotations
