@@ -17,7 +17,8 @@ cdef class GlmResponse:
     """
 
 
-    def __init__(self, int fam, int link, y, pw, a, b, c, double sat=0.0, int exact=0):
+    def __init__(self, int fam, int link, y, pw, a, b, c, double sat=0.0, int exact=0,
+                 double disp=0.0, int observed=1):
         self.fam = fam
         self.link = link
         self.y = np.array(y, dtype=np.float64, order="C", copy=True)
@@ -34,6 +35,26 @@ cdef class GlmResponse:
         self.alogy = float(np.sum(a)) if fam == GAMMA else 0.0
         self.sat = sat      # sum of (-2 log p - deviance residual): constant when exact
         self.exact = exact  # binomial/Poisson with integral counts: -2 log p = dev + sat
+        self.observed = observed
+        if fam >= NBINOM2:
+            self.set_dispersion(disp)
+
+    def set_dispersion(self, double disp):
+        """Set the family's dispersion parameter (nbinom2: theta, nbinom1/beta: phi; > 0).
+        -2 log p is then the deviance plus, for nbinom2, the saturated model's -2 log p(y | mu
+        = y, theta), computed here (nbinom1/beta: their deviance is -2 log p)."""
+        cdef Py_ssize_t i
+        cdef double sat = 0.0
+        if self.fam < NBINOM2:
+            raise ValueError(f"family code {self.fam} has no dispersion parameter")
+        if not disp > 0.0:
+            raise ValueError(f"the dispersion parameter must be positive, not {disp}")
+        self.disp = disp
+        if self.fam == NBINOM2:
+            for i in range(self.n):
+                sat += _nb2_m2logp(self.y[i], self.y[i], self.pw[i], disp)
+        self.sat = sat
+        self.exact = 1
 
     cdef double set_eta(self, const double* eta, int need_dev) noexcept nogil:
         """Store mu, mu' at eta; return the sum of deviance residuals (0 unless need_dev)."""
@@ -48,7 +69,7 @@ cdef class GlmResponse:
             _mu_me(link, eta[i], &mu[i], &me[i])
         if need_dev:
             for i in range(self.n):
-                s += _devres(fam, y[i], mu[i], pw[i])
+                s += _devres_d(fam, y[i], mu[i], pw[i], self.disp)
             if link == SQRT:  # mu = eta^2 folds: keep eta > 0 (R's valideta), else a mirror mode
                 for i in range(self.n):
                     if eta[i] <= 0.0:
@@ -64,6 +85,13 @@ cdef class GlmResponse:
         cdef const double* y = &self.y[0]
         cdef const double* pw = &self.pw[0]
         cdef int fam = self.fam
+        cdef double sc, h
+        if fam >= NBINOM2:  # score and information (not a GLM for nbinom1/beta)
+            for i in range(self.n):
+                _score_info(fam, y[i], mu[i], me[i], self.disp, self.observed, &sc, &h)
+                w[i] = pw[i] * h
+                zt[i] = eta[i] - base[i] + (sc / h if h != 0.0 else 0.0)
+            return
         for i in range(self.n):
             w[i] = pw[i] * me[i] * me[i] / _variance(fam, mu[i])
             zt[i] = eta[i] - base[i] + (y[i] - mu[i]) / me[i]
@@ -174,9 +202,9 @@ def link_apply(int link, int what, x):
     return _result(a, out)
 
 
-def family_variance(int fam, mu):
-    """V(mu) of the family, elementwise (any shape)."""
-    if not 0 <= fam <= GAUSSIAN:
+def family_variance(int fam, mu, double disp=0.0):
+    """V(mu) of the family (at dispersion parameter ``disp`` where it has one), elementwise."""
+    if not 0 <= fam <= BETA:
         raise ValueError(f"unknown family code {fam}")
     a, flat, out = _flat(mu)
     cdef const double[::1] v = flat
@@ -184,24 +212,57 @@ def family_variance(int fam, mu):
     cdef Py_ssize_t i, n = v.shape[0]
     with nogil:
         for i in range(n):
-            o[i] = _variance(fam, v[i])
+            o[i] = _variance_d(fam, v[i], disp)
     return _result(a, out)
 
 
-def family_dev_resids(int fam, y, mu, wt):
-    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast)."""
-    if not 0 <= fam <= GAUSSIAN:
+def _flat3(a, b, c):
+    """Three arrays broadcast together: (shape template, flat C-contiguous copies of each)."""
+    aa, ba, ca = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
+                                     np.asarray(c, dtype=np.float64))
+    return aa, [np.ascontiguousarray(x).reshape(-1) for x in (aa, ba, ca)]
+
+
+def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
+    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast), at
+    the dispersion parameter ``disp`` where the family has one."""
+    if not 0 <= fam <= BETA:
         raise ValueError(f"unknown family code {fam}")
-    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
-                                     np.asarray(mu, dtype=np.float64),
-                                     np.asarray(wt, dtype=np.float64))
+    ya, flat = _flat3(y, mu, wt)
     out = np.empty(ya.shape)
-    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
-    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
-    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
     cdef double[::1] o = out.reshape(-1)
     cdef Py_ssize_t i, n = yv.shape[0]
     with nogil:
         for i in range(n):
-            o[i] = _devres(fam, yv[i], mv[i], wv[i])
+            o[i] = _devres_d(fam, yv[i], mv[i], wv[i], disp)
+    return _result(ya, out)
+
+
+def score_info(int fam, y, mu, me, double disp, int observed=1):
+    """(d log p / d eta, information) of a dispersion family, elementwise (``_score_info``)."""
+    if not NBINOM2 <= fam <= BETA:
+        raise ValueError(f"family code {fam} has no dispersion parameter")
+    ya, flat = _flat3(y, mu, me)
+    out_s, out_h = np.empty(ya.shape), np.empty(ya.shape)
+    cdef const double[::1] yv = flat[0], mv = flat[1], ev = flat[2]
+    cdef double[::1] os = out_s.reshape(-1)
+    cdef double[::1] oh = out_h.reshape(-1)
+    cdef Py_ssize_t i, n = yv.shape[0]
+    with nogil:
+        for i in range(n):
+            _score_info(fam, yv[i], mv[i], ev[i], disp, observed, &os[i], &oh[i])
+    return out_s, out_h
+
+
+def nb2_m2logp(y, mu, wt, double theta):
+    """-2 wt log p(y | mu, theta) of the negative binomial (nbinom2), elementwise (broadcast)."""
+    ya, flat = _flat3(y, mu, wt)
+    out = np.empty(ya.shape)
+    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = yv.shape[0]
+    with nogil:
+        for i in range(n):
+            o[i] = _nb2_m2logp(yv[i], mv[i], wv[i], theta)
     return _result(ya, out)
