@@ -152,4 +152,6 @@ def test_random_intercept_refitter_is_the_one_term_kernel(reml):
     for th in (0.2, m.theta[0], 3.0):
         ld, ldx, r2 = ri.kernel(X).profiled(np.array([th]))
         nu = m.nobs - 2 if reml else m.nobs
-        assert ld + nu * np.log(r2) + (ldx if reml else 0.0) == pytest.approx(ri._state(th, W, A, full=False).D, rel=1e-12)
+        assert ld + nu * np.log(r2) + (ldx if reml else 0.0) == pytest.approx(
+            ri._state(th, W, A, full=False).D, rel=1e-12
+        )

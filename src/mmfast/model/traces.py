@@ -64,9 +64,7 @@ def component_groups(design: TraceDesign):
 
     terms = design.terms
     # a level's p_k columns belong together even where one of them is all zero
-    same_level = sp.block_diag(
-        [sp.kron(sp.identity(t.nlevels), np.ones((t.p, t.p))) for t in terms], format="csc"
-    )
+    same_level = sp.block_diag([sp.kron(sp.identity(t.nlevels), np.ones((t.p, t.p))) for t in terms], format="csc")
     ncomp, labels = connected_components(abs(design.ZtZ) + same_level, directed=False)
     term_of = np.concatenate([np.full(t.q, k) for k, t in enumerate(terms)])
     counts = np.zeros((ncomp, len(terms)), dtype=np.int64)
