@@ -148,7 +148,7 @@ def lmer(
     >>> ml.optsummary.optimizer
     'bobyqa'
     """
-    fitted = _lmm.fit_lmm(
+    return _lmm.fit_lmm(
         LinearMixedModel,
         formula,
         data,
@@ -158,10 +158,9 @@ def lmer(
         check_nobs_vs_nre=check_nobs_vs_nre,
         start=start,
         control=control,
+        call_labels=call_labels(data, weights, offset),  # summary's Data:/Weights: lines
         **optctrl,
     )
-    fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
-    return fitted
 
 
 @validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
@@ -228,7 +227,7 @@ def glmer(
     >>> print(round(g.loglik, 2))
     -92.03
     """
-    fitted = _glmm.fit_glmm(
+    return _glmm.fit_glmm(
         GeneralizedLinearMixedModel,
         formula,
         data,
@@ -241,9 +240,8 @@ def glmer(
         check_nobs_vs_nlev=check_nobs_vs_nlev,
         check_nlev_gtr_1=check_nlev_gtr_1,
         control=control,
+        call_labels=call_labels(data, weights, offset),  # summary's Data:/Weights: lines
     )
-    fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
-    return fitted
 
 
 @validated()
