@@ -124,3 +124,11 @@ def test_call_labels_of_a_script_resolve_lazily():
     scope = _module_level_labels()
     del scope["sleep"]  # the data gone before anything read the label: no name, no error
     assert scope["m"].call_labels["data"] is None
+
+
+def test_glmm_fit_again_is_a_new_model(glmm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = glmm.fit()
+    assert again is not glmm and again.sealed
+    assert again.loglik == pytest.approx(glmm.loglik, rel=1e-10)
