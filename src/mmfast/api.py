@@ -177,7 +177,7 @@ def lmer(
             from .errors import ArgumentError
 
             raise ArgumentError("residual= cannot be combined with weights= or start=")
-        fitted = _residual_fit.fit_residual_lmm(
+        return _residual_fit.fit_residual_lmm(
             ResidualLinearMixedModel,
             formula,
             data,
@@ -186,10 +186,9 @@ def lmer(
             offset=offset,
             check_nobs_vs_nre=check_nobs_vs_nre,
             control=control,
+            call_labels=call_labels(data, None, offset),
         )
-        fitted.call_labels = call_labels(data, None, offset)
-        return fitted
-    fitted = _lmm.fit_lmm(
+    return _lmm.fit_lmm(
         LinearMixedModel,
         formula,
         data,
@@ -199,10 +198,9 @@ def lmer(
         check_nobs_vs_nre=check_nobs_vs_nre,
         start=start,
         control=control,
+        call_labels=call_labels(data, weights, offset),  # summary's Data:/Weights: lines
         **optctrl,
     )
-    fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
-    return fitted
 
 
 @validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq
@@ -269,7 +267,7 @@ def glmer(
     >>> print(round(g.loglik, 2))
     -92.03
     """
-    fitted = _glmm.fit_glmm(
+    return _glmm.fit_glmm(
         GeneralizedLinearMixedModel,
         formula,
         data,
@@ -282,9 +280,8 @@ def glmer(
         check_nobs_vs_nlev=check_nobs_vs_nlev,
         check_nlev_gtr_1=check_nlev_gtr_1,
         control=control,
+        call_labels=call_labels(data, weights, offset),  # summary's Data:/Weights: lines
     )
-    fitted.call_labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
-    return fitted
 
 
 @validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ArgumentError
+from ..model.results import fit_cache
 from ..rformat import AnovaTable
 from .wald import wald_test
 
@@ -99,19 +100,9 @@ class FixedDf:
 
 
 def _cache(model) -> dict:
-    """Per-model cache, invalidated when the fit changes (use it under ``model_lock``)."""
-    store = model.__dict__.setdefault("_inference_cache", {})
-    key = (
-        np.asarray(model.theta).tobytes(),
-        np.asarray(model.beta).tobytes(),
-        float(model.sigma),
-        bool(getattr(model, "reml", False)),
-        int(model.nobs),
-    )
-    if store.get("__key__") != key:
-        store.clear()
-        store["__key__"] = key
-    return store
+    """The fit's store of derived results (its ``FitCache``: a fitted model is read-only, so
+    nothing invalidates it); use it under ``model_lock``."""
+    return fit_cache(model).store
 
 
 def ddf_method(model, ddf="satterthwaite", derivatives: str = "analytic"):

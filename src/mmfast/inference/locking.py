@@ -3,26 +3,21 @@
 Profiles, variance-parameter derivatives and criteria at other θ evaluate the model's own
 (stateful) kernel and put it back at θ̂ when done; the per-model inference cache holds
 objects (a ``Profile``) that are filled in as they are used.  Both are shared by every thread
-holding the model, so these computations run under the model's lock: concurrent calls give
+holding the model, so these computations run under the model's lock (both live in the fit's
+``model.results.FitCache``): concurrent calls give
 the serial answers (one after the other).  Results that only read the fit need no lock.
 """
 
 from __future__ import annotations
 
-import threading
+from ..model.results import fit_cache
 
 __all__ = ["model_lock", "objective_at"]
 
-_CREATE = threading.Lock()
 
-
-def model_lock(model) -> threading.RLock:
-    """The model's re-entrant lock (made on first use; not pickled, see ``__getstate__``)."""
-    lock = model.__dict__.get("_inference_lock")
-    if lock is None:
-        with _CREATE:
-            lock = model.__dict__.setdefault("_inference_lock", threading.RLock())
-    return lock
+def model_lock(model):
+    """The model's re-entrant lock: its ``FitCache``'s (made with the fit, not pickled)."""
+    return fit_cache(model).lock
 
 
 def objective_at(model, theta, reml: bool) -> float:

@@ -12,9 +12,9 @@ Z'V⁻²X = W - MBW, X'V⁻²X = F - W'BW, tr V⁻² = n - 2 tr(MB) + tr(MBMB).
 Every covariance derivative in an LMM has the form Z (I_ℓ ⊗ s) Z' with s a p_k x p_k
 matrix on the levels of one term k.  All traces tr(M (I⊗s) M (I⊗s')) are contractions
 of the term-pair tensors N_km[a,b,c,d] = Σ_{l,l'} M[(l,a),(l',c)] M[(l,b),(l',d)] and
-tr(M (I⊗s)) of the diagonal-block sums dg_k[a,b] = Σ_l M[(l,a),(l,b)].  Those are
-accumulated over column chunks of M, so memory stays O(q x chunk) and the cost is one
-solve with A per column of Z'Z (q·nnz(L) flops), no n x n matrix is ever formed.
+tr(M (I⊗s)) of the diagonal-block sums dg_k[a,b] = Σ_l M[(l,a),(l,b)], computed from the
+fitted kernel by ``model.traces`` (components of Z'Z by layout, or column chunks of M),
+so memory stays O(q x chunk) and no n x n matrix is ever formed.
 Rows are sqrt-weighted for weighted fits (the weighted scale where V has that form).
 Products with A⁻¹ and log|A| come from the fit's own kernel (``model.kernel``), whose factor
 the fit left at θ: no second symbolic analysis or factorisation of A.
@@ -26,11 +26,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..model.kernel import fitted_kernel
+from ..model.traces import trace_tensors
 
 __all__ = ["VarianceStructure", "variance_structure"]
-
-CHUNK_ENTRIES = 4_000_000  # entries of one dense column chunk of M
-DENSE_COMPONENT_MAX = 150  # components up to this size: batched dense algebra (larger: Schur)
 
 
 def variance_structure(model) -> VarianceStructure:
@@ -158,121 +156,16 @@ class VarianceStructure:
 
     # --- traces ----------------------------------------------------------------------------
     def trace_tensors(self):
-        """(N, dg): N[k][m] (p_k,p_k,p_m,p_m) and dg[k] (p_k,p_k), see the module docstring.
+        """(N, dg): N[k][m] (p_k,p_k,p_m,p_m) and dg[k] (p_k,p_k), see the module docstring:
+        a function of the fitted kernel (``model.traces``), large components of crossed
+        designs through the Schur complement of their largest term (``schur``)."""
+        if getattr(self, "_tensors", None) is None:
+            from .schur import schur_component
 
-        V is block diagonal over the connected components of Z'Z (e.g. one block per site in
-        a nested design), and so is M.  Small components are processed as dense batched
-        stacks, grouped by their number of levels per term (identical local layout); large
-        ones (crossed designs) through the Schur complement of their largest term (``schur``)
-        or, where that does not apply, by column chunks solved with the sparse factor of A.
-        """
-        if getattr(self, "_tensors", None) is not None:
-            return self._tensors
-        terms = self.terms
-        N = [[np.zeros((tk.p, tk.p, tm.p, tm.p)) for tm in terms] for tk in terms]
-        dg = [np.zeros((t.p, t.p)) for t in terms]
-        from .schur import schur_component
-
-        how = self.trace_method
-        for counts, members in self._component_groups():
-            if how == "dense" or (how == "auto" and int(np.sum(counts)) <= DENSE_COMPONENT_MAX):
-                self._dense_components(counts, members, N, dg)
-                continue
-            for idx in members:
-                if how in ("auto", "schur") and schur_component(self, idx, N, dg):
-                    continue
-                if how == "schur":
-                    raise ValueError("the Schur route does not apply to this component")
-                self._chunked_component(idx, N, dg)
-        self._tensors = (N, dg)
+            self._tensors = trace_tensors(
+                self.kernel, self, self.trace_method, schur=lambda idx, N, dg: schur_component(self, idx, N, dg)
+            )
         return self._tensors
-
-    def _component_groups(self):
-        """[(counts per term, (ncomp, size) array of sorted global indices)] by layout."""
-        from scipy.sparse.csgraph import connected_components
-
-        # a level's p_k columns belong together even where one of them is all zero
-        same_level = self._blockdiag([np.ones((t.p, t.p)) for t in self.terms])
-        ncomp, labels = connected_components(abs(self.ZtZ) + same_level, directed=False)
-        term_of = np.concatenate([np.full(t.q, k) for k, t in enumerate(self.terms)])
-        counts = np.zeros((ncomp, len(self.terms)), dtype=np.int64)
-        np.add.at(counts, (labels, term_of), 1)
-        order = np.argsort(labels, kind="stable")  # by component, then by global index
-        sizes = counts.sum(axis=1)
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        keys = {}
-        for c in range(ncomp):
-            keys.setdefault(tuple(counts[c]), []).append(c)
-        out = []
-        for key, comps in keys.items():
-            comps = np.array(comps)
-            size = int(sum(key))
-            idx = order[starts[comps][:, None] + np.arange(size)[None, :]]
-            out.append((np.array(key), idx))
-        return out
-
-    def _dense_components(self, counts, members, N, dg):
-        """Batched dense M = Z'Z - K'A⁻¹K on components with the same layout."""
-        nc, size = members.shape
-        q = self.q
-        per = max(1, 2_000_000 // (size * size))
-        pos = np.full(q, -1, dtype=np.int64)
-        slot = np.full(q, -1, dtype=np.int64)
-        for b0 in range(0, nc, per):
-            idx = members[b0 : b0 + per]
-            nb = len(idx)
-            pos[idx.ravel()] = np.tile(np.arange(size), nb)
-            slot[idx.ravel()] = np.repeat(np.arange(nb), size)
-            mats = []
-            for S in (self.ZtZ, self.K, self._A):
-                coo = S.tocoo()
-                keep = slot[coo.row] >= 0
-                D = np.zeros((nb, size, size))
-                D[slot[coo.row[keep]], pos[coo.row[keep]], pos[coo.col[keep]]] = coo.data[keep]
-                mats.append(D)
-            G0, Kd, Ad = mats
-            Mb = G0 - np.matmul(Kd.transpose(0, 2, 1), np.linalg.solve(Ad, Kd))
-            pos[idx.ravel()] = -1
-            slot[idx.ravel()] = -1
-            off = np.concatenate([[0], np.cumsum(counts)])
-            for k, tk in enumerate(self.terms):
-                lk = counts[k] // tk.p
-                if lk == 0:
-                    continue
-                rows = slice(off[k], off[k + 1])
-                own = Mb[:, rows, rows].reshape(nb, lk, tk.p, lk, tk.p)
-                ii = np.arange(lk)
-                dg[k] += own[:, ii, :, ii, :].sum(axis=(0, 1))
-                for m, tm in enumerate(self.terms):
-                    lm = counts[m] // tm.p
-                    if lm == 0:
-                        continue
-                    sub = Mb[:, rows, off[m] : off[m + 1]].reshape(nb, lk, tk.p, lm, tm.p)
-                    N[k][m] += np.einsum("zlayc,zlbyd->abcd", sub, sub, optimize=True)
-
-    def _chunked_component(self, idx, N, dg):
-        """Columns of M for one (large) component, in chunks, through the sparse factor."""
-        ZtZ, K = self.ZtZ, self.K
-        for m, tm in enumerate(self.terms):
-            cols_m = idx[(idx >= tm.offset) & (idx < tm.offset + tm.q)]
-            if len(cols_m) == 0:
-                continue
-            per = max(1, CHUNK_ENTRIES // max(self.q * tm.p, 1)) * tm.p
-            for c0 in range(0, len(cols_m), per):
-                cols = cols_m[c0 : c0 + per]
-                nl = len(cols) // tm.p
-                rhs = K[:, cols].toarray(order="F")
-                MJ = ZtZ[:, cols].toarray() - np.asarray(K.T @ self.solve(rhs))
-                for k, tk in enumerate(self.terms):
-                    Mk = MJ[tk.offset : tk.offset + tk.q]
-                    if tk.p == 1 and tm.p == 1:
-                        N[k][m][0, 0, 0, 0] += float(np.einsum("ij,ij->", Mk, Mk))
-                    else:
-                        Mk = Mk.reshape(tk.nlevels, tk.p, nl, tm.p)
-                        N[k][m] += np.einsum("lanc,lbnd->abcd", Mk, Mk, optimize=True)
-                own = MJ[cols].reshape(nl, tm.p, nl, tm.p)
-                ii = np.arange(nl)
-                dg[m] += own[ii, :, ii, :].sum(axis=0)
 
     def tr_M(self, k: int, s: np.ndarray) -> float:
         """tr(M (I⊗s)) with s on term k."""

@@ -39,7 +39,10 @@ class FitStrategy:
         moment estimate (else lme4's start), by BOBYQA, Newton steps for large models or
         L-BFGS-B for many θ (``LmmControl.many_theta``).
         A fit near the boundary, or one whose start was not lme4's, is checked against
-        lme4's start (``_safety_restart``); ``optsummary`` records what was done."""
+        lme4's start (``_safety_restart``); ``optsummary`` records what was done.
+        The fitted model is read-only; ``fit`` on it fits a new model to the same response."""
+        if self.sealed:
+            return self.with_response(self.frame.y).fit(start=start, **optctrl)
         t0 = time.perf_counter()
         x0 = None if start is None else np.asarray(start, dtype=float)
         kind = "user" if x0 is not None else "moment"
@@ -60,6 +63,7 @@ class FitStrategy:
             warnings.warn(f"model failed to converge: {self.optsummary.message}", ConvergenceWarning, stacklevel=3)
         if self.singular:
             warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=3)
+        self._finish_fit()
         return self
 
     def _record(self, seconds: float) -> None:

@@ -48,6 +48,7 @@ from typing import TypeVar
 import dataclasses
 import gc
 import time
+from functools import cached_property
 
 import numpy as np
 
@@ -63,7 +64,8 @@ from . import dispersion, glmm_fit
 from .control import GlmmControl, check_control
 from .glmm_fit import warn_at_caller
 from .optsummary import glmm_summary, optinfo_property
-from .pirls import KernelLoop, make_engine, single_term_ainv, theta_scale
+from .one_term import OneTermKernel
+from .pirls import KernelLoop, make_engine, theta_scale
 from .glmm_predict import GlmmPrediction, wald_odds_ratios  # noqa: F401  (re-exported)
 from .results import MixedModelResults
 from .subset import frame_on_rows
@@ -142,7 +144,6 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self.eta_start = eta0
         self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
         self.engine = make_engine(frame, family, y, pw, ntr, eta0, self.layout)
-        self._Z = None
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
         self.approximation = (
             "Laplace Approximation"
@@ -155,12 +156,12 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
 
     # --- pickling: the compiled PIRLS engine is rebuilt and put back at the optimum ------------
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["engine"] = None
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update(state)  # the engine is rebuilt, then a fitted model sealed
         self.__dict__.setdefault("control", GlmmControl())  # pickled before controls existed
         _, _, _, mustart = self.family.initialize(
             self.frame.y, self.frame.weights, self.frame.y_extra, self.frame.parsed.response
@@ -177,12 +178,15 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
             self.engine.laplace(self._xhat)
         else:
             self.engine.joint(self.theta)
+        self._finish_fit()
 
     # --- fitting ---------------------------------------------------------------------------
     def fit(self, start=None) -> "GeneralizedLinearMixedModel":
         """Two-stage fit (see the module docstring); the cyclic GC is paused meanwhile and the
         BLAS/OpenMP threads held at ``threads.fit_threads`` (a one-term engine has no dense part
         beyond β; the kernel engine's order is its LMM kernel's)."""
+        if self.sealed:  # read-only once fitted: a new fit to the same response
+            return self.with_response(self.frame.y).fit(start=start)
         gc_was_on = gc.isenabled()
         gc.disable()
         kernel = getattr(getattr(self.engine, "kernel", None), "kj", None)  # GeneralKernel's
@@ -199,6 +203,7 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
             dispersion.fit(self, start)
         else:
             glmm_fit.fit(self, start)
+        self._finish_fit()
         return self
 
     @property
@@ -270,7 +275,8 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self._mu = self.family.linkinv(self._eta)
         self._devres = self.family.dev_resids(self.y, self._mu, self.prior_weights)
         self._ldL2, self._sqrL = eng.ldL2, eng.sqrL
-        self._condvar_cache = None
+        self.__dict__.pop("_condvar", None)  # cached_property of the fit
+        self.__dict__.pop("vcov_rx", None)
         self.optsummary = glmm_summary(
             info,
             check,
@@ -291,12 +297,10 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
             out[t.offset : t.offset + t.q] = (blk @ T.T).ravel()
         return out
 
-    @property
+    @cached_property
     def Z(self):
         """The random-effects model matrix (sparse, n x q), built when first needed."""
-        if self._Z is None:
-            self._Z = build_Z(self.frame.terms, self.frame.nobs)
-        return self._Z
+        return build_Z(self.frame.terms, self.frame.nobs)
 
     # --- criteria --------------------------------------------------------------------------
     @property
@@ -335,23 +339,26 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         """Covariance of β̂: 2 H⁻¹ from the Hessian of the deviance, as lme4 (or ``vcov_rx``)."""
         return self._vcov
 
-    @property
+    @cached_property
     def vcov_rx(self) -> np.ndarray:
         """σ² (R_X'R_X)⁻¹ at the fit: lme4's ``vcov(m, use.hessian = FALSE)``."""
-        if getattr(self, "_vcov_rx_cache", None) is None:
-            self._vcov_rx_cache = self._rx_vcov()
-        return self._vcov_rx_cache
+        return self._rx_vcov()
 
     def condvar(self) -> list[np.ndarray]:
         """Conditional covariance of b per term (levels, p, p) = σ² T A_j⁻¹ T'."""
-        if self._condvar_cache is None:
-            eng = self.engine
-            blocks = eng.ainv_blocks() if isinstance(eng, KernelLoop) else single_term_ainv(eng)
-            res = []
-            for T, blk in zip(self.layout.templates(self.theta), blocks):
-                res.append(self.sigma**2 * np.einsum("ij,ljk,mk->lim", T, blk, T))
-            self._condvar_cache = res
-        return self._condvar_cache
+        return self._condvar
+
+    @cached_property
+    def _condvar(self) -> list[np.ndarray]:
+        eng = self.engine
+        if isinstance(eng, KernelLoop):
+            blocks = eng.ainv_blocks()
+        else:  # the one-term engine's converged per-level factors, read through the interface
+            blocks = OneTermKernel.from_factors(eng.factor_blocks(), self.layout.flat(self.theta)).selinv_blocks()
+        return [
+            self.sigma**2 * np.einsum("ij,ljk,mk->lim", T, blk, T)
+            for T, blk in zip(self.layout.templates(self.theta), blocks)
+        ]
 
     # --- refitting (anova, drop1) ----------------------------------------------------------
     def refit_formula(self: _Self, formula: str) -> _Self:
@@ -412,9 +419,11 @@ def fit_glmm(
     check_nobs_vs_nlev: str = "ignore",
     check_nlev_gtr_1: str = "stop",
     control: GlmmControl | None = None,
+    call_labels=None,
 ):
     """``glmer``'s work (``mmfast.api.glmer`` checks the arguments and documents them): the
-    frame, a ``model_class`` model on it (a GeneralizedLinearMixedModel), its fit."""
+    frame, a ``model_class`` model on it (a GeneralizedLinearMixedModel), its fit
+    (``call_labels``: see ``lmm.fit_lmm``)."""
     fam = get_family(family)
     checks = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1, "allow_n": True}
     frame = model_frame(
@@ -434,5 +443,7 @@ def fit_glmm(
         "level_checks": checks,
     }  # model_frame's arguments: refits (drop1, anova) reuse them
     model = model_class(frame, fam, n_agq=n_agq, options=options, control=control)
+    if call_labels is not None:
+        model.call_labels = call_labels
     start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)

@@ -7,7 +7,11 @@ left when its last evaluation was at θ̂, else one refactorisation there on fir
 that ends with a check elsewhere does not pay for it unless inference follows); never a new
 analysis.  ``PLSKernel`` (CHOLMOD) and
 ``BlockedKernel`` implement it, sharing ``_ext._kernel.Kernel`` (the held templates,
-``selinv_blocks`` written once over ``solve``, the factorisation counters).
+``selinv_blocks`` written once over ``solve``, the factorisation counters); ``OneTermKernel``
+(``one_term``) is the one-term case, through which the GLMM's one-term engine and the batched
+scalar closed forms (``pipeline.scalar``, ``resample.intercept``) are read and tested.
+The trace tensors of Satterthwaite and Kenward-Roger are a function of the fitted kernel
+(``traces.trace_tensors``: ``solve`` with its factor, never a batched dense re-solve).
 """
 
 from __future__ import annotations

@@ -136,6 +136,9 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         self.layout = ThetaLayout(frame.terms) if design is None else design.layout
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
         self._logw = 0.0 if frame.weights is None else float(np.sum(np.log(frame.weights[frame.weights > 0])))
+        # ``criterion``'s functions by REML flag (closures over this model's kernel, which is
+        # fixed at construction: a new X or response is a new model, with_fixed/refit)
+        self._criteria: dict = {}
         self.fitted_ = False
 
     @cached_property
@@ -244,12 +247,6 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             cache[reml] = f
         return cache[reml]
 
-    @cached_property
-    def _criteria(self) -> dict:
-        """``criterion``'s functions by REML flag (closures over this model's kernel, which is
-        fixed at construction: a new X or response is a new model, ``with_fixed``/``refit``)."""
-        return {}
-
     @property
     def use_gradient(self) -> bool:
         """Analytic gradients pay off when each evaluation factors a large dense block, or
@@ -301,20 +298,19 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
 
     # --- pickling: the compiled kernels are rebuilt from the stored cross-products ----------
     def __getstate__(self):
-        state = self.__dict__.copy()
-        state["kernel"] = None
-        state.pop("_criteria", None)  # closures over the kernel
-        state.pop("_inference_lock", None)  # a thread lock (inference.locking): made again on use
+        state = super().__getstate__()
+        state["kernel"], state["_criteria"] = None, {}  # the criteria: closures over the kernel
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        state = dict(state, _criteria={})
         if "_pwrss" in state and "_log_pwrss" not in state:  # pickled before y's rescaling
-            self._log_pwrss = math.log(state["_pwrss"])
-        self.__dict__.setdefault("control", LmmControl())  # pickled before controls existed
-        self.kernel = make_kernel(self.blocks, self.frame.terms, self.control.dense_schur_max)
-        if getattr(self, "fitted_", False):
-            self.kernel.update(self.templates(self.theta))
+            state["_log_pwrss"] = math.log(state["_pwrss"])
+        state.setdefault("control", LmmControl())  # pickled before controls existed
+        state["kernel"] = make_kernel(state["blocks"], state["frame"].terms, state["control"].dense_schur_max)
+        if state.get("fitted_", False):
+            state["kernel"].update(state["layout"].flat(np.asarray(state["theta"], dtype=float)))
+        super().__setstate__(state)
 
     # --- refitting (model comparison, drop1, resampling) ---------------------------------
     def refit_formula(self: _Self, formula: str, reml: bool | None = None) -> _Self:
@@ -490,13 +486,17 @@ def fit_lmm(
     check_nobs_vs_nre: str = "stop",
     start=None,
     control: LmmControl | None = None,
+    call_labels=None,
     **optctrl,
 ):
     """``lmer``'s work (``mmfast.api.lmer`` checks the arguments and documents them): the
-    frame, a ``model_class`` model on it (a LinearMixedModel), its fit."""
+    frame, a ``model_class`` model on it (a LinearMixedModel), its fit.  ``call_labels``:
+    what summary prints of the call (``callnames.CallLabels``), set before the fit seals it."""
     with large_data_blas(getattr(data, "shape", (0,))[0]):
         frame = model_frame(formula, data, weights=weights, offset=offset, check_nobs_vs_nre=check_nobs_vs_nre)
         options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
         model = model_class(frame, reml=reml, options=options, control=control)
+        if call_labels is not None:
+            model.call_labels = call_labels
         start = check_start(start, model.theta_lower, model.theta_names)
         return model.fit(start=start, **optctrl)

@@ -88,13 +88,6 @@ def make_engine(frame, family, y, pw, n, eta0, layout: ThetaLayout | None = None
     return eng
 
 
-def single_term_ainv(engine) -> list[np.ndarray]:
-    """A_j⁻¹ = L_j⁻ᵀ L_j⁻¹ per level from the single-term engine's factors."""
-    L = np.tril(engine.factor_blocks())  # the kernel leaves scratch above the diagonal
-    Linv = np.linalg.inv(L)
-    return [np.einsum("lji,ljk->lik", Linv, Linv)]
-
-
 def _fd_steps(x, lower, ntheta: int, step: float):
     """Free coordinates (θ within 1e-4 of its bound is held, as is a whitened β given a
     finite bound: a diverging direction, see ``separation``) and their difference steps:

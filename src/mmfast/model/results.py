@@ -3,19 +3,51 @@
 Subclasses provide ``theta``, ``beta``, ``b`` (conditional modes on the original scale),
 ``sigma`` (1 for GLMMs without a scale), ``vcov_array``, ``loglik``, ``npar``, ``condvar()``,
 ``frame`` and ``Z``.
+
+A fitted model is read-only (issue 15): the end of its fit (``_finish_fit``) gives it one
+``FitCache`` for what later calls derive from it (test engines, variance structures,
+profiles) and seals it, so that setting an attribute raises AttributeError; refits and
+``with_*`` constructors build new models.
 """
 
 from __future__ import annotations
 
+import threading
 
 import numpy as np
 import pandas as pd
 
+from .._ext._sealed import Sealable
 from ..arguments import boolean, validated
 from ..errors import DataError
 from .data_input import as_frame, missing_columns
 
-__all__ = ["MixedModelResults", "InformationCriteria"]
+__all__ = ["MixedModelResults", "InformationCriteria", "FitCache", "fit_cache"]
+
+
+class FitCache:
+    """What later calls derive from one fit, and the lock they take: computations that move
+    the model's (stateful) kernel away from θ̂ or fill a cached object run under ``lock``
+    (re-entrant), so that threads sharing a fit get the serial answers."""
+
+    __slots__ = ("lock", "store")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.store: dict = {}
+
+
+_UNSEALED = threading.Lock()
+
+
+def fit_cache(model) -> FitCache:
+    """The model's ``FitCache``: the one its fit made; a model built otherwise (not by a fit
+    of this package) gets one on first use."""
+    cache = model.__dict__.get("_fit_cache")
+    if cache is None:
+        with _UNSEALED:
+            cache = model.__dict__.setdefault("_fit_cache", FitCache())
+    return cache
 
 
 class InformationCriteria:
@@ -32,11 +64,30 @@ class InformationCriteria:
         return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
 
-class MixedModelResults(InformationCriteria):
+class MixedModelResults(Sealable, InformationCriteria):
     """Result accessors common to LMMs and GLMMs (the fit layer's; inference, resampling and
     presentation methods are mixed in above it, in ``mmfast.api``)."""
 
     use_scale = True  # does the model have a residual scale σ (False for binomial/Poisson)
+
+    # --- the end of a fit, pickling -------------------------------------------------------
+    def _finish_fit(self) -> None:
+        """The fit is done: a fresh cache for what is derived from it, then read-only."""
+        self._fit_cache = FitCache()
+        self._seal()
+
+    def __getstate__(self) -> dict:
+        """The attributes but the cache (a lock; its contents are derived again on use)."""
+        state = self.__dict__.copy()
+        state.pop("_fit_cache", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """The attributes; a fitted model is read-only again (subclasses rebuild their
+        compiled engines first, then call this)."""
+        self.__dict__.update(state)
+        if state.get("fitted_", False):
+            self._finish_fit()
 
     # --- sizes ----------------------------------------------------------------------------
     @property

@@ -39,6 +39,7 @@ import numpy as np
 from scipy.special import stdtr
 
 from ..model.criterion import profiled_deviance
+from ..model.one_term import OneTermKernel
 
 __all__ = ["ScalarDesign", "scalar_design", "fit_scalar", "FitArrays"]
 
@@ -73,6 +74,15 @@ class ScalarDesign:
     @property
     def nu(self) -> int:
         return self.n - self.p if self.reml else self.n
+
+    def kernel(self, y: np.ndarray) -> OneTermKernel:
+        """The kernel interface for one response y (``model.one_term``; p = 1, G_l = m_l): the
+        algebra ``evaluate`` batches over responses, in the same basis (Q, OLS residual)."""
+        e = y - self.Q @ (self.Q.T @ y)
+        WtW = np.zeros((self.p + 1, self.p + 1))
+        WtW[: self.p, : self.p] = np.eye(self.p)
+        WtW[self.p, self.p] = e @ e
+        return OneTermKernel(self.m[:, None, None], np.column_stack([self.S, self.Zind.T @ e]), WtW)
 
 
 def scalar_design(

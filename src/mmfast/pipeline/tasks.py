@@ -141,10 +141,7 @@ def fit_one(template, y: np.ndarray, start, optctrl: dict):
         raise DataError(f"response '{template.frame.parsed.response}' has non-finite values")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = template.refit(y, start=start)
-        if optctrl:  # refit() uses the default optimiser settings: redo with the user's
-            model.fit(start=start, **optctrl)
-    return model
+        return template.with_response(y).fit(start=start, **optctrl)  # the template is unfitted
 
 
 @dataclass

@@ -26,6 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+from ..model.one_term import OneTermKernel
+
 __all__ = ["RandomInterceptLMM", "applies"]
 
 NEWTON_MAXIT = 60
@@ -89,6 +91,13 @@ class RandomInterceptLMM:
         W[:p, p] = W[p, :p] = Xc.T @ self.wy
         W[p, p] = self.wyy
         return W, np.column_stack([Xbar, self.ybar])
+
+    def kernel(self, X) -> OneTermKernel:
+        """The kernel interface for fixed effects X (``model.one_term``, p = 1, G_g = s_g):
+        Z'[X y] = s_g [X̄_g ȳ_g] and [X y]'[X y] = W + Σ s_g [X̄ ȳ]_g'[X̄ ȳ]_g, so its
+        M(θ) is ``_state``'s W + A' diag(κ) A."""
+        W, A = self.sums(X)
+        return OneTermKernel(self.s[:, None, None], A * self.s[:, None], W + (A.T * self.s) @ A)
 
     def _state(self, th, W, A, full=True) -> _State:
         """Profiled deviance at θ (and, if full, its first two derivatives and their pieces).
