@@ -260,3 +260,36 @@ def test_bootstrap_refits_structured_model():
     se = np.sqrt(m.vcov_array[1, 1])
     assert 0.5 * se < bt["Days"].std() < 1.6 * se
     assert abs(bt["Days"].mean() - m.beta[1]) < 3 * se / np.sqrt(30) * 1.6
+
+
+def test_profile_interval_of_a_correlation_is_a_root_of_the_profile():
+    """confint(method='profile') on a structure's (SD, ρ) scale: at each end of ρ's interval the
+    deviance minimised over the other parameters (here by a plain 1-D search over τ, σ and β
+    profiled) is the optimum's plus z²_{0.975}."""
+    from scipy import optimize, stats
+
+    d = mmfast.datasets.load("sleepstudy")
+    m = mmfast.lmer("Reaction ~ Days + ar1(0 + factor(Days) | Subject)", d, reml=False)
+    ci = m.confint(method="profile")
+    assert list(ci.index[:2]) == ["sd|Subject", "rho|Subject"]
+    pm = m.frame.terms[0].param
+    base = m.objective(m.theta, reml=False)
+    z2 = stats.norm.ppf(0.975) ** 2
+    for rho in ci.loc["rho|Subject"]:
+        phi = pm.rho_to_phi(np.array([rho]))[0]
+        res = optimize.minimize_scalar(
+            lambda tau: m.objective(np.array([tau, phi]), reml=False),
+            bounds=(0.5, 10),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
+        assert abs(res.fun - base - z2) < 1e-4
+    # glmmTMB 1.1.5's profile (on log SD, φ; interpolated): the same ρ interval to 1e-3
+    np.testing.assert_allclose(ci.loc["rho|Subject"], [0.7747, 0.9449], atol=2e-4)
+
+
+def test_kenward_roger_refused_for_structures():
+    d = mmfast.datasets.load("sleepstudy")
+    m = mmfast.lmer("Reaction ~ Days + ar1(0 + factor(Days) | Subject)", d)
+    with pytest.raises(ModelSpecError, match="Satterthwaite"):
+        m.anova(ddf="Kenward-Roger")

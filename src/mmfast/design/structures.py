@@ -102,6 +102,41 @@ class Structured:
             return np.exp(-np.exp(phi))
         return phi[:0]
 
+    def rho_to_phi(self, rho: np.ndarray) -> np.ndarray | None:
+        """φ from the reported correlations (inverse of ``correlation_parameters``); None
+        outside their range."""
+        rho = np.asarray(rho, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.kind == "cs":
+                a = 1.0 / (self.p - 1)
+                s = (rho + a) / (1.0 + a)
+                phi = np.log(s / (1.0 - s))
+            elif self.kind in ("ar1", "toep"):
+                phi = rho / np.sqrt(1.0 - rho * rho)
+            else:
+                phi = np.log(-np.log(rho))
+        return phi if np.all(np.isfinite(phi)) else None
+
+    def sdcor(self, theta_i: np.ndarray, sigma: float) -> np.ndarray:
+        """The profiled parameters of this term: its SDs (σ τ) and reported correlations."""
+        theta_i = np.asarray(theta_i, dtype=float)
+        return np.concatenate([sigma * theta_i[: self.ntau], self.correlation_parameters(theta_i)])
+
+    def from_sdcor(self, vals: np.ndarray, sigma: float) -> np.ndarray | None:
+        """θ_i from ``sdcor``'s values; None where a correlation is out of range."""
+        phi = self.rho_to_phi(vals[self.ntau :]) if self.nphi else np.zeros(0)
+        if phi is None or not sigma > 0:
+            return None
+        return np.concatenate([np.asarray(vals[: self.ntau], dtype=float) / sigma, phi])
+
+    def sdcor_names(self) -> list[str]:
+        """``sd_x|g`` per SD (``sd|g`` shared), ``rho|g`` / ``rho1|g``.. as ``confint`` names."""
+        g = self.group
+        out = [f"sd|{g}"] if self.hom else [f"sd_{c}|{g}" for c in self.columns]
+        if self.kind == "toep":
+            return out + [f"rho{k + 1}|{g}" for k in range(self.nphi)]
+        return out + ([f"{'rho_unit' if self.kind == 'ou' else 'rho'}|{g}"] if self.nphi else [])
+
     # --- the map -------------------------------------------------------------------------
     def _sd(self, theta_i) -> np.ndarray:
         tau = np.asarray(theta_i[: self.ntau], dtype=float)
