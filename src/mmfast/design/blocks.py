@@ -90,8 +90,12 @@ def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = 
         for j in range(t.p):
             x = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
             rows = slice(t.offset + j, t.offset + t.q, t.p)
+            nz = np.flatnonzero(x)
+            codes, Wj = t.factor.codes, W
+            if 2 * len(nz) < len(x):  # an indicator column (0 + f | g): its rows only
+                codes, x, Wj = codes[nz], x[nz], W[nz]
             for c in range(W.shape[1]):
-                out[rows, c] = np.bincount(t.factor.codes, weights=x * W[:, c], minlength=t.nlevels)
+                out[rows, c] = np.bincount(codes, weights=x * Wj[:, c], minlength=t.nlevels)
     return out
 
 
@@ -147,9 +151,19 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     for (k, m), pid in zip(pieces, row_pair):  # per piece, its rows' products in one bincount
         pk, pm = terms[k].p, terms[m].p
         base = pair_vofs[pid]
-        idx = np.concatenate([base + (s * pm + t) for s in range(pk) for t in range(pm)])
-        wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
-        V += np.bincount(idx, weights=wts, minlength=len(V))
+        idx, wts = [], []
+        for s in range(pk):
+            for t in range(pm):
+                w = Xw[k][:, s] * Xw[m][:, t]
+                nz = np.flatnonzero(w)  # indicator columns (0 + f | g): most products are 0
+                if len(nz) == n:
+                    idx.append(base + (s * pm + t))
+                    wts.append(w)
+                elif len(nz):
+                    idx.append(base[nz] + (s * pm + t))
+                    wts.append(w[nz])
+        if idx:
+            V += np.bincount(np.concatenate(idx), weights=np.concatenate(wts), minlength=len(V))
 
     q = int(sum(t.q for t in terms))
     ZtW = zt_times(terms, W, sqrtw)

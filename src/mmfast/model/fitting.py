@@ -174,7 +174,8 @@ class FitStrategy:
         found (else rerun from it); large models (Newton steps) skip even that, as the harness
         found no worse interior optimum from the moment start."""
         near = self._near_boundary()
-        structured = not self.layout.linear  # correlation parameters: local optima anywhere
+        # correlation parameters: BOBYQA stops early in their valleys (gradient fits do not)
+        structured = not self.layout.linear and not self.use_gradient
         if not near and not structured:
             if kind == "lme4" or self.use_gradient:  # InstEval: 0.3 s at lme4's start, fit 0.2 s
                 return
