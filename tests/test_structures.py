@@ -79,6 +79,9 @@ def test_parameters_match(fits, case):
     big = ref_sd > 1e-3 * ref_sd.max()
     np.testing.assert_allclose(sd[big], ref_sd[big], rtol=2e-3)
     assert np.all(sd[~big] < 1e-3 * ref_sd.max())  # a singular SD is 0 in both
+    for t, St in zip(m.frame.terms[1:], m.term_covariances()[1:]):  # the other terms' SDs
+        other = np.asarray(ref["sd_terms"][t.group], dtype=float)
+        np.testing.assert_allclose(np.sqrt(np.diag(St)), other, rtol=2e-3, atol=1e-3 * ref_sd.max())
     pm = m.frame.terms[0].param
     rho = pm.correlation_parameters(m.theta[m.layout.slices[0]])
     C = np.asarray(ref["cor"], dtype=float)

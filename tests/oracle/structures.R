@@ -35,6 +35,7 @@ glmm_d <- do.call(rbind, lapply(1:30, function(g) {
 }))
 glmm_d$neuron <- factor(glmm_d$neuron)
 glmm_d$fblock <- factor(glmm_d$block, levels = 1:nb)
+glmm_d$batch <- factor((as.integer(glmm_d$neuron) - 1) %/% 5)  # recording sessions of 5 neurons
 
 ## singular: a random slope with no spread (diag keeps it apart from the intercept)
 set.seed(18)
@@ -62,6 +63,9 @@ cases <- list(
   list(id = "glmm_ar1_poisson", nsd = 1, d = glmm_d, f = count ~ stim + ar1(0 + fblock | neuron),
        py = "count ~ stim + ar1(0 + factor(block) | neuron)", reml = FALSE, family = "poisson",
        save = c("neuron", "block", "stim", "count")),
+  list(id = "glmm_two_terms", nsd = 1, d = glmm_d, f = count ~ stim + (1 | batch) + ar1(0 + fblock | neuron),
+       py = "count ~ stim + (1 | batch) + ar1(0 + factor(block) | neuron)", reml = FALSE, family = "poisson",
+       term = "neuron", save = c("neuron", "block", "stim", "count", "batch")),
   list(id = "singular_diag", nsd = 2, d = sing_d, f = y ~ x + diag(1 + x | g),
        py = "y ~ x + diag(1 + x | g)", reml = FALSE, save = c("g", "x", "y"))
 )
@@ -98,7 +102,8 @@ for (cs in cases) {
   ll <- function(fit) if (is.null(fit)) NA else -fit$fit$objective  # logLik() is NA without a PD Hessian
   best <- m
   for (alt in list(m2, m3, m4)) if (!is.null(alt) && is.finite(ll(alt)) && ll(alt) > ll(best)) best <- alt
-  vc <- VarCorr(best)$cond[[1]]
+  vcs <- VarCorr(best)$cond
+  vc <- vcs[[if (is.null(cs$term)) 1 else cs$term]]
   gaussian_case <- is.null(cs$family)
   rec <- list(
     formula_r = deparse(cs$f), formula = cs$py, reml = cs$reml,
@@ -108,7 +113,8 @@ for (cs in cases) {
     se_gls = if (gaussian_case) as.list(setNames(gls_se(best, cs$d), names(fixef(best)$cond))) else NULL,
     sigma = if (gaussian_case) sigma(best) else NULL,
     sd = as.numeric(attr(vc, "stddev")), cor = unname(as.matrix(attr(vc, "correlation"))),
-    theta = as.numeric(getME(best, "theta")), pdHess = best$sdr$pdHess)
+    theta = as.numeric(getME(best, "theta")), pdHess = best$sdr$pdHess,
+    sd_terms = lapply(vcs, function(v) as.numeric(attr(v, "stddev"))))
   if (!is.null(cs$save)) rec$data <- as.list(lapply(cs$d[cs$save], function(v) if (is.factor(v)) as.integer(as.character(v)) else v))
   out[[cs$id]] <- rec
   cat(cs$id, rec$loglik, rec$loglik_tight, "\n")
