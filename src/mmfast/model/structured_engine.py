@@ -11,42 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .pirls import ThetaScaled
+
 __all__ = ["StructuredEngine"]
 
 
-class StructuredEngine:
-    """``engine`` (on ``layout.unstructured()``) driven by ``layout``'s θ."""
+class StructuredEngine(ThetaScaled):
+    """``engine`` (on ``layout.unstructured()``) driven by ``layout``'s θ (the pass-through of
+    everything else is ``ThetaScaled``'s, at scale 1)."""
 
     def __init__(self, engine, layout):
-        self._eng, self.layout = engine, layout
-        self.ntheta, self.nentries = layout.ntheta, layout.nentries
-
-    def __getattr__(self, name):  # beta_, u_, eta_, rx_matrix, set_state, set_transform...
-        return getattr(self._eng, name)
-
-    @property
-    def tol(self):
-        return self._eng.tol
-
-    @tol.setter
-    def tol(self, value):
-        self._eng.tol = value
-
-    @property
-    def ftol(self):
-        return self._eng.ftol
-
-    @ftol.setter
-    def ftol(self, value):
-        self._eng.ftol = value
-
-    @property
-    def newton(self):
-        return self._eng.newton
-
-    @newton.setter
-    def newton(self, value):
-        self._eng.newton = value
+        super().__init__(engine, 1.0, layout.ntheta)
+        self.layout, self.nentries = layout, layout.nentries
 
     def _x(self, x):
         """[expand(θ), β] from [θ, β]; None when θ is infeasible (a non-PD toep correlation)."""
