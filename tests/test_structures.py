@@ -296,3 +296,14 @@ def test_kenward_roger_refused_for_structures():
     m = mmfast.lmer("Reaction ~ Days + ar1(0 + factor(Days) | Subject)", d)
     with pytest.raises(ModelSpecError, match="Satterthwaite"):
         m.anova(ddf="Kenward-Roger")
+
+
+def test_ou_predicts_on_new_rows_at_seen_times():
+    ref = REF["ou_irregular"]
+    d = pd.DataFrame(ref["data"])
+    m = mmfast.lmer(ref["formula"], d, reml=False)
+    new = d.iloc[[5, 0, 17]]
+    np.testing.assert_allclose(m.predict(new), np.asarray(m.fitted)[[5, 0, 17]], rtol=1e-12)
+    bad = new.assign(time=new["time"] + 0.001)
+    with pytest.raises(mmfast.errors.DataError, match="times"):
+        m.predict(bad)

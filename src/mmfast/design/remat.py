@@ -158,7 +158,7 @@ def build_terms(
         extra = {}
         if bar.structure == "ou":
             X, names, times = _time_indicators(bar, data)
-            spec, extra["times"] = None, times
+            spec, extra["times"] = _TimeSpec(bar, times), times
         else:
             X, names, spec = build_matrix(bar.lhs, data)
         if X.shape[1] == 0:
@@ -225,6 +225,26 @@ def _check_terms(terms: list[RandomTerm], n: int, checks: dict, allow_n: bool) -
                 + ("are" if allow_n else "and the residual variance (or scale parameter) are")
                 + " probably unidentifiable",
             )
+
+
+class _TimeSpec:
+    """An ``ou`` term's model matrix on new data: indicators of the training times."""
+
+    def __init__(self, bar: Bar, times: np.ndarray):
+        self.bar, self.times = bar, times
+
+    def get_model_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        X, _, times = _time_indicators(self.bar, data)
+        pos = np.searchsorted(self.times, times)
+        pos = np.minimum(pos, len(self.times) - 1)
+        unseen = self.times[pos] != times
+        if unseen.any():
+            raise DataError(
+                f"ou({self.bar}): new data have times the fit did not see ({times[unseen][:3].tolist()}...)"
+            )
+        out = np.zeros((X.shape[0], len(self.times)))
+        out[:, pos] = X
+        return out
 
 
 def _time_indicators(bar: Bar, data: pd.DataFrame):
