@@ -29,6 +29,7 @@ bench: setup r-deps
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/memory.py --json benchmarks/results/memory.json
 	$(PY) benchmarks/contention.py --json benchmarks/results/contention.json
+	$(PY) benchmarks/structures_bench.py --json benchmarks/results/structures.json
 	$(PY) benchmarks/residual_bench.py --json benchmarks/results/residual.json
 
 # Issue 19's workloads against lme4, glmmTMB and the Python peers (hours at full size;

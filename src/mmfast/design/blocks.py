@@ -90,8 +90,12 @@ def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = 
         for j in range(t.p):
             x = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
             rows = slice(t.offset + j, t.offset + t.q, t.p)
+            nz = np.flatnonzero(x)
+            codes, Wj = t.factor.codes, W
+            if 2 * len(nz) < len(x):  # an indicator column (0 + f | g): its rows only
+                codes, x, Wj = codes[nz], x[nz], W[nz]
             for c in range(W.shape[1]):
-                out[rows, c] = np.bincount(t.factor.codes, weights=x * W[:, c], minlength=t.nlevels)
+                out[rows, c] = np.bincount(codes, weights=x * Wj[:, c], minlength=t.nlevels)
     return out
 
 
@@ -113,13 +117,26 @@ def pair_values(
     ``BlockStructure``) from the terms' row-weighted model matrices ``Xw``: the values change,
     never the pattern (the residual whitening of ``model.residual_fit``).  ``index``: the
     ``pair_index`` of the pattern, if kept."""
-    if index is None:
-        index = pair_index(pieces, row_pair, pair_vofs, [x.shape[1] for x in Xw])
     V = np.zeros(int(pair_vofs[-1]))
-    for (k, m), idx in zip(pieces, index):  # per piece, its rows' products in one bincount
+    for j, ((k, m), pid) in enumerate(zip(pieces, row_pair)):  # per piece, one bincount
         pk, pm = Xw[k].shape[1], Xw[m].shape[1]
-        wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
-        V += np.bincount(idx, weights=wts, minlength=len(V))
+        if index is not None:  # the kept pattern: every row's products
+            wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
+            V += np.bincount(index[j], weights=wts, minlength=len(V))
+            continue
+        base, idx, wts = pair_vofs[pid], [], []
+        for s in range(pk):
+            for t in range(pm):
+                w = Xw[k][:, s] * Xw[m][:, t]
+                nz = np.flatnonzero(w)  # indicator columns (0 + f | g): most products are 0
+                if len(nz) == len(w):
+                    idx.append(base + (s * pm + t))
+                    wts.append(w)
+                elif len(nz):
+                    idx.append(base[nz] + (s * pm + t))
+                    wts.append(w[nz])
+        if idx:
+            V += np.bincount(np.concatenate(idx), weights=np.concatenate(wts), minlength=len(V))
     return V
 
 

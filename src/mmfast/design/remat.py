@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import DataError, FormulaError, ModelSpecError
 from .._ext._pairs import pair_codes
 from ..formula import Bar, build_matrix
+from .structures import make_structure
 from .theta import LowerCholesky
 
 __all__ = ["RandomTerm", "GroupingFactor", "grouping_factor", "build_terms", "level_label"]
@@ -104,9 +105,13 @@ class RandomTerm:
         return self.param.ntheta
 
     @cached_property
-    def param(self) -> LowerCholesky:
-        """This term's covariance parametrisation (θ_i <-> template T); see ``design.theta``."""
-        return LowerCholesky(self.p, self.names, self.factor.name)
+    def param(self):
+        """This term's covariance parametrisation (θ_i <-> template T): ``design.theta``'s
+        ``LowerCholesky`` for ``us``, else a ``design.structures`` structure."""
+        kind = getattr(self.bar, "structure", "us")
+        if kind == "us":
+            return LowerCholesky(self.p, self.names, self.factor.name)
+        return make_structure(kind, self.bar.hom, self.p, self.names, self.factor.name, self.extra.get("times"))
 
 
 def _make_unique(names: list[str]) -> list[str]:
@@ -150,12 +155,27 @@ def build_terms(
             raise ModelSpecError(f"{name} must be 'ignore', 'warning' or 'stop' (got {val!r})")
     terms = []
     for bar in bars:
-        X, names, spec = build_matrix(bar.lhs, data)
+        extra = {}
+        if bar.structure == "ou":
+            X, names, times = _time_indicators(bar, data)
+            spec, extra["times"] = _TimeSpec(bar, times), times
+        else:
+            X, names, spec = build_matrix(bar.lhs, data)
         if X.shape[1] == 0:
             raise FormulaError(f"random-effects term ({bar}) has no columns")
+        if bar.structure in ("ar1", "toep", "ou") and "(Intercept)" in names:
+            raise ModelSpecError(
+                f"{bar.structure}({bar}): an intercept makes no sense in a serial structure; write "
+                f"{bar.structure}(0 + ... | {bar.group})"
+            )
         terms.append(
             RandomTerm(
-                bar=bar, factor=grouping_factor(data, bar.group), names=names, X=np.ascontiguousarray(X), spec=spec
+                bar=bar,
+                factor=grouping_factor(data, bar.group),
+                names=names,
+                X=np.ascontiguousarray(X),
+                spec=spec,
+                extra=extra,
             )
         )
     order = sorted(range(len(terms)), key=lambda i: -terms[i].nlevels)  # stable
@@ -194,6 +214,8 @@ def _check_terms(terms: list[RandomTerm], n: int, checks: dict, allow_n: bool) -
             + ")",
         )
     for t in terms:
+        if t.bar.structure not in ("us", "diag"):
+            continue  # correlations tie the variances to the off-diagonal: identifiable (glmmTMB)
         if t.q > n if allow_n else t.q >= n:
             _act(
                 checks["check_nobs_vs_nre"],
@@ -203,6 +225,50 @@ def _check_terms(terms: list[RandomTerm], n: int, checks: dict, allow_n: bool) -
                 + ("are" if allow_n else "and the residual variance (or scale parameter) are")
                 + " probably unidentifiable",
             )
+
+
+class _TimeSpec:
+    """An ``ou`` term's model matrix on new data: indicators of the training times."""
+
+    def __init__(self, bar: Bar, times: np.ndarray):
+        self.bar, self.times = bar, times
+
+    def get_model_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        X, _, times = _time_indicators(self.bar, data)
+        pos = np.searchsorted(self.times, times)
+        pos = np.minimum(pos, len(self.times) - 1)
+        unseen = self.times[pos] != times
+        if unseen.any():
+            raise DataError(
+                f"ou({self.bar}): new data have times the fit did not see ({times[unseen][:3].tolist()}...)"
+            )
+        out = np.zeros((X.shape[0], len(self.times)))
+        out[:, pos] = X
+        return out
+
+
+def _time_indicators(bar: Bar, data: pd.DataFrame):
+    """``ou(times + 0 | g)``: one indicator column per distinct time (sorted), named as glmmTMB
+    names ``numFactor`` levels (``times(1.5)``), and the times (numbers or numeric labels)."""
+    from ..formula.parse import split_top
+
+    terms = [t for s, t in split_top(bar.lhs) if t != "0" and not (s == "-" and t == "1")]
+    if len(terms) != 1 or not terms[0].replace("_", "a").replace(".", "a").isalnum():
+        raise ModelSpecError(f"ou({bar}): write ou(times + 0 | group) with one column of numeric times")
+    name = terms[0]
+    if name not in data.columns:
+        raise DataError(f"'{name}' in ou({bar}) is not a column of the data")
+    raw = data[name].to_numpy()
+    try:
+        t = np.asarray([float(str(v).strip("()")) for v in raw]) if raw.dtype.kind not in "iuf" else raw.astype(float)
+    except ValueError as exc:
+        raise DataError(f"ou({bar}): '{name}' must hold numeric times") from exc
+    if not np.all(np.isfinite(t)):
+        raise DataError(f"ou({bar}): '{name}' has missing or infinite times")
+    levels, codes = np.unique(t, return_inverse=True)
+    X = np.zeros((len(t), len(levels)))
+    X[np.arange(len(t)), codes] = 1.0
+    return X, [f"{name}({level_label(v)})" for v in levels], levels
 
 
 def _act(level: str, name: str | None, msg: str) -> None:

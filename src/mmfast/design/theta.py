@@ -5,6 +5,9 @@ column-wise lower triangle of a p x p relative covariance factor T); ``ThetaLayo
 terms' pieces together for a model (as MixedModels.jl's ``parmap``): offsets, lower bounds,
 lme4's start and names, and the one scatter of θ into the templates.  Index arrays are built
 once, so nothing here costs more than a fancy-indexed assignment on the fitting path.
+Structured terms (``design.structures``: diag, cs, ar1, toep, ou) map θ_i non-linearly to T;
+a layout with one of them fills all of T's lower triangle from θ (``expand``), and the
+compiled kernels work on those entries (``unstructured``) as if every term were ``us``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ class LowerCholesky:
     say where each entry of θ_i sits in T, ``flat_pos`` the same in T flattened column-major.
     """
 
+    linear = True
+    kind, hom = "us", False
+
     def __init__(self, p: int, columns: list[str], group: str):
         self.p, self.columns, self.group = int(p), list(columns), group
         rows = [i for j in range(self.p) for i in range(j, self.p)]
@@ -33,6 +39,7 @@ class LowerCholesky:
         self.diagonal = self.rows == self.cols
         self.lower = np.where(self.diagonal, 0.0, -np.inf)
         self.start = self.diagonal.astype(float)
+        self.scaled = np.ones(self.ntheta, dtype=bool)  # every entry carries its row's units
 
     @property
     def names(self) -> list[str]:
@@ -51,6 +58,32 @@ class LowerCholesky:
     def from_template(self, T: np.ndarray) -> np.ndarray:
         """θ_i from a lower-triangular template T (its upper triangle is ignored)."""
         return np.asarray(T, dtype=float)[self.rows, self.cols].copy()
+
+    def entries(self, theta_i: np.ndarray) -> np.ndarray:
+        """T's entries in ``flat_pos`` order: θ_i itself."""
+        return theta_i
+
+    def jacobian(self, theta_i: np.ndarray) -> np.ndarray:
+        """dT/dθ_i, (nθ, p, p): the elementary matrices."""
+        out = np.zeros((self.ntheta, self.p, self.p))
+        out[np.arange(self.ntheta), self.rows, self.cols] = 1.0
+        return out
+
+    def chain(self, G: np.ndarray, theta_i: np.ndarray) -> np.ndarray:
+        """∂f/∂θ_i from ∂f/∂T: T's entries themselves."""
+        return G[self.rows, self.cols]
+
+    def sigma_derivatives(self, theta_i: np.ndarray):
+        """(dΣ/dθ_i, d²Σ/dθ_i dθ_j) of Σ = T T': E_i T' + T E_i' and E_i E_j' + E_j E_i'."""
+        T, E = self.to_template(theta_i), self.jacobian(theta_i)
+        d1 = np.einsum("iab,cb->iac", E, T)
+        d1 = d1 + d1.transpose(0, 2, 1)
+        d2 = np.einsum("iab,jcb->ijac", E, E)
+        return d1, d2 + d2.transpose(1, 0, 2, 3)
+
+    def singular(self, theta_i: np.ndarray, tol: float = 1e-4) -> bool:
+        """lme4's rule: a diagonal entry of T below ``tol``."""
+        return bool(np.any(np.asarray(theta_i)[self.diagonal] < tol))
 
     def diagonal_position(self, j: int) -> int:
         """Position in θ_i of T[j, j]."""
@@ -90,6 +123,8 @@ class ThetaLayout:
             self.diagonal, self.pos = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
         for x in (self.lower, self.start, self.diagonal, self.pos):
             x.flags.writeable = False
+        self.linear = all(pm.linear for pm in params)
+        self.nentries = int(sum(len(pm.flat_pos) for pm in params))  # T's scattered entries
 
     def __len__(self) -> int:
         return self.ntheta
@@ -121,5 +156,47 @@ class ThetaLayout:
         entries off θ's positions must be zero)."""
         if out is None:
             out = np.zeros(self.size)
-        out[self.pos] = theta
+        out[self.pos] = theta if self.linear else self.expand(theta)
         return out
+
+    def expand(self, theta: np.ndarray) -> np.ndarray:
+        """Every template's scattered entries (``pos`` order) from θ: θ itself if all terms are
+        ``us``; for a structured term its T's lower triangle (NaN where θ is infeasible)."""
+        if self.linear:
+            return np.asarray(theta, dtype=float)
+        return np.concatenate([pm.entries(theta[s]) for pm, s in zip(self.params, self.slices)])
+
+    def expand_jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """d expand(θ)/dθ, (nentries, ntheta), block diagonal over terms."""
+        J = np.zeros((self.nentries, self.ntheta))
+        r = 0
+        for pm, s in zip(self.params, self.slices):
+            dT = pm.jacobian(theta[s])  # (nθ_k, p, p)
+            rows, cols = _entry_positions(pm)
+            J[r : r + len(rows), s] = dT[:, rows, cols].T
+            r += len(rows)
+        return J
+
+    def unstructured(self) -> "ThetaLayout":
+        """The layout that treats every term as ``us`` over the same templates: what the compiled
+        kernels scatter (``expand`` maps this layout's θ from ours)."""
+        if self.linear:
+            return self
+        shells = [_Shell(LowerCholesky(pm.p, pm.columns, pm.group)) for pm in self.params]
+        return ThetaLayout(shells)
+
+    def singular(self, theta: np.ndarray, tol: float = 1e-4) -> bool:
+        """lme4's ``isSingular`` per term (a structure: also a correlation matrix near singular)."""
+        return any(pm.singular(theta[s], tol) for pm, s in zip(self.params, self.slices))
+
+
+class _Shell:
+    """A term stand-in carrying only a parametrisation (for ``ThetaLayout.unstructured``)."""
+
+    def __init__(self, param):
+        self.param = param
+
+
+def _entry_positions(pm) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) in T of a parametrisation's scattered entries, in ``flat_pos`` order."""
+    return pm.flat_pos % pm.p, pm.flat_pos // pm.p

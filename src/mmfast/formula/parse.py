@@ -2,7 +2,10 @@
 
 No numerics here: the result is text, ready for the design layer.  lme4's rules:
 ``(x || g)`` becomes one uncorrelated term per formula term of ``x``; ``(1 | a/b)``
-becomes ``(1 | a) + (1 | b:a)``; ``offset(...)`` terms are kept apart.
+becomes ``(1 | a) + (1 | b:a)``; ``offset(...)`` terms are kept apart.  Structured terms
+``cs(0 + f | g)``, ``ar1(...)``, ``diag``, ``toep``, ``ou``, ``us`` (glmmTMB / lme4 2.0) become
+Bars carrying their structure and ``hom`` flag (glmmTMB's ``homcs``/``hetar1``... spellings or
+lme4 2.0's ``hom = TRUE`` argument); anything else of that shape is refused, never executed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from ..errors import FormulaError
+from ..errors import FormulaError, ModelSpecError
 from .expr import parse_expr
 
 __all__ = ["Bar", "ParsedFormula", "parse_formula", "split_top", "identifiers"]
@@ -25,6 +28,8 @@ class Bar:
 
     lhs: str
     group: str  # grouping expression, e.g. "Subject" or "cask:batch"
+    structure: str = "us"  # design.structures: us, diag, cs, ar1, toep, ou
+    hom: bool | None = None  # shared SD across columns (None: the structure's default)
 
     @property
     def factors(self) -> list[str]:
@@ -134,6 +139,51 @@ def _expand_group(group: str) -> list[str]:
     return out
 
 
+# structure calls: name -> (structure, hom); glmmTMB's spellings and lme4 2.0's base names
+_STRUCT_CALLS = {
+    "us": ("us", None),
+    "diag": ("diag", None),
+    "cs": ("cs", None),
+    "ar1": ("ar1", None),
+    "toep": ("toep", None),
+    "ou": ("ou", None),
+    "homdiag": ("diag", True),
+    "homcs": ("cs", True),
+    "hetar1": ("ar1", False),
+    "homtoep": ("toep", True),
+}
+_UNSUPPORTED = ("exp", "gau", "mat", "rr", "propto", "equalto", "hetdiag", "hetcs", "homar1", "homus")
+_STRUCT_RE = re.compile(r"([A-Za-z][A-Za-z0-9_.]*)\s*\((.*)\)", re.S)
+
+
+def _structure_term(term: str):
+    """(structure, hom, bar text) of ``cs(0 + f | g, hom = TRUE)``; None if ``term`` is not a
+    call with a top-level bar inside (then it is an ordinary fixed term such as ``exp(x)``)."""
+    m = _STRUCT_RE.fullmatch(term.strip())
+    if m is None:
+        return None
+    name, inner = m.group(1), m.group(2)
+    args = [t for _, t in split_top(inner, ",")]
+    if not args or _find_bar(args[0]) is None:
+        return None
+    if name not in _STRUCT_CALLS:
+        known = ", ".join(sorted(_STRUCT_CALLS))
+        what = "is not supported by mmfast" if name in _UNSUPPORTED else "is not a covariance structure"
+        raise ModelSpecError(f"random-effects structure '{name}(...)' {what} (use one of: {known})")
+    kind, hom = _STRUCT_CALLS[name]
+    for arg in args[1:]:
+        key, eq, val = arg.partition("=")
+        key, val = key.strip(), val.strip()
+        if not eq or key != "hom":
+            raise ModelSpecError(f"'{arg}' in {name}(...): the only argument allowed is hom = TRUE/FALSE")
+        if val not in ("TRUE", "FALSE", "T", "F"):
+            raise ModelSpecError(f"hom = {val} in {name}(...): hom must be TRUE or FALSE")
+        if hom is not None or kind in ("us", "ou"):
+            raise ModelSpecError(f"{name}(...) takes no hom argument")
+        hom = val in ("TRUE", "T")
+    return kind, hom, args[0]
+
+
 def _split_double(lhs: str) -> list[str]:
     """``x + z`` in ``(x + z || g)`` -> ``1``, ``0 + x``, ``0 + z`` (lme4's expandDoubleVerts)."""
     terms = split_top(lhs)
@@ -184,6 +234,17 @@ def _parse_cached(formula: str) -> ParsedFormula:
         rhs = f"({rhs})"
     fixed_terms, bars, offsets = [], [], []
     for sign, term in split_top(rhs):
+        struct = _structure_term(_strip_parens(term))
+        if struct is not None:
+            kind, hom, inner = struct
+            if sign == "-":
+                raise FormulaError(f"cannot subtract a random-effects term: {term}")
+            pos, width = _find_bar(inner)
+            blhs, group = inner[:pos].strip(), inner[pos + width :].strip()
+            if width == 2 or not blhs or not group:
+                raise FormulaError(f"structured term {term} needs the form {kind}(terms | group)")
+            bars.extend(Bar(blhs, g, kind, hom) for g in _expand_group(group))
+            continue
         inner = _strip_parens(term)
         bar = _find_bar(inner) if term.startswith("(") else None
         if bar is not None:

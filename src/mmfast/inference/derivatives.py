@@ -8,7 +8,8 @@ the deviance d(θ, σ) with β profiled out,
 and takes Var(φ̂) = 2 H⁻¹.  lmerTest differentiates numerically (numDeriv, Richardson).
 Here everything is exact.  With dV/dθ_i = Z S_i Z', S_i = I⊗(E_i T' + T E_i') (E_i the
 elementary matrix of θ_i in its term's template T), S_ij = I⊗(E_i E_j' + E_j E_i') (same
-term, else 0), M, W, g, C = F⁻¹ as in ``structure``:
+term, else 0; a structured term's S_i, S_ij are its Σ's derivatives), M, W, g, C = F⁻¹ as in
+``structure``:
 
     ∂Var(β̂)/∂θ_i = σ² C W'S_iW C,              ∂Var(β̂)/∂σ = 2σ C,
     ∂²log|V|      = tr(M S_ij) - tr(M S_i M S_j),
@@ -70,12 +71,17 @@ def pinv_positive(h: np.ndarray, tol: float = 1e-8) -> tuple[np.ndarray, list[st
 
 # --- exact -----------------------------------------------------------------------------------
 def _theta_pieces(model):
-    """Per θ_i: (term index, E_i) with E_i the elementary p x p matrix of θ_i."""
-    out = []
-    for k, pm in enumerate(model.layout.params):
-        for e in np.eye(pm.ntheta):
-            out.append((k, pm.to_template(e)))  # ∂T/∂θ_i
-    return out
+    """Per θ_i: (term index, position in its term's θ_k), S_i = ∂(T T')/∂θ_i, and per term the
+    second derivatives ∂²(T T')/∂θ_i∂θ_j (E_iE_j' + E_jE_i' for ``us``; a structure's own,
+    ``design.structures``: the formulas above hold for any smooth θ -> T)."""
+    pieces, s_i, second = [], [], []
+    for k, (pm, sl) in enumerate(zip(model.layout.params, model.layout.slices)):
+        d1, d2 = pm.sigma_derivatives(np.asarray(model.theta, dtype=float)[sl])
+        second.append(d2)
+        for a in range(pm.ntheta):
+            pieces.append((k, a))
+            s_i.append(d1[a])
+    return pieces, s_i, second
 
 
 def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDerivatives:
@@ -86,9 +92,8 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
     reml = bool(model.reml)
     n, p = vs.n, vs.p
     nu = n - p if reml else n
-    pieces = _theta_pieces(model)
+    pieces, s_i, second = _theta_pieces(model)
     nth = len(pieces)
-    s_i = [E @ vs.templates[k].T + vs.templates[k] @ E.T for k, E in pieces]
     C, W, g = vs.C, vs.W, vs.g
     # first-order pieces
     h = np.column_stack([vs.term_apply(k, s, g) for (k, _), s in zip(pieces, s_i)]) if nth else np.zeros((vs.q, 0))
@@ -99,10 +104,10 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
     dr2 = -(h.T @ g)  # ∂r²/∂θ_i
     u = W.T @ h  # W'S_i g, p x nθ
     H = np.zeros((nth + 1, nth + 1))
-    for i, (ki, Ei) in enumerate(pieces):
+    for i, (ki, ai) in enumerate(pieces):
         for j in range(i, nth):
-            kj, Ej = pieces[j]
-            Sij = (Ei @ Ej.T + Ej @ Ei.T) if ki == kj else None
+            kj, aj = pieces[j]
+            Sij = second[ki][ai, aj] if ki == kj else None
             val = -vs.tr_MSMS(ki, s_i[i], kj, s_i[j])
             d2r2 = 2.0 * h[:, i] @ Mh[:, j] - 2.0 * u[:, i] @ C @ u[:, j]
             if Sij is not None:

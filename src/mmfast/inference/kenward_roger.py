@@ -23,6 +23,7 @@ KR is defined for REML fits: an ML fit is refitted by REML first (as pbkrtest do
 from __future__ import annotations
 
 import numpy as np
+from ..errors import ModelSpecError
 from .structure import variance_structure
 from .wald import WaldTest, directions, f_pvalue, wald_test
 
@@ -33,6 +34,11 @@ class KenwardRoger:
     """Adjusted covariance Φ_A and KR df/F tests for one LMM (refitted by REML if it is ML)."""
 
     def __init__(self, model):
+        if not model.layout.linear:  # pbkrtest's covariance-element derivatives only
+            raise ModelSpecError(
+                "Kenward-Roger df are not available for structured covariances (cs, ar1, toep, "
+                "ou, diag): use ddf='Satterthwaite'"
+            )
         self.original = model
         self.refitted = not model.reml
         m = model.refit_formula(model.frame.parsed.formula, reml=True) if self.refitted else model

@@ -38,6 +38,9 @@ def parameter_names(model) -> list[str]:
     out = []
     for t in model.frame.terms:
         g = t.factor.name
+        if not t.param.linear:  # a structure: its SDs and reported correlations
+            out += t.param.sdcor_names()
+            continue
         for i, j in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
             out.append(f"sd_{t.names[i]}|{g}" if i == j else f"cor_{t.names[i]}.{t.names[j]}|{g}")
     return out + ["sigma"]
@@ -46,7 +49,10 @@ def parameter_names(model) -> list[str]:
 def theta_to_sdcor(model, theta: np.ndarray, sigma: float) -> np.ndarray:
     """(sd, cor per term in θ's order, σ) from (θ, σ)."""
     out = []
-    for t, T in zip(model.frame.terms, model.layout.templates(theta)):
+    for t, T, s in zip(model.frame.terms, model.layout.templates(theta), model.layout.slices):
+        if not t.param.linear:
+            out.extend(t.param.sdcor(theta[s], sigma))
+            continue
         S = sigma**2 * T @ T.T
         sd = np.sqrt(np.diag(S))
         for i, j in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
@@ -60,6 +66,12 @@ def sdcor_to_theta(model, psi: np.ndarray) -> np.ndarray | None:
     theta = []
     for t, s in zip(model.frame.terms, model.layout.slices):  # (sd, cor) in θ's order
         vals = psi[s]
+        if not t.param.linear:
+            th = t.param.from_sdcor(vals, sigma)
+            if th is None:
+                return None
+            theta.append(th)
+            continue
         if t.p == 1:
             theta.append(vals[0] / sigma)
             continue

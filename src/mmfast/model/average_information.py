@@ -7,7 +7,7 @@ average of the observed and the expected information is (Gilmour, Thompson & Cul
 
 At the PLS solution P y = r / σ² (r the conditional residual), Λ'Z'r = u and X'r = 0, so
 
-    w_θk = Z c_k,  c_k = D_k u + Λ D_k' Z'r      (D_k = ∂Λ/∂θ_k)
+    w_θk = Z c_k,  c_k = D_k u + Λ D_k' Z'r      (D_k = ∂Λ/∂θ_k; a structure's from its Jacobian)
     w_σ'P w_σ = r² / σ⁶,  w_θk' P w_σ = c_k'Z'r / σ⁴,
     w_θk' P w_θl = (c_k'Z'Z c_l - h_k' M⁻¹ h_l) / σ²,  h = [Λ'Z'Z c; X'Z c],
 
@@ -35,6 +35,10 @@ def working_coefficients(model, theta: np.ndarray, u: np.ndarray, zte: np.ndarra
     for t, T, s in zip(terms, layout.templates(theta), layout.slices):
         ub = u[t.offset : t.offset + t.q].reshape(t.nlevels, t.p)
         eb = zte[t.offset : t.offset + t.q].reshape(t.nlevels, t.p)
+        if not t.param.linear:  # a structure: D_k = I ⊗ dT/dθ_k (design.structures)
+            for i, dT in enumerate(t.param.jacobian(theta[s])):
+                out[t.offset : t.offset + t.q, s.start + i] = (ub @ dT.T + (eb @ dT) @ T.T).ravel()
+            continue
         for i, (r, c) in enumerate(zip(t.param.rows.tolist(), t.param.cols.tolist())):
             blk = np.zeros((t.nlevels, t.p))
             blk[:, r] = ub[:, c]  # D_k u

@@ -130,7 +130,7 @@ class FitStrategy:
             any_far |= bool(np.any(far))
             scales.append(d if np.any(far) else None)
             r = t.param.rows
-            tscale.append(d[r])
+            tscale.append(np.where(t.param.scaled, d[r], 1.0))  # a correlation φ has no units
             tsize.append(size[r])
         return scales, np.concatenate(tscale) if any_far else None, np.concatenate(tsize)
 
@@ -178,7 +178,9 @@ class FitStrategy:
         found (else rerun from it); large models (Newton steps) skip even that, as the harness
         found no worse interior optimum from the moment start."""
         near = self._near_boundary()
-        if not near:
+        # correlation parameters: BOBYQA stops early in their valleys (gradient fits do not)
+        structured = not self.layout.linear and not self.use_gradient
+        if not near and not structured:
             if kind == "lme4" or self.use_gradient:  # InstEval: 0.3 s at lme4's start, fit 0.2 s
                 return
             f1 = self.objective_value
@@ -199,7 +201,8 @@ class FitStrategy:
 
         def run(name, x0, step):
             nonlocal best
-            self._settle(self._optimize(x0, {**ctrl, **step}), start=name, x0=x0)
+            res = self._polish_structured(x0) if name == "polish" else self._optimize(x0, {**ctrl, **step})
+            self._settle(res, start=name, x0=x0)
             tried.append({"from": name, "criterion": float(self.objective_value)})
             if self.objective_value < best[1] - 1e-12 * max(1.0, abs(best[1])):
                 best = (self.theta, self.objective_value, self._best)
@@ -210,10 +213,30 @@ class FitStrategy:
             reflected = self._reflected(best[0])
             if reflected is not None:
                 run("reflected", reflected, {})
+        if structured:  # and a gradient polish from the best (BOBYQA crawls in toep's valleys)
+            run("polish", best[0], {})
         if self.theta is not best[0]:
             self._set_theta(best[0])
         self._best = best[2]
         self._restart = {"taken": True, "tried": tried, "won": self._stages[best[2]].name}
+
+    def _polish_structured(self, x0):
+        """L-BFGS-B on log SDs from x0 with the analytic gradient (central differences where the
+        kernel has none): a structured term's correlations make narrow curved valleys where
+        BOBYQA stops at 'xtol reached' far from the optimum (sleepstudy's toep: 1.2 units)."""
+        from .gradient import profiled_gradient
+
+        f = self.criterion()
+        if hasattr(self.kernel, "trace_gradient"):
+            fg = lambda z: profiled_gradient(self, z)  # noqa: E731
+        else:
+
+            def fg(z):
+                h = 1e-6 * np.maximum(np.abs(z), 1e-2)
+                g = np.array([(f(z + hi * e) - f(z - hi * e)) / (2 * hi) for hi, e in zip(h, np.eye(len(z)))])
+                return f(z), g
+
+        return minimize_with_gradient(fg, f, x0, self.theta_lower, log_scale=True)
 
     def _moment_step(self, x0):
         """BOBYQA's first steps from a moment start: MOMENT_STEP of |θ₀| (at least 0.1), in

@@ -225,6 +225,8 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         and a fit must not turn singular by changing them."""
         diag = np.isfinite(self.theta_lower)
         scale = theta_scale(self.family, self.y, self.prior_weights)
+        if not self.layout.linear:  # a structure: also a correlation matrix near singular
+            return self.layout.singular(self.theta / np.where(self.layout.diagonal, scale, 1.0))
         return bool(np.any(self.theta[diag] < 1e-4 * scale))
 
     def _finish(self, x, info, check, t0):

@@ -63,7 +63,8 @@ def profiled_gradient(model, theta: np.ndarray, reml: bool | None = None, hessia
         G = GA + (nfac / r2) * dr2
         if reml and p:
             G = G - 2.0 * np.einsum("lcs,lrs->rc", _per_term(K, t), _per_term(Rx, t))
-        grad[model.layout.slices[k]] = G[t.param.rows, t.param.cols]  # ∂ w.r.t. T's θ entries
+        sl = model.layout.slices[k]
+        grad[sl] = t.param.chain(G, theta[sl])  # ∂ w.r.t. θ_k through T(θ_k)
     # the kernel's y is y / _yscale (1 but for extreme scales): log r² gains 2 log _yscale
     logr2 = np.log(r2) + 2.0 * np.log(model._yscale)
     obj = profiled_deviance(ldL2, ldRX2 + model._logdetRb2, logr2, n, p, reml, model._logw)

@@ -190,7 +190,10 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         One Cholesky of M = [[M_XX, M_Xy], [M_yX, M_yy]] holds them all: its last row is
         [c_β', r] and its leading block R_X'.
         """
-        ldL2, M = self.kernel.update(self.templates(np.asarray(theta, dtype=float)))
+        T = self.templates(np.asarray(theta, dtype=float))
+        if not self.layout.linear and not np.all(np.isfinite(T)):  # an infeasible structure
+            return None
+        ldL2, M = self.kernel.update(T)
         if M is None or not np.isfinite(ldL2):
             return None
         try:
@@ -237,8 +240,13 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
                 math.inf,
             )
 
+            flat, linear = self.layout.flat, self.layout.linear
+
             def f(theta) -> float:
-                T[tpos] = theta
+                if linear:
+                    T[tpos] = theta
+                elif not np.all(np.isfinite(flat(theta, T))):  # a structure's θ -> T
+                    return inf
                 prof = profiled(T)  # the kernel does the small Cholesky too
                 if prof is None:
                     return inf

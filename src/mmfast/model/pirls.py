@@ -75,14 +75,18 @@ def make_engine(frame, family, y, pw, n, eta0, layout: ThetaLayout | None = None
     (on the model's θ ``layout`` when given, so there is one per model)."""
     resp = make_response(family, y, pw, n)
     off = np.zeros(frame.nobs) if frame.offset is None else np.asarray(frame.offset, dtype=float)
-    ntheta = sum(t.ntheta for t in frame.terms)
+    layout = ThetaLayout(frame.terms) if layout is None else layout
+    if not layout.linear:  # a structured term: the engine scatters T's entries, we map θ
+        from .structured_engine import StructuredEngine
+
+        inner = make_engine(frame, family, y, pw, n, eta0, layout.unstructured())
+        return StructuredEngine(inner, layout)
     if len(frame.terms) == 1:
         t = frame.terms[0]
-        eng = SingleTerm(resp, t.factor.codes, t.X, frame.X, off, eta0, ntheta)
+        eng = SingleTerm(resp, t.factor.codes, t.X, frame.X, off, eta0, layout.ntheta)
     else:
-        layout = ThetaLayout(frame.terms) if layout is None else layout
         q = sum(t.q for t in frame.terms)
-        eng = KernelLoop(resp, frame.X, off, eta0, q, layout.size, layout.pos, ntheta)
+        eng = KernelLoop(resp, frame.X, off, eta0, q, layout.size, layout.pos, layout.ntheta)
         eng.bind(GeneralKernel(frame, family, eng.state(), layout))
     eng.newton = int(family.newton and family.link.name == family.canonical)  # PIRLS is Newton's then
     return eng

@@ -71,7 +71,9 @@ class GeneralKernel:
         if laplace_gradient.supports(frame, family):
             self._grad = laplace_gradient.LaplaceGradient(frame, family)
             self._theta_pos = [
-                (k, r, c) for k, t in enumerate(terms) for r, c in zip(t.param.rows.tolist(), t.param.cols.tolist())
+                (k, r, c)
+                for k, pm in enumerate(self.layout.params)  # the kernel's (unstructured) layout
+                for r, c in zip(pm.rows.tolist(), pm.cols.tolist())
             ]
 
     @property

@@ -109,6 +109,8 @@ class MixedModelResults(Sealable, InformationCriteria):
     @property
     def singular(self) -> bool:
         """lme4's ``isSingular``: a diagonal element of some template below 1e-4."""
+        if not self.layout.linear:  # a structure: also a correlation matrix near singular
+            return self.layout.singular(self.theta)
         diag = np.isfinite(self.theta_lower)
         return bool(np.any(self.theta[diag] < 1e-4))
 

@@ -33,33 +33,49 @@ def title_lines(title: str, cls: str, width: int = WIDTH) -> list[str]:
     return cat_fill(strwrap(title, width - 2, exdent=2) + [" [", cls, "]"], width)
 
 
-def varcorr_lines(vc: pd.DataFrame, digits: int = 4) -> list[str]:
+def varcorr_lines(vc: pd.DataFrame, digits: int = 4, compact: dict | None = None) -> list[str]:
     """lme4's ``formatVC``: variances and standard deviations each in R's common format,
-    correlations to ``digits - 2`` decimals in the lower triangle."""
+    correlations to ``digits - 2`` decimals in the lower triangle.  ``compact`` maps a group to
+    (label, ρ, rows) for glmmTMB's one-number correlation of a structured term (``0.879 (ar1)``)
+    shown beside its first ``rows`` SDs."""
+    compact = compact or {}
     groups: list[str] = []
     names: list[str] = []
     sd_list: list[float] = []
-    cors: list[np.ndarray] = []
+    cors: list = []
     for grp, sub in vc.groupby("grp", sort=False):
         var = sub[sub["var2"].isna()]
         terms = [] if grp == "Residual" else [str(v) for v in var["var1"].fillna("")]
+        if grp in compact:
+            label, rho, nrow = compact[grp]
+            var, terms = var.iloc[:nrow], terms[:nrow]
+            dig = max(2, digits - 2)
+            text = format_num(r_round(np.array([rho]), dig), 7, nsmall=dig)[0]
+            cors.append((f"{text} ({label})", len(terms)))
         p = len(var)
         C = np.eye(p)
         for _, r in sub[sub["var2"].notna()].iterrows():
+            if grp in compact:
+                break
             i, j = terms.index(r["var1"]), terms.index(r["var2"])
             C[i, j] = C[j, i] = r["sdcor"]
         groups += [str(grp)] + [""] * (p - 1)
         names += terms if terms else [""]
         sd_list += list(var["sdcor"].astype(float))
-        cors.append(C)
+        if grp not in compact:
+            cors.append(C)
     sds = np.array(sd_list)
     header = ["Groups", "Name", "Variance", "Std.Dev."]
     cols = [groups, names, format_num(sds**2, digits), format_num(sds, digits)]
-    maxlen = max(len(C) for C in cors)
+    maxlen = max(2 if isinstance(C, tuple) else len(C) for C in cors)
     if maxlen > 1:
         dig = max(2, digits - 2)
         blocks = []
         for C in cors:
+            if isinstance(C, tuple):  # a structure's one correlation, on its first row
+                text, nrow = C
+                blocks += [[text if k == 0 else ""] + [""] * (maxlen - 2) for k in range(nrow)]
+                continue
             cc = np.array(format_num(r_round(C, dig).ravel(), 7, nsmall=dig), dtype=object).reshape(C.shape)
             cc[~np.tril(np.ones(C.shape, bool), -1)] = ""
             blocks += [list(row) + [""] * (maxlen - len(C)) for row in cc]
@@ -68,6 +84,18 @@ def varcorr_lines(vc: pd.DataFrame, digits: int = 4) -> list[str]:
             header.append("Corr" if j == 0 else "")
     cells = [list(row) for row in zip(*cols)]
     return char_matrix(cells, [""] * len(cells), header, right=False)
+
+
+def structure_notes(model) -> dict:
+    """glmmTMB's compact correlation for ar1 and cs terms: {group: (label, ρ, SD rows shown)}
+    (a homogeneous ar1 shows its one SD, cs all of them)."""
+    out = {}
+    for t, s in zip(model.frame.terms, model.layout.slices):
+        pm = t.param
+        if pm.kind in ("ar1", "cs") and pm.nphi:
+            rho = float(pm.correlation_parameters(model.theta[s])[0])
+            out[t.group] = (pm.kind, rho, 1 if pm.kind == "ar1" and pm.hom else pm.p)
+    return out
 
 
 def correlation_lines(vcov: np.ndarray, names: list[str]) -> list[str]:
@@ -190,7 +218,7 @@ class Summary:
             if labels.get(k)
         ]
         lines += [""] + self._criteria() + [""] + self._residuals() + [""]
-        lines += ["Random effects:"] + varcorr_lines(m.varcorr)
+        lines += ["Random effects:"] + varcorr_lines(m.varcorr, compact=structure_notes(m))
         ng = "; ".join(f"{k}, {v}" for k, v in m.ngroups.items())
         lines.append(f"Number of obs: {m.nobs}, groups:  {ng}")
         if len(self.coefficients):
