@@ -162,4 +162,4 @@ def test_kernel_codes_reject_unknown():
     with pytest.raises(ValueError):
         link_apply(8, 1, 0.0)
     with pytest.raises(ValueError):
-        family_variance(4, 1.0)
+        family_variance(99, 1.0)  # 4.. are the dispersion families

@@ -32,6 +32,7 @@ cdef enum:
     POISSON = 1
     GAMMA = 2
     GAUSSIAN = 3
+    NBINOM2 = 4  # negative binomial, var = mu + mu^2 / theta (disp = theta), log link
 
 
 cdef inline double _linkfun(int link, double mu) noexcept nogil:
@@ -134,12 +135,51 @@ cdef inline double _variance(int fam, double mu) noexcept nogil:
     return mu * mu
 
 
+cdef inline double _variance_d(int fam, double mu, double disp) noexcept nogil:
+    """V(mu) for every family, the dispersion-parametrised ones at their parameter ``disp``."""
+    if fam == NBINOM2:
+        return _nb2_variance(mu, disp)
+    return _variance(fam, mu)
+
+
 cdef inline double _ylogy(double y, double mu) noexcept nogil:
     if y == 0.0:
         return 0.0
     if y == 1.0:  # 0/1 data: no division
         return -log(mu)
     return y * log(y / mu)
+
+
+# --- negative binomial (nbinom2: size theta, mean mu): formulas in the Poisson limit's stable form
+cdef inline double _lgamma_ratio(double y, double theta) noexcept nogil:
+    """lgamma(y + theta) - lgamma(theta) - y log(theta), finite as theta -> infinity (then -> 0):
+    Stirling's series (error < 1e-20 relative) once theta > 1e5, lgamma's difference below."""
+    cdef double t2, s2
+    if theta <= 1e5:
+        return lgamma(y + theta) - lgamma(theta) - y * log(theta)
+    t2 = theta + y
+    s2 = (1.0 / t2 - 1.0 / theta) / 12.0 - (1.0 / (t2 * t2 * t2) - 1.0 / (theta * theta * theta)) / 360.0
+    return (t2 - 0.5) * log1p(y / theta) - y + s2
+
+
+cdef inline double _nb2_variance(double mu, double theta) noexcept nogil:
+    """V(mu) = mu + mu^2 / theta."""
+    return mu + mu * mu / theta
+
+
+cdef inline double _nb2_devres(double y, double mu, double wt, double theta) noexcept nogil:
+    """MASS's negative.binomial(theta)$dev.resids: 2 wt (y log(y/mu) - (y + theta)
+    log((y + theta)/(mu + theta))), the second term as log1p (Poisson's as theta -> infinity)."""
+    return 2.0 * wt * (_ylogy(y, mu) - (y + theta) * log1p((y - mu) / (mu + theta)))
+
+
+cdef inline double _nb2_m2logp(double y, double mu, double wt, double theta) noexcept nogil:
+    """-2 wt log p(y | mu, theta) (MASS's negative.binomial(theta)$aic per row), written as
+    lgamma(y+1) - lgamma_ratio + (y + theta) log1p(mu/theta) - y log mu: Poisson's in the limit."""
+    cdef double s = lgamma(y + 1.0) - _lgamma_ratio(y, theta) + (y + theta) * log1p(mu / theta)
+    if y != 0.0:
+        s -= y * log(mu)
+    return 2.0 * wt * s
 
 
 cdef inline double _devres(int fam, double y, double mu, double wt) noexcept nogil:
@@ -150,6 +190,13 @@ cdef inline double _devres(int fam, double y, double mu, double wt) noexcept nog
     elif fam == GAUSSIAN:
         return wt * (y - mu) * (y - mu)
     return -2.0 * wt * (log(y / mu) - (y - mu) / mu)
+
+
+cdef inline double _devres_d(int fam, double y, double mu, double wt, double disp) noexcept nogil:
+    """Deviance residual for every family, the dispersion-parametrised ones at ``disp``."""
+    if fam == NBINOM2:
+        return _nb2_devres(y, mu, wt, disp)
+    return _devres(fam, y, mu, wt)
 
 
 cdef inline void _mu_me(int link, double eta, double* mu, double* me) noexcept nogil:
@@ -177,6 +224,7 @@ cdef class GlmResponse:
     cdef readonly Py_ssize_t n
     cdef double[::1] y, pw, a, b, c, mu, me
     cdef double wsum, alogy, sat
+    cdef readonly double disp  # the family's dispersion parameter (nbinom2: theta), else 0
     cdef int exact
     cdef double set_eta(self, const double* eta, int need_dev) noexcept nogil
     cdef void working(self, const double* eta, const double* base, double* w,

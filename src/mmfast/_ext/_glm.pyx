@@ -17,7 +17,8 @@ cdef class GlmResponse:
     """
 
 
-    def __init__(self, int fam, int link, y, pw, a, b, c, double sat=0.0, int exact=0):
+    def __init__(self, int fam, int link, y, pw, a, b, c, double sat=0.0, int exact=0,
+                 double disp=0.0):
         self.fam = fam
         self.link = link
         self.y = np.array(y, dtype=np.float64, order="C", copy=True)
@@ -34,6 +35,23 @@ cdef class GlmResponse:
         self.alogy = float(np.sum(a)) if fam == GAMMA else 0.0
         self.sat = sat      # sum of (-2 log p - deviance residual): constant when exact
         self.exact = exact  # binomial/Poisson with integral counts: -2 log p = dev + sat
+        if fam == NBINOM2:
+            self.set_dispersion(disp)
+
+    def set_dispersion(self, double disp):
+        """Set the family's dispersion parameter (nbinom2: theta > 0); -2 log p is then the
+        deviance plus the saturated model's -2 log p(y | mu = y, theta), computed here."""
+        cdef Py_ssize_t i
+        cdef double sat = 0.0
+        if self.fam != NBINOM2:
+            raise ValueError(f"family code {self.fam} has no dispersion parameter")
+        if not disp > 0.0:
+            raise ValueError(f"the negative binomial's theta must be positive, not {disp}")
+        self.disp = disp
+        for i in range(self.n):
+            sat += _nb2_m2logp(self.y[i], self.y[i], self.pw[i], disp)
+        self.sat = sat
+        self.exact = 1
 
     cdef double set_eta(self, const double* eta, int need_dev) noexcept nogil:
         """Store mu, mu' at eta; return the sum of deviance residuals (0 unless need_dev)."""
@@ -48,7 +66,7 @@ cdef class GlmResponse:
             _mu_me(link, eta[i], &mu[i], &me[i])
         if need_dev:
             for i in range(self.n):
-                s += _devres(fam, y[i], mu[i], pw[i])
+                s += _devres_d(fam, y[i], mu[i], pw[i], self.disp)
             if link == SQRT:  # mu = eta^2 folds: keep eta > 0 (R's valideta), else a mirror mode
                 for i in range(self.n):
                     if eta[i] <= 0.0:
@@ -65,7 +83,7 @@ cdef class GlmResponse:
         cdef const double* pw = &self.pw[0]
         cdef int fam = self.fam
         for i in range(self.n):
-            w[i] = pw[i] * me[i] * me[i] / _variance(fam, mu[i])
+            w[i] = pw[i] * me[i] * me[i] / _variance_d(fam, mu[i], self.disp)
             zt[i] = eta[i] - base[i] + (y[i] - mu[i]) / me[i]
 
     cdef double m2loglik(self, double dev) noexcept nogil:
@@ -174,9 +192,9 @@ def link_apply(int link, int what, x):
     return _result(a, out)
 
 
-def family_variance(int fam, mu):
-    """V(mu) of the family, elementwise (any shape)."""
-    if not 0 <= fam <= GAUSSIAN:
+def family_variance(int fam, mu, double disp=0.0):
+    """V(mu) of the family (at dispersion parameter ``disp`` where it has one), elementwise."""
+    if not 0 <= fam <= NBINOM2:
         raise ValueError(f"unknown family code {fam}")
     a, flat, out = _flat(mu)
     cdef const double[::1] v = flat
@@ -184,13 +202,14 @@ def family_variance(int fam, mu):
     cdef Py_ssize_t i, n = v.shape[0]
     with nogil:
         for i in range(n):
-            o[i] = _variance(fam, v[i])
+            o[i] = _variance_d(fam, v[i], disp)
     return _result(a, out)
 
 
-def family_dev_resids(int fam, y, mu, wt):
-    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast)."""
-    if not 0 <= fam <= GAUSSIAN:
+def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
+    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast), at
+    the dispersion parameter ``disp`` where the family has one."""
+    if not 0 <= fam <= NBINOM2:
         raise ValueError(f"unknown family code {fam}")
     ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
                                      np.asarray(mu, dtype=np.float64),
@@ -203,5 +222,22 @@ def family_dev_resids(int fam, y, mu, wt):
     cdef Py_ssize_t i, n = yv.shape[0]
     with nogil:
         for i in range(n):
-            o[i] = _devres(fam, yv[i], mv[i], wv[i])
+            o[i] = _devres_d(fam, yv[i], mv[i], wv[i], disp)
+    return _result(ya, out)
+
+
+def nb2_m2logp(y, mu, wt, double theta):
+    """-2 wt log p(y | mu, theta) of the negative binomial (nbinom2), elementwise (broadcast)."""
+    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
+                                     np.asarray(mu, dtype=np.float64),
+                                     np.asarray(wt, dtype=np.float64))
+    out = np.empty(ya.shape)
+    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
+    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
+    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef double[::1] o = out.reshape(-1)
+    cdef Py_ssize_t i, n = yv.shape[0]
+    with nogil:
+        for i in range(n):
+            o[i] = _nb2_m2logp(yv[i], mv[i], wv[i], theta)
     return _result(ya, out)
