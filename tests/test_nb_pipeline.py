@@ -120,7 +120,8 @@ def test_long_data_equals_counts_matrix(ref, fitted):
     long = long.sample(frac=1.0, random_state=3)  # any row order
     res = mmfast.fit_many(long, ref["formula"], by="gene", family="negative_binomial")
     wide = fitted[fitted.gene.isin(genes)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(res[wide.columns], wide, check_dtype=False, rtol=1e-9)
+    # another row order sums in another order: the optimum to the optimiser's tolerance
+    pd.testing.assert_frame_equal(res[wide.columns], wide, check_dtype=False, rtol=1e-6)
 
 
 def test_backends_and_resumed_output_give_the_same_rows(ref, fitted, monkeypatch, tmp_path):

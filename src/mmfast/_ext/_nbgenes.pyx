@@ -43,6 +43,9 @@ cdef enum:
     MAXLS = 40       # line-search halvings
 
 cdef double BFGS_DEC = 1e-2  # Newton decrement below which BFGS updates replace new Hessians
+cdef double QUAD_STEP = 1e-7  # a mode step below this ends the inner iteration
+cdef int MAXBFGS = 4  # BFGS updates in a row before the Hessian is computed again
+cdef double KAPPA_JUMP = 9.2  # a Newton step beyond log θ = 9.2 (θ = 1e4) tries the upper bound first
 
 # status codes (mmfast.pipeline.nb names them)
 cdef enum:
@@ -140,7 +143,9 @@ cdef int inner_modes(Gene* g, double s, double k) noexcept nogil:
             if fabs(un - g.u[j]) > maxstep:
                 maxstep = fabs(un - g.u[j])
             g.u[j] = un
-        if maxstep <= g.tol_inner * (1.0 + fabs(s)):
+        # Newton converges quadratically: after a step below QUAD_STEP the next would be far
+        # below tol_inner, so no pass is spent confirming it
+        if maxstep <= g.tol_inner * (1.0 + fabs(s)) or maxstep <= QUAD_STEP:
             return 0
     return 1
 
@@ -264,7 +269,7 @@ cdef void hessian(Gene* g, const double* x, const double* g0, double* H, double*
     cdef Py_ssize_t a, b, q = g.q
     cdef double h, v
     for a in range(q):
-        h = (1e-4 if central else 1e-6) * (1.0 if fabs(x[a]) < 1.0 else fabs(x[a]))
+        h = (1e-4 if central else 1e-5) * (1.0 if fabs(x[a]) < 1.0 else fabs(x[a]))
         memcpy(xt, x, q * sizeof(double))
         xt[a] = x[a] + h
         memcpy(g.u, ubase, g.nl * sizeof(double))
@@ -352,7 +357,7 @@ cdef int poisson_start(Gene* g, double* x, double* A, double* b) noexcept nogil:
 
 
 cdef int newton_direction(Py_ssize_t q, Py_ssize_t kk, int free_k, const double* B,
-                          const double* g0, double* A, double* d) noexcept nogil:
+                          const double* g0, double* A, double* d, double* tau_out) noexcept nogil:
     """d = -(B + τI)⁻¹ g with the smallest τ (0, then growing) that makes B + τI positive
     definite; coordinate kk (κ) held when not free_k.  1 if no τ works."""
     cdef Py_ssize_t a
@@ -372,6 +377,7 @@ cdef int newton_direction(Py_ssize_t q, Py_ssize_t kk, int free_k, const double*
             A[kk * q + kk] = 1.0
             d[kk] = 0.0
         if not chol_solve(q, A, d):
+            tau_out[0] = tau
             return 0
         tau = 1e-8 * diagmax if tau == 0.0 else 10.0 * tau
         if not (tau < 1e12 * (diagmax + 1.0)):
@@ -383,8 +389,9 @@ cdef int fit_gene(Gene* g, double* x, double* D_out, double* Hout, double klo, d
     """Quasi-Newton on D over x (see the module docstring); returns a status code.
 
     Newton steps with the Hessian by forward differences of the gradient while the Newton
-    decrement exceeds BFGS_DEC, then BFGS updates of the last one; when a line search fails
-    with an updated matrix the Hessian is computed again."""
+    decrement exceeds BFGS_DEC, then BFGS updates of the last one; the Hessian is computed
+    again after MAXBFGS updates, when the decrement grows, or when a line search fails with
+    an updated matrix."""
     cdef Py_ssize_t q = g.q, p = g.p, a, b, it, ls
     cdef double* g0 = work
     cdef double* B = work + q
@@ -396,8 +403,9 @@ cdef int fit_gene(Gene* g, double* x, double* D_out, double* Hout, double klo, d
     cdef double* sv = A + q * q
     cdef double* yv = sv + q
     cdef double* Bs = yv + q
-    cdef double D0, D1, dec, alpha, slope, sy, sBs
-    cdef int free_k, fresh, status = ST_MAXIT
+    cdef double D0, D1, dec, alpha, slope, sy, sBs, tau = 0.0
+    cdef int free_k, fresh, status = ST_MAXIT, nbfgs = 0
+    cdef double prev_dec = INFINITY, dec_last = INFINITY
     if x[p + 1] > khi:
         x[p + 1] = khi
     if x[p + 1] < klo:
@@ -412,14 +420,21 @@ cdef int fit_gene(Gene* g, double* x, double* D_out, double* Hout, double klo, d
     it = 0
     while it < maxit:
         nit[0] = it + 1
+        if not fresh and (nbfgs >= MAXBFGS or prev_dec < dec_last):
+            # BFGS is drifting (or a long run of updates since the Hessian): compute it again
+            hessian(g, x, g0, B, xt, gt, ubase, 0)
+            fresh = 1
         # κ at a bound with the gradient pushing out of it: held there (the others move)
         free_k = not ((x[p + 1] >= khi and g0[p + 1] < 0.0) or (x[p + 1] <= klo and g0[p + 1] > 0.0))
-        if newton_direction(q, p + 1, free_k, B, g0, A, dvec):
+        if newton_direction(q, p + 1, free_k, B, g0, A, dvec, &tau):
             return ST_NONFINITE
         slope = 0.0
         for a in range(q):
             slope += g0[a] * dvec[a]
         dec = -slope
+        prev_dec, dec_last = dec_last, dec
+        if fresh:
+            nbfgs = 0
         if dec < tol and fresh:
             status = ST_OK
             break
@@ -427,6 +442,8 @@ cdef int fit_gene(Gene* g, double* x, double* D_out, double* Hout, double klo, d
         for ls in range(MAXLS):
             for a in range(q):
                 xt[a] = x[a] + alpha * dvec[a]
+            if ls == 0 and dvec[p + 1] > 0.0 and xt[p + 1] > KAPPA_JUMP:
+                xt[p + 1] = khi  # heading for the Poisson limit: try the bound itself first
             if xt[p + 1] > khi:
                 xt[p + 1] = khi
             if xt[p + 1] < klo:
@@ -463,7 +480,9 @@ cdef int fit_gene(Gene* g, double* x, double* D_out, double* Hout, double klo, d
             for b in range(q):
                 Bs[a] += B[a * q + b] * sv[b]
             sBs += sv[a] * Bs[a]
-        if dec > BFGS_DEC:  # far from the optimum: a new Hessian at the new point
+        if dec > BFGS_DEC or tau > 0.0 or not (sy > 1e-12 * sBs and sBs > 0.0):
+            # far from the optimum, an indefinite matrix or no positive curvature along the
+            # step: a new Hessian at the new point
             memcpy(x, xt, q * sizeof(double))
             memcpy(g0, gt, q * sizeof(double))
             memcpy(ubase, g.u, g.nl * sizeof(double))
@@ -472,11 +491,11 @@ cdef int fit_gene(Gene* g, double* x, double* D_out, double* Hout, double klo, d
             fresh = 1
             it += 1
             continue
-        if sy > 1e-12 * sBs and sBs > 0.0:
-            for a in range(q):
-                for b in range(q):
-                    B[a * q + b] += yv[a] * yv[b] / sy - Bs[a] * Bs[b] / sBs
-            fresh = 0
+        for a in range(q):
+            for b in range(q):
+                B[a * q + b] += yv[a] * yv[b] / sy - Bs[a] * Bs[b] / sBs
+        fresh = 0
+        nbfgs += 1
         memcpy(x, xt, q * sizeof(double))
         memcpy(g0, gt, q * sizeof(double))
         memcpy(ubase, g.u, g.nl * sizeof(double))
