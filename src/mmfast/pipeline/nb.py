@@ -49,12 +49,24 @@ CONVERGED = (0, 3, 4)
 
 
 def is_negative_binomial(family) -> bool:
-    """Is ``family`` nbinom2 (by name, or a family object whose name is one of NB_FAMILIES)?"""
+    """Is ``family`` nbinom2 (by name, or a family object whose name is one of NB_FAMILIES)?  A
+    family object the kernel cannot fit (fixed θ, another link) is a ModelSpecError."""
     if family is None:
         return False
     name = family if isinstance(family, str) else getattr(family, "name", "")
     name = str(name).lower().replace(" ", "_").replace("-", "_")
-    return name in NB_FAMILIES or name.startswith("negative_binomial")
+    if not (name in NB_FAMILIES or name.startswith("negative_binomial")):
+        return False
+    if not isinstance(family, str):  # a family object: what the kernel fits, or a clear refusal
+        link = getattr(getattr(family, "link", None), "name", "log")
+        exact = getattr(family, "hessian", "observed") == "observed"
+        if getattr(family, "fixed", None) is not None or link != "log" or not exact:
+            raise ModelSpecError(
+                "fit_many's negative binomial pipeline estimates theta per gene with the log link and "
+                "glmmTMB's Laplace approximation: use NegativeBinomial() (no fixed theta, link='log', "
+                "hessian='observed'), or mmfast.glmer per gene"
+            )
+    return True
 
 
 @dataclass
@@ -122,7 +134,7 @@ class NBTask:
 
         d = self.design
         Y = np.ascontiguousarray(self.Y, dtype=float)
-        G, p = len(Y), d.X.shape[1]
+        p = d.X.shape[1]
         err = _count_errors(Y)
         ok = np.flatnonzero(err == None)  # noqa: E711 - elementwise on an object array
         par = np.zeros((len(ok), p + 2))
