@@ -42,3 +42,52 @@ def test_nb2_poisson_limit(theta):
     # continuity across the two branches of lgamma's ratio (theta = 1e5)
     a, b = nb2_m2logp(Y, MU, 1.0, 1e5 * (1 - 1e-9)), nb2_m2logp(Y, MU, 1.0, 1e5 * (1 + 1e-9))
     np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_nbinom1_and_beta_densities():
+    """nbinom1 (size mu/φ, var mu (1 + φ)) and beta (shapes mu φ, (1 - mu) φ): their deviance
+    is -2 log p itself (no closed-form saturated model), checked against scipy's densities."""
+    phi = 1.7
+    np.testing.assert_allclose(
+        family_dev_resids(5, Y, MU, 1.0, phi), -2.0 * stats.nbinom.logpmf(Y, MU / phi, 1 / (1 + phi)), rtol=1e-12
+    )
+    np.testing.assert_allclose(family_variance(5, MU, phi), MU * (1 + phi))
+    yb, mb, ph = np.array([0.01, 0.3, 0.5, 0.97]), np.array([0.2, 0.4, 0.5, 0.9]), 7.0
+    np.testing.assert_allclose(
+        family_dev_resids(6, yb, mb, 2.0, ph), -4.0 * stats.beta.logpdf(yb, mb * ph, (1 - mb) * ph), rtol=1e-12
+    )
+    np.testing.assert_allclose(family_variance(6, mb, ph), mb * (1 - mb) / (1 + ph))
+
+
+@pytest.mark.parametrize("fam", [4, 5, 6])
+def test_score_and_information_are_derivatives(fam):
+    """PIRLS's score and observed information are the first two eta-derivatives of log p (central
+    differences of scipy's log density); the expected information of nbinom2 is theta mu / (mu + theta)."""
+    from scipy import special
+
+    from mmfast._ext._glm import score_info
+
+    disp, h = 1.7, 1e-4
+    if fam == 6:
+        y, mu = np.array([0.01, 0.3, 0.5, 0.97]), np.array([0.2, 0.4, 0.5, 0.9])
+        eta, me = special.logit(mu), mu * (1 - mu)
+
+        def lp(e):
+            m = special.expit(e)
+            return stats.beta.logpdf(y, m * disp, (1 - m) * disp)
+    else:
+        y, mu, eta, me = Y, MU, np.log(MU), MU
+
+        def lp(e):
+            m = np.exp(e)
+            return (
+                stats.nbinom.logpmf(y, disp, disp / (disp + m))
+                if fam == 4
+                else stats.nbinom.logpmf(y, m / disp, 1 / (1 + disp))
+            )
+
+    s, info = score_info(fam, y, mu, me, disp, 1)
+    np.testing.assert_allclose(s, (lp(eta + h) - lp(eta - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(info, -(lp(eta + h) - 2 * lp(eta) + lp(eta - h)) / h**2, rtol=1e-5, atol=1e-6)
+    if fam == 4:
+        np.testing.assert_allclose(score_info(4, y, mu, me, disp, 0)[1], disp * mu / (mu + disp))

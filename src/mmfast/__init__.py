@@ -20,7 +20,7 @@ from .errors import (
 )
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
-from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, lm, lmer
+from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, glmer_nb, lm, lmer
 from ._version import __version__  # noqa: F401  (the package version)
 from .model.control import GlmmControl, LmmControl
 
@@ -28,6 +28,7 @@ __all__ = [
     "lmer",
     "LinearMixedModel",
     "glmer",
+    "glmer_nb",
     "GeneralizedLinearMixedModel",
     "families",
     "lm",

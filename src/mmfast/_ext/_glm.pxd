@@ -2,7 +2,7 @@
 # shared by the PIRLS kernels.  The only implementation: mmfast.families' Python classes call the
 # vectorised wrappers of _glm.pyx, so the kernel and the Python API cannot drift apart.
 from libc.math cimport exp, log, log1p, expm1, sqrt, erfc, atan, tan, fabs, lgamma
-from scipy.special.cython_special cimport ndtri
+from scipy.special.cython_special cimport ndtri, psi
 
 cdef extern from *:
     """
@@ -33,6 +33,8 @@ cdef enum:
     GAMMA = 2
     GAUSSIAN = 3
     NBINOM2 = 4  # negative binomial, var = mu + mu^2 / theta (disp = theta), log link
+    NBINOM1 = 5  # glmmTMB's nbinom1, var = mu (1 + phi) (disp = phi), log link
+    BETA = 6     # glmmTMB's beta_family, mean mu, precision phi (disp), var = mu (1 - mu) / (1 + phi)
 
 
 cdef inline double _linkfun(int link, double mu) noexcept nogil:
@@ -139,7 +141,61 @@ cdef inline double _variance_d(int fam, double mu, double disp) noexcept nogil:
     """V(mu) for every family, the dispersion-parametrised ones at their parameter ``disp``."""
     if fam == NBINOM2:
         return _nb2_variance(mu, disp)
+    elif fam == NBINOM1:
+        return mu * (1.0 + disp)
+    elif fam == BETA:
+        return mu * (1.0 - mu) / (1.0 + disp)
     return _variance(fam, mu)
+
+
+cdef inline double _trigamma(double x) noexcept nogil:
+    """psi'(x), x > 0: the recurrence up to x >= 6, then the asymptotic series (error < 1e-14)."""
+    cdef double s = 0.0, r, r2
+    while x < 6.0:
+        s += 1.0 / (x * x)
+        x += 1.0
+    r = 1.0 / x
+    r2 = r * r
+    return s + r + 0.5 * r2 + r * r2 * (1.0 / 6.0 - r2 * (1.0 / 30.0 - r2 * (1.0 / 42.0 - r2 / 30.0)))
+
+
+cdef inline double _nb1_m2logp(double y, double mu, double wt, double phi) noexcept nogil:
+    """-2 wt log p(y | mu, phi) of glmmTMB's nbinom1: size mu/phi, var = mu (1 + phi)."""
+    cdef double k = mu / phi
+    return -2.0 * wt * (lgamma(y + k) - lgamma(k) - lgamma(y + 1.0) - (k + y) * log1p(phi)
+                        + (y * log(phi) if y != 0.0 else 0.0))
+
+
+cdef inline double _beta_m2logp(double y, double mu, double wt, double phi) noexcept nogil:
+    """-2 wt log p(y | mu, phi) of the beta with mean mu and precision phi (glmmTMB's beta_family)."""
+    cdef double a = mu * phi, b = (1.0 - mu) * phi
+    return -2.0 * wt * (lgamma(phi) - lgamma(a) - lgamma(b) + (a - 1.0) * log(y)
+                        + (b - 1.0) * log1p(-y))
+
+
+cdef inline void _score_info(int fam, double y, double mu, double me, double disp, int observed,
+                             double* s, double* h) noexcept nogil:
+    """d log p / d eta (s) and the information -d² log p / d eta² (observed) or its expectation
+    (h) at mu, mu' = me, for the dispersion families (log link for NB, logit for beta).  The
+    observed information of nbinom1 and beta can be negative in a row (y far in a tail): kept,
+    as the exact Laplace approximation needs it (A = I + Λ'Z'WZΛ stays positive definite near
+    the mode; where it does not, PIRLS fails and the objective is infinite there)."""
+    cdef double r, k, d1, d2, fisher
+    if fam == NBINOM2:  # log link: s = theta (y - mu) / (mu + theta)
+        r = mu + disp
+        s[0] = disp * (y - mu) / r
+        h[0] = disp * mu * (y + disp) / (r * r) if observed else disp * mu / r
+    elif fam == NBINOM1:  # log link, k = mu / phi
+        k = mu / disp
+        d1 = (psi(y + k) - psi(k) - log1p(disp)) / disp  # d log p / d mu
+        d2 = (_trigamma(y + k) - _trigamma(k)) / (disp * disp)  # d² log p / d mu²
+        s[0] = mu * d1
+        h[0] = -(mu * mu * d2 + mu * d1)
+    else:  # beta, logit link: me = mu (1 - mu), d me / d eta = me (1 - 2 mu)
+        d1 = disp * (log(y) - log1p(-y) - psi(mu * disp) + psi((1.0 - mu) * disp))
+        fisher = me * me * disp * disp * (_trigamma(mu * disp) + _trigamma((1.0 - mu) * disp))
+        s[0] = me * d1
+        h[0] = fisher - me * (1.0 - 2.0 * mu) * d1 if observed else fisher
 
 
 cdef inline double _ylogy(double y, double mu) noexcept nogil:
@@ -193,9 +249,14 @@ cdef inline double _devres(int fam, double y, double mu, double wt) noexcept nog
 
 
 cdef inline double _devres_d(int fam, double y, double mu, double wt, double disp) noexcept nogil:
-    """Deviance residual for every family, the dispersion-parametrised ones at ``disp``."""
+    """Deviance residual for every family, the dispersion-parametrised ones at ``disp``
+    (nbinom1 and beta have no saturated model in closed form: their -2 log p itself)."""
     if fam == NBINOM2:
         return _nb2_devres(y, mu, wt, disp)
+    elif fam == NBINOM1:
+        return _nb1_m2logp(y, mu, wt, disp)
+    elif fam == BETA:
+        return _beta_m2logp(y, mu, wt, disp)
     return _devres(fam, y, mu, wt)
 
 
@@ -225,6 +286,7 @@ cdef class GlmResponse:
     cdef double[::1] y, pw, a, b, c, mu, me
     cdef double wsum, alogy, sat
     cdef readonly double disp  # the family's dispersion parameter (nbinom2: theta), else 0
+    cdef public int observed   # dispersion families: PIRLS weights = observed information
     cdef int exact
     cdef double set_eta(self, const double* eta, int need_dev) noexcept nogil
     cdef void working(self, const double* eta, const double* base, double* w,

@@ -18,7 +18,7 @@ cdef class GlmResponse:
 
 
     def __init__(self, int fam, int link, y, pw, a, b, c, double sat=0.0, int exact=0,
-                 double disp=0.0):
+                 double disp=0.0, int observed=1):
         self.fam = fam
         self.link = link
         self.y = np.array(y, dtype=np.float64, order="C", copy=True)
@@ -35,21 +35,24 @@ cdef class GlmResponse:
         self.alogy = float(np.sum(a)) if fam == GAMMA else 0.0
         self.sat = sat      # sum of (-2 log p - deviance residual): constant when exact
         self.exact = exact  # binomial/Poisson with integral counts: -2 log p = dev + sat
-        if fam == NBINOM2:
+        self.observed = observed
+        if fam >= NBINOM2:
             self.set_dispersion(disp)
 
     def set_dispersion(self, double disp):
-        """Set the family's dispersion parameter (nbinom2: theta > 0); -2 log p is then the
-        deviance plus the saturated model's -2 log p(y | mu = y, theta), computed here."""
+        """Set the family's dispersion parameter (nbinom2: theta, nbinom1/beta: phi; > 0).
+        -2 log p is then the deviance plus, for nbinom2, the saturated model's -2 log p(y | mu
+        = y, theta), computed here (nbinom1/beta: their deviance is -2 log p)."""
         cdef Py_ssize_t i
         cdef double sat = 0.0
-        if self.fam != NBINOM2:
+        if self.fam < NBINOM2:
             raise ValueError(f"family code {self.fam} has no dispersion parameter")
         if not disp > 0.0:
-            raise ValueError(f"the negative binomial's theta must be positive, not {disp}")
+            raise ValueError(f"the dispersion parameter must be positive, not {disp}")
         self.disp = disp
-        for i in range(self.n):
-            sat += _nb2_m2logp(self.y[i], self.y[i], self.pw[i], disp)
+        if self.fam == NBINOM2:
+            for i in range(self.n):
+                sat += _nb2_m2logp(self.y[i], self.y[i], self.pw[i], disp)
         self.sat = sat
         self.exact = 1
 
@@ -82,8 +85,15 @@ cdef class GlmResponse:
         cdef const double* y = &self.y[0]
         cdef const double* pw = &self.pw[0]
         cdef int fam = self.fam
+        cdef double sc, h
+        if fam >= NBINOM2:  # score and information (not a GLM for nbinom1/beta)
+            for i in range(self.n):
+                _score_info(fam, y[i], mu[i], me[i], self.disp, self.observed, &sc, &h)
+                w[i] = pw[i] * h
+                zt[i] = eta[i] - base[i] + (sc / h if h != 0.0 else 0.0)
+            return
         for i in range(self.n):
-            w[i] = pw[i] * me[i] * me[i] / _variance_d(fam, mu[i], self.disp)
+            w[i] = pw[i] * me[i] * me[i] / _variance(fam, mu[i])
             zt[i] = eta[i] - base[i] + (y[i] - mu[i]) / me[i]
 
     cdef double m2loglik(self, double dev) noexcept nogil:
@@ -194,7 +204,7 @@ def link_apply(int link, int what, x):
 
 def family_variance(int fam, mu, double disp=0.0):
     """V(mu) of the family (at dispersion parameter ``disp`` where it has one), elementwise."""
-    if not 0 <= fam <= NBINOM2:
+    if not 0 <= fam <= BETA:
         raise ValueError(f"unknown family code {fam}")
     a, flat, out = _flat(mu)
     cdef const double[::1] v = flat
@@ -206,18 +216,21 @@ def family_variance(int fam, mu, double disp=0.0):
     return _result(a, out)
 
 
+def _flat3(a, b, c):
+    """Three arrays broadcast together: (shape template, flat C-contiguous copies of each)."""
+    aa, ba, ca = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
+                                     np.asarray(c, dtype=np.float64))
+    return aa, [np.ascontiguousarray(x).reshape(-1) for x in (aa, ba, ca)]
+
+
 def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
     """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast), at
     the dispersion parameter ``disp`` where the family has one."""
-    if not 0 <= fam <= NBINOM2:
+    if not 0 <= fam <= BETA:
         raise ValueError(f"unknown family code {fam}")
-    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
-                                     np.asarray(mu, dtype=np.float64),
-                                     np.asarray(wt, dtype=np.float64))
+    ya, flat = _flat3(y, mu, wt)
     out = np.empty(ya.shape)
-    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
-    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
-    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
     cdef double[::1] o = out.reshape(-1)
     cdef Py_ssize_t i, n = yv.shape[0]
     with nogil:
@@ -226,15 +239,27 @@ def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
     return _result(ya, out)
 
 
+def score_info(int fam, y, mu, me, double disp, int observed=1):
+    """(d log p / d eta, information) of a dispersion family, elementwise (``_score_info``)."""
+    if not NBINOM2 <= fam <= BETA:
+        raise ValueError(f"family code {fam} has no dispersion parameter")
+    ya, flat = _flat3(y, mu, me)
+    out_s, out_h = np.empty(ya.shape), np.empty(ya.shape)
+    cdef const double[::1] yv = flat[0], mv = flat[1], ev = flat[2]
+    cdef double[::1] os = out_s.reshape(-1)
+    cdef double[::1] oh = out_h.reshape(-1)
+    cdef Py_ssize_t i, n = yv.shape[0]
+    with nogil:
+        for i in range(n):
+            _score_info(fam, yv[i], mv[i], ev[i], disp, observed, &os[i], &oh[i])
+    return out_s, out_h
+
+
 def nb2_m2logp(y, mu, wt, double theta):
     """-2 wt log p(y | mu, theta) of the negative binomial (nbinom2), elementwise (broadcast)."""
-    ya, ma, wa = np.broadcast_arrays(np.asarray(y, dtype=np.float64),
-                                     np.asarray(mu, dtype=np.float64),
-                                     np.asarray(wt, dtype=np.float64))
+    ya, flat = _flat3(y, mu, wt)
     out = np.empty(ya.shape)
-    cdef const double[::1] yv = np.ascontiguousarray(ya).reshape(-1)
-    cdef const double[::1] mv = np.ascontiguousarray(ma).reshape(-1)
-    cdef const double[::1] wv = np.ascontiguousarray(wa).reshape(-1)
+    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
     cdef double[::1] o = out.reshape(-1)
     cdef Py_ssize_t i, n = yv.shape[0]
     with nogil:

@@ -5,7 +5,7 @@
 from libc.math cimport exp, log
 from libc.string cimport memset
 
-from ._glm cimport _devres, _linkinv
+from ._glm cimport _devres_d, _linkinv
 
 
 cdef inline double agq_deviance(Py_ssize_t n, Py_ssize_t nl, Py_ssize_t nagq, const int* codes,
@@ -13,7 +13,7 @@ cdef inline double agq_deviance(Py_ssize_t n, Py_ssize_t nl, Py_ssize_t nagq, co
                                 Py_ssize_t zstride, double th, const double* u, const double* L,
                                 const double* agq_z, const double* agq_w, int fam, int link,
                                 const double* y, const double* pw, double* g, double* m,
-                                double* dc0, double* cv) noexcept nogil:
+                                double* dc0, double* cv, double disp) noexcept nogil:
     """lme4's AGQ deviance (deviance-residual scale) at the converged mode u of a scalar term,
     without log|L|²: sum over levels of devc0 - 2 log(sum_k w_k exp(-(dev(u + z_k/L) - devc0)/2
     + z_k²/2)).  ``g``, ``m``, ``dc0``, ``cv``: scratch of nl values each."""
@@ -23,7 +23,7 @@ cdef inline double agq_deviance(Py_ssize_t n, Py_ssize_t nl, Py_ssize_t nagq, co
     memset(m, 0, nl * sizeof(double))
     for i in range(n):
         mu = _linkinv(link, eta[i])
-        dc0[codes[i]] += _devres(fam, y[i], mu, pw[i])
+        dc0[codes[i]] += _devres_d(fam, y[i], mu, pw[i], disp)
     for j in range(nl):
         dc0[j] += u[j] * u[j]
     for k in range(nagq):
@@ -38,7 +38,7 @@ cdef inline double agq_deviance(Py_ssize_t n, Py_ssize_t nl, Py_ssize_t nagq, co
         for i in range(n):
             j = codes[i]
             mu = _linkinv(link, base[i] + zx[i * zstride] * th * g[j])
-            cv[j] += _devres(fam, y[i], mu, pw[i])
+            cv[j] += _devres_d(fam, y[i], mu, pw[i], disp)
         for j in range(nl):
             m[j] += agq_w[k] * exp(-0.5 * (cv[j] - dc0[j]) + 0.5 * z * z)
     for j in range(nl):

@@ -224,7 +224,8 @@ cdef class SingleTerm(PirlsLoop):
                             &self.base[0], &self.Zx[0, 0], self.Zx.shape[1], self.T[0],
                             &self.u[0], &self.L[0], &self.agq_z[0], &self.agq_w[0],
                             self.resp.fam, self.resp.link, &self.resp.y[0], &self.resp.pw[0],
-                            &self.gsum[0], &self.mult[0], &self.h[0], &self.cv[0]) + self.ldL2
+                            &self.gsum[0], &self.mult[0], &self.h[0], &self.cv[0],
+                            self.resp.disp) + self.ldL2
 
     @property
     def has_gradient(self):

@@ -171,10 +171,21 @@ def _estimable(L: np.ndarray, N: np.ndarray, tol: float = 1e-8) -> np.ndarray:
 
 
 # --- the EMMs ----------------------------------------------------------------------------------
+_RESPONSE_NAME = {"binomial": "prob", "poisson": "rate", "negative_binomial": "response"}  # emmeans' labels
+
+
 class EmmGrid:
     """Estimated marginal means of ``specs`` (optionally within ``by`` groups) and their contrasts."""
 
-    def __init__(self, model, specs, by=None, ddf=None, level: float = 0.95, at: dict | None = None):
+    def __init__(
+        self, model, specs, by=None, ddf=None, level: float = 0.95, at: dict | None = None, type: str = "link"
+    ):
+        if type not in ("link", "response"):
+            raise ArgumentError(f"type must be 'link' or 'response', not {type!r}")
+        family = getattr(model, "family", None)
+        if type == "response" and (family is None or family == "gaussian"):
+            raise ArgumentError("type='response' needs a GLMM (a link to back-transform through)")
+        self.type = type
         self.fit = model
         self.engine = make_engine(model, ddf)
         self.model = self.engine.model
@@ -217,13 +228,20 @@ class EmmGrid:
         cols = {v: pd.Categorical([c[i] for c in self.cells], categories=order[v]) for i, v in enumerate(keys)}
         tab = {v: cols[v] for v in self.specs}
         asym = _asymptotic(df)  # emmeans: asymp.LCL / asymp.UCL, z.ratio
+        lcl, ucl, name = est - crit * se, est + crit * se, "emmean"
+        if type == "response":  # emmeans' type = "response": delta-method SE, intervals back-transformed
+            link = family.link
+            name = _RESPONSE_NAME.get(family.name, "response")
+            lcl, ucl = np.sort(np.vstack([link.linkinv(lcl), link.linkinv(ucl)]), axis=0)
+            se = se * np.abs(link.mu_eta(est))
+            est = link.linkinv(est)
         tab.update(
             {
-                "emmean": est,
+                name: est,
                 "SE": se,
                 "df": df,
-                ("asymp.LCL" if asym else "lower.CL"): est - crit * se,
-                ("asymp.UCL" if asym else "upper.CL"): est + crit * se,
+                ("asymp.LCL" if asym else "lower.CL"): lcl,
+                ("asymp.UCL" if asym else "upper.CL"): ucl,
             }
         )
         tab.update({v: cols[v] for v in self.by})
@@ -261,6 +279,8 @@ class EmmGrid:
             notes.append("Results are averaged over the levels of: " + ", ".join(self.averaged))
         if self.engine.df_note:
             notes.append(f"Degrees-of-freedom method: {_DDF_TITLE.get(self.ddf, self.ddf)}")
+        if getattr(self, "type", "link") == "response":
+            notes.append(f"Intervals are back-transformed from the {self.fit.family.link.name} scale")
         return notes + self.engine.notes
 
     # --- contrasts ----------------------------------------------------------------------------
@@ -364,7 +384,9 @@ class EmmGrid:
 
 
 @validated(level=probability)
-def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95, at: dict | None = None) -> EmmGrid:
+def emmeans(
+    model, specs, ddf: str | None = None, by=None, level: float = 0.95, at: dict | None = None, type: str = "link"
+) -> EmmGrid:
     """Estimated marginal means as R's ``emmeans(model, specs)``.
 
     Parameters
@@ -384,6 +406,10 @@ def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95, 
         Confidence level of ``lower.CL``/``upper.CL``.
     at : dict, optional
         Values of covariates in the reference grid (default: their means).
+    type : {"link", "response"}, default "link"
+        GLMMs: ``"response"`` back-transforms the means through the inverse link (emmeans'
+        ``type = "response"``: SE by the delta method, intervals back-transformed; the column
+        is ``prob``, ``rate`` or ``response``).  Contrasts stay on the link scale.
 
     Returns
     -------
@@ -403,4 +429,4 @@ def emmeans(model, specs, ddf: str | None = None, by=None, level: float = 0.95, 
     >>> print(round(em.contrast("trt.vs.ctrl", ref=0)["estimate"].iloc[0], 3))
     1.083
     """
-    return EmmGrid(model, specs, by=by, ddf=ddf, level=level, at=at)
+    return EmmGrid(model, specs, by=by, ddf=ddf, level=level, at=at, type=type)

@@ -2,6 +2,7 @@
 ``Binomial(link="probit")``)."""
 
 from .family import FAMILIES, GAUSSIAN, Binomial, Family, Gamma, Gaussian, Poisson, get_family
+from .dispersion import Beta, DispersionFamily, NegativeBinomial, NegativeBinomial1  # registers their names
 from .links import LINKS, Link, get_link
 
 __all__ = [
@@ -10,6 +11,10 @@ __all__ = [
     "Poisson",
     "Gamma",
     "Gaussian",
+    "NegativeBinomial",
+    "NegativeBinomial1",
+    "Beta",
+    "DispersionFamily",
     "GAUSSIAN",
     "get_family",
     "FAMILIES",

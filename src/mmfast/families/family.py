@@ -1,4 +1,5 @@
-"""GLM families for ``mmfast.glmer``: R's ``binomial``, ``poisson`` and ``Gamma``.
+"""GLM families for ``mmfast.glmer``: R's ``binomial``, ``poisson`` and ``Gamma`` (the families
+with a dispersion parameter, negative binomial, nbinom1 and beta, are in ``dispersion``).
 
 A family object says how the response is read (R's ``family$initialize``), its variance,
 deviance residuals and ``-2 log p(y | mu)`` (R's ``family$aic``, which is what lme4 puts in its
@@ -40,6 +41,8 @@ class Family:
     links: tuple = ()
     canonical = ""
     has_scale = False  # lme4's useSc: Gamma has a residual scale, binomial/Poisson do not
+    dispersion_name = ""  # a family with a dispersion parameter (negative binomial: "theta")
+    newton = True  # PIRLS's weights are the observed information at the canonical link
 
     def __init__(self, link: str | Link | None = None):
         link = self.canonical if link is None else link
@@ -68,11 +71,11 @@ class Family:
     # --- the distribution (Cython: mmfast._ext._glm) --------------------------------------
     def variance(self, mu):
         """V(mu), elementwise."""
-        return family_variance(self.code, mu)
+        return family_variance(self.code, mu, self.disp_value)
 
     def dev_resids(self, y, mu, wt):
         """R's ``dev.resids``: the deviance's terms, elementwise (broadcast)."""
-        return family_dev_resids(self.code, y, mu, wt)
+        return family_dev_resids(self.code, y, mu, wt, self.disp_value)
 
     def aic(self, y, n, mu, wt, dev=None) -> float:
         """R's ``family$aic``: -2 log-likelihood (Gamma: plus 2), by the PIRLS kernel's formula."""
@@ -83,13 +86,18 @@ class Family:
         if dev is None:
             dev = float(np.sum(self.dev_resids(y, mu, wt)))
         a, b, c = self.loglik_terms(y, n, wt)
-        resp = GlmResponse(self.code, self.link.code, y, wt, a, b, c)
+        resp = GlmResponse(self.code, self.link.code, y, wt, a, b, c, disp=self.disp_value)
         resp.py_set_mu(mu)
         return float(resp.py_m2loglik(dev))
 
     def initialize(self, y, weights, trials, response: str):
         """(y, prior weights, n, mustart) as R's ``family$initialize`` makes them."""
         raise NotImplementedError
+
+    @property
+    def disp_value(self) -> float:
+        """The dispersion parameter the formulas use (0: the family has none)."""
+        return 0.0
 
     # --- helpers used by the model --------------------------------------------------------
     def linkfun(self, mu):
@@ -234,7 +242,7 @@ class Gaussian(Family):
 
 GAUSSIAN = Gaussian()  # shared by the linear models (immutable in use)
 
-FAMILIES = {"binomial": Binomial, "poisson": Poisson, "gamma": Gamma}
+FAMILIES = {"binomial": Binomial, "poisson": Poisson, "gamma": Gamma}  # + families.dispersion's
 
 
 def get_family(family) -> Family:
@@ -253,6 +261,7 @@ def get_family(family) -> Family:
             raise ModelSpecError("family 'gaussian' (identity link) is a linear mixed model: use mmfast.lmer")
         raise ModelSpecError(
             f"unknown family {family!r}; use one of 'binomial', 'poisson', "
-            f"'gamma' or an object such as mmfast.families.Binomial(link='probit')"
+            f"'gamma', 'negative_binomial', 'nbinom1', 'beta' or an object such as "
+            f"mmfast.families.Binomial(link='probit')"
         )
     raise ModelSpecError(f"family must be a string or a mmfast.families object, not {type(family).__name__}")

@@ -36,6 +36,9 @@ Where mmfast and lme4 differ (all deliberate, see also ``pirls`` and ``families`
 * Gamma (inverse/identity link): θ is optimised in units of the response (``pirls.theta_scale``),
   so y and 1e-6 y give the same fit (lme4 fails at 1e6 y; its SEs at 1e-6 y are off).
 * Separation: the diverging fixed-effect direction is held once PIRLS stalls (``separation``).
+* Families with a dispersion parameter (negative binomial, nbinom1, beta): it is estimated by
+  ML as an outer parameter over these fits (``dispersion``); their Laplace approximation uses
+  the observed information (glmmTMB's exact Laplace), ``glmer_nb`` the expected one (lme4's).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from ..threads import limit_fit_threads
 from ..families import Family, get_family
 from .agq import check_agq, gauss_hermite
 from .frame import model_frame, with_response
-from . import glmm_fit
+from . import dispersion, glmm_fit
 from .control import GlmmControl, check_control
 from .glmm_fit import warn_at_caller
 from .optsummary import glmm_summary, optinfo_property
@@ -73,6 +76,8 @@ __all__ = ["GeneralizedLinearMixedModel", "fit_glmm", "wald_odds_ratios"]
 
 class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
     """A GLMM g(E[y | b]) = Xβ + Zb with b = Λθ u, u ~ N(0, I), fitted by Laplace or AGQ."""
+
+    dispersion_se = dispersion_log_se = None  # an estimated dispersion's SE (dispersion.fit)
 
     def with_response(self: _Self, y) -> _Self:
         """An unfitted model of this class on response ``y`` (copied; same rows, formula,
@@ -130,8 +135,11 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self.control = check_control(control, GlmmControl)  # how it is fitted (tolerances...)
         y, pw, ntr, mustart = family.initialize(frame.y, frame.weights, frame.y_extra, frame.parsed.response)
         self.y, self.prior_weights, self.trials = y, pw, ntr
+        if family.dispersion_name:  # the model's own copy, at its starting dispersion
+            self.family = family = family.with_value(family.value or family.start_dispersion(y, pw))
         with np.errstate(all="ignore"):
             eta0 = family.linkfun(mustart)
+        self.eta_start = eta0
         self.layout = ThetaLayout(frame.terms)  # θ's slices, bounds, start, names, templates
         self.engine = make_engine(frame, family, y, pw, ntr, eta0, self.layout)
         self._Z = None
@@ -187,8 +195,21 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
                 gc.enable()
 
     def _fit(self, start=None) -> "GeneralizedLinearMixedModel":
-        glmm_fit.fit(self, start)
+        if self.family.dispersion_name:
+            dispersion.fit(self, start)
+        else:
+            glmm_fit.fit(self, start)
         return self
+
+    @property
+    def dispersion(self) -> float | None:
+        """The family's dispersion parameter at the fit (negative binomial: θ), else None."""
+        return self.family.value if self.family.dispersion_name else None
+
+    def dispersion_confint(self, level: float = 0.95) -> tuple[float, float]:
+        """Profile-likelihood interval of the estimated dispersion (``dispersion.profile_interval``:
+        the variance components and β re-estimated along it)."""
+        return dispersion.profile_interval(self, level)
 
     optinfo = optinfo_property
 
@@ -294,7 +315,8 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
 
     @property
     def npar(self) -> int:
-        return len(self.beta) + len(self.theta) + int(self.use_scale)
+        estimated = bool(self.family.dispersion_name) and self.family.estimated
+        return len(self.beta) + len(self.theta) + int(self.use_scale) + int(estimated)
 
     @property
     def df_residual(self) -> int:

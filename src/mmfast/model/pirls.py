@@ -63,6 +63,10 @@ def make_response(family, y, pw, n) -> GlmResponse:
         sat = float(np.sum(c))  # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
     elif exact:
         sat = family.aic(y, n, y, pw)  # -2 log p at mu = y: the deviance residuals are zero there
+    if family.dispersion_name:  # -2 log p = deviance + saturated value at the dispersion (set there)
+        return GlmResponse(
+            family.code, family.link.code, y, pw, a, b, c, disp=family.disp_value, observed=int(family.observed)
+        )
     return GlmResponse(family.code, family.link.code, y, pw, a, b, c, sat, int(exact))
 
 
@@ -80,7 +84,7 @@ def make_engine(frame, family, y, pw, n, eta0, layout: ThetaLayout | None = None
         q = sum(t.q for t in frame.terms)
         eng = KernelLoop(resp, frame.X, off, eta0, q, layout.size, layout.pos, ntheta)
         eng.bind(GeneralKernel(frame, family, eng.state(), layout))
-    eng.newton = int(family.link.name == family.canonical)  # PIRLS is Newton's method then
+    eng.newton = int(family.newton and family.link.name == family.canonical)  # PIRLS is Newton's then
     return eng
 
 

@@ -28,13 +28,17 @@ __all__ = ["bootstrap", "confint_boot", "default_statistics", "norm_inter", "per
 
 
 def default_statistics(fit) -> pd.Series:
-    """Fixed effects, θ and σ (σ only for models with a residual scale)."""
+    """Fixed effects, θ and σ (σ only for models with a residual scale; a family's estimated
+    dispersion, e.g. the negative binomial's ``theta``, like a variance component)."""
     parts = [
         pd.Series(np.asarray(fit.beta, dtype=float), index=list(fit.frame.fixef_names)),
         pd.Series(np.asarray(fit.theta, dtype=float), index=list(fit.theta_names)),
     ]
     if getattr(fit, "use_scale", True):
         parts.append(pd.Series([float(fit.sigma)], index=["sigma"]))
+    fam = getattr(fit, "family", None)
+    if getattr(fam, "dispersion_name", "") and fam.estimated:
+        parts.append(pd.Series([float(fit.dispersion)], index=[fam.dispersion_name]))
     return pd.concat(parts)
 
 

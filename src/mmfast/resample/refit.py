@@ -79,6 +79,7 @@ class LoglikRefitter:
         self.theta_names = list(model.theta_names)
         self.fixef_names = list(model.frame.fixef_names)
         self.lean = self.full.kind == "glmm" and model.n_agq == 1 and getattr(model, "_xhat", None) is not None
+        self.lean = self.lean and not getattr(model.family, "estimated", False)  # a dispersion to re-estimate
         self.hessian = None
         if self.lean:
             self.frame, self.family = model.frame, model.family

@@ -83,6 +83,8 @@ class ResponseSimulator:
             pass
         elif self.name == "Gamma":
             self.shape = np.asarray(model.prior_weights, dtype=float) / self.sigma**2
+        elif getattr(fam, "dispersion_name", ""):  # negative binomial, nbinom1, beta: at the estimate
+            self.disp = float(fam.disp_value)
         else:
             raise NotImplementedError(f"simulation is not implemented for the {self.name} family")
 
@@ -108,6 +110,12 @@ class ResponseSimulator:
                 return np.where(self.size > 0, k / np.maximum(self.size, 1), 0.0)
         if self.name == "poisson":
             return rng.poisson(mu).astype(float)
+        if self.name == "negative_binomial":  # a gamma mixture of Poissons: size θ, mean mu
+            return rng.poisson(rng.gamma(self.disp, mu / self.disp)).astype(float)
+        if self.name == "nbinom1":  # size mu/φ, var = mu (1 + φ)
+            return rng.negative_binomial(mu / self.disp, 1.0 / (1.0 + self.disp)).astype(float)
+        if self.name == "beta":  # kept inside (0, 1): a draw rounded to 0 or 1 could not be refitted
+            return np.clip(rng.beta(mu * self.disp, (1.0 - mu) * self.disp), 1e-12, 1.0 - 1e-12)
         return rng.gamma(self.shape, mu / self.shape)
 
 
