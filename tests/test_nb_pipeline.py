@@ -80,6 +80,24 @@ def test_glmer_nb_agrees_to_its_laplace_weights(ref, fitted):
         np.testing.assert_allclose(r.loc[["(Intercept)", "conditiontreated"], "estimate"], nbf["fixef"], atol=5e-3)
 
 
+@pytest.mark.parametrize("gene", ["gene02", "gene07", "gene14", "nodonor"])
+def test_each_gene_is_glmer_with_negative_binomial(ref, fitted, gene):
+    """The batched fit of a gene is mmfast.glmer(..., family=NegativeBinomial()) on its rows."""
+    from mmfast.families import NegativeBinomial
+
+    cells = pd.DataFrame(ref["cells"]).assign(count=ref["counts"][ref["genes"].index(gene)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mmfast.glmer(ref["formula"], cells, family=NegativeBinomial())
+    r = fitted[fitted.gene == gene].set_index("term")
+    assert r["loglik"].iloc[0] == pytest.approx(m.loglik, rel=1e-8)
+    se = np.sqrt(np.diag(np.asarray(m.vcov_array)))
+    np.testing.assert_allclose((r.loc[list(m.frame.fixef_names), "estimate"] - m.fixef) / se, 0.0, atol=2e-3)
+    np.testing.assert_allclose(r.loc[list(m.frame.fixef_names), "std_error"], se, rtol=2e-3)
+    assert r.loc["theta", "estimate"] == pytest.approx(m.dispersion, rel=2e-3)
+    assert r.loc["sd__(Intercept)", "estimate"] == pytest.approx(abs(m.theta[0]), abs=2e-3)
+
+
 def test_edge_genes_are_rows_with_a_status(ref, fitted):
     zero = fitted[fitted.gene == "zero"]
     assert len(zero) == 1 and "all counts are zero" in zero["error"].iloc[0]
