@@ -537,6 +537,30 @@ cdef void gene_counts(Gene* g) noexcept nogil:
         g.ntail[m] += g.ntail[m + 1]
 
 
+cdef class _Scratch:
+    """The arrays a Gene points into (kept alive while it is used)."""
+    cdef double[::1] xb, u, lo, hi, sums
+    cdef i64[::1] big
+
+    def __init__(self, Py_ssize_t n, Py_ssize_t p, Py_ssize_t nl):
+        self.xb, self.u, self.lo, self.hi = np.zeros(n), np.zeros(nl), np.zeros(nl), np.zeros(nl)
+        self.sums = np.zeros(nl * (NSUM + 3 * p) + 2 * nl)
+        self.big = np.zeros(n, dtype=np.int64)
+
+
+cdef void init_gene(Gene* g, _Scratch s, const double[:, ::1] X, const double[::1] offset,
+                    const i64[::1] codes, Py_ssize_t nl, double tol_inner):
+    """The shared design and the scratch arrays of a Gene (its y is set per gene)."""
+    g.n, g.p, g.nl = X.shape[0], X.shape[1], nl
+    g.q = g.p + 2
+    g.X = &X[0, 0] if g.p else NULL
+    g.off = &offset[0]
+    g.codes = &codes[0]
+    g.big = &s.big[0]
+    g.xb, g.u, g.lo, g.hi, g.sums = &s.xb[0], &s.u[0], &s.lo[0], &s.hi[0], &s.sums[0]
+    g.tol_inner = tol_inner
+
+
 def fit_nb_genes(const double[:, ::1] Y, const double[:, ::1] X, const double[::1] offset,
                  const i64[::1] codes, i64 nlevels, double[:, ::1] par, double[::1] deviance,
                  double[:, :, ::1] hess, i64[::1] status, i64[::1] iterations,
@@ -565,21 +589,13 @@ def fit_nb_genes(const double[:, ::1] Y, const double[:, ::1] X, const double[::
         raise DataError(f"kernel argument 'codes' has a level outside 0..{nl - 1}")
     if G == 0 or n == 0:
         return
-    cdef double[::1] xb = np.zeros(n), u = np.zeros(nl), lo = np.zeros(nl), hi = np.zeros(nl)
-    cdef double[::1] sums = np.zeros(nl * (NSUM + 3 * p) + 2 * nl)
-    cdef i64[::1] big = np.zeros(n, dtype=np.int64)
+    cdef _Scratch scratch = _Scratch(n, p, nl)
     cdef double[::1] work = np.zeros(7 * q + q * q + nl + max(q * q, p * p + p) + 8)
     cdef Gene gene
     cdef Py_ssize_t r, i
     cdef double tot
     cdef i64 nit
-    gene.n, gene.p, gene.q, gene.nl = n, p, q, nl
-    gene.X = &X[0, 0] if p else NULL
-    gene.off = &offset[0]
-    gene.codes = &codes[0]
-    gene.big = &big[0]
-    gene.xb, gene.u, gene.lo, gene.hi, gene.sums = &xb[0], &u[0], &lo[0], &hi[0], &sums[0]
-    gene.tol_inner = tol_inner
+    init_gene(&gene, scratch, X, offset, codes, nl, tol_inner)
     with nogil:
         for r in range(G):
             gene.y = &Y[r, 0]
@@ -615,21 +631,13 @@ def nb_laplace_deviance(const double[::1] y, const double[:, ::1] X, const doubl
     check_length("x", x.shape[0], q)
     if n == 0 or nl < 1 or np.min(codes) < 0 or np.max(codes) >= nl:
         raise DataError("kernel argument 'codes' must hold levels 0..nlevels-1 of at least one row")
-    cdef double[::1] xb = np.zeros(n), u = np.zeros(nl), lo = np.zeros(nl), hi = np.zeros(nl)
-    cdef double[::1] sums = np.zeros(nl * (NSUM + 3 * p) + 2 * nl)
-    cdef i64[::1] big = np.zeros(n, dtype=np.int64)
+    cdef _Scratch scratch = _Scratch(n, p, nl)
     cdef double[::1] grad = np.zeros(q)
     cdef Gene gene
     cdef double D
-    gene.n, gene.p, gene.q, gene.nl = n, p, q, nl
-    gene.X = &X[0, 0] if p else NULL
-    gene.off = &offset[0]
-    gene.codes = &codes[0]
-    gene.big = &big[0]
+    init_gene(&gene, scratch, X, offset, codes, nl, 1e-13)
     gene.y = &y[0]
-    gene.xb, gene.u, gene.lo, gene.hi, gene.sums = &xb[0], &u[0], &lo[0], &hi[0], &sums[0]
-    gene.tol_inner = 1e-13
     gene_counts(&gene)
     with nogil:
         D = evaluate(&gene, &x[0], &grad[0] if gradient else NULL)
-    return D, (np.asarray(grad) if gradient else None), np.asarray(u)
+    return D, (np.asarray(grad) if gradient else None), np.asarray(scratch.u)

@@ -151,7 +151,7 @@ def fit_many(
     y_missing = data[spec.response_only].isna().any(axis=1).to_numpy()
     plan = plan_groups(data, by, spec.design_cols, spec.grouping_cols, complete)
     keys = plan.keys
-    store = None
+    store, hashes = None, None
     if output is not None:
         options = {
             k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
@@ -194,6 +194,12 @@ def fit_many(
                 new_tasks, errors = spec.tasks(data, cls.groups[sel], cls.rows[sel], y_all, y_missing)
                 tasks += new_tasks
                 chunks += errors
+    return _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, nb)
+
+
+def _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, nb) -> pd.DataFrame:
+    """Run the tasks, write each finished chunk to ``store``, and return the tidy frame of all
+    groups (those an earlier run stored included)."""
     collected = []
     for chunk in _finished(chunks, tasks, n_jobs, backend, progress):
         if store is not None:

@@ -15,16 +15,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, DataError
-from .nb import check_counts_matrix, nb_design, nb_tasks, poisson_limit_warning
+from .nb import check_counts_matrix, nb_design, nb_tasks
 from .output import ResultStore
-from .tasks import concat_chunks
 
 __all__ = ["fit_counts"]
 
 
 def fit_counts(data, formula, parsed, by, counts, n_jobs, backend, output, progress, kwargs) -> pd.DataFrame:
     """The counts-matrix form of ``fit_many`` (arguments as there, already checked)."""
-    from .api import _Spec, _finished, _frame, _with_stored
+    from .api import _Spec, _collect
 
     if len(by) != 1:
         raise ArgumentError(f"with counts=, by names the result's gene column: one name, not {by}")
@@ -54,16 +53,7 @@ def fit_counts(data, formula, parsed, by, counts, n_jobs, backend, output, progr
         pending = ~store.done(keys, hashes)
     todo = np.flatnonzero(pending)
     tasks = nb_tasks(design, np.ascontiguousarray(Y[np.ix_(todo, rows)]), todo) if todo.size else []
-    collected = []
-    for chunk in _finished([], tasks, n_jobs, backend, progress):
-        if store is not None:
-            store.write(_frame(chunk, keys, by), hashes[pd.unique(chunk["_gidx"])])
-        collected.append(chunk)
-    result = _frame(concat_chunks(collected), keys, by, sort=True)
-    if store is not None:
-        result = _with_stored(result, store, keys, by, pending)
-    poisson_limit_warning(result)
-    return result
+    return _collect([], tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, True)
 
 
 def _gene_hashes(Y: np.ndarray, design: pd.DataFrame) -> np.ndarray:
