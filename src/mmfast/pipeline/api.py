@@ -24,6 +24,7 @@ from ..model.data_input import as_frame, check_numeric_time, numeric_names
 from ..progress import check_progress
 from ..runner import BACKENDS, run_calls
 from .grouping import group_keys, plan_groups
+from .nb import is_negative_binomial, nb_design, nb_tasks, poisson_limit_warning
 from .output import ResultStore, group_hashes
 from .scalar import scalar_design
 from .templates import build_template, subset_template
@@ -57,6 +58,8 @@ def fit_many(
     reml: bool = True,
     ddf: str | None = "satterthwaite",
     progress: bool | None = None,
+    family=None,
+    counts=None,
     **lmer_kwargs,
 ) -> pd.DataFrame:
     """Fit ``formula`` (lme4 syntax, as ``lmer``) to every group of ``by`` and return tidy rows.
@@ -90,6 +93,15 @@ def fit_many(
         None (no df, no p-values).
     progress : bool, optional
         A tqdm bar over the groups (None: on a terminal for runs over ~2 s).
+    family : str or Family, optional
+        None: linear mixed models.  ``"negative_binomial"`` (``"nbinom2"``): NB GLMMs with one
+        random intercept, e.g. ``count ~ condition + offset(log(size_factor)) + (1 | donor)``,
+        fitted for many genes at once by glmmTMB's Laplace maximum likelihood (β, σ and θ_NB
+        jointly; ``mmfast.pipeline.nb``); ``reml`` and ``ddf`` do not apply (Wald z tests).
+    counts : array, DataFrame or sparse matrix, optional
+        With the negative binomial family: a genes x cells count matrix (a DataFrame's index
+        names the genes) and ``data`` one row per cell; ``by`` names the gene column of the
+        result.  Nothing is split per row: the design is built once.
     **lmer_kwargs
         ``lmer``'s other arguments: ``weights``/``offset`` as column names,
         ``check_nobs_vs_nre``, ``start``, optimizer controls.
@@ -117,7 +129,7 @@ def fit_many(
     by = [by] if isinstance(by, str) else list(by)
     progress = check_progress(progress)
     data = as_frame(data)
-    missing = [c for c in by if c not in data.columns]
+    missing = [c for c in by if c not in data.columns] if counts is None else []
     if missing:
         raise DataError(f"by column(s) {missing} not in the data")
     if ddf is not None:
@@ -127,14 +139,19 @@ def fit_many(
     parsed = parse_formula(formula)
     check_numeric_time(data, numeric_names(formula))  # a date may group, not be a covariate
     data, lmer_kwargs = _array_arguments(data, lmer_kwargs)
-    spec = _Spec(parsed, data, by, reml, ddf, lmer_kwargs)
+    nb = _check_family(family, counts)
+    if counts is not None:
+        from .counts import fit_counts
+
+        return fit_counts(data, formula, parsed, by, counts, n_jobs, backend, output, progress, lmer_kwargs)
+    spec = _Spec(parsed, data, by, reml, ddf, lmer_kwargs, nb)
     # rows missing a design value belong to no design; rows missing only the response are
     # dropped per group (a subset of the class's design, see templates.subset_template)
     complete = data[spec.design_cols].notna().all(axis=1).to_numpy()
     y_missing = data[spec.response_only].isna().any(axis=1).to_numpy()
     plan = plan_groups(data, by, spec.design_cols, spec.grouping_cols, complete)
     keys = plan.keys
-    store = None
+    store, hashes = None, None
     if output is not None:
         options = {
             k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
@@ -157,6 +174,7 @@ def fit_many(
                 "options": options,
                 "data": "group-hash-1",
                 "levels": levels,
+                **({"family": "negative_binomial"} if nb else {}),
             },
         )
         gid, _ = group_keys(data, by)  # only when resuming: O(n) hashing, vectorised
@@ -176,6 +194,12 @@ def fit_many(
                 new_tasks, errors = spec.tasks(data, cls.groups[sel], cls.rows[sel], y_all, y_missing)
                 tasks += new_tasks
                 chunks += errors
+    return _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, nb)
+
+
+def _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, nb) -> pd.DataFrame:
+    """Run the tasks, write each finished chunk to ``store``, and return the tidy frame of all
+    groups (those an earlier run stored included)."""
     collected = []
     for chunk in _finished(chunks, tasks, n_jobs, backend, progress):
         if store is not None:
@@ -184,7 +208,23 @@ def fit_many(
     result = _frame(concat_chunks(collected), keys, by, sort=True)
     if store is not None:
         result = _with_stored(result, store, keys, by, pending)
+    if nb:
+        poisson_limit_warning(result)
     return result
+
+
+def _check_family(family, counts) -> bool:
+    """Is this the negative binomial pipeline?  (Other GLMM families are not batched.)"""
+    if family is None:
+        if counts is not None:
+            raise ArgumentError("counts= is for family='negative_binomial'")
+        return False
+    if not is_negative_binomial(family):
+        raise ArgumentError(
+            f"fit_many fits linear mixed models (family=None) or negative binomial GLMMs "
+            f"(family='negative_binomial'), not family={family!r}: use mmfast.glmer per group"
+        )
+    return True
 
 
 def _finished(chunks, tasks, n_jobs, backend, progress):
@@ -212,8 +252,8 @@ def _n_groups(chunk: dict) -> int:
 class _Spec:
     """What fit_many needs from the formula: design columns, response, the template models."""
 
-    def __init__(self, parsed, data, by, reml, ddf, kwargs):
-        self.parsed, self.reml, self.ddf = parsed, bool(reml), ddf
+    def __init__(self, parsed, data, by, reml, ddf, kwargs, nb=False):
+        self.parsed, self.reml, self.ddf, self.nb = parsed, bool(reml), ddf, nb
         self.response_error: str | None = None  # set when the response cannot be evaluated
         self.kwargs = dict(kwargs)
         cols = set(data.columns)
@@ -338,6 +378,8 @@ class _Spec:
 
     def _design_tasks(self, model, groups, Y):
         out: list[ScalarTask | GeneralTask] = []
+        if self.nb:
+            return nb_tasks(nb_design(model), Y, groups)
         if self.scalar_ok(model):
             t = model.frame.terms[0]
             des = scalar_design(model.frame.X, t.X[:, 0], t.factor.codes, t.nlevels, self.reml, self.parsed.response)
