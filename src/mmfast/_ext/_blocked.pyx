@@ -66,8 +66,11 @@ cdef class BlockedKernel:
         self.cross_colptr = np.concatenate(
             [[0], np.cumsum(np.bincount(col[c_idx], minlength=self.nlev0))]).astype(np.int32)
         self.scalar = bool(np.all(tp == 1))
-        self.cross_pos = (istart[row[c_idx]] - self.q1).astype(np.int32)
         sizes = tp[bt[row[c_idx]]].astype(np.int64) * self.p0
+        # a scalar first term: one L21 entry per column of the other term, at its S position
+        # (the Schur update then runs entry by entry, as for scalar terms)
+        self.cross_pos = (expand(istart[row[c_idx]] - self.q1, sizes) if self.p0 == 1
+                          else istart[row[c_idx]] - self.q1).astype(np.int32)
         self.cross_lofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         r_idx = np.flatnonzero(is_rest)
         self.rest_vofs = vofs[r_idx].astype(np.int64)
@@ -152,7 +155,21 @@ cdef class BlockedKernel:
                 acc = T0[0] / self.Ldiag[j]
                 for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                     L21p[c] = T[self.tofs[self.blk_term[self.cross_row[c]]]] * self.V[self.cross_vofs[c]] * acc
-        for j in range(self.nlev0 if not self.scalar else 0):
+        elif p0 == 1:  # l = T_k' v_c t_0 / d_j for a k-term's p_k x 1 block v_c
+            for j in range(self.nlev0):
+                acc = T0[0] / self.Ldiag[j]
+                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    k = self.blk_term[self.cross_row[c]]
+                    pk = self.term_p[k]
+                    Lab = &self.L21[self.cross_lofs[c]]
+                    La = &self.V[self.cross_vofs[c]]
+                    for s in range(pk):
+                        ra = self.tofs[k] + s * pk  # column s of T_k: rows s..pk-1
+                        tmp[0] = 0.0
+                        for a in range(s, pk):
+                            tmp[0] += T[ra + a] * La[a]
+                        Lab[s] = tmp[0] * acc
+        for j in range(self.nlev0 if p0 > 1 else 0):
             D = &self.Ldiag[j * p0 * p0]
             for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                 k = self.blk_term[self.cross_row[c]]
@@ -187,18 +204,18 @@ cdef class BlockedKernel:
                 if ra == rb:
                     for s in range(pa):
                         self.S[ra + s, ra + s] += 1.0
-            if self.scalar:  # S[ra, rb] -= l_a l_b, column by column (local pointers: no reloads)
+            if p0 == 1:  # S[ra, rb] -= l_a l_b, entry by entry (local pointers: no reloads)
                 Sp = &self.S[0, 0]
                 L21p = &self.L21[0]
                 pos = &self.cross_pos[0]
                 for j in range(self.nlev0):
-                    end = self.cross_colptr[j + 1]
-                    for b in range(self.cross_colptr[j], end):
+                    end = self.cross_lofs[self.cross_colptr[j + 1]]
+                    for b in range(self.cross_lofs[self.cross_colptr[j]], end):
                         acc = L21p[b]
                         col = Sp + pos[b] * self.q2
                         for a in range(b, end):
                             col[pos[a]] -= L21p[a] * acc
-            for j in range(self.nlev0 if not self.scalar else 0):  # column-wise in S (Fortran order)
+            for j in range(self.nlev0 if p0 > 1 else 0):  # column-wise in S (Fortran order)
                 for b in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                     Lb = &self.L21[self.cross_lofs[b]]
                     pb = self.term_p[self.blk_term[self.cross_row[b]]]

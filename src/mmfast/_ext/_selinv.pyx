@@ -114,11 +114,12 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
             return -1
         _symmetrize(&self.Sinv[0, 0], self.q2)
     # scratch: Y for every cross pair of one column, P11 (p0 x p0), Pyx (pmax x pmax), buf
-    cdef Py_ssize_t maxcol = 0
+    cdef Py_ssize_t maxcol = 0  # Y_c of one column's pairs: at c's L21 offset within the column
     for j in range(self.nlev0):
-        if self.cross_colptr[j + 1] - self.cross_colptr[j] > maxcol:
-            maxcol = self.cross_colptr[j + 1] - self.cross_colptr[j]
-    Y = <double*> malloc((maxcol * pmax * p0 + 1) * sizeof(double))
+        c = self.cross_lofs[self.cross_colptr[j + 1]] - self.cross_lofs[self.cross_colptr[j]]
+        if c > maxcol:
+            maxcol = c
+    Y = <double*> malloc((maxcol + 1) * sizeof(double))
     P11 = <double*> malloc((p0 * p0 + 3 * pmax * pmax + 1) * sizeof(double))
     if Y == NULL or P11 == NULL:
         free(Y)
@@ -129,18 +130,18 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     for j in range(self.nlev0):
         D = &self.Ldiag[j * p0 * p0]
         # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
-        if self.scalar:  # local pointers: the compiler keeps them in registers
-            c0, c1 = self.cross_colptr[j], self.cross_colptr[j + 1]
+        if p0 == 1:  # entry by entry, local pointers: the compiler keeps them in registers
+            c0, c1 = self.cross_lofs[self.cross_colptr[j]], self.cross_lofs[self.cross_colptr[j + 1]]
             for c in range(c0, c1):
                 colp = Sinvp + pos[c] * self.q2
                 acc = 0.0
                 for c2 in range(c0, c1):
                     acc = acc + colp[pos[c2]] * L21p[c2]
-                Y[(c - c0) * pmax * p0] = acc
-        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if not self.scalar else 0):
+                Y[c - c0] = acc
+        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if p0 > 1 else 0):
             pk = self.term_p[self.blk_term[self.cross_row[c]]]
             ri = self.blk_start[self.cross_row[c]] - self.q1
-            a = (c - self.cross_colptr[j]) * pmax * p0
+            a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
             for s in range(pk * p0):
                 Y[a + s] = 0.0
             for c2 in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
@@ -161,7 +162,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
         for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
             pk = self.term_p[self.blk_term[self.cross_row[c]]]
             La = &self.L21[self.cross_lofs[c]]
-            a = (c - self.cross_colptr[j]) * pmax * p0
+            a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
             for s in range(p0):
                 for t in range(p0):
                     acc = 0.0
@@ -177,7 +178,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
         for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
             k = self.blk_term[self.cross_row[c]]
             pk = self.term_p[k]
-            a = (c - self.cross_colptr[j]) * pmax * p0
+            a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
             for s in range(pk):  # row s of Y times L_j⁻¹: solve x L_j = y (backward)
                 for t in range(p0 - 1, -1, -1):
                     acc = Y[a + s * p0 + t]
