@@ -20,7 +20,7 @@ cdef class BlockedKernel(Kernel):  # q, ncol, tsize: Kernel's
     cdef double[:, ::1] WtW, Mbuf
     cdef readonly cnp.ndarray C
     cdef double[::1, :] Cm
-    cdef double[::1] work
+    cdef double[::1] work, gbuf
     cdef double[::1, :] Sinv
     cdef readonly double logdet
 
