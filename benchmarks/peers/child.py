@@ -10,6 +10,7 @@ under ``REPEAT_BELOW`` seconds it was the warm-up and ``N_FITS`` more fits are t
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import sys
 import time
@@ -71,7 +72,8 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
                 evaluations=mod.evaluations(fit) if hasattr(mod, "evaluations") else None,
                 warnings=sorted({str(c.message)[:160] for c in caught})[:5],
             )
-            if w.stages and hasattr(mod, "stages"):
+            if w.stages and hasattr(mod, "stages"):  # a second fit: the peak before it is one fit's
+                result["peak_fit_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
                 result["stages"] = mod.stages(w, data, fit)
     except NotImplementedError as exc:  # the engine says so itself
         result.update(status="cannot fit", note=f"NotImplementedError: {exc}"[:300])

@@ -38,12 +38,12 @@ def stages(workload, data, fit):
     fresh = fitter(workload, data)()
     total = time.perf_counter() - t0
     crit = fresh.criterion()
-    from mmfast.threads import SMALL_DENSE, large_data_blas, small_blas_work
+    from mmfast.threads import large_data_blas, limit_fit_threads
 
     # the BLAS thread settings of the fit itself: outside them, on a loaded machine, the
     # first calls took ~0.9 s at n = 1e5 (2 OpenBLAS threads) against 0.6 ms after
-    dense = getattr(fresh.kernel, "dense_size", SMALL_DENSE)
-    with large_data_blas(len(data)), small_blas_work(dense, fresh.blocks.q):
+    dense = getattr(fresh.kernel, "dense_size", None)  # None: CHOLMOD, as in the fit
+    with large_data_blas(len(data)), limit_fit_threads(dense, fresh.blocks.q):
         eval_s = _stages.per_call(lambda: crit(fresh.theta), calls=7, warm=2)
     return {
         "setup_s": total - fresh.optinfo["seconds"],

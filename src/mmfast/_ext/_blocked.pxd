@@ -7,7 +7,8 @@ from ._kernel cimport Kernel
 cdef class BlockedKernel(Kernel):  # q, ncol, tsize: Kernel's
     cdef Py_ssize_t q1, q2, p0, nlev0, nblocks
     cdef bint scalar  # every term has one column: fast paths without per-element index work
-    cdef int[::1] cross_pos  # internal S position of each cross pair's row block
+    cdef int[::1] cross_pos  # internal S position of each cross pair's row block (of each
+    # L21 entry when the first term is scalar: then entries and pairs differ for vector terms)
     cdef int[::1] term_p, tofs, blk_term, blk_start  # blk_start: the kernel's internal order
     cdef int[::1] nlev  # levels (blocks) per term
     cdef readonly cnp.ndarray perm_rows  # internal row of every global u index
@@ -19,7 +20,7 @@ cdef class BlockedKernel(Kernel):  # q, ncol, tsize: Kernel's
     cdef double[:, ::1] WtW, Mbuf
     cdef readonly cnp.ndarray C
     cdef double[::1, :] Cm
-    cdef double[::1] work
+    cdef double[::1] work, gbuf
     cdef double[::1, :] Sinv
     cdef readonly double logdet
 

@@ -11,7 +11,7 @@ cimport numpy as cnp
 from libc.math cimport INFINITY, log, sqrt
 from libc.string cimport memset
 from scipy.linalg.cython_lapack cimport dpotrf
-from scipy.linalg.cython_blas cimport dtrsm
+from scipy.linalg.cython_blas cimport dsyrk, dtrsm
 from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
 from ._types cimport i64
 from ._kernel cimport count_factorization
@@ -66,8 +66,11 @@ cdef class BlockedKernel:
         self.cross_colptr = np.concatenate(
             [[0], np.cumsum(np.bincount(col[c_idx], minlength=self.nlev0))]).astype(np.int32)
         self.scalar = bool(np.all(tp == 1))
-        self.cross_pos = (istart[row[c_idx]] - self.q1).astype(np.int32)
         sizes = tp[bt[row[c_idx]]].astype(np.int64) * self.p0
+        # L21 of one first-term level: its pairs' p_k x p0 blocks stacked, one row per column
+        # of the other terms, each row at an S position (increasing within the level); with a
+        # scalar first term each row is one entry and the Schur update runs entry by entry
+        self.cross_pos = expand(istart[row[c_idx]] - self.q1, sizes // self.p0).astype(np.int32)
         self.cross_lofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         r_idx = np.flatnonzero(is_rest)
         self.rest_vofs = vofs[r_idx].astype(np.int64)
@@ -86,6 +89,9 @@ cdef class BlockedKernel:
         self.Cm = self.C
         pmax = int(tp.max())
         self.work = np.zeros(3 * pmax * pmax + 2 * pmax)
+        rows = np.diff(np.asarray(self.cross_lofs)[np.asarray(self.cross_colptr)]) // self.p0
+        rmax = int(rows.max(initial=0)) if self.p0 > 1 else 0
+        self.gbuf = np.zeros(max(rmax * rmax, 1))  # one level's L21 L21' (dsyrk) or S⁻¹ rows
         self.logdet = np.nan
         self.Sinv = None
 
@@ -109,6 +115,7 @@ cdef class BlockedKernel:
         self.C = np.zeros((self.q, self.ncol), order="F")
         self.Cm = self.C
         self.work = np.zeros(3 * self.p0 * self.p0 + 2 * self.p0)
+        self.gbuf = np.zeros(1)
         self.logdet = np.nan
         self.Sinv = None
 
@@ -117,7 +124,7 @@ cdef class BlockedKernel:
         return self.q2
 
     cdef int _factor(self, const double* T) noexcept nogil:
-        cdef Py_ssize_t j, c, a, b, s, t, k, pk, pa, pb, ra, rb, i
+        cdef Py_ssize_t j, c, a, b, s, t, k, pk, pa, pb, ra, rb, i, r0
         cdef Py_ssize_t p0 = self.p0
         cdef double* D
         cdef double* Lab
@@ -133,7 +140,10 @@ cdef class BlockedKernel:
         cdef double* L21p
         cdef const int* pos
         cdef Py_ssize_t end
-        cdef char lo = b'L'
+        cdef char lo = b'L', tr = b'T'
+        cdef int nr, kp = <int> p0
+        cdef double one = 1.0, mone = -1.0, zero = 0.0
+        n2 = <int> self.q2
         count_factorization()
         # 1. diagonal blocks of the first term
         for j in range(self.nlev0):
@@ -152,7 +162,21 @@ cdef class BlockedKernel:
                 acc = T0[0] / self.Ldiag[j]
                 for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                     L21p[c] = T[self.tofs[self.blk_term[self.cross_row[c]]]] * self.V[self.cross_vofs[c]] * acc
-        for j in range(self.nlev0 if not self.scalar else 0):
+        elif p0 == 1:  # l = T_k' v_c t_0 / d_j for a k-term's p_k x 1 block v_c
+            for j in range(self.nlev0):
+                acc = T0[0] / self.Ldiag[j]
+                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    k = self.blk_term[self.cross_row[c]]
+                    pk = self.term_p[k]
+                    Lab = &self.L21[self.cross_lofs[c]]
+                    La = &self.V[self.cross_vofs[c]]
+                    for s in range(pk):
+                        ra = self.tofs[k] + s * pk  # column s of T_k: rows s..pk-1
+                        tmp[0] = 0.0
+                        for a in range(s, pk):
+                            tmp[0] += T[ra + a] * La[a]
+                        Lab[s] = tmp[0] * acc
+        for j in range(self.nlev0 if p0 > 1 else 0):
             D = &self.Ldiag[j * p0 * p0]
             for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                 k = self.blk_term[self.cross_row[c]]
@@ -187,35 +211,33 @@ cdef class BlockedKernel:
                 if ra == rb:
                     for s in range(pa):
                         self.S[ra + s, ra + s] += 1.0
-            if self.scalar:  # S[ra, rb] -= l_a l_b, column by column (local pointers: no reloads)
+            if p0 == 1:  # S[ra, rb] -= l_a l_b, entry by entry (local pointers: no reloads)
                 Sp = &self.S[0, 0]
                 L21p = &self.L21[0]
                 pos = &self.cross_pos[0]
                 for j in range(self.nlev0):
-                    end = self.cross_colptr[j + 1]
-                    for b in range(self.cross_colptr[j], end):
+                    end = self.cross_lofs[self.cross_colptr[j + 1]]
+                    for b in range(self.cross_lofs[self.cross_colptr[j]], end):
                         acc = L21p[b]
                         col = Sp + pos[b] * self.q2
                         for a in range(b, end):
                             col[pos[a]] -= L21p[a] * acc
-            for j in range(self.nlev0 if not self.scalar else 0):  # column-wise in S (Fortran order)
-                for b in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                    Lb = &self.L21[self.cross_lofs[b]]
-                    pb = self.term_p[self.blk_term[self.cross_row[b]]]
-                    rb = self.blk_start[self.cross_row[b]] - self.q1
-                    for a in range(b, self.cross_colptr[j + 1]):
-                        La = &self.L21[self.cross_lofs[a]]
-                        pa = self.term_p[self.blk_term[self.cross_row[a]]]
-                        ra = self.blk_start[self.cross_row[a]] - self.q1
-                        # rows of a are >= rows of b (sorted by row within a column)
-                        for s in range(pa):
-                            for t in range(pb):
-                                if ra + s < rb + t:  # upper half of a diagonal block: unread
-                                    continue
-                                acc = 0.0
-                                for i in range(p0):
-                                    acc = acc + La[s * p0 + i] * Lb[t * p0 + i]
-                                self.S[ra + s, rb + t] -= acc
+            for j in range(self.nlev0 if p0 > 1 else 0):  # S -= X'X, X: the level's stacked L21'
+                r0 = self.cross_lofs[self.cross_colptr[j]] // p0
+                nr = <int> (self.cross_lofs[self.cross_colptr[j + 1]] // p0 - r0)
+                if nr == 0:
+                    continue
+                L21p = &self.L21[r0 * p0]
+                pos = &self.cross_pos[r0]
+                if pos[nr - 1] - pos[0] == nr - 1:  # rows contiguous in S: update it in place
+                    dsyrk(&lo, &tr, &nr, &kp, &mone, L21p, &kp, &one, &self.S[pos[0], pos[0]], &n2)
+                    continue
+                dsyrk(&lo, &tr, &nr, &kp, &one, L21p, &kp, &zero, &self.gbuf[0], &nr)
+                Sp = &self.S[0, 0]
+                for b in range(nr):  # scattered rows: subtract the lower triangle entry by entry
+                    col = Sp + pos[b] * self.q2
+                    for a in range(b, nr):
+                        col[pos[a]] -= self.gbuf[a + b * nr]
             n2 = <int> self.q2
             dpotrf(&lo, &n2, &self.S[0, 0], &n2, &info)
             if info != 0:

@@ -9,6 +9,7 @@ only A⁻¹'s diagonal, through (q_k - tr_k A⁻¹) / θ_k.  Works on the factor
 import numpy as np
 cimport numpy as cnp
 from libc.stdlib cimport malloc, free
+from scipy.linalg.cython_blas cimport dgemm
 from scipy.linalg.cython_lapack cimport dpotri
 
 from ._blocked cimport BlockedKernel
@@ -104,7 +105,12 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     cdef const double* Sinvp = &self.Sinv[0, 0] if self.q2 > 0 else NULL
     cdef const double* L21p = &self.L21[0]
     cdef const int* pos = &self.cross_pos[0] if self.cross_pos.shape[0] > 0 else NULL
+    cdef const int* rp
     cdef const double* colp
+    cdef int nr = 0, kp = <int> p0
+    cdef Py_ssize_t r0 = 0
+    cdef double one = 1.0, zero = 0.0
+    cdef char no = b'N', tr = b'T'
     for k in range(self.term_p.shape[0]):
         if self.term_p[k] > pmax:
             pmax = self.term_p[k]
@@ -114,11 +120,12 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
             return -1
         _symmetrize(&self.Sinv[0, 0], self.q2)
     # scratch: Y for every cross pair of one column, P11 (p0 x p0), Pyx (pmax x pmax), buf
-    cdef Py_ssize_t maxcol = 0
+    cdef Py_ssize_t maxcol = 0  # Y_c of one column's pairs: at c's L21 offset within the column
     for j in range(self.nlev0):
-        if self.cross_colptr[j + 1] - self.cross_colptr[j] > maxcol:
-            maxcol = self.cross_colptr[j + 1] - self.cross_colptr[j]
-    Y = <double*> malloc((maxcol * pmax * p0 + 1) * sizeof(double))
+        c = self.cross_lofs[self.cross_colptr[j + 1]] - self.cross_lofs[self.cross_colptr[j]]
+        if c > maxcol:
+            maxcol = c
+    Y = <double*> malloc((maxcol + 1) * sizeof(double))
     P11 = <double*> malloc((p0 * p0 + 3 * pmax * pmax + 1) * sizeof(double))
     if Y == NULL or P11 == NULL:
         free(Y)
@@ -129,39 +136,38 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     for j in range(self.nlev0):
         D = &self.Ldiag[j * p0 * p0]
         # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
-        if self.scalar:  # local pointers: the compiler keeps them in registers
-            c0, c1 = self.cross_colptr[j], self.cross_colptr[j + 1]
+        if p0 == 1:  # entry by entry, local pointers: the compiler keeps them in registers
+            c0, c1 = self.cross_lofs[self.cross_colptr[j]], self.cross_lofs[self.cross_colptr[j + 1]]
             for c in range(c0, c1):
                 colp = Sinvp + pos[c] * self.q2
                 acc = 0.0
                 for c2 in range(c0, c1):
                     acc = acc + colp[pos[c2]] * L21p[c2]
-                Y[(c - c0) * pmax * p0] = acc
-        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if not self.scalar else 0):
-            pk = self.term_p[self.blk_term[self.cross_row[c]]]
-            ri = self.blk_start[self.cross_row[c]] - self.q1
-            a = (c - self.cross_colptr[j]) * pmax * p0
-            for s in range(pk * p0):
-                Y[a + s] = 0.0
-            for c2 in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                pk2 = self.term_p[self.blk_term[self.cross_row[c2]]]
-                ri2 = self.blk_start[self.cross_row[c2]] - self.q1
-                La = &self.L21[self.cross_lofs[c2]]
-                for s in range(pk):
-                    for t in range(p0):
-                        acc = 0.0
-                        for i in range(pk2):  # S⁻¹ symmetric: walk a column
-                            acc = acc + self.Sinv[ri2 + i, ri + s] * La[i * p0 + t]
-                        Y[a + s * p0 + t] += acc
+                Y[c - c0] = acc
+        if p0 > 1:  # Y' = X S⁻¹[rows, rows] with X (p0 x nr) the level's stacked L21'
+            r0 = self.cross_lofs[self.cross_colptr[j]] // p0
+            nr = <int> (self.cross_lofs[self.cross_colptr[j + 1]] // p0 - r0)
+            rp = pos + r0
+            if nr > 0 and rp[nr - 1] - rp[0] == nr - 1:  # contiguous rows: S⁻¹ in place
+                dgemm(&no, &no, &kp, &nr, &nr, &one, <double*> &L21p[r0 * p0], &kp,
+                      &self.Sinv[rp[0], rp[0]], &n2, &zero, Y, &kp)
+            elif nr > 0:
+                for c2 in range(nr):  # gather S⁻¹[rows, rows] (symmetrised above)
+                    colp = Sinvp + rp[c2] * self.q2
+                    for c in range(nr):
+                        self.gbuf[c + c2 * nr] = colp[rp[c]]
+                dgemm(&no, &no, &kp, &nr, &nr, &one, <double*> &L21p[r0 * p0], &kp, &self.gbuf[0], &nr, &zero, Y, &kp)
         # W_j = Σ_c L21_c' Y_c  -> P11 = I + W_j, then L_j⁻ᵀ P11 L_j⁻¹
         for s in range(p0 * p0):
             P11[s] = 0.0
         for s in range(p0):
             P11[s * p0 + s] = 1.0
-        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+        if p0 > 1 and nr > 0:  # P11[s, t] += Σ_rows X[s, row] Y'[t, row]
+            dgemm(&no, &tr, &kp, &kp, &nr, &one, Y, &kp, <double*> &L21p[r0 * p0], &kp, &one, P11, &kp)
+        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if p0 == 1 else 0):
             pk = self.term_p[self.blk_term[self.cross_row[c]]]
             La = &self.L21[self.cross_lofs[c]]
-            a = (c - self.cross_colptr[j]) * pmax * p0
+            a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
             for s in range(p0):
                 for t in range(p0):
                     acc = 0.0
@@ -177,7 +183,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
         for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
             k = self.blk_term[self.cross_row[c]]
             pk = self.term_p[k]
-            a = (c - self.cross_colptr[j]) * pmax * p0
+            a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
             for s in range(pk):  # row s of Y times L_j⁻¹: solve x L_j = y (backward)
                 for t in range(p0 - 1, -1, -1):
                     acc = Y[a + s * p0 + t]

@@ -66,6 +66,25 @@ def _parent(t, terms):
     return best
 
 
+def _independent_columns(X: np.ndarray):
+    """For terms on one factor whose columns together are collinear (``(1 | g) + (0 + f | g)``
+    with f a factor: the intercept is the sum of f's indicators), (a largest set of independent
+    columns B, the P x r map P⁺) with X = X_B P: Σ_B, their covariance, is all the moments
+    identify, and Σ = P⁺ Σ_B P⁺' is the smallest joint covariance giving it (the intercept
+    and f's columns share the level variance).  None when the columns are independent."""
+    from scipy.linalg import qr
+
+    R, piv = qr(X, mode="r", pivoting=True)
+    diag = np.abs(np.diag(R))
+    rank = int(np.sum(diag > 1e-9 * max(diag[0], 1e-300))) if len(diag) else 0
+    if rank == X.shape[1] or rank == 0:
+        return None
+    keep = np.sort(piv[:rank])
+    XB = X[:, keep]
+    coef = np.linalg.solve(XB.T @ XB, XB.T @ X)  # X = X_B coef (exactly: X's columns lie in X_B's span)
+    return keep, np.linalg.pinv(coef)
+
+
 def _psd(S: np.ndarray, floor: float) -> np.ndarray:
     """S with its eigenvalues raised to at least ``floor``."""
     w, V = np.linalg.eigh(S)
@@ -149,12 +168,14 @@ def _moments(model) -> np.ndarray | None:
             X = X / d
         if model._sqrtw is not None:
             X = X * model._sqrtw[:, None]
-        e = _level_covariance(X, terms[0].factor.codes, terms[0].nlevels, r)
+        basis = _independent_columns(X) if len(terms) > 1 else None
+        e = _level_covariance(X if basis is None else X[:, basis[0]], terms[0].factor.codes, terms[0].nlevels, r)
         if e is None:
             continue
         share += e[1]
         ofs = 0
-        cov = e[0] if d is None else e[0] / np.outer(d, d)
+        cov = e[0] if basis is None else basis[1] @ e[0] @ basis[1].T
+        cov = cov if d is None else cov / np.outer(d, d)
         for i, t in zip(idx, terms):
             est[i] = cov[ofs : ofs + t.p, ofs : ofs + t.p]
             ofs += t.p
