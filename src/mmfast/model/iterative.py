@@ -3,7 +3,8 @@
 
 The term with most levels (e) is eliminated exactly: its block A_ee is diagonal (a row has
 one level of it).  What is left is the Schur complement S = A_rr - A_re A_ee⁻¹ A_er on the
-other terms' levels, applied as two sparse products with the cross-product block Z_r'Z_e.
+other terms' levels, applied in one pass over the cross-product block Z_e'Z_r
+(``crossblock``, threaded).
 One batched PCG run (Jacobi preconditioner P = diag S, ``krylov``) solves S for the columns
 of Λ'Z'[X y] and, on fixed Rademacher probes, estimates log|S| by stochastic Lanczos
 quadrature, so that
@@ -23,6 +24,7 @@ import scipy.sparse as sp
 
 from ..errors import FitError, FormulaError
 from .control import IterativeControl
+from .crossblock import CrossBlock
 from .krylov import pcg_lanczos, rademacher, slq_logdet
 
 __all__ = ["IterativeKernel"]
@@ -63,9 +65,7 @@ class IterativeKernel:
         rr_, cc_ = row[re], col[re]
         e_first = uterm[rr_] == self.elim
         rsel, esel = np.where(e_first, cc_, rr_), np.where(e_first, rr_, cc_)
-        self._Vre = sp.csr_matrix((V[re], (pos[rsel], pos[esel])), shape=(nr, ne))
-        self._Ver = self._Vre.T.tocsr()
-        self._Vre_sq = self._Vre.multiply(self._Vre).tocsr()  # for diag(S)
+        self.cross = CrossBlock(sp.csr_matrix((V[re], (pos[esel], pos[rsel])), shape=(ne, nr)))
         # r x r cross-products: diagonal and pairs of different rest terms (symmetric, full)
         rr = (uterm[row] != self.elim) & (uterm[col] != self.elim)
         r0, c0, v0 = pos[row[rr]], pos[col[rr]], V[rr]
@@ -93,16 +93,16 @@ class IterativeKernel:
         th_r = T[self._uterm[self._ir]]
         aee = 1.0 + th_e * th_e * self._de
         w = th_e * th_e / aee
-        sdiag = 1.0 + th_r * th_r * (self._Vrr_diag - self._Vre_sq @ w)
+        sdiag = 1.0 + th_r * th_r * (self._Vrr_diag - self.cross.scatter(w[:, None], squared=True)[:, 0])
         return th_e, th_r, aee, w, sdiag
 
     def _schur(self, th_r: np.ndarray, w: np.ndarray):
         """S·V for an nr x k block V: A_rr V - A_re A_ee⁻¹ A_er V."""
-        Vrr, Vre, Ver = self._Vrr, self._Vre, self._Ver
+        Vrr, cross = self._Vrr, self.cross
 
         def matvec(Y: np.ndarray) -> np.ndarray:
             tY = th_r[:, None] * Y
-            out = Vrr @ tY - Vre @ (w[:, None] * (Ver @ tY))
+            out = Vrr @ tY - cross.sandwich(w, tY)
             return Y + th_r[:, None] * out
 
         return matvec
@@ -114,15 +114,13 @@ class IterativeKernel:
             raise FitError("the Schur complement of the iterative solver has a non-positive diagonal")
         Be, Br = Bm[self._ie], Bm[self._ir]
         # A_er = θ_e Θ_r V_re, so A_re A_ee⁻¹ B_e = Θ_r V_re (θ_e B_e / a_ee)
-        Bt = Br - th_r[:, None] * (self._Vre @ ((th_e / aee)[:, None] * Be))
+        Bt = Br - th_r[:, None] * self.cross.scatter((th_e / aee)[:, None] * Be)
         k = Bm.shape[1]
         rhs = np.hstack([Bt, np.sqrt(sdiag)[:, None] * self._probes]) if probes else Bt
         opt = self.options
-        res = pcg_lanczos(
-            self._schur(th_r, w), 1.0 / sdiag, rhs, k, opt.cg_tol, opt.probe_tol, opt.max_steps
-        )
+        res = pcg_lanczos(self._schur(th_r, w), 1.0 / sdiag, rhs, k, opt.cg_tol, opt.probe_tol, opt.max_steps)
         Xr = res.X
-        Xe = (Be - th_e * (self._Ver @ (th_r[:, None] * Xr))) / aee[:, None]
+        Xe = (Be - th_e * self.cross.gather(th_r[:, None] * Xr)) / aee[:, None]
         X = np.empty_like(Bm, dtype=float)
         X[self._ie], X[self._ir] = Xe, Xr
         self.steps = res.steps
