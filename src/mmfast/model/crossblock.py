@@ -60,7 +60,7 @@ class CrossBlock:
         """C Y (ne x k) for Y (nr x k)."""
         Y = np.ascontiguousarray(Y, dtype=float)
         out = np.empty((self.shape[0], Y.shape[1]))
-        self._run(lambda a, b: _pcg.gather(self.indptr, self.indices, self.data, Y, out, a, b))
+        self._run(lambda a, b: _pcg.gather(self.indptr, self.indices, self.data, self.shape[1], Y, out, a, b))
         return out
 
     def scatter(self, X: np.ndarray, squared: bool = False) -> np.ndarray:
@@ -69,7 +69,7 @@ class CrossBlock:
 
         def part(a, b):
             out = np.zeros((self.shape[1], X.shape[1]))
-            _pcg.scatter(self.indptr, self.indices, self.data, X, out, a, b, squared)
+            _pcg.scatter(self.indptr, self.indices, self.data, self.shape[1], X, out, a, b, squared)
             return out
 
         return _summed(self._run(part))
@@ -81,7 +81,7 @@ class CrossBlock:
 
         def part(a, b):
             out = np.zeros(Y.shape)
-            _pcg.gather_scatter(self.indptr, self.indices, self.data, w, Y, out, a, b)
+            _pcg.gather_scatter(self.indptr, self.indices, self.data, self.shape[1], w, Y, out, a, b)
             return out
 
         return _summed(self._run(part))

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from ..errors import FitError, FormulaError
 from .control import IterativeControl
+from .criterion import profile_of_m
 from .crossblock import CrossBlock
 from .krylov import pcg_lanczos, rademacher, slq_logdet
 
@@ -156,18 +157,8 @@ class IterativeKernel:
     def profiled(self, T):
         """(log|A|, log|R_X|², r²) at T, or None (as the exact kernels)."""
         ld, M = self.update(T)
-        if M is None:
-            return None
-        try:
-            L = np.linalg.cholesky(M)
-        except np.linalg.LinAlgError:
-            return None
-        p = M.shape[0] - 1
-        d = np.diag(L)
-        r2 = float(d[p] * d[p])
-        if not r2 > 0:
-            return None
-        return ld, 2.0 * float(np.sum(np.log(d[:p]))), r2
+        prof = None if M is None else profile_of_m(M)
+        return None if prof is None else (ld, prof[0], prof[1])
 
     def solve(self, B):
         """A⁻¹B (q-vector or q x m) at the last update's θ, by PCG."""

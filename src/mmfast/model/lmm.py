@@ -28,7 +28,7 @@ from ..errors import DataError, FitError
 from ..families import GAUSSIAN
 from .columns import Columns
 from .control import LmmControl, check_control
-from .criterion import profiled_constant, profiled_deviance, residual_df
+from .criterion import profile_of_m, profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
 from .kernel import fitted_kernel
 from .fitting import FitStrategy
@@ -194,16 +194,8 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         ldL2, M = self.kernel.update(self.templates(np.asarray(theta, dtype=float)))
         if M is None or not np.isfinite(ldL2):
             return None
-        try:
-            L = np.linalg.cholesky(M)
-        except np.linalg.LinAlgError:
-            return None
-        p = M.shape[0] - 1
-        d = np.diag(L)
-        r2 = float(d[p] * d[p])
-        if not r2 > 0:
-            return None
-        return ldL2, 2.0 * float(np.sum(np.log(d[:p]))), r2, L[:p, :p].T, L[p, :p]
+        prof = profile_of_m(M)
+        return None if prof is None else (ldL2, *prof)
 
     def _profile(self, theta: np.ndarray):
         """(ldL2, ldRX2, r², R_X, c_β) at θ for the original X (R_X'R_X = X'V⁻¹X, R_X β̂ = c_β)."""
