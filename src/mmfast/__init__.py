@@ -22,7 +22,7 @@ from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
 from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, glmer_nb, lm, lmer
 from ._version import __version__  # noqa: F401  (the package version)
-from .model.control import GlmmControl, LmmControl
+from .model.control import GlmmControl, IterativeControl, LmmControl
 
 __all__ = [
     "lmer",
@@ -48,6 +48,7 @@ __all__ = [
     "RankDeficiencyWarning",
     "LmmControl",
     "GlmmControl",
+    "IterativeControl",
 ]
 from .pipeline import fit_many  # noqa: E402
 

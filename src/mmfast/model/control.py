@@ -11,17 +11,43 @@ from dataclasses import dataclass
 
 from ..errors import ArgumentError
 
-__all__ = ["LmmControl", "GlmmControl", "check_control"]
+__all__ = ["LmmControl", "GlmmControl", "IterativeControl", "check_control"]
+
+SOLVERS = ("exact", "iterative")
+
+
+@dataclass(frozen=True)
+class IterativeControl:
+    """The iterative solver's settings (model/iterative.py): Rademacher probes for the SLQ
+    log-determinant (fixed seed: the same probes at every θ), PCG tolerances and step cap."""
+
+    probes: int = 32
+    seed: int = 20251203
+    cg_tol: float = 1e-8  # relative residual of the solves for Λ'Z'[X y]
+    probe_tol: float = 1e-6  # ... of the probes' runs, whose Lanczos coefficients give log|S|
+    max_steps: int = 2000
+
+    def __post_init__(self):
+        if int(self.probes) < 1 or not 0 < self.cg_tol < 1 or not 0 < self.probe_tol < 1 or self.max_steps < 1:
+            raise ArgumentError("IterativeControl: probes and max_steps must be >= 1, tolerances in (0, 1)")
 
 
 @dataclass(frozen=True)
 class LmmControl:
-    """Kernel and optimiser choice of an LMM fit (measured thresholds, see model/lmm.py)."""
+    """Kernel and optimiser choice of an LMM fit (measured thresholds, see model/lmm.py).
+    ``solver="iterative"``: PCG and stochastic Lanczos quadrature instead of a Cholesky
+    factor, for crossed models of scalar terms too large to factor (``iterative``'s settings)."""
 
     dense_schur_max: int = 2500  # largest dense Schur complement the blocked kernel takes
     gradient_min_dense: int = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
     gradient_min_q: int = 3000  # ... or number of random effects (below, BOBYQA is faster)
     many_theta: int = 20  # ... or θ (kb07's 72): then bounded L-BFGS-B on θ, no Newton
+    solver: str = "exact"  # or "iterative" (model/iterative.py)
+    iterative: IterativeControl = IterativeControl()
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ArgumentError(f"LmmControl: solver must be one of {SOLVERS} (got {self.solver!r})")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..errors import DataError, FitError
 from ..families import GAUSSIAN
 from .columns import Columns
 from .control import LmmControl, check_control
-from .criterion import profiled_constant, profiled_deviance, residual_df
+from .criterion import profile_of_m, profiled_constant, profiled_deviance, residual_df
 from .frame import ModelFrame, model_frame
 from .kernel import fitted_kernel
 from .fitting import FitStrategy
@@ -65,9 +65,13 @@ def _solve_upper(R: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-def make_kernel(blocks, terms, dense_schur_max: int = LmmControl.dense_schur_max):
+def make_kernel(blocks, terms, dense_schur_max: int = LmmControl.dense_schur_max, control: LmmControl | None = None):
     """The blocked kernel when what remains after the first term is small (up to
-    ``dense_schur_max``, ``LmmControl``); CHOLMOD otherwise."""
+    ``dense_schur_max``, ``LmmControl``); CHOLMOD otherwise; PCG/SLQ if ``control`` asks."""
+    if control is not None and control.solver == "iterative":
+        from .iterative import IterativeKernel
+
+        return IterativeKernel(blocks, terms, control.iterative)
     q2 = blocks.q - terms[0].q
     if q2 <= dense_schur_max:
         return BlockedKernel(blocks)
@@ -131,7 +135,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             self.blocks = _with_response_blocks(
                 design.blocks, frame.terms, self._Q, yres, self._sqrtw, new_x=not same_x
             )
-        self.kernel = make_kernel(self.blocks, frame.terms, self.control.dense_schur_max)
+        self.kernel = make_kernel(self.blocks, frame.terms, self.control.dense_schur_max, self.control)
         # θ's slices, bounds, start, names, templates (a design's terms: its layout)
         self.layout = ThetaLayout(frame.terms) if design is None else design.layout
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
@@ -196,16 +200,8 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         ldL2, M = self.kernel.update(T)
         if M is None or not np.isfinite(ldL2):
             return None
-        try:
-            L = np.linalg.cholesky(M)
-        except np.linalg.LinAlgError:
-            return None
-        p = M.shape[0] - 1
-        d = np.diag(L)
-        r2 = float(d[p] * d[p])
-        if not r2 > 0:
-            return None
-        return ldL2, 2.0 * float(np.sum(np.log(d[:p]))), r2, L[:p, :p].T, L[p, :p]
+        prof = profile_of_m(M)
+        return None if prof is None else (ldL2, *prof)
 
     def _profile(self, theta: np.ndarray):
         """(ldL2, ldRX2, r², R_X, c_β) at θ for the original X (R_X'R_X = X'V⁻¹X, R_X β̂ = c_β)."""
@@ -315,7 +311,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         if "_pwrss" in state and "_log_pwrss" not in state:  # pickled before y's rescaling
             state["_log_pwrss"] = math.log(state["_pwrss"])
         state.setdefault("control", LmmControl())  # pickled before controls existed
-        state["kernel"] = make_kernel(state["blocks"], state["frame"].terms, state["control"].dense_schur_max)
+        state["kernel"] = make_kernel(state["blocks"], state["frame"].terms, state["control"].dense_schur_max, state["control"])
         if state.get("fitted_", False):
             state["kernel"].update(state["layout"].flat(np.asarray(state["theta"], dtype=float)))
         super().__setstate__(state)
