@@ -9,6 +9,7 @@ only A⁻¹'s diagonal, through (q_k - tr_k A⁻¹) / θ_k.  Works on the factor
 import numpy as np
 cimport numpy as cnp
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from scipy.linalg.cython_lapack cimport dpotri
 
 from ._blocked cimport BlockedKernel
@@ -45,6 +46,58 @@ def trace_gradient(BlockedKernel self, T, overwrite=False, general=False):
     if rc != 0:
         raise FloatingPointError("selected inverse failed")
     return out
+
+
+def pattern_inverse(BlockedKernel self, overwrite=False):
+    """A⁻¹ on A's own block pattern after an update, in the layout of the kernel's V (one
+    sub-block per pair of co-occurring blocks, row-major): what a row's (ZΛ A⁻¹ Λ'Z')_ii
+    needs (the GLMM's Laplace gradient).  ``overwrite``: S's factor becomes S⁻¹ (the factor
+    is released)."""
+    out = np.zeros(self.V.shape[0])
+    cdef double[::1] o = out
+    cdef Py_ssize_t j, c, s, t, k, xa, ya, pa, pb, ri, ri2, pmax = 0, maxcol = 0, p0 = self.p0
+    cdef int n2 = <int> self.q2, info = 0
+    cdef char lo = b'L'
+    cdef double* Y
+    cdef double* P11
+    cdef double* Pyx
+    if self.q2 > 0:
+        if overwrite:
+            self.held = False
+        self.Sinv = self.S if overwrite else np.array(self.S, order="F", copy=True)
+    for k in range(self.term_p.shape[0]):
+        pmax = max(pmax, self.term_p[k])
+    for j in range(self.nlev0):
+        maxcol = max(maxcol, self.cross_colptr[j + 1] - self.cross_colptr[j])
+    with nogil:
+        if self.q2 > 0:
+            dpotri(&lo, &n2, &self.Sinv[0, 0], &n2, &info)
+            if info == 0:
+                _symmetrize(&self.Sinv[0, 0], self.q2)
+        Y = <double*> malloc((maxcol * pmax * p0 + 1) * sizeof(double))
+        P11 = <double*> malloc((p0 * p0 + pmax * p0 + 1) * sizeof(double))
+        if info == 0 and Y != NULL and P11 != NULL:
+            for j in range(self.nlev0):
+                _level_inverse(self, j, pmax, Y, P11)
+                memcpy(&o[self.diag_vofs[j]], P11, p0 * p0 * sizeof(double))
+                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    Pyx = &o[self.cross_vofs[c]]
+                    _cross_inverse(self, j, c, pmax, Y, Pyx)
+            for c in range(self.rest_row.shape[0]):  # (x >= y, both after the first term)
+                xa, ya = self.rest_row[c], self.rest_col[c]
+                pa, pb = self.term_p[self.blk_term[xa]], self.term_p[self.blk_term[ya]]
+                ri, ri2 = self.blk_start[xa] - self.q1, self.blk_start[ya] - self.q1
+                for s in range(pa):
+                    for t in range(pb):
+                        o[self.rest_vofs[c] + s * pb + t] = self.Sinv[ri + s, ri2 + t]
+        elif info == 0:
+            info = -1
+        free(Y)
+        free(P11)
+    if info != 0:
+        raise FloatingPointError("selected inverse failed")
+    return out
+
 
 cdef int _diag_trace(BlockedKernel self, const double* T, double* Q) noexcept nogil:
     """Scalar terms, every θ_k away from 0: Q_k = (q_k - tr_k(A⁻¹)) / θ_k needs only the
@@ -128,47 +181,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     buf = Pyx + pmax * pmax
     for j in range(self.nlev0):
         D = &self.Ldiag[j * p0 * p0]
-        # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
-        if self.scalar:  # local pointers: the compiler keeps them in registers
-            c0, c1 = self.cross_colptr[j], self.cross_colptr[j + 1]
-            for c in range(c0, c1):
-                colp = Sinvp + pos[c] * self.q2
-                acc = 0.0
-                for c2 in range(c0, c1):
-                    acc = acc + colp[pos[c2]] * L21p[c2]
-                Y[(c - c0) * pmax * p0] = acc
-        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if not self.scalar else 0):
-            pk = self.term_p[self.blk_term[self.cross_row[c]]]
-            ri = self.blk_start[self.cross_row[c]] - self.q1
-            a = (c - self.cross_colptr[j]) * pmax * p0
-            for s in range(pk * p0):
-                Y[a + s] = 0.0
-            for c2 in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                pk2 = self.term_p[self.blk_term[self.cross_row[c2]]]
-                ri2 = self.blk_start[self.cross_row[c2]] - self.q1
-                La = &self.L21[self.cross_lofs[c2]]
-                for s in range(pk):
-                    for t in range(p0):
-                        acc = 0.0
-                        for i in range(pk2):  # S⁻¹ symmetric: walk a column
-                            acc = acc + self.Sinv[ri2 + i, ri + s] * La[i * p0 + t]
-                        Y[a + s * p0 + t] += acc
-        # W_j = Σ_c L21_c' Y_c  -> P11 = I + W_j, then L_j⁻ᵀ P11 L_j⁻¹
-        for s in range(p0 * p0):
-            P11[s] = 0.0
-        for s in range(p0):
-            P11[s * p0 + s] = 1.0
-        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-            pk = self.term_p[self.blk_term[self.cross_row[c]]]
-            La = &self.L21[self.cross_lofs[c]]
-            a = (c - self.cross_colptr[j]) * pmax * p0
-            for s in range(p0):
-                for t in range(p0):
-                    acc = 0.0
-                    for i in range(pk):
-                        acc = acc + La[i * p0 + s] * Y[a + i * p0 + t]
-                    P11[s * p0 + t] += acc
-        _sandwich_inv(D, P11, p0)
+        _level_inverse(self, j, pmax, Y, P11)
         # diagonal pair (j, j): Q_0 += P11 T0' G_jj
         Tk = T
         Vp = &self.V[self.diag_vofs[j]]
@@ -177,15 +190,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
         for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
             k = self.blk_term[self.cross_row[c]]
             pk = self.term_p[k]
-            a = (c - self.cross_colptr[j]) * pmax * p0
-            for s in range(pk):  # row s of Y times L_j⁻¹: solve x L_j = y (backward)
-                for t in range(p0 - 1, -1, -1):
-                    acc = Y[a + s * p0 + t]
-                    for i in range(t + 1, p0):
-                        acc = acc - Pyx[s * p0 + i] * D[i * p0 + t]
-                    Pyx[s * p0 + t] = acc / D[t * p0 + t]
-            for s in range(pk * p0):
-                Pyx[s] = -Pyx[s]
+            _cross_inverse(self, j, c, pmax, Y, Pyx)
             Vp = &self.V[self.cross_vofs[c]]
             # Q_j (term 0) += P_ij' T_k' V   with P_ij: pk x p0, V: pk x p0
             _acc_ptv(Pyx, pk, p0, T + self.tofs[k], pk, Vp, p0, 1, Q, buf)
@@ -219,6 +224,81 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
                             acc = acc + self.Sinv[ri + s, ri2 + i] * T[self.tofs[self.blk_term[ya]] + a + i * pb] * Vp[t * pb + a]
                     Q[self.tofs[self.blk_term[xa]] + s * pa + t] += acc
     return 0
+
+cdef void _level_inverse(BlockedKernel self, Py_ssize_t j, Py_ssize_t pmax, double* Y,
+                         double* P11) noexcept nogil:
+    """For level j of the first term (after dpotri put S⁻¹, symmetric, in ``Sinv``):
+    Y_c = Σ_c2 S⁻¹[i_c, i_c2] L21_c2 (p_i x p0, row-major, stride pmax p0) for its cross pairs
+    and P11 = L_j⁻ᵀ (I + Σ_c L21_c' Y_c) L_j⁻¹, the diagonal block (A⁻¹)_jj."""
+    cdef Py_ssize_t c, c2, s, t, a, i, pk, pk2, ri, ri2, c0, c1, p0 = self.p0
+    cdef double acc
+    cdef double* D = &self.Ldiag[j * p0 * p0]
+    cdef const double* La
+    cdef const double* Sinvp = &self.Sinv[0, 0] if self.q2 > 0 else NULL
+    cdef const double* L21p = &self.L21[0]
+    cdef const int* pos = &self.cross_pos[0] if self.cross_pos.shape[0] > 0 else NULL
+    cdef const double* colp
+    # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
+    if self.scalar:  # local pointers: the compiler keeps them in registers
+        c0, c1 = self.cross_colptr[j], self.cross_colptr[j + 1]
+        for c in range(c0, c1):
+            colp = Sinvp + pos[c] * self.q2
+            acc = 0.0
+            for c2 in range(c0, c1):
+                acc = acc + colp[pos[c2]] * L21p[c2]
+            Y[(c - c0) * pmax * p0] = acc
+    for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if not self.scalar else 0):
+        pk = self.term_p[self.blk_term[self.cross_row[c]]]
+        ri = self.blk_start[self.cross_row[c]] - self.q1
+        a = (c - self.cross_colptr[j]) * pmax * p0
+        for s in range(pk * p0):
+            Y[a + s] = 0.0
+        for c2 in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+            pk2 = self.term_p[self.blk_term[self.cross_row[c2]]]
+            ri2 = self.blk_start[self.cross_row[c2]] - self.q1
+            La = &self.L21[self.cross_lofs[c2]]
+            for s in range(pk):
+                for t in range(p0):
+                    acc = 0.0
+                    for i in range(pk2):  # S⁻¹ symmetric: walk a column
+                        acc = acc + self.Sinv[ri2 + i, ri + s] * La[i * p0 + t]
+                    Y[a + s * p0 + t] += acc
+    # W_j = Σ_c L21_c' Y_c  -> P11 = I + W_j, then L_j⁻ᵀ P11 L_j⁻¹
+    for s in range(p0 * p0):
+        P11[s] = 0.0
+    for s in range(p0):
+        P11[s * p0 + s] = 1.0
+    for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+        pk = self.term_p[self.blk_term[self.cross_row[c]]]
+        La = &self.L21[self.cross_lofs[c]]
+        a = (c - self.cross_colptr[j]) * pmax * p0
+        for s in range(p0):
+            for t in range(p0):
+                acc = 0.0
+                for i in range(pk):
+                    acc = acc + La[i * p0 + s] * Y[a + i * p0 + t]
+                P11[s * p0 + t] += acc
+    _sandwich_inv(D, P11, p0)
+
+
+cdef void _cross_inverse(BlockedKernel self, Py_ssize_t j, Py_ssize_t c, Py_ssize_t pmax,
+                         const double* Y, double* Pyx) noexcept nogil:
+    """(A⁻¹)_ij = -Y_c L_j⁻¹ (p_i x p0, row-major) for cross pair c = (i, j), Y from
+    ``_level_inverse``."""
+    cdef Py_ssize_t s, t, i, p0 = self.p0
+    cdef Py_ssize_t pk = self.term_p[self.blk_term[self.cross_row[c]]]
+    cdef Py_ssize_t a = (c - self.cross_colptr[j]) * pmax * p0
+    cdef double acc
+    cdef const double* D = &self.Ldiag[j * p0 * p0]
+    for s in range(pk):  # row s of Y times L_j⁻¹: solve x L_j = y (backward)
+        for t in range(p0 - 1, -1, -1):
+            acc = Y[a + s * p0 + t]
+            for i in range(t + 1, p0):
+                acc = acc - Pyx[s * p0 + i] * D[i * p0 + t]
+            Pyx[s * p0 + t] = acc / D[t * p0 + t]
+    for s in range(pk * p0):
+        Pyx[s] = -Pyx[s]
+
 
 cdef void _symmetrize(double* A, Py_ssize_t n) noexcept nogil:
     """Copy the lower triangle of a column-major n x n matrix to its upper one, in tiles."""
