@@ -13,10 +13,12 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_lapack cimport dpotri
 
 from ._blocked cimport BlockedKernel
+from ._types cimport i64
 from ._checks import check_length
 
 cnp.import_array()
 
+cdef Py_ssize_t PANEL_DOUBLES = 65536  # S⁻¹ entries per panel of the scalar pass (512 KB: in L2)
 DIAG_TRACE_MIN = 1e-2  # smallest scalar θ_k for the diagonal trace: (q_k - tr_k) / θ_k cancels
 
 
@@ -61,6 +63,7 @@ def pattern_inverse(BlockedKernel self, overwrite=False):
     cdef double* Y
     cdef double* P11
     cdef double* Pyx
+    cdef double* Yall
     if self.q2 > 0:
         if overwrite:
             self.held = False
@@ -76,9 +79,12 @@ def pattern_inverse(BlockedKernel self, overwrite=False):
                 _symmetrize(&self.Sinv[0, 0], self.q2)
         Y = <double*> malloc((maxcol * pmax * p0 + 1) * sizeof(double))
         P11 = <double*> malloc((p0 * p0 + pmax * p0 + 1) * sizeof(double))
+        Yall = <double*> malloc((self.cross_row.shape[0] + 1) * sizeof(double)) if self.scalar else NULL
+        if info == 0 and self.scalar and (Yall == NULL or _scalar_y(self, Yall) != 0):
+            info = -1
         if info == 0 and Y != NULL and P11 != NULL:
             for j in range(self.nlev0):
-                _level_inverse(self, j, pmax, Y, P11)
+                _level_inverse(self, j, pmax, Y, P11, Yall)
                 memcpy(&o[self.diag_vofs[j]], P11, p0 * p0 * sizeof(double))
                 for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
                     Pyx = &o[self.cross_vofs[c]]
@@ -94,6 +100,7 @@ def pattern_inverse(BlockedKernel self, overwrite=False):
             info = -1
         free(Y)
         free(P11)
+        free(Yall)
     if info != 0:
         raise FloatingPointError("selected inverse failed")
     return out
@@ -150,6 +157,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     cdef double* Y
     cdef double* P11
     cdef double* Pyx
+    cdef double* Yall
     cdef double* buf
     cdef const double* Tk
     cdef const double* Vp
@@ -173,15 +181,17 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
             maxcol = self.cross_colptr[j + 1] - self.cross_colptr[j]
     Y = <double*> malloc((maxcol * pmax * p0 + 1) * sizeof(double))
     P11 = <double*> malloc((p0 * p0 + 3 * pmax * pmax + 1) * sizeof(double))
-    if Y == NULL or P11 == NULL:
+    Yall = <double*> malloc((self.cross_row.shape[0] + 1) * sizeof(double)) if self.scalar else NULL
+    if Y == NULL or P11 == NULL or (self.scalar and (Yall == NULL or _scalar_y(self, Yall) != 0)):
         free(Y)
         free(P11)
+        free(Yall)
         return -1
     Pyx = P11 + p0 * p0
     buf = Pyx + pmax * pmax
     for j in range(self.nlev0):
         D = &self.Ldiag[j * p0 * p0]
-        _level_inverse(self, j, pmax, Y, P11)
+        _level_inverse(self, j, pmax, Y, P11, Yall)
         # diagonal pair (j, j): Q_0 += P11 T0' G_jj
         Tk = T
         Vp = &self.V[self.diag_vofs[j]]
@@ -198,6 +208,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
             _acc_ptv(Pyx, pk, p0, T, p0, Vp, pk, 0, Q + self.tofs[k], buf, 1)
     free(Y)
     free(P11)
+    free(Yall)
     # rest pairs (x >= y, both after the first term): P from S⁻¹
     for c in range(self.rest_row.shape[0]):
         xa = self.rest_row[c]
@@ -226,10 +237,11 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     return 0
 
 cdef void _level_inverse(BlockedKernel self, Py_ssize_t j, Py_ssize_t pmax, double* Y,
-                         double* P11) noexcept nogil:
+                         double* P11, const double* Yall) noexcept nogil:
     """For level j of the first term (after dpotri put S⁻¹, symmetric, in ``Sinv``):
     Y_c = Σ_c2 S⁻¹[i_c, i_c2] L21_c2 (p_i x p0, row-major, stride pmax p0) for its cross pairs
-    and P11 = L_j⁻ᵀ (I + Σ_c L21_c' Y_c) L_j⁻¹, the diagonal block (A⁻¹)_jj."""
+    (scalar terms: copied from ``Yall``, ``_scalar_y``'s) and P11 = L_j⁻ᵀ (I + Σ_c L21_c' Y_c)
+    L_j⁻¹, the diagonal block (A⁻¹)_jj."""
     cdef Py_ssize_t c, c2, s, t, a, i, pk, pk2, ri, ri2, c0, c1, p0 = self.p0
     cdef double acc
     cdef double* D = &self.Ldiag[j * p0 * p0]
@@ -239,14 +251,10 @@ cdef void _level_inverse(BlockedKernel self, Py_ssize_t j, Py_ssize_t pmax, doub
     cdef const int* pos = &self.cross_pos[0] if self.cross_pos.shape[0] > 0 else NULL
     cdef const double* colp
     # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
-    if self.scalar:  # local pointers: the compiler keeps them in registers
+    if self.scalar:
         c0, c1 = self.cross_colptr[j], self.cross_colptr[j + 1]
         for c in range(c0, c1):
-            colp = Sinvp + pos[c] * self.q2
-            acc = 0.0
-            for c2 in range(c0, c1):
-                acc = acc + colp[pos[c2]] * L21p[c2]
-            Y[(c - c0) * pmax * p0] = acc
+            Y[(c - c0) * pmax * p0] = Yall[c]
     for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if not self.scalar else 0):
         pk = self.term_p[self.blk_term[self.cross_row[c]]]
         ri = self.blk_start[self.cross_row[c]] - self.q1
@@ -279,6 +287,41 @@ cdef void _level_inverse(BlockedKernel self, Py_ssize_t j, Py_ssize_t pmax, doub
                     acc = acc + La[i * p0 + s] * Y[a + i * p0 + t]
                 P11[s * p0 + t] += acc
     _sandwich_inv(D, P11, p0)
+
+
+cdef int _scalar_y(BlockedKernel self, double* Yall) noexcept nogil:
+    """Scalar terms: Y_c = Σ_c2 S⁻¹[i_c, i_c2] l_c2 for every cross pair c (c2 over c's level
+    of the first term), in panels of S⁻¹'s columns that stay in cache (as the kernel's Schur
+    update); each Y_c sums over c2 in the same order as a level-by-level loop.  0, or -1."""
+    cdef Py_ssize_t j, c, c2, c0, end, beg, width, q2 = self.q2, nc = self.cross_row.shape[0]
+    cdef const double* Sinvp = &self.Sinv[0, 0] if q2 > 0 else NULL
+    cdef const double* L21p = &self.L21[0]
+    cdef const int* pos = &self.cross_pos[0] if nc > 0 else NULL
+    cdef const double* colp
+    cdef double l
+    cdef i64* cur = <i64*> malloc((self.nlev0 + 1) * sizeof(i64))
+    if cur == NULL:
+        return -1
+    for c in range(nc):
+        Yall[c] = 0.0
+    for j in range(self.nlev0):
+        cur[j] = self.cross_colptr[j]
+    width = max(8, PANEL_DOUBLES // max(q2, 1))
+    c0 = 0
+    while c0 < q2:
+        for j in range(self.nlev0):
+            beg, end = self.cross_colptr[j], self.cross_colptr[j + 1]
+            c2 = cur[j]
+            while c2 < end and pos[c2] < c0 + width:
+                colp = Sinvp + pos[c2] * q2
+                l = L21p[c2]
+                for c in range(beg, end):
+                    Yall[c] += colp[pos[c]] * l
+                c2 += 1
+            cur[j] = c2
+        c0 += width
+    free(cur)
+    return 0
 
 
 cdef void _cross_inverse(BlockedKernel self, Py_ssize_t j, Py_ssize_t c, Py_ssize_t pmax,
