@@ -42,8 +42,8 @@ def _dense_A(model, T, w):
 @pytest.mark.parametrize("slope", [False, True])
 def test_panelled_schur_and_pattern_inverse_match_dense_algebra(slope):
     """400 levels after the first term: the scalar Schur update runs in three panels (65,536
-    entries of S each; the vector-valued case takes the general path); log|A|, A⁻¹b and every A⁻¹ entry on A's block pattern as dense
-    algebra gives them, at unequal weights."""
+    entries of S each; the vector-valued case takes the general path); log|A|, A⁻¹b and every
+    A⁻¹ entry on A's block pattern as dense algebra gives them, at unequal weights."""
     df, formula = _crossed(800, 400, 5000, slope)
     model = LinearMixedModel(model_frame(formula, df))
     terms = model.frame.terms
