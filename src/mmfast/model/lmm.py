@@ -311,7 +311,9 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         if "_pwrss" in state and "_log_pwrss" not in state:  # pickled before y's rescaling
             state["_log_pwrss"] = math.log(state["_pwrss"])
         state.setdefault("control", LmmControl())  # pickled before controls existed
-        state["kernel"] = make_kernel(state["blocks"], state["frame"].terms, state["control"].dense_schur_max, state["control"])
+        state["kernel"] = make_kernel(
+            state["blocks"], state["frame"].terms, state["control"].dense_schur_max, state["control"]
+        )
         if state.get("fitted_", False):
             state["kernel"].update(state["layout"].flat(np.asarray(state["theta"], dtype=float)))
         super().__setstate__(state)
