@@ -34,6 +34,11 @@ cdef class Sealable:
         """Make the object read-only (the end of a fit, or of unpickling a fitted one)."""
         self._is_sealed = True
 
+    def _unseal(self):
+        """Writable again until the next ``_seal()``: only for a computation that moves the
+        fitted state and puts it back (``results.MixedModelResults._reopened``)."""
+        self._is_sealed = False
+
     @property
     def sealed(self) -> bool:
         """Whether the object is read-only."""

@@ -118,13 +118,13 @@ def pair_values(
     never the pattern (the residual whitening of ``model.residual_fit``).  ``index``: the
     ``pair_index`` of the pattern, if kept."""
     V = np.zeros(int(pair_vofs[-1]))
-    for j, ((k, m), pid) in enumerate(zip(pieces, row_pair)):  # per piece, one bincount
+    for j, (k, m) in enumerate(pieces):  # per piece, one bincount
         pk, pm = Xw[k].shape[1], Xw[m].shape[1]
         if index is not None:  # the kept pattern: every row's products
             wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
             V += np.bincount(index[j], weights=wts, minlength=len(V))
             continue
-        base, idx, wts = pair_vofs[pid], [], []
+        base, idx, wts = pair_vofs[row_pair[j]], [], []
         for s in range(pk):
             for t in range(pm):
                 w = Xw[k][:, s] * Xw[m][:, t]

@@ -12,6 +12,8 @@ profiles) and seals it, so that setting an attribute raises AttributeError; refi
 
 from __future__ import annotations
 
+import contextlib
+
 import threading
 
 import numpy as np
@@ -75,6 +77,18 @@ class MixedModelResults(Sealable, InformationCriteria):
         """The fit is done: a fresh cache for what is derived from it, then read-only."""
         self._fit_cache = FitCache()
         self._seal()
+
+    @contextlib.contextmanager
+    def _reopened(self):
+        """Writable inside the block, sealed again after it: for a computation that moves the
+        fitted state and restores it before leaving (nlme's ``intervals`` moving φ)."""
+        was = self.sealed
+        self._unseal()
+        try:
+            yield self
+        finally:
+            if was:
+                self._seal()
 
     def __getstate__(self) -> dict:
         """The attributes but the cache (a lock; its contents are derived again on use)."""

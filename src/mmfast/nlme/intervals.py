@@ -134,12 +134,13 @@ def lme_intervals(fit, level: float = 0.95) -> Intervals:
     phi0 = np.zeros(0) if res is None else np.asarray(model.phi, dtype=float)
     nat = _re_natural(fit)
     x0 = _pack(nat, phi0, np.log(model.sigma))
-    try:
-        H = _hessian(lambda x: 0.5 * _deviance(model, x, nat, len(phi0)), x0)
-    finally:
-        if res is not None:
-            model._load(phi0)
-        model.kernel.factor_at(model.templates(model.theta))
+    with model._reopened():  # φ moves through the whitening held on the model, then back
+        try:
+            H = _hessian(lambda x: 0.5 * _deviance(model, x, nat, len(phi0)), x0)
+        finally:
+            if res is not None:
+                model._load(phi0)
+            model.kernel.factor_at(model.templates(model.theta))
     try:
         V = np.linalg.inv(H)
     except np.linalg.LinAlgError:
