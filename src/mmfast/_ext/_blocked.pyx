@@ -10,6 +10,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.math cimport INFINITY, log, sqrt
 from libc.string cimport memset
+from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotrf
 from scipy.linalg.cython_blas cimport dsyrk, dtrsm
 from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
@@ -20,6 +21,8 @@ from ..design.ordering import expand, locality_order
 from ._checks import check_crossprods, check_length
 
 cnp.import_array()
+
+cdef Py_ssize_t PANEL_DOUBLES = 65536  # S entries per panel of the scalar Schur update (512 KB: in L2)
 
 cdef class BlockedKernel:
     """Objective-evaluation kernel: blockwise elimination of the first term, dense rest."""
@@ -139,7 +142,8 @@ cdef class BlockedKernel:
         cdef double* col
         cdef double* L21p
         cdef const int* pos
-        cdef Py_ssize_t end
+        cdef Py_ssize_t end, c0, width
+        cdef i64* cur
         cdef char lo = b'L', tr = b'T'
         cdef int nr, kp = <int> p0
         cdef double one = 1.0, mone = -1.0, zero = 0.0
@@ -215,13 +219,28 @@ cdef class BlockedKernel:
                 Sp = &self.S[0, 0]
                 L21p = &self.L21[0]
                 pos = &self.cross_pos[0]
+                # in panels of S's columns that stay in cache (a large crossed S does not: the
+                # scattered updates went to memory); each entry sums its levels in the same order
+                cur = <i64*> malloc((self.nlev0 + 1) * sizeof(i64))
+                if cur == NULL:
+                    return -1
                 for j in range(self.nlev0):
-                    end = self.cross_lofs[self.cross_colptr[j + 1]]
-                    for b in range(self.cross_lofs[self.cross_colptr[j]], end):
-                        acc = L21p[b]
-                        col = Sp + pos[b] * self.q2
-                        for a in range(b, end):
-                            col[pos[a]] -= L21p[a] * acc
+                    cur[j] = self.cross_lofs[self.cross_colptr[j]]  # entries, not pairs
+                width = max(8, PANEL_DOUBLES // self.q2)
+                c0 = 0
+                while c0 < self.q2:
+                    for j in range(self.nlev0):
+                        end = self.cross_lofs[self.cross_colptr[j + 1]]
+                        b = cur[j]
+                        while b < end and pos[b] < c0 + width:
+                            acc = L21p[b]
+                            col = Sp + pos[b] * self.q2
+                            for a in range(b, end):
+                                col[pos[a]] -= L21p[a] * acc
+                            b += 1
+                        cur[j] = b
+                    c0 += width
+                free(cur)
             for j in range(self.nlev0 if p0 > 1 else 0):  # S -= X'X, X: the level's stacked L21'
                 r0 = self.cross_lofs[self.cross_colptr[j]] // p0
                 nr = <int> (self.cross_lofs[self.cross_colptr[j + 1]] // p0 - r0)

@@ -375,6 +375,8 @@ cdef class KernelLoop(PirlsLoop):
     cdef const i64[::1] tidx
     cdef object np_u, np_beta, np_base, np_off, np_X, np_Binv
     cdef object error
+    cdef i64[::1] sc_theta, sc_start, sc_stop  # scalar terms: θ index, u range (warm starts)
+    cdef int keep_u
 
     def __init__(self, GlmResponse resp, X, off, eta0, Py_ssize_t nu, Py_ssize_t nT, tidx,
                  Py_ssize_t ntheta):
@@ -386,6 +388,24 @@ cdef class KernelLoop(PirlsLoop):
         self.np_base, self.np_off, self.np_X = np.asarray(self.base), np.asarray(self.off), np.asarray(self.X)
         self.np_Binv = np.eye(self.px)
         self.error = None
+        self.sc_theta = self.sc_start = self.sc_stop = np.zeros(0, dtype=np.int64)
+        self.keep_u = 0
+
+    def warm_start_in_b(self, theta_index, start, stop):
+        """Scalar terms (θ entry ``theta_index[r]`` scales u[start[r]:stop[r]]): a new θ
+        rescales the warm start u by θ_old / θ_new, so that b = Λu, which moves little with θ,
+        is kept rather than u (fewer PIRLS iterations after BOBYQA's long steps in θ).  Not
+        after ``set_state``: a state set by the caller is the start it asked for."""
+        ti, st, sp = (np.ascontiguousarray(a, dtype=np.int64) for a in (theta_index, start, stop))
+        if not (len(ti) == len(st) == len(sp)):
+            check_length("start/stop", min(len(st), len(sp)), len(ti))
+        if len(ti) and (ti.min() < 0 or ti.max() >= self.ntheta or st.min() < 0 or sp.max() > self.nu):
+            raise IndexError("warm_start_in_b: θ index or u range out of bounds")
+        self.sc_theta, self.sc_start, self.sc_stop = ti, st, sp
+
+    def set_state(self, u, beta):
+        PirlsLoop.set_state(self, u, beta)
+        self.keep_u = 1
 
     def bind(self, kernel):
         """Attach the kernel (which holds views of ``state()``)."""
@@ -403,7 +423,16 @@ cdef class KernelLoop(PirlsLoop):
         return getattr(self.kernel, name)
 
     cdef void _set_theta(self, const double* th) noexcept nogil:
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, r, j
+        cdef double old, f
+        if not self.fresh and not self.keep_u:  # warm start: keep b = Λu (``warm_start_in_b``)
+            for r in range(self.sc_theta.shape[0]):
+                old = self.T[self.tidx[self.sc_theta[r]]]
+                if old > 0.0 and th[self.sc_theta[r]] > 0.0 and old != th[self.sc_theta[r]]:
+                    f = old / th[self.sc_theta[r]]
+                    for j in range(self.sc_start[r], self.sc_stop[r]):
+                        self.u[j] = self.u[j] * f
+        self.keep_u = 0
         for i in range(self.ntheta):
             self.T[self.tidx[i]] = th[i]
 

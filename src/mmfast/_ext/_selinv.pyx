@@ -9,14 +9,17 @@ only A⁻¹'s diagonal, through (q_k - tr_k A⁻¹) / θ_k.  Works on the factor
 import numpy as np
 cimport numpy as cnp
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm
 from scipy.linalg.cython_lapack cimport dpotri
 
 from ._blocked cimport BlockedKernel
+from ._types cimport i64
 from ._checks import check_length
 
 cnp.import_array()
 
+cdef Py_ssize_t PANEL_DOUBLES = 65536  # S⁻¹ entries per panel of the scalar pass (512 KB: in L2)
 DIAG_TRACE_MIN = 1e-2  # smallest scalar θ_k for the diagonal trace: (q_k - tr_k) / θ_k cancels
 
 
@@ -46,6 +49,61 @@ def trace_gradient(BlockedKernel self, T, overwrite=False, general=False):
     if rc != 0:
         raise FloatingPointError("selected inverse failed")
     return out
+
+
+def pattern_inverse(BlockedKernel self, overwrite=False):
+    """A⁻¹ on A's own block pattern after an update, in the layout of the kernel's V (one
+    sub-block per pair of co-occurring blocks, row-major): what a row's (ZΛ A⁻¹ Λ'Z')_ii
+    needs (the GLMM's Laplace gradient).  ``overwrite``: S's factor becomes S⁻¹ (the factor
+    is released)."""
+    out = np.zeros(self.V.shape[0])
+    cdef double[::1] o = out
+    cdef Py_ssize_t j, c, s, t, xa, ya, pa, pb, ri, ri2, maxcol = 0, p0 = self.p0
+    cdef int n2 = <int> self.q2, info = 0
+    cdef char lo = b'L'
+    cdef double* Y
+    cdef double* P11
+    cdef double* Pyx
+    cdef double* Yall
+    if self.q2 > 0:
+        if overwrite:
+            self.held = False
+        self.Sinv = self.S if overwrite else np.array(self.S, order="F", copy=True)
+    for j in range(self.nlev0):  # Y of one level: its L21 entries
+        maxcol = max(maxcol, self.cross_lofs[self.cross_colptr[j + 1]] - self.cross_lofs[self.cross_colptr[j]])
+    with nogil:
+        if self.q2 > 0:
+            dpotri(&lo, &n2, &self.Sinv[0, 0], &n2, &info)
+            if info == 0:
+                _symmetrize(&self.Sinv[0, 0], self.q2)
+        Y = <double*> malloc((maxcol + 1) * sizeof(double))
+        P11 = <double*> malloc((p0 * p0 + 1) * sizeof(double))
+        Yall = <double*> malloc((self.cross_row.shape[0] + 1) * sizeof(double)) if self.scalar else NULL
+        if info == 0 and self.scalar and (Yall == NULL or _scalar_y(self, Yall) != 0):
+            info = -1
+        if info == 0 and Y != NULL and P11 != NULL:
+            for j in range(self.nlev0):
+                _level_inverse(self, j, Y, P11, Yall)
+                memcpy(&o[self.diag_vofs[j]], P11, p0 * p0 * sizeof(double))
+                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    Pyx = &o[self.cross_vofs[c]]
+                    _cross_inverse(self, j, c, Y, Pyx)
+            for c in range(self.rest_row.shape[0]):  # (x >= y, both after the first term)
+                xa, ya = self.rest_row[c], self.rest_col[c]
+                pa, pb = self.term_p[self.blk_term[xa]], self.term_p[self.blk_term[ya]]
+                ri, ri2 = self.blk_start[xa] - self.q1, self.blk_start[ya] - self.q1
+                for s in range(pa):
+                    for t in range(pb):
+                        o[self.rest_vofs[c] + s * pb + t] = self.Sinv[ri + s, ri2 + t]
+        elif info == 0:
+            info = -1
+        free(Y)
+        free(P11)
+        free(Yall)
+    if info != 0:
+        raise FloatingPointError("selected inverse failed")
+    return out
+
 
 cdef int _diag_trace(BlockedKernel self, const double* T, double* Q) noexcept nogil:
     """Scalar terms, every θ_k away from 0: Q_k = (q_k - tr_k(A⁻¹)) / θ_k needs only the
@@ -98,6 +156,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     cdef double* Y
     cdef double* P11
     cdef double* Pyx
+    cdef double* Yall
     cdef double* buf
     cdef const double* Tk
     cdef const double* Vp
@@ -105,12 +164,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
     cdef const double* Sinvp = &self.Sinv[0, 0] if self.q2 > 0 else NULL
     cdef const double* L21p = &self.L21[0]
     cdef const int* pos = &self.cross_pos[0] if self.cross_pos.shape[0] > 0 else NULL
-    cdef const int* rp
     cdef const double* colp
-    cdef int nr = 0, kp = <int> p0
-    cdef Py_ssize_t r0 = 0
-    cdef double one = 1.0, zero = 0.0
-    cdef char no = b'N', tr = b'T'
     for k in range(self.term_p.shape[0]):
         if self.term_p[k] > pmax:
             pmax = self.term_p[k]
@@ -127,54 +181,17 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
             maxcol = c
     Y = <double*> malloc((maxcol + 1) * sizeof(double))
     P11 = <double*> malloc((p0 * p0 + 3 * pmax * pmax + 1) * sizeof(double))
-    if Y == NULL or P11 == NULL:
+    Yall = <double*> malloc((self.cross_row.shape[0] + 1) * sizeof(double)) if self.scalar else NULL
+    if Y == NULL or P11 == NULL or (self.scalar and (Yall == NULL or _scalar_y(self, Yall) != 0)):
         free(Y)
         free(P11)
+        free(Yall)
         return -1
     Pyx = P11 + p0 * p0
     buf = Pyx + pmax * pmax
     for j in range(self.nlev0):
         D = &self.Ldiag[j * p0 * p0]
-        # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
-        if p0 == 1:  # entry by entry, local pointers: the compiler keeps them in registers
-            c0, c1 = self.cross_lofs[self.cross_colptr[j]], self.cross_lofs[self.cross_colptr[j + 1]]
-            for c in range(c0, c1):
-                colp = Sinvp + pos[c] * self.q2
-                acc = 0.0
-                for c2 in range(c0, c1):
-                    acc = acc + colp[pos[c2]] * L21p[c2]
-                Y[c - c0] = acc
-        if p0 > 1:  # Y' = X S⁻¹[rows, rows] with X (p0 x nr) the level's stacked L21'
-            r0 = self.cross_lofs[self.cross_colptr[j]] // p0
-            nr = <int> (self.cross_lofs[self.cross_colptr[j + 1]] // p0 - r0)
-            rp = pos + r0
-            if nr > 0 and rp[nr - 1] - rp[0] == nr - 1:  # contiguous rows: S⁻¹ in place
-                dgemm(&no, &no, &kp, &nr, &nr, &one, <double*> &L21p[r0 * p0], &kp,
-                      &self.Sinv[rp[0], rp[0]], &n2, &zero, Y, &kp)
-            elif nr > 0:
-                for c2 in range(nr):  # gather S⁻¹[rows, rows] (symmetrised above)
-                    colp = Sinvp + rp[c2] * self.q2
-                    for c in range(nr):
-                        self.gbuf[c + c2 * nr] = colp[rp[c]]
-                dgemm(&no, &no, &kp, &nr, &nr, &one, <double*> &L21p[r0 * p0], &kp, &self.gbuf[0], &nr, &zero, Y, &kp)
-        # W_j = Σ_c L21_c' Y_c  -> P11 = I + W_j, then L_j⁻ᵀ P11 L_j⁻¹
-        for s in range(p0 * p0):
-            P11[s] = 0.0
-        for s in range(p0):
-            P11[s * p0 + s] = 1.0
-        if p0 > 1 and nr > 0:  # P11[s, t] += Σ_rows X[s, row] Y'[t, row]
-            dgemm(&no, &tr, &kp, &kp, &nr, &one, Y, &kp, <double*> &L21p[r0 * p0], &kp, &one, P11, &kp)
-        for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if p0 == 1 else 0):
-            pk = self.term_p[self.blk_term[self.cross_row[c]]]
-            La = &self.L21[self.cross_lofs[c]]
-            a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
-            for s in range(p0):
-                for t in range(p0):
-                    acc = 0.0
-                    for i in range(pk):
-                        acc = acc + La[i * p0 + s] * Y[a + i * p0 + t]
-                    P11[s * p0 + t] += acc
-        _sandwich_inv(D, P11, p0)
+        _level_inverse(self, j, Y, P11, Yall)
         # diagonal pair (j, j): Q_0 += P11 T0' G_jj
         Tk = T
         Vp = &self.V[self.diag_vofs[j]]
@@ -183,15 +200,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
         for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
             k = self.blk_term[self.cross_row[c]]
             pk = self.term_p[k]
-            a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
-            for s in range(pk):  # row s of Y times L_j⁻¹: solve x L_j = y (backward)
-                for t in range(p0 - 1, -1, -1):
-                    acc = Y[a + s * p0 + t]
-                    for i in range(t + 1, p0):
-                        acc = acc - Pyx[s * p0 + i] * D[i * p0 + t]
-                    Pyx[s * p0 + t] = acc / D[t * p0 + t]
-            for s in range(pk * p0):
-                Pyx[s] = -Pyx[s]
+            _cross_inverse(self, j, c, Y, Pyx)
             Vp = &self.V[self.cross_vofs[c]]
             # Q_j (term 0) += P_ij' T_k' V   with P_ij: pk x p0, V: pk x p0
             _acc_ptv(Pyx, pk, p0, T + self.tofs[k], pk, Vp, p0, 1, Q, buf)
@@ -199,6 +208,7 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
             _acc_ptv(Pyx, pk, p0, T, p0, Vp, pk, 0, Q + self.tofs[k], buf, 1)
     free(Y)
     free(P11)
+    free(Yall)
     # rest pairs (x >= y, both after the first term): P from S⁻¹
     for c in range(self.rest_row.shape[0]):
         xa = self.rest_row[c]
@@ -225,6 +235,126 @@ cdef int _selinv_trace(BlockedKernel self, const double* T, double* Q) noexcept 
                             acc = acc + self.Sinv[ri + s, ri2 + i] * T[self.tofs[self.blk_term[ya]] + a + i * pb] * Vp[t * pb + a]
                     Q[self.tofs[self.blk_term[xa]] + s * pa + t] += acc
     return 0
+
+cdef void _level_inverse(BlockedKernel self, Py_ssize_t j, double* Y, double* P11,
+                         const double* Yall) noexcept nogil:
+    """For level j of the first term (after dpotri put S⁻¹, symmetric, in ``Sinv``):
+    Y_c = Σ_c2 S⁻¹[i_c, i_c2] L21_c2 (p_i x p0, row-major) for its cross pairs, each at c's L21
+    offset within the level (``cross_lofs[c] - cross_lofs[cross_colptr[j]]``), and P11 = L_j⁻ᵀ
+    (I + Σ_c L21_c' Y_c) L_j⁻¹, the diagonal block (A⁻¹)_jj.  Every term scalar: Y copied from
+    ``Yall`` (``_scalar_y``'s panelled pass); a scalar first term with vector terms after it:
+    entry by entry (one L21 entry per row of S); a vector first term: BLAS on the level's
+    stacked L21 rows, on S⁻¹ in place when they are contiguous in S, else on a gathered copy."""
+    cdef Py_ssize_t c, c2, s, t, a, i, pk, c0, c1, r0 = 0, p0 = self.p0
+    cdef int n2 = <int> self.q2, nr = 0, kp = <int> p0
+    cdef double one = 1.0, zero = 0.0
+    cdef char no = b'N', tr = b'T'
+    cdef double acc
+    cdef double* D = &self.Ldiag[j * p0 * p0]
+    cdef const double* La
+    cdef const double* Sinvp = &self.Sinv[0, 0] if self.q2 > 0 else NULL
+    cdef const double* L21p = &self.L21[0]
+    cdef const int* pos = &self.cross_pos[0] if self.cross_pos.shape[0] > 0 else NULL
+    cdef const int* rp
+    cdef const double* colp
+    c0, c1 = self.cross_lofs[self.cross_colptr[j]], self.cross_lofs[self.cross_colptr[j + 1]]
+    # Y_c = Σ_c2 Sinv[i_c, i_c2] L21_c2   (p_i x p0), row-major
+    if self.scalar:  # every entry is a cross pair (cross_lofs[c] == c)
+        for c in range(c0, c1):
+            Y[c - c0] = Yall[c]
+    elif p0 == 1:  # entry by entry, local pointers: the compiler keeps them in registers
+        for c in range(c0, c1):
+            colp = Sinvp + pos[c] * self.q2
+            acc = 0.0
+            for c2 in range(c0, c1):
+                acc = acc + colp[pos[c2]] * L21p[c2]
+            Y[c - c0] = acc
+    else:  # Y' = X S⁻¹[rows, rows] with X (p0 x nr) the level's stacked L21'
+        r0 = c0 // p0
+        nr = <int> (c1 // p0 - r0)
+        rp = pos + r0
+        if nr > 0 and rp[nr - 1] - rp[0] == nr - 1:  # contiguous rows: S⁻¹ in place
+            dgemm(&no, &no, &kp, &nr, &nr, &one, <double*> &L21p[r0 * p0], &kp,
+                  &self.Sinv[rp[0], rp[0]], &n2, &zero, Y, &kp)
+        elif nr > 0:
+            for c2 in range(nr):  # gather S⁻¹[rows, rows] (symmetrised)
+                colp = Sinvp + rp[c2] * self.q2
+                for c in range(nr):
+                    self.gbuf[c + c2 * nr] = colp[rp[c]]
+            dgemm(&no, &no, &kp, &nr, &nr, &one, <double*> &L21p[r0 * p0], &kp, &self.gbuf[0], &nr, &zero, Y, &kp)
+    # W_j = Σ_c L21_c' Y_c  -> P11 = I + W_j, then L_j⁻ᵀ P11 L_j⁻¹
+    for s in range(p0 * p0):
+        P11[s] = 0.0
+    for s in range(p0):
+        P11[s * p0 + s] = 1.0
+    if p0 > 1 and nr > 0:  # P11[s, t] += Σ_rows X[s, row] Y'[t, row]
+        dgemm(&no, &tr, &kp, &kp, &nr, &one, Y, &kp, <double*> &L21p[r0 * p0], &kp, &one, P11, &kp)
+    for c in range(self.cross_colptr[j], self.cross_colptr[j + 1] if p0 == 1 else 0):
+        pk = self.term_p[self.blk_term[self.cross_row[c]]]
+        La = &self.L21[self.cross_lofs[c]]
+        a = self.cross_lofs[c] - c0
+        for s in range(p0):
+            for t in range(p0):
+                acc = 0.0
+                for i in range(pk):
+                    acc = acc + La[i * p0 + s] * Y[a + i * p0 + t]
+                P11[s * p0 + t] += acc
+    _sandwich_inv(D, P11, p0)
+
+
+cdef int _scalar_y(BlockedKernel self, double* Yall) noexcept nogil:
+    """Every term scalar (``self.scalar``: then L21 entries and cross pairs coincide): Y_c =
+    Σ_c2 S⁻¹[i_c, i_c2] l_c2 for every cross pair c (c2 over c's level of the first term), in panels of S⁻¹'s columns that stay in cache (as the kernel's Schur
+    update); each Y_c sums over c2 in the same order as a level-by-level loop.  0, or -1."""
+    cdef Py_ssize_t j, c, c2, c0, end, beg, width, q2 = self.q2, nc = self.cross_row.shape[0]
+    cdef const double* Sinvp = &self.Sinv[0, 0] if q2 > 0 else NULL
+    cdef const double* L21p = &self.L21[0]
+    cdef const int* pos = &self.cross_pos[0] if nc > 0 else NULL
+    cdef const double* colp
+    cdef double l
+    cdef i64* cur = <i64*> malloc((self.nlev0 + 1) * sizeof(i64))
+    if cur == NULL:
+        return -1
+    for c in range(nc):
+        Yall[c] = 0.0
+    for j in range(self.nlev0):
+        cur[j] = self.cross_colptr[j]
+    width = max(8, PANEL_DOUBLES // max(q2, 1))
+    c0 = 0
+    while c0 < q2:
+        for j in range(self.nlev0):
+            beg, end = self.cross_colptr[j], self.cross_colptr[j + 1]
+            c2 = cur[j]
+            while c2 < end and pos[c2] < c0 + width:
+                colp = Sinvp + pos[c2] * q2
+                l = L21p[c2]
+                for c in range(beg, end):
+                    Yall[c] += colp[pos[c]] * l
+                c2 += 1
+            cur[j] = c2
+        c0 += width
+    free(cur)
+    return 0
+
+
+cdef void _cross_inverse(BlockedKernel self, Py_ssize_t j, Py_ssize_t c, const double* Y,
+                         double* Pyx) noexcept nogil:
+    """(A⁻¹)_ij = -Y_c L_j⁻¹ (p_i x p0, row-major) for cross pair c = (i, j), Y from
+    ``_level_inverse``."""
+    cdef Py_ssize_t s, t, i, p0 = self.p0
+    cdef Py_ssize_t pk = self.term_p[self.blk_term[self.cross_row[c]]]
+    cdef Py_ssize_t a = self.cross_lofs[c] - self.cross_lofs[self.cross_colptr[j]]
+    cdef double acc
+    cdef const double* D = &self.Ldiag[j * p0 * p0]
+    for s in range(pk):  # row s of Y times L_j⁻¹: solve x L_j = y (backward)
+        for t in range(p0 - 1, -1, -1):
+            acc = Y[a + s * p0 + t]
+            for i in range(t + 1, p0):
+                acc = acc - Pyx[s * p0 + i] * D[i * p0 + t]
+            Pyx[s * p0 + t] = acc / D[t * p0 + t]
+    for s in range(pk * p0):
+        Pyx[s] = -Pyx[s]
+
 
 cdef void _symmetrize(double* A, Py_ssize_t n) noexcept nogil:
     """Copy the lower triangle of a column-major n x n matrix to its upper one, in tiles."""

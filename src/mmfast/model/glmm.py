@@ -192,7 +192,10 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         kernel = getattr(getattr(self.engine, "kernel", None), "kj", None)  # GeneralKernel's
         dense = 0 if kernel is None else getattr(kernel, "dense_size", None)
         try:
-            with limit_fit_threads(dense, sum(t.q for t in self.frame.terms)):
+            # a kernel engine factors its dense part in every PIRLS iteration, and OpenBLAS
+            # threads a 200 x 200 dpotrf already (50x slower on a busy machine): min_q 0
+            limit = (dense, sum(t.q for t in self.frame.terms)) + (() if kernel is None else (0,))
+            with limit_fit_threads(*limit):
                 return self._fit(start)
         finally:
             if gc_was_on:

@@ -180,6 +180,7 @@ def minimize_newton(
     max_step=math.inf,
     final_step=False,
     give_up=None,
+    f_noise=0.0,
 ) -> OptResult:
     """Bounded quasi-Newton from a good start and a good Hessian (refits of a fitted model).
 
@@ -202,7 +203,9 @@ def minimize_newton(
     is below ``dec_tol``, with the ratio of the last two step lengths as the contraction
     (AI-Newton converges linearly, ~0.02-0.1 per step on our models); that needs a decrement
     already below FINAL_DEC_MAX.  ``give_up(x)``: checked at every accepted point; True stops
-    the run (not converged).
+    the run (not converged).  ``f_noise``: f's relative rounding level; a trial point within it
+    of f is accepted when its gradient is smaller (f cannot rank such points, and halving on
+    noise alone spends evaluations near the optimum for nothing).
     """
     t0 = time.perf_counter()
     lower = np.asarray(lower, dtype=float)
@@ -241,6 +244,9 @@ def minimize_newton(
             fn = float(fun_grad(xn, gn))
             nev += 1
             if fn <= f:
+                break
+            if fn <= f + f_noise * (1.0 + abs(f)) and np.max(np.abs(gn)) < np.max(np.abs(g)):
+                fn = f  # a tie within rounding, decided by the gradient
                 break
             t *= 0.5
         if not fn <= f:

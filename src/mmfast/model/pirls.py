@@ -88,6 +88,15 @@ def make_engine(frame, family, y, pw, n, eta0, layout: ThetaLayout | None = None
         q = sum(t.q for t in frame.terms)
         eng = KernelLoop(resp, frame.X, off, eta0, q, layout.size, layout.pos, layout.ntheta)
         eng.bind(GeneralKernel(frame, family, eng.state(), layout))
+        pos = np.asarray(layout.pos)
+        tofs = np.cumsum([0] + [t.p * t.p for t in frame.terms])[:-1]
+        scalar = [
+            (int(np.flatnonzero(pos == o)[0]), t.offset, t.offset + t.q)
+            for t, o in zip(frame.terms, tofs)
+            if t.p == 1 and np.any(pos == o)
+        ]
+        if scalar:
+            eng.warm_start_in_b(*zip(*scalar))
     eng.newton = int(family.newton and family.link.name == family.canonical)  # PIRLS is Newton's then
     return eng
 

@@ -68,8 +68,8 @@ class GeneralKernel:
         self.layout = ThetaLayout(terms) if layout is None else layout
         self.tidx = self.layout.pos
         self._grad, self._theta_pos = None, []
-        if laplace_gradient.supports(frame, family):
-            self._grad = laplace_gradient.LaplaceGradient(frame, family)
+        if laplace_gradient.supports(frame, family, self.ku):
+            self._grad = laplace_gradient.LaplaceGradient(frame, family, blocks)
             self._theta_pos = [
                 (k, r, c)
                 for k, pm in enumerate(self.layout.params)  # the kernel's (unstructured) layout
@@ -78,7 +78,7 @@ class GeneralKernel:
 
     @property
     def has_gradient(self) -> bool:
-        """``laplace_gradient.supports``: canonical link, small dense part."""
+        """``laplace_gradient.supports``: canonical link, blocked kernel."""
         return self._grad is not None
 
     def reweight(self, w, zt, joint: bool) -> None:
@@ -122,7 +122,7 @@ class GeneralKernel:
     def gradient(self, resp, Binv) -> np.ndarray:
         """The analytic Laplace gradient at the loop's converged state (``laplace_gradient``)."""
         s = self.s
-        return self._grad(s["T"], s["u"], s["eta"], resp.y_, resp.pw_, Binv, self._theta_pos)
+        return self._grad(self.ku, s["T"], s["u"], s["eta"], resp.y_, resp.pw_, Binv, self._theta_pos)
 
     def rx_matrix(self) -> np.ndarray:
         """X'WX - X'WZΛ A⁻¹ Λ'Z'WX at the working weights (joint, set by the loop)."""
