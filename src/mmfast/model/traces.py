@@ -21,7 +21,14 @@ from typing import Callable, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["TraceDesign", "trace_tensors", "component_groups", "DENSE_COMPONENT_MAX", "CHUNK_ENTRIES"]
+__all__ = [
+    "TraceDesign",
+    "trace_tensors",
+    "contract_columns",
+    "component_groups",
+    "DENSE_COMPONENT_MAX",
+    "CHUNK_ENTRIES",
+]
 
 CHUNK_ENTRIES = 4_000_000  # entries of one dense column chunk (q x columns)
 DENSE_COMPONENT_MAX = 150  # components up to this size: all of a layout at once (larger: Schur)
@@ -143,16 +150,23 @@ def _chunked_component(kernel, design, idx, N, dg):
         per = max(1, CHUNK_ENTRIES // max(q * tm.p, 1)) * tm.p
         for c0 in range(0, len(cols_m), per):
             cols = cols_m[c0 : c0 + per]
-            nl = len(cols) // tm.p
             rhs = K[:, cols].toarray(order="F")
             MJ = ZtZ[:, cols].toarray() - np.asarray(K.T @ kernel.solve(rhs))
-            for k, tk in enumerate(terms):
-                Mk = MJ[tk.offset : tk.offset + tk.q]
-                if tk.p == 1 and tm.p == 1:
-                    N[k][m][0, 0, 0, 0] += float(np.einsum("ij,ij->", Mk, Mk))
-                else:
-                    Mk = Mk.reshape(tk.nlevels, tk.p, nl, tm.p)
-                    N[k][m] += np.einsum("lanc,lbnd->abcd", Mk, Mk, optimize=True)
-            own = MJ[cols].reshape(nl, tm.p, nl, tm.p)
-            ii = np.arange(nl)
-            dg[m] += own[ii, :, ii, :].sum(axis=0)
+            contract_columns(MJ, cols, m, terms, N, dg)
+
+
+def contract_columns(MJ: np.ndarray, cols: np.ndarray, m: int, terms, N, dg) -> None:
+    """Add M's columns ``cols`` (whole levels of term m; ``MJ`` = M[:, cols], every row) to the
+    term-pair tensors N[k][m] and to dg[m]: the one contraction every route ends in."""
+    tm = terms[m]
+    nl = len(cols) // tm.p
+    for k, tk in enumerate(terms):
+        Mk = MJ[tk.offset : tk.offset + tk.q]
+        if tk.p == 1 and tm.p == 1:
+            N[k][m][0, 0, 0, 0] += float(np.einsum("ij,ij->", Mk, Mk))
+        else:
+            Mk = Mk.reshape(tk.nlevels, tk.p, nl, tm.p)
+            N[k][m] += np.einsum("lanc,lbnd->abcd", Mk, Mk, optimize=True)
+    own = MJ[cols].reshape(nl, tm.p, nl, tm.p)
+    ii = np.arange(nl)
+    dg[m] += own[ii, :, ii, :].sum(axis=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..inference.structure import VarianceStructure
+from ..model.traces import contract_columns
 
 __all__ = ["DesignRefitter", "DenseVarianceStructure", "DENSE_Q_MAX", "satterthwaite_f"]
 
@@ -92,20 +93,11 @@ class DenseVarianceStructure(VarianceStructure):
             return self._tensors
         M = self.ZtZ - self.K.T @ self.solve(self.K)
         terms = self.terms
-        N = [[None] * len(terms) for _ in terms]
-        dg = []
-        for k, tk in enumerate(terms):
-            rk = slice(tk.offset, tk.offset + tk.q)
-            own = M[rk, rk].reshape(tk.nlevels, tk.p, tk.nlevels, tk.p)
-            ii = np.arange(tk.nlevels)
-            dg.append(own[ii, :, ii, :].sum(axis=0))
-            for m, tm in enumerate(terms):
-                sub = M[rk, tm.offset : tm.offset + tm.q]
-                if tk.p == 1 and tm.p == 1:
-                    N[k][m] = np.full((1, 1, 1, 1), float(np.einsum("ij,ij->", sub, sub)))
-                else:
-                    sub = sub.reshape(tk.nlevels, tk.p, tm.nlevels, tm.p)
-                    N[k][m] = np.einsum("lanc,lbnd->abcd", sub, sub, optimize=True)
+        N = [[np.zeros((tk.p, tk.p, tm.p, tm.p)) for tm in terms] for tk in terms]
+        dg = [np.zeros((t.p, t.p)) for t in terms]
+        for m, tm in enumerate(terms):  # M is dense here: every column at once
+            cols = np.arange(tm.offset, tm.offset + tm.q)
+            contract_columns(M[:, cols], cols, m, terms, N, dg)
         self._tensors = (N, dg)
         return self._tensors
 
