@@ -24,10 +24,10 @@ from ..model.data_input import as_frame, check_numeric_time, numeric_names
 from ..progress import check_progress
 from ..runner import BACKENDS, run_calls
 from .grouping import group_keys, plan_groups
-from .nb import is_negative_binomial, nb_design, nb_tasks, poisson_limit_warning
+from .nb import is_negative_binomial, nb_family_signature, nb_model_tasks, poisson_limit_warning
 from .output import ResultStore, group_hashes
 from .scalar import scalar_design
-from .templates import build_template, subset_template
+from .templates import build_glmm_template, build_template, subset_template
 from .tasks import TIDY_COLUMNS, GeneralTask, ScalarTask, concat_chunks, error_chunk, run_task, satterthwaite_available
 
 __all__ = ["fit_many"]
@@ -94,10 +94,13 @@ def fit_many(
     progress : bool, optional
         A tqdm bar over the groups (None: on a terminal for runs over ~2 s).
     family : str or Family, optional
-        None: linear mixed models.  ``"negative_binomial"`` (``"nbinom2"``): NB GLMMs with one
-        random intercept, e.g. ``count ~ condition + offset(log(size_factor)) + (1 | donor)``,
-        fitted for many genes at once by glmmTMB's Laplace maximum likelihood (β, σ and θ_NB
-        jointly; ``mmfast.pipeline.nb``); ``reml`` and ``ddf`` do not apply (Wald z tests).
+        None: linear mixed models.  ``"negative_binomial"`` (``"nbinom2"``, or a
+        ``NegativeBinomial`` family object): NB GLMMs.  With one random intercept, e.g.
+        ``count ~ condition + offset(log(size_factor)) + (1 | donor)``, and θ_NB estimated, many
+        genes are fitted at once by glmmTMB's Laplace maximum likelihood (β, σ and θ_NB jointly;
+        ``mmfast.pipeline.nb``); other random effects (slopes, several terms) and fixed-θ families
+        are ``mmfast.glmer(formula, gene_rows, family)`` per gene, in the same rows.  ``reml`` and
+        ``ddf`` do not apply (Wald z tests).
     counts : array, DataFrame or sparse matrix, optional
         With the negative binomial family: a genes x cells count matrix (a DataFrame's index
         names the genes) and ``data`` one row per cell; ``by`` names the gene column of the
@@ -143,7 +146,7 @@ def fit_many(
     if counts is not None:
         from .counts import fit_counts
 
-        return fit_counts(data, formula, parsed, by, counts, n_jobs, backend, output, progress, lmer_kwargs)
+        return fit_counts(data, formula, parsed, by, counts, n_jobs, backend, output, progress, lmer_kwargs, nb)
     spec = _Spec(parsed, data, by, reml, ddf, lmer_kwargs, nb)
     # rows missing a design value belong to no design; rows missing only the response are
     # dropped per group (a subset of the class's design, see templates.subset_template)
@@ -174,7 +177,7 @@ def fit_many(
                 "options": options,
                 "data": "group-hash-1",
                 "levels": levels,
-                **({"family": "negative_binomial"} if nb else {}),
+                **({"family": nb_family_signature(nb)} if nb is not None else {}),
             },
         )
         gid, _ = group_keys(data, by)  # only when resuming: O(n) hashing, vectorised
@@ -194,7 +197,7 @@ def fit_many(
                 new_tasks, errors = spec.tasks(data, cls.groups[sel], cls.rows[sel], y_all, y_missing)
                 tasks += new_tasks
                 chunks += errors
-    return _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, nb)
+    return _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, nb is not None)
 
 
 def _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, nb) -> pd.DataFrame:
@@ -213,18 +216,19 @@ def _collect(chunks, tasks, n_jobs, backend, progress, keys, by, store, hashes, 
     return result
 
 
-def _check_family(family, counts) -> bool:
-    """Is this the negative binomial pipeline?  (Other GLMM families are not batched.)"""
+def _check_family(family, counts):
+    """The negative binomial family (name or object) of this pipeline, or None (LMMs).  (Other
+    GLMM families are not fitted by fit_many.)"""
     if family is None:
         if counts is not None:
             raise ArgumentError("counts= is for family='negative_binomial'")
-        return False
+        return None
     if not is_negative_binomial(family):
         raise ArgumentError(
             f"fit_many fits linear mixed models (family=None) or negative binomial GLMMs "
             f"(family='negative_binomial'), not family={family!r}: use mmfast.glmer per group"
         )
-    return True
+    return family
 
 
 def _finished(chunks, tasks, n_jobs, backend, progress):
@@ -252,8 +256,9 @@ def _n_groups(chunk: dict) -> int:
 class _Spec:
     """What fit_many needs from the formula: design columns, response, the template models."""
 
-    def __init__(self, parsed, data, by, reml, ddf, kwargs, nb=False):
-        self.parsed, self.reml, self.ddf, self.nb = parsed, bool(reml), ddf, nb
+    def __init__(self, parsed, data, by, reml, ddf, kwargs, family=None):
+        self.parsed, self.reml, self.ddf = parsed, bool(reml), ddf
+        self.family, self.nb = family, family is not None  # a negative binomial family: GLMMs
         self.response_error: str | None = None  # set when the response cannot be evaluated
         self.kwargs = dict(kwargs)
         cols = set(data.columns)
@@ -311,7 +316,14 @@ class _Spec:
 
     def template(self, data, rows, parent=None, keep=None):
         """The design of ``rows`` as an unfitted model: from ``parent``'s rows ``keep`` when
-        that is lmer's design, else from the formula (errors: the design's, for all groups)."""
+        that is lmer's design, else from the formula (errors: the design's, for all groups).
+        Negative binomial: an unfitted GLMM with glmer's frame, always from the rows."""
+        if self.nb:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*rank deficient.*")
+                return build_glmm_template(
+                    self.parsed, data, rows, self.needed, self.response_only, self.family, self.kwargs
+                )
         if parent is not None:
             model = subset_template(parent, keep, self.kwargs.get("check_nobs_vs_nre", "stop"))
             if model is not None:
@@ -379,7 +391,7 @@ class _Spec:
     def _design_tasks(self, model, groups, Y):
         out: list[ScalarTask | GeneralTask] = []
         if self.nb:
-            return nb_tasks(nb_design(model), Y, groups)
+            return nb_model_tasks(model, self.family, Y, groups)
         if self.scalar_ok(model):
             t = model.frame.terms[0]
             des = scalar_design(model.frame.X, t.X[:, 0], t.factor.codes, t.nlevels, self.reml, self.parsed.response)

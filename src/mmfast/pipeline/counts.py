@@ -15,13 +15,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, DataError
-from .nb import check_counts_matrix, nb_design, nb_tasks
+from .nb import check_counts_matrix, nb_family_signature, nb_model_tasks
 from .output import ResultStore
 
 __all__ = ["fit_counts"]
 
 
-def fit_counts(data, formula, parsed, by, counts, n_jobs, backend, output, progress, kwargs) -> pd.DataFrame:
+def fit_counts(
+    data, formula, parsed, by, counts, n_jobs, backend, output, progress, kwargs, family="negative_binomial"
+) -> pd.DataFrame:
     """The counts-matrix form of ``fit_many`` (arguments as there, already checked)."""
     from .api import _Spec, _collect
 
@@ -34,25 +36,25 @@ def fit_counts(data, formula, parsed, by, counts, n_jobs, backend, output, progr
     if resp in data.columns:
         raise DataError(f"with counts=, the response '{resp}' names the count matrix: it must not be a column")
     data = data.assign(**{resp: 1.0})  # a placeholder: the template replaces it
-    spec = _Spec(parsed, data, by, False, None, kwargs, nb=True)
+    spec = _Spec(parsed, data, by, False, None, kwargs, family)
     complete = data[spec.design_cols].notna().all(axis=1).to_numpy()
     rows = np.flatnonzero(complete)
     if not rows.size:
         raise DataError("no cell has all the design's values")
-    design = nb_design(spec.template(data, rows))
+    template = spec.template(data, rows)
     keys = pd.DataFrame({by[0]: names})
     if keys[by[0]].duplicated().any():
         raise DataError("counts has duplicated gene names")
     store, pending = None, np.ones(len(keys), dtype=bool)
     hashes = None
     if output is not None:
-        signature = {"formula": formula, "by": by, "family": "negative_binomial", "counts": "matrix",
+        signature = {"formula": formula, "by": by, "family": nb_family_signature(family), "counts": "matrix",
                      "data": "gene-hash-1", "options": {k: repr(v) for k, v in sorted(kwargs.items())}}  # fmt: skip
         store = ResultStore(output, by, signature)
         hashes = _gene_hashes(Y, data[spec.design_cols].iloc[rows])
         pending = ~store.done(keys, hashes)
     todo = np.flatnonzero(pending)
-    tasks = nb_tasks(design, np.ascontiguousarray(Y[np.ix_(todo, rows)]), todo) if todo.size else []
+    tasks = nb_model_tasks(template, family, np.ascontiguousarray(Y[np.ix_(todo, rows)]), todo) if todo.size else []
     return _collect([], tasks, n_jobs, backend, progress, keys, by, store, hashes, pending, True)
 
 

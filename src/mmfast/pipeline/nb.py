@@ -12,6 +12,11 @@ Counts are given either long (one row per gene and cell, ``by="gene"``: genes th
 design after ``grouping``'s canonical row order share one task) or wide (``counts=``: a
 genes x cells matrix, ``data`` one row per cell): then no per-row grouping work is done.
 
+Other NB models (random slopes, several random-effects terms, a ``NegativeBinomial`` family
+with fixed θ, another link) are fitted gene by gene as ``mmfast.glmer(formula, gene_rows,
+family)`` (``NBGeneralTask``: an unfitted GLMM template with glmer's frame, built once per
+design, fitted to each gene's counts) and reported in the same rows.
+
 A gene that cannot be fitted is a row with its reason in ``error`` (all counts zero, counts
 that are not non-negative integers, a non-finite deviance); one the optimiser did not settle
 has its estimates with ``converged`` False.  θ_NB at the upper bound (θ > 1e8, the Poisson
@@ -29,10 +34,22 @@ from scipy.special import ndtr
 from .._ext._nbgenes import fit_nb_genes
 from ..errors import DataError, ModelSpecError
 
-__all__ = ["NB_FAMILIES", "NBDesign", "NBTask", "is_negative_binomial", "nb_design", "nb_tasks", "STATUS"]
+__all__ = [
+    "NB_FAMILIES",
+    "NBDesign",
+    "NBTask",
+    "NBGeneralTask",
+    "is_negative_binomial",
+    "kernel_fits",
+    "nb_design",
+    "nb_tasks",
+    "nb_model_tasks",
+    "STATUS",
+]
 
 NB_FAMILIES = ("negative_binomial", "nbinom2")
 NB_CHUNK = 250  # genes per task (fixed: results never depend on n_jobs)
+GENERAL_NB_CHUNK = 16  # genes per task fitted one by one (other designs, fixed θ)
 KAPPA_LO, KAPPA_HI = np.log(1e-4), np.log(1e8)  # log θ_NB is kept in this range
 SINGULAR_TOL = 1e-4
 STATUS = {
@@ -49,24 +66,35 @@ CONVERGED = (0, 3, 4)
 
 
 def is_negative_binomial(family) -> bool:
-    """Is ``family`` nbinom2 (by name, or a family object whose name is one of NB_FAMILIES)?  A
-    family object the kernel cannot fit (fixed θ, another link) is a ModelSpecError."""
+    """Is ``family`` nbinom2 (by name, or a family object whose name is one of NB_FAMILIES)?"""
     if family is None:
         return False
     name = family if isinstance(family, str) else getattr(family, "name", "")
     name = str(name).lower().replace(" ", "_").replace("-", "_")
-    if not (name in NB_FAMILIES or name.startswith("negative_binomial")):
-        return False
-    if not isinstance(family, str):  # a family object: what the kernel fits, or a clear refusal
+    return name in NB_FAMILIES or name.startswith("negative_binomial")
+
+
+def kernel_fits(family, model) -> bool:
+    """Does the batched kernel fit this family and design: θ_NB estimated, log link, observed
+    Hessian, one scalar random intercept ``(1 | g)``, no weights?  (Else: ``NBGeneralTask``.)"""
+    if not isinstance(family, str):
         link = getattr(getattr(family, "link", None), "name", "log")
         exact = getattr(family, "hessian", "observed") == "observed"
         if getattr(family, "fixed", None) is not None or link != "log" or not exact:
-            raise ModelSpecError(
-                "fit_many's negative binomial pipeline estimates theta per gene with the log link and "
-                "glmmTMB's Laplace approximation: use NegativeBinomial() (no fixed theta, link='log', "
-                "hessian='observed'), or mmfast.glmer per gene"
-            )
-    return True
+            return False
+    f = model.frame
+    return len(f.terms) == 1 and f.terms[0].p == 1 and bool(np.all(f.terms[0].X[:, 0] == 1.0)) and f.weights is None
+
+
+def nb_family_signature(family) -> str:
+    """The family as stored with resumable output ("negative_binomial" for the kernel's)."""
+    if isinstance(family, str):
+        return "negative_binomial"
+    theta, link = getattr(family, "fixed", None), getattr(getattr(family, "link", None), "name", "log")
+    hess = getattr(family, "hessian", "observed")
+    if theta is None and link == "log" and hess == "observed":
+        return "negative_binomial"
+    return f"negative_binomial(theta={theta!r}, link={link!r}, hessian={hess!r})"
 
 
 @dataclass
@@ -108,6 +136,17 @@ def nb_design(model) -> NBDesign:
 def nb_tasks(design: NBDesign, Y: np.ndarray, groups: np.ndarray) -> list:
     """Chunks of NB_CHUNK genes of one design as tasks."""
     return [NBTask(design, Y[s : s + NB_CHUNK], groups[s : s + NB_CHUNK]) for s in range(0, len(groups), NB_CHUNK)]
+
+
+def nb_model_tasks(model, family, Y: np.ndarray, groups: np.ndarray) -> list:
+    """Tasks for the genes of one design (``model``: an unfitted GLMM template of ``family``): the
+    batched kernel where it fits the model, else ``mmfast.glmer`` per gene (``NBGeneralTask``)."""
+    if kernel_fits(family, model):
+        return nb_tasks(nb_design(model), Y, groups)
+    return [
+        NBGeneralTask(model, Y[s : s + GENERAL_NB_CHUNK], groups[s : s + GENERAL_NB_CHUNK], family)
+        for s in range(0, len(groups), GENERAL_NB_CHUNK)
+    ]
 
 
 def _count_errors(Y: np.ndarray) -> np.ndarray:
@@ -188,6 +227,84 @@ class NBTask:
         out["df"][np.isnan(out["statistic"])] = np.nan
         assert list(out)[2:] == TIDY_COLUMNS
         return out
+
+
+@dataclass
+class NBGeneralTask:
+    """Genes sharing one design the kernel does not fit (random slopes, several terms, a fixed
+    θ, another link): each is ``mmfast.glmer(formula, gene_rows, family)``, the template (an
+    unfitted GLMM with glmer's frame) fitted to its counts."""
+
+    template: object  # unfitted GeneralizedLinearMixedModel
+    Y: np.ndarray  # (G, n) counts, rows in the template's order
+    gidx: np.ndarray  # (G,) group indices
+    family: object = "negative_binomial"  # as given (the template's copy holds a start θ)
+
+    def run(self) -> dict:
+        from .tasks import concat_chunks, error_chunk
+
+        err = _count_errors(np.asarray(self.Y, dtype=float))
+        chunks = []
+        for g, y, e in zip(self.gidx, self.Y, err):
+            if e is None and not np.any(y):
+                e = STATUS[2]
+            if e is not None:
+                chunks.append(error_chunk([g], e))
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = self._model(np.asarray(y, dtype=float)).fit()
+                chunks.append(glmm_chunk(int(g), model))
+            except Exception as exc:  # noqa: BLE001 - a failed fit is a row, never lost
+                chunks.append(error_chunk([g], f"{type(exc).__name__}: {exc}"))
+        return concat_chunks(chunks)
+
+    def _model(self, y):
+        """glmer's unfitted model on this gene's counts (its own start θ_NB, as glmer's)."""
+        from ..families import get_family
+        from ..model.frame import with_response
+        from ..model.separation import check_response_not_constant
+
+        t = self.template
+        frame = with_response(t.frame, y)
+        fam = get_family(self.family)
+        check_response_not_constant(frame, fam)
+        return type(t)(frame, fam, n_agq=t.n_agq, options=t.options, control=t.control)
+
+
+def glmm_chunk(gidx: int, model) -> dict:
+    """The rows of one fitted NB GLMM, as ``NBTask``'s: fixed effects (Wald z, normal p), the
+    random effects' sd/cor, θ_NB; ``converged``, ``singular``, ``loglik``."""
+    from .tasks import TIDY_COLUMNS, ran_pars_rows
+
+    names = list(model.frame.fixef_names)
+    beta = np.asarray(model.beta, dtype=float)
+    se = np.sqrt(np.diag(np.asarray(model.vcov_array, dtype=float))) if len(beta) else np.zeros(0)
+    rp = ran_pars_rows(model)
+    nf, nr = len(beta), len(rp)
+    n = nf + nr + 1
+    nan = np.full(nr + 1, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.concatenate([beta / se, nan])
+    out = {
+        "_gidx": np.full(n, gidx, dtype=np.int64),
+        "_row": np.arange(n, dtype=np.int64),
+        "effect": np.array(["fixed"] * nf + ["ran_pars"] * nr + ["dispersion"], dtype=object),
+        "group": np.array([None] * nf + [r[0] for r in rp] + [None], dtype=object),
+        "term": np.array(names + [r[1] for r in rp] + ["theta"], dtype=object),
+        "estimate": np.concatenate([beta, [r[2] for r in rp], [float(model.dispersion)]]),
+        "std_error": np.concatenate([se, nan]),
+        "df": np.where(np.isnan(stat), np.nan, np.inf),
+        "statistic": stat,
+        "p_value": np.where(np.isnan(stat), np.nan, 2.0 * ndtr(-np.abs(stat))),
+        "converged": np.full(n, float(bool(model.converged))),
+        "singular": np.full(n, float(bool(model.singular))),
+        "loglik": np.full(n, float(model.loglik)),
+        "error": np.full(n, None, dtype=object),
+    }
+    assert list(out)[2:] == TIDY_COLUMNS
+    return out
 
 
 def _standard_errors(hess: np.ndarray, p: int) -> np.ndarray:

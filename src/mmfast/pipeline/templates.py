@@ -14,7 +14,7 @@ import numpy as np
 
 from ..model.subset import subset_allowed, subset_frame
 
-__all__ = ["build_template", "subset_template", "subset_allowed"]
+__all__ = ["build_template", "build_glmm_template", "subset_template", "subset_allowed"]
 
 PLACEHOLDER_SEED = 20240601
 
@@ -33,6 +33,34 @@ def build_template(parsed, data, rows, needed, response_only, reml, kwargs, optc
         parsed.formula, sub, weights=kwargs.get("weights"), offset=kwargs.get("offset"), check_nobs_vs_nre=nobs_check
     )
     return LinearMixedModel(frame, reml=reml, options={"check_nobs_vs_nre": nobs_check, **optctrl})
+
+
+def build_glmm_template(parsed, data, rows, needed, response_only, family, kwargs):
+    """The design of ``data.iloc[rows]`` as an unfitted GLMM of ``family`` with ``glmer``'s frame
+    and checks (placeholder counts: non-negative integers, never constant)."""
+    from ..families import get_family
+    from ..model.frame import model_frame
+    from ..model.glmm import GeneralizedLinearMixedModel
+
+    sub = data.iloc[rows][needed].reset_index(drop=True)
+    rng = np.random.default_rng(PLACEHOLDER_SEED)
+    for c in response_only:
+        sub[c] = (np.arange(len(sub)) % 2 + rng.integers(0, 5, len(sub))).astype(float)
+    fam = get_family(family)
+    nobs_check = kwargs.get("check_nobs_vs_nre", "ignore")  # glmer's defaults
+    checks = {"check_nobs_vs_nlev": "ignore", "check_nlev_gtr_1": "stop", "allow_n": True}
+    frame = model_frame(
+        parsed.formula,
+        sub,
+        weights=kwargs.get("weights"),
+        offset=kwargs.get("offset"),
+        check_nobs_vs_nre=nobs_check,
+        level_checks=checks,
+        response_kind="numeric",
+    )
+    options = {"weights": kwargs.get("weights"), "offset": kwargs.get("offset"), "check_nobs_vs_nre": nobs_check,
+               "level_checks": checks}  # fmt: skip
+    return GeneralizedLinearMixedModel(frame, fam, options=options)
 
 
 def subset_template(model, keep: np.ndarray, check_nobs_vs_nre: str = "stop"):
