@@ -14,8 +14,57 @@ BOOT_KEYWORDS = ("nsim", "seed", "n_jobs", "progress")  # confint_boot's
 __all__ = ["InferenceMixin", "LikelihoodRatioMixin"]
 
 
-class InferenceMixin:
-    """``anova``, ``contest``, ``drop1``, ``confint``, ``profile``, ``icc`` for LMMs."""
+class LikelihoodRatioMixin:
+    """``anova(other)`` and ``drop1`` by likelihood-ratio tests (lme4's): GLMMs' methods, and
+    LMMs' ``drop1`` (``InferenceMixin`` overrides ``anova`` with lmerTest's F tests)."""
+
+    def anova(self, *others, **named) -> pd.DataFrame:
+        """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``).
+
+        Parameters
+        ----------
+        *others : fitted models
+            The models to compare with, fitted to the same rows.
+        **named : fitted models, or names / refit
+            Models by keyword (the keyword names the row), ``names=`` or ``refit=`` as in
+            ``mmfast.anova``.
+
+        Returns
+        -------
+        DataFrame
+            lme4's table: ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``,
+            ``Df``, ``Pr(>Chisq)``, one row per model in order of ``npar``.
+        """
+        check_models("anova", named, ("names", "refit"))
+        check_model_arguments("anova", others)
+        from .lrt import anova_lrt
+
+        return anova_lrt(self, *others, **named)
+
+    @validated(name="drop1")
+    def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
+        """Refit without each droppable fixed term (lme4's ``drop1``).
+
+        Parameters
+        ----------
+        test : {"Chisq", None}, default "Chisq"
+            "Chisq" adds the likelihood-ratio test; None gives AIC only.
+        scope : list of str, optional
+            The terms to drop; by default every term that can be dropped (marginality).
+
+        Returns
+        -------
+        DataFrame
+            ``npar``, ``AIC``, ``LRT``, ``Pr(Chi)``; the first row (``<none>``) is this model
+            (an LMM fitted by REML is refitted by ML first, as lme4 does).
+        """
+        from .lrt import drop1
+
+        return drop1(self, test=test, scope=scope)
+
+
+class InferenceMixin(LikelihoodRatioMixin):
+    """``anova`` (F tests), ``contest``, ``confint``, ``profile``, ``icc`` for LMMs; ``drop1`` as GLMMs'."""
 
     def anova(self, *others, type=3, ddf="satterthwaite", refit: bool = True, **named) -> pd.DataFrame:
         """F tests of the fixed terms (lmerTest, Type 1/2/3) or, given other models, LR tests (lme4).
@@ -82,27 +131,6 @@ class InferenceMixin:
         from .ftests import contest
 
         return contest(self, L, ddf=ddf, joint=joint, rhs=rhs)
-
-    @validated(name="drop1")
-    def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
-        """Likelihood-ratio test of dropping each fixed term (respecting marginality), as lme4.
-
-        Parameters
-        ----------
-        test : {"Chisq", None}, default "Chisq"
-            "Chisq" adds the likelihood-ratio test; None gives AIC only.
-        scope : list of str, optional
-            The terms to drop; by default every term that can be dropped.
-
-        Returns
-        -------
-        DataFrame
-            ``npar``, ``AIC``, ``LRT``, ``Pr(Chi)``; the first row (``<none>``) is this model
-            (refitted by ML if it was a REML fit).
-        """
-        from .lrt import drop1
-
-        return drop1(self, test=test, scope=scope)
 
     @validated(
         extra=BOOT_KEYWORDS, name="confint", level=probability, method=one_of("profile", "wald", "boot", case=False)
@@ -204,50 +232,3 @@ class InferenceMixin:
         formula = f"{self.frame.parsed.response} ~ 1 + {bars}"
         data = self.frame.data
         return icc_by_group(formula, data, by, reml=self.reml if reml is None else reml)
-
-
-class LikelihoodRatioMixin:
-    """GLMMs' ``anova(other)`` and ``drop1``: likelihood-ratio tests (lme4's)."""
-
-    def anova(self, *others, **named) -> pd.DataFrame:
-        """Likelihood-ratio tests against other models (lme4's ``anova(m0, m1)``).
-
-        Parameters
-        ----------
-        *others : fitted models
-            The models to compare with, fitted to the same rows.
-        **named : fitted models, or names / refit
-            Models by keyword (the keyword names the row), ``names=`` or ``refit=`` as in
-            ``mmfast.anova``.
-
-        Returns
-        -------
-        DataFrame
-            lme4's table: ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``,
-            ``Df``, ``Pr(>Chisq)``, one row per model in order of ``npar``.
-        """
-        check_models("anova", named, ("names", "refit"))
-        check_model_arguments("anova", others)
-        from .lrt import anova_lrt
-
-        return anova_lrt(self, *others, **named)
-
-    @validated(name="drop1")
-    def drop1(self, test: str | None = "Chisq", scope=None) -> pd.DataFrame:
-        """Refit without each droppable fixed term (lme4's ``drop1``).
-
-        Parameters
-        ----------
-        test : {"Chisq", None}, default "Chisq"
-            "Chisq" adds the likelihood-ratio test; None gives AIC only.
-        scope : list of str, optional
-            The terms to drop; by default every term that can be dropped (marginality).
-
-        Returns
-        -------
-        DataFrame
-            ``npar``, ``AIC``, ``LRT``, ``Pr(Chi)``; the first row (``<none>``) is this model.
-        """
-        from .lrt import drop1
-
-        return drop1(self, test=test, scope=scope)
