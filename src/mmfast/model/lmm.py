@@ -65,15 +65,16 @@ def _solve_upper(R: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-def make_kernel(blocks, terms, dense_schur_max: int = LmmControl.dense_schur_max, control: LmmControl | None = None):
+def make_kernel(blocks, terms, control: LmmControl | None = None):
     """The blocked kernel when what remains after the first term is small (up to
-    ``dense_schur_max``, ``LmmControl``); CHOLMOD otherwise; PCG/SLQ if ``control`` asks."""
-    if control is not None and control.solver == "iterative":
+    ``control.dense_schur_max``); CHOLMOD otherwise; PCG/SLQ if ``control`` asks."""
+    control = LmmControl() if control is None else control
+    if control.solver == "iterative":
         from .iterative import IterativeKernel
 
         return IterativeKernel(blocks, terms, control.iterative)
     q2 = blocks.q - terms[0].q
-    if q2 <= dense_schur_max:
+    if q2 <= control.dense_schur_max:
         return BlockedKernel(blocks)
     return PLSKernel(blocks)
 
@@ -135,7 +136,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
             self.blocks = _with_response_blocks(
                 design.blocks, frame.terms, self._Q, yres, self._sqrtw, new_x=not same_x
             )
-        self.kernel = make_kernel(self.blocks, frame.terms, self.control.dense_schur_max, self.control)
+        self.kernel = make_kernel(self.blocks, frame.terms, self.control)
         # θ's slices, bounds, start, names, templates (a design's terms: its layout)
         self.layout = ThetaLayout(frame.terms) if design is None else design.layout
         self.theta_lower, self.theta_start = self.layout.lower, self.layout.start
@@ -311,9 +312,7 @@ class LinearMixedModel(FitStrategy, MixedModelResults):
         if "_pwrss" in state and "_log_pwrss" not in state:  # pickled before y's rescaling
             state["_log_pwrss"] = math.log(state["_pwrss"])
         state.setdefault("control", LmmControl())  # pickled before controls existed
-        state["kernel"] = make_kernel(
-            state["blocks"], state["frame"].terms, state["control"].dense_schur_max, state["control"]
-        )
+        state["kernel"] = make_kernel(state["blocks"], state["frame"].terms, state["control"])
         if state.get("fitted_", False):
             state["kernel"].update(state["layout"].flat(np.asarray(state["theta"], dtype=float)))
         super().__setstate__(state)
