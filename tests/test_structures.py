@@ -291,13 +291,6 @@ def test_profile_interval_of_a_correlation_is_a_root_of_the_profile():
     np.testing.assert_allclose(ci.loc["rho|Subject"], [0.7747, 0.9449], atol=2e-4)
 
 
-def test_kenward_roger_refused_for_structures():
-    d = mmfast.datasets.load("sleepstudy")
-    m = mmfast.lmer("Reaction ~ Days + ar1(0 + factor(Days) | Subject)", d)
-    with pytest.raises(ModelSpecError, match="Satterthwaite"):
-        m.anova(ddf="Kenward-Roger")
-
-
 def test_ou_predicts_on_new_rows_at_seen_times():
     ref = REF["ou_irregular"]
     d = pd.DataFrame(ref["data"])

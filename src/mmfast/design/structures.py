@@ -245,6 +245,24 @@ class Structured:
                 d2[self.ntau + m, self.ntau + l] = D @ d2C[m, l] @ D
         return d1, d2
 
+    def variance_directions(self, theta_i: np.ndarray, sigma: float) -> np.ndarray:
+        """∂(σ²TT')/∂τ, (nθ, p, p), for τ = (the variances (σθ_j)², then φ): Kenward-Roger's
+        G-side directions.  On the variance scale a ``diag`` term is linear in τ (pbkrtest's
+        parametrisation of ``(x || g)``) and stays regular at a zero SD; the off-diagonal part
+        of a zero-SD column's direction (its correlations are unidentified there) is dropped."""
+        sd, C, _, dC, _ = self._factor(theta_i)
+        out = np.zeros((self.ntheta, self.p, self.p))
+        for i, m in enumerate(self._tau_masks()):
+            E = np.diag(m)
+            if self.hom:
+                out[i] = C  # Σ = v C
+                continue
+            s = sd[i]
+            out[i] = (E @ C * sd[None, :] + sd[:, None] * C @ E) / (2.0 * s) if s > 0 else E
+        for m in range(self.nphi):
+            out[self.ntau + m] = sigma**2 * sd[:, None] * dC[m] * sd[None, :]
+        return out
+
     # --- starts and projections ----------------------------------------------------------
     def from_template(self, T: np.ndarray) -> np.ndarray:
         """The structure's θ_i nearest (moment-wise) to a template T: SDs from diag(T T'), φ

@@ -18,12 +18,23 @@ pbkrtest's full-row-rank reduction) follows Kenward & Roger's moment matching: w
 Θ = L'(LΦL')⁻¹L (``wald.Directions.metric``), A1 = Σ W_rs tr(ΘΦP_rΦ) tr(ΘΦP_sΦ),
 A2 = Σ W_rs tr(ΘΦP_rΦΘΦP_sΦ), ...
 KR is defined for REML fits: an ML fit is refitted by REML first (as pbkrtest does).
+
+Structured terms (``diag``, ``cs``, ``ar1``, ``toep``, ``ou``; ``design.structures``) enter with
+τ = (their variances, their correlation parameters φ) and G_r = Z (I_ℓ ⊗ ∂Σ_k/∂τ_r) Z'
+(``covariance_directions``).  This is the first-order ("linear") KR: Kenward & Roger's (1997)
+Φ_A also has -¼ R_rs, R_rs = X'Σ⁻¹(∂²Σ/∂τ_r∂τ_s)Σ⁻¹X, which vanishes for pbkrtest's linear τ
+but not for a nonlinear one.  Without it every ingredient (P_r, Q_rs, the expected information)
+transforms as a tensor, so Φ_A, the df and the F scaling are the same for any smooth one-to-one
+reparametrisation of τ: an lme4-equivalent structure (``diag`` = ``(x || g)``, ``homcs`` =
+``(1 | g) + (1 | g:f)``) gives pbkrtest's numbers.  With R_rs the answer would depend on the
+chosen parametrisation (SDs or variances, ρ or φ), so it is left out (mmrm's "Kenward-Roger-Linear",
+SAS's ``DDFM=KR(FIRSTORDER)``).  The variance scale (rather than SDs) keeps the Jacobian regular
+at a zero variance, where pbkrtest's entry parametrisation is too.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from ..errors import ModelSpecError
 from .structure import variance_structure
 from .wald import WaldTest, directions, f_pvalue, wald_test
 
@@ -34,11 +45,6 @@ class KenwardRoger:
     """Adjusted covariance Φ_A and KR df/F tests for one LMM (refitted by REML if it is ML)."""
 
     def __init__(self, model):
-        if not model.layout.linear:  # pbkrtest's covariance-element derivatives only
-            raise ModelSpecError(
-                "Kenward-Roger df are not available for structured covariances (cs, ar1, toep, "
-                "ou, diag): use ddf='Satterthwaite'"
-            )
         self.original = model
         self.refitted = not model.reml
         m = model.refit_formula(model.frame.parsed.formula, reml=True) if self.refitted else model
@@ -49,12 +55,7 @@ class KenwardRoger:
         C, W = vs.C, vs.W
         p = vs.p
         Bk = vs.term_B()
-        re = []  # (term, E_r)
-        for k, t in enumerate(vs.terms):
-            for a, b in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
-                E = np.zeros((t.p, t.p))
-                E[a, b] = E[b, a] = 1.0
-                re.append((k, E))
+        re = covariance_directions(m, sigma)  # (term, ∂Σ_k/∂τ_r)
         nre = len(re)
         ng = nre + 1
         DW = [vs.term_apply(k, E, W) for k, E in re]  # D_r W
@@ -149,6 +150,24 @@ class KenwardRoger:
         F = scale * unscaled.F  # KR's scaled F on (q, df2); Sum/Mean Sq from the unscaled one
         res = WaldTest(F, unscaled.numdf, df2, f_pvalue(F, unscaled.numdf, df2))
         return res.anova_row(self.sigma, F_ms=unscaled.F)
+
+
+def covariance_directions(model, sigma: float) -> list[tuple[int, np.ndarray]]:
+    """Per covariance parameter τ_r of the random-effect terms: (term k, ∂Σ_k/∂τ_r), Σ_k = σ²T_kT_k'
+    the term's absolute covariance.  ``us`` terms: pbkrtest's τ, Σ_k's entries (E_r, symmetric
+    elementary); structured terms: their variances and correlation parameters φ
+    (``Structured.variance_directions``)."""
+    out = []
+    theta = np.asarray(model.theta, dtype=float)
+    for k, (t, sl) in enumerate(zip(model.frame.terms, model.layout.slices)):
+        if not t.param.linear:
+            out += [(k, S) for S in t.param.variance_directions(theta[sl], sigma)]
+            continue
+        for a, b in zip(t.param.rows.tolist(), t.param.cols.tolist()):  # θ's order
+            E = np.zeros((t.p, t.p))
+            E[a, b] = E[b, a] = 1.0
+            out.append((k, E))
+    return out
 
 
 def _full_row_rank(L: np.ndarray, tol: float = 1e-7) -> np.ndarray:
