@@ -80,7 +80,9 @@ def test_homcs_case_has_a_nonnegative_correlation(fits):
         rho = t.param.correlation_parameters(np.asarray(m.theta))[0]
         assert rho > 0
         v = REF[case]["vcomp"]
-        assert rho == pytest.approx(v["Block.(Intercept).NA"] / (v["Block.(Intercept).NA"] + v["Block:Variety.(Intercept).NA"]), rel=1e-5)
+        assert rho == pytest.approx(
+            v["Block.(Intercept).NA"] / (v["Block.(Intercept).NA"] + v["Block:Variety.(Intercept).NA"]), rel=1e-5
+        )
 
 
 # --- dense Kenward & Roger (1997) on glmmTMB's scale, derivatives by differences -----------------

@@ -16,7 +16,7 @@ from .arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, integer, number
 from .callnames import call_labels
 from .diagnostics.mixin import DiagnosticsMixin
 from .families import NegativeBinomial
-from .inference.mixin import InferenceMixin, LikelihoodRatioMixin
+from .inference.mixin import InferenceMixin, LikelihoodRatioMixin, ProfileMixin
 from .inference.sequential import SequentialAnovaMixin
 from .model import glmm as _glmm
 from .model.control import GlmmControl, LmmControl
@@ -64,7 +64,12 @@ class ResidualLinearMixedModel(_residual_fit.ResidualFit, LinearMixedModel):
 
 
 class GeneralizedLinearMixedModel(
-    _glmm.GeneralizedLinearMixedModel, LikelihoodRatioMixin, ResampleMixin, DiagnosticsMixin, PresentationMixin
+    _glmm.GeneralizedLinearMixedModel,
+    LikelihoodRatioMixin,
+    ProfileMixin,
+    ResampleMixin,
+    DiagnosticsMixin,
+    PresentationMixin,
 ):
     """A fitted GLMM (``glmer``): lme4's accessors, LR tests, simulate/bootstrap, R² and
     simulated residuals, summary, tidy and serialisation.

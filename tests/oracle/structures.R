@@ -2,8 +2,8 @@
 # Per case: the data (simulated cases, fixed seeds), logLik, fixef, SEs (glmmTMB's and the GLS
 # ones (X'V^-1 X)^-1 at glmmTMB's estimate), the SDs and correlation matrix of the structured
 # term, and the logLik of a refit from glmmTMB's optimum with tight tolerances (the better of
-# the two is the target).  Run from the repo root:  Rscript tests/oracle/structures.R
-# (writes tests/reference/structures.json.gz).
+# the two is the target); for the GLMM cases confint(method = "profile").
+# Run from the repo root:  Rscript tests/oracle/structures.R  (writes tests/reference/structures.json.gz).
 suppressMessages({library(glmmTMB); library(jsonlite)})
 ss <- read.csv(gzfile("src/mmfast/datasets/data/sleepstudy.csv.gz"))
 ss$Subject <- factor(ss$Subject, levels = sort(unique(ss$Subject)))
@@ -62,10 +62,10 @@ cases <- list(
        py = "y ~ x + ou(time + 0 | g)", reml = FALSE, save = c("g", "time", "x", "y")),
   list(id = "glmm_ar1_poisson", nsd = 1, d = glmm_d, f = count ~ stim + ar1(0 + fblock | neuron),
        py = "count ~ stim + ar1(0 + factor(block) | neuron)", reml = FALSE, family = "poisson",
-       save = c("neuron", "block", "stim", "count")),
+       save = c("neuron", "block", "stim", "count"), profile = TRUE),
   list(id = "glmm_two_terms", nsd = 1, d = glmm_d, f = count ~ stim + (1 | batch) + ar1(0 + fblock | neuron),
        py = "count ~ stim + (1 | batch) + ar1(0 + factor(block) | neuron)", reml = FALSE, family = "poisson",
-       term = "neuron", save = c("neuron", "block", "stim", "count", "batch")),
+       term = "neuron", save = c("neuron", "block", "stim", "count", "batch"), profile = TRUE),
   list(id = "singular_diag", nsd = 2, d = sing_d, f = y ~ x + diag(1 + x | g),
        py = "y ~ x + diag(1 + x | g)", reml = FALSE, save = c("g", "x", "y"))
 )
@@ -115,6 +115,15 @@ for (cs in cases) {
     sd = as.numeric(attr(vc, "stddev")), cor = unname(as.matrix(attr(vc, "correlation"))),
     theta = as.numeric(getME(best, "theta")), pdHess = best$sdr$pdHess,
     sd_terms = lapply(vcs, function(v) as.numeric(attr(v, "stddev"))))
+  if (isTRUE(cs$profile)) {  # profile intervals of every fixed effect and theta on glmmTMB's
+    # internal scale (beta, log SD, ar1's phi with rho = phi / sqrt(1 + phi^2)): monotone maps, so
+    # the bounds transform exactly; tmbprofile interpolates its profile linearly between points
+    # per parameter: tmbprofile fails on some (NA in its spline), recorded as NA
+    ci <- t(sapply(seq_along(best$fit$par), function(k) tryCatch(
+      unname(confint(best, method = "profile", parm = k)[1, 1:2]), error = function(e) c(NA, NA))))
+    rec$profile <- list(par = names(best$fit$par), estimate = unname(best$fit$par),
+                        lower = unname(ci[, 1]), upper = unname(ci[, 2]))
+  }
   if (!is.null(cs$save)) rec$data <- as.list(lapply(cs$d[cs$save], function(v) if (is.factor(v)) as.integer(as.character(v)) else v))
   out[[cs$id]] <- rec
   cat(cs$id, rec$loglik, rec$loglik_tight, "\n")

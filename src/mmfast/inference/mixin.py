@@ -11,7 +11,7 @@ from ..progress import check_progress
 
 BOOT_KEYWORDS = ("nsim", "seed", "n_jobs", "progress")  # confint_boot's
 
-__all__ = ["InferenceMixin", "LikelihoodRatioMixin"]
+__all__ = ["InferenceMixin", "LikelihoodRatioMixin", "ProfileMixin"]
 
 
 class LikelihoodRatioMixin:
@@ -196,12 +196,12 @@ class InferenceMixin(LikelihoodRatioMixin):
         """
         from .ftests import _cache
         from .locking import model_lock
-        from .profile import Profile
+        from .profile import profile_model
 
         with model_lock(self):  # the cached Profile and (ML fits) the kernel are shared
             store = _cache(self)
             if "profile" not in store:
-                store["profile"] = Profile(self)
+                store["profile"] = profile_model(self)
             return store["profile"].data(which, check_progress(progress))
 
     def icc(self, by: str | None = None, reml: bool | None = None):
@@ -232,3 +232,11 @@ class InferenceMixin(LikelihoodRatioMixin):
         formula = f"{self.frame.parsed.response} ~ 1 + {bars}"
         data = self.frame.data
         return icc_by_group(formula, data, by, reml=self.reml if reml is None else reml)
+
+
+class ProfileMixin:
+    """``confint`` (profile, Wald, bootstrap) and ``profile`` for GLMMs: the LMMs' methods, whose
+    ``profile_model`` profiles a GLMM's own deviance (``profile_glmm``)."""
+
+    confint = InferenceMixin.confint
+    profile = InferenceMixin.profile

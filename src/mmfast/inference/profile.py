@@ -241,7 +241,11 @@ class Profile:
         try:
             return pd.concat(self._each(self.trace, idx, progress), ignore_index=True)
         finally:
-            self.model._profile(self.model.theta)  # leave the kernel at the estimate
+            self._restore()
+
+    def _restore(self) -> None:
+        """Leave the model's kernel at the estimate (profiling moved it)."""
+        self.model._profile(self.model.theta)
 
     def _each(self, fn, idx: list[int], progress: bool | None) -> list:
         """``[fn(w) for w in idx]`` with a progress bar over the parameters."""
@@ -298,13 +302,30 @@ class Profile:
         try:
             rows = self._each(lambda w: self.interval(w, level), idx, progress)
         finally:
-            self.model._profile(self.model.theta)  # leave the kernel at the estimate
+            self._restore()
         a = (1 - level) / 2
         return pd.DataFrame(rows, index=[self.names[w] for w in idx], columns=[_pct(a), _pct(1 - a)])
 
 
 def profile_model(model, **kwargs) -> Profile:
+    """The model's profiles: ``Profile`` for an LMM, ``profile_glmm.GlmmProfile`` for a GLMM."""
+    from ..model.glmm import GeneralizedLinearMixedModel
+
+    if isinstance(model, GeneralizedLinearMixedModel):
+        from .profile_glmm import GlmmProfile
+
+        return GlmmProfile(model, **kwargs)
     return Profile(model, **kwargs)
+
+
+def _confint_names(model) -> list[str]:
+    """``confint``'s row names: variance parameters (no ``sigma`` for a GLMM), then β."""
+    from ..model.glmm import GeneralizedLinearMixedModel
+
+    names = parameter_names(model)
+    if isinstance(model, GeneralizedLinearMixedModel) and not model.use_scale:
+        names = names[:-1]
+    return names + list(model.frame.fixef_names)
 
 
 def confint_table(
@@ -313,7 +334,7 @@ def confint_table(
     """lme4's ``confint(model, level, method, oldNames = FALSE)``; ``progress``: a bar over
     the profiled parameters."""
     method = method.lower()
-    names = parameter_names(model) + list(model.frame.fixef_names)
+    names = _confint_names(model)
     a = (1 - level) / 2
     if method == "wald":
         z = stats.norm.ppf(1 - a)
@@ -330,7 +351,7 @@ def confint_table(
         with model_lock(model):  # the cached Profile and (ML fits) the model's kernel are shared
             store = _cache(model)
             if "profile" not in store:
-                store["profile"] = Profile(model)
+                store["profile"] = profile_model(model)
             return store["profile"].confint(parm, level, progress)
     from ..errors import ArgumentError
 

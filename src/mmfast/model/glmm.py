@@ -380,9 +380,10 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         """GLMMs are always fitted by maximum likelihood: the model itself."""
         return self
 
-    def deviance_at(self, theta, beta) -> float:
+    def deviance_at(self, theta, beta, restore: bool = True) -> float:
         """The fit's criterion (-2 × Laplace or AGQ log-likelihood; Laplace for n_agq = 0) at
-        (θ, β), u at its conditional mode; the fitted state is restored afterwards."""
+        (θ, β), u at its conditional mode; the fitted state is restored afterwards (``restore``
+        False: left at (θ, β) for a run of evaluations that ends with ``restore_fit_state``)."""
         eng = self.engine
         theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
         if theta.shape != self.theta.shape or beta.shape != self.beta.shape:
@@ -392,12 +393,18 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         try:
             val = eng.laplace(np.concatenate([theta, beta]))
         finally:
-            if self._xhat is not None:
-                eng.set_transform(self._beta1, self._Binv)
-                eng.laplace(self._xhat)
-            else:
-                eng.joint(self.theta)
+            if restore:
+                self.restore_fit_state()
         return float(val)
+
+    def restore_fit_state(self) -> None:
+        """Put the engine back at the fit (β transform, θ̂, conditional modes)."""
+        eng = self.engine
+        if self._xhat is not None:
+            eng.set_transform(self._beta1, self._Binv)
+            eng.laplace(self._xhat)
+        else:
+            eng.joint(self.theta)
 
     def __deepcopy__(self, memo):
         # A fitted model is shared, not copied: pandas deep-copies DataFrame.attrs (where
