@@ -1,4 +1,6 @@
-"""Profile-likelihood intervals of GLMMs with structured terms (``inference.profile_glmm``).
+"""Profile-likelihood intervals of GLMMs (``inference.profile_glmm``), structured and not.
+
+lme4's ``confint`` of cbpp (tests/oracle/profile_glmm.R) checks the unstructured case.
 
 Reference: glmmTMB 1.1.5's ``confint(method = "profile")`` on the Poisson ar1 GLMMs of
 tests/oracle/structures.R (tests/reference/structures.json.gz, ``profile``).  glmmTMB profiles on
@@ -124,3 +126,18 @@ def test_profile_refused_for_a_family_with_a_scale():
     m = mmfast.glmer("y ~ x + (1 | g)", d, family=mmfast.families.Gamma(link="log"))
     with pytest.raises(ModelSpecError, match="scale or dispersion"):
         m.confint(method="profile")
+
+
+LME4 = json.load(gzip.open(Path(__file__).parent / "reference" / "profile_glmm.json.gz"))
+
+
+@pytest.mark.parametrize("case", [k for k in LME4 if not k.startswith("_")])
+def test_unstructured_glmm_profile_matches_lme4(case):
+    """cbpp (binomial, (1 | herd)), Laplace and 10-point AGQ, against lme4's ``confint``:
+    rtol 2e-4 (lme4 interpolates its profile by splines; observed ≤ 6e-5)."""
+    ref = LME4[case]
+    m = mmfast.glmer(ref["formula"], mmfast.datasets.load("cbpp"), family="binomial", n_agq=ref["n_agq"])
+    ci = m.confint()
+    names = [n.replace("period", "factor(period)") if n.startswith("period") else n for n in ref["names"]]
+    assert list(ci.index) == names
+    np.testing.assert_allclose(ci.to_numpy(), np.column_stack([ref["lower"], ref["upper"]]), rtol=2e-4)
