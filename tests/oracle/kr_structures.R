@@ -4,6 +4,7 @@
 #   diag(x | g)      == (x || g)
 #   homcs(0 + f | g) == (1 | g) + (1 | g:f)   (same V when the fitted rho >= 0)
 #   us(x | g)        == (x | g)
+#   (1 | g) + homdiag(0 + f | g) == (1 | g) + (1 | g:f)   (an unstructured and a structured term)
 # Per case: REML logLik, fixef, pbkrtest's adjusted covariance (vcovAdj), lmerTest's KR
 # coefficient table and type III anova.  Run from the repo root:  Rscript tests/oracle/kr_structures.R
 suppressMessages({library(lme4); library(lmerTest); library(pbkrtest); library(jsonlite)})
@@ -35,6 +36,8 @@ cases <- list(
        py = "yield ~ Variety + factor(nitro) + homcs(0 + Variety | Block)"),
   list(id = "oats_homcs_unbalanced", d = oats_u, f = yield ~ Variety * nitro + (1 | Block) + (1 | Block:Variety),
        py = "yield ~ Variety * nitro + homcs(0 + Variety | Block)", drop = drop_rows - 1),
+  list(id = "oats_two_terms_unbalanced", d = oats_u, f = yield ~ Variety * nitro + (1 | Block) + (1 | Block:Variety),
+       py = "yield ~ Variety * nitro + (1 | Block) + homdiag(0 + Variety | Block)", drop = drop_rows - 1),
   list(id = "singular_diag", d = sing_d, f = y ~ x + (1 + x || g),
        py = "y ~ x + diag(1 + x | g)", save = c("g", "x", "y"))
 )
