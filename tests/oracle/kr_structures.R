@@ -17,12 +17,10 @@ oats$fnitro <- factor(oats$nitro)
 drop_rows <- c(3, 10, 22, 41, 57, 66)  # 1-based: an unbalanced split plot (non-integer df)
 oats_u <- oats[-drop_rows, ]
 
-## singular: a random slope with no spread (the data of tests/oracle/structures.R's singular_diag)
-set.seed(18)
-sing_d <- do.call(rbind, lapply(1:25, function(g) {
-  x <- round(runif(8, 0, 4), 2)
-  data.frame(g = g, x = x, y = 1 + 0.4 * x + rnorm(1, sd = 1) + rnorm(8, sd = 0.5))
-}))
+## singular: a random slope with no spread (structures.R's singular_diag, its saved data)
+con <- gzfile("tests/reference/structures.json.gz")
+sing_d <- as.data.frame(fromJSON(paste(readLines(con, warn = FALSE), collapse = ""))$singular_diag$data)
+close(con)
 sing_d$g <- factor(sing_d$g)
 
 cases <- list(
