@@ -101,11 +101,10 @@ def _sigma_of(kind: str, tau: np.ndarray, p: int, times=None) -> np.ndarray:
     raise AssertionError(kind)
 
 
-def _dense_kr(m, kind, tau, sigma, L_rows):
-    """Φ_A and per-hypothesis (df, F scale) from the n x n formulas; tau on glmmTMB's scale."""
+def _dense_v(m, kind):
+    """V(par) = σ²I + Z (I ⊗ Σ(τ)) Z' for par = (τ on glmmTMB's scale, σ), dense."""
     Z = m.Z.toarray()
-    X = np.asarray(m.frame.X, dtype=float)
-    n = X.shape[0]
+    n = Z.shape[0]
     (t,) = m.frame.terms
     ell, p = t.nlevels, t.p
     times = getattr(t.param, "times", None)
@@ -114,13 +113,16 @@ def _dense_kr(m, kind, tau, sigma, L_rows):
         S = _sigma_of(kind, par[:-1], p, times)
         return par[-1] ** 2 * np.eye(n) + Z @ np.kron(np.eye(ell), S) @ Z.T
 
-    par = np.concatenate([tau, [sigma]])
-    G = []
-    for r in range(len(par)):
-        h = 1e-5 * max(abs(par[r]), 1e-2)
-        e = np.zeros(len(par))
-        e[r] = h
-        G.append((V(par + e) - V(par - e)) / (2 * h))
+    return V
+
+
+def _dense_kr(m, V, par, L_rows, second_order=False):
+    """Φ_A and per-hypothesis (df, F scale) from the n x n formulas at V(par), G_r = ∂V/∂par_r
+    by central differences; ``second_order`` adds KR 1997's -¼ Σ W_rs R_rs to Φ_A."""
+    X = np.asarray(m.frame.X, dtype=float)
+    steps = [1e-5 * max(abs(v), 1e-2) for v in par]
+    unit = np.eye(len(par))
+    G = [(V(par + h * e) - V(par - h * e)) / (2 * h) for h, e in zip(steps, unit)]
     Vi = np.linalg.inv(V(par))
     Phi = np.linalg.inv(X.T @ Vi @ X)
     Pm = Vi - Vi @ X @ Phi @ X.T @ Vi  # REML projection
@@ -129,6 +131,12 @@ def _dense_kr(m, kind, tau, sigma, L_rows):
     info = np.array([[0.5 * np.trace(Pm @ G[r] @ Pm @ G[s]) for s in range(k)] for r in range(k)])
     W = np.linalg.inv(info)
     U = sum(W[r, s] * (X.T @ Vi @ G[r] @ Vi @ G[s] @ Vi @ X - P[r] @ Phi @ P[s]) for r in range(k) for s in range(k))
+    if second_order:
+        for r in range(k):
+            for s_ in range(k):
+                a, b = steps[r] * 10 * unit[r], steps[s_] * 10 * unit[s_]
+                H = (V(par + a + b) - V(par + a - b) - V(par - a + b) + V(par - a - b)) / (4 * a[r] * b[s_])
+                U = U - 0.25 * W[r, s_] * (X.T @ Vi @ H @ Vi @ X)
     PhiA = Phi + 2 * Phi @ U @ Phi
     out = []
     for L in L_rows:
@@ -177,7 +185,7 @@ def test_kenward_roger_matches_dense_computation(kind, case, formula):
     tau = np.concatenate([sd, corr])
     p = m.frame.X.shape[1]
     rows = [np.eye(p)[j] for j in range(p)] + [np.eye(p)[1:]]
-    PhiA, moments = _dense_kr(m, kind, tau, sigma, rows)
+    PhiA, moments = _dense_kr(m, _dense_v(m, kind), np.concatenate([tau, [sigma]]), rows)
     kr = KenwardRoger(m)
     np.testing.assert_allclose(kr.vcov_adjusted, PhiA, rtol=1e-6, atol=1e-7 * np.abs(PhiA).max())
     co = m.summary(ddf="kenward-roger").coefficients
@@ -191,6 +199,32 @@ def test_kenward_roger_matches_dense_computation(kind, case, formula):
     assert float(res["DenDF"].iloc[0]) == pytest.approx(df2, rel=1e-5)
     assert float(res["F value"].iloc[0]) == pytest.approx(lam * F_unscaled, rel=1e-5)
     assert float(res["Pr(>F)"].iloc[0]) == pytest.approx(stats.f.sf(lam * F_unscaled, p - 1, df2), rel=1e-4)
+
+
+def test_first_order_kr_is_invariant_to_the_parametrisation_second_order_is_not():
+    """Why mmfast drops KR 1997's R_rs term: Φ_A without it is the same on the (SD, ρ, σ) and the
+    (variance, ρ, σ²) scales of an ar1 fit; with it the two differ (and a linear scale would give
+    a third answer), so no parametrisation-free second-order KR exists for a nonlinear structure."""
+    m = mmfast.lmer("Reaction ~ Days + ar1(0 + factor(Days) | Subject)", mmfast.datasets.load("sleepstudy"))
+    (t,) = m.frame.terms
+    th, sigma = np.asarray(m.theta), float(m.sigma)
+    sd_scale = np.array([sigma * th[0], t.param.correlation_parameters(th)[0], sigma])
+    V_sd = _dense_v(m, "ar1")
+
+    def V_var(par):  # (sd², ρ, σ²)
+        return V_sd(np.array([np.sqrt(par[0]), par[1], np.sqrt(par[2])]))
+
+    var_scale = np.array([sd_scale[0] ** 2, sd_scale[1], sigma**2])
+    rows = [np.array([0.0, 1.0])]
+    first_sd, (df_sd,) = _dense_kr(m, V_sd, sd_scale, rows)
+    first_var, (df_var,) = _dense_kr(m, V_var, var_scale, rows)
+    np.testing.assert_allclose(first_sd, first_var, rtol=1e-6)
+    assert df_sd[0] == pytest.approx(df_var[0], rel=1e-6)
+    np.testing.assert_allclose(KenwardRoger(m).vcov_adjusted, first_sd, rtol=1e-6)
+    second_sd, _ = _dense_kr(m, V_sd, sd_scale, rows, second_order=True)
+    second_var, _ = _dense_kr(m, V_var, var_scale, rows, second_order=True)
+    gap = np.abs(second_sd - second_var).max() / np.abs(first_sd - KenwardRoger(m).Phi).max()
+    assert gap > 0.05  # a material share of the whole adjustment Φ_A - Φ
 
 
 def test_variance_directions_are_derivatives_of_the_covariance():
