@@ -229,7 +229,12 @@ def numeric_derivatives(model) -> VarparDerivatives:
 
 
 def varpar_derivatives(model, method: str = "analytic") -> VarparDerivatives:
-    """Derivatives for Satterthwaite's method: ``"analytic"`` (exact) or ``"numeric"`` (Richardson)."""
+    """Derivatives for Satterthwaite's method: ``"analytic"`` (exact) or ``"numeric"`` (Richardson);
+    a model with a residual structure: over (θ, σ, φ) (``residual_derivatives``)."""
+    if getattr(model, "residual", None) is not None and method in ("analytic", "numeric"):
+        from .residual_derivatives import residual_derivatives
+
+        return residual_derivatives(model)
     if method == "analytic":
         return analytic_derivatives(model)
     if method == "numeric":

@@ -58,7 +58,8 @@ def group_codes(columns: list[np.ndarray]) -> np.ndarray:
 
 def check_nested(groups: np.ndarray, terms) -> None:
     """Every random-effects factor must be constant within each correlation group (nlme's rule,
-    and what keeps the whitened Z on Z's pattern)."""
+    checked by R on lme(y ~ time, random = ~1 | subject, correlation = corCAR1(form = ~time |
+    cluster)), and what keeps the whitened Z on Z's pattern)."""
     ng = int(groups.max()) + 1
     for t in terms:
         codes = t.factor.codes.astype(np.int64)
@@ -69,8 +70,10 @@ def check_nested(groups: np.ndarray, terms) -> None:
         if np.any(lo != hi):
             raise ModelSpecError(
                 f"correlation groups are not nested in the random-effects factor '{t.factor.name}': "
-                "each correlation group must lie within one level of every grouping factor "
-                "(nlme: 'Incompatible formulas for groups in random and correlation')"
+                "each correlation group must lie within one level of every grouping factor. This is "
+                "nlme's rule: nlme 3.1-162's lme() stops with \"incompatible formulas for groups in "
+                "'random' and 'correlation'\" (it also asks the correlation's groups to be written as "
+                "the random part's, e.g. '~ t | cluster/subject'; mmfast checks the nesting on the data)"
             )
 
 
@@ -146,10 +149,11 @@ class _MarkovColour:
     c: np.ndarray
     steps: list
 
-    def __call__(self, M: np.ndarray) -> np.ndarray:
-        e = M * self.c
+    def __call__(self, M: np.ndarray) -> np.ndarray:  # n or n x k
+        rho, c = (self.rho, self.c) if M.ndim == 1 else (self.rho[:, None], self.c[:, None])
+        e = M * c
         for rows in self.steps:
-            e[rows] += self.rho[rows] * e[rows - 1]
+            e[rows] += rho[rows] * e[rows - 1]
         return e
 
 
@@ -160,7 +164,7 @@ class _DenseColour:
     def __call__(self, M: np.ndarray) -> np.ndarray:
         out = np.empty_like(M)
         for idx, L in self.parts:
-            out[idx] = np.einsum("gij,gj->gi", L, M[idx])
+            out[idx] = np.einsum("gij,gj...->gi...", L, M[idx])
         return out
 
 
@@ -177,7 +181,7 @@ class Colouring:
         w = np.asarray(z, dtype=float) if self.order is None else np.asarray(z, dtype=float)[self.order]
         e = w if self.colour is None else self.colour(w)
         if self.sd is not None:
-            e = e * self.sd
+            e = e * (self.sd if e.ndim == 1 else self.sd[:, None])
         if self.order is None:
             return e
         out = np.empty_like(e)
