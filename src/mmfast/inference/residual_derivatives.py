@@ -21,7 +21,8 @@ __all__ = ["residual_deviance", "residual_derivatives"]
 
 def residual_deviance(model, theta, sigma: float, phi) -> float:
     """-2 log L (REML or ML as fitted; β profiled, σ given) at (θ, σ, φ); inf where R(φ) is
-    not positive definite.  Moves the model's whitening to φ (callers restore it)."""
+    not positive definite.  Moves the model's whitening to φ (callers restore it); a model
+    without a residual structure takes φ = () (nlme's intervals use this too)."""
     if len(phi) and not model._load(np.asarray(phi, dtype=float)):
         return np.inf
     prof = model._profile(np.asarray(theta, dtype=float))
@@ -30,7 +31,7 @@ def residual_deviance(model, theta, sigma: float, phi) -> float:
     ldL2, ldRX2, r2 = prof[0], prof[1], prof[2]
     n, p = model.nobs, model.frame.X.shape[1]
     dev = deviance_at_sigma(ldL2, ldRX2, r2, sigma * sigma, n, p, model.reml, model._logw)
-    return float(dev) + model._logdetR
+    return float(dev) + getattr(model, "_logdetR", 0.0)
 
 
 def residual_derivatives(model) -> VarparDerivatives:
