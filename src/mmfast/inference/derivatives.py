@@ -129,9 +129,10 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
     return _finish(model, H, jac, "analytic")
 
 
-def _finish(model, H, jac, method) -> VarparDerivatives:
+def _finish(model, H, jac, method, varpar=None) -> VarparDerivatives:
+    """The derivatives with Var(φ̂) = 2H⁺; ``varpar`` defaults to (θ, σ)."""
     inv, msgs = pinv_positive(H)
-    varpar = np.concatenate([model.theta, [model.sigma]])
+    varpar = np.concatenate([model.theta, [model.sigma]]) if varpar is None else varpar
     return VarparDerivatives(
         varpar=varpar,
         vcov_beta=np.asarray(model.vcov_array),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model.criterion import deviance_at_sigma
-from .derivatives import VarparDerivatives, pinv_positive, richardson_hessian, richardson_jacobian
+from .derivatives import VarparDerivatives, _finish, richardson_hessian, richardson_jacobian
 
 __all__ = ["residual_deviance", "residual_derivatives"]
 
@@ -56,13 +56,4 @@ def residual_derivatives(model) -> VarparDerivatives:
         finally:
             model._load(phi0)
             model._profile(model.theta)
-    inv, msgs = pinv_positive(H)
-    return VarparDerivatives(
-        varpar=x0,
-        vcov_beta=np.asarray(model.vcov_array),
-        jacobian=jac,
-        hessian=H,
-        vcov_varpar=2.0 * inv,
-        method="numeric (theta, sigma, phi)",
-        warnings=msgs,
-    )
+    return _finish(model, H, jac, "numeric (theta, sigma, phi)", varpar=x0)
