@@ -275,3 +275,17 @@ def test_kenward_roger_is_refused_with_a_residual_structure(ar1_ident):
 
     with pytest.raises(ModelSpecError, match="Kenward-Roger"):
         str(ar1_ident.summary(ddf="kenward-roger"))
+
+
+def test_pickle_and_parallel_bootstrap(ortho):
+    """Fits with residual structures pickle (the structures hold methods, not lambdas), so
+    bootstrap's worker processes get them: the same replicates for n_jobs = 1 and 2."""
+    import pickle
+
+    m = mmfast.lmer("distance ~ age + (1 | Subject)", ortho, residual=mmfast.corCAR1(form="~ age | Subject"))
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.loglik == m.loglik
+    assert np.array_equal(m2.simulate(2, seed=1, as_frame=False), m.simulate(2, seed=1, as_frame=False))
+    assert np.allclose(m2.summary().coefficients["df"], m.summary().coefficients["df"], rtol=1e-10)
+    b1, b2 = m.bootstrap(3, seed=4, n_jobs=1), m.bootstrap(3, seed=4, n_jobs=2)
+    assert np.allclose(b1.to_numpy(), b2.to_numpy(), rtol=1e-10)

@@ -265,9 +265,6 @@ class ResidualFit(LinearMixedModel):
         )
         return model.fit()
 
-    def __getstate__(self):
-        raise ModelSpecError("models with a residual structure cannot be pickled")
-
 
 def _column_getter(data, complete):
     """``column(name)``: a data column's values on the model's rows (``complete``: used rows)."""
