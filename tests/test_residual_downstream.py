@@ -67,6 +67,12 @@ def test_summary_prints_the_structures_after_random_effects(ar1_ident):
     assert lines[i_var + 4].split() == ["Female", "Male"]  # nlme's order: rows sorted by Subject
     ratio = ar1_ident.residual.variance.natural(uvar)[0]
     assert [float(v) for v in lines[i_var + 5].split()] == pytest.approx([1.0, ratio], rel=1e-5)
+    # scaled residuals: (y - fitted) / (σ s_i), nlme's standardized within-group residuals
+    r = (ar1_ident.frame.y - ar1_ident.linear_predictor()) / ar1_ident.residual_sd
+    i_res = lines.index("Scaled residuals: ")
+    assert [float(v) for v in lines[i_res + 2].split()] == pytest.approx(
+        np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), abs=1e-4
+    )
 
 
 def test_summary_block_is_nlmes(ortho):
@@ -155,10 +161,14 @@ def test_refit_equals_a_fresh_fit(ortho, ar1_ident):
 
 
 def test_bootstrap_runs_on_residual_fits(ar1_ident):
-    b = ar1_ident.bootstrap(4, seed=1, func=lambda f: np.r_[f.beta, f.phi])
-    assert b.shape == (4, 4)
+    b = ar1_ident.bootstrap(4, seed=1)  # default statistics: β, θ, σ and the structures' Phi, ratio
+    assert list(b.columns)[-2:] == ["Phi", "Male"]
     assert np.all(np.isfinite(b.to_numpy()))
     assert b.attrs["n_failed"] == 0
+    ucor, uvar = ar1_ident.residual.split(ar1_ident.phi)
+    t0 = b.attrs["t0"]
+    assert t0["Phi"] == pytest.approx(ar1_ident.residual.correlation.natural(ucor)[0], rel=1e-12)
+    assert len(set(np.round(b["Phi"], 8))) == 4  # φ re-estimated per replicate
 
 
 def test_fitted_covariate_is_a_fixed_point(ortho):
