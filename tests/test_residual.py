@@ -146,12 +146,25 @@ def _same_text(mine, ref, tol=2e-3):
     assert len(mine) == len(ref), (mine, ref)
     for a, b in zip(mine, ref):
         na, nb = re.findall(r"-?\d+\.\d+", a), re.findall(r"-?\d+\.\d+", b)
-        assert re.sub(r"-?\d+\.\d+", "#", a).strip() == re.sub(r"-?\d+\.\d+", "#", b).strip(), (a, b)
+        # tokens, not spacing: a column's width follows its values' digits (nlme's -0.08597241
+        # where the same fixed point printed from mmfast's estimate is -0.0865314)
+        assert re.sub(r"-?\d+\.\d+", "#", a).split() == re.sub(r"-?\d+\.\d+", "#", b).split(), (a, b)
         assert np.allclose(np.array(na, float), np.array(nb, float), rtol=tol, atol=1e-3), (a, b)
 
 
 @pytest.mark.parametrize(
-    "key", ["ortho_ar1_reml", "ex1_varident_ml", "sim_symm_reml", "sim_car1_power_ml", "sim_fixed_reml", "sim_exp_ml"]
+    "key",
+    [
+        "ortho_ar1_reml",
+        "ex1_varident_ml",
+        "sim_symm_reml",
+        "sim_car1_power_ml",
+        "sim_fixed_reml",
+        "sim_exp_ml",
+        "ortho_power_fitted_sex_reml",
+        "ex1_constpower_fitted_reml",
+        "sim_power_sex_x_ml",
+    ],
 )
 def test_printed_blocks(fits, key):
     ref, fit = REF[key], fits[key]
