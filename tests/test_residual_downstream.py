@@ -280,11 +280,18 @@ def test_satterthwaite_with_varident_against_a_dense_derivation(ortho, reml):
     assert not np.allclose(known, df, rtol=2e-2)  # so the comparison can tell the two apart
 
 
-def test_kenward_roger_is_refused_with_a_residual_structure(ar1_ident):
+def test_kenward_roger_and_profile_intervals_are_refused_with_a_residual_structure(ar1_ident):
+    """Both would hold φ at φ̂ (their V lacks R(φ)'s derivatives): refused, not wrong."""
     from mmfast.errors import ModelSpecError
 
     with pytest.raises(ModelSpecError, match="Kenward-Roger"):
         str(ar1_ident.summary(ddf="kenward-roger"))
+    with pytest.raises(ModelSpecError, match="profile intervals"):
+        ar1_ident.confint()
+    ci = ar1_ident.confint(method="wald")
+    assert np.allclose(
+        ci.loc["age"], ar1_ident.beta[1] + np.array([-1, 1]) * 1.959964 * np.sqrt(ar1_ident.vcov_array[1, 1])
+    )
 
 
 def test_pickle_and_parallel_bootstrap(ortho):
