@@ -306,3 +306,12 @@ def test_pickle_and_parallel_bootstrap(ortho):
     assert np.allclose(m2.summary().coefficients["df"], m.summary().coefficients["df"], rtol=1e-10)
     b1, b2 = m.bootstrap(3, seed=4, n_jobs=1), m.bootstrap(3, seed=4, n_jobs=2)
     assert np.allclose(b1.to_numpy(), b2.to_numpy(), rtol=1e-10)
+
+
+def test_emmeans_defaults_to_satterthwaite_with_a_residual_structure(ortho):
+    m = mmfast.lmer("distance ~ Sex + age + (1 | Subject)", ortho, residual=mmfast.corAR1())
+    e = mmfast.emmeans(m, "Sex")  # Female (the reference level) at the mean age
+    assert e.ddf == "satterthwaite"
+    sat = m.contest(np.array([[1.0, 0.0, float(ortho["age"].mean())]]), joint=False)
+    assert float(e.table["df"].iloc[0]) == pytest.approx(float(sat["df"].iloc[0]), rel=1e-8)
+    assert float(e.table["SE"].iloc[0]) == pytest.approx(float(sat["Std. Error"].iloc[0]), rel=1e-8)
