@@ -55,10 +55,12 @@ from .pipeline import fit_many  # noqa: E402
 __all__ += ["fit_many"]  # many-model pipeline (issue 6)
 from .nlme import lme  # noqa: E402
 from .nlme import corAR1, corCAR1, corCompSymm, corExp, corSymm, varExp, varFixed, varIdent, varPower  # noqa: E402
+from .nlme import varConstPower  # noqa: E402
 
 __all__ += ["lme"]  # nlme's calling style (issue 9)
 # nlme's residual structures, for lme(correlation=, weights=) and lmer(residual=) (issue 16)
 __all__ += ["corAR1", "corCAR1", "corCompSymm", "corExp", "corSymm", "varIdent", "varPower", "varExp", "varFixed"]
+__all__ += ["varConstPower"]
 from .emmeans import emmeans  # noqa: E402
 
 __all__ += ["emmeans"]  # marginal means and contrasts (issue 9)

@@ -60,7 +60,8 @@ class LinearMixedModel(_lmm.LinearMixedModel, InferenceMixin, ResampleMixin, Dia
 class ResidualLinearMixedModel(_residual_fit.ResidualFit, LinearMixedModel):
     """A fitted LMM with a residual correlation or variance structure (``lmer(residual=)``,
     ``lme(correlation=, weights=)``), in nlme's parametrisation: ``phi`` holds the structures'
-    unconstrained parameters.  Refits on new responses (simulate, bootstrap) are refused."""
+    unconstrained parameters.  simulate draws correlated/heteroscedastic residuals; refit,
+    bootstrap re-estimate θ and φ on the same rows."""
 
 
 class GeneralizedLinearMixedModel(

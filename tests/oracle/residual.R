@@ -31,6 +31,7 @@ sim$y <- round(2 + 0.4 * sim$time + rnorm(12)[sim$cluster] + 0.8 * rnorm(60)[sim
 write.csv(sim, gzfile("tests/reference/residual_sim.csv.gz"), row.names = FALSE)
 sim <- read.csv(gzfile("tests/reference/residual_sim.csv.gz"))
 sim$subject <- as_fac(sim$subject); sim$cluster <- as_fac(sim$cluster)
+sim$arm <- ifelse(sim$cluster %in% c("2", "4", "6", "8", "10", "12"), "treated", "control")  # a stratum (cluster-level)
 
 Orthodont <- load_data("Orthodont"); Orthodont$Subject <- as_fac(Orthodont$Subject)
 ex1 <- load_data("ex1"); ex1$treatment_idx <- as_fac(ex1$treatment_idx); ex1$midx <- as_fac(ex1$midx)
@@ -80,7 +81,21 @@ cases <- list(
   sim_varexp = list(data = "sim", fixed = y ~ time, random = ~1 | subject, weights = quote(varExp(form = ~x))),
   sim_fixed = list(data = "sim", fixed = y ~ time, random = ~1 | subject, weights = quote(varFixed(~x))),
   sim_car1_power = list(data = "sim", fixed = y ~ time, random = ~1 | cluster/subject,
-                        correlation = quote(corCAR1(form = ~time | cluster/subject)), weights = quote(varPower(form = ~x)))
+                        correlation = quote(corCAR1(form = ~time | cluster/subject)), weights = quote(varPower(form = ~x))),
+  # nlme's default covariate fitted(.): the outer iteration between the fit and the weights
+  ortho_power_fitted = list(data = "Orthodont", fixed = distance ~ age, random = ~1 | Subject,
+                            weights = quote(varPower())),
+  ortho_power_fitted_sex = list(data = "Orthodont", fixed = distance ~ age, random = ~1 | Subject,
+                                weights = quote(varPower(form = ~fitted(.) | Sex))),
+  ex1_varexp_fitted = list(data = "ex1", fixed = res ~ treatment_idx, random = ~1 | midx,
+                           weights = quote(varExp())),
+  ex1_constpower_fitted = list(data = "ex1", fixed = res ~ treatment_idx, random = ~1 | midx,
+                               weights = quote(varConstPower())),
+  sim_constpower_x = list(data = "sim", fixed = y ~ time, random = ~1 | subject,
+                          weights = quote(varConstPower(form = ~x))),
+  sim_power_sex_x = list(data = "sim", fixed = y ~ time, random = ~1 | subject,
+                         correlation = quote(corCAR1(form = ~time | subject)),
+                         weights = quote(varPower(form = ~x | arm)))
 )
 for (id in names(cases)) for (method in c("REML", "ML")) {
   cs <- cases[[id]]
@@ -102,4 +117,18 @@ m1 <- lme(distance ~ age, Orthodont, random = ~1 | Subject, correlation = corAR1
 a <- anova(m0, m1)
 out$ortho_anova <- list(df = a$df, logLik = a$logLik, L.Ratio = a$L.Ratio[2], p = a$`p-value`[2],
                         text = capture.output(print(a)))
+# Satterthwaite with the residual parameters estimated, oracle by equivalence: a compound-symmetry
+# residual within Subject (Rho >= 0) beside (0 + Days | Subject) is lme4's (1 | Subject) + (0 + Days | Subject)
+suppressMessages(library(lmerTest))
+sleepstudy <- load_data("sleepstudy"); sleepstudy$Subject <- as_fac(sleepstudy$Subject)
+for (reml in c(TRUE, FALSE)) {
+  m <- lmer(Reaction ~ Days + (1 | Subject) + (0 + Days | Subject), sleepstudy, REML = reml,
+            control = lmerControl(optCtrl = list(ftol_abs = 1e-12, xtol_abs = 1e-10)))
+  cf <- summary(m)$coefficients
+  a <- anova(m)
+  out[[paste0("satt_cs_", if (reml) "reml" else "ml")]] <- list(
+    logLik = as.numeric(logLik(m)), fixef = unname(fixef(m)), se = unname(cf[, "Std. Error"]),
+    df = unname(cf[, "df"]), anova_df = unname(a$DenDF), anova_F = unname(a$`F value`),
+    vc = as.data.frame(VarCorr(m))$vcov)
+}
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, null = "null"), gzfile("tests/reference/residual.json.gz"))

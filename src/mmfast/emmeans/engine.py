@@ -111,7 +111,9 @@ def make_engine(fit, ddf) -> Engine:
         )
         return _lme_engine(fit, key)
     if hasattr(fit, "contest"):
-        return _lmer_engine(fit, resolve_ddf("kenward-roger" if ddf is None else ddf))
+        # lmer(residual=): Satterthwaite by default (Kenward-Roger is not implemented there)
+        default = "satterthwaite" if getattr(fit, "residual", None) is not None else "kenward-roger"
+        return _lmer_engine(fit, resolve_ddf(default if ddf is None else ddf))
     if isinstance(fit, LinearModel):
         if ddf not in (None, "residual"):
             raise ArgumentError(f"ddf={ddf!r}: an mmfast.lm fit has the residual df only")

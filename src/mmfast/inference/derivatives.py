@@ -129,9 +129,10 @@ def analytic_derivatives(model, vs: VarianceStructure | None = None) -> VarparDe
     return _finish(model, H, jac, "analytic")
 
 
-def _finish(model, H, jac, method) -> VarparDerivatives:
+def _finish(model, H, jac, method, varpar=None) -> VarparDerivatives:
+    """The derivatives with Var(φ̂) = 2H⁺; ``varpar`` defaults to (θ, σ)."""
     inv, msgs = pinv_positive(H)
-    varpar = np.concatenate([model.theta, [model.sigma]])
+    varpar = np.concatenate([model.theta, [model.sigma]]) if varpar is None else varpar
     return VarparDerivatives(
         varpar=varpar,
         vcov_beta=np.asarray(model.vcov_array),
@@ -229,7 +230,12 @@ def numeric_derivatives(model) -> VarparDerivatives:
 
 
 def varpar_derivatives(model, method: str = "analytic") -> VarparDerivatives:
-    """Derivatives for Satterthwaite's method: ``"analytic"`` (exact) or ``"numeric"`` (Richardson)."""
+    """Derivatives for Satterthwaite's method: ``"analytic"`` (exact) or ``"numeric"`` (Richardson);
+    a model with a residual structure: over (θ, σ, φ) (``residual_derivatives``)."""
+    if getattr(model, "residual", None) is not None and method in ("analytic", "numeric"):
+        from .residual_derivatives import residual_derivatives
+
+        return residual_derivatives(model)
     if method == "analytic":
         return analytic_derivatives(model)
     if method == "numeric":

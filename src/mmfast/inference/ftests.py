@@ -125,6 +125,14 @@ def _ddf_method(model, name, derivatives):
         elif name == "kenward-roger":
             from .kenward_roger import KenwardRoger
 
+            if getattr(model, "residual", None) is not None:  # its V would miss R(φ)
+                from ..errors import ModelSpecError
+
+                raise ModelSpecError(
+                    "Kenward-Roger's method is not implemented for models with a residual structure: "
+                    "use ddf='satterthwaite' (it differentiates over the residual parameters too)"
+                )
+
             kr = KenwardRoger(model)
             kr.title = "Kenward-Roger's method" + (" (on the REML refit)" if kr.refitted else "")
             kr.vcov = kr.vcov_adjusted

@@ -167,6 +167,13 @@ class InferenceMixin(LikelihoodRatioMixin):
         progress = boot.pop("progress", None) if str(method).lower() == "profile" else None
         if boot and str(method).lower() != "boot":
             raise ArgumentError(f"{', '.join(boot)} applies to method='boot' only (method is {method!r})")
+        if str(method).lower() == "profile" and getattr(self, "residual", None) is not None:
+            from ..errors import ModelSpecError  # the profile would hold φ at φ̂
+
+            raise ModelSpecError(
+                "profile intervals are not implemented for models with a residual structure: use "
+                "method='boot' (re-estimates φ) or 'wald'; lme() fits have nlme's intervals()"
+            )
         try:
             if str(method).lower() == "boot":
                 return self._confint_boot(parm=parm, level=level, **boot)  # resample's mixin

@@ -23,7 +23,15 @@ import numpy as np
 
 from ..errors import DataError, ModelSpecError
 
-__all__ = ["Whitening", "MarkovCorrelation", "DenseCorrelation", "ResidualCovariance", "group_codes", "check_nested"]
+__all__ = [
+    "Whitening",
+    "Colouring",
+    "MarkovCorrelation",
+    "DenseCorrelation",
+    "ResidualCovariance",
+    "group_codes",
+    "check_nested",
+]
 
 
 @dataclass
@@ -50,7 +58,8 @@ def group_codes(columns: list[np.ndarray]) -> np.ndarray:
 
 def check_nested(groups: np.ndarray, terms) -> None:
     """Every random-effects factor must be constant within each correlation group (nlme's rule,
-    and what keeps the whitened Z on Z's pattern)."""
+    checked by R on lme(y ~ time, random = ~1 | subject, correlation = corCAR1(form = ~time |
+    cluster)), and what keeps the whitened Z on Z's pattern)."""
     ng = int(groups.max()) + 1
     for t in terms:
         codes = t.factor.codes.astype(np.int64)
@@ -61,8 +70,10 @@ def check_nested(groups: np.ndarray, terms) -> None:
         if np.any(lo != hi):
             raise ModelSpecError(
                 f"correlation groups are not nested in the random-effects factor '{t.factor.name}': "
-                "each correlation group must lie within one level of every grouping factor "
-                "(nlme: 'Incompatible formulas for groups in random and correlation')"
+                "each correlation group must lie within one level of every grouping factor. This is "
+                "nlme's rule: nlme 3.1-162's lme() stops with \"incompatible formulas for groups in "
+                "'random' and 'correlation'\" (it also asks the correlation's groups to be written as "
+                "the random part's, e.g. '~ t | cluster/subject'; mmfast checks the nesting on the data)"
             )
 
 
@@ -111,6 +122,72 @@ class MarkovCorrelation:
 
         return Whitening(apply, float(np.sum(np.log(c2))))
 
+    def colour(self, u) -> "Callable[[np.ndarray], np.ndarray] | None":
+        """M -> L M (rows in ``order``): the inverse of the whitening, e_i = ρ_i e_{i-1} + c_i z_i,
+        run position by position within the groups (one vector step per position)."""
+        n = len(self.order)
+        rho = np.zeros(n)
+        rho[self.inner] = self.decay(u, self.dt)
+        c2 = 1.0 - rho * rho
+        if not np.all(c2 > 0):
+            return None
+        return _MarkovColour(rho, np.sqrt(c2), self._steps())
+
+    def _steps(self) -> list[np.ndarray]:
+        """Rows (in ``order``) at position 1, 2, ... of their group."""
+        pos = np.arange(len(self.order))
+        starts = np.flatnonzero(~self.inner)
+        pos = pos - np.repeat(starts, np.diff(np.append(starts, len(pos))))
+        rows = np.argsort(pos, kind="stable")
+        counts = np.bincount(pos)
+        return np.split(rows, np.cumsum(counts)[:-1])[1:]
+
+
+@dataclass
+class _MarkovColour:
+    rho: np.ndarray
+    c: np.ndarray
+    steps: list
+
+    def __call__(self, M: np.ndarray) -> np.ndarray:  # n or n x k
+        rho, c = (self.rho, self.c) if M.ndim == 1 else (self.rho[:, None], self.c[:, None])
+        e = M * c
+        for rows in self.steps:
+            e[rows] += rho[rows] * e[rows - 1]
+        return e
+
+
+@dataclass
+class _DenseColour:
+    parts: list  # (row indices (G, m), L (G, m, m))
+
+    def __call__(self, M: np.ndarray) -> np.ndarray:
+        out = np.empty_like(M)
+        for idx, L in self.parts:
+            out[idx] = np.einsum("gij,gj...->gi...", L, M[idx])
+        return out
+
+
+@dataclass
+class Colouring:
+    """z ~ N(0, I) -> ε ~ N(0, R(φ)) for the fitted φ, rows in the data's order (what simulate
+    draws residuals with; arrays only, picklable)."""
+
+    order: np.ndarray | None
+    sd: np.ndarray | None  # in ``order``
+    colour: Callable | None
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        w = np.asarray(z, dtype=float) if self.order is None else np.asarray(z, dtype=float)[self.order]
+        e = w if self.colour is None else self.colour(w)
+        if self.sd is not None:
+            e = e * (self.sd if e.ndim == 1 else self.sd[:, None])
+        if self.order is None:
+            return e
+        out = np.empty_like(e)
+        out[self.order] = e
+        return out
+
 
 class DenseCorrelation:
     """A correlation matrix per group from the rows' positions 0..P-1 (corCompSymm, corSymm):
@@ -148,15 +225,22 @@ class DenseCorrelation:
             if not np.all(d > 0):
                 return None
             logdet += 2.0 * float(np.sum(np.log(d)))
-            parts.append((idx, np.linalg.inv(L)))
+            parts.append((idx, np.linalg.inv(L), L))
 
         def apply(M: np.ndarray) -> np.ndarray:  # rows in ``order``
             out = np.empty_like(M)
-            for idx, Linv in parts:
+            for idx, Linv, _ in parts:
                 out[idx] = np.einsum("gij,gj...->gi...", Linv, M[idx])  # (G, m) or (G, m, k)
             return out
 
-        return Whitening(apply, logdet)
+        w = Whitening(apply, logdet)
+        w.L = [(idx, L) for idx, _, L in parts]  # the factors themselves, for ``colour``
+        return w
+
+    def colour(self, u) -> "_DenseColour | None":
+        """M -> L M (rows in ``order``), L the groups' Cholesky factors."""
+        w = self.factor(u)
+        return None if w is None else _DenseColour(w.L)
 
 
 class ResidualCovariance:
@@ -174,6 +258,22 @@ class ResidualCovariance:
         return self.ncor + self.nvar
 
     @property
+    def needs_fitted(self) -> bool:
+        """Does the variance function's covariate follow the fitted values (nlme's fitted(.))?"""
+        return self.variance is not None and getattr(self.variance, "needs_fitted", False)
+
+    def set_fitted(self, fitted: np.ndarray) -> None:
+        """The fitted values (data row order) as the variance covariate (nlme's update())."""
+        self.variance.set_covariate(np.asarray(fitted, dtype=float))
+
+    def fresh(self) -> "ResidualCovariance":
+        """This structure for another fit: a fitted(.) covariate is per fit (a copy), the rest
+        is shared (bound to the same rows, read-only)."""
+        if not self.needs_fitted:
+            return self
+        return ResidualCovariance(self.correlation, self.variance._copy())
+
+    @property
     def order(self) -> np.ndarray | None:
         """The row order ``Whitening.apply`` works in (groups contiguous, sorted by time);
         None: the data's own order.  Cross-products do not depend on it."""
@@ -187,6 +287,18 @@ class ResidualCovariance:
     def split(self, phi) -> tuple[np.ndarray, np.ndarray]:
         phi = np.asarray(phi, dtype=float)
         return phi[: self.ncor], phi[self.ncor :]
+
+    def colouring(self, phi) -> Colouring:
+        """z -> L z with R(φ) = L L' (rows in the data's order): residuals for simulate."""
+        ucor, uvar = self.split(phi)
+        sd = None
+        if self.variance is not None:
+            sd = self.variance.sd(uvar)
+            sd = sd if self.order is None else sd[self.order]
+        colour = None if self.correlation is None else self.correlation.engine.colour(ucor)
+        if self.correlation is not None and colour is None:
+            raise ModelSpecError("the residual correlation is not positive definite at these parameters")
+        return Colouring(self.order, sd, colour)
 
     def factor(self, phi) -> Whitening | None:
         """L⁻¹ and log|R| at φ; None where R is not positive definite."""

@@ -6,6 +6,10 @@ cross-products (``reweight``), so an evaluation costs O(n) for the whitening plu
 step.  The criterion is the whitened model's plus log|R|.  The fit first optimises θ at the
 starting φ (the ordinary LMM fit, which is independent residuals for the default starts), then
 BOBYQA moves φ on the criterion profiled over θ (``profiled_criterion``).
+A variance function of nlme's ``fitted(.)`` is fitted as nlme's lme loop does it: fit with the
+covariate fixed, set it to the fitted values at the innermost level (Xβ̂ + Zb̂), refit from
+there, until no parameter moves by more than ``FITTED_TOL`` relative (nlme: lmeControl's
+``tolerance``, 1e-6, on its coefficients); the result is a fixed point, not a maximum.
 Parametrisation: nlme's (``mmfast.nlme.corstruct``/``varfunc``).
 """
 
@@ -29,21 +33,28 @@ from .residual import ResidualCovariance
 __all__ = ["ResidualFit", "PHI_BOUND"]
 
 PHI_BOUND = 30.0  # |unconstrained φ| at most this: correlations within 1e-13 of ±1
+FITTED_TOL, FITTED_MAXITER = 1e-8, 100  # the fitted(.) outer iteration (nlme: 1e-6, maxIter 50)
 
 
 class ResidualFit(LinearMixedModel):
     """``y = Xβ + Zb + ε``, ``ε ~ N(0, σ² R(φ))``, R block diagonal over correlation groups."""
 
     def __init__(self, frame, reml=True, options=None, design=None, control=None, residual=None):
-        if design is not None or residual is None:
+        """``design``: a fit on the same rows (``refit``, ``with_response``, ``with_fixed``):
+        its residual structure, bound to these rows, is taken over (cross-products are new)."""
+        if residual is None and design is not None:
+            if design.frame.nobs != frame.nobs:  # pragma: no cover - with_* keep the rows
+                raise ModelSpecError("the residual structure is bound to the rows of the fit")
+            residual = design.residual
+        if residual is None:
             raise ModelSpecError(
-                "refits on a new response or design (simulate, bootstrap, refit) are not supported "
-                "for models with a residual correlation or variance structure"
+                "the residual structure is bound to the rows of its fit: fit the model on new rows "
+                "with lmer(..., residual=) or lme()"
             )
         if frame.weights is not None:
             raise ModelSpecError("prior weights with a residual structure: give the weights as varFixed instead")
         super().__init__(frame, reml=reml, options=options, control=control)
-        self.residual: ResidualCovariance = residual
+        self.residual: ResidualCovariance = residual.fresh()  # a fitted(.) covariate is this fit's
         self._prepare()
         self.phi = None
         self._logdetR = 0.0
@@ -155,15 +166,32 @@ class ResidualFit(LinearMixedModel):
         ctrl = {k: v for k, v in optctrl.items() if k in ("maxeval", "ftol_abs", "xtol_abs")}
         conv, msg, nev = True, "", 0
         x = np.r_[self.theta, self.phi]
-        if nphi:
-            g, state = self.profiled_criterion()
-            res = minimize_bounded(
-                g, self.phi, np.full(nphi, -PHI_BOUND), np.full(nphi, PHI_BOUND), step=np.full(nphi, 0.5), **ctrl
-            )
-            g(res.x)  # θ̂ at the best φ
-            x = np.r_[state["theta"], res.x]
-            nev += res.evaluations + state.get("evals", 0)
-            conv, msg = res.converged, res.message
+        updating = self.residual.needs_fitted
+        self.outer_iterations = 0
+        for it in range(FITTED_MAXITER if updating else 1):
+            if updating:  # nlme's update(lmeSt): the covariate from the current fitted values
+                self._set_theta(x[:nth])
+                self.residual.set_fitted(self.linear_predictor())
+                self.phi = None  # the same φ whitens differently now
+                self._load(x[nth:])
+            if nphi:
+                g, state = self.profiled_criterion()
+                step = 0.5 if it == 0 else 0.1
+                res = minimize_bounded(
+                    g, self.phi, np.full(nphi, -PHI_BOUND), np.full(nphi, PHI_BOUND), step=np.full(nphi, step), **ctrl
+                )
+                g(res.x)  # θ̂ at the best φ
+                x_new = np.r_[state["theta"], res.x]
+                nev += res.evaluations + state.get("evals", 0)
+                conv, msg = res.converged, res.message
+                moved = np.max(np.abs(x_new - x) / np.where(x_new == 0, 1.0, np.abs(x_new)), initial=0.0)
+                x = x_new
+            self.outer_iterations = it + 1
+            if updating and moved <= FITTED_TOL:
+                break
+        else:
+            if updating:
+                conv, msg = False, "the fitted(.) iteration reached its maximum without convergence"
         if not self._load(x[nth:]):  # pragma: no cover - BOBYQA returns evaluated points
             raise FitError("the residual structure is not positive definite at the optimum")
         self._set_theta(x[:nth])
@@ -209,6 +237,18 @@ class ResidualFit(LinearMixedModel):
             return np.full(self.frame.nobs, self.sigma)
         return self.sigma * self.residual.variance.sd(self.residual.split(self.phi)[1])
 
+    def residual_colouring(self):
+        """z -> ε with Cov(ε) = R(φ̂) (``model.residual.Colouring``): simulate's residuals."""
+        return self.residual.colouring(self.phi)
+
+    def structure_lines(self) -> list[str]:
+        """nlme's "Correlation Structure:" and "Variance function:" blocks at the estimates
+        (``summary()`` prints them after the random effects)."""
+        res = self.residual
+        ucor, uvar = res.split(self.phi)
+        lines = [] if res.correlation is None else res.correlation.print_lines(ucor)
+        return lines + ([] if res.variance is None else res.variance.print_lines(uvar))
+
     def refit_formula(self, formula: str, reml: bool | None = None) -> "ResidualFit":
         """The same rows and residual structure with another formula (e.g. ML refits)."""
         from .frame import frame_for_formula
@@ -224,9 +264,6 @@ class ResidualFit(LinearMixedModel):
             residual=self.residual,
         )
         return model.fit()
-
-    def __getstate__(self):
-        raise ModelSpecError("models with a residual structure cannot be pickled")
 
 
 def _column_getter(data, complete):
@@ -248,6 +285,12 @@ def _default_groups(terms) -> list[str]:
     if len(names) == 1:
         return [n for n in next(iter(names)).split(":")][::-1]
     return []
+
+
+def _group_row_order(terms) -> np.ndarray:
+    """The rows sorted by the grouping factors' levels, outermost first (nlme's row order)."""
+    keys = [t.factor.codes for t in sorted(terms, key=lambda t: t.factor.name.count(":"))]
+    return np.lexsort(keys[::-1]) if keys else np.arange(0)
 
 
 def fit_residual_lmm(
@@ -291,7 +334,7 @@ def fit_residual_lmm(
     if cor:  # before binding: a time covariate need only be distinct within nested groups
         check_nested(group_codes([column(g) for g in (cor[0].groups or groups)]), frame.terms)
     c = cor[0].bind(column, groups) if cor else None
-    v = var[0].bind(column) if var else None
+    v = var[0].bind(column, row_order=_group_row_order(frame.terms)) if var else None
     residual = ResidualCovariance(c, v)
     options = {"check_nobs_vs_nre": check_nobs_vs_nre}
     model = model_class(frame, reml=reml, options=options, control=control, residual=residual)

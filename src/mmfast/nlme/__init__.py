@@ -8,7 +8,7 @@ errors, sequential F tests, REML BIC on N - p).
 from .corstruct import corAR1, corCAR1, corCompSymm, corExp, corSymm
 from .lme import LmeFit, lme
 from .random import RandomLevel, lme4_formula, parse_random
-from .varfunc import varExp, varFixed, varIdent, varPower
+from .varfunc import varConstPower, varExp, varFixed, varIdent, varPower
 
 __all__ = [
     "lme",
@@ -24,5 +24,6 @@ __all__ = [
     "varIdent",
     "varPower",
     "varExp",
+    "varConstPower",
     "varFixed",
 ]

@@ -98,8 +98,11 @@ class corAR1(CorStruct):
     def _bind(self, t):
         if np.any(t != np.round(t)):
             raise DataError("corAR1's covariate must be integer-valued (use corCAR1 for continuous times)")
-        self.engine = MarkovCorrelation(self.group_codes, t, lambda u, dt: np.tanh(u[0] / 2.0) ** dt)
+        self.engine = MarkovCorrelation(self.group_codes, t, self._decay)
         self.npar = 1
+
+    def _decay(self, u, dt):  # a method, not a lambda: fits with the structure pickle
+        return np.tanh(u[0] / 2.0) ** dt
 
     def start(self):
         phi = 0.0 if self.value is None else float(self.value)
@@ -117,8 +120,11 @@ class corCAR1(CorStruct):
     label, par_name = "Continuous AR(1)", "Phi"
 
     def _bind(self, t):
-        self.engine = MarkovCorrelation(self.group_codes, t, lambda u, dt: (1.0 / (1.0 + np.exp(-u[0]))) ** dt)
+        self.engine = MarkovCorrelation(self.group_codes, t, self._decay)
         self.npar = 1
+
+    def _decay(self, u, dt):
+        return (1.0 / (1.0 + np.exp(-u[0]))) ** dt
 
     def start(self):
         phi = 0.2 if self.value is None else float(self.value)
@@ -141,10 +147,13 @@ class corExp(CorStruct):
         super().__init__(value, form, fixed)
 
     def _bind(self, t):
-        self.engine = MarkovCorrelation(self.group_codes, t, lambda u, dt: np.exp(-dt * np.exp(-u[0])))
+        self.engine = MarkovCorrelation(self.group_codes, t, self._decay)
         self.npar = 1
         gaps = np.diff(np.sort(t))
         self._scale = float(np.median(gaps[gaps > 0])) if np.any(gaps > 0) else 1.0
+
+    def _decay(self, u, dt):
+        return np.exp(-dt * np.exp(-u[0]))
 
     def start(self):
         r = (self._scale if hasattr(self, "_scale") else 1.0) if self.value is None else float(self.value)
@@ -165,11 +174,13 @@ class corCompSymm(CorStruct):
         pos = np.asarray(np.round(t), dtype=np.int64) - 1 if self.covariate is None else _dense_positions(t)
         size = int(np.bincount(self.group_codes).max())
         self._a = 1.0 / (size - 1) if size > 1 else 1.0
-        P = int(pos.max()) + 1
-        self.engine = DenseCorrelation(
-            self.group_codes, pos, lambda u: (1 - self.natural(u)[0]) * np.eye(P) + self.natural(u)[0]
-        )
+        self._P = int(pos.max()) + 1
+        self.engine = DenseCorrelation(self.group_codes, pos, self._matrix)
         self.npar = 1
+
+    def _matrix(self, u):
+        rho = self.natural(u)[0]
+        return (1 - rho) * np.eye(self._P) + rho
 
     def start(self):
         rho = 0.0 if self.value is None else float(self.value)

@@ -15,7 +15,6 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import FitError, ModelSpecError
-from ..model.criterion import deviance_at_sigma
 
 __all__ = ["Intervals", "lme_intervals"]
 
@@ -91,21 +90,14 @@ def _unpack(x, natural_terms, nphi):
 
 def _deviance(model, x, natural_terms, nphi) -> float:
     """-2 log L at the packed parameters (β profiled, σ given)."""
+    from ..inference.residual_derivatives import residual_deviance
+
     terms, phi, log_sigma = _unpack(x, natural_terms, nphi)
-    sigma = float(np.exp(log_sigma))
-    if nphi and not model._load(phi):
-        return np.inf
     try:
-        theta = _theta_from(terms, sigma)
+        theta = _theta_from(terms, float(np.exp(log_sigma)))
     except np.linalg.LinAlgError:
         return np.inf
-    prof = model._profile(theta)
-    if prof is None:
-        return np.inf
-    ldL2, ldRX2, r2 = prof[0], prof[1], prof[2]
-    n, p = model.nobs, model.frame.X.shape[1]
-    dev = deviance_at_sigma(ldL2, ldRX2, r2, sigma * sigma, n, p, model.reml, model._logw)
-    return float(dev) + getattr(model, "_logdetR", 0.0)
+    return residual_deviance(model, theta, float(np.exp(log_sigma)), phi)
 
 
 def _hessian(f, x0, h=STEP) -> np.ndarray:

@@ -355,7 +355,9 @@ def lme(
         Without ``| g``, the groups are the innermost random-effects level (nlme's rule).
     weights : VarFunc, str or array-like, optional
         nlme's variance function: ``mmfast.varIdent(form="~ 1 | g")``, ``varPower(form="~ x")``,
-        ``varExp``, ``varFixed("~ x")`` (or their R text); a column name or array is taken as
+        ``varExp``, ``varConstPower``, ``varFixed("~ x")`` (or their R text); varPower, varExp
+        and varConstPower default to nlme's ``~fitted(.)`` (iterated with the fit, as nlme
+        does) and take strata, ``"~ fitted(.) | Sex"``; a column name or array is taken as
         lmer's prior weights (mmfast's earlier meaning).
     **lmer_options
         ``offset``, ``check_nobs_vs_nre`` (default "ignore", as nlme has no such

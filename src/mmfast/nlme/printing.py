@@ -45,12 +45,8 @@ def _random_block(fit) -> list[str]:
 
 def _structure_blocks(fit) -> list[str]:
     """nlme's "Correlation Structure:" and "Variance function:" blocks (none without them)."""
-    res = getattr(fit.model, "residual", None)
-    if res is None:
-        return []
-    ucor, uvar = res.split(fit.model.phi)
-    lines = [] if res.correlation is None else res.correlation.print_lines(ucor)
-    return lines + ([] if res.variance is None else res.variance.print_lines(uvar))
+    lines = getattr(fit.model, "structure_lines", None)
+    return [] if lines is None else lines()
 
 
 def _fixed_block(fit, tt: pd.DataFrame) -> list[str]:

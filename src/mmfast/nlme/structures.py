@@ -11,12 +11,13 @@ import re
 from ..errors import FormulaError
 from ..formula.parse import split_top
 from .corstruct import CorStruct, corAR1, corCAR1, corCompSymm, corExp, corSymm
-from .varfunc import VarFunc, varExp, varFixed, varIdent, varPower
+from .varfunc import VarFunc, varConstPower, varExp, varFixed, varIdent, varPower
 
 __all__ = ["as_structure", "CONSTRUCTORS"]
 
 CONSTRUCTORS = {
-    c.__name__: c for c in (corAR1, corCAR1, corExp, corCompSymm, corSymm, varIdent, varPower, varExp, varFixed)
+    c.__name__: c
+    for c in (corAR1, corCAR1, corExp, corCompSymm, corSymm, varIdent, varPower, varExp, varConstPower, varFixed)
 }
 
 
@@ -44,8 +45,10 @@ def _from_text(text: str):
         name = name.strip()
         if name == "form" or (cls is varFixed and name == "value"):
             kwargs["form"] = val.strip()
-        elif name == "value":
+        elif name == "value" and cls is not varConstPower:
             kwargs["value"] = _value(val)
+        elif name in ("const", "power") and cls is varConstPower:
+            kwargs[name] = _value(val)
         elif name == "fixed" and val.strip() in ("FALSE", "F"):
             continue
         else:

@@ -1,10 +1,13 @@
-"""nlme's variance functions (``weights =``): varIdent, varPower, varExp, varFixed.
+"""nlme's variance functions (``weights =``): varIdent, varPower, varExp, varConstPower, varFixed.
 
 Each gives the residual standard-deviation multiplier s_i of every row (nlme's 1/weights), with
 nlme's parametrisation: varIdent the ratios δ_k of each stratum's SD to the first stratum's
-(unconstrained log δ), varPower |v|^power, varExp exp(expon·v), varFixed s = √v (no parameter).
-nlme's default ``form = ~fitted(.)`` for varPower/varExp needs an iteration between the fit and
-the weights that mmfast does not do: give the covariate (``form="~x"``); fitted(.) is refused.
+(unconstrained log δ), varPower |v|^power, varExp exp(expon·v), varConstPower const + |v|^power
+(unconstrained log const), varFixed s = √v (no parameter).  ``form = "~ v | g"`` gives varPower
+and varExp one parameter per stratum of g (strata in nlme's order: first appearance in the rows
+sorted by the random-effects groups).  nlme's default covariate ``fitted(.)`` (the fitted values
+at the innermost level) changes with the fit: ``needs_fitted`` structures get it through
+``set_covariate`` from the fit's outer iteration (``model.residual_fit``, as nlme's lme loop).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 from ..errors import DataError, ModelSpecError
 from .form import FormStructure, parse_form
 
-__all__ = ["VarFunc", "varIdent", "varPower", "varExp", "varFixed"]
+__all__ = ["VarFunc", "varIdent", "varPower", "varExp", "varConstPower", "varFixed"]
 
 
 class VarFunc(FormStructure):
@@ -31,24 +34,46 @@ class VarFunc(FormStructure):
         self.covariate, self.groups = parse_form(form, type(self).__name__)
         self.npar = 0
 
-    def bind(self, column) -> "VarFunc":
-        """A copy tied to the model's rows (``column(name)``: the values on those rows)."""
+    def bind(self, column, row_order=None) -> "VarFunc":
+        """A copy tied to the model's rows (``column(name)``: the values on those rows;
+        ``row_order``: the rows sorted by the random-effects groups, which orders strata)."""
         new = self._copy()
+        new.row_order = row_order
         new._bind(column)
         return new
 
+    @property
+    def needs_fitted(self) -> bool:
+        """Is the covariate nlme's ``fitted(.)`` (set by the fit, ``set_covariate``)?"""
+        return self.covariate == "fitted(.)"
+
     def _covariate(self, column) -> np.ndarray:
-        if self.covariate is None or self.covariate == "fitted(.)":
-            raise ModelSpecError(
-                f"{type(self).__name__}: nlme's default form ~fitted(.) is not supported (it needs "
-                "iterating between the fit and the weights); give a covariate, e.g. form='~x'"
-            )
-        if self.groups:
-            raise ModelSpecError(f"{type(self).__name__}: stratified forms ('~x | g') are not supported")
+        """The covariate's values on the rows (not for ``fitted(.)``: the fit sets those)."""
+        if self.covariate is None or self.needs_fitted:
+            raise ModelSpecError(f"{type(self).__name__} needs a covariate column, e.g. form='~x'")
         v = np.asarray(column(self.covariate), dtype=float)
         if not np.all(np.isfinite(v)):
             raise DataError(f"{type(self).__name__}: covariate '{self.covariate}' has non-finite values")
         return v
+
+    def _stratify(self, column) -> None:
+        """Strata codes (None without ``| g``) and names, in nlme's order: first appearance in
+        the rows sorted by the random-effects groups (``row_order``; else the data's order)."""
+        self.strata, self.codes = [], None
+        if not self.groups:
+            return
+        if len(self.groups) != 1:
+            raise ModelSpecError(f"{type(self).__name__}: stratify by one column ('~ v | g')")
+        labels = np.asarray(column(self.groups[0])).astype(str)
+        names, g = np.unique(labels, return_inverse=True)
+        g = g.ravel()
+        order = np.arange(len(g)) if getattr(self, "row_order", None) is None else self.row_order
+        _, first = np.unique(g[order], return_index=True)
+        seq = np.argsort(first)  # stratum codes by first appearance in ``order``
+        rank = np.empty(len(seq), dtype=np.int64)
+        rank[seq] = np.arange(len(seq))
+        self.codes = rank[g]
+        self.strata = [str(x) for x in names[seq]]
 
     def start(self) -> np.ndarray:
         return np.zeros(self.npar) if self.value is None else np.atleast_1d(np.asarray(self.value, dtype=float))
@@ -82,14 +107,7 @@ class varIdent(VarFunc):
     def _bind(self, column):
         if self.covariate is not None or len(self.groups) != 1:
             raise ModelSpecError("varIdent needs form='~1 | stratum' (one stratifying column)")
-        g = column(self.groups[0])
-        labels, first = np.unique(np.asarray(g).astype(str), return_index=True)
-        order = np.argsort(first)  # nlme: strata in order of first appearance
-        self.strata = [str(x) for x in labels[order]]
-        rank = np.empty(len(order), dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        _, inv = np.unique(np.asarray(g).astype(str), return_inverse=True)
-        self.codes = rank[inv.ravel()]
+        self._stratify(column)
         self.npar = len(self.strata) - 1
         if self.npar == 0:
             raise ModelSpecError("varIdent: the stratifying column has a single level")
@@ -117,39 +135,96 @@ class varIdent(VarFunc):
         return self.strata, format_num(np.concatenate([[1.0], self.natural(u)]), 7)
 
 
-class varPower(VarFunc):
-    """SD = |v|^power for a covariate v (``form="~x"``)."""
+class _CovariateFunc(VarFunc):
+    """varPower/varExp/varConstPower: s = f(u, v) of a covariate v (default nlme's ``fitted(.)``),
+    one parameter set per stratum with ``| g``."""
 
-    label = "Power of variance covariate"
+    per_stratum = 1  # parameters per stratum
+
+    def __init__(self, value=None, form: str | None = "~fitted(.)", fixed=None):
+        super().__init__(value, form if form is not None else "~fitted(.)", fixed)
 
     def _bind(self, column):
-        self.v = np.abs(self._covariate(column))
-        if np.any(self.v == 0):
+        self._stratify(column)
+        k = max(len(self.strata), 1)
+        if self.strata and self.per_stratum > 1:
+            raise ModelSpecError(f"{type(self).__name__}: stratified forms ('~ v | g') are not supported")
+        self.npar = k * self.per_stratum
+        if self.needs_fitted:  # ones (any value: the start has power 0) until the fit sets them
+            if getattr(self, "row_order", None) is None:
+                raise ModelSpecError(f"{type(self).__name__}: form ~fitted(.) needs the model's rows")
+            self.set_covariate(np.ones(len(self.row_order)))
+        else:
+            self.set_covariate(self._covariate(column))
+
+    def set_covariate(self, v) -> None:
+        """The covariate's values on the rows (the fitted values, for ``fitted(.)``)."""
+        self.v = np.asarray(v, dtype=float)
+        if not np.all(np.isfinite(self.v)):
+            raise DataError(f"{type(self).__name__}: the variance covariate has non-finite values")
+
+    def _at_rows(self, u) -> np.ndarray:
+        """Each row's parameter (its stratum's)."""
+        u = np.asarray(u, dtype=float)
+        return u[0] if self.codes is None else u[self.codes]
+
+    def names(self):
+        return self.strata or self.par_names
+
+    @property
+    def label(self):
+        return self.base_label + (", different strata" if self.strata else "")
+
+
+class varPower(_CovariateFunc):
+    """SD = |v|^power (``form="~x"``; default nlme's ``~fitted(.)``)."""
+
+    base_label, par_names = "Power of variance covariate", ["power"]
+
+    def set_covariate(self, v):
+        super().set_covariate(v)
+        a = np.abs(self.v)
+        if np.any(a == 0):
             raise DataError("varPower: the covariate is 0 in some rows (|v|^power is 0 or infinite)")
-        self.logv = np.log(self.v)
-        self.npar = 1
+        self.logv = np.log(a)
 
     def sd(self, u) -> np.ndarray:
-        return np.exp(float(u[0]) * self.logv)
-
-    def names(self):
-        return ["power"]
+        return np.exp(self._at_rows(u) * self.logv)
 
 
-class varExp(VarFunc):
-    """SD = exp(expon · v) for a covariate v (``form="~x"``)."""
+class varExp(_CovariateFunc):
+    """SD = exp(expon · v) (``form="~x"``; default nlme's ``~fitted(.)``)."""
 
-    label = "Exponential of variance covariate"
-
-    def _bind(self, column):
-        self.v = self._covariate(column)
-        self.npar = 1
+    base_label, par_names = "Exponential of variance covariate", ["expon"]
 
     def sd(self, u) -> np.ndarray:
-        return np.exp(float(u[0]) * self.v)
+        return np.exp(self._at_rows(u) * self.v)
 
-    def names(self):
-        return ["expon"]
+
+class varConstPower(_CovariateFunc):
+    """SD = const + |v|^power, const > 0 (unconstrained: log const, power); nlme's start
+    const = 1, power = 0."""
+
+    base_label, par_names, per_stratum = "Constant plus power of variance covariate", ["const", "power"], 2
+
+    def __init__(self, const=None, power=None, form: str | None = "~fitted(.)", fixed=None):
+        value = None if const is None and power is None else [1.0 if const is None else const, power or 0.0]
+        super().__init__(value, form, fixed)
+
+    def start(self):
+        if self.value is None:
+            return np.zeros(2)
+        const, power = (float(x) for x in self.value)
+        if const <= 0:
+            raise ModelSpecError("varConstPower: const must be positive")
+        return np.array([np.log(const), power])
+
+    def natural(self, u):
+        u = np.asarray(u, dtype=float)
+        return np.array([np.exp(u[0]), u[1]])
+
+    def sd(self, u) -> np.ndarray:
+        return np.exp(u[0]) + np.abs(self.v) ** float(u[1])
 
 
 class varFixed(VarFunc):

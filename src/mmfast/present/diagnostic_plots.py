@@ -25,7 +25,8 @@ def _used_rows(values) -> np.ndarray:
 def pearson_residuals(model: Any, scale: bool = True) -> np.ndarray:
     """Pearson residuals of the used rows: ``resid(m, type = "pearson")`` for GLMMs,
     √w (y - fitted) for LMMs, divided by σ̂ there if ``scale`` (unscaled, a refit's sum of
-    squares stays comparable with the original fit's)."""
+    squares stays comparable with the original fit's); with a variance function by σ̂ s_i
+    (nlme's ``resid(type = "pearson")``)."""
     resid = getattr(model, "resid", None)
     if callable(resid):
         return np.asarray(resid("pearson"), dtype=float)
@@ -33,6 +34,9 @@ def pearson_residuals(model: Any, scale: bool = True) -> np.ndarray:
     w = getattr(model.frame, "weights", None)
     if w is not None:
         r = r * np.sqrt(w)
+    sd = getattr(model, "residual_sd", None)  # a variance function: nlme's σ / weights per row
+    if sd is not None and scale:
+        return r / np.asarray(sd, dtype=float)
     return r / float(model.sigma) if scale else r
 
 

@@ -221,6 +221,8 @@ class Summary:
         lines += ["Random effects:"] + varcorr_lines(m.varcorr, compact=structure_notes(m))
         ng = "; ".join(f"{k}, {v}" for k, v in m.ngroups.items())
         lines.append(f"Number of obs: {m.nobs}, groups:  {ng}")
+        if hasattr(m, "structure_lines"):  # lmer(residual=): nlme's blocks (Correlation Structure, ...)
+            lines += [""] + m.structure_lines()
         if len(self.coefficients):
             lines += ["", "Fixed effects:"] + coefmat_lines(self.coefficients, digits=4)
             lines += self._correlation()

@@ -29,7 +29,8 @@ __all__ = ["bootstrap", "confint_boot", "default_statistics", "norm_inter", "per
 
 def default_statistics(fit) -> pd.Series:
     """Fixed effects, θ and σ (σ only for models with a residual scale; a family's estimated
-    dispersion, e.g. the negative binomial's ``theta``, like a variance component)."""
+    dispersion, e.g. the negative binomial's ``theta``, like a variance component; a residual
+    structure's parameters in nlme's natural scale, e.g. ``Phi``)."""
     parts = [
         pd.Series(np.asarray(fit.beta, dtype=float), index=list(fit.frame.fixef_names)),
         pd.Series(np.asarray(fit.theta, dtype=float), index=list(fit.theta_names)),
@@ -39,6 +40,11 @@ def default_statistics(fit) -> pd.Series:
     fam = getattr(fit, "family", None)
     if getattr(fam, "dispersion_name", "") and fam.estimated:
         parts.append(pd.Series([float(fit.dispersion)], index=[fam.dispersion_name]))
+    res = getattr(fit, "residual", None)  # lmer(residual=): the structures' natural parameters
+    if res is not None:
+        for s, u in zip((res.correlation, res.variance), res.split(fit.phi)):
+            if s is not None and s.npar:
+                parts.append(pd.Series(s.natural(u), index=s.names()))
     return pd.concat(parts)
 
 

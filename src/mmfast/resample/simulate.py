@@ -5,7 +5,8 @@ effects u ~ N(0, I_q), b = Λθ u, and new conditional responses around
 η = Xβ̂ + offset + Zb:
 
 * LMM: y = η + σ̂ (Z Λ u + ε), ε ~ N(0, I) (divided by √w for a weighted fit; lme4 ignores
-  the weights here, which only matters for weighted fits);
+  the weights here, which only matters for weighted fits); with a residual structure
+  (``lmer(residual=)``) ε ~ N(0, R(φ̂)), drawn as L z with R = L L';
 * binomial GLMM: successes ~ Binomial(size, μ) with μ = g⁻¹(η); returned as the model holds
   its response: 0/1, proportions (``weights`` = trials) or, for ``cbind(s, f)``, the numbers
   of successes (the trials are kept by ``refit``);
@@ -65,6 +66,8 @@ class ResponseSimulator:
         if self.kind == "lmm":
             w = frame.weights
             self.noise_sd = self.sigma if w is None else self.sigma / np.sqrt(w)
+            colouring = getattr(model, "residual_colouring", None)  # lmer(residual=): ε ~ N(0, σ²R)
+            self.colour = None if colouring is None else colouring()
             return
         fam = model.family
         self.family = fam
@@ -100,7 +103,8 @@ class ResponseSimulator:
         """One simulated response vector (u first, then the conditional draws)."""
         eta = self.linear_predictor(rng)
         if self.kind == "lmm":
-            return eta + self.noise_sd * rng.standard_normal(self.n)
+            z = rng.standard_normal(self.n)
+            return eta + (self.noise_sd * z if self.colour is None else self.sigma * self.colour(z))
         mu = self.family.linkinv(eta)
         if self.name == "binomial":
             k = rng.binomial(self.size, np.clip(mu, 0.0, 1.0)).astype(float)
