@@ -128,13 +128,17 @@ class FitStrategy:
             if cols:
                 X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
                 size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
-            size = np.where(size > 0, size, 1.0)
+                size[~(size > 0)] = 1.0
             far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
-            d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
-            any_far |= bool(np.any(far))
-            scales.append(d if np.any(far) else None)
             r = t.param.rows
-            tscale.append(np.where(t.param.scaled, d[r], 1.0))  # a correlation φ has no units
+            if far.any():  # (the common case, no column far from 1, skips the scale's arithmetic)
+                d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
+                any_far = True
+                tscale.append(np.where(t.param.scaled, d[r], 1.0))  # a correlation φ has no units
+            else:
+                d = None
+                tscale.append(np.ones(len(r)))
+            scales.append(d)
             tsize.append(size[r])
         return scales, np.concatenate(tscale) if any_far else None, np.concatenate(tsize)
 
