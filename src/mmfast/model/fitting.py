@@ -6,6 +6,7 @@ provides the criterion, the kernel and ``_set_theta``.
 
 from __future__ import annotations
 
+import math
 import time
 from functools import cached_property
 import warnings
@@ -145,7 +146,7 @@ class FitStrategy:
     def _settle(self, res, start: str, x0) -> None:
         """Set the results at an optimiser's answer (its last, unevaluated step only if it is
         no worse than the last evaluated point) and record the run (``_stages``)."""
-        if not np.isfinite(res.fun) or res.fun >= 1e299:
+        if not math.isfinite(res.fun) or res.fun >= 1e299:
             raise FitError(
                 "the REML criterion / deviance could not be evaluated at any θ tried "
                 "(the penalised system is not positive definite: check for extreme "
