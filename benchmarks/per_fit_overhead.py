@@ -2,7 +2,9 @@
 
 Usage (each tree built in place): ``PYTHONPATH=<tree>/src python benchmarks/per_fit_overhead.py``,
 alternating the trees; prints the minimum time per fit (µs) of each phase and of whole fits.
-Issue 15's "ratios no worse" was checked this way against bcd9dc9 (before the issue).
+Issue 15's "ratios no worse" was checked this way against bcd9dc9 (before the issue).  On a
+loaded machine timings do not resolve a few per cent: ``per_fit_instructions.py`` counts the
+instructions per fit instead (deterministic).
 """
 
 import json

@@ -17,7 +17,7 @@ from mmfast._ext._crossprods import Crossprods
 from mmfast._ext._glm import GlmResponse
 from mmfast._ext._moments import level_regressions
 from mmfast._ext._pairs import pair_codes
-from mmfast._ext._pirls import KernelLoop
+from mmfast._ext._kernel_loop import KernelLoop
 from mmfast._ext._single_term import SingleTerm
 from mmfast._ext._pls import PLSKernel
 from mmfast._ext._selinv import trace_gradient

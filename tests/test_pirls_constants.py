@@ -12,7 +12,8 @@ import pytest
 
 import mmfast
 import mmfast.datasets
-from mmfast._ext._pirls import KernelLoop, PirlsLoop, pirls_constants
+from mmfast._ext._kernel_loop import KernelLoop
+from mmfast._ext._pirls import PirlsLoop, pirls_constants
 from mmfast._ext._single_term import SingleTerm
 
 SRC = Path(mmfast.__file__).parent

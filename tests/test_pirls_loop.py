@@ -7,7 +7,8 @@ from scipy import stats
 
 import mmfast
 from mmfast import datasets
-from mmfast._ext._pirls import KernelLoop, PirlsLoop
+from mmfast._ext._kernel_loop import KernelLoop
+from mmfast._ext._pirls import PirlsLoop
 from mmfast._ext._single_term import SingleTerm
 from mmfast.model.pirls import make_response
 from mmfast.model.pirls_kernel import GeneralKernel

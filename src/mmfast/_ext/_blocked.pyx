@@ -10,10 +10,10 @@ import numpy as np
 cimport numpy as cnp
 from libc.math cimport INFINITY, log, sqrt
 from libc.string cimport memset
-from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_lapack cimport dpotrf
-from scipy.linalg.cython_blas cimport dsyrk, dtrsm
+from scipy.linalg.cython_blas cimport dtrsm
 from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
+from ._schur cimport schur_levels, schur_scalar
 from ._types cimport i64
 from ._kernel cimport count_factorization
 
@@ -21,8 +21,6 @@ from ..design.ordering import expand, locality_order
 from ._checks import check_crossprods, check_length
 
 cnp.import_array()
-
-cdef Py_ssize_t PANEL_DOUBLES = 65536  # S entries per panel of the scalar Schur update (512 KB: in L2)
 
 cdef class BlockedKernel:
     """Objective-evaluation kernel: blockwise elimination of the first term, dense rest."""
@@ -127,27 +125,18 @@ cdef class BlockedKernel:
         return self.q2
 
     cdef int _factor(self, const double* T) noexcept nogil:
-        cdef Py_ssize_t j, c, a, b, s, t, k, pk, pa, pb, ra, rb, i, r0
+        cdef Py_ssize_t j, c, a, s, t, k, pk, pa, pb, ra, rb
         cdef Py_ssize_t p0 = self.p0
         cdef double* D
         cdef double* Lab
         cdef double* La
-        cdef double* Lb
         cdef double* w = &self.work[0]
         cdef double* tmp = w + self.work.shape[0] // 2
         cdef double acc, ld = 0.0
         cdef const double* T0 = T
         cdef int info = 0, n2
-        cdef double* Sp
-        cdef double* col
         cdef double* L21p
-        cdef const int* pos
-        cdef Py_ssize_t end, c0, width
-        cdef i64* cur
-        cdef char lo = b'L', tr = b'T'
-        cdef int nr, kp = <int> p0
-        cdef double one = 1.0, mone = -1.0, zero = 0.0
-        n2 = <int> self.q2
+        cdef char lo = b'L'
         count_factorization()
         # 1. diagonal blocks of the first term
         for j in range(self.nlev0):
@@ -215,48 +204,13 @@ cdef class BlockedKernel:
                 if ra == rb:
                     for s in range(pa):
                         self.S[ra + s, ra + s] += 1.0
-            if p0 == 1:  # S[ra, rb] -= l_a l_b, entry by entry (local pointers: no reloads)
-                Sp = &self.S[0, 0]
-                L21p = &self.L21[0]
-                pos = &self.cross_pos[0]
-                # in panels of S's columns that stay in cache (a large crossed S does not: the
-                # scattered updates went to memory); each entry sums its levels in the same order
-                cur = <i64*> malloc((self.nlev0 + 1) * sizeof(i64))
-                if cur == NULL:
+            if p0 == 1:  # S -= L21 L21' (_schur.pxd)
+                if schur_scalar(&self.S[0, 0], self.q2, &self.L21[0], &self.cross_pos[0],
+                                &self.cross_lofs[0], &self.cross_colptr[0], self.nlev0) != 0:
                     return -1
-                for j in range(self.nlev0):
-                    cur[j] = self.cross_lofs[self.cross_colptr[j]]  # entries, not pairs
-                width = max(8, PANEL_DOUBLES // self.q2)
-                c0 = 0
-                while c0 < self.q2:
-                    for j in range(self.nlev0):
-                        end = self.cross_lofs[self.cross_colptr[j + 1]]
-                        b = cur[j]
-                        while b < end and pos[b] < c0 + width:
-                            acc = L21p[b]
-                            col = Sp + pos[b] * self.q2
-                            for a in range(b, end):
-                                col[pos[a]] -= L21p[a] * acc
-                            b += 1
-                        cur[j] = b
-                    c0 += width
-                free(cur)
-            for j in range(self.nlev0 if p0 > 1 else 0):  # S -= X'X, X: the level's stacked L21'
-                r0 = self.cross_lofs[self.cross_colptr[j]] // p0
-                nr = <int> (self.cross_lofs[self.cross_colptr[j + 1]] // p0 - r0)
-                if nr == 0:
-                    continue
-                L21p = &self.L21[r0 * p0]
-                pos = &self.cross_pos[r0]
-                if pos[nr - 1] - pos[0] == nr - 1:  # rows contiguous in S: update it in place
-                    dsyrk(&lo, &tr, &nr, &kp, &mone, L21p, &kp, &one, &self.S[pos[0], pos[0]], &n2)
-                    continue
-                dsyrk(&lo, &tr, &nr, &kp, &one, L21p, &kp, &zero, &self.gbuf[0], &nr)
-                Sp = &self.S[0, 0]
-                for b in range(nr):  # scattered rows: subtract the lower triangle entry by entry
-                    col = Sp + pos[b] * self.q2
-                    for a in range(b, nr):
-                        col[pos[a]] -= self.gbuf[a + b * nr]
+            else:
+                schur_levels(&self.S[0, 0], self.q2, &self.L21[0], &self.cross_pos[0],
+                             &self.cross_lofs[0], &self.cross_colptr[0], self.nlev0, p0, &self.gbuf[0])
             n2 = <int> self.q2
             dpotrf(&lo, &n2, &self.S[0, 0], &n2, &info)
             if info != 0:

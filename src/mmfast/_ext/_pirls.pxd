@@ -2,7 +2,7 @@
 # subclasses PirlsLoop and overrides the per-iteration linear algebra (the hooks below); the loop,
 # step halving, convergence tests, warm starts, failure handling and the Laplace deviance are the
 # base class's, once.  SingleTerm (_single_term.pyx) is the one-term specialisation, KernelLoop
-# (here) runs a Python kernel (model/pirls_kernel.py) for several terms.
+# (_kernel_loop.pyx) runs a Python kernel (model/pirls_kernel.py) for several terms.
 cimport cython
 from ._glm cimport GlmResponse
 from ._types cimport i64

@@ -17,6 +17,34 @@ import numpy as np
 __all__ = ["LowerCholesky", "ThetaLayout"]
 
 
+_TRIL: dict = {}  # p -> the index arrays of a p x p lower triangle (read-only, shared)
+
+
+def _tril_arrays(p: int) -> tuple:
+    """(rows, cols, flat_pos, diagonal, lower, start, scaled) of T's column-wise lower triangle:
+    T[rows[k], cols[k]] = θ_i[k], ``flat_pos`` the same in T flattened column-major, lme4's
+    bounds (0 on the diagonal) and start (T = I); every entry carries its row's units (scaled).
+    Built once per p: a fit builds a layout per model, and these arrays never change."""
+    arrays = _TRIL.get(p)
+    if arrays is None:
+        rows = np.array([i for j in range(p) for i in range(j, p)], dtype=np.int64)
+        cols = np.array([j for j in range(p) for i in range(j, p)], dtype=np.int64)
+        diagonal = rows == cols
+        arrays = (
+            rows,
+            cols,
+            rows + cols * p,
+            diagonal,
+            np.where(diagonal, 0.0, -np.inf),
+            diagonal.astype(float),
+            np.ones(len(rows), dtype=bool),
+        )
+        for x in arrays:
+            x.flags.writeable = False
+        arrays = _TRIL.setdefault(p, arrays)
+    return arrays
+
+
 class LowerCholesky:
     """A term's unstructured covariance, lme4's way: θ_i is T's lower triangle, column by column.
 
@@ -30,16 +58,8 @@ class LowerCholesky:
 
     def __init__(self, p: int, columns: list[str], group: str):
         self.p, self.columns, self.group = int(p), list(columns), group
-        rows = [i for j in range(self.p) for i in range(j, self.p)]
-        cols = [j for j in range(self.p) for i in range(j, self.p)]
-        self.rows = np.array(rows, dtype=np.int64)  # T[rows[k], cols[k]] = θ_i[k]
-        self.cols = np.array(cols, dtype=np.int64)
-        self.flat_pos = self.rows + self.cols * self.p  # in T flattened column-major
-        self.ntheta = len(rows)
-        self.diagonal = self.rows == self.cols
-        self.lower = np.where(self.diagonal, 0.0, -np.inf)
-        self.start = self.diagonal.astype(float)
-        self.scaled = np.ones(self.ntheta, dtype=bool)  # every entry carries its row's units
+        (self.rows, self.cols, self.flat_pos, self.diagonal, self.lower, self.start, self.scaled) = _tril_arrays(self.p)
+        self.ntheta = len(self.rows)
 
     @property
     def names(self) -> list[str]:
@@ -104,27 +124,26 @@ class ThetaLayout:
 
     def __init__(self, terms):
         self.params = params = [t.param for t in terms]
-        offsets, pos, ofs, sq = [0], [], 0, 0
-        for pm in params:
-            ofs += pm.ntheta
-            offsets.append(ofs)
-            pos.append(sq + pm.flat_pos)
-            sq += pm.p * pm.p
-        self.offsets = np.array(offsets, dtype=np.int64)
-        self.ntheta, self.size = ofs, sq
-        self.slices = [slice(a, b) for a, b in zip(offsets[:-1], offsets[1:])]
-        if params:
-            self.lower = np.concatenate([pm.lower for pm in params])
-            self.start = np.concatenate([pm.start for pm in params])
-            self.diagonal = np.concatenate([pm.diagonal for pm in params])  # bounded below by 0
-            self.pos = np.concatenate(pos)
-        else:
-            self.lower, self.start = np.zeros(0), np.zeros(0)
-            self.diagonal, self.pos = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
-        for x in (self.lower, self.start, self.diagonal, self.pos):
-            x.flags.writeable = False
-        self.linear = all(pm.linear for pm in params)
-        self.nentries = int(sum(len(pm.flat_pos) for pm in params))  # T's scattered entries
+        # lme4's parametrisation throughout: the arrays depend on the terms' sizes alone (cached)
+        key = tuple(pm.p for pm in params) if all(type(pm) is LowerCholesky for pm in params) else None
+        arrays = _LAYOUTS.get(key) if key is not None else None
+        if arrays is None:
+            arrays = _layout_arrays(params)
+            if key is not None:
+                arrays = _LAYOUTS.setdefault(key, arrays)
+        (
+            self.offsets,
+            self.ntheta,
+            self.size,
+            slices,
+            self.lower,
+            self.start,
+            self.diagonal,
+            self.pos,
+            self.linear,
+            self.nentries,
+        ) = arrays
+        self.slices = list(slices)
 
     def __len__(self) -> int:
         return self.ntheta
@@ -188,6 +207,35 @@ class ThetaLayout:
     def singular(self, theta: np.ndarray, tol: float = 1e-4) -> bool:
         """lme4's ``isSingular`` per term (a structure: also a correlation matrix near singular)."""
         return any(pm.singular(theta[s], tol) for pm, s in zip(self.params, self.slices))
+
+
+_LAYOUTS: dict = {}  # the terms' sizes -> ``_layout_arrays`` of lme4-parametrised terms
+
+
+def _layout_arrays(params) -> tuple:
+    """(offsets, ntheta, size, slices, lower, start, diagonal, pos, linear, nentries) of a
+    layout over ``params`` (the arrays read-only: layouts may share them)."""
+    offsets, pos, ofs, sq = [0], [], 0, 0
+    for pm in params:
+        ofs += pm.ntheta
+        offsets.append(ofs)
+        pos.append(sq + pm.flat_pos)
+        sq += pm.p * pm.p
+    slices = tuple(slice(a, b) for a, b in zip(offsets[:-1], offsets[1:]))
+    if params:
+        lower = np.concatenate([pm.lower for pm in params])
+        start = np.concatenate([pm.start for pm in params])
+        diagonal = np.concatenate([pm.diagonal for pm in params])  # bounded below by 0
+        flat = np.concatenate(pos)
+    else:
+        lower, start = np.zeros(0), np.zeros(0)
+        diagonal, flat = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
+    offsets = np.array(offsets, dtype=np.int64)
+    for x in (offsets, lower, start, diagonal, flat):
+        x.flags.writeable = False
+    linear = all(pm.linear for pm in params)
+    nentries = int(sum(len(pm.flat_pos) for pm in params))  # T's scattered entries
+    return offsets, ofs, sq, slices, lower, start, diagonal, flat, linear, nentries
 
 
 class _Shell:

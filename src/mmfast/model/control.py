@@ -68,10 +68,15 @@ class GlmmControl:
     use_gradient: bool | None = None
 
 
+_DEFAULTS: dict = {}  # kind -> its default instance (``check_control``)
+
+
 def check_control(control, kind: type):
-    """``control`` as an instance of ``kind`` (None: the default one)."""
+    """``control`` as an instance of ``kind`` (None: the default one, built once: the controls
+    are frozen, so every fit may share it)."""
     if control is None:
-        return kind()
+        default = _DEFAULTS.get(kind)
+        return _DEFAULTS.setdefault(kind, kind()) if default is None else default
     if not isinstance(control, kind):
         raise ArgumentError(f"'control' must be a mmfast.{kind.__name__} (got {type(control).__name__})")
     return control

@@ -6,6 +6,7 @@ provides the criterion, the kernel and ``_set_theta``.
 
 from __future__ import annotations
 
+import math
 import time
 from functools import cached_property
 import warnings
@@ -128,20 +129,24 @@ class FitStrategy:
             if cols:
                 X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
                 size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
-            size = np.where(size > 0, size, 1.0)
+                size[~(size > 0)] = 1.0
             far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
-            d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
-            any_far |= bool(np.any(far))
-            scales.append(d if np.any(far) else None)
             r = t.param.rows
-            tscale.append(np.where(t.param.scaled, d[r], 1.0))  # a correlation φ has no units
+            if far.any():  # (the common case, no column far from 1, skips the scale's arithmetic)
+                d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
+                any_far = True
+                tscale.append(np.where(t.param.scaled, d[r], 1.0))  # a correlation φ has no units
+            else:
+                d = None
+                tscale.append(np.ones(len(r)))
+            scales.append(d)
             tsize.append(size[r])
         return scales, np.concatenate(tscale) if any_far else None, np.concatenate(tsize)
 
     def _settle(self, res, start: str, x0) -> None:
         """Set the results at an optimiser's answer (its last, unevaluated step only if it is
         no worse than the last evaluated point) and record the run (``_stages``)."""
-        if not np.isfinite(res.fun) or res.fun >= 1e299:
+        if not math.isfinite(res.fun) or res.fun >= 1e299:
             raise FitError(
                 "the REML criterion / deviance could not be evaluated at any θ tried "
                 "(the penalised system is not positive definite: check for extreme "

@@ -18,7 +18,6 @@ from functools import cached_property
 
 import numpy as np
 from scipy.linalg import cho_solve
-from scipy.linalg.lapack import dgeqrf, dorgqr, dtrtrs
 
 from .._ext._blocked import BlockedKernel
 from .._ext._pls import PLSKernel
@@ -29,6 +28,7 @@ from ..families import GAUSSIAN
 from .columns import Columns
 from .control import LmmControl, check_control
 from .criterion import profile_of_m, profiled_constant, profiled_deviance, residual_df
+from .fixed_basis import solve_upper as _solve_upper, thin_qr as _thin_qr  # _thin_qr: residual_fit's too
 from .frame import ModelFrame, model_frame
 from .kernel import fitted_kernel
 from .fitting import FitStrategy
@@ -42,27 +42,6 @@ __all__ = ["LinearMixedModel", "fit_lmm"]
 
 EPS = float(np.finfo(float).eps)
 EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a function of X
-
-
-def _thin_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """X = QR with Q n x p orthonormal (LAPACK directly: numpy's wrapper costs ~15 µs)."""
-    n, p = X.shape
-    if n < p:
-        return np.linalg.qr(X)
-    qr, tau, _, info = dgeqrf(X)
-    R = np.triu(qr[:p])
-    Q, _, info2 = dorgqr(qr, tau)
-    if info != 0 or info2 != 0:
-        return np.linalg.qr(X)
-    return Q, R
-
-
-def _solve_upper(R: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """R⁻¹b for upper-triangular R (LAPACK directly: scipy's wrapper costs ~10 µs a call)."""
-    x, info = dtrtrs(R, b)
-    if info != 0:
-        raise FitError("singular fixed-effects factor R_X")
-    return x
 
 
 def make_kernel(blocks, terms, control: LmmControl | None = None):

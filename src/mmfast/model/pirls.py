@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._ext._glm import GlmResponse
-from .._ext._pirls import KernelLoop
+from .._ext._kernel_loop import KernelLoop
 from .._ext._single_term import SingleTerm
 from ..design.theta import ThetaLayout
 from .pirls_kernel import GeneralKernel
