@@ -117,10 +117,10 @@ def table(label: str, rows: int, results: dict) -> list[str]:
             ]
         )
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    fmt = lambda x: "  ".join(
-        c.rjust(wd) if 0 < i < 7 else c.ljust(wd)  # noqa: E731
-        for i, (c, wd) in enumerate(zip(x, widths))
-    ).rstrip()
+
+    def fmt(x):
+        return "  ".join(c.rjust(wd) if 0 < i < 7 else c.ljust(wd) for i, (c, wd) in enumerate(zip(x, widths))).rstrip()
+
     lines = [f"== {label} ({rows} rows)", fmt(head), "  ".join("-" * wd for wd in widths)]
     lines += [fmt(b) for b in body]
     if ref is not None:
