@@ -151,11 +151,30 @@ def scaling_table(series: list[tuple[str, int, dict]]) -> list[str]:
     return lines
 
 
+def _save(path: Path, args, machine: dict, lines: list[str], cases: list[dict], complete: bool) -> None:
+    """Write the run so far: after every engine, so a run stopped early keeps what finished."""
+    out = {
+        "generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "quick": args.quick,
+        "complete": complete,
+        "machine": machine,
+        "tables": lines,
+        "cases": cases,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
 def main(args, machine_info) -> int:
     """Run the selected workloads (``args.only`` or all) with the selected engines."""
     selected = workloads.get(args.only)
     engines = [p for p in peers.ORDER if not args.peers or p in args.peers]
     cases, lines = [], []
+    machine = machine_info({})
+    path = Path(args.out or HERE / "results" / ("peers_quick.json" if args.quick else "peers.json"))
     with tempfile.TemporaryDirectory(prefix="mmfast-peers-") as tmpdir:
         tmp = Path(tmpdir)
         for w in selected:
@@ -166,35 +185,38 @@ def main(args, machine_info) -> int:
                 data = w.simulate(size)
                 csv = tmp / f"{label}.csv"
                 data.to_csv(csv, index=False)
-                results = {}
+                results, load = {}, []
+                case = {
+                    "workload": w.name,
+                    "label": label,
+                    "rows": len(data),
+                    "formula": w.formula,
+                    "family": w.family,
+                    "results": results,
+                    "load": load,  # 1-minute load average before and after each engine
+                }
+                cases.append(case)
                 for name in engines:
                     if name in gave_up:  # a larger n of the series cannot be quicker
                         results[name] = {"status": "skipped", "note": gave_up[name]}
                         continue
                     print(f"[peers] {label}: {name} ...", file=sys.stderr, flush=True)
+                    before = os.getloadavg()[0]
                     results[name] = run_peer(name, w, csv, tmp, args)
+                    results[name]["load"] = [before, os.getloadavg()[0]]
+                    load += results[name]["load"]
                     if results[name]["status"] == "timeout":
                         gave_up[name] = f"timed out at {label}"
+                    _save(path, args, machine, lines, cases, complete=False)
                 csv.unlink()
                 block = table(label, len(data), results)
                 print("\n".join(block) + "\n", flush=True)
                 lines += block + [""]
                 series.append((label, len(data), results))
-                cases.append(
-                    {
-                        "workload": w.name,
-                        "label": label,
-                        "rows": len(data),
-                        "formula": w.formula,
-                        "family": w.family,
-                        "results": results,
-                    }
-                )
             if w.stages:
                 block = scaling_table(series)
                 print("\n".join(block) + "\n", flush=True)
                 lines += block + [""]
-    machine = machine_info({})
     note = (
         "lme4 s/this, mmfast s/this: that engine's median seconds over this one's (> 1: this "
         "engine is faster); logLik - lme4 tight: this engine's logLik minus lme4's refit to "
@@ -208,16 +230,6 @@ def main(args, machine_info) -> int:
     )
     print(note)
     lines.append(note)
-    out = {
-        "generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "quick": args.quick,
-        "machine": machine,
-        "tables": lines,
-        "cases": cases,
-    }
-    path = Path(args.out or HERE / "results" / ("peers_quick.json" if args.quick else "peers.json"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    _save(path, args, machine, lines, cases, complete=True)
     print(f"written {path}", file=sys.stderr)
     return 0

@@ -175,7 +175,8 @@ WORKLOADS = {
 
 
 def get(names: list[str] | None) -> list[Workload]:
-    """The named workloads (all when ``names`` is empty), in the registry's order."""
+    """The named workloads in the order given (all, in the registry's order, when ``names`` is
+    empty): a long run can start with the workload whose numbers matter most."""
     if not names:
         return list(WORKLOADS.values())
     unknown = [n for n in names if n not in WORKLOADS]
