@@ -25,7 +25,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import peers  # noqa: E402
+import tables  # noqa: E402
 import workloads  # noqa: E402
+from tables import fmt_s  # noqa: E402
 
 CHILD = HERE / "peers" / "child.py"
 
@@ -79,43 +81,24 @@ def run_peer(name: str, w, csv: Path, tmp: Path, args) -> dict:
     return res
 
 
-def _fmt_s(x) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.1f}" if x >= 10 else f"{x:.3f}" if x >= 0.1 else f"{x:.4f}"
-
-
-def _ratio(num, den) -> str:
-    return f"{num / den:.2f}x" if num and den else "-"
-
-
 def table(label: str, rows: int, results: dict) -> list[str]:
-    """The workload's table: one line per engine."""
-    ok = lambda r: r.get("status") == "ok"  # noqa: E731
-    lme4, mm = results.get("lme4", {}), results.get("mmfast", {})
-    ref = lme4.get("logLik_tight") if ok(lme4) else None
-    ref_name = "lme4 tight-fit"
-    if ref is None and ok(lme4):  # the refit did not finish: lme4's own optimum instead
-        ref, ref_name = lme4.get("logLik"), "lme4 default-fit (tight refit unfinished)"
-    t_lme4 = lme4.get("median_s") if ok(lme4) else None
-    t_mm = mm.get("median_s") if ok(mm) else None
+    """The workload's table as text: one line per engine (numbers from ``tables.engine_rows``,
+    the markdown tables' own)."""
+    engine_rows, ref, ref_name = tables.engine_rows(results)
     head = ["engine", "seconds", "lme4 s/this", "mmfast s/this", "logLik - lme4 tight", "evals", "peak MB", "note"]
-    body = []
-    for name, r in results.items():
-        t = r.get("median_s") if ok(r) else None
-        note = r.get("note") or "; ".join(r.get("warnings") or r.get("messages") or [])
-        body.append(
-            [
-                f"{peers.adapter(name).NAME} {r.get('version') or ''}".strip(),
-                _fmt_s(t) if ok(r) else r.get("status", "?"),
-                _ratio(t_lme4, t),
-                _ratio(t_mm, t),
-                f"{r['logLik'] - ref:+.2e}" if ok(r) and ref is not None else "-",
-                "-" if r.get("evaluations") is None else str(r["evaluations"]),
-                f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-",
-                note[:70],
-            ]
-        )
+    body = [
+        [
+            r["label"],
+            fmt_s(r["seconds"]) if r["status"] == "ok" else r["status"],
+            "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            "-" if r["vs_mmfast"] is None else f"{1 / r['vs_mmfast']:.2f}x",
+            "-" if r["dloglik"] is None else f"{r['dloglik']:+.2e}",
+            "-" if r["evaluations"] is None else str(r["evaluations"]),
+            f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-",
+            r["note"][:70],
+        ]
+        for r in engine_rows
+    ]
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
 
     def fmt(x):
@@ -143,9 +126,9 @@ def scaling_table(series: list[tuple[str, int, dict]]) -> list[str]:
                 continue
             ev = st.get("eval_s")
             lines.append(
-                f"{n:>10}  {name:8}  {_fmt_s(st.get('setup_s')):>9}  "
+                f"{n:>10}  {name:8}  {fmt_s(st.get('setup_s')):>9}  "
                 f"{'-' if ev is None else f'{1e3 * ev:.3f}':>9}  "
-                f"{r.get('evaluations') or '-'!s:>6}  {_fmt_s(r['median_s']):>8}  "
+                f"{r.get('evaluations') or '-'!s:>6}  {fmt_s(r['median_s']):>8}  "
                 f"{r['peak_mb']:8.0f}"
             )
     return lines
