@@ -60,6 +60,7 @@ def engine_rows(results: dict) -> tuple[list[dict], float | None, str]:
                 "dloglik": ll - ref if ll is not None and ref is not None else None,
                 "evaluations": r.get("evaluations"),
                 "peak_mb": r.get("peak_mb"),
+                "load": r.get("load"),
                 "note": note,
             }
         )
@@ -154,17 +155,26 @@ def workload_table(case: dict) -> list[str]:
                 "-" if r["dloglik"] is None else f"{r['dloglik']:+.2e}",
                 "-" if r["evaluations"] is None else r["evaluations"],
                 "-" if not r["peak_mb"] else f"{r['peak_mb']:.0f}",
+                "-" if not r["load"] else "→".join(f"{x:.1f}" for x in r["load"]),
                 r["note"][:160],
             ]
         )
-    head = ["engine", "seconds", "lme4 s / this", "this s / mmfast", "ΔlogLik vs lme4", "evals", "peak MB", "note"]
+    head = [
+        "engine",
+        "seconds",
+        "lme4 s / this",
+        "this s / mmfast",
+        "ΔlogLik vs lme4",
+        "evals",
+        "peak MB",
+        "load",
+        "note",
+    ]
     lines = [f"#### {case['label']} ({case['rows']:,} rows)", "", f"`{case['formula']}`", ""]
     lines += md_table(head, body) + [""]
     if ref is not None:
         lines.append(f"Reference: {ref_name}, logLik {ref:.6f}.")
-    loads = case.get("load")
-    if loads:
-        lines.append(f"Load average (1 min) during the engines' runs: {min(loads):.1f}-{max(loads):.1f}.")
+    lines += case.get("notes") or []  # e.g. how a case was assembled from several runs
     goes = where_time_goes(case["results"])
     if goes:
         lines.append(f"Where the time goes: {goes}.")

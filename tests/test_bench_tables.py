@@ -28,6 +28,7 @@ def _results(tight=True):
             "logLik": -100.0,
             "evaluations": 40,
             "peak_mb": 200.0,
+            "load": [7.5, 8.0],
             "phases": {
                 "setup_s": 0.5,
                 "optimize_s": 1.5,
@@ -69,7 +70,7 @@ def test_table_shows_every_engine_with_its_reason(tmp_path):
     text = tables.render(tables.load_results(tmp_path))
     lines = text.splitlines()
     mm = next(ln for ln in lines if ln.startswith("| **mmfast"))
-    assert "| 2.000 | 25.0x | 1.00x | -5.00e-04 | 40 | 200 |" in mm
+    assert "| 2.000 | 25.0x | 1.00x | -5.00e-04 | 40 | 200 | 7.5→8.0 |" in mm
     assert any("| cannot fit |" in ln and "(0 + service \\| dept)" in ln for ln in lines)  # pipe escaped
     assert any("| timeout |" in ln and "no result after 1500 s" in ln for ln in lines)
     assert any("| not installed |" in ln for ln in lines)
