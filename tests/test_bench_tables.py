@@ -57,6 +57,15 @@ def test_rows_ratio_and_loglik_against_the_tight_refit():
     assert by["mmfast"]["dloglik"] == pytest.approx(-100.0 + 99.9995)
     assert by["lme4"]["dloglik"] == pytest.approx(-100.001 + 99.9995)
     assert by["interlace"]["ratio"] is None and by["interlace"]["dloglik"] is None
+    assert by["glmm"]["note"] == "" and by["lme4"]["note"] == ""  # 1e-3 and 1.5e-3 below: no flag
+
+
+def test_false_convergence_is_flagged():
+    res = _results()
+    res["glmm"]["logLik"] = -360.5  # 260.5005 below the tight refit's -99.9995
+    by = {r["engine"]: r for r in tables.engine_rows(res)[0]}
+    assert by["glmm"]["note"] == "stopped 261 below the reference logLik"
+    assert by["glmm"]["dloglik"] == pytest.approx(-260.5005)
 
 
 def test_reference_falls_back_to_lme4s_own_fit():
