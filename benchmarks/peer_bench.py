@@ -72,10 +72,11 @@ def run_peer(name: str, w, csv: Path, tmp: Path, args) -> dict:
             peak_mb=peak, wall_s=wall, note=f"killed after {args.timeout:.0f} s in the refits after the timed fit"
         )
         return res
+    ver = None if external else peers.version(mod)  # the child writes it only with a result
     if code is None:
-        return {"status": "timeout", "note": f"no result after {args.timeout:.0f} s", "peak_mb": peak}
+        return {"status": "timeout", "note": f"no result after {args.timeout:.0f} s", "peak_mb": peak, "version": ver}
     if not out.exists():
-        return {"status": "error", "note": f"child exited with status {code}, no result"}
+        return {"status": "error", "note": f"child exited with status {code}, no result", "version": ver}
     res = json.loads(out.read_text())
     res.update(peak_mb=peak, wall_s=wall)
     return res

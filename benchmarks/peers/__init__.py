@@ -35,6 +35,17 @@ def installed(mod) -> str | None:
     return None
 
 
+def version(mod) -> str | None:
+    """The installed version of the adapter's distribution (``DIST``), or None."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(mod.DIST)
+    except (PackageNotFoundError, AttributeError):
+        return None
+
+
 def split_formula(formula: str) -> tuple[str, list[str], list[tuple[str, str]]]:
     """(response, fixed terms, random terms as (expression, grouping)) of an lme4 formula
     made of ``+``-separated terms (no ``||``): what the adapters need to re-express it."""

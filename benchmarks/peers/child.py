@@ -30,15 +30,6 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
     import pandas as pd
 
@@ -48,7 +39,7 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
     mod, w = peers.adapter(peer), workloads.WORKLOADS[workload]
     result = {"status": "ok"}
     try:
-        result["version"] = _version(mod.DIST)
+        result["version"] = peers.version(mod)
         data = pd.read_csv(csv)
         data = mod.prepare(w, data) if hasattr(mod, "prepare") else peers.as_factors(w, data)
         reason = mod.cannot_fit(w, data) if hasattr(mod, "cannot_fit") else None
