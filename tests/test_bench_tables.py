@@ -89,6 +89,12 @@ def test_table_shows_every_engine_with_its_reason(tmp_path):
     assert "Machine: TestCPU, 2 cores" in text
     summary = tables.render_summary(tables.load_results(tmp_path))
     assert "| kb07 | 1,792 | 2.000 | 50.0 | 25.0x | glmm 10.0 s | -5.0e-04 |" in summary
+    res = _results()
+    res["glmm"]["logLik"] = -150.0  # a quicker peer at a false optimum is not "the fastest"
+    res["lme_python"] = {"status": "ok", "median_s": 20.0, "logLik": -99.9996}
+    (tmp_path / "frontier_lmm.json").write_text(json.dumps(_run(res)))
+    summary = tables.render_summary(tables.load_results(tmp_path))
+    assert "| 25.0x | lme-python 20.0 s |" in summary
 
 
 def test_newest_full_run_wins_and_quick_runs_are_skipped(tmp_path):
