@@ -354,7 +354,7 @@ def render_summary(files: dict[str, dict]) -> str:
         best = min(good, key=lambda r: r["seconds"], default=None)
         peer = "-"
         if best:
-            peer = f"{best['label']} {fmt_s(best['seconds'])} s" + (" (logLik n/a)" if best["dloglik"] is None else "")
+            peer = f"{best['label']} {fmt_s(best['seconds'])} s" + (" (ΔlogLik n/a)" if best["dloglik"] is None else "")
         body.append(
             [
                 c["label"],
