@@ -12,7 +12,7 @@ BENCH_PEERS  := statsmodels lme-python mixedlm-rs glmm interlace-lme
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := setup.py pyproject.toml $(wildcard src/mmfast/_ext/*.pyx src/mmfast/_ext/*.pxd)
 
-.PHONY: demo test bench bench-frontier bench-peers docs setup system-deps r-deps clean
+.PHONY: demo test bench bench-frontier bench-peers bench-tables docs setup system-deps r-deps clean
 
 demo: setup
 	$(PY) -m mmfast demo
@@ -36,6 +36,11 @@ bench: setup r-deps
 # `benchmarks/run.py --workloads --quick` for the quick sizes).
 bench-frontier: setup r-deps bench-peers
 	$(PY) benchmarks/run.py --workloads
+
+# The markdown tables of benchmarks/results/*.json into benchmarks/README.md and README.md's
+# Speed section (between their bench-tables / bench-summary markers).
+bench-tables: setup
+	$(PY) benchmarks/tables.py
 
 setup: $(VENV)/.installed
 

@@ -25,7 +25,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import peers  # noqa: E402
+import tables  # noqa: E402
 import workloads  # noqa: E402
+from tables import fmt_s  # noqa: E402
 
 CHILD = HERE / "peers" / "child.py"
 
@@ -70,57 +72,39 @@ def run_peer(name: str, w, csv: Path, tmp: Path, args) -> dict:
             peak_mb=peak, wall_s=wall, note=f"killed after {args.timeout:.0f} s in the refits after the timed fit"
         )
         return res
+    ver = None if external else peers.version(mod)  # the child writes it only with a result
     if code is None:
-        return {"status": "timeout", "note": f"no result after {args.timeout:.0f} s", "peak_mb": peak}
+        return {"status": "timeout", "note": f"no result after {args.timeout:.0f} s", "peak_mb": peak, "version": ver}
     if not out.exists():
-        return {"status": "error", "note": f"child exited with status {code}, no result"}
+        return {"status": "error", "note": f"child exited with status {code}, no result", "version": ver}
     res = json.loads(out.read_text())
     res.update(peak_mb=peak, wall_s=wall)
     return res
 
 
-def _fmt_s(x) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.1f}" if x >= 10 else f"{x:.3f}" if x >= 0.1 else f"{x:.4f}"
-
-
-def _ratio(num, den) -> str:
-    return f"{num / den:.2f}x" if num and den else "-"
-
-
 def table(label: str, rows: int, results: dict) -> list[str]:
-    """The workload's table: one line per engine."""
-    ok = lambda r: r.get("status") == "ok"  # noqa: E731
-    lme4, mm = results.get("lme4", {}), results.get("mmfast", {})
-    ref = lme4.get("logLik_tight") if ok(lme4) else None
-    ref_name = "lme4 tight-fit"
-    if ref is None and ok(lme4):  # the refit did not finish: lme4's own optimum instead
-        ref, ref_name = lme4.get("logLik"), "lme4 default-fit (tight refit unfinished)"
-    t_lme4 = lme4.get("median_s") if ok(lme4) else None
-    t_mm = mm.get("median_s") if ok(mm) else None
+    """The workload's table as text: one line per engine (numbers from ``tables.engine_rows``,
+    the markdown tables' own)."""
+    engine_rows, ref, ref_name = tables.engine_rows(results)
     head = ["engine", "seconds", "lme4 s/this", "mmfast s/this", "logLik - lme4 tight", "evals", "peak MB", "note"]
-    body = []
-    for name, r in results.items():
-        t = r.get("median_s") if ok(r) else None
-        note = r.get("note") or "; ".join(r.get("warnings") or r.get("messages") or [])
-        body.append(
-            [
-                f"{peers.adapter(name).NAME} {r.get('version') or ''}".strip(),
-                _fmt_s(t) if ok(r) else r.get("status", "?"),
-                _ratio(t_lme4, t),
-                _ratio(t_mm, t),
-                f"{r['logLik'] - ref:+.2e}" if ok(r) and ref is not None else "-",
-                "-" if r.get("evaluations") is None else str(r["evaluations"]),
-                f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-",
-                note[:70],
-            ]
-        )
+    body = [
+        [
+            r["label"],
+            fmt_s(r["seconds"]) if r["status"] == "ok" else r["status"],
+            "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            "-" if r["vs_mmfast"] is None else f"{1 / r['vs_mmfast']:.2f}x",
+            "-" if r["dloglik"] is None else f"{r['dloglik']:+.2e}",
+            "-" if r["evaluations"] is None else str(r["evaluations"]),
+            f"{r['peak_mb']:.0f}" if r["peak_mb"] else "-",
+            r["note"][:70],
+        ]
+        for r in engine_rows
+    ]
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    fmt = lambda x: "  ".join(
-        c.rjust(wd) if 0 < i < 7 else c.ljust(wd)  # noqa: E731
-        for i, (c, wd) in enumerate(zip(x, widths))
-    ).rstrip()
+
+    def fmt(x):
+        return "  ".join(c.rjust(wd) if 0 < i < 7 else c.ljust(wd) for i, (c, wd) in enumerate(zip(x, widths))).rstrip()
+
     lines = [f"== {label} ({rows} rows)", fmt(head), "  ".join("-" * wd for wd in widths)]
     lines += [fmt(b) for b in body]
     if ref is not None:
@@ -143,12 +127,29 @@ def scaling_table(series: list[tuple[str, int, dict]]) -> list[str]:
                 continue
             ev = st.get("eval_s")
             lines.append(
-                f"{n:>10}  {name:8}  {_fmt_s(st.get('setup_s')):>9}  "
+                f"{n:>10}  {name:8}  {fmt_s(st.get('setup_s')):>9}  "
                 f"{'-' if ev is None else f'{1e3 * ev:.3f}':>9}  "
-                f"{r.get('evaluations') or '-'!s:>6}  {_fmt_s(r['median_s']):>8}  "
+                f"{r.get('evaluations') or '-'!s:>6}  {fmt_s(r['median_s']):>8}  "
                 f"{r['peak_mb']:8.0f}"
             )
     return lines
+
+
+def _save(path: Path, args, machine: dict, lines: list[str], cases: list[dict], complete: bool) -> None:
+    """Write the run so far: after every engine, so a run stopped early keeps what finished."""
+    out = {
+        "generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "quick": args.quick,
+        "complete": complete,
+        "machine": machine,
+        "tables": lines,
+        "cases": cases,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    tmp.replace(path)
 
 
 def main(args, machine_info) -> int:
@@ -156,6 +157,8 @@ def main(args, machine_info) -> int:
     selected = workloads.get(args.only)
     engines = [p for p in peers.ORDER if not args.peers or p in args.peers]
     cases, lines = [], []
+    machine = machine_info({})
+    path = Path(args.out or HERE / "results" / ("peers_quick.json" if args.quick else "peers.json"))
     with tempfile.TemporaryDirectory(prefix="mmfast-peers-") as tmpdir:
         tmp = Path(tmpdir)
         for w in selected:
@@ -166,35 +169,38 @@ def main(args, machine_info) -> int:
                 data = w.simulate(size)
                 csv = tmp / f"{label}.csv"
                 data.to_csv(csv, index=False)
-                results = {}
+                results, load = {}, []
+                case = {
+                    "workload": w.name,
+                    "label": label,
+                    "rows": len(data),
+                    "formula": w.formula,
+                    "family": w.family,
+                    "results": results,
+                    "load": load,  # 1-minute load average before and after each engine
+                }
+                cases.append(case)
                 for name in engines:
                     if name in gave_up:  # a larger n of the series cannot be quicker
                         results[name] = {"status": "skipped", "note": gave_up[name]}
                         continue
                     print(f"[peers] {label}: {name} ...", file=sys.stderr, flush=True)
+                    before = os.getloadavg()[0]
                     results[name] = run_peer(name, w, csv, tmp, args)
+                    results[name]["load"] = [before, os.getloadavg()[0]]
+                    load += results[name]["load"]
                     if results[name]["status"] == "timeout":
                         gave_up[name] = f"timed out at {label}"
+                    _save(path, args, machine, lines, cases, complete=False)
                 csv.unlink()
                 block = table(label, len(data), results)
                 print("\n".join(block) + "\n", flush=True)
                 lines += block + [""]
                 series.append((label, len(data), results))
-                cases.append(
-                    {
-                        "workload": w.name,
-                        "label": label,
-                        "rows": len(data),
-                        "formula": w.formula,
-                        "family": w.family,
-                        "results": results,
-                    }
-                )
             if w.stages:
                 block = scaling_table(series)
                 print("\n".join(block) + "\n", flush=True)
                 lines += block + [""]
-    machine = machine_info({})
     note = (
         "lme4 s/this, mmfast s/this: that engine's median seconds over this one's (> 1: this "
         "engine is faster); logLik - lme4 tight: this engine's logLik minus lme4's refit to "
@@ -208,16 +214,6 @@ def main(args, machine_info) -> int:
     )
     print(note)
     lines.append(note)
-    out = {
-        "generated": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "quick": args.quick,
-        "machine": machine,
-        "tables": lines,
-        "cases": cases,
-    }
-    path = Path(args.out or HERE / "results" / ("peers_quick.json" if args.quick else "peers.json"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    _save(path, args, machine, lines, cases, complete=True)
     print(f"written {path}", file=sys.stderr)
     return 0

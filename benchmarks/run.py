@@ -239,10 +239,10 @@ def print_table(rows: list[dict], r_note: str | None, machine: dict) -> None:
         )
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     right = {1, 2, 3, 4, 5, 6}
-    fmt = lambda r: "  ".join(
-        c.rjust(w) if i in right else c.ljust(w)  # noqa: E731
-        for i, (c, w) in enumerate(zip(r, widths))
-    ).rstrip()
+
+    def fmt(r):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
     print(fmt(head))
     print("  ".join("-" * w for w in widths))
     for r in body:

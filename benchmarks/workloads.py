@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 KB07_TERMS = ["S", "P", "C", "SP", "SC", "PC", "SPC"]
@@ -172,7 +175,8 @@ WORKLOADS = {
 
 
 def get(names: list[str] | None) -> list[Workload]:
-    """The named workloads (all when ``names`` is empty), in the registry's order."""
+    """The named workloads in the order given (all, in the registry's order, when ``names`` is
+    empty): a long run can start with the workload whose numbers matter most."""
     if not names:
         return list(WORKLOADS.values())
     unknown = [n for n in names if n not in WORKLOADS]

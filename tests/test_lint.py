@@ -1,7 +1,8 @@
-"""Issue 18: the code passes ruff's lint rules (pyproject's [tool.ruff]: E, F, W, B) and mypy on
-the public API (pyproject's [tool.mypy]; tests/static_types/public_api.py asserts the accessors'
-static types: fixef -> Series, summary() -> Summary, ...).  Skipped only when the tools (the
-``test`` extra: ruff, mypy, pandas-stubs) are not installed."""
+"""Issue 18: the code (src, tests and benchmarks) passes ruff's lint rules (pyproject's
+[tool.ruff]: E, F, W, B) and mypy on the public API (pyproject's [tool.mypy];
+tests/static_types/public_api.py asserts the accessors' static types: fixef -> Series,
+summary() -> Summary, ...).  Skipped only when the tools (the ``test`` extra: ruff, mypy,
+pandas-stubs) are not installed."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_ruff_check():
     _need("ruff")
-    r = _run("ruff", "check", "src", "tests")
+    r = _run("ruff", "check", "src", "tests", "benchmarks")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

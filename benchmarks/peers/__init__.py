@@ -5,12 +5,12 @@ A Python adapter module defines ``NAME``, ``IMPORT`` (the module whose absence m
 installed"), ``DIST`` (its distribution, for the version), ``fitter(workload, data)`` (a
 no-argument function doing one fit), ``loglik(fit)`` and optionally ``cannot_fit(workload,
 data)`` (a reason, or None), ``evaluations(fit)``, ``prepare(workload, data)`` (factor columns
-as the engine wants them) and ``stages(workload, data, fit)`` (set-up and per-evaluation
-seconds).  Each fit runs in a fresh child process (``child.py``), so a crash, a timeout or
-the memory of one engine never touches another, and the child's peak resident memory is
-measured.  An R adapter (``EXTERNAL = True``) defines ``unavailable()`` and
-``command(workload, csv, out, n_fits, options)``: the ``fit_r.R`` call writing the same
-result JSON.
+as the engine wants them), ``phases(fit, seconds)`` (where the first fit's time went) and
+``stages(workload, data, fit)`` (set-up and per-evaluation seconds).  Each fit runs in a
+fresh child process (``child.py``), so a crash, a timeout or the memory of one engine never
+touches another, and the child's peak resident memory is measured.  An R adapter
+(``EXTERNAL = True``) defines ``unavailable()`` and ``command(workload, csv, out, n_fits,
+options)``: the ``fit_r.R`` call writing the same result JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +33,17 @@ def installed(mod) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any import failure means "not installed"
         return f"not installed ({type(exc).__name__}: {exc})"[:120]
     return None
+
+
+def version(mod) -> str | None:
+    """The installed version of the adapter's distribution (``DIST``), or None."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(mod.DIST)
+    except (PackageNotFoundError, AttributeError):
+        return None
 
 
 def split_formula(formula: str) -> tuple[str, list[str], list[tuple[str, str]]]:

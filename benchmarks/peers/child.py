@@ -4,7 +4,7 @@
 
 Reads the data, lets the adapter prepare it (untimed), times the first fit; when that took
 under ``REPEAT_BELOW`` seconds it was the warm-up and ``N_FITS`` more fits are timed.  Writes
-{status, seconds, median_s, logLik, evaluations, warnings, stages?} to OUT.json.
+{status, seconds, median_s, logLik, evaluations, warnings, phases?, stages?} to OUT.json.
 """
 
 from __future__ import annotations
@@ -30,15 +30,6 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
     import pandas as pd
 
@@ -48,7 +39,7 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
     mod, w = peers.adapter(peer), workloads.WORKLOADS[workload]
     result = {"status": "ok"}
     try:
-        result["version"] = _version(mod.DIST)
+        result["version"] = peers.version(mod)
         data = pd.read_csv(csv)
         data = mod.prepare(w, data) if hasattr(mod, "prepare") else peers.as_factors(w, data)
         reason = mod.cannot_fit(w, data) if hasattr(mod, "cannot_fit") else None
@@ -72,6 +63,8 @@ def main(peer: str, workload: str, csv: str, out: str, n_fits: int) -> None:
                 evaluations=mod.evaluations(fit) if hasattr(mod, "evaluations") else None,
                 warnings=sorted({str(c.message)[:160] for c in caught})[:5],
             )
+            if hasattr(mod, "phases"):  # where the first fit's time went
+                result["phases"] = mod.phases(fit, first)
             if w.stages and hasattr(mod, "stages"):  # a second fit: the peak before it is one fit's
                 result["peak_fit_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
                 result["stages"] = mod.stages(w, data, fit)

@@ -31,6 +31,21 @@ def evaluations(fit):
     return (getattr(fit, "optinfo", None) or {}).get("evaluations")
 
 
+def phases(fit, seconds: float) -> dict:
+    """Where a fit of ``seconds`` went: set-up (model frame, kernel, start; the rest of the
+    time) and each optimiser run (``optsummary.stages``: start, optimiser, evaluations, s)."""
+    summ = fit.optsummary
+
+    def num(x):
+        return None if x is None or x != x else float(x)  # NaN (not timed) -> None
+
+    runs = [
+        {"name": s.name, "optimizer": s.optimizer, "evaluations": int(s.evaluations), "seconds": num(s.seconds)}
+        for s in summ.stages
+    ]
+    return {"setup_s": seconds - summ.seconds, "optimize_s": summ.seconds, "runs": runs}
+
+
 def stages(workload, data, fit):
     """Set-up (a fit's time minus its optimisation time, ``optinfo["seconds"]``, which
     includes the start and the results) and one objective evaluation at the optimum."""
