@@ -1,7 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Reweighted cross-products for GLMMs with several random-effects terms: Z'WZ as the block
 structure's sub-blocks (from its ``row_pair`` table), Z'W[X z] and [X z]'W[X z] in one pass over
-the rows, and the linear predictor from u; the factorisation itself is the LMM kernel's."""
+the rows, and the linear predictor from u; the factorisation itself is the LMM kernel's.
+
+Each row visits only its nonzero term columns: an indicator term ``(0 + factor(block) | g)`` with
+p columns adds one product to its p x p block per row, not p², so a PIRLS iteration costs
+O(nnz(Z)) over the rows whatever the structure on top of the term."""
 import numpy as np
 cimport numpy as cnp
 from libc.string cimport memset
@@ -12,33 +16,55 @@ from ._types cimport i64
 cnp.import_array()
 
 
+def _nonzero_slots(X):
+    """(values, columns), each n x nz: row i's nonzero entries of the term matrix X in column
+    order, padded with zero-valued slots to nz, the most any row has (X itself when nz = p)."""
+    n, p = X.shape
+    nz = X != 0.0
+    width = max(int(nz.sum(axis=1).max()) if n else 0, 1)
+    if width >= p:
+        return X, np.broadcast_to(np.arange(p, dtype=np.int32), (n, p))
+    order = np.argsort(~nz, axis=1, kind="stable")[:, :width].astype(np.int32)
+    return np.take_along_axis(X, order, axis=1), order
+
+
 cdef class Crossprods:
     """Reweighted cross-products in the layout of ``design.blocks.BlockStructure`` (several terms).
 
-    Z is held row-wise: ``zval`` (n x sum p_k) the terms' model-matrix columns and ``zbase``
-    (n x nterms) the first u index of each row's block per term; ``vidx`` (npieces x n) the
-    offset in V of the sub-block each row adds to, per term pair.
+    Z is held row-wise and compressed: per term k, ``term_nz[k]`` slots per row (the most
+    nonzeros any row has in the term's model matrix), ``zval`` (n x sum term_nz) their values
+    and ``zcol`` their columns within the term (zero-valued padding where a row has fewer);
+    ``zbase`` (n x nterms) the first u index of each row's block per term; ``vidx``
+    (npieces x n) the offset in V of the sub-block each row adds to, per term pair.
     """
 
     cdef Py_ssize_t n, nterms, npieces, nzc, q, nv, tsize
     cdef double[:, ::1] zval
+    cdef int[:, ::1] zcol
     cdef i64[:, ::1] zbase, vidx
-    cdef int[::1] term_p, term_col, tofs, piece_k, piece_m, ones
-    cdef double[::1] acc
+    cdef int[::1] term_p, term_col, term_nz, tofs, piece_k, piece_m, ones, toff, tlev
+    cdef double[::1] acc, lu
 
     def __init__(self, blocks, terms):
         self.n = blocks.row_pair.shape[1]
         self.nterms = len(terms)
         self.q = blocks.q
         self.nv = len(blocks.V)
-        self.zval = np.ascontiguousarray(np.column_stack([t.X for t in terms]), dtype=np.float64)
+        vals, cols = zip(*[_nonzero_slots(np.asarray(t.X, dtype=np.float64)) for t in terms])
+        self.zval = np.ascontiguousarray(np.column_stack(vals), dtype=np.float64)
+        self.zcol = np.ascontiguousarray(np.column_stack(cols), dtype=np.int32)
         self.nzc = self.zval.shape[1]
+        tnz = np.array([v.shape[1] for v in vals], dtype=np.int32)
+        self.term_nz = tnz
         self.zbase = np.ascontiguousarray(np.column_stack(
             [t.offset + t.factor.codes.astype(np.int64) * t.p for t in terms]), dtype=np.int64)
         tp = np.array([t.p for t in terms], dtype=np.int32)
         self.term_p = tp
         self.tsize = int(np.sum(tp.astype(np.int64) ** 2))
-        self.term_col = (np.cumsum(tp) - tp).astype(np.int32)
+        self.term_col = (np.cumsum(tnz) - tnz).astype(np.int32)  # first slot of each term
+        self.toff = np.array([t.offset for t in terms], dtype=np.int32)
+        self.tlev = np.array([t.nlevels for t in terms], dtype=np.int32)
+        self.lu = np.zeros(self.q)
         self.tofs = (np.cumsum(tp.astype(np.int64) ** 2) - tp.astype(np.int64) ** 2).astype(np.int32)
         self.ones = np.array([t.p == 1 and bool(np.all(t.X == 1.0)) for t in terms], dtype=np.int32)
         self.piece_k = np.array([k for k, m in blocks.pieces], dtype=np.int32)
@@ -73,12 +99,14 @@ cdef class Crossprods:
                             f"[X zt] ({px + 1})")
         if (px + 1) * (px + 1) > self.acc.shape[0]:
             self.acc = np.zeros((px + 1) * (px + 1))
-        cdef Py_ssize_t i, r, k, m, s, t, pk, pm, ck, cm, c1, c2, n = self.n, nzc = self.nzc
+        cdef Py_ssize_t i, r, k, m, s, t, pk, pm, ck, cm, nk, nm, c1, c2, n = self.n, nzc = self.nzc
         cdef Py_ssize_t ldz = ZtW.shape[0], npc = px + 1, nt = self.nterms
-        cdef i64 vo, row
+        cdef i64 vo, row, so
         cdef double wi, xs, wz, acc
         cdef const i64* vid
         cdef const double* zv = &self.zval[0, 0]
+        cdef const int* zc = &self.zcol[0, 0]
+        cdef const int* tnz = &self.term_nz[0]
         cdef const i64* zb = &self.zbase[0, 0]
         cdef const int* tp = &self.term_p[0]
         cdef const int* tc = &self.term_col[0]
@@ -121,14 +149,19 @@ cdef class Crossprods:
                 elif pk == 1 and pm == 1:
                     for i in range(n):
                         Vp[vid[i]] += wp[i] * zv[i * nzc + ck] * zv[i * nzc + cm]
-                else:
+                else:  # the row's nonzero slots of term k times those of term m
+                    nk = tnz[k]
+                    nm = tnz[m]
                     for i in range(n):
                         vo = vid[i]
                         wi = wp[i]
-                        for s in range(pk):
+                        for s in range(nk):
                             xs = wi * zv[i * nzc + ck + s]
-                            for t in range(pm):
-                                Vp[vo + s * pm + t] += xs * zv[i * nzc + cm + t]
+                            if xs == 0.0:
+                                continue
+                            so = vo + zc[i * nzc + ck + s] * pm
+                            for t in range(nm):
+                                Vp[so + zc[i * nzc + cm + t]] += xs * zv[i * nzc + cm + t]
             if allscalar:  # Z'W[X zt] with one column per term (nzc == nt)
                 for k in range(nt):
                     row = zb[k]
@@ -148,14 +181,14 @@ cdef class Crossprods:
                     wi = wp[i]
                     wz = wi * zp[i]
                     for k in range(nt):
-                        pk = tp[k]
+                        nk = tnz[k]
                         ck = tc[k]
-                        row = zb[i * nt + k]
-                        for s in range(pk):
+                        for s in range(nk):
                             xs = zv[i * nzc + ck + s]
-                            Zy[row + s] += xs * wz
+                            row = zb[i * nt + k] + zc[i * nzc + ck + s]
+                            Zy[row] += xs * wz
                             for c1 in range(px):
-                                Zp[row + s + c1 * ldz] += xs * wi * Xp[i * px + c1]
+                                Zp[row + c1 * ldz] += xs * wi * Xp[i * px + c1]
             acc = 0.0
             for i in range(n):
                 wi = wp[i]
@@ -173,7 +206,8 @@ cdef class Crossprods:
 
     def linpred(self, const double[::1] base, const double[::1] u, const double[::1] T,
                 double[::1] out):
-        """out = base + Z Λ u, Λ from the flat column-major templates T."""
+        """out = base + Z Λ u, Λ from the flat column-major templates T: Λu per level first
+        (p x p per level of a vector-valued term), then each row's nonzero slots."""
         if base.shape[0] != self.n:
             check_length("base", base.shape[0], self.n)
         if u.shape[0] != self.q:
@@ -182,10 +216,13 @@ cdef class Crossprods:
             check_length("T", T.shape[0], self.tsize)
         if out.shape[0] != self.n:
             check_length("out", out.shape[0], self.n)
-        cdef Py_ssize_t i, k, s, t, pk, ck, nzc = self.nzc, nt = self.nterms
+        cdef Py_ssize_t i, k, s, t, l, pk, ck, nk, nzc = self.nzc, nt = self.nterms
         cdef i64 row
         cdef double acc, bs
         cdef const double* zv = &self.zval[0, 0]
+        cdef const int* zc = &self.zcol[0, 0]
+        cdef const int* tnz = &self.term_nz[0]
+        cdef double* lu = &self.lu[0]
         cdef const i64* zb = &self.zbase[0, 0]
         cdef const int* tp = &self.term_p[0]
         cdef const int* tc = &self.term_col[0]
@@ -195,6 +232,17 @@ cdef class Crossprods:
         cdef const double* bp = &base[0]
         cdef double* op = &out[0]
         with nogil:
+            for k in range(nt):
+                pk = tp[k]
+                if pk == 1:
+                    continue
+                for l in range(self.tlev[k]):
+                    row = self.toff[k] + l * pk
+                    for s in range(pk):
+                        bs = 0.0  # (T_k u_blk)[s] = sum_{t <= s} T_k[s, t] u[t]
+                        for t in range(s + 1):
+                            bs = bs + Tp[to[k] + s + t * pk] * up[row + t]
+                        lu[row + s] = bs
             for i in range(self.n):
                 acc = bp[i]
                 for k in range(nt):
@@ -204,11 +252,9 @@ cdef class Crossprods:
                     if pk == 1:
                         acc = acc + zv[i * nzc + ck] * Tp[to[k]] * up[row]
                         continue
-                    for s in range(pk):
-                        bs = 0.0  # (T_k u_blk)[s] = sum_{t <= s} T_k[s, t] u[t]
-                        for t in range(s + 1):
-                            bs = bs + Tp[to[k] + s + t * pk] * up[row + t]
-                        acc = acc + zv[i * nzc + ck + s] * bs
+                    nk = tnz[k]
+                    for s in range(nk):
+                        acc = acc + zv[i * nzc + ck + s] * lu[row + zc[i * nzc + ck + s]]
                 op[i] = acc
 
 

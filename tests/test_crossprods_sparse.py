@@ -1,0 +1,66 @@
+"""The GLMM cross-products (``_crossprods.Crossprods``) visit each row's nonzero term columns only
+(an indicator term ``0 + factor(block) | g`` adds one product per row, not p²): checked against
+the design's own bincount formulas (``design.blocks.pair_values``, ``zt_times``) and a dense
+Z Λ u, for a mix of scalar, indicator and dense vector-valued terms."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmfast
+from mmfast._ext._crossprods import Crossprods
+from mmfast.design.blocks import build_Z, pair_values, zt_times
+
+
+@pytest.fixture(scope="module")
+def fit():
+    rng = np.random.default_rng(7)
+    n = 600
+    d = pd.DataFrame(
+        {
+            "g": rng.integers(0, 12, n),
+            "h": rng.integers(0, 5, n),
+            "k": rng.integers(0, 4, n),
+            "blk": rng.integers(0, 4, n),
+            "x": rng.standard_normal(n),
+        }
+    )
+    d.loc[d.index % 7 == 0, "x"] = 0.0  # zeros inside a dense column: still every slot visited
+    d["y"] = rng.standard_normal(n) + d["g"] % 3 + 0.3 * d["blk"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mmfast.lmer("y ~ x + (1 | h) + (0 + factor(blk) | g) + (1 + x | k) + (0 + factor(blk):x | h)", d)
+
+
+def test_reweight_and_linpred_match_dense_formulas(fit):
+    terms, b = fit.frame.terms, fit.blocks
+    n, q = fit.frame.nobs, b.q
+    rng = np.random.default_rng(3)
+    X = np.ascontiguousarray(fit.frame.X, dtype=float)
+    px = X.shape[1]
+    w, zt = rng.uniform(0.2, 2.0, n), rng.standard_normal(n)
+    cp = Crossprods(b, terms)
+    V, ZtW, WtW = np.zeros(len(b.V)), np.zeros((q, px + 1), order="F"), np.zeros((px + 1, px + 1))
+    cp.reweight(w, zt, X, V, ZtW, WtW)
+    sw = np.sqrt(w)
+    Vref = pair_values([t.X * sw[:, None] for t in terms], b.pieces, b.row_pair, b.pair_vofs)
+    np.testing.assert_allclose(V, Vref, rtol=1e-12, atol=1e-12)
+    XZ = np.column_stack([X, zt])
+    np.testing.assert_allclose(ZtW, zt_times(terms, XZ * w[:, None]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(WtW, XZ.T @ (XZ * w[:, None]), rtol=1e-12)
+
+    T = fit.templates(fit.theta)
+    u = rng.standard_normal(q)
+    lam_u, ofs = np.empty(q), 0
+    for t in terms:  # Λu per term: each level's block times the lower-triangular template
+        Tt = T[ofs : ofs + t.p * t.p].reshape(t.p, t.p, order="F")
+        ofs += t.p * t.p
+        lam_u[t.offset : t.offset + t.q] = (u[t.offset : t.offset + t.q].reshape(-1, t.p) @ Tt.T).ravel()
+    base = rng.standard_normal(n)
+    out = np.empty(n)
+    cp.linpred(base, u, T, out)
+    np.testing.assert_allclose(out, base + build_Z(terms, n) @ lam_u, rtol=1e-12, atol=1e-12)
