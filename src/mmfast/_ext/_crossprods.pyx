@@ -16,7 +16,7 @@ from ._types cimport i64
 cnp.import_array()
 
 
-def _nonzero_slots(X):
+def nonzero_slots(X):
     """(values, columns), each n x nz: row i's nonzero entries of the term matrix X in column
     order, padded with zero-valued slots to nz, the most any row has (X itself when nz = p)."""
     n, p = X.shape
@@ -50,7 +50,7 @@ cdef class Crossprods:
         self.nterms = len(terms)
         self.q = blocks.q
         self.nv = len(blocks.V)
-        vals, cols = zip(*[_nonzero_slots(np.asarray(t.X, dtype=np.float64)) for t in terms])
+        vals, cols = zip(*[nonzero_slots(np.asarray(t.X, dtype=np.float64)) for t in terms])
         self.zval = np.ascontiguousarray(np.column_stack(vals), dtype=np.float64)
         self.zcol = np.ascontiguousarray(np.column_stack(cols), dtype=np.int32)
         self.nzc = self.zval.shape[1]
@@ -258,3 +258,133 @@ cdef class Crossprods:
                 op[i] = acc
 
 
+
+    def hat_rows(self, const double[::1] T, const double[::1] P, const double[::1] P2,
+                 const double[::1] w, double[::1] h, double[::1] D):
+        """The Laplace gradient's first row pass (``model.laplace_gradient``): h_i =
+        (ZΛ A⁻¹ Λ'Z')_ii into h, and D_t[r, c] += 2 Σ_i w_i x_i[r] (ZΛ A⁻¹)_{i, c} per term t
+        into D (p x p row-major per term, at T's offsets).
+
+        A⁻¹'s sub-blocks G come multiplied by the templates, in V's layout: P = G T_m' and
+        P2 = T_k G per pair (k, m), so a row costs O(p nnz) per term pair, not p²."""
+        if T.shape[0] != self.tsize:
+            check_length("T", T.shape[0], self.tsize)
+        if D.shape[0] != self.tsize:
+            check_length("D", D.shape[0], self.tsize)
+        if P.shape[0] != self.nv:
+            check_length("P", P.shape[0], self.nv)
+        if P2.shape[0] != self.nv:
+            check_length("P2", P2.shape[0], self.nv)
+        if w.shape[0] != self.n:
+            check_length("w", w.shape[0], self.n)
+        if h.shape[0] != self.n:
+            check_length("h", h.shape[0], self.n)
+        cdef Py_ssize_t i, r, k, m, s, t, a, c, cs, pk, pm, ck, cm, mo, nzc = self.nzc, nt = self.nterms
+        cdef i64 vo
+        cdef double v, acc
+        cdef int[::1] mofs_a = (np.cumsum(self.term_p) - np.asarray(self.term_p)).astype(np.int32)
+        cdef double[::1] buf = np.zeros(2 * max(int(np.sum(self.term_p)), 1))
+        cdef const int* mofs = &mofs_a[0]
+        cdef double* vb = &buf[0]
+        cdef double* gb = vb + buf.shape[0] // 2
+        cdef const double* zv = &self.zval[0, 0]
+        cdef const int* zc = &self.zcol[0, 0]
+        cdef const int* tnz = &self.term_nz[0]
+        cdef const int* tp = &self.term_p[0]
+        cdef const int* tc = &self.term_col[0]
+        cdef const int* to = &self.tofs[0]
+        cdef const double* Tp = &T[0]
+        cdef const double* Pp = &P[0]
+        cdef const double* P2p = &P2[0]
+        cdef double* Dp = &D[0]
+        with nogil:
+            for i in range(self.n):
+                for k in range(nt):  # (ZΛ)_i on term k's slots: Σ_s x_s T_k[c_s, :]
+                    pk = tp[k]
+                    ck = tc[k]
+                    mo = mofs[k]
+                    for c in range(pk):
+                        vb[mo + c] = 0.0
+                        gb[mo + c] = 0.0
+                    for s in range(tnz[k]):
+                        cs = zc[i * nzc + ck + s]
+                        v = zv[i * nzc + ck + s]
+                        for c in range(cs + 1):  # T lower triangular (column-major)
+                            vb[mo + c] += v * Tp[to[k] + cs + c * pk]
+                for r in range(self.npieces):  # (ZΛ A⁻¹)_i on the slots: G T_m' x^m (+ G' T_k' x^k)
+                    k = self.piece_k[r]
+                    m = self.piece_m[r]
+                    pk = tp[k]
+                    pm = tp[m]
+                    ck = tc[k]
+                    cm = tc[m]
+                    vo = self.vidx[r, i]
+                    for t in range(tnz[m]):
+                        cs = zc[i * nzc + cm + t]
+                        v = zv[i * nzc + cm + t]
+                        for a in range(pk):
+                            gb[mofs[k] + a] += v * Pp[vo + a * pm + cs]
+                    if k != m:
+                        for s in range(tnz[k]):
+                            cs = zc[i * nzc + ck + s]
+                            v = zv[i * nzc + ck + s]
+                            for a in range(pm):
+                                gb[mofs[m] + a] += v * P2p[vo + cs * pm + a]
+                acc = 0.0
+                for k in range(nt):
+                    for c in range(tp[k]):
+                        acc = acc + vb[mofs[k] + c] * gb[mofs[k] + c]
+                h[i] = acc
+                for k in range(nt):
+                    pk = tp[k]
+                    ck = tc[k]
+                    for s in range(tnz[k]):
+                        cs = zc[i * nzc + ck + s]
+                        v = 2.0 * w[i] * zv[i * nzc + ck + s]
+                        for c in range(pk):
+                            Dp[to[k] + cs * pk + c] += v * gb[mofs[k] + c]
+
+    def zt_rows(self, const double[::1] v, double[::1] out):
+        """out = Z'v (q), by each row's nonzero slots."""
+        if v.shape[0] != self.n:
+            check_length("v", v.shape[0], self.n)
+        if out.shape[0] != self.q:
+            check_length("out", out.shape[0], self.q)
+        cdef Py_ssize_t i, k, s, nzc = self.nzc, nt = self.nterms
+        with nogil:
+            for i in range(self.q):
+                out[i] = 0.0
+            for i in range(self.n):
+                for k in range(nt):
+                    for s in range(self.term_nz[k]):
+                        out[self.zbase[i, k] + self.zcol[i, self.term_col[k] + s]] += (
+                            v[i] * self.zval[i, self.term_col[k] + s])
+
+    def score_rows(self, const double[::1] a, const double[::1] r, const double[::1] u,
+                   const double[::1] z, double[::1] G):
+        """The Laplace gradient's second row pass: G_t[rr, c] += Σ_i x_i[rr] (a_i u + r_i z)
+        on row i's block of term t (p x p row-major per term, at T's offsets)."""
+        if a.shape[0] != self.n:
+            check_length("a", a.shape[0], self.n)
+        if r.shape[0] != self.n:
+            check_length("r", r.shape[0], self.n)
+        if u.shape[0] != self.q:
+            check_length("u", u.shape[0], self.q)
+        if z.shape[0] != self.q:
+            check_length("z", z.shape[0], self.q)
+        if G.shape[0] != self.tsize:
+            check_length("G", G.shape[0], self.tsize)
+        cdef Py_ssize_t i, k, s, c, cs, pk, ck, nzc = self.nzc, nt = self.nterms
+        cdef i64 row
+        cdef double v
+        with nogil:
+            for i in range(self.n):
+                for k in range(nt):
+                    pk = self.term_p[k]
+                    ck = self.term_col[k]
+                    row = self.zbase[i, k]
+                    for s in range(self.term_nz[k]):
+                        cs = self.zcol[i, ck + s]
+                        v = self.zval[i, ck + s]
+                        for c in range(pk):
+                            G[self.tofs[k] + cs * pk + c] += v * (a[i] * u[row + c] + r[i] * z[row + c])
