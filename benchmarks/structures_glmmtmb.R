@@ -6,7 +6,9 @@ fam <- if (length(a) >= 3) a[3] else "gaussian"
 d <- read.csv(a[1])
 d$mouse <- factor(d$mouse); d$neuron <- factor(d$neuron); d$fblock <- factor(d$block)
 f <- y ~ stim + (1 | mouse) + ar1(0 + fblock | neuron)
-sec <- system.time(m <- glmmTMB(f, d, family = get(fam)()))[["elapsed"]]
-writeLines(toJSON(list(seconds = sec, loglik = -m$fit$objective, sigma = sigma(m),
+st <- system.time(m <- glmmTMB(f, d, family = get(fam)()))
+sec <- st[["elapsed"]]
+cpu <- st[["user.self"]] + st[["sys.self"]] + st[["user.child"]] + st[["sys.child"]]
+writeLines(toJSON(list(seconds = sec, cpu_seconds = cpu, loglik = -m$fit$objective, sigma = sigma(m),
                        fixef = unname(fixef(m)$cond), converged = m$fit$convergence == 0),
                   auto_unbox = TRUE, digits = 15), a[2])
