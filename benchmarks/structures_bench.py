@@ -78,7 +78,9 @@ def simulate(mice: int = 50, neurons: int = 40, trials: int = 100, blocks: int =
     return pd.DataFrame({"mouse": mouse, "neuron": neuron, "block": block, "stim": stim, "y": y})
 
 
-def simulate_counts(mice: int = 20, neurons: int = 20, trials: int = 100, blocks: int = 10, seed: int = 16) -> pd.DataFrame:
+def simulate_counts(
+    mice: int = 20, neurons: int = 20, trials: int = 100, blocks: int = 10, seed: int = 16
+) -> pd.DataFrame:
     """Poisson spike counts, log rate 1 + 0.3 stim + mouse intercept + AR(1) block effects
     (ρ 0.6, SD 0.4)."""
     rng = np.random.default_rng(seed)
