@@ -63,15 +63,16 @@ class LaplaceGradient:
         return [T[o : o + t.p * t.p].reshape(t.p, t.p, order="F") for t, o in zip(self.terms, self.tofs)]
 
     def _pair_products(self, ainv, Ts):
-        """P = G T_m' and P2 = T_k G for every block pair's sub-block G of A⁻¹ (V's layout)."""
-        P, P2 = np.empty(self.nv), np.empty(self.nv)
+        """For every block pair's sub-block G of A⁻¹ (at offset o in V): G T_m' then T_k G at
+        2o in one array (what ``Crossprods.hat_rows`` reads)."""
+        PP = np.empty(2 * self.nv)
         for k, m, uniq in self.pieces:
             pk, pm = self.terms[k].p, self.terms[m].p
-            idx = uniq[:, None] + np.arange(pk * pm)
-            G = ainv[idx].reshape(-1, pk, pm)
-            P[idx] = (G @ Ts[m].T).reshape(len(uniq), -1)
-            P2[idx] = (Ts[k] @ G).reshape(len(uniq), -1)
-        return P, P2
+            G = ainv[uniq[:, None] + np.arange(pk * pm)].reshape(-1, pk, pm)
+            at = 2 * uniq[:, None] + np.arange(pk * pm)
+            PP[at] = (G @ Ts[m].T).reshape(len(uniq), -1)
+            PP[at + pk * pm] = (Ts[k] @ G).reshape(len(uniq), -1)
+        return PP
 
     def __call__(self, kernel, T, u, eta, y, pw, Binv, theta_pos) -> np.ndarray:
         """d/dx of the Laplace deviance, x = [θ, δ] (β = β₀ + Binv δ), with ``kernel`` holding
@@ -85,9 +86,9 @@ class LaplaceGradient:
         r = pw * (y - mu)
         T = np.ascontiguousarray(T, dtype=float)
         Ts = self._templates(T)
-        P, P2 = self._pair_products(pattern_inverse(kernel), Ts)
+        PP = self._pair_products(pattern_inverse(kernel), Ts)
         h, D = np.empty(self.n), np.zeros(len(T))
-        self.cp.hat_rows(T, P, P2, w, h, D)  # h_i = (ZΛA⁻¹Λ'Z')_ii; D: 2 tr(A⁻¹Λ'Z'WZΛ_k)
+        self.cp.hat_rows(T, PP, w, h, D)  # h_i = (ZΛA⁻¹Λ'Z')_ii; D: 2 tr(A⁻¹Λ'Z'WZΛ_k)
         # the u part enters only through c'du with c = Λ'Z'(w' ⊙ h), so one solve z = A⁻¹c
         # replaces one per parameter (A symmetric)
         wh = wd * h
