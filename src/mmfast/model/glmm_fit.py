@@ -22,6 +22,7 @@ from .agq import gauss_hermite
 from .optimize import minimize_bounded, minimize_newton, minimize_with_gradient
 from .pirls import KernelLoop, ThetaScaled, fd_hessian, gradient_hessian, start_hessian, theta_scale
 from .separation import at_bounds, detect_separation, separation_message
+from .structured_engine import StructuredEngine
 
 __all__ = ["fit", "check_optimum", "use_gradient", "warn_at_caller"]
 
@@ -182,8 +183,9 @@ def use_gradient(model) -> bool:
     (several terms); with one term an evaluation costs a few µs and L-BFGS-B's own overhead
     would dominate.  ``control.use_gradient`` True/False forces it (where available) or not."""
     eng, choice = model.engine, model.control.use_gradient
-    if choice is None:
-        return isinstance(eng, KernelLoop) and eng.has_gradient
+    if choice is None:  # a structured model's engine is a kernel loop seen through its θ map
+        loop = eng._eng if isinstance(eng, StructuredEngine) else eng
+        return isinstance(loop, KernelLoop) and eng.has_gradient
     return bool(choice) and eng.has_gradient
 
 

@@ -13,6 +13,12 @@ term): they come from the PIRLS kernel's blocked factor (``_selinv.pattern_inver
 layout of the cross-products V), and the one solve with A from the same factor, so nothing of
 order q₁ x q₂ is formed and a 10⁶-row crossed model's gradient costs about three PIRLS
 iterations.  The single-term case lives in ``SingleTerm.laplace_grad`` (Cython).
+
+The row passes are ``Crossprods``'s (Cython), over each row's nonzero model-matrix entries: a
+vector-valued term (p columns) costs O(p) per nonzero and term pair, never p² per row.  A⁻¹'s
+sub-blocks are multiplied by the templates once per block pair first (p³ per pair), and the
+derivatives in all of a template's entries (p² of them, structured or not) gather into one
+p x p matrix per term, not a pass over the rows per entry.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._ext._blocked import BlockedKernel
+from .._ext._crossprods import Crossprods
 from .._ext._selinv import pattern_inverse
 
 __all__ = ["LaplaceGradient", "supports"]
@@ -35,54 +42,37 @@ def supports(frame, family, kernel) -> bool:
 
 class LaplaceGradient:
     """Gradient of the Laplace deviance at ``GeneralKernel``'s converged state (after an
-    evaluation of ``KernelLoop.laplace``, whose u-kernel still holds A's factor)."""
+    evaluation of ``KernelLoop.laplace``, whose u-kernel still holds A's factor).  ``cp``: the
+    kernel's ``Crossprods`` (built here if not given)."""
 
-    def __init__(self, frame, family, blocks):
+    def __init__(self, frame, family, blocks, cp: Crossprods | None = None):
         terms = frame.terms
         self.terms, self.binomial = terms, family.name == "binomial"
         self.linkinv = family.linkinv
         self.X = np.asarray(frame.X, dtype=float)
         self.n, self.px = self.X.shape
         self.q = sum(t.q for t in terms)
-        # per row, the global u column of each (term, column) slot: C (n x m), m = Σ p_t
-        cols, self.slot0 = [], []
-        for t in terms:
-            self.slot0.append(sum(c.shape[1] for c in cols) if cols else 0)
-            base = t.offset + t.factor.codes.astype(np.int64) * t.p
-            cols.append(base[:, None] + np.arange(t.p)[None, :])
-        self.C = np.concatenate(cols, axis=1)
-        self.m = self.C.shape[1]
-        # per term pair (k >= m), the offset in V of the sub-block each row adds to
-        self.pieces = [(int(k), int(m)) for k, m in blocks.pieces]
-        self.vofs = np.asarray(blocks.pair_vofs)[np.asarray(blocks.row_pair)]
+        self.cp = Crossprods(blocks, terms) if cp is None else cp
+        self.tofs = np.cumsum([0] + [t.p * t.p for t in terms])[:-1]
+        # per term pair (k >= m): the V offsets of its block pairs, once each
+        vofs = np.asarray(blocks.pair_vofs)[np.asarray(blocks.row_pair)]
+        self.pieces = [(int(k), int(m), np.unique(v)) for (k, m), v in zip(blocks.pieces, vofs)]
+        self.nv = len(blocks.V)
 
-    def _rows_zl(self, T):
-        """V (n x m): row i of ZΛ on its slots, x_i' T_t per term."""
-        parts, ofs = [], 0
-        for t in self.terms:
-            Tt = T[ofs : ofs + t.p * t.p].reshape(t.p, t.p, order="F")
-            ofs += t.p * t.p
-            parts.append(t.X @ Tt)
-        return np.concatenate(parts, axis=1)
+    def _templates(self, T) -> list[np.ndarray]:
+        return [T[o : o + t.p * t.p].reshape(t.p, t.p, order="F") for t, o in zip(self.terms, self.tofs)]
 
-    def _ainv_rows(self, ainv, V):
-        """GV (n x m): row i of ZΛ A⁻¹ on its own slots, (A⁻¹ Λ'Z')_{slot, i}, from A⁻¹'s
-        sub-blocks ``ainv`` (V's layout) of the pairs each row touches."""
-        GV = np.zeros_like(V)
-        for piece, (k, m) in enumerate(self.pieces):
+    def _pair_products(self, ainv, Ts):
+        """For every block pair's sub-block G of A⁻¹ (at offset o in V): G T_m' then T_k G at
+        2o in one array (what ``Crossprods.hat_rows`` reads)."""
+        PP = np.empty(2 * self.nv)
+        for k, m, uniq in self.pieces:
             pk, pm = self.terms[k].p, self.terms[m].p
-            sk, sm = slice(self.slot0[k], self.slot0[k] + pk), slice(self.slot0[m], self.slot0[m] + pm)
-            if pk == 1 and pm == 1:
-                G = ainv[self.vofs[piece]]
-                GV[:, sk] += (G * V[:, sm][:, 0])[:, None]
-                if k != m:
-                    GV[:, sm] += (G * V[:, sk][:, 0])[:, None]
-                continue
-            G = ainv[self.vofs[piece][:, None] + np.arange(pk * pm)].reshape(-1, pk, pm)
-            GV[:, sk] += np.einsum("iab,ib->ia", G, V[:, sm])
-            if k != m:
-                GV[:, sm] += np.einsum("iab,ia->ib", G, V[:, sk])
-        return GV
+            G = ainv[uniq[:, None] + np.arange(pk * pm)].reshape(-1, pk, pm)
+            at = 2 * uniq[:, None] + np.arange(pk * pm)
+            PP[at] = (G @ Ts[m].T).reshape(len(uniq), -1)
+            PP[at + pk * pm] = (Ts[k] @ G).reshape(len(uniq), -1)
+        return PP
 
     def __call__(self, kernel, T, u, eta, y, pw, Binv, theta_pos) -> np.ndarray:
         """d/dx of the Laplace deviance, x = [θ, δ] (β = β₀ + Binv δ), with ``kernel`` holding
@@ -94,29 +84,26 @@ class LaplaceGradient:
         w = pw * (mu * (1.0 - mu) if self.binomial else mu)
         wd = w * (1.0 - 2.0 * mu) if self.binomial else w
         r = pw * (y - mu)
-        V = self._rows_zl(T)
-        GV = self._ainv_rows(pattern_inverse(kernel), V)
-        h = np.einsum("ia,ia->i", V, GV)
-        m, C, q = self.m, self.C, self.q
-        ntheta = len(theta_pos)
-        # ∂η/∂(θ_k, β_m) at fixed u: S; the u part enters only through c'du with
-        # c = Λ'Z'(w' ⊙ h), so one solve z = A⁻¹c replaces one per parameter (A symmetric)
+        T = np.ascontiguousarray(T, dtype=float)
+        Ts = self._templates(T)
+        PP = self._pair_products(pattern_inverse(kernel), Ts)
+        h, D = np.empty(self.n), np.zeros(len(T))
+        self.cp.hat_rows(T, PP, w, h, D)  # h_i = (ZΛA⁻¹Λ'Z')_ii; D: 2 tr(A⁻¹Λ'Z'WZΛ_k)
+        # the u part enters only through c'du with c = Λ'Z'(w' ⊙ h), so one solve z = A⁻¹c
+        # replaces one per parameter (A symmetric)
         wh = wd * h
-        c = sum(np.bincount(C[:, a], wh * V[:, a], minlength=q) for a in range(m))
-        z = kernel.solve(c)
-        zeta = np.einsum("ia,ia->i", V, z[C])  # ZΛz
-        S = np.empty((self.n, ntheta + self.px))
-        zr = np.zeros(ntheta + self.px)  # z'Λ_k'Z'r
-        direct = np.zeros(ntheta)
-        for k, (ti, rr, cc) in enumerate(theta_pos):
-            t = self.terms[ti]
-            slot = self.slot0[ti] + cc
-            xr = t.X[:, rr]
-            S[:, k] = xr * u[C[:, slot]]  # (ZΛ_k u)_i
-            zr[k] = np.sum(xr * z[C[:, slot]] * r)
-            direct[k] = 2.0 * np.sum(w * xr * GV[:, slot])
-        S[:, ntheta:] = self.X
-        # dη = S + ZΛ du, A du = Λ_k'Z'r - Λ'Z'W S  =>  Σ w'h dη = wh'S + z'(Λ_k'Z'r) - (ζ w)'S
-        g = -2.0 * (r @ S) + (wh - zeta * w) @ S + zr
-        g[:ntheta] += direct
-        return np.concatenate([g[:ntheta], Binv.T @ g[ntheta:]])
+        Y = np.empty(self.q)
+        self.cp.zt_rows(wh, Y)
+        c = np.empty(self.q)
+        for t, Tt in zip(self.terms, Ts):  # Λ'Y, level by level
+            c[t.offset : t.offset + t.q] = (Y[t.offset : t.offset + t.q].reshape(-1, t.p) @ Tt).ravel()
+        z = np.ascontiguousarray(kernel.solve(c), dtype=float)
+        zeta = np.empty(self.n)
+        self.cp.linpred(np.zeros(self.n), z, T, zeta)  # ZΛz
+        # per parameter, with S its column of ∂η at fixed u ((ZΛ_k u)_i = x_i[rr] u[slot cc];
+        # X_m for β_m): dη = S + ZΛ du, A du = Λ_k'Z'r - Λ'Z'W S  =>
+        # g = -2 r'S + (wh - ζ w)'S + z'Λ_k'Z'r [+ 2 tr(A⁻¹Λ'Z'WZΛ_k) for θ]
+        a = wh - zeta * w - 2.0 * r
+        self.cp.score_rows(a, r, np.ascontiguousarray(u, dtype=float), z, D)
+        g = np.array([D[self.tofs[ti] + rr * self.terms[ti].p + cc] for ti, rr, cc in theta_pos])
+        return np.concatenate([g, Binv.T @ (a @ self.X)])

@@ -181,8 +181,10 @@ def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
 def start_hessian(eng, x, ntheta: int, step: float = 1e-4) -> np.ndarray:
     """A starting Hessian for quasi-Newton in (θ, whitened β): the θ columns by forward
     differences of the analytic gradient (``ntheta`` + 1 evaluations), the β block 2I (the
-    whitening makes the deviance's β curvature about that); the identity if not positive
-    definite."""
+    whitening makes the deviance's β curvature about that).  Where the start lies in a
+    non-convex region (stage 1's θ can: a poorly determined SD), its eigenvalues by their
+    absolute values, so the first step keeps the curvature's scale (the identity would step
+    by the raw gradient, hundreds of units: a dozen wasted halvings); the identity if not finite."""
     n = len(x)
     g0, g1 = np.empty(n), np.empty(n)
     H = 2.0 * np.eye(n)
@@ -197,9 +199,16 @@ def start_hessian(eng, x, ntheta: int, step: float = 1e-4) -> np.ndarray:
         H[:, k] = H[k, :] = (g1 - g0) / h
     try:
         np.linalg.cholesky(H)
+        return H
     except np.linalg.LinAlgError:
+        pass
+    if not np.all(np.isfinite(H)):
         return np.eye(n)
-    return H
+    lam, Q = np.linalg.eigh(H)
+    lam = np.abs(lam)
+    if not lam.max() > 0:
+        return np.eye(n)
+    return (Q * np.maximum(lam, 1e-8 * lam.max())) @ Q.T
 
 
 def theta_scale(family, y, pw) -> float:

@@ -69,7 +69,7 @@ class GeneralKernel:
         self.tidx = self.layout.pos
         self._grad, self._theta_pos = None, []
         if laplace_gradient.supports(frame, family, self.ku):
-            self._grad = laplace_gradient.LaplaceGradient(frame, family, blocks)
+            self._grad = laplace_gradient.LaplaceGradient(frame, family, blocks, self.cp)
             self._theta_pos = [
                 (k, r, c)
                 for k, pm in enumerate(self.layout.params)  # the kernel's (unstructured) layout
