@@ -107,7 +107,8 @@ def run_case(d: pd.DataFrame, family: str, tmp: Path, args) -> dict:
         res.update(peak_mb=round(mb, 1), wall_seconds=round(wall, 2))
         out["engines"][name] = res
         print(
-            f"  {name:8s} fit {res.get('seconds', float('nan')):8.2f} s  (CPU {res.get('cpu_seconds', float('nan')):7.2f} s)"
+            f"  {name:8s} fit {res.get('seconds', float('nan')):8.2f} s"
+            f"  (CPU {res.get('cpu_seconds', float('nan')):7.2f} s)"
             f"  logLik {res.get('loglik', float('nan')):.4f}  peak {mb:7.1f} MB"
         )
     e = out["engines"]
