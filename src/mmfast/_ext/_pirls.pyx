@@ -496,7 +496,23 @@ cdef class KernelLoop(PirlsLoop):
         return val
 
     def laplace(self, x, grad=None):
+        # a start on the mode's tangent (``GeneralKernel.predict_mode``), kept as set; if
+        # PIRLS fails from it, once more from the mode itself as before
+        cdef int keep = self.keep_u
+        cdef object u0 = self.np_u.copy() if self.kernel is not None else None
+        if u0 is not None and self.kernel.predict_mode(x):
+            self.keep_u = 1
+            val = PirlsLoop.laplace(self, x)
+            if self.error is not None or isfinite(val):
+                return self._check(val)
+            self.np_u[:] = u0
+            self.keep_u = keep
         return self._check(PirlsLoop.laplace(self, x))
+
+    def restart(self):
+        PirlsLoop.restart(self)
+        if self.kernel is not None:
+            self.kernel.forget()
 
     def joint(self, theta, grad=None):
         return self._check(PirlsLoop.joint(self, theta))

@@ -119,4 +119,21 @@ class LaplaceGradient:
         # dη = S + ZΛ du, A du = Λ_k'Z'r - Λ'Z'W S  =>  Σ w'h dη = wh'S + z'(Λ_k'Z'r) - (ζ w)'S
         g = -2.0 * (r @ S) + (wh - zeta * w) @ S + zr
         g[:ntheta] += direct
+        self.du = self._mode_tangent(kernel, V, w, r, S, theta_pos, Binv)
         return np.concatenate([g[:ntheta], Binv.T @ g[ntheta:]])
+
+    def _mode_tangent(self, kernel, V, w, r, S, theta_pos, Binv) -> np.ndarray:
+        """du/dx (q x (nθ + p)) at the mode, from the factor held: A du = Λ_k'Z'r - Λ'Z'W S_k
+        (θ_k), -Λ'Z'W X Binv (δ).  A warm start u + du·Δx for a nearby x is then off by
+        O(Δx²), not O(Δx): PIRLS (Newton) needs one iteration fewer per evaluation."""
+        C, q, ntheta = self.C, self.q, len(theta_pos)
+        WS = w[:, None] * S
+        rhs = np.zeros((q, S.shape[1]), order="F")
+        for k in range(S.shape[1]):
+            for a in range(self.m):
+                rhs[:, k] -= np.bincount(C[:, a], V[:, a] * WS[:, k], minlength=q)
+        for k, (ti, rr, cc) in enumerate(theta_pos):
+            t = self.terms[ti]
+            rhs[:, k] += np.bincount(C[:, self.slot0[ti] + cc], t.X[:, rr] * r, minlength=q)
+        du = kernel.solve(rhs)
+        return np.concatenate([du[:, :ntheta], du[:, ntheta:] @ Binv], axis=1)
