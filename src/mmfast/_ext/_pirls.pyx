@@ -515,7 +515,26 @@ cdef class KernelLoop(PirlsLoop):
             self.kernel.forget()
 
     def joint(self, theta, grad=None):
-        return self._check(PirlsLoop.joint(self, theta))
+        # a start interpolated from the last modes (``GeneralKernel.predict_joint``); if PIRLS
+        # fails from it, once more from the last mode as before
+        cdef int keep = self.keep_u
+        cdef object u0 = None
+        if self.kernel is not None and not self.fresh:
+            u0, b0 = self.np_u.copy(), self.np_beta.copy()
+            if not self.kernel.predict_joint(theta):
+                u0 = None
+        if u0 is not None:
+            self.keep_u = 1
+            val = PirlsLoop.joint(self, theta)
+            if self.error is None and not isfinite(val):
+                self.np_u[:], self.np_beta[:] = u0, b0
+                self.keep_u = keep
+                val = PirlsLoop.joint(self, theta)
+        else:
+            val = PirlsLoop.joint(self, theta)
+        if self.kernel is not None and self.error is None and isfinite(val) and self.last_rc == 0:
+            self.kernel.record_joint(theta)
+        return self._check(val)
 
     @property
     def has_gradient(self):

@@ -190,8 +190,10 @@ def use_gradient(model) -> bool:
 def check_optimum(model, eng, x, fx, lower):
     """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check (on
     the optimiser's view ``eng`` of the engine: its θ units)."""
-    fx = eng.laplace(x)
-    hess = gradient_hessian if use_gradient(model) else fd_hessian
+    if use_gradient(model):  # its first evaluation, at x, puts the engine there: fx as given
+        hess = gradient_hessian
+    else:
+        fx, hess = eng.laplace(x), fd_hessian
     idx, g, H = hess(eng, x, fx, lower, len(model.theta_lower), model.control.fd_step)
     check = {"ok": True, "message": "", "free": idx, "gradient": g, "hessian": H, "pd": True}
     try:

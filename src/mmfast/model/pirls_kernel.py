@@ -72,6 +72,7 @@ class GeneralKernel:
         self.tidx = self.layout.pos
         self._grad, self._theta_pos = None, []
         self._x, self._tangents = None, []  # x of this evaluation; recent (x, u, du/dx) at modes
+        self._modes = []  # recent nAGQ = 0 modes (θ, u, β), for ``predict_joint``
         if laplace_gradient.supports(frame, family, self.ku):
             self._grad = laplace_gradient.LaplaceGradient(frame, family, blocks)
             self._theta_pos = [
@@ -145,9 +146,40 @@ class GeneralKernel:
                 return True
         return False
 
+    def predict_joint(self, theta) -> bool:
+        """Before a nAGQ = 0 evaluation at θ (stage 1, no gradient): when u is the last joint
+        mode kept, start (u, β) from the affine interpolation of the last nθ + 1 modes in θ
+        (off by O(|Δθ|²) near them, where the b = Λu start is off by O(|Δθ|)); only where those
+        θ are well spread and θ is within twice their spread.  True if the state was moved."""
+        modes, nth = self._modes, len(theta)
+        if len(modes) < nth + 1 or not len(self.s["u"]):
+            return False
+        if np.max(np.abs(self.s["u"] - modes[-1][1])) > MODE_TOL:
+            return False
+        pts = np.array([m[0] for m in modes[-(nth + 1) :]])
+        D = (pts[:-1] - pts[-1]).T  # nθ x nθ: the spread of the last modes around the newest
+        d = np.asarray(theta, dtype=float) - pts[-1]
+        try:
+            c = np.linalg.solve(D, d)
+        except np.linalg.LinAlgError:
+            return False
+        if not np.all(np.isfinite(c)) or np.linalg.cond(D) > 1e6 or np.sum(np.abs(c)) > 2.0:
+            return False
+        last = modes[-1]
+        u, beta = last[1].copy(), last[2].copy()
+        for ck, (_, uk, bk) in zip(c, modes[-(nth + 1) : -1]):
+            u += ck * (uk - last[1])
+            beta += ck * (bk - last[2])
+        self.s["u"][:], self.s["beta"][:] = u, beta
+        return True
+
+    def record_joint(self, theta) -> None:
+        """After a converged nAGQ = 0 evaluation: keep its mode for ``predict_joint``."""
+        self._modes = [*self._modes[-8:], (np.array(theta, dtype=float), self.s["u"].copy(), self.s["beta"].copy())]
+
     def forget(self) -> None:
-        """Drop the kept tangents (a restart or a new response)."""
-        self._x, self._tangents = None, []
+        """Drop the kept tangents and modes (a restart or a new response)."""
+        self._x, self._tangents, self._modes = None, [], []
 
     def rx_matrix(self) -> np.ndarray:
         """X'WX - X'WZΛ A⁻¹ Λ'Z'WX at the working weights (joint, set by the loop)."""
