@@ -41,7 +41,7 @@ def fit(model, start=None) -> None:
     th0 = model.theta_start if start is None else np.asarray(start, dtype=float) / scale
     model._opt_start = th0 * scale  # for optsummary (θ's units)
     final = model.n_agq == 0
-    ftol, xtol = (1e-10, 1e-9) if final else ctl.stage1_tol
+    ftol, xtol = (1e-10, 1e-9) if final else ctl.stage1_tol_gradient if use_gradient(model) else ctl.stage1_tol
     tol = eng.tol
     if not final:  # stage 1 only gives starting values: PIRLS to 1e-7 is plenty
         eng.tol = ctl.stage1_pirls_tol
