@@ -26,10 +26,13 @@ class IterativeControl:
     cg_tol: float = 1e-8  # relative residual of the solves for Λ'Z'[X y]
     probe_tol: float = 1e-6  # ... of the probes' runs, whose Lanczos coefficients give log|S|
     max_steps: int = 2000
+    exact_max: int = 2000  # levels of the small terms whose Schur block is factored exactly
 
     def __post_init__(self):
         if int(self.probes) < 1 or not 0 < self.cg_tol < 1 or not 0 < self.probe_tol < 1 or self.max_steps < 1:
             raise ArgumentError("IterativeControl: probes and max_steps must be >= 1, tolerances in (0, 1)")
+        if int(self.exact_max) < 0:
+            raise ArgumentError("IterativeControl: exact_max must be >= 0")
 
 
 @dataclass(frozen=True)
