@@ -133,30 +133,39 @@ cdef class NestedKernel(Kernel):
         return 0
 
     cdef void _forward(self, double* x, Py_ssize_t m, Py_ssize_t ldx) noexcept nogil:
-        """x <- L⁻¹ x in place (q x m, column-major, leading dimension ldx)."""
-        cdef Py_ssize_t i, r, c
-        cdef double xi
+        """x <- L⁻¹ x in place (q x m, column-major, leading dimension ldx): one pass over the
+        tree for all m columns (the factor is read once, not once per column)."""
+        cdef Py_ssize_t i, r, c, e0, e1
+        cdef double xi, d
         cdef double* y
-        for c in range(m):
-            y = x + c * ldx
-            for i in range(self.q):
-                xi = y[i] / self.Ld[i]
+        cdef const double* Le = &self.Le[0]
+        cdef const int* anc = &self.eanc[0]
+        for i in range(self.q):
+            d = self.Ld[i]
+            e0, e1 = self.eptr[i], self.eptr[i + 1]
+            for c in range(m):
+                y = x + c * ldx
+                xi = y[i] / d
                 y[i] = xi
-                for r in range(self.eptr[i], self.eptr[i + 1]):
-                    y[self.eanc[r]] -= self.Le[r] * xi
+                for r in range(e0, e1):
+                    y[anc[r]] -= Le[r] * xi
 
     cdef void _backward(self, double* x, Py_ssize_t m, Py_ssize_t ldx) noexcept nogil:
-        """x <- L⁻ᵀ x in place (q x m, column-major, leading dimension ldx)."""
-        cdef Py_ssize_t i, r, c
-        cdef double acc
+        """x <- L⁻ᵀ x in place (q x m, column-major, leading dimension ldx), one pass."""
+        cdef Py_ssize_t i, r, c, e0, e1
+        cdef double acc, d
         cdef double* y
-        for c in range(m):
-            y = x + c * ldx
-            for i in range(self.q - 1, -1, -1):
+        cdef const double* Le = &self.Le[0]
+        cdef const int* anc = &self.eanc[0]
+        for i in range(self.q - 1, -1, -1):
+            d = self.Ld[i]
+            e0, e1 = self.eptr[i], self.eptr[i + 1]
+            for c in range(m):
+                y = x + c * ldx
                 acc = y[i]
-                for r in range(self.eptr[i], self.eptr[i + 1]):
-                    acc -= self.Le[r] * y[self.eanc[r]]
-                y[i] = acc / self.Ld[i]
+                for r in range(e0, e1):
+                    acc -= Le[r] * y[anc[r]]
+                y[i] = acc / d
 
     cdef void _rhs(self, const double* T) noexcept nogil:
         """C = L⁻¹ Λ'Z'W."""
