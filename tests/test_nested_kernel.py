@@ -158,3 +158,23 @@ def test_glmm_on_the_tree_kernel_has_the_blocked_kernels_laplace_deviance(monkey
     assert isinstance(tree.engine.kernel.kj, NestedKernel)
     th, b = blocked.theta, blocked.beta
     assert tree.deviance_at(th, b) == pytest.approx(blocked.deviance_at(th, b), rel=1e-10)
+
+
+def test_inference_on_the_tree_kernel_reads_the_fitted_factor():
+    """After a fit, summary (Satterthwaite) and the conditional variances read the tree factor
+    the fit left (at most one refactorisation at θ̂, when the fit's last evaluation was
+    elsewhere); Kenward-Roger (on the REML refit, also on the tree kernel) gives pbkrtest's
+    standard errors and df."""
+    from mmfast.model.kernel import factorization_counts
+
+    ref = load_reference("ex3_nested_ml")
+    m = _fit(ref["formula"], case_data(ref), control=TREE, **case_fit_kwargs(ref))
+    deferred = 0 if m.kernel.at(m.templates(m.theta)) else 1
+    before = factorization_counts()
+    str(m.summary())
+    cv = m.condvar()
+    assert factorization_counts() == (before[0], before[1] + deferred)
+    assert [c.shape for c in cv] == [(1244, 1, 1), (11, 1, 1)]
+    kr = m.summary(ddf="kenward-roger").coefficients
+    np.testing.assert_allclose(kr["Std. Error"], ref["results"]["kenward_roger"]["se"], rtol=1e-4)
+    np.testing.assert_allclose(kr["df"], ref["results"]["kenward_roger"]["df"], rtol=1e-3)
