@@ -31,6 +31,9 @@ def nested_chain(blocks):
     if K < 2 or np.any(tp != 1) or not np.array_equal(np.asarray(blocks.blk_start), np.arange(q)):
         return None
     term = np.asarray(blocks.blk_term, dtype=np.int64)
+    nlev = np.bincount(term, minlength=K)
+    if len(blocks.pair_row) != q + int(np.sum(nlev * (K - 1 - np.arange(K)))):
+        return None  # a chain has one pair per level and ancestor: crossed designs stop here
     row, col = np.asarray(blocks.pair_row, dtype=np.int64), np.asarray(blocks.pair_col, dtype=np.int64)
     vofs = np.asarray(blocks.pair_vofs, dtype=np.int64)[: len(row)]
     diag = row == col
