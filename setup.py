@@ -9,7 +9,8 @@ SUITESPARSE_INCLUDE = os.environ.get("SUITESPARSE_INCLUDE", "/usr/include/suites
 # (module, needs CHOLMOD): the CHOLMOD factor and kernel link it; the others use scipy's LAPACK
 KERNELS = [("_kernel", False), ("_cholmod", True), ("_blocked", False), ("_glm", False), ("_crossprods", False),
            ("_pirls", False), ("_kernel_loop", False), ("_single_term", False), ("_pls", True), ("_moments", False),
-           ("_pairs", False), ("_selinv", False), ("_sealed", False), ("_nbgenes", False), ("_pcg", False)]
+           ("_pairs", False), ("_selinv", False), ("_sealed", False), ("_nbgenes", False), ("_pcg", False),
+           ("_nested", False)]
 
 extensions = [
     Extension(

@@ -5,6 +5,8 @@ compare the lengths inline and call these only on a mismatch (to build the messa
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import DataError
 
 
@@ -28,3 +30,12 @@ def check_crossprods(nv: int, q: int, ncol: int, V, ZtW, WtW) -> None:
     check_shape("V", V, (nv,))
     check_shape("ZtW", ZtW, (q, ncol))
     check_shape("WtW", WtW, (ncol, ncol))
+
+
+def load_crossprods(held, V, ZtW, WtW) -> None:
+    """Copy new cross-products into a kernel's own (V, Z'W, W'W) arrays ``held``, same shapes
+    (checked first: ``check_crossprods``)."""
+    hV, hZ, hW = held
+    check_crossprods(hV.shape[0], hZ.shape[0], hZ.shape[1], V, ZtW, WtW)
+    for dst, src in zip(held, (V, ZtW, WtW)):
+        np.copyto(dst, src)

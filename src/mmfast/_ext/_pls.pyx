@@ -15,7 +15,7 @@ from ._cholmod cimport SparseCholesky
 from ._kernel cimport Kernel
 from .cholmod cimport CHOLMOD_A
 from ._dense cimport downdate, profiled_result, tkv_tm
-from ._checks import check_crossprods, check_length
+from ._checks import check_length, load_crossprods
 from ._types cimport i64
 
 cnp.import_array()
@@ -137,11 +137,8 @@ cdef class PLSKernel(Kernel):
 
     def set_crossprods(self, V, ZtW, WtW):
         """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
-        check_crossprods(self.V.shape[0], self.q, self.ncol, V, ZtW, WtW)
+        load_crossprods((np.asarray(self.V), np.asarray(self.ZtW), np.asarray(self.WtW)), V, ZtW, WtW)
         self.held = False
-        np.copyto(np.asarray(self.V), V)
-        np.copyto(np.asarray(self.ZtW), ZtW)
-        np.copyto(np.asarray(self.WtW), WtW)
 
     def update(self, T):
         """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""

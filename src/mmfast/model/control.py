@@ -26,10 +26,13 @@ class IterativeControl:
     cg_tol: float = 1e-8  # relative residual of the solves for Λ'Z'[X y]
     probe_tol: float = 1e-6  # ... of the probes' runs, whose Lanczos coefficients give log|S|
     max_steps: int = 2000
+    exact_max: int = 2000  # levels of the small terms whose Schur block is factored exactly
 
     def __post_init__(self):
         if int(self.probes) < 1 or not 0 < self.cg_tol < 1 or not 0 < self.probe_tol < 1 or self.max_steps < 1:
             raise ArgumentError("IterativeControl: probes and max_steps must be >= 1, tolerances in (0, 1)")
+        if int(self.exact_max) < 0:
+            raise ArgumentError("IterativeControl: exact_max must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class LmmControl:
     factor, for crossed models of scalar terms too large to factor (``iterative``'s settings)."""
 
     dense_schur_max: int = 2500  # largest dense Schur complement the blocked kernel takes
+    nested_min_schur: int = 100  # nested scalar terms with this many levels after the first: tree kernel
     gradient_min_dense: int = 200  # dense part from which an evaluation is dear enough for L-BFGS-B
     gradient_min_q: int = 3000  # ... or number of random effects (below, BOBYQA is faster)
     many_theta: int = 20  # ... or θ (kb07's 72): then bounded L-BFGS-B on θ, no Newton

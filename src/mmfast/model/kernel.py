@@ -5,7 +5,8 @@ that factor until the next ``update``.  Variance structures, A⁻¹ blocks, grad
 Kenward-Roger and Satterthwaite read the fitted factor through ``factor_at``: the one the fit
 left when its last evaluation was at θ̂, else one refactorisation there on first use (a fit
 that ends with a check elsewhere does not pay for it unless inference follows); never a new
-analysis.  ``PLSKernel`` (CHOLMOD) and
+analysis.  ``PLSKernel`` (CHOLMOD), ``NestedKernel`` (a chain of nested scalar terms: a
+tree factor without fill) and
 ``BlockedKernel`` implement it, sharing ``_ext._kernel.Kernel`` (the held templates,
 ``selinv_blocks`` written once over ``solve``, the factorisation counters); ``OneTermKernel``
 (``one_term``) is the one-term case, through which the GLMM's one-term engine and the batched

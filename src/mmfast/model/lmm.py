@@ -20,6 +20,7 @@ import numpy as np
 from scipy.linalg import cho_solve
 
 from .._ext._blocked import BlockedKernel
+from .._ext._nested import NestedKernel, nested_chain
 from .._ext._pls import PLSKernel
 from ..design.blocks import build_blocks, build_Z, zt_times
 from ..design.theta import ThetaLayout
@@ -45,14 +46,20 @@ EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a fu
 
 
 def make_kernel(blocks, terms, control: LmmControl | None = None):
-    """The blocked kernel when what remains after the first term is small (up to
-    ``control.dense_schur_max``); CHOLMOD otherwise; PCG/SLQ if ``control`` asks."""
+    """The tree kernel for a chain of nested scalar terms with at least
+    ``control.nested_min_schur`` levels after the first (their Schur complement is diagonal:
+    no dense part to factor); else the blocked kernel when what remains after the first term
+    is small (up to ``control.dense_schur_max``); CHOLMOD otherwise; PCG/SLQ if ``control`` asks."""
     control = LmmControl() if control is None else control
     if control.solver == "iterative":
         from .iterative import IterativeKernel
 
         return IterativeKernel(blocks, terms, control.iterative)
     q2 = blocks.q - terms[0].q
+    if q2 >= control.nested_min_schur:
+        chain = nested_chain(blocks)
+        if chain is not None:
+            return NestedKernel(blocks, chain)
     if q2 <= control.dense_schur_max:
         return BlockedKernel(blocks)
     return PLSKernel(blocks)

@@ -18,11 +18,15 @@ from .._ext._crossprods import Crossprods
 from ..design.blocks import build_blocks
 from ..design.theta import ThetaLayout
 from . import laplace_gradient
+from .control import LmmControl
 
 __all__ = ["PirlsKernel", "GeneralKernel"]
 
 TANGENTS = 8  # mode tangents kept: the Hessian's differences return to the optimum's each time
 MODE_TOL = 1e-9  # u this close to a kept mode is at that mode (PIRLS stops at steps below 1e-10)
+# nested scalar terms take the tree kernel only where the blocked kernel (whose selected
+# inverse gives the analytic Laplace gradient) does not apply: more levels than a dense part
+KERNELS = LmmControl(nested_min_schur=LmmControl().dense_schur_max + 1)
 
 
 class PirlsKernel(Protocol):
@@ -63,8 +67,8 @@ class GeneralKernel:
         self.q = q
         self.cp = Crossprods(blocks, terms)
         self.blocks_u = dataclasses.replace(blocks, ZtW=np.zeros((q, 1), order="F"), WtW=np.zeros((1, 1)))
-        self.kj = make_kernel(blocks, terms)
-        self.ku = make_kernel(self.blocks_u, terms)
+        self.kj = make_kernel(blocks, terms, KERNELS)
+        self.ku = make_kernel(self.blocks_u, terms, KERNELS)
         self.V = np.zeros_like(blocks.V)
         self.ZtW = {True: np.zeros((q, p + 1), order="F"), False: np.zeros((q, 1), order="F")}
         self.WtW = {True: np.zeros((p + 1, p + 1)), False: np.zeros((1, 1))}
