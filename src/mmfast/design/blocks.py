@@ -90,9 +90,9 @@ def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = 
         for j in range(t.p):
             x = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
             rows = slice(t.offset + j, t.offset + t.q, t.p)
-            nz = np.flatnonzero(x)
             codes, Wj = t.factor.codes, W
-            if 2 * len(nz) < len(x):  # an indicator column (0 + f | g): its rows only
+            if 2 * np.count_nonzero(x) < len(x):  # an indicator column (0 + f | g): its rows only
+                nz = np.flatnonzero(x)
                 codes, x, Wj = codes[nz], x[nz], W[nz]
             for c in range(W.shape[1]):
                 out[rows, c] = np.bincount(codes, weights=x * Wj[:, c], minlength=t.nlevels)
