@@ -5,7 +5,6 @@ Its hooks take the GIL and call the kernel; the loop itself is the base class's.
 import numpy as np
 cimport numpy as cnp
 
-from libc.math cimport isfinite
 from ._checks import check_length
 from ._glm cimport GlmResponse
 from ._pirls cimport PirlsLoop
@@ -144,45 +143,10 @@ cdef class KernelLoop(PirlsLoop):
         return val
 
     def laplace(self, x, grad=None):
-        # a start on the mode's tangent (``GeneralKernel.predict_mode``), kept as set; if
-        # PIRLS fails from it, once more from the mode itself as before
-        cdef int keep = self.keep_u
-        cdef object u0 = self.np_u.copy() if self.kernel is not None else None
-        if u0 is not None and self.kernel.predict_mode(x):
-            self.keep_u = 1
-            val = PirlsLoop.laplace(self, x)
-            if self.error is not None or isfinite(val):
-                return self._check(val)
-            self.np_u[:] = u0
-            self.keep_u = keep
         return self._check(PirlsLoop.laplace(self, x))
 
-    def restart(self):
-        PirlsLoop.restart(self)
-        if self.kernel is not None:
-            self.kernel.forget()
-
     def joint(self, theta, grad=None):
-        # a start interpolated from the last modes (``GeneralKernel.predict_joint``); if PIRLS
-        # fails from it, once more from the last mode as before
-        cdef int keep = self.keep_u
-        cdef object u0 = None
-        if self.kernel is not None and not self.fresh:
-            u0, b0 = self.np_u.copy(), self.np_beta.copy()
-            if not self.kernel.predict_joint(theta):
-                u0 = None
-        if u0 is not None:
-            self.keep_u = 1
-            val = PirlsLoop.joint(self, theta)
-            if self.error is None and not isfinite(val):
-                self.np_u[:], self.np_beta[:] = u0, b0
-                self.keep_u = keep
-                val = PirlsLoop.joint(self, theta)
-        else:
-            val = PirlsLoop.joint(self, theta)
-        if self.kernel is not None and self.error is None and isfinite(val) and self.last_rc == 0:
-            self.kernel.record_joint(theta)
-        return self._check(val)
+        return self._check(PirlsLoop.joint(self, theta))
 
     @property
     def has_gradient(self):

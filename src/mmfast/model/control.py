@@ -61,10 +61,6 @@ class GlmmControl:
     grad_tol: float = 2e-3  # lme4's check.conv.grad tolerance, on the scaled gradient
     fd_step: float = 2e-3  # Hessian step in whitened β units and relative θ units
     stage1_tol: tuple = (1e-4, 1e-2)  # (ftol_abs, xtol_abs) of stage 1 when it gives starts only
-    # ... when stage 2 is quasi-Newton on the analytic gradient (``use_gradient``): θ to 0.03
-    # is start enough there (crossed binomial: 4-5 stage-1 evaluations fewer, Newton steps as many;
-    # at 0.05 Newton fell back to L-BFGS-B on tests/reference/crossed_glmm)
-    stage1_tol_gradient: tuple = (1e-4, 3e-2)
     stage1_maxeval: int = 100000
     stage1_pirls_tol: float = 1e-7  # PIRLS tolerance in stage 1 (numerically lme4's tolPwrss)
     step_theta: float = 0.05  # stage 2's initial steps: relative for θ ...

@@ -42,7 +42,7 @@ def fit(model, start=None) -> None:
     th0 = model.theta_start if start is None else np.asarray(start, dtype=float) / scale
     model._opt_start = th0 * scale  # for optsummary (θ's units)
     final = model.n_agq == 0
-    ftol, xtol = (1e-10, 1e-9) if final else ctl.stage1_tol_gradient if use_gradient(model) else ctl.stage1_tol
+    ftol, xtol = (1e-10, 1e-9) if final else ctl.stage1_tol
     tol = eng.tol
     if not final:  # stage 1 only gives starting values: PIRLS to 1e-7 is plenty
         eng.tol = ctl.stage1_pirls_tol
@@ -192,10 +192,8 @@ def use_gradient(model) -> bool:
 def check_optimum(model, eng, x, fx, lower):
     """Hessian, one Newton correction if it helps, and lme4's scaled-gradient check (on
     the optimiser's view ``eng`` of the engine: its θ units)."""
-    if use_gradient(model):  # its first evaluation, at x, puts the engine there: fx as given
-        hess = gradient_hessian
-    else:
-        fx, hess = eng.laplace(x), fd_hessian
+    fx = eng.laplace(x)
+    hess = gradient_hessian if use_gradient(model) else fd_hessian
     idx, g, H = hess(eng, x, fx, lower, len(model.theta_lower), model.control.fd_step)
     check = {"ok": True, "message": "", "free": idx, "gradient": g, "hessian": H, "pd": True}
     try:

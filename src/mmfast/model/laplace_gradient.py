@@ -106,28 +106,4 @@ class LaplaceGradient:
         a = wh - zeta * w - 2.0 * r
         self.cp.score_rows(a, r, np.ascontiguousarray(u, dtype=float), z, D)
         g = np.array([D[self.tofs[ti] + rr * self.terms[ti].p + cc] for ti, rr, cc in theta_pos])
-        self.du = self._mode_tangent(kernel, Ts, u, w, r, theta_pos, Binv)
         return np.concatenate([g, Binv.T @ (a @ self.X)])
-
-    def _mode_tangent(self, kernel, Ts, u, w, r, theta_pos, Binv) -> np.ndarray:
-        """du/dx (q x (nθ + p)) at the mode, from the factor held: A du = Λ_k'Z'r - Λ'Z'W S_k,
-        with S_k = ZΛ_k u (θ_k) or X Binv (δ).  A warm start u + du·Δx for a nearby x is then off
-        by O(Δx²), not O(Δx): PIRLS (Newton) needs one iteration fewer per evaluation."""
-        ntheta = len(theta_pos)
-        rhs = np.zeros((self.q, ntheta + self.px), order="F")
-        Y = np.empty(self.q)
-        for k in range(ntheta + self.px):
-            if k < ntheta:  # (ZΛ_k u)_i = x_i[rr] u[slot cc of row i's level]
-                ti, rr, cc = theta_pos[k]
-                t = self.terms[ti]
-                slot = t.offset + t.factor.codes.astype(np.int64) * t.p + cc
-                xr = t.X[:, rr]
-                Sk = xr * u[slot]
-                rhs[:, k] = np.bincount(slot, xr * r, minlength=self.q)  # Λ_k'Z'r
-            else:
-                Sk = self.X[:, k - ntheta]
-            self.cp.zt_rows(w * Sk, Y)  # Z'W S_k, then -Λ' level by level
-            for t, Tt in zip(self.terms, Ts):
-                rhs[t.offset : t.offset + t.q, k] -= (Y[t.offset : t.offset + t.q].reshape(-1, t.p) @ Tt).ravel()
-        du = kernel.solve(rhs)
-        return np.concatenate([du[:, :ntheta], du[:, ntheta:] @ Binv], axis=1)

@@ -161,9 +161,9 @@ def gradient_hessian(eng, x, fx, lower, ntheta: int, step: float):
     than ``fd_hessian``'s (the gradient is exact to PIRLS's tolerance); symmetrised.
     Returns (free coordinate indices, gradient, Hessian) over the free coordinates."""
     idx, h = _fd_steps(x, lower, ntheta, 0.1 * step)
+    beta, u0 = eng.beta_, eng.u_
     g0, gp = np.empty(len(x)), np.empty(len(x))
     ok = np.isfinite(eng.laplace_grad(x, g0)) and np.all(np.isfinite(g0))
-    beta, u0 = eng.beta_, eng.u_  # the mode at x (whose tangent the kernel keeps)
     H = np.empty((len(idx), len(idx)))
     for k, i in enumerate(idx):
         e = np.zeros(len(x))

@@ -22,8 +22,6 @@ from .control import LmmControl
 
 __all__ = ["PirlsKernel", "GeneralKernel"]
 
-TANGENTS = 8  # mode tangents kept: the Hessian's differences return to the optimum's each time
-MODE_TOL = 1e-9  # u this close to a kept mode is at that mode (PIRLS stops at steps below 1e-10)
 # nested scalar terms take the tree kernel only where the blocked kernel (whose selected
 # inverse gives the analytic Laplace gradient) does not apply: more levels than a dense part
 KERNELS = LmmControl(nested_min_schur=LmmControl().dense_schur_max + 1)
@@ -75,8 +73,6 @@ class GeneralKernel:
         self.layout = ThetaLayout(terms) if layout is None else layout
         self.tidx = self.layout.pos
         self._grad, self._theta_pos = None, []
-        self._x, self._tangents = None, []  # x of this evaluation; recent (x, u, du/dx) at modes
-        self._modes = []  # recent nAGQ = 0 modes (θ, u, β), for ``predict_joint``
         if laplace_gradient.supports(frame, family, self.ku):
             self._grad = laplace_gradient.LaplaceGradient(frame, family, blocks, self.cp)
             self._theta_pos = [
@@ -129,61 +125,9 @@ class GeneralKernel:
         self.cp.linpred(s["base"], s["u"], s["T"], s["eta"])
 
     def gradient(self, resp, Binv) -> np.ndarray:
-        """The analytic Laplace gradient at the loop's converged state (``laplace_gradient``);
-        the mode's tangent du/dx it leaves is kept for ``predict_mode``."""
+        """The analytic Laplace gradient at the loop's converged state (``laplace_gradient``)."""
         s = self.s
-        g = self._grad(self.ku, s["T"], s["u"], s["eta"], resp.y_, resp.pw_, Binv, self._theta_pos)
-        if self._x is not None:
-            self._tangents = [*self._tangents[1 - TANGENTS :], (self._x, s["u"].copy(), self._grad.du)]
-        return g
-
-    def predict_mode(self, x) -> bool:
-        """Before a Laplace evaluation at x: when u is (within ``MODE_TOL``) a mode whose tangent
-        ``gradient`` kept (the state it left, or one put back by ``set_state``, as the Hessian's
-        differences do), start from u_mode + du/dx (x - x_mode): off by O(Δx²), not O(Δx).
-        True if u was moved."""
-        self._x = np.array(x, dtype=float)
-        u = self.s["u"]
-        for xm, um, du in reversed(self._tangents):
-            if len(u) and np.max(np.abs(u - um)) <= MODE_TOL:  # at that mode (to PIRLS's tolerance)
-                u[:] = um + du @ (self._x - xm)
-                return True
-        return False
-
-    def predict_joint(self, theta) -> bool:
-        """Before a nAGQ = 0 evaluation at θ (stage 1, no gradient): when u is the last joint
-        mode kept, start (u, β) from the affine interpolation of the last nθ + 1 modes in θ
-        (off by O(|Δθ|²) near them, where the b = Λu start is off by O(|Δθ|)); only where those
-        θ are well spread and θ is within twice their spread.  True if the state was moved."""
-        modes, nth = self._modes, len(theta)
-        if len(modes) < nth + 1 or not len(self.s["u"]):
-            return False
-        if np.max(np.abs(self.s["u"] - modes[-1][1])) > MODE_TOL:
-            return False
-        pts = np.array([m[0] for m in modes[-(nth + 1) :]])
-        D = (pts[:-1] - pts[-1]).T  # nθ x nθ: the spread of the last modes around the newest
-        d = np.asarray(theta, dtype=float) - pts[-1]
-        try:
-            c = np.linalg.solve(D, d)
-        except np.linalg.LinAlgError:
-            return False
-        if not np.all(np.isfinite(c)) or np.linalg.cond(D) > 1e6 or np.sum(np.abs(c)) > 2.0:
-            return False
-        last = modes[-1]
-        u, beta = last[1].copy(), last[2].copy()
-        for ck, (_, uk, bk) in zip(c, modes[-(nth + 1) : -1]):
-            u += ck * (uk - last[1])
-            beta += ck * (bk - last[2])
-        self.s["u"][:], self.s["beta"][:] = u, beta
-        return True
-
-    def record_joint(self, theta) -> None:
-        """After a converged nAGQ = 0 evaluation: keep its mode for ``predict_joint``."""
-        self._modes = [*self._modes[-8:], (np.array(theta, dtype=float), self.s["u"].copy(), self.s["beta"].copy())]
-
-    def forget(self) -> None:
-        """Drop the kept tangents and modes (a restart or a new response)."""
-        self._x, self._tangents, self._modes = None, [], []
+        return self._grad(self.ku, s["T"], s["u"], s["eta"], resp.y_, resp.pw_, Binv, self._theta_pos)
 
     def rx_matrix(self) -> np.ndarray:
         """X'WX - X'WZΛ A⁻¹ Λ'Z'WX at the working weights (joint, set by the loop)."""
