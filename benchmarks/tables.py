@@ -322,7 +322,9 @@ def render(files: dict[str, dict]) -> str:
         lines += reference_table(files["latest.json"])
     if "structures.json" in files:
         s = files["structures.json"]
-        lines += pair_table(f"G-side structure `{s.get('formula', '')}`", s, ("mmfast", "glmmTMB"), "loglik")
+        for case in [s[k] for k in ("lmm", "glmm") if k in s] or [s]:  # one case per family, or the old flat file
+            title = f"G-side structure, {case.get('family', 'gaussian')} `{case.get('formula', '')}`"
+            lines += pair_table(title, case, ("mmfast", "glmmTMB"), "loglik")
     if "residual.json" in files:
         r = files["residual.json"]
         lines += pair_table(f"R-side structure ({r.get('design', '')})", r, ("mmfast", "nlme"), "logLik")
