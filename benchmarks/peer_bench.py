@@ -155,7 +155,7 @@ def _save(path: Path, args, machine: dict, lines: list[str], cases: list[dict], 
 def main(args, machine_info) -> int:
     """Run the selected workloads (``args.only`` or all) with the selected engines."""
     selected = workloads.get(args.only)
-    engines = [p for p in peers.ORDER if not args.peers or p in args.peers]
+    engines = peers.select(args.peers)
     cases, lines = [], []
     machine = machine_info({})
     path = Path(args.out or HERE / "results" / ("peers_quick.json" if args.quick else "peers.json"))

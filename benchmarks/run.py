@@ -286,6 +286,10 @@ def main(argv=None) -> int:
 
         split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
         args.only, args.peers, args.sizes = split(args.only), split(args.peers), split(args.sizes)
+        try:
+            peer_bench.peers.select(args.peers)
+        except ValueError as err:
+            ap.error(str(err))
         args.repeat = max(1, min(args.repeat, 3))
         args.timeout = args.timeout or (300 if args.quick else 1800)
         return peer_bench.main(args, machine_info)

@@ -117,3 +117,11 @@ def test_replace_between_keeps_the_rest():
     assert tables.replace_between(out, "new\n", tables.BEGIN, tables.END) == out
     with pytest.raises(SystemExit):
         tables.replace_between("no markers", "x", tables.BEGIN, tables.END)
+
+
+def test_engine_selection_keeps_order_ignores_case_and_refuses_unknown_names():
+    select = tables.peers.select
+    assert select(["glmmTMB", "mmfast"]) == ["mmfast", "glmmtmb"]  # ORDER, not the caller's order
+    assert select(None) == tables.peers.ORDER
+    with pytest.raises(ValueError, match="glmmtbm"):
+        select(["mmfast", "glmmTBM"])  # a typo is an error, never an engine silently dropped

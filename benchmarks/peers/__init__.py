@@ -21,6 +21,18 @@ import re
 ORDER = ["mmfast", "lme4", "glmmtmb", "lme_python", "mixedlm_rs", "glmm", "interlace", "statsmodels"]
 
 
+def select(names: list[str] | None) -> list[str]:
+    """The engines named (any letter case: ``glmmTMB`` is ``glmmtmb``), in ``ORDER``; all when
+    ``names`` is empty.  An unknown name is an error, not an engine silently left out."""
+    if not names:
+        return list(ORDER)
+    wanted = {n.lower().replace("-", "_") for n in names}
+    unknown = sorted(wanted - set(ORDER))
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ORDER)}")
+    return [p for p in ORDER if p in wanted]
+
+
 def adapter(name: str):
     """The adapter module ``benchmarks/peers/<name>.py``."""
     return importlib.import_module(f"peers.{name}")
