@@ -12,13 +12,13 @@ from libc.math cimport INFINITY, log, sqrt
 from libc.string cimport memset
 from scipy.linalg.cython_lapack cimport dpotrf
 from scipy.linalg.cython_blas cimport dtrsm
-from ._dense cimport downdate, profile_cross, small_chol, tkv_tm
+from ._dense cimport lambda_t, small_chol, tkv_tm
 from ._schur cimport schur_levels, schur_scalar
 from ._types cimport i64
 from ._kernel cimport count_factorization
 
 from ..design.ordering import expand, locality_order
-from ._checks import check_crossprods, check_length
+from ._checks import check_length
 
 cnp.import_array()
 
@@ -87,7 +87,7 @@ cdef class BlockedKernel:
         self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
         self.Mbuf = np.empty((self.ncol, self.ncol))
         self.C = np.zeros((self.q, self.ncol), order="F")
-        self.Cm = self.C
+        self.Cm = self.Xm = self.C
         pmax = int(tp.max())
         self.work = np.zeros(3 * pmax * pmax + 2 * pmax)
         rows = np.diff(np.asarray(self.cross_lofs)[np.asarray(self.cross_colptr)]) // self.p0
@@ -114,7 +114,7 @@ cdef class BlockedKernel:
         self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
         self.Mbuf = np.empty((self.ncol, self.ncol))
         self.C = np.zeros((self.q, self.ncol), order="F")
-        self.Cm = self.C
+        self.Cm = self.Xm = self.C
         self.work = np.zeros(3 * self.p0 * self.p0 + 2 * self.p0)
         self.gbuf = np.zeros(1)
         self.logdet = np.nan
@@ -220,109 +220,55 @@ cdef class BlockedKernel:
         self.logdet = ld
         return 0
 
-    cdef void _rhs(self, const double* T) noexcept nogil:
-        """C = L⁻¹ Λ'Z'W, blockwise for the first term, then the dense part."""
-        cdef Py_ssize_t blk, s, a, col, k, pk, st, j, c, p0 = self.p0, q = self.q
-        cdef const double* Tk
+    cdef int _rhs(self, const double* T) noexcept nogil:
+        """C = L⁻¹ Λ'Z'W (B = Λ'Z'W in the internal order, then the forward solve)."""
+        lambda_t(T, &self.tofs[0], &self.term_p[0], &self.blk_term[0], &self.blk_start[0],
+                 self.nblocks, &self.ZtW[0, 0], self.q, self.ncol, &self.Cm[0, 0])
+        self._forward(&self.Cm[0, 0], self.ncol, self.q)
+        return 0
+
+    cdef void _forward(self, double* U, Py_ssize_t m, Py_ssize_t ldu) noexcept nogil:
+        """U <- L⁻¹ U in place, U (q x m, column-major, leading dimension ldu, internal order):
+        the first term's blocks and their L21 updates column by column, then one dtrsm."""
+        cdef Py_ssize_t j, c, s, a, k, pk, st, p0 = self.p0
+        cdef double acc
         cdef double* D
         cdef double* Lab
-        cdef double acc
-        cdef double one = 1.0, mone = -1.0
-        cdef int n2, nc, ldc
+        cdef double* x
+        cdef int n2 = <int> self.q2, nm = <int> m, ld = <int> ldu
+        cdef double one = 1.0
         cdef char lo = b'L', no = b'N'
-        for blk in range(self.nblocks):  # B = Λ'Z'W
-            k = self.blk_term[blk]
-            pk = self.term_p[k]
-            st = self.blk_start[blk]
-            Tk = T + self.tofs[k]
-            for col in range(self.ncol):
-                for s in range(pk):
-                    acc = 0.0
-                    for a in range(s, pk):
-                        acc = acc + Tk[a + s * pk] * self.ZtW[st + a, col]
-                    self.Cm[st + s, col] = acc
-        for j in range(self.nlev0):  # C1 = L11⁻¹ B1
-            D = &self.Ldiag[j * p0 * p0]
-            for col in range(self.ncol):
+        for k in range(m):  # the first term's rows; the L21 updates touch only the rest
+            x = U + k * ldu
+            for j in range(self.nlev0):
+                D = &self.Ldiag[j * p0 * p0]
                 for s in range(p0):
-                    acc = self.Cm[j * p0 + s, col]
+                    acc = x[j * p0 + s]
                     for a in range(s):
-                        acc = acc - D[s * p0 + a] * self.Cm[j * p0 + a, col]
-                    self.Cm[j * p0 + s, col] = acc / D[s * p0 + s]
+                        acc = acc - D[s * p0 + a] * x[j * p0 + a]
+                    x[j * p0 + s] = acc / D[s * p0 + s]
         if self.q2 == 0:
             return
-        for j in range(self.nlev0):  # B2 -= L21 C1
-            for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                Lab = &self.L21[self.cross_lofs[c]]
-                pk = self.term_p[self.blk_term[self.cross_row[c]]]
-                st = self.blk_start[self.cross_row[c]]
-                for col in range(self.ncol):
+        for k in range(m):
+            x = U + k * ldu
+            for j in range(self.nlev0):
+                for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
+                    Lab = &self.L21[self.cross_lofs[c]]
+                    pk = self.term_p[self.blk_term[self.cross_row[c]]]
+                    st = self.blk_start[self.cross_row[c]]
                     for s in range(pk):
                         acc = 0.0
                         for a in range(p0):
-                            acc = acc + Lab[s * p0 + a] * self.Cm[j * p0 + a, col]
-                        self.Cm[st + s, col] -= acc
-        n2 = <int> self.q2
-        nc = <int> self.ncol
-        ldc = <int> q
-        dtrsm(&lo, &lo, &no, &no, &n2, &nc, &one, &self.S[0, 0], &n2, &self.Cm[self.q1, 0], &ldc)
+                            acc = acc + Lab[s * p0 + a] * x[j * p0 + a]
+                        x[st + s] -= acc
+        dtrsm(&lo, &lo, &no, &no, &n2, &nm, &one, &self.S[0, 0], &n2, U + self.q1, &ld)
 
-    def set_crossprods(self, V, ZtW, WtW):
-        """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
-        check_crossprods(self.V.shape[0], self.q, self.ncol, V, ZtW, WtW)
-        self.held = False
-        np.copyto(np.asarray(self.V), V)
+    cdef _load_ztw(self, ZtW):
         np.asarray(self.ZtW)[self.perm_rows] = ZtW
-        np.copyto(np.asarray(self.WtW), WtW)
 
-    def update(self, T):
-        """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""
-        cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
-        if Tv.shape[0] != self.tsize:
-            check_length("T", Tv.shape[0], self.tsize)
-        cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
-        cdef double[:, ::1] Mv = M
-        cdef double[::1, :] Cv = self.Cm
-        cdef int rc
-        with nogil:
-            rc = self._factor(&Tv[0])
-            if rc == 0:
-                self._rhs(&Tv[0])
-                downdate(&self.WtW[0, 0], &Cv[0, 0], &Cv[0, 0], self.q, self.ncol, &Mv[0, 0])
-            self._hold(&Tv[0], rc == 0)
-        if rc != 0:
-            return np.inf, None
-        return self.logdet, M
-
-
-    def profiled(self, const double[::1] T):
-        """(log|A|, log|R_X|², r²) at T in the kernel's basis, or None where not positive
-        definite: ``update`` and the Cholesky of M in one call, M in a buffer of its own (the
-        LMM criterion's path, called ~40-100 times per small fit)."""
-        cdef double out[2]
-        cdef double[::1, :] Cv = self.Cm
-        cdef int rc
-        if T.shape[0] != self.tsize:
-            check_length("T", T.shape[0], self.tsize)
-        with nogil:
-            rc = self._factor(&T[0])
-            if rc == 0:
-                self._rhs(&T[0])
-                downdate(&self.WtW[0, 0], &Cv[0, 0], &Cv[0, 0], self.q, self.ncol, &self.Mbuf[0, 0])
-                self._hold(&T[0], True)  # the factor is A(T) even where M is not PD
-                rc = profile_cross(&self.Mbuf[0, 0], self.ncol, out)
-            else:
-                self._hold(&T[0], False)
-        if rc != 0 or not self.logdet < INFINITY:
-            return None
-        return (self.logdet, out[0], out[1])
-
-    def conditional_modes(self, beta):
-        """Spherical random effects u at β from the last update: L'u = c_u - R_ZX β."""
-        p = self.ncol - 1
-        if len(beta) != p:
-            check_length("beta", len(beta), p)
-        return self._solve_lt_internal(self.C[:, p] - self.C[:, :p] @ beta)[self.perm_rows]
+    def _modes(self, r):
+        """u = L⁻ᵀ r, back in the global order."""
+        return self._solve_lt_internal(r)[self.perm_rows]
 
     def solve_lt_c(self, j):
         """L⁻ᵀ c_j for column j of C = L⁻¹Λ'Z'[X y] (for j < p: the columns of A⁻¹Λ'Z'X)."""
@@ -348,35 +294,8 @@ cdef class BlockedKernel:
         cdef cnp.ndarray[double, ndim=2] U = np.empty((self.q, 1 if one_rhs else r.shape[1]), order="F")
         U[self.perm_rows] = r[:, None] if one_rhs else r
         cdef double[::1, :] u = U
-        cdef Py_ssize_t j, c, s, a, k, pk, st, p0 = self.p0, m = U.shape[1]
-        cdef double acc
-        cdef double* D
-        cdef double* Lab
-        cdef double* x
-        cdef int n2 = <int> self.q2, nm = <int> m, ldu = <int> self.q
-        cdef double one = 1.0
-        cdef char lo = b'L', no = b'N'
         with nogil:
-            for k in range(m):
-                x = &u[0, k]
-                for j in range(self.nlev0):
-                    D = &self.Ldiag[j * p0 * p0]
-                    for s in range(p0):
-                        acc = x[j * p0 + s]
-                        for a in range(s):
-                            acc = acc - D[s * p0 + a] * x[j * p0 + a]
-                        x[j * p0 + s] = acc / D[s * p0 + s]
-                    for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                        Lab = &self.L21[self.cross_lofs[c]]
-                        pk = self.term_p[self.blk_term[self.cross_row[c]]]
-                        st = self.blk_start[self.cross_row[c]]
-                        for s in range(pk):
-                            acc = 0.0
-                            for a in range(p0):
-                                acc = acc + Lab[s * p0 + a] * x[j * p0 + a]
-                            x[st + s] -= acc
-            if self.q2 > 0:
-                dtrsm(&lo, &lo, &no, &no, &n2, &nm, &one, &self.S[0, 0], &n2, &u[self.q1, 0], &ldu)
+            self._forward(&u[0, 0], u.shape[1], self.q)
         return U[:, 0] if one_rhs else U
 
     def _solve_lt_internal(self, r):

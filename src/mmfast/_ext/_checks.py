@@ -31,11 +31,3 @@ def check_crossprods(nv: int, q: int, ncol: int, V, ZtW, WtW) -> None:
     check_shape("ZtW", ZtW, (q, ncol))
     check_shape("WtW", WtW, (ncol, ncol))
 
-
-def load_crossprods(held, V, ZtW, WtW) -> None:
-    """Copy new cross-products into a kernel's own (V, Z'W, W'W) arrays ``held``, same shapes
-    (checked first: ``check_crossprods``)."""
-    hV, hZ, hW = held
-    check_crossprods(hV.shape[0], hZ.shape[0], hZ.shape[1], V, ZtW, WtW)
-    for dst, src in zip(held, (V, ZtW, WtW)):
-        np.copyto(dst, src)

@@ -43,6 +43,26 @@ cdef inline void tkv_tm(const double* Tk, Py_ssize_t pk, const double* V, const 
             out[s * pm + t] = acc
 
 
+cdef inline void lambda_t(const double* T, const int* tofs, const int* term_p, const int* blk_term,
+                          const int* blk_start, Py_ssize_t nblocks, const double* ZtW,
+                          Py_ssize_t q, Py_ssize_t ncol, double* B) noexcept nogil:
+    """B <- Λ' Z'W (column-major q x ncol): each block's rows times its term's template T_k'."""
+    cdef Py_ssize_t blk, s, a, c, k, pk, st
+    cdef const double* Tk
+    cdef double acc
+    for blk in range(nblocks):
+        k = blk_term[blk]
+        pk = term_p[k]
+        st = blk_start[blk]
+        Tk = T + tofs[k]
+        for c in range(ncol):
+            for s in range(pk):
+                acc = 0.0
+                for a in range(s, pk):
+                    acc = acc + Tk[a + s * pk] * ZtW[st + a + c * q]
+                B[st + s + c * q] = acc
+
+
 cdef inline void downdate(const double* WtW, const double* U, const double* V, Py_ssize_t q,
                           Py_ssize_t ncol, double* M) noexcept nogil:
     """M = W'W - U'V (symmetric, ncol x ncol, row-major); U, V column-major q x ncol."""

@@ -4,10 +4,17 @@
 A kernel records which templates T its factor of A = Λ'Z'WZΛ + I holds, so that a consumer
 asking for A⁻¹ at the fitted θ reuses the fit's factor (``factor_at``) and a second
 factorisation happens only where something moved it (and never a second symbolic analysis).
-``selinv_blocks`` (the diagonal blocks of A⁻¹ per level) is written once here over ``solve``.
+``selinv_blocks`` (the diagonal blocks of A⁻¹ per level) is written once here over ``solve``,
+and so are the evaluation shells (``update``, ``profiled``, ``set_crossprods``) over the hooks
+``_factor`` and ``_rhs`` each kernel implements.
 """
 import numpy as np
+cimport numpy as cnp
+from libc.math cimport INFINITY
 from libc.string cimport memcpy
+
+from ._dense cimport downdate, profile_cross
+from ._checks import check_crossprods, check_length
 
 cdef i64 _analyses = 0
 cdef i64 _factorizations = 0
@@ -38,6 +45,7 @@ cdef class Kernel:
 
     cdef void _layout(self, Py_ssize_t q, Py_ssize_t ncol, Py_ssize_t tsize):
         self.q, self.ncol, self.tsize = q, ncol, tsize
+        self.logdet = np.nan
         self.Tfit = np.zeros(max(tsize, 1))
         self.held = False
 
@@ -46,6 +54,83 @@ cdef class Kernel:
         self.held = ok
         if ok and self.tsize > 0:
             memcpy(&self.Tfit[0], T, self.tsize * sizeof(double))
+
+    cdef int _factor(self, const double* T) noexcept nogil:
+        """Factor A at T in place, set ``logdet``: 0, or -1 where A is not positive definite."""
+        return -1
+
+    cdef int _rhs(self, const double* T) noexcept nogil:
+        """After ``_factor``: Cm and Xm such that M = W'W - Cm'Xm; 0, or -1 on failure."""
+        return -1
+
+    cdef int _evaluate(self, const double* T, double* M) noexcept nogil:
+        """One evaluation at T: the factor, the right-hand sides and M (row-major ncol x ncol);
+        the factor is held where it succeeded."""
+        cdef int rc = self._factor(T)
+        if rc == 0:
+            rc = self._rhs(T)
+        if rc == 0:
+            downdate(&self.WtW[0, 0], &self.Cm[0, 0], &self.Xm[0, 0], self.q, self.ncol, M)
+        self._hold(T, rc == 0)
+        return rc
+
+    def update(self, T):
+        """Evaluate at the templates T (flat, column-major per term): (log|A|, M), or
+        (inf, None) where A is not positive definite."""
+        cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
+        if Tv.shape[0] != self.tsize:
+            check_length("T", Tv.shape[0], self.tsize)
+        M = np.empty((self.ncol, self.ncol))
+        cdef double[:, ::1] Mv = M
+        cdef int rc
+        with nogil:
+            rc = self._evaluate(&Tv[0], &Mv[0, 0])
+        if rc != 0:
+            return np.inf, None
+        return self.logdet, M
+
+    def profiled(self, const double[::1] T):
+        """(log|A|, log|R_X|², r²) at T in the kernel's basis, or None where not positive
+        definite: ``update`` and the Cholesky of M in one call, M in a buffer of its own (the
+        LMM criterion's path, called ~40-100 times per small fit)."""
+        cdef double out[2]
+        cdef int rc
+        if T.shape[0] != self.tsize:
+            check_length("T", T.shape[0], self.tsize)
+        with nogil:
+            rc = self._evaluate(&T[0], &self.Mbuf[0, 0])
+            if rc == 0:  # the factor is A(T) and held even where M is not PD
+                rc = profile_cross(&self.Mbuf[0, 0], self.ncol, out)
+        if rc != 0 or not self.logdet < INFINITY:
+            return None
+        return (self.logdet, out[0], out[1])
+
+    cdef _load_ztw(self, ZtW):
+        """Copy Z'W[X y] (u's global order) into the kernel's own rows."""
+        np.copyto(np.asarray(self.ZtW), ZtW)
+
+    def set_crossprods(self, V, ZtW, WtW):
+        """Load new cross-products (same pattern, shapes checked), e.g. reweighted ones in PIRLS."""
+        check_crossprods(self.V.shape[0], self.q, self.ncol, V, ZtW, WtW)
+        self.held = False
+        np.copyto(np.asarray(self.V), V)
+        self._load_ztw(ZtW)
+        np.copyto(np.asarray(self.WtW), WtW)
+
+    def template_size(self):
+        return self.tsize
+
+    def _modes(self, r):
+        """u (global order) from r = c_u - R_ZX β in Xm's rows: L⁻ᵀ r for a triangular kernel."""
+        raise NotImplementedError
+
+    def conditional_modes(self, beta):
+        """Spherical random effects u at β from the last update (``_modes`` of Xm's columns)."""
+        p = self.ncol - 1
+        if len(beta) != p:
+            check_length("beta", len(beta), p)
+        C = self.C
+        return self._modes(C[:, p] - C[:, :p] @ beta)
 
     def at(self, T) -> bool:
         """Whether the factor currently holds A at the templates T."""

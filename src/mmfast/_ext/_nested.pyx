@@ -14,8 +14,7 @@ cimport numpy as cnp
 from libc.math cimport INFINITY, log, sqrt
 
 from ._kernel cimport Kernel, count_factorization
-from ._dense cimport downdate, profile_cross
-from ._checks import check_length, load_crossprods
+from ._checks import check_length
 from ._types cimport i64
 
 cnp.import_array()
@@ -67,11 +66,7 @@ cdef class NestedKernel(Kernel):
 
     cdef int[::1] term_of, eanc
     cdef i64[::1] eptr, dvofs, evofs
-    cdef double[::1] V, Ld, Le, Sd, Se
-    cdef double[::1, :] ZtW, Cm
-    cdef double[:, ::1] WtW, Mbuf
-    cdef readonly cnp.ndarray C
-    cdef readonly double logdet
+    cdef double[::1] Ld, Le, Sd, Se  # V, ZtW, WtW, Mbuf, C, Cm (= Xm), logdet: Kernel's
     cdef bint sel  # Sd, Se hold the selected inverse of the factor held now
 
     def __init__(self, blocks, chain=None):
@@ -88,7 +83,7 @@ cdef class NestedKernel(Kernel):
         self.Ld, self.Sd = np.zeros(self.q), np.zeros(self.q)
         self.Le, self.Se = np.zeros(max(len(eanc), 1)), np.zeros(max(len(eanc), 1))
         self.C = np.zeros((self.q, self.ncol), order="F")
-        self.Cm = self.C
+        self.Cm = self.Xm = self.C
         self.Mbuf = np.empty((self.ncol, self.ncol))
         self.logdet = np.nan
         self.sel = False
@@ -170,13 +165,14 @@ cdef class NestedKernel(Kernel):
                     acc -= Le[r] * y[anc[r]]
                 y[i] = acc / d
 
-    cdef void _rhs(self, const double* T) noexcept nogil:
+    cdef int _rhs(self, const double* T) noexcept nogil:
         """C = L⁻¹ Λ'Z'W."""
         cdef Py_ssize_t i, c
         for c in range(self.ncol):
             for i in range(self.q):
                 self.Cm[i, c] = T[self.term_of[i]] * self.ZtW[i, c]
         self._forward(&self.Cm[0, 0], self.ncol, self.q)
+        return 0
 
     cdef void _selinv(self) noexcept nogil:
         """A⁻¹ on L's pattern (Sd: diagonal, Se: (ancestor, i) entries), Takahashi's recurrence
@@ -210,52 +206,6 @@ cdef class NestedKernel(Kernel):
             Sd[i] = (1.0 / d - acc) / d
         self.sel = True
 
-    def template_size(self):
-        return self.tsize
-
-    def set_crossprods(self, V, ZtW, WtW):
-        """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
-        load_crossprods((np.asarray(self.V), np.asarray(self.ZtW), np.asarray(self.WtW)), V, ZtW, WtW)
-        self.held = False
-
-    def update(self, T):
-        """Evaluate at the templates T (one θ per term): (log|A|, M)."""
-        cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
-        if Tv.shape[0] != self.tsize:
-            check_length("T", Tv.shape[0], self.tsize)
-        cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
-        cdef double[:, ::1] Mv = M
-        cdef int rc
-        with nogil:
-            rc = self._factor(&Tv[0])
-            if rc == 0:
-                self._rhs(&Tv[0])
-                downdate(&self.WtW[0, 0], &self.Cm[0, 0], &self.Cm[0, 0], self.q, self.ncol, &Mv[0, 0])
-            self._hold(&Tv[0], rc == 0)
-        if rc != 0:
-            return np.inf, None
-        return self.logdet, M
-
-    def profiled(self, const double[::1] T):
-        """(log|A|, log|R_X|², r²) at T in the kernel's basis, or None where not positive
-        definite: ``update`` and the Cholesky of M in one call (the criterion's path)."""
-        cdef double out[2]
-        cdef int rc
-        if T.shape[0] != self.tsize:
-            check_length("T", T.shape[0], self.tsize)
-        with nogil:
-            rc = self._factor(&T[0])
-            if rc == 0:
-                self._rhs(&T[0])
-                downdate(&self.WtW[0, 0], &self.Cm[0, 0], &self.Cm[0, 0], self.q, self.ncol, &self.Mbuf[0, 0])
-                self._hold(&T[0], True)
-                rc = profile_cross(&self.Mbuf[0, 0], self.ncol, out)
-            else:
-                self._hold(&T[0], False)
-        if rc != 0 or not self.logdet < INFINITY:
-            return None
-        return (self.logdet, out[0], out[1])
-
     def _apply(self, r, bint forward, bint backward):
         r = np.asarray(r, dtype=np.float64)
         check_length("rows", r.shape[0] if r.ndim else -1, self.q)
@@ -288,12 +238,9 @@ cdef class NestedKernel(Kernel):
             raise ValueError(f"column {j} of C out of range (C has {self.ncol} columns)")
         return self._apply(self.C[:, j], False, True)
 
-    def conditional_modes(self, beta):
-        """Spherical random effects u at β from the last update: L'u = c_u - R_ZX β."""
-        p = self.ncol - 1
-        if len(beta) != p:
-            check_length("beta", len(beta), p)
-        return self._apply(self.C[:, p] - self.C[:, :p] @ beta, False, True)
+    def _modes(self, r):
+        """u = L⁻ᵀ r."""
+        return self._apply(r, False, True)
 
     def _selected(self):
         if not self.held:

@@ -14,8 +14,7 @@ from libc.stdlib cimport malloc, free
 from ._cholmod cimport SparseCholesky
 from ._kernel cimport Kernel
 from .cholmod cimport CHOLMOD_A
-from ._dense cimport downdate, profiled_result, tkv_tm
-from ._checks import check_length, load_crossprods
+from ._dense cimport lambda_t, tkv_tm
 from ._types cimport i64
 
 cnp.import_array()
@@ -48,36 +47,13 @@ cdef void _fill_values(const double* T, const int* tofs, const int* term_p,
                         1.0 if pair_row[pr] == pair_col[pr] and s == t else 0.0)
 
 
-cdef void _lambda_t(const double* T, const int* tofs, const int* term_p, const int* blk_term,
-                    const int* blk_start, Py_ssize_t nblocks, const double* ZtW,
-                    Py_ssize_t q, Py_ssize_t ncol, double* B) noexcept nogil:
-    """B <- Λ' Z'W (column-major q x ncol)."""
-    cdef Py_ssize_t blk, s, a, c, k, pk, st
-    cdef const double* Tk
-    cdef double acc
-    for blk in range(nblocks):
-        k = blk_term[blk]
-        pk = term_p[k]
-        st = blk_start[blk]
-        Tk = T + tofs[k]
-        for c in range(ncol):
-            for s in range(pk):
-                acc = 0.0
-                for a in range(s, pk):
-                    acc = acc + Tk[a + s * pk] * ZtW[st + a + c * q]
-                B[st + s + c * q] = acc
-
-
 cdef class PLSKernel(Kernel):
     """Objective-evaluation kernel of one LMM; owns its CHOLMOD factor (``Kernel``'s contract)."""
 
     cdef SparseCholesky chol
     cdef int[::1] term_p, tofs, blk_term, blk_start, pair_row, pair_col
     cdef i64[::1] pair_vofs, pos
-    cdef double[::1] V
-    cdef double[::1, :] ZtW
-    cdef double[:, ::1] WtW
-    cdef readonly cnp.ndarray B, X
+    cdef readonly cnp.ndarray B, X  # Λ'Z'W and A⁻¹Λ'Z'W (Kernel's Cm and Xm)
     cdef double* tmp
 
     def __cinit__(self):
@@ -103,6 +79,9 @@ cdef class PLSKernel(Kernel):
         self.chol = SparseCholesky(indptr, indices, blocks.q, supernodal)
         self.B = np.zeros((self.q, self.ncol), order="F")
         self.X = np.zeros((self.q, self.ncol), order="F")
+        self.C = self.X
+        self.Cm, self.Xm = self.B, self.X
+        self.Mbuf = np.empty((self.ncol, self.ncol))
         pmax = int(max(blocks.term_p)) if len(blocks.term_p) else 1
         self.tmp = <double*> malloc(2 * pmax * pmax * sizeof(double))
         if self.tmp == NULL:
@@ -116,60 +95,25 @@ cdef class PLSKernel(Kernel):
     def factor(self):
         return self.chol
 
-    def template_size(self):
-        return self.tsize
-
-    @property
-    def logdet(self):
-        """log|A| of the factor held now."""
-        return self.chol.logdet
-
     def solve(self, B):
         """A⁻¹B (u's own order) for a q-vector or q x m matrix, from the factor held now."""
         return self.chol.solve(B)
 
-    def conditional_modes(self, beta):
-        """Spherical random effects u at β from the last update: u = A⁻¹(Λ'Z'y - Λ'Z'X β)."""
-        p = self.ncol - 1
-        if len(beta) != p:
-            check_length("beta", len(beta), p)
-        return self.X[:, p] - self.X[:, :p] @ beta
+    def _modes(self, r):
+        """u = A⁻¹(Λ'Z'y - Λ'Z'X β): X holds A⁻¹Λ'Z'[X y] already."""
+        return r
 
-    def set_crossprods(self, V, ZtW, WtW):
-        """Load new cross-products (same pattern), e.g. reweighted ones in PIRLS."""
-        load_crossprods((np.asarray(self.V), np.asarray(self.ZtW), np.asarray(self.WtW)), V, ZtW, WtW)
-        self.held = False
+    cdef int _factor(self, const double* T) noexcept nogil:
+        """A's values from T, then CHOLMOD's numeric refactorisation (analysis kept)."""
+        _fill_values(T, &self.tofs[0], &self.term_p[0], &self.blk_term[0],
+                     &self.pair_row[0], &self.pair_col[0], &self.pair_vofs[0],
+                     self.pair_row.shape[0], &self.V[0], &self.pos[0], &self.chol.values[0], self.tmp)
+        cdef int rc = self.chol.refactor()
+        self.logdet = self.chol.logdet
+        return rc
 
-    def update(self, T):
-        """Evaluate at the templates T (flat, column-major per term): (log|A|, M)."""
-        cdef double[::1] Tv = np.ascontiguousarray(T, dtype=np.float64)
-        if Tv.shape[0] != self.tsize:
-            check_length("T", Tv.shape[0], self.tsize)
-        cdef double[::1, :] Bv = self.B
-        cdef double[::1, :] Xv = self.X
-        cdef cnp.ndarray[double, ndim=2] M = np.empty((self.ncol, self.ncol))
-        cdef double[:, ::1] Mv = M
-        cdef int rc = 0
-        cdef double* values = &self.chol.values[0]
-        with nogil:
-            _fill_values(&Tv[0], &self.tofs[0], &self.term_p[0], &self.blk_term[0],
-                         &self.pair_row[0], &self.pair_col[0], &self.pair_vofs[0],
-                         self.pair_row.shape[0], &self.V[0], &self.pos[0], values, self.tmp)
-            rc = self.chol.refactor()
-            if rc == 0:
-                _lambda_t(&Tv[0], &self.tofs[0], &self.term_p[0], &self.blk_term[0],
-                          &self.blk_start[0], self.blk_term.shape[0], &self.ZtW[0, 0],
-                          self.q, self.ncol, &Bv[0, 0])
-                rc = self.chol.solve_into(&Bv[0, 0], self.ncol, &Xv[0, 0], CHOLMOD_A)
-            if rc == 0:
-                downdate(&self.WtW[0, 0], &Bv[0, 0], &Xv[0, 0], self.q, self.ncol, &Mv[0, 0])
-            self._hold(&Tv[0], rc == 0)
-        if rc != 0:
-            return np.inf, None
-        return self.chol.logdet, M
-
-    def profiled(self, T):
-        """(log|A|, log|R_X|², r²) at T in the kernel's basis, or None where not positive
-        definite: ``update`` and the Cholesky of M in one call (the LMM objective's path)."""
-        ld, M = self.update(T)
-        return profiled_result(ld, M)
+    cdef int _rhs(self, const double* T) noexcept nogil:
+        """B = Λ'Z'W and X = A⁻¹B."""
+        lambda_t(T, &self.tofs[0], &self.term_p[0], &self.blk_term[0], &self.blk_start[0],
+                 self.blk_term.shape[0], &self.ZtW[0, 0], self.q, self.ncol, &self.Cm[0, 0])
+        return self.chol.solve_into(&self.Cm[0, 0], self.ncol, &self.Xm[0, 0], CHOLMOD_A)
