@@ -19,11 +19,21 @@ __all__ = ["Link", "LINKS", "get_link"]
 EPS = np.finfo(float).eps
 
 
-class Link:
-    """A link g: mu -> eta with inverse and derivative d mu / d eta (elementwise, any shape)."""
+# R's link names and the codes of their formulas in ``mmfast._ext._glm`` (one table, no class per link)
+LINKS = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "inverse": 4, "identity": 5, "sqrt": 6, "cauchit": 7}
 
-    name = ""
-    code = -1
+
+class Link:
+    """A link g: mu -> eta with inverse and derivative d mu / d eta (elementwise, any shape),
+    named as R names it (``Link("probit")``)."""
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or name not in LINKS:
+            from ..errors import ModelSpecError
+
+            raise ModelSpecError(f"unknown link {name!r}; known links: {', '.join(LINKS)}")
+        self.name = name
+        self.code = LINKS[name]
 
     def linkfun(self, mu):
         return link_apply(self.code, 0, mu)
@@ -46,49 +56,6 @@ class Link:
         return hash(self.name)
 
 
-class Logit(Link):
-    name, code = "logit", 0
-
-
-class Probit(Link):
-    name, code = "probit", 1
-
-
-class Cloglog(Link):
-    name, code = "cloglog", 2
-
-
-class Log(Link):
-    name, code = "log", 3
-
-
-class Inverse(Link):
-    name, code = "inverse", 4
-
-
-class Identity(Link):
-    name, code = "identity", 5
-
-
-class Sqrt(Link):
-    name, code = "sqrt", 6
-
-
-class Cauchit(Link):
-    name, code = "cauchit", 7
-
-
-LINKS = {cls.name: cls for cls in (Logit, Probit, Cloglog, Log, Inverse, Identity, Sqrt, Cauchit)}
-
-
 def get_link(link) -> Link:
     """A Link from its R name (``"logit"``) or a Link instance."""
-    if isinstance(link, Link):
-        return link
-    if isinstance(link, type) and issubclass(link, Link):
-        return link()
-    if isinstance(link, str) and link in LINKS:
-        return LINKS[link]()
-    from ..errors import ModelSpecError
-
-    raise ModelSpecError(f"unknown link {link!r}; known links: {', '.join(LINKS)}")
+    return link if isinstance(link, Link) else Link(link)
