@@ -6,18 +6,8 @@ families and links in ``families``), ``lm`` (the naive linear model), ``anova``
 tests of a variance component), ``datasets`` (the bundled data).
 """
 
-from . import datasets, families
-from .errors import (
-    ArgumentError,
-    ConvergenceWarning,
-    DataError,
-    FitError,
-    FormulaError,
-    MmfastError,
-    ModelSpecError,
-    RankDeficiencyWarning,
-    SingularFitWarning,
-)
+from . import datasets, errors, families
+from .errors import *  # noqa: F403  (the exceptions and warnings: errors.__all__)
 from .inference import anova, icc_by_group
 from .inference.variance_test import variance_test
 from .api import GeneralizedLinearMixedModel, LinearMixedModel, LinearModel, glmer, glmer_nb, lm, lmer
@@ -37,15 +27,7 @@ __all__ = [
     "icc_by_group",
     "variance_test",
     "datasets",
-    "MmfastError",
-    "FormulaError",
-    "DataError",
-    "ArgumentError",
-    "ModelSpecError",
-    "FitError",
-    "SingularFitWarning",
-    "ConvergenceWarning",
-    "RankDeficiencyWarning",
+    *errors.__all__,
     "LmmControl",
     "GlmmControl",
     "IterativeControl",
