@@ -273,20 +273,11 @@ def glmer(
     >>> print(round(g.loglik, 2))
     -92.03
     """
+    levels = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1}
+    labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
+    frame_args = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre}
     return _glmm.fit_glmm(
-        GeneralizedLinearMixedModel,
-        formula,
-        data,
-        family=family,
-        n_agq=n_agq,
-        weights=weights,
-        offset=offset,
-        start=start,
-        check_nobs_vs_nre=check_nobs_vs_nre,
-        check_nobs_vs_nlev=check_nobs_vs_nlev,
-        check_nlev_gtr_1=check_nlev_gtr_1,
-        control=control,
-        call_labels=call_labels(data, weights, offset),  # summary's Data:/Weights: lines
+        GeneralizedLinearMixedModel, formula, data, family, n_agq, frame_args, levels, start, control, labels
     )
 
 
@@ -352,19 +343,9 @@ def glmer_nb(
     >>> round(m.dispersion, 3), round(m.loglik, 2)
     (2.052, -905.86)
     """
-    return glmer(
-        formula,
-        data,
-        family=NegativeBinomial(hessian="expected"),  # lme4's Laplace: Fisher weights
-        n_agq=n_agq,
-        weights=weights,
-        offset=offset,
-        start=start,
-        check_nobs_vs_nre=check_nobs_vs_nre,
-        check_nobs_vs_nlev=check_nobs_vs_nlev,
-        check_nlev_gtr_1=check_nlev_gtr_1,
-        control=control,
-    )
+    family = NegativeBinomial(hessian="expected")  # lme4's Laplace: Fisher weights
+    checks = (check_nobs_vs_nre, check_nobs_vs_nlev, check_nlev_gtr_1)
+    return glmer(formula, data, family, n_agq, weights, offset, start, *checks, control)
 
 
 @validated()

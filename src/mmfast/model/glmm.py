@@ -422,38 +422,24 @@ def fit_glmm(
     model_class,
     formula: str,
     data,
-    family="binomial",
-    n_agq: int = 1,
-    weights=None,
-    offset=None,
-    start=None,
-    check_nobs_vs_nre: str = "ignore",
-    check_nobs_vs_nlev: str = "ignore",
-    check_nlev_gtr_1: str = "stop",
-    control: GlmmControl | None = None,
-    call_labels=None,
+    family,
+    n_agq: int,
+    frame_args: dict,
+    level_checks: dict,
+    start,
+    control: GlmmControl | None,
+    call_labels,
 ):
-    """``glmer``'s work (``mmfast.api.glmer`` checks the arguments and documents them): the
-    frame, a ``model_class`` model on it (a GeneralizedLinearMixedModel), its fit
-    (``call_labels``: see ``lmm.fit_lmm``)."""
+    """``glmer``'s work (``mmfast.api.glmer`` checks the arguments, documents them and holds
+    their defaults): the frame (``frame_args``: weights, offset, check_nobs_vs_nre;
+    ``level_checks``: check_nobs_vs_nlev, check_nlev_gtr_1), a ``model_class`` model on it
+    (a GeneralizedLinearMixedModel), its fit (``call_labels``: see ``lmm.fit_lmm``)."""
     fam = get_family(family)
-    checks = {"check_nobs_vs_nlev": check_nobs_vs_nlev, "check_nlev_gtr_1": check_nlev_gtr_1, "allow_n": True}
-    frame = model_frame(
-        formula,
-        data,
-        weights=weights,
-        offset=offset,
-        check_nobs_vs_nre=check_nobs_vs_nre,
-        level_checks=checks,
-        response_kind="binary" if fam == "binomial" else "numeric",
-    )
+    checks = {**level_checks, "allow_n": True}
+    response_kind = "binary" if fam == "binomial" else "numeric"
+    frame = model_frame(formula, data, **frame_args, level_checks=checks, response_kind=response_kind)
     check_response_not_constant(frame, fam)
-    options = {
-        "weights": weights,
-        "offset": offset,
-        "check_nobs_vs_nre": check_nobs_vs_nre,
-        "level_checks": checks,
-    }  # model_frame's arguments: refits (drop1, anova) reuse them
+    options = {**frame_args, "level_checks": checks}  # model_frame's arguments: refits (drop1, anova) reuse them
     model = model_class(frame, fam, n_agq=n_agq, options=options, control=control)
     if call_labels is not None:
         model.call_labels = call_labels
