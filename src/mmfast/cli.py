@@ -71,6 +71,12 @@ def _choice(name: str, choices: tuple[str, ...], canonical=None):
     return convert
 
 
+def _choice_option(parser, name: str, choices: tuple[str, ...], help: str, default=None, canonical=None) -> None:
+    """A ``--name`` option taking one of ``choices`` (``_choice``: any letter case, aliases)."""
+    kind = _choice(name, choices, canonical)
+    parser.add_argument(f"--{name}", default=default, type=kind, choices=choices, help=help)
+
+
 def _ddf(value: str) -> str:
     from .inference.ftests import resolve_ddf
 
@@ -155,26 +161,13 @@ def main(argv=None) -> int:
     parser = _Parser(prog="mmfast", description="lme4's mixed models, fast, from Python")
     parser.add_argument("--version", action="version", version=f"mmfast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    family = _choice("family", FAMILY_CHOICES)
-    ddf = _choice("ddf", DDF_CHOICES, _ddf)
     f = sub.add_parser("fit", help="fit a model and print its summary (lme4 formula syntax)")
     f.add_argument("data", help="CSV or Parquet file, or a bundled data set name (e.g. sleepstudy)")
     f.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
-    f.add_argument(
-        "--family",
-        default=None,
-        type=family,
-        choices=FAMILY_CHOICES,
-        help="GLMM family (default: gaussian, a linear mixed model)",
-    )
+    _choice_option(f, "family", FAMILY_CHOICES, "GLMM family (default: gaussian, a linear mixed model)")
     f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    f.add_argument(
-        "--ddf",
-        default=None,
-        type=ddf,
-        choices=DDF_CHOICES,
-        help="denominator df of the coefficient table (default: satterthwaite)",
-    )
+    ddf_help = "denominator df of the coefficient table (default: satterthwaite)"
+    _choice_option(f, "ddf", DDF_CHOICES, ddf_help, canonical=_ddf)
     f.add_argument("--json", default=None, help="write the results as JSON to this file")
     f.set_defaults(func=_fit)
     fm = sub.add_parser("fit-many", help="fit one linear mixed model per group (e.g. per gene), tidy results")
@@ -194,13 +187,8 @@ def main(argv=None) -> int:
         help="results.parquet (written as groups finish; a rerun resumes) or results.csv; default: CSV on stdout",
     )
     fm.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    fm.add_argument(
-        "--ddf",
-        default="satterthwaite",
-        type=ddf,
-        choices=DDF_CHOICES,
-        help="denominator df of the t tests (default: satterthwaite)",
-    )
+    ddf_help = "denominator df of the t tests (default: satterthwaite)"
+    _choice_option(fm, "ddf", DDF_CHOICES, ddf_help, default="satterthwaite", canonical=_ddf)
     fm.add_argument("--n-jobs", type=int, default=1, metavar="N", help="worker processes (-1: all cores; default 1)")
     fm.add_argument(
         "--backend", default="loky", choices=("loky", "dask", "serial"), help="where the fits run (default: loky)"
