@@ -5,7 +5,6 @@ compare the lengths inline and call these only on a mismatch (to build the messa
 
 from __future__ import annotations
 
-import numpy as np
 
 from ..errors import DataError
 
@@ -30,4 +29,3 @@ def check_crossprods(nv: int, q: int, ncol: int, V, ZtW, WtW) -> None:
     check_shape("V", V, (nv,))
     check_shape("ZtW", ZtW, (q, ncol))
     check_shape("WtW", WtW, (ncol, ncol))
-

@@ -223,11 +223,15 @@ def _flat3(a, b, c):
     return aa, [np.ascontiguousarray(x).reshape(-1) for x in (aa, ba, ca)]
 
 
-def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
-    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast), at
-    the dispersion parameter ``disp`` where the family has one."""
-    if not 0 <= fam <= BETA:
-        raise ValueError(f"unknown family code {fam}")
+ctypedef double (*_elementwise)(int, double, double, double, double) noexcept nogil
+
+
+cdef double _nb2_element(int fam, double y, double mu, double wt, double theta) noexcept nogil:
+    return _nb2_m2logp(y, mu, wt, theta)
+
+
+cdef object _map3(_elementwise f, int fam, y, mu, wt, double par):
+    """f(fam, y_i, mu_i, wt_i, par) over y, mu, wt broadcast together, in their shape."""
     ya, flat = _flat3(y, mu, wt)
     out = np.empty(ya.shape)
     cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
@@ -235,8 +239,16 @@ def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
     cdef Py_ssize_t i, n = yv.shape[0]
     with nogil:
         for i in range(n):
-            o[i] = _devres_d(fam, yv[i], mv[i], wv[i], disp)
+            o[i] = f(fam, yv[i], mv[i], wv[i], par)
     return _result(ya, out)
+
+
+def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
+    """Deviance residuals (R's ``dev.resids``) of y at mu with prior weights wt (broadcast), at
+    the dispersion parameter ``disp`` where the family has one."""
+    if not 0 <= fam <= BETA:
+        raise ValueError(f"unknown family code {fam}")
+    return _map3(_devres_d, fam, y, mu, wt, disp)
 
 
 def score_info(int fam, y, mu, me, double disp, int observed=1):
@@ -257,12 +269,4 @@ def score_info(int fam, y, mu, me, double disp, int observed=1):
 
 def nb2_m2logp(y, mu, wt, double theta):
     """-2 wt log p(y | mu, theta) of the negative binomial (nbinom2), elementwise (broadcast)."""
-    ya, flat = _flat3(y, mu, wt)
-    out = np.empty(ya.shape)
-    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
-    cdef double[::1] o = out.reshape(-1)
-    cdef Py_ssize_t i, n = yv.shape[0]
-    with nogil:
-        for i in range(n):
-            o[i] = _nb2_m2logp(yv[i], mv[i], wv[i], theta)
-    return _result(ya, out)
+    return _map3(_nb2_element, 0, y, mu, wt, theta)
