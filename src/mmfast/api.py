@@ -194,19 +194,9 @@ def lmer(
             control=control,
             call_labels=call_labels(data, None, offset),
         )
-    return _lmm.fit_lmm(
-        LinearMixedModel,
-        formula,
-        data,
-        reml=reml,
-        weights=weights,
-        offset=offset,
-        check_nobs_vs_nre=check_nobs_vs_nre,
-        start=start,
-        control=control,
-        call_labels=call_labels(data, weights, offset),  # summary's Data:/Weights: lines
-        **optctrl,
-    )
+    labels = call_labels(data, weights, offset)  # summary's Data:/Weights: lines
+    frame_args = {"weights": weights, "offset": offset, "check_nobs_vs_nre": check_nobs_vs_nre}
+    return _lmm.fit_lmm(LinearMixedModel, formula, data, reml, frame_args, start, control, labels, **optctrl)
 
 
 @validated(check_nobs_vs_nre=one_of(*NOBS_CHECKS))  # n_agq: agq.check_agq

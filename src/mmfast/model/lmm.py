@@ -472,20 +472,20 @@ def fit_lmm(
     formula: str,
     data,
     reml: bool = True,
-    weights=None,
-    offset=None,
-    check_nobs_vs_nre: str = "stop",
+    frame_args: dict | None = None,
     start=None,
     control: LmmControl | None = None,
     call_labels=None,
     **optctrl,
 ):
     """``lmer``'s work (``mmfast.api.lmer`` checks the arguments and documents them): the
-    frame, a ``model_class`` model on it (a LinearMixedModel), its fit.  ``call_labels``:
+    frame (``frame_args``: model_frame's weights, offset, check_nobs_vs_nre; api holds their
+    defaults), a ``model_class`` model on it (a LinearMixedModel), its fit.  ``call_labels``:
     what summary prints of the call (``callnames.CallLabels``), set before the fit seals it."""
     with large_data_blas(getattr(data, "shape", (0,))[0]):
-        frame = model_frame(formula, data, weights=weights, offset=offset, check_nobs_vs_nre=check_nobs_vs_nre)
-        options = {"check_nobs_vs_nre": check_nobs_vs_nre, **optctrl}
+        frame_args = {} if frame_args is None else frame_args  # weights, offset, check_nobs_vs_nre
+        frame = model_frame(formula, data, **frame_args)
+        options = {"check_nobs_vs_nre": frame_args.get("check_nobs_vs_nre", "stop"), **optctrl}
         model = model_class(frame, reml=reml, options=options, control=control)
         if call_labels is not None:
             model.call_labels = call_labels
