@@ -29,6 +29,7 @@ from scipy import stats
 from ..arguments import probability, validated
 from .contrasts import DEFAULT_ADJUST, adjust_pvalues, contrast_family
 from .engine import make_engine
+from ..rformat.tables import PrintedFrame
 from ..errors import ArgumentError
 
 __all__ = ["EmmGrid", "EmmTable", "emmeans", "reference_grid"]
@@ -54,19 +55,13 @@ def _numeric_like(labels: list[str]) -> bool:
     return True
 
 
-class EmmTable(pd.DataFrame):
+class EmmTable(PrintedFrame):
     """A results table (means or contrasts) that prints as emmeans prints it."""
 
-    @property
-    def _constructor(self):
-        return pd.DataFrame
-
-    def __repr__(self) -> str:
+    def _r_text(self) -> str:
         from .printing import format_emm
 
         return format_emm(self)
-
-    __str__ = __repr__
 
 
 # --- the reference grid --------------------------------------------------------------------------

@@ -29,40 +29,29 @@ import pandas as pd
 from scipy import stats
 
 from ..arguments import NOBS_CHECKS, OPTIMIZER_KEYWORDS, boolean, one_of, validated
+from ..rformat.tables import PrintedFrame
 from ..errors import ArgumentError, ModelSpecError
 from .random import RandomLevel, lme4_formula, parse_random
 
 __all__ = ["LmeFit", "lme", "LmeAnova", "LmeComparison"]
 
 
-class LmeAnova(pd.DataFrame):
+class LmeAnova(PrintedFrame):
     """nlme's F-test table: a DataFrame that prints as ``print.anova.lme`` does."""
 
-    @property
-    def _constructor(self):
-        return pd.DataFrame
-
-    def __repr__(self) -> str:
+    def _r_text(self) -> str:
         from .printing import format_anova
 
         return format_anova(self)
 
-    __str__ = __repr__
 
-
-class LmeComparison(pd.DataFrame):
+class LmeComparison(PrintedFrame):
     """nlme's ``anova(fit1, fit2)`` table: a DataFrame that prints as nlme prints it."""
 
-    @property
-    def _constructor(self):
-        return pd.DataFrame
-
-    def __repr__(self) -> str:
+    def _r_text(self) -> str:
         from .printing import format_compare
 
         return format_compare(self)
-
-    __str__ = __repr__
 
 
 _METHODS = {"REML": True, "ML": False}

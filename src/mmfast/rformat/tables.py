@@ -10,7 +10,25 @@ import pandas as pd
 
 from .numbers import coefmat_lines
 
-__all__ = ["AnovaTable", "anova_lines"]
+__all__ = ["AnovaTable", "PrintedFrame", "anova_lines"]
+
+
+class PrintedFrame(pd.DataFrame):
+    """A DataFrame (index, columns and values as before) that prints as R prints it: each
+    subclass gives the layout (``_r_text``); derived frames (slices, arithmetic) are plain."""
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def _r_text(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self._r_text()
+
+    def __repr__(self) -> str:
+        return self._r_text()
 
 
 def anova_lines(table: pd.DataFrame, digits: int = 5) -> list[str]:
@@ -27,13 +45,8 @@ def anova_lines(table: pd.DataFrame, digits: int = 5) -> list[str]:
     return lines + coefmat_lines(table, digits, cs_ind=[], tst_ind=tst, zap_ind=zap, has_p=has_p, na_print="")
 
 
-class AnovaTable(pd.DataFrame):
-    """A DataFrame (index, columns and values as before) whose ``print`` is R's layout;
-    derived frames (slices, arithmetic) are plain DataFrames."""
-
-    @property
-    def _constructor(self):
-        return pd.DataFrame
+class AnovaTable(PrintedFrame):
+    """anova/drop1 tables: R's ``print.anova`` layout (``anova_lines``)."""
 
     @classmethod
     def wrap(cls, df: pd.DataFrame) -> AnovaTable:
@@ -41,11 +54,8 @@ class AnovaTable(pd.DataFrame):
         out.attrs.update(df.attrs)
         return out
 
-    def __str__(self) -> str:
+    def _r_text(self) -> str:
         return "\n".join(anova_lines(self))
-
-    def __repr__(self) -> str:
-        return str(self)
 
     def _repr_html_(self) -> str:
         return "<pre>" + html.escape(str(self)) + "</pre>"
