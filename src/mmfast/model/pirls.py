@@ -236,21 +236,9 @@ class ThetaScaled:
     def __getattr__(self, name):  # beta_, u_, rx_matrix, set_state, set_transform...
         return getattr(self._eng, name)
 
-    @property
-    def tol(self):
-        return self._eng.tol
-
-    @tol.setter
-    def tol(self, value):
-        self._eng.tol = value
-
-    @property
-    def ftol(self):
-        return self._eng.ftol
-
-    @ftol.setter
-    def ftol(self, value):
-        self._eng.ftol = value
+    # the tolerances are set as well as read: written through to the engine
+    tol = property(lambda self: self._eng.tol, lambda self, v: setattr(self._eng, "tol", v))
+    ftol = property(lambda self: self._eng.ftol, lambda self, v: setattr(self._eng, "ftol", v))
 
     def to_theta(self, x) -> np.ndarray:
         x = np.array(x, dtype=float)
