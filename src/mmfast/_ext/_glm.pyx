@@ -181,39 +181,50 @@ def _result(a, out):
     return out if a.ndim else out[()]
 
 
-def link_apply(int link, int what, x):
-    """what = 0: linkfun(mu), 1: linkinv(eta), 2: mu_eta(eta), elementwise (any shape)."""
-    if not 0 <= link <= CAUCHIT or not 0 <= what <= 2:
-        raise ValueError(f"unknown link code {link} or function code {what}")
+ctypedef double (*_elementwise1)(int, double, double) noexcept nogil
+
+
+cdef double _linkfun_e(int link, double x, double par) noexcept nogil:
+    return _linkfun(link, x)
+
+
+cdef double _linkinv_e(int link, double x, double par) noexcept nogil:
+    return _linkinv(link, x)
+
+
+cdef double _mu_eta_e(int link, double x, double par) noexcept nogil:
+    return _mu_eta(link, x)
+
+
+cdef object _map1(_elementwise1 f, int code, x, double par):
+    """f(code, x_i, par) elementwise over x (any shape)."""
     a, flat, out = _flat(x)
     cdef const double[::1] v = flat
     cdef double[::1] o = out.reshape(-1)
     cdef Py_ssize_t i, n = v.shape[0]
     with nogil:
-        if what == 0:
-            for i in range(n):
-                o[i] = _linkfun(link, v[i])
-        elif what == 1:
-            for i in range(n):
-                o[i] = _linkinv(link, v[i])
-        else:
-            for i in range(n):
-                o[i] = _mu_eta(link, v[i])
+        for i in range(n):
+            o[i] = f(code, v[i], par)
     return _result(a, out)
+
+
+def link_apply(int link, int what, x):
+    """what = 0: linkfun(mu), 1: linkinv(eta), 2: mu_eta(eta), elementwise (any shape)."""
+    if not 0 <= link <= CAUCHIT or not 0 <= what <= 2:
+        raise ValueError(f"unknown link code {link} or function code {what}")
+    cdef _elementwise1 f = _linkfun_e
+    if what == 1:
+        f = _linkinv_e
+    elif what == 2:
+        f = _mu_eta_e
+    return _map1(f, link, x, 0.0)
 
 
 def family_variance(int fam, mu, double disp=0.0):
     """V(mu) of the family (at dispersion parameter ``disp`` where it has one), elementwise."""
     if not 0 <= fam <= BETA:
         raise ValueError(f"unknown family code {fam}")
-    a, flat, out = _flat(mu)
-    cdef const double[::1] v = flat
-    cdef double[::1] o = out.reshape(-1)
-    cdef Py_ssize_t i, n = v.shape[0]
-    with nogil:
-        for i in range(n):
-            o[i] = _variance_d(fam, v[i], disp)
-    return _result(a, out)
+    return _map1(_variance_d, fam, mu, disp)
 
 
 def _flat3(a, b, c):
