@@ -22,6 +22,14 @@ from ._checks import check_length
 
 cnp.import_array()
 
+cdef inline double* _cross_block(BlockedKernel K, Py_ssize_t c, Py_ssize_t* pk, Py_ssize_t* st) noexcept nogil:
+    """L21 block c (p_k x p0, row-major; the solves' view of it): its values, p_k and its first
+    internal row."""
+    pk[0] = K.term_p[K.blk_term[K.cross_row[c]]]
+    st[0] = K.blk_start[K.cross_row[c]]
+    return &K.L21[K.cross_lofs[c]]
+
+
 cdef class BlockedKernel:
     """Objective-evaluation kernel: blockwise elimination of the first term, dense rest."""
 
@@ -253,9 +261,7 @@ cdef class BlockedKernel:
             x = U + k * ldu
             for j in range(self.nlev0):
                 for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                    Lab = &self.L21[self.cross_lofs[c]]
-                    pk = self.term_p[self.blk_term[self.cross_row[c]]]
-                    st = self.blk_start[self.cross_row[c]]
+                    Lab = _cross_block(self, c, &pk, &st)
                     for s in range(pk):
                         acc = 0.0
                         for a in range(p0):
@@ -327,9 +333,7 @@ cdef class BlockedKernel:
             u = U + col * ldu
             for j in range(self.nlev0):
                 for c in range(self.cross_colptr[j], self.cross_colptr[j + 1]):
-                    Lab = &self.L21[self.cross_lofs[c]]
-                    pk = self.term_p[self.blk_term[self.cross_row[c]]]
-                    st = self.blk_start[self.cross_row[c]]
+                    Lab = _cross_block(self, c, &pk, &st)
                     for a in range(p0):
                         acc = 0.0
                         for s in range(pk):
