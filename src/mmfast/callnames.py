@@ -17,15 +17,14 @@ _USER_CODE = ("mmfast.demo",)  # modules of the package written as a user's scri
 _KEYS = ("data", "weights", "offset")
 
 
-def _library_frame(frame) -> bool:
-    module = str(frame.f_globals.get("__name__", ""))
-    return module.split(".")[0] == "mmfast" and module not in _USER_CODE
-
-
 def _caller_frame():
-    """The first frame outside mmfast (None if there is none)."""
+    """The first frame outside mmfast (None if there is none); the test is inline, as this runs
+    on every fit (a helper per frame cost a Python call each)."""
     frame = sys._getframe(1)
-    while frame is not None and _library_frame(frame):
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] != "mmfast" or module in _USER_CODE:
+            break
         frame = frame.f_back
     return frame
 

@@ -443,5 +443,6 @@ def fit_glmm(
     model = model_class(frame, fam, n_agq=n_agq, options=options, control=control)
     if call_labels is not None:
         model.call_labels = call_labels
-    start = check_start(start, model.theta_lower, model.theta_names)
+    if start is not None:  # θ's names (a few small functions) only for a message about it
+        start = check_start(start, model.theta_lower, model.theta_names)
     return model.fit(start=start)

@@ -62,7 +62,7 @@ def make_response(family, y, pw, n) -> GlmResponse:
     if exact and family.name == "binomial" and not np.any((y > 0) & (y < 1)):
         sat = float(np.sum(c))  # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
     elif exact:
-        sat = family.aic(y, n, y, pw)  # -2 log p at mu = y: the deviance residuals are zero there
+        sat = family.aic(y, n, y, pw, terms=(a, b, c))  # -2 log p at mu = y: zero deviance residuals
     if family.dispersion_name:  # -2 log p = deviance + saturated value at the dispersion (set there)
         return GlmResponse(
             family.code, family.link.code, y, pw, a, b, c, disp=family.disp_value, observed=int(family.observed)

@@ -40,10 +40,10 @@ def _level_covariance(X: np.ndarray, codes: np.ndarray, G: int, r: np.ndarray):
     if nok < 2:
         return None
     s2w = ssr / df if df > 0 else 0.0
-    bc = b - b.mean(axis=0)
+    bc = b - b.sum(axis=0) / nok  # b.mean(axis=0)'s arithmetic without its Python layers
     spread = bc.T @ bc / (nok - 1)
     sigma = spread - max(s2w, 0.0) * inv_mean
-    floor = FLOOR * max(np.trace(spread) / p, 1e-300)
+    floor = FLOOR * max(spread.trace() / p, 1e-300)
     spare = sigma.copy()  # positive definite with room to spare: as it is (the common case,
     spare.flat[:: p + 1] -= floor  # no eigh); LAPACK's Cholesky directly, numpy's costs ~5 µs
     if dpotrf(spare, lower=1)[1] != 0:
@@ -168,7 +168,7 @@ def _moments(model) -> np.ndarray | None:
         terms = [frame.terms[i] for i in idx]
         # columns of extreme size (Days * 1e5) divided by powers of 2 (the model's choice),
         # Σ mapped back below: the per-level regressions are then well scaled
-        X = np.column_stack([t.X for t in terms])
+        X = terms[0].X if len(terms) == 1 and terms[0].X.ndim == 2 else np.column_stack([t.X for t in terms])
         d = None
         if any(colscale[i] is not None for i in idx):
             d = np.concatenate([np.ones(t.p) if colscale[i] is None else colscale[i] for i, t in zip(idx, terms)])
