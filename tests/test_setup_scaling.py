@@ -64,10 +64,15 @@ def test_blocks_equal_the_dense_cross_products(data, formula, weighted):
         pr, pc = b.term_p[b.blk_term[r]], b.term_p[b.blk_term[c]]
         np.testing.assert_allclose(b.V[o0:o1].reshape(pr, pc), ZtZ[r0 : r0 + pr, c0 : c0 + pc], atol=1e-12)
     # every nonzero block of Z'Z is one of the pairs: their squares sum to ||lower(Z'Z)||
-    assert np.isclose(np.sum(b.V**2) * 2 - sum(
-        np.sum(b.V[o0:o1] ** 2) for r, c, o0, o1 in zip(b.pair_row, b.pair_col, b.pair_vofs[:-1], b.pair_vofs[1:])
-        if r == c
-    ), np.sum(ZtZ**2))
+    assert np.isclose(
+        np.sum(b.V**2) * 2
+        - sum(
+            np.sum(b.V[o0:o1] ** 2)
+            for r, c, o0, o1 in zip(b.pair_row, b.pair_col, b.pair_vofs[:-1], b.pair_vofs[1:])
+            if r == c
+        ),
+        np.sum(ZtZ**2),
+    )
     np.testing.assert_allclose(b.ZtW, Z.T @ Ww, atol=1e-12)
     np.testing.assert_allclose(zt_times(terms, np.ascontiguousarray(Ww), sqrtw), Z.T @ Ww, atol=1e-12)
     assert b.row_pair.dtype == np.int32
@@ -83,7 +88,9 @@ def test_add_pair_products_checks_its_arguments():
     np.testing.assert_array_equal(V, [3.0, 3.0, 3.0, 3.0])
 
 
-@pytest.mark.parametrize("dtypes", [(np.int32, np.int32), (np.int64, np.int64), (np.int32, np.int64), (np.int8, np.uint16)])
+@pytest.mark.parametrize(
+    "dtypes", [(np.int32, np.int32), (np.int64, np.int64), (np.int32, np.int64), (np.int8, np.uint16)]
+)
 def test_pair_codes_of_any_integer_width(dtypes):
     rng = np.random.default_rng(11)
     na, nb, n = 30, 50, 2000
@@ -137,7 +144,23 @@ def test_factor_coding_of_column_types(column, levels):
 
 
 def test_level_labels_match_level_label_one_by_one():
-    cases = [pd.Index(["x", "y"]), pd.Index([1, 20]), np.array([1.0, 2.5]), pd.Index([True, False]),
-             pd.Index(["a", 1.0], dtype=object), np.array(["p", "q"])]
+    cases = [
+        pd.Index(["x", "y"]),
+        pd.Index([1, 20]),
+        np.array([1.0, 2.5]),
+        pd.Index([True, False]),
+        pd.Index(["a", 1.0], dtype=object),
+        np.array(["p", "q"]),
+    ]
     for values in cases:
         assert level_labels(values) == [level_label(v) for v in values]
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_code_counts_equal_bincount_and_skip_missing(dtype):
+    from mmfast._ext._pairs import code_counts
+
+    codes = np.array([2, -1, 0, 2, 2, -1, 4], dtype=dtype)
+    np.testing.assert_array_equal(code_counts(codes, 6), [1, 0, 3, 0, 1, 0])
+    with pytest.raises(ValueError, match="out of range"):
+        code_counts(codes, 4)

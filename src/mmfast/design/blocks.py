@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._ext._pairs import add_pair_products, pair_codes
+from .._ext._pairs import add_pair_products, code_counts, pair_codes
 from .remat import RandomTerm
 
 __all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times", "pair_values", "pair_index"]
@@ -169,7 +169,7 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     local = []
     for k, m in pieces:
         if k == m:
-            present = np.bincount(codes[k], minlength=int(nblk[k])) > 0
+            present = code_counts(codes[k], int(nblk[k])) > 0
             ub = blk_base[k] + np.flatnonzero(present)
             if present.all():  # every level has rows: a row's pair is its level
                 local.append((codes[k], ub * nblocks + ub))

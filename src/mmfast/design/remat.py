@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError, ModelSpecError
-from .._ext._pairs import pair_codes
+from .._ext._pairs import code_counts, pair_codes
 from ..formula import Bar, build_matrix
 from .structures import make_structure
 from .theta import LowerCholesky
@@ -48,11 +48,11 @@ def _single_factor(data: pd.DataFrame, col: str) -> tuple[np.ndarray, list[str]]
         raise FormulaError(f"grouping factor '{col}' is not a column of the data")
     s = data[col]
     if isinstance(s.dtype, pd.CategoricalDtype):  # unused categories dropped, as R's factor
-        raw = s.array.codes
+        raw = s.array.codes.astype(np.int32, copy=False)  # int8/int16 codes too: the design's type
         cats = s.dtype.categories
-        seen = np.bincount(raw if raw.min(initial=0) >= 0 else raw[raw >= 0], minlength=len(cats)) > 0
+        seen = code_counts(raw, len(cats)) > 0  # -1 (missing) not counted
         if seen.all():
-            return raw.astype(np.int32, copy=False), level_labels(cats)
+            return raw, level_labels(cats)
         used = np.flatnonzero(seen)
         remap = np.full(len(cats), -1, dtype=np.int32)
         remap[used] = np.arange(len(used))
@@ -164,13 +164,18 @@ def build_terms(
         if val not in CHECK_LEVELS:
             raise ModelSpecError(f"{name} must be 'ignore', 'warning' or 'stop' (got {val!r})")
     terms = []
+    matrices: dict = {}  # terms with the same left-hand side share one matrix ((1 | a) + (1 | b))
     for bar in bars:
         extra = {}
         if bar.structure == "ou":
             X, names, times = _time_indicators(bar, data)
             spec, extra["times"] = _TimeSpec(bar, times), times
         else:
-            X, names, spec = build_matrix(bar.lhs, data)
+            if bar.lhs not in matrices:
+                X, names, spec = build_matrix(bar.lhs, data)
+                matrices[bar.lhs] = (np.ascontiguousarray(X), names, spec)
+            X, names, spec = matrices[bar.lhs]
+            names = list(names)
         if X.shape[1] == 0:
             raise FormulaError(f"random-effects term ({bar}) has no columns")
         if bar.structure in ("ar1", "toep", "ou") and "(Intercept)" in names:
