@@ -164,3 +164,16 @@ def test_code_counts_equal_bincount_and_skip_missing(dtype):
     np.testing.assert_array_equal(code_counts(codes, 6), [1, 0, 3, 0, 1, 0])
     with pytest.raises(ValueError, match="out of range"):
         code_counts(codes, 4)
+
+
+@pytest.mark.parametrize("table_type, code_type", [(np.int32, np.int32), (np.int32, np.int64), (np.int64, np.int32)])
+def test_gather_codes_is_a_checked_take(table_type, code_type):
+    from mmfast._ext._pairs import gather_codes
+
+    table = np.array([7, 3, 9], dtype=table_type)
+    codes = np.array([2, 0, 0, 1], dtype=code_type)
+    out = np.empty(4, dtype=table_type)
+    gather_codes(out, table, codes)
+    np.testing.assert_array_equal(out, table[codes])
+    with pytest.raises(ValueError, match="out of range"):
+        gather_codes(out, table, np.array([0, 3, 0, 0], dtype=code_type))

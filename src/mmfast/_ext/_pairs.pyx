@@ -143,3 +143,21 @@ def code_counts(const code_t[::1] codes, Py_ssize_t nlevels):
             if c >= 0:
                 out[c] += 1
     return out_a
+
+
+ctypedef fused rank_t:
+    int
+    i64
+
+
+def gather_codes(rank_t[::1] out, const rank_t[::1] table, const code_t[::1] codes):
+    """out[i] = table[codes[i]]: the block pair of every row from its piece-local pair code
+    (``design.blocks.build_blocks``), without numpy's int64 copy of int32 indices."""
+    cdef Py_ssize_t i, n = codes.shape[0], m = table.shape[0]
+    if out.shape[0] != n:
+        check_length("out", out.shape[0], n)
+    if n and (np.min(codes) < 0 or np.max(codes) >= m):
+        raise ValueError("gather_codes: a code out of range")
+    with nogil:
+        for i in range(n):
+            out[i] = table[codes[i]]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._ext._pairs import add_pair_products, code_counts, pair_codes
+from .._ext._pairs import add_pair_products, code_counts, gather_codes, pair_codes
 from .remat import RandomTerm
 
 __all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times", "pair_values", "pair_index"]
@@ -190,8 +190,8 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     rank[order] = np.arange(len(order), dtype=rank.dtype)
     ofs = np.cumsum([0] + [len(u) for _, u in local])
     row_pair = np.empty((len(pieces), n), dtype=rank.dtype)
-    for j, (o, (c, _)) in enumerate(zip(ofs, local)):
-        np.take(rank[o:], c, out=row_pair[j], mode="clip")  # c is in range: no buffered check
+    for j, (o, (c, u)) in enumerate(zip(ofs, local)):
+        gather_codes(row_pair[j], rank[o : o + len(u)], c)
     del local
     pair_row = (uniq // nblocks).astype(np.int32)
     pair_col = (uniq % nblocks).astype(np.int32)

@@ -163,7 +163,7 @@ def model_frame(
             RankDeficiencyWarning,
             stacklevel=3,
         )
-    X = np.ascontiguousarray(X[:, keep])
+    X = np.ascontiguousarray(X if len(keep) == X.shape[1] else X[:, keep])  # full rank: no n x p copies
     names = [names[j] for j in keep]
     terms = build_terms(parsed.bars, frame, check_nobs_vs_nre, **(level_checks or {})) if parsed.bars else []
     w = extra.get("(weights)")
