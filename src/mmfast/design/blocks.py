@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._ext._pairs import pair_codes
+from .._ext._pairs import add_pair_products, code_counts, gather_codes, pair_codes
 from .remat import RandomTerm
 
 __all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times", "pair_values", "pair_index"]
@@ -34,7 +34,7 @@ class BlockStructure:
     ZtW: np.ndarray  # (q, p+1) Fortran order
     WtW: np.ndarray  # (p+1, p+1)
     pieces: list  # (k, m) term pairs, k >= m, in the order of row_pair's rows
-    row_pair: np.ndarray  # int64 (npieces, n): the block pair each row adds to, per term pair
+    row_pair: np.ndarray  # int32 (int64 past 2^31 pairs) (npieces, n): the block pair each row adds to, per term pair
 
 
 def csc_pattern(blocks: "BlockStructure") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,20 +82,22 @@ def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) ->
 
 
 def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> np.ndarray:
-    """Z'W (q x m, Fortran order) for a dense W (n x m), from the terms' integer codes: one
-    bincount per (term column, W column), without building the sparse Z."""
+    """Z'W (q x m, Fortran order) for a dense W (n x m), from the terms' integer codes: per
+    term one pass over the rows (``add_pair_products`` with a level's p x m block as its
+    "pair"), without building the sparse Z."""
     q = sum(t.q for t in terms)
-    out = np.zeros((q, W.shape[1]), order="F")
+    m = W.shape[1]
+    out = np.zeros((q, m), order="F")
+    # W's columns one at a time when it is column-major (the kernels' [Q y]): no n x m copy
+    Wparts = [(slice(None), W)] if W.flags.c_contiguous else [(c, W[:, c : c + 1]) for c in range(m)]
     for t in terms:
-        for j in range(t.p):
-            x = t.X[:, j] if sqrtw is None else t.X[:, j] * sqrtw
-            rows = slice(t.offset + j, t.offset + t.q, t.p)
-            codes, Wj = t.factor.codes, W
-            if 2 * np.count_nonzero(x) < len(x):  # an indicator column (0 + f | g): its rows only
-                nz = np.flatnonzero(x)
-                codes, x, Wj = codes[nz], x[nz], W[nz]
-            for c in range(W.shape[1]):
-                out[rows, c] = np.bincount(codes, weights=x * Wj[:, c], minlength=t.nlevels)
+        X = _c_rows(t.X if sqrtw is None else t.X * sqrtw[:, None])
+        for cols, Wc in Wparts:
+            mc = Wc.shape[1]
+            acc = np.zeros(t.q * mc)
+            vofs = np.arange(t.nlevels + 1, dtype=np.int64) * (t.p * mc)
+            add_pair_products(acc, vofs, _codes(t), X, _c_rows(Wc))
+            out[t.offset : t.offset + t.q, cols] = acc.reshape(t.q, mc) if isinstance(cols, slice) else acc
     return out
 
 
@@ -124,20 +126,21 @@ def pair_values(
             wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
             V += np.bincount(index[j], weights=wts, minlength=len(V))
             continue
-        base, idx, wts = pair_vofs[row_pair[j]], [], []
-        for s in range(pk):
-            for t in range(pm):
-                w = Xw[k][:, s] * Xw[m][:, t]
-                nz = np.flatnonzero(w)  # indicator columns (0 + f | g): most products are 0
-                if len(nz) == len(w):
-                    idx.append(base + (s * pm + t))
-                    wts.append(w)
-                elif len(nz):
-                    idx.append(base[nz] + (s * pm + t))
-                    wts.append(w[nz])
-        if idx:
-            V += np.bincount(np.concatenate(idx), weights=np.concatenate(wts), minlength=len(V))
+        add_pair_products(V, pair_vofs, row_pair[j], _c_rows(Xw[k]), _c_rows(Xw[m]))
     return V
+
+
+def _codes(t: RandomTerm) -> np.ndarray:
+    """The term's level codes as the accumulator takes them (int32 or int64, contiguous)."""
+    c = t.factor.codes
+    if c.dtype in (np.int32, np.int64) and c.flags.c_contiguous:
+        return c
+    return np.ascontiguousarray(c, dtype=np.int64)
+
+
+def _c_rows(X: np.ndarray) -> np.ndarray:
+    """X as C-ordered float64 (the accumulator reads rows); no copy when it already is."""
+    return np.ascontiguousarray(X, dtype=np.float64)
 
 
 def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> BlockStructure:
@@ -157,7 +160,7 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     Xw = [t.X if sqrtw is None else t.X * sqrtw[:, None] for t in terms]
     if nterms == 1:
         return _one_term_blocks(terms[0], Xw[0], W, sqrtw, term_p, blk_term, blk_start)
-    rowblk = [blk_base[k] + terms[k].factor.codes.astype(np.int64) for k in range(nterms)]
+    codes = [_codes(t) for t in terms]  # each term's level of every row
 
     # block pairs (bi >= bj): term k >= term m, so blocks of k come later in u
     pieces = [(k, m) for k in range(nterms) for m in range(k + 1)]
@@ -166,28 +169,34 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     local = []
     for k, m in pieces:
         if k == m:
-            present = np.bincount(rowblk[k] - blk_base[k], minlength=int(nblk[k])) > 0
+            present = code_counts(codes[k], int(nblk[k])) > 0
             ub = blk_base[k] + np.flatnonzero(present)
+            if present.all():  # every level has rows: a row's pair is its level
+                local.append((codes[k], ub * nblocks + ub))
+                continue
             remap = np.full(int(nblk[k]), -1, dtype=np.int64)
             remap[present] = np.arange(len(ub))
-            local.append((remap[rowblk[k] - blk_base[k]], ub * nblocks + ub))
+            local.append((remap[codes[k]], ub * nblocks + ub))
         else:
-            codes, pkeys = pair_codes(rowblk[k] - blk_base[k], rowblk[m] - blk_base[m], int(nblk[k]), int(nblk[m]))
+            pc, pkeys = pair_codes(codes[k], codes[m], int(nblk[k]), int(nblk[m]))
             ka, kb = pkeys // nblk[m] + blk_base[k], pkeys % nblk[m] + blk_base[m]
-            local.append((codes, ka * nblocks + kb))
+            local.append((pc, ka * nblocks + kb))
     # merge the pieces' sorted keys: a stable argsort of sorted runs, then each key's rank
     allkeys = np.concatenate([u for _, u in local])
     order = np.argsort(allkeys, kind="stable")
     uniq = allkeys[order]
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    small = len(order) < 2**31  # row_pair in int32 when it can: n x pieces of it stay with the model
+    rank = np.empty(len(order), dtype=np.int32 if small else np.int64)
+    rank[order] = np.arange(len(order), dtype=rank.dtype)
     ofs = np.cumsum([0] + [len(u) for _, u in local])
-    inv = np.concatenate([rank[o + c] for o, (c, _) in zip(ofs, local)])
+    row_pair = np.empty((len(pieces), n), dtype=rank.dtype)
+    for j, (o, (c, u)) in enumerate(zip(ofs, local)):
+        gather_codes(row_pair[j], rank[o : o + len(u)], c)
+    del local
     pair_row = (uniq // nblocks).astype(np.int32)
     pair_col = (uniq % nblocks).astype(np.int32)
     sizes = term_p[blk_term[pair_row]].astype(np.int64) * term_p[blk_term[pair_col]]
     pair_vofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    row_pair = inv.reshape(len(pieces), n)
     V = pair_values(Xw, pieces, row_pair, pair_vofs)
 
     q = int(sum(t.q for t in terms))
@@ -232,5 +241,5 @@ def _one_term_blocks(
         ZtW=zt_times([t], W, sqrtw),
         WtW=W.T @ W,
         pieces=[(0, 0)],
-        row_pair=codes.astype(np.int64)[None, :],
+        row_pair=codes[None, :],
     )

@@ -18,7 +18,7 @@ def thin_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.linalg.qr(X)
     qr, tau, _, info = dgeqrf(X)
     R = np.where(_strictly_lower(p), 0.0, qr[:p])  # np.triu's result, without its ~5 µs mask
-    Q, _, info2 = dorgqr(qr, tau)
+    Q, _, info2 = dorgqr(qr, tau, overwrite_a=True)  # qr is dgeqrf's own: no n x p copy (0.5 s at 10^7 rows)
     if info != 0 or info2 != 0:
         return np.linalg.qr(X)
     return Q, R

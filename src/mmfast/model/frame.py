@@ -80,14 +80,30 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
     """
     if X.shape[1] == 0:
         return np.arange(0)
-    scale = np.sqrt((X**2).sum(axis=0))
+    scale = np.sqrt(np.einsum("ij,ij->j", X, X))
     nz = scale > 0
-    Xs = X[:, nz] / scale[nz]
-    d = np.abs(np.diag(dgeqrf(Xs)[0])) if Xs.shape[1] else np.zeros(0)  # R on and above it
     cols = np.flatnonzero(nz)
+    d = np.abs(np.diag(_stacked_r(X, cols, scale[nz]))) if len(cols) else np.zeros(0)
     if len(d) < len(cols):  # fewer rows than columns: the trailing ones are dependent
         d = np.concatenate([d, np.zeros(len(cols) - len(d))])
     return cols[d > tol].astype(int)
+
+
+RANK_CHUNK = 1 << 16  # rows per QR in keep_full_rank: no n-length scaled copy of X
+
+
+def _stacked_r(X: np.ndarray, cols: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """R of the Householder QR of X[:, cols] / scale, by blocks of rows (a tall-skinny QR:
+    the R so far stacked on the next block), so that no n-length copy of X is made; one
+    block, the plain QR, up to ``RANK_CHUNK`` rows."""
+    R = None
+    for start in range(0, X.shape[0], RANK_CHUNK):
+        blk = X[start : start + RANK_CHUNK, cols] / scale
+        if R is not None:
+            blk = np.vstack([R, blk])
+        qr = dgeqrf(blk)[0]
+        R = np.triu(qr[: min(qr.shape)])
+    return R
 
 
 def model_frame(
@@ -147,7 +163,7 @@ def model_frame(
             RankDeficiencyWarning,
             stacklevel=3,
         )
-    X = np.ascontiguousarray(X[:, keep])
+    X = np.ascontiguousarray(X if len(keep) == X.shape[1] else X[:, keep])  # full rank: no n x p copies
     names = [names[j] for j in keep]
     terms = build_terms(parsed.bars, frame, check_nobs_vs_nre, **(level_checks or {})) if parsed.bars else []
     w = extra.get("(weights)")
