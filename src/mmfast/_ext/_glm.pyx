@@ -28,7 +28,8 @@ cdef class GlmResponse:
         self.c = np.array(c, dtype=np.float64, order="C", copy=True)
         self.n = self.y.shape[0]
         for name, arr in (("pw", self.pw), ("a", self.a), ("b", self.b), ("c", self.c)):
-            check_length(name, arr.shape[0], self.n)
+            if arr.shape[0] != self.n:  # the Python check only builds the message
+                check_length(name, arr.shape[0], self.n)
         self.mu = np.zeros(self.n)
         self.me = np.ones(self.n)
         self.wsum = float(np.sum(pw))
