@@ -219,9 +219,10 @@ def family_variance(int fam, mu, double disp=0.0):
 
 def _flat3(a, b, c):
     """Three arrays broadcast together: (shape template, flat C-contiguous copies of each)."""
-    aa, ba, ca = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
-                                     np.asarray(c, dtype=np.float64))
-    return aa, [np.ascontiguousarray(x).reshape(-1) for x in (aa, ba, ca)]
+    arrs = [np.asarray(x, dtype=np.float64) for x in (a, b, c)]
+    if not arrs[0].shape == arrs[1].shape == arrs[2].shape:  # equal shapes (a fit's case) skip
+        arrs = np.broadcast_arrays(*arrs)  # numpy's Python-level broadcasting machinery
+    return arrs[0], [np.ascontiguousarray(x).reshape(-1) for x in arrs]
 
 
 def family_dev_resids(int fam, y, mu, wt, double disp=0.0):
