@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 
 import threading
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ class FitCache:
     __slots__ = ("_lock", "store")
 
     def __init__(self) -> None:
-        self._lock = None  # made on first use: most fits never take it (issue 15's per-fit cost)
+        self._lock: Any = None  # made on first use: most fits never take it (issue 15's per-fit cost)
         self.store: dict = {}
 
     @property
