@@ -157,6 +157,10 @@ def test_single_term_pirls():
         SingleTerm(_response(n - 1), codes, Zx, X, off, eta0, 1)
     with bad("'codes'"):
         SingleTerm(resp, codes - 1, Zx, X, off, eta0, 1)
+    with bad("'codes'"):  # a negative code after the first row (the range is one C pass)
+        SingleTerm(resp, np.r_[codes[:5], -1, codes[6:]], Zx, X, off, eta0, 1)
+    # levels = the largest code + 1, wherever it sits
+    assert SingleTerm(resp, np.r_[1, 0, 4, codes[3:]], Zx, X, off, eta0, 1).nlev == 5
     eng = SingleTerm(resp, codes, Zx, X, off, eta0, 1)
     with bad("'x'"):
         eng.laplace(np.ones(3))
@@ -228,5 +232,7 @@ def test_moments_and_pairs():
         level_regressions(X, codes, 3, r[:-1].copy())
     with bad("'codes'"):
         level_regressions(X, codes, 2, r)  # level 2 would be written past the G = 2 rows
+    with bad("'codes'"):
+        level_regressions(X, np.array([0, 1, -1, 1, 2, 2], dtype=np.int32), 3, r)
     with bad("'b'"):
         pair_codes(np.zeros(4, dtype=np.int64), np.zeros(3, dtype=np.int64), 1, 1)

@@ -28,7 +28,8 @@ cdef class GlmResponse:
         self.c = np.array(c, dtype=np.float64, order="C", copy=True)
         self.n = self.y.shape[0]
         for name, arr in (("pw", self.pw), ("a", self.a), ("b", self.b), ("c", self.c)):
-            check_length(name, arr.shape[0], self.n)
+            if arr.shape[0] != self.n:  # the Python check only builds the message
+                check_length(name, arr.shape[0], self.n)
         self.mu = np.zeros(self.n)
         self.me = np.ones(self.n)
         self.wsum = float(np.sum(pw))
@@ -229,9 +230,10 @@ def family_variance(int fam, mu, double disp=0.0):
 
 def _flat3(a, b, c):
     """Three arrays broadcast together: (shape template, flat C-contiguous copies of each)."""
-    aa, ba, ca = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
-                                     np.asarray(c, dtype=np.float64))
-    return aa, [np.ascontiguousarray(x).reshape(-1) for x in (aa, ba, ca)]
+    arrs = [np.asarray(x, dtype=np.float64) for x in (a, b, c)]
+    if not arrs[0].shape == arrs[1].shape == arrs[2].shape:  # equal shapes (a fit's case) skip
+        arrs = np.broadcast_arrays(*arrs)  # numpy's Python-level broadcasting machinery
+    return arrs[0], [np.ascontiguousarray(x).reshape(-1) for x in arrs]
 
 
 ctypedef double (*_elementwise)(int, double, double, double, double) noexcept nogil

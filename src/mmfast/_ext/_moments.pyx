@@ -4,6 +4,7 @@ the per-level cross-products, then a p x p Cholesky solve per level."""
 import numpy as np
 cimport numpy as cnp
 from ._types cimport i64
+from ._codes cimport code_range
 from ._checks import check_length
 from ..errors import DataError
 
@@ -40,7 +41,9 @@ def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G
         check_length("codes", codes.shape[0], n)
     if r.shape[0] != n:
         check_length("r", r.shape[0], n)
-    if n and (np.min(codes) < 0 or np.max(codes) >= G):  # once per fit, O(n) like the rest
+    cdef int lo, hi
+    code_range(codes, &lo, &hi)
+    if n and (lo < 0 or hi >= G):  # once per fit, O(n) like the rest
         raise DataError(f"kernel argument 'codes' has a level outside 0..{G - 1}")
     cdef cnp.ndarray[double, ndim=3] xtx_a = np.zeros((G, p, p))
     cdef cnp.ndarray[double, ndim=2] xtr_a = np.zeros((G, p))

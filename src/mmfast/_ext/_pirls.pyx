@@ -49,9 +49,10 @@ cdef class PirlsLoop:
         """Allocate the state for n rows, nu spherical effects, a template vector of nT."""
         self.resp = resp
         self.n = resp.n
-        if np.ndim(X) == 2 and np.shape(X)[0] != self.n:
-            check_length("X (rows)", np.shape(X)[0], self.n)
-        self.X = np.array(X, dtype=np.float64, order="C", copy=True).reshape(self.n, -1)
+        Xa = np.array(X, dtype=np.float64, order="C", copy=True)  # the length read off the copy
+        if Xa.ndim == 2 and Xa.shape[0] != self.n:
+            check_length("X (rows)", Xa.shape[0], self.n)
+        self.X = Xa.reshape(self.n, -1)
         self.off = np.array(off, dtype=np.float64, order="C", copy=True)
         if self.off.shape[0] != self.n:
             check_length("off", self.off.shape[0], self.n)
@@ -328,7 +329,8 @@ cdef class PirlsLoop:
         """Set u and beta (eta follows at the next evaluation)."""
         if len(u) != self.nu:
             check_length("u", len(u), self.nu)
-        check_length("beta", len(beta) if self.px else self.px, self.px)
+        if self.px and len(beta) != self.px:
+            check_length("beta", len(beta), self.px)
         np.asarray(self.u)[:] = np.asarray(u, dtype=np.float64)
         if self.px:
             np.asarray(self.beta)[:self.px] = np.asarray(beta, dtype=np.float64)

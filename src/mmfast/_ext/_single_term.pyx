@@ -14,6 +14,7 @@ from ._dense cimport small_chol
 from ._pirls cimport PirlsLoop
 from ._scalar_laplace cimport agq_deviance, laplace_gradient
 from ._checks import check_length
+from ._codes cimport code_range
 from ..errors import DataError
 
 cnp.import_array()
@@ -36,9 +37,11 @@ cdef class SingleTerm(PirlsLoop):
         self.Zx = np.array(Zx, dtype=np.float64, order="C", copy=True)
         if self.Zx.shape[0] != n:
             check_length("Zx (rows)", self.Zx.shape[0], n)
-        if n and np.min(codes) < 0:
+        cdef int lo, hi
+        code_range(self.codes, &lo, &hi)
+        if n and lo < 0:
             raise DataError("kernel argument 'codes' has a negative level code")
-        cdef Py_ssize_t p = self.Zx.shape[1], nl = int(np.max(codes)) + 1 if n else 0
+        cdef Py_ssize_t p = self.Zx.shape[1], nl = hi + 1 if n else 0
         self.p, self.nlev = p, nl
         self._init_state(resp, X, off, eta0, nl * p, p * p, ntheta)
         cdef Py_ssize_t px = self.px

@@ -79,7 +79,7 @@ class FitStrategy:
             evaluations=sum(s.evaluations for s in stages) + self._extra_evals,
             theta_start=stages[0].start,
             theta_final=self.theta.copy(),
-            objective=float(self.objective_value),
+            objective=best.objective,  # θ is the kept run's: its criterion, not a recomputation
             converged=best.converged,
             message=best.message,
             seconds=seconds,
@@ -153,10 +153,12 @@ class FitStrategy:
                 "scales in the random-effects covariates or too few observations)"
             )
         self._set_theta(res.x)
+        objective = float(self.objective_value)  # evaluated once per run, kept in the stage
         if res.history:  # the optimiser's last step was not evaluated: keep it only if no worse
             x_last, f_last = res.history[-1]
-            if not self.objective_value <= f_last + 1e-10 * max(1.0, abs(f_last)):
+            if not objective <= f_last + 1e-10 * max(1.0, abs(f_last)):
                 self._set_theta(x_last)
+                objective = float(self.objective_value)
         self._best = len(self._stages)
         self._stages.append(
             OptStage(
@@ -167,7 +169,7 @@ class FitStrategy:
                 res.message,
                 np.array(x0, dtype=float),
                 self.theta.copy(),
-                float(self.objective_value),
+                objective,
                 res.seconds,
             )
         )
@@ -192,7 +194,7 @@ class FitStrategy:
         if not near and not structured:
             if kind == "lme4" or self.use_gradient:  # InstEval: 0.3 s at lme4's start, fit 0.2 s
                 return
-            f1 = self.objective_value
+            f1 = self._stages[-1].objective  # the run just settled, at the current θ
             self._extra_evals += 1  # the check's one evaluation
             if not self.criterion()(self._lme4_start()) < f1 - 1e-10 * max(1.0, abs(f1)):
                 self._restart = {"taken": False, "checked": "criterion at lme4's start"}
@@ -205,16 +207,17 @@ class FitStrategy:
             m0 = moment_start(self)
             starts = [] if m0 is None else [("moment", m0, {"step": self._moment_step(m0)})]
         ctrl = {k: v for k, v in optctrl.items() if k != "step"}
-        best = (self.theta, self.objective_value, self._best)
+        best = (self.theta, self._stages[-1].objective, self._best)
         tried = [{"from": kind, "criterion": float(best[1])}]
 
         def run(name, x0, step):
             nonlocal best
             res = self._polish_structured(x0) if name == "polish" else self._optimize(x0, {**ctrl, **step})
             self._settle(res, start=name, x0=x0)
-            tried.append({"from": name, "criterion": float(self.objective_value)})
-            if self.objective_value < best[1] - 1e-12 * max(1.0, abs(best[1])):
-                best = (self.theta, self.objective_value, self._best)
+            f = self._stages[-1].objective  # the criterion _settle evaluated at the new θ
+            tried.append({"from": name, "criterion": f})
+            if f < best[1] - 1e-12 * max(1.0, abs(best[1])):
+                best = (self.theta, f, self._best)
 
         for name, x0, step in starts:
             run(name, x0, step)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 
 import threading
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,11 +33,20 @@ class FitCache:
     the model's (stateful) kernel away from θ̂ or fill a cached object run under ``lock``
     (re-entrant), so that threads sharing a fit get the serial answers."""
 
-    __slots__ = ("lock", "store")
+    __slots__ = ("_lock", "store")
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self._lock: Any = None  # made on first use: most fits never take it (issue 15's per-fit cost)
         self.store: dict = {}
+
+    @property
+    def lock(self):
+        """The re-entrant lock, one per cache (created once, under the module's lock)."""
+        if self._lock is None:
+            with _UNSEALED:
+                if self._lock is None:
+                    self._lock = threading.RLock()
+        return self._lock
 
 
 _UNSEALED = threading.Lock()
