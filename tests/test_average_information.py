@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 import mmfast
 from mmfast._ext._blocked import BlockedKernel, gram_times
+from mmfast._ext._nested import NestedKernel
 from mmfast.model.average_information import profiled_ai
 from reference_cases import case_data, case_fit_kwargs, load_reference
 
@@ -78,7 +79,7 @@ def _dense_ai(m, theta):
 @pytest.mark.parametrize("case", CASES)
 def test_ai_matches_its_dense_definition(case):
     m = _fit(case)
-    assert isinstance(m.kernel, BlockedKernel)
+    assert isinstance(m.kernel, (BlockedKernel, NestedKernel))  # Pastes' batch/cask: the tree kernel
     rng = np.random.default_rng(1)
     for theta in (m.theta, m.theta * (1.0 + 0.3 * rng.uniform(-1, 1, len(m.theta)))):
         theta = np.where(m.theta_lower == 0, np.abs(theta) + 0.05, theta)

@@ -47,7 +47,7 @@ EXACT_FIT_ULPS = 64  # a residual below this many rounding units of y: y is a fu
 
 def make_kernel(blocks, terms, control: LmmControl | None = None):
     """The tree kernel for a chain of nested scalar terms with at least
-    ``control.nested_min_schur`` levels after the first (their Schur complement is diagonal:
+    ``control.nested_min_schur`` (2) levels after the first (their Schur complement is diagonal:
     no dense part to factor); else the blocked kernel when what remains after the first term
     is small (up to ``control.dense_schur_max``); CHOLMOD otherwise; PCG/SLQ if ``control`` asks."""
     control = LmmControl() if control is None else control
