@@ -25,12 +25,16 @@ test: setup
 docs: setup
 	$(PY) -m mkdocs build --strict --site-dir site
 
-bench: setup r-deps
+# The last line is issue 19's peer table on its cheap workload (nested, 10^4 and 10^5 rows: a few
+# minutes): mmfast, lme4, glmmTMB and every Python peer in one run; `make bench-frontier` runs all
+# workloads at full size.
+bench: setup r-deps bench-peers
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/memory.py --json benchmarks/results/memory.json
 	$(PY) benchmarks/contention.py --json benchmarks/results/contention.json
 	$(PY) benchmarks/structures_bench.py --json benchmarks/results/structures.json
 	$(PY) benchmarks/residual_bench.py --json benchmarks/results/residual.json
+	$(PY) benchmarks/run.py --only nested --sizes 1e4,1e5 --timeout 120 --out benchmarks/results/peers_nested_small.json
 
 # Issue 19's workloads against lme4, glmmTMB and the Python peers (hours at full size;
 # `benchmarks/run.py --workloads --quick` for the quick sizes).
