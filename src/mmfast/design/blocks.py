@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .._ext._pairs import add_pair_products, code_counts, gather_codes, pair_codes
+from .._ext._pairs import add_pair_products, as_codes, code_counts, gather_codes, pair_codes
 from .remat import RandomTerm
 
 __all__ = ["BlockStructure", "build_blocks", "build_Z", "zt_times", "pair_values", "pair_index"]
@@ -96,7 +96,7 @@ def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = 
             mc = Wc.shape[1]
             acc = np.zeros(t.q * mc)
             vofs = np.arange(t.nlevels + 1, dtype=np.int64) * (t.p * mc)
-            add_pair_products(acc, vofs, _codes(t), X, _c_rows(Wc))
+            add_pair_products(acc, vofs, as_codes(t.factor.codes), X, _c_rows(Wc))
             out[t.offset : t.offset + t.q, cols] = acc.reshape(t.q, mc) if isinstance(cols, slice) else acc
     return out
 
@@ -130,14 +130,6 @@ def pair_values(
     return V
 
 
-def _codes(t: RandomTerm) -> np.ndarray:
-    """The term's level codes as the accumulator takes them (int32 or int64, contiguous)."""
-    c = t.factor.codes
-    if c.dtype in (np.int32, np.int64) and c.flags.c_contiguous:
-        return c
-    return np.ascontiguousarray(c, dtype=np.int64)
-
-
 def _c_rows(X: np.ndarray) -> np.ndarray:
     """X as C-ordered float64 (the accumulator reads rows); no copy when it already is."""
     return np.ascontiguousarray(X, dtype=np.float64)
@@ -160,7 +152,7 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     Xw = [t.X if sqrtw is None else t.X * sqrtw[:, None] for t in terms]
     if nterms == 1:
         return _one_term_blocks(terms[0], Xw[0], W, sqrtw, term_p, blk_term, blk_start)
-    codes = [_codes(t) for t in terms]  # each term's level of every row
+    codes = [as_codes(t.factor.codes) for t in terms]  # each term's level of every row
 
     # block pairs (bi >= bj): term k >= term m, so blocks of k come later in u
     pieces = [(k, m) for k in range(nterms) for m in range(k + 1)]
