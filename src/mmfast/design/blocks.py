@@ -84,20 +84,16 @@ def build_Z(terms: list[RandomTerm], n: int, sqrtw: np.ndarray | None = None) ->
 def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> np.ndarray:
     """Z'W (q x m, Fortran order) for a dense W (n x m), from the terms' integer codes: per
     term one pass over the rows (``add_pair_products`` with a level's p x m block as its
-    "pair"), without building the sparse Z."""
+    "pair"), reading W in its own memory order, without building the sparse Z."""
     q = sum(t.q for t in terms)
     m = W.shape[1]
-    out = np.zeros((q, m), order="F")
-    # W's columns one at a time when it is column-major (the kernels' [Q y]): no n x m copy
-    Wparts = [(slice(None), W)] if W.flags.c_contiguous else [(c, W[:, c : c + 1]) for c in range(m)]
+    out = np.empty((q, m), order="F")
     for t in terms:
-        X = _c_rows(t.X if sqrtw is None else t.X * sqrtw[:, None])
-        for cols, Wc in Wparts:
-            mc = Wc.shape[1]
-            acc = np.zeros(t.q * mc)
-            vofs = np.arange(t.nlevels + 1, dtype=np.int64) * (t.p * mc)
-            add_pair_products(acc, vofs, as_codes(t.factor.codes), X, _c_rows(Wc))
-            out[t.offset : t.offset + t.q, cols] = acc.reshape(t.q, mc) if isinstance(cols, slice) else acc
+        X = t.X if sqrtw is None else t.X * sqrtw[:, None]
+        acc = np.zeros(t.q * m)
+        vofs = np.arange(t.nlevels + 1, dtype=np.int64) * (t.p * m)
+        add_pair_products(acc, vofs, as_codes(t.factor.codes), _f64(X), _f64(W))
+        out[t.offset : t.offset + t.q] = acc.reshape(t.q, m)
     return out
 
 
@@ -126,13 +122,14 @@ def pair_values(
             wts = np.concatenate([Xw[k][:, s] * Xw[m][:, t] for s in range(pk) for t in range(pm)])
             V += np.bincount(index[j], weights=wts, minlength=len(V))
             continue
-        add_pair_products(V, pair_vofs, row_pair[j], _c_rows(Xw[k]), _c_rows(Xw[m]))
+        add_pair_products(V, pair_vofs, row_pair[j], _f64(Xw[k]), _f64(Xw[m]))
     return V
 
 
-def _c_rows(X: np.ndarray) -> np.ndarray:
-    """X as C-ordered float64 (the accumulator reads rows); no copy when it already is."""
-    return np.ascontiguousarray(X, dtype=np.float64)
+def _f64(X: np.ndarray) -> np.ndarray:
+    """X as a float64 matrix in any memory order (what the accumulator reads); no copy when
+    it already is one."""
+    return np.asarray(X, dtype=np.float64)
 
 
 def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> BlockStructure:
@@ -214,12 +211,12 @@ def _one_term_blocks(
     t: RandomTerm, Xw: np.ndarray, W: np.ndarray, sqrtw, term_p, blk_term, blk_start
 ) -> BlockStructure:
     """``build_blocks`` for a single term: one diagonal block per level (every level has rows),
-    Σ over its rows of x x', by one bincount per entry of the lower triangle."""
-    G, p, codes = t.nlevels, t.p, t.factor.codes
-    V = np.empty((G, p, p))
-    for s in range(p):
-        for u in range(s + 1):
-            V[:, s, u] = V[:, u, s] = np.bincount(codes, Xw[:, s] * Xw[:, u], minlength=G)
+    Σ over its rows of x x', in one pass over the rows."""
+    G, p, codes = t.nlevels, t.p, as_codes(t.factor.codes)
+    V = np.zeros(G * p * p)
+    vofs = np.arange(G + 1, dtype=np.int64) * (p * p)
+    Xw = _f64(Xw)
+    add_pair_products(V, vofs, codes, Xw, Xw)
     levels = np.arange(G, dtype=np.int32)
     return BlockStructure(
         q=t.q,
@@ -228,8 +225,8 @@ def _one_term_blocks(
         blk_start=blk_start,
         pair_row=levels,
         pair_col=levels,
-        pair_vofs=np.arange(G + 1, dtype=np.int64) * (p * p),
-        V=V.ravel(),
+        pair_vofs=vofs,
+        V=V,
         ZtW=zt_times([t], W, sqrtw),
         WtW=W.T @ W,
         pieces=[(0, 0)],
