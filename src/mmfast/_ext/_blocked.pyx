@@ -35,6 +35,9 @@ cdef class BlockedKernel:
 
     def __init__(self, blocks):
         tp = np.asarray(blocks.term_p, dtype=np.int32)
+        if tp.shape[0] == 1:  # the common small model: nothing but diagonal blocks
+            self._one_term(blocks, tp)
+            return
         self._layout(blocks.q, blocks.WtW.shape[0], int(np.sum(tp.astype(np.int64) ** 2)))
         self.term_p = tp
         self.tofs = np.concatenate([[0], np.cumsum(tp.astype(np.int64) ** 2)[:-1]]).astype(np.int32)
@@ -49,10 +52,6 @@ cdef class BlockedKernel:
         row = np.asarray(blocks.pair_row)
         col = np.asarray(blocks.pair_col)
         vofs = np.asarray(blocks.pair_vofs[:-1] if len(blocks.pair_vofs) > len(row) else blocks.pair_vofs)
-        if self.nblocks == self.nlev0 and len(row) == self.nlev0 and np.array_equal(row, col) \
-                and np.array_equal(row, np.arange(self.nlev0)):
-            self._one_term(blocks, vofs)  # the common small model: nothing but diagonal blocks
-            return
         is_diag0 = (row == col) & (col < self.nlev0)
         is_cross = (row >= self.nlev0) & (col < self.nlev0)
         is_rest = col >= self.nlev0
@@ -104,18 +103,33 @@ cdef class BlockedKernel:
         self.logdet = np.nan
         self.Sinv = None
 
-    def _one_term(self, blocks, vofs):
-        """Set-up for a single term: no cross or dense part, u in the design's own order."""
+    def _one_term(self, blocks, tp):
+        """Set-up for a single term: one diagonal block per level, no cross or dense part, u
+        in the design's own order (few numpy calls: this runs on every small fit)."""
+        cdef Py_ssize_t G = len(blocks.blk_term), p = tp[0], i
+        cdef const int[::1] row = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
+        cdef const int[::1] col = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
+        if row.shape[0] != G or col.shape[0] != G:
+            raise ValueError("a single term needs exactly one diagonal block per level")
+        for i in range(G):
+            if row[i] != i or col[i] != i:
+                raise ValueError("a single term needs exactly one diagonal block per level")
+        self._layout(blocks.q, blocks.WtW.shape[0], p * p)
+        self.term_p, self.p0, self.nblocks, self.nlev0 = tp, p, G, G
+        self.blk_term = np.zeros(G, dtype=np.int32)
+        self.tofs = np.zeros(1, dtype=np.int32)
+        self.nlev = np.full(1, G, dtype=np.int32)
+        self.q1, self.q2 = self.q, 0
         i4, i8 = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-        self.diag_vofs = vofs.astype(np.int64)
+        self.diag_vofs = np.asarray(blocks.pair_vofs[:G], dtype=np.int64).copy()
         self.blk_start = np.asarray(blocks.blk_start, dtype=np.int32).copy()
         self.perm_rows = np.arange(self.q, dtype=np.int64)
         self.cross_vofs, self.cross_lofs, self.rest_vofs = i8, np.zeros(1, dtype=np.int64), i8
         self.cross_row, self.cross_pos, self.rest_row, self.rest_col = i4, i4, i4, i4
-        self.cross_colptr = np.zeros(self.nlev0 + 1, dtype=np.int32)
-        self.scalar = self.p0 == 1
+        self.cross_colptr = np.zeros(G + 1, dtype=np.int32)
+        self.scalar = p == 1
         self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
-        self.Ldiag = np.zeros(self.nlev0 * self.p0 * self.p0)
+        self.Ldiag = np.zeros(G * p * p)
         self.L21 = np.zeros(1)
         self.S = np.zeros((1, 1), order="F")
         self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
@@ -123,7 +137,7 @@ cdef class BlockedKernel:
         self.Mbuf = np.empty((self.ncol, self.ncol))
         self.C = np.zeros((self.q, self.ncol), order="F")
         self.Cm = self.Xm = self.C
-        self.work = np.zeros(3 * self.p0 * self.p0 + 2 * self.p0)
+        self.work = np.zeros(3 * p * p + 2 * p)
         self.gbuf = np.zeros(1)
         self.logdet = np.nan
         self.Sinv = None

@@ -58,10 +58,28 @@ def _single_factor(data: pd.DataFrame, col: str) -> tuple[np.ndarray, list[str]]
         remap[used] = np.arange(len(used))
         return remap[raw], level_labels(cats[used])
     values = s.to_numpy()
+    if values.dtype.kind in "iu" and len(values):
+        coded = _integer_codes(values)
+        if coded is not None:
+            return coded
     if values.dtype.kind not in "biuf":
         values = values.astype(str)
     codes, uniq = pd.factorize(values, sort=True)  # sorted levels, as R's factor()
     return codes.astype(np.int32), level_labels(uniq)
+
+
+def _integer_codes(values: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    """Sorted-level codes of integer ids spanning a range not much wider than their number
+    (subject numbers, 0..k-1): a table over the range instead of hashing and sorting
+    (pd.factorize's ~20 µs on a small model); None for sparse ids."""
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > 4 * len(values) + 1024:
+        return None
+    offset = np.subtract(values, lo, dtype=np.int64)  # (int8 ids: no wrap-around)
+    present = np.zeros(hi - lo + 1, dtype=np.int32)
+    present[offset] = 1
+    rank = np.cumsum(present, dtype=np.int32) - 1
+    return rank[offset], level_labels(np.flatnonzero(present) + lo)
 
 
 def level_labels(values) -> list[str]:

@@ -81,6 +81,10 @@ def keep_full_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.nda
     if X.shape[1] == 0:
         return np.arange(0)
     scale = np.sqrt(np.einsum("ij,ij->j", X, X))
+    if X.shape[0] <= RANK_CHUNK and X.shape[0] >= X.shape[1] and scale.all():
+        # the common small case in one QR: no column selection, R's diagonal read in place
+        d = np.abs(dgeqrf(X / scale)[0].diagonal())
+        return np.flatnonzero(d > tol)
     nz = scale > 0
     cols = np.flatnonzero(nz)
     d = np.abs(np.diag(_stacked_r(X, cols, scale[nz]))) if len(cols) else np.zeros(0)
