@@ -168,3 +168,37 @@ def gather_codes(rank_t[::1] out, const rank_t[::1] table, const code_t[::1] cod
     with nogil:
         for i in range(n):
             out[i] = table[codes[i]]
+
+
+def dense_codes(const code_t[::1] values, i64 max_span):
+    """(codes int32, levels int64) of integer ids in sorted level order, by a table over their
+    range (two passes, no hashing or sorting: subject numbers, 0..k-1), or None when the ids
+    span more than ``max_span`` values or there are none."""
+    cdef Py_ssize_t i, n = values.shape[0]
+    cdef i64 lo, hi, j, k = 0
+    if n == 0:
+        return None
+    lo = hi = values[0]
+    for i in range(1, n):
+        if values[i] < lo:
+            lo = values[i]
+        elif values[i] > hi:
+            hi = values[i]
+    if <unsigned long long> hi - <unsigned long long> lo > <unsigned long long> max_span:
+        return None  # (unsigned: no overflow for ids at both ends of int64)
+    table_a = np.zeros(hi - lo + 1, dtype=np.int32)
+    levels_a = np.empty(hi - lo + 1, dtype=np.int64)
+    codes_a = np.empty(n, dtype=np.int32)
+    cdef int[::1] table = table_a, codes = codes_a
+    cdef i64[::1] levels = levels_a
+    with nogil:
+        for i in range(n):
+            table[values[i] - lo] = 1
+        for j in range(hi - lo + 1):
+            if table[j]:
+                table[j] = <int> k
+                levels[k] = lo + j
+                k += 1
+        for i in range(n):
+            codes[i] = table[values[i] - lo]
+    return codes_a, levels_a[:k]

@@ -134,6 +134,8 @@ def _f64(X: np.ndarray) -> np.ndarray:
 
 def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = None) -> BlockStructure:
     """Form Z'Z (as block pairs), Z'W and W'W once; W's rows must already be weighted."""
+    if len(terms) == 1:
+        return _one_term_blocks(terms[0], W, sqrtw)
     n = W.shape[0]
     nterms = len(terms)
     term_p = np.array([t.p for t in terms], dtype=np.int32)
@@ -147,8 +149,6 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
         else np.zeros(0, np.int32)
     )
     Xw = [t.X if sqrtw is None else t.X * sqrtw[:, None] for t in terms]
-    if nterms == 1:
-        return _one_term_blocks(terms[0], Xw[0], W, sqrtw, term_p, blk_term, blk_start)
     codes = [as_codes(t.factor.codes) for t in terms]  # each term's level of every row
 
     # block pairs (bi >= bj): term k >= term m, so blocks of k come later in u
@@ -207,22 +207,20 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     )
 
 
-def _one_term_blocks(
-    t: RandomTerm, Xw: np.ndarray, W: np.ndarray, sqrtw, term_p, blk_term, blk_start
-) -> BlockStructure:
+def _one_term_blocks(t: RandomTerm, W: np.ndarray, sqrtw) -> BlockStructure:
     """``build_blocks`` for a single term: one diagonal block per level (every level has rows),
     Σ over its rows of x x', in one pass over the rows."""
     G, p, codes = t.nlevels, t.p, as_codes(t.factor.codes)
     V = np.zeros(G * p * p)
     vofs = np.arange(G + 1, dtype=np.int64) * (p * p)
-    Xw = _f64(Xw)
+    Xw = _f64(t.X if sqrtw is None else t.X * sqrtw[:, None])
     add_pair_products(V, vofs, codes, Xw, Xw)
     levels = np.arange(G, dtype=np.int32)
     return BlockStructure(
-        q=t.q,
-        term_p=term_p,
-        blk_term=blk_term,
-        blk_start=blk_start,
+        q=G * p,
+        term_p=np.full(1, p, dtype=np.int32),
+        blk_term=np.zeros(G, dtype=np.int32),
+        blk_start=(t.offset + levels * p).astype(np.int32),
         pair_row=levels,
         pair_col=levels,
         pair_vofs=vofs,
