@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmfast._ext._pairs import add_pair_products, pair_codes
+from mmfast._ext._pairs import add_pair_products, dense_codes, pair_codes
 from mmfast.design.blocks import build_blocks, build_Z, zt_times
 from mmfast.design.remat import build_terms, grouping_factor, level_label, level_labels
 from mmfast.formula import parse_formula
@@ -43,6 +43,7 @@ def data():
         "y ~ 1 + (1 | site) + (1 | subj)",  # nested scalar terms: the tree kernel's case
         "y ~ 1 + (1 + x | subj) + (1 | item)",  # crossed, a 2 x 2 block
         "y ~ 1 + (0 + cond | item) + (1 | site:subj)",  # indicator columns, an interaction factor
+        "y ~ 1 + (1 + x | subj)",  # one term: its own path, W read in column-major order
     ],
 )
 @pytest.mark.parametrize("weighted", [False, True])
@@ -117,6 +118,44 @@ def test_rank_check_by_row_blocks_matches_one_qr(monkeypatch):
     assert abs(R_near[3, 3]) < 1e-11 and np.all(np.abs(np.diag(R_near))[[0, 1, 2, 4]] > 0.9)
     keep = frame_mod.keep_full_rank(X, [f"c{j}" for j in range(X.shape[1])])
     np.testing.assert_array_equal(keep, [0, 1, 2, 5])  # the near-dependent and the zero column dropped
+
+
+def test_rank_check_of_a_small_matrix_matches_the_row_block_path(monkeypatch):
+    rng = np.random.default_rng(8)
+    n = 300
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    g = np.eye(4)[rng.integers(0, 4, n)]
+    cases = [
+        np.column_stack([np.ones(n), x1, x2]),
+        np.column_stack([np.ones(n), x1, 3 * x1 - 2]),  # exactly dependent
+        np.column_stack([np.ones(n), g, x1]),  # the intercept is the sum of the indicators
+        np.column_stack([np.ones(n), x1, x1 + 1e-10 * x2, x2]),  # dependent within the tolerance
+    ]
+    small = [frame_mod.keep_full_rank(X, [""] * X.shape[1]) for X in cases]  # one QR
+    monkeypatch.setattr(frame_mod, "RANK_CHUNK", 64)  # the same matrices by blocks of rows
+    blocked = [frame_mod.keep_full_rank(X, [""] * X.shape[1]) for X in cases]
+    for a, b in zip(small, blocked):
+        np.testing.assert_array_equal(a, b)
+    assert [list(k) for k in small] == [[0, 1, 2], [0, 1], [0, 1, 2, 3, 5], [0, 1, 3]]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32])
+def test_integer_ids_coded_as_sorted_levels(dtype):
+    rng = np.random.default_rng(2)
+    info = np.iinfo(dtype)
+    lo = max(int(info.min), -100)
+    for ids in [
+        rng.integers(lo, min(int(info.max), 100) + 1, 500).astype(dtype),
+        np.array([info.max, info.min, 0], dtype=dtype),
+    ]:
+        codes_ref, uniq = pd.factorize(ids, sort=True)
+        f = grouping_factor(pd.DataFrame({"g": ids}), "g")
+        np.testing.assert_array_equal(f.codes, codes_ref)
+        assert f.codes.dtype == np.int32 and f.levels == [str(v) for v in uniq]
+    # ids spread far beyond their number are left to hashing; extremes do not overflow
+    assert dense_codes(np.array([0, 10**9], dtype=np.int64), 1000) is None
+    assert dense_codes(np.array([-(2**63), 2**63 - 1], dtype=np.int64), 1000) is None
+    assert dense_codes(np.zeros(0, dtype=np.int64), 10) is None
 
 
 def test_rank_check_with_fewer_rows_than_columns():
