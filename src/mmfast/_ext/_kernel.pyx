@@ -37,6 +37,34 @@ def factorization_counts():
     return int(_analyses), int(_factorizations)
 
 
+def profile_of_m(M):
+    """From M = [[M_XX, M_Xy], [M_yX, M_yy]] (what a kernel's ``update`` gives), by the small
+    Cholesky every criterion evaluation uses (``profile_cross``, so that the fitted state and
+    the optimiser's criterion agree to the bit): (log|R_X|², r², R_X, c_β) with R_X' its
+    leading block and [c_β', r] its last row; None where M is not positive definite."""
+    cdef double[:, ::1] L = np.array(M, dtype=np.float64, order="C")
+    cdef Py_ssize_t m = L.shape[0], p = m - 1, i, j
+    cdef double out[2]
+    cdef int rc
+    if L.shape[1] != m:
+        check_length("M (columns)", L.shape[1], m)
+    if m == 0:
+        return None
+    with nogil:
+        rc = profile_cross(&L[0, 0], m, out)
+    if rc != 0:
+        return None
+    R_a = np.zeros((p, p))
+    cb_a = np.empty(p)
+    cdef double[:, ::1] R = R_a
+    cdef double[::1] cb = cb_a
+    for i in range(p):
+        for j in range(i + 1):
+            R[j, i] = L[i, j]
+        cb[i] = L[p, i]
+    return out[0], out[1], R_a, cb_a
+
+
 cdef class Kernel:
     """Base of the PLS kernels: the held templates and the methods written over ``solve``."""
 

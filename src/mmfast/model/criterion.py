@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from .._ext._kernel import profile_of_m  # (log|R_X|², r², R_X, c_β) of a kernel's M: the kernels' Cholesky
+
 LOG2PI = math.log(2.0 * math.pi)
 
 
@@ -38,22 +40,6 @@ def profiled_deviance(ldL2, ldRX2, log_r2, n: int, p: int, reml: bool, logw=0.0)
     if reml:
         return ldL2 + ldRX2 + nu * (1.0 + LOG2PI + log_r2 - math.log(nu)) - logw
     return ldL2 + nu * (1.0 + LOG2PI + log_r2 - math.log(nu)) - logw
-
-
-def profile_of_m(M: np.ndarray):
-    """From M = [[M_XX, M_Xy], [M_yX, M_yy]] (what a kernel's ``update`` gives), by one
-    Cholesky: (log|R_X|², r², R_X, c_β) with its leading block R_X', its last row [c_β', r];
-    None where M is not positive definite (θ outside the model's domain, numerically)."""
-    try:
-        L = np.linalg.cholesky(M)
-    except np.linalg.LinAlgError:
-        return None
-    p = M.shape[0] - 1
-    d = np.diag(L)
-    r2 = float(d[p] * d[p])
-    if not r2 > 0:
-        return None
-    return 2.0 * float(np.sum(np.log(d[:p]))), r2, L[:p, :p].T, L[p, :p]
 
 
 def deviance_at_sigma(ldL2, ldRX2, r2, sigma2, n: int, p: int, reml: bool, logw=0.0):
