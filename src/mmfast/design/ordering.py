@@ -11,17 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-__all__ = ["expand", "locality_order"]
+__all__ = ["locality_order"]
 
 LOCALITY_MIN_BLOCKS = 64  # fewer blocks after the first term: their given order (RCM cost ~0.5 ms)
-
-
-def expand(starts, sizes):
-    """Indices start_b, ..., start_b + size_b - 1 of every block b, concatenated."""
-    starts = np.asarray(starts, dtype=np.int64)
-    sizes = np.asarray(sizes, dtype=np.int64)
-    offs = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return np.repeat(starts, sizes) + offs
 
 
 def locality_order(blk_start, blk_term, term_p, pair_row, pair_col, nlev0):

@@ -85,9 +85,8 @@ def _scan(s: pd.Series):
             return None, None
         nan = np.isnan(a)
         return (nan if nan.any() else None), (~fin & ~nan)
-    if not s.hasnans:  # strings, nullable integers, dates, ...
-        return None, None
-    return s.isna().to_numpy(), None
+    miss = np.asarray(s.array.isna())  # strings, nullable integers, dates, ...: the array's
+    return (miss if miss.any() else None), None  # own mask (Series.hasnans costs ~20 µs)
 
 
 def complete_rows(view: Columns) -> np.ndarray | None:
