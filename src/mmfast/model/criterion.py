@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .._ext._kernel import profile_of_m  # (log|R_X|², r², R_X, c_β) of a kernel's M: the kernels' Cholesky
+from .._ext._kernel import profile_of_m as profile_of_m  # a kernel's M -> (log|R_X|², r², R_X, c_β)
 
 LOG2PI = math.log(2.0 * math.pi)
 
