@@ -9,6 +9,7 @@ kernel is chosen; MixedModels.jl's layout).  Same interface (``_kernel.Kernel``)
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport INFINITY, log, sqrt
+from libc.stdlib cimport qsort
 from libc.string cimport memset
 from scipy.linalg.cython_lapack cimport dpotrf
 from scipy.linalg.cython_blas cimport dtrsm
@@ -30,25 +31,25 @@ cdef inline double* _cross_block(BlockedKernel K, Py_ssize_t c, Py_ssize_t* pk, 
     return &K.L21[K.cross_lofs[c]]
 
 
-def _expand(starts, sizes):
-    """Indices start_b, ..., start_b + size_b - 1 of every block b, concatenated (int64): one
-    C loop (numpy's repeat/cumsum version cost ~20 µs a call on every small crossed fit)."""
-    cdef const i64[::1] st = np.ascontiguousarray(starts, dtype=np.int64)
-    cdef const i64[::1] sz = np.ascontiguousarray(sizes, dtype=np.int64)
-    cdef Py_ssize_t b, k, j = 0, total = 0
-    if st.shape[0] != sz.shape[0]:
-        raise ValueError("_expand: starts and sizes differ in length")
-    for b in range(sz.shape[0]):
-        if sz[b] < 0:
-            raise ValueError("_expand: a negative block size")
-        total += sz[b]
-    out_a = np.empty(total, dtype=np.int64)
-    cdef i64[::1] out = out_a
-    for b in range(st.shape[0]):
-        for k in range(sz[b]):
-            out[j] = st[b] + k
-            j += 1
-    return out_a
+cdef int _cmp_i64(const void* x, const void* y) noexcept nogil:
+    cdef i64 u = (<const i64*> x)[0], v = (<const i64*> y)[0]
+    return (u > v) - (u < v)
+
+
+cdef void _sort_i64(i64* a, Py_ssize_t m) noexcept nogil:
+    """Sort a[0:m] ascending: insertion sort for the few entries of one level, else qsort."""
+    cdef Py_ssize_t k, i
+    cdef i64 x
+    if m > 32:
+        qsort(a, m, sizeof(i64), _cmp_i64)
+        return
+    for k in range(1, m):
+        x = a[k]
+        i = k - 1
+        while i >= 0 and a[i] > x:
+            a[i + 1] = a[i]
+            i -= 1
+        a[i + 1] = x
 
 
 cdef class BlockedKernel:
@@ -59,52 +60,139 @@ cdef class BlockedKernel:
         if tp.shape[0] == 1:  # the common small model: nothing but diagonal blocks
             self._one_term(blocks, tp)
             return
-        self._layout(blocks.q, blocks.WtW.shape[0], int(np.sum(tp.astype(np.int64) ** 2)))
-        self.term_p = tp
-        self.tofs = np.concatenate([[0], np.cumsum(tp.astype(np.int64) ** 2)[:-1]]).astype(np.int32)
-        bt = np.asarray(blocks.blk_term, dtype=np.int32)
-        self.blk_term = bt
-        self.nblocks = len(bt)
-        self.p0 = tp[0]
-        self.nlev = np.bincount(bt, minlength=len(tp)).astype(np.int32)
-        self.nlev0 = int(np.sum(bt == 0))
-        self.q1 = self.nlev0 * self.p0
-        self.q2 = self.q - self.q1
-        row = np.asarray(blocks.pair_row)
-        col = np.asarray(blocks.pair_col)
-        vofs = np.asarray(blocks.pair_vofs[:-1] if len(blocks.pair_vofs) > len(row) else blocks.pair_vofs)
-        is_diag0 = (row == col) & (col < self.nlev0)
-        is_cross = (row >= self.nlev0) & (col < self.nlev0)
-        is_rest = col >= self.nlev0
-        if np.any(~(is_diag0 | is_cross | is_rest)):
-            raise ValueError("first-term blocks must not co-occur with each other")
-        d_idx = np.flatnonzero(is_diag0)
-        d_idx = d_idx[np.argsort(col[d_idx])]
-        if len(d_idx) != self.nlev0:
+        self._general(blocks, tp)
+
+    def _general(self, blocks, tp):
+        """Set-up for several terms: the pairs sorted into the first term's diagonal blocks, its
+        cross blocks (by first-term level, then by internal row) and the rest, in C loops
+        (the numpy version cost ~150 µs on a small crossed fit)."""
+        cdef const int[::1] tpv = tp
+        cdef Py_ssize_t nt = tpv.shape[0], k, b, c, r, j, m, s, npairs, ncross = 0, nrest = 0, ndiag = 0
+        cdef i64 tsize = 0, q1, lofs
+        tofs_a = np.empty(nt, dtype=np.int32)
+        cdef int[::1] tofs = tofs_a
+        for k in range(nt):
+            tofs[k] = <int> tsize
+            tsize += <i64> tpv[k] * tpv[k]
+        self._layout(blocks.q, blocks.WtW.shape[0], tsize)
+        self.term_p, self.tofs = tp, tofs_a
+        bt_a = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
+        cdef const int[::1] bt = bt_a
+        self.blk_term = bt_a
+        self.nblocks = bt.shape[0]
+        self.p0 = tpv[0]
+        nlev_a = np.zeros(nt, dtype=np.int32)
+        cdef int[::1] nlev = nlev_a
+        for b in range(self.nblocks):
+            if bt[b] < 0 or bt[b] >= nt:
+                raise ValueError("a block's term out of range")
+            nlev[bt[b]] += 1
+        self.nlev = nlev_a
+        self.nlev0 = nlev[0]
+        q1 = self.nlev0 * self.p0
+        self.q1, self.q2 = q1, self.q - q1
+        row_a = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
+        col_a = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
+        cdef const int[::1] row = row_a
+        cdef const int[::1] col = col_a
+        npairs = row.shape[0]
+        cdef const i64[::1] vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
+        if col.shape[0] != npairs or vofs.shape[0] < npairs:
+            raise ValueError("pair_row, pair_col and pair_vofs differ in length")
+        diag_a = np.full(self.nlev0, -1, dtype=np.int64)
+        cdef i64[::1] diag = diag_a
+        colptr_a = np.zeros(self.nlev0 + 1, dtype=np.int32)
+        cdef int[::1] colptr = colptr_a
+        for k in range(npairs):  # classify: diagonal of the first term, cross, rest
+            r, c = row[k], col[k]
+            if r < 0 or c < 0 or r >= self.nblocks or c >= self.nblocks:
+                raise ValueError("a pair's block out of range")
+            if c >= self.nlev0:
+                nrest += 1
+            elif r == c:
+                if diag[c] != -1:
+                    raise ValueError("every first-term level needs one diagonal block")
+                diag[c] = vofs[k]
+                ndiag += 1
+            elif r >= self.nlev0:
+                colptr[c + 1] += 1
+                ncross += 1
+            else:
+                raise ValueError("first-term blocks must not co-occur with each other")
+        if ndiag != self.nlev0:
             raise ValueError("every first-term level needs a diagonal block")
-        self.diag_vofs = vofs[d_idx].astype(np.int64)
-        istart = locality_order(np.asarray(blocks.blk_start), bt, tp, row, col, self.nlev0)
-        self.blk_start = istart
-        sizes_b = tp[bt].astype(np.int64)
-        self.perm_rows = np.empty(self.q, dtype=np.int64)
-        self.perm_rows[_expand(blocks.blk_start, sizes_b)] = _expand(istart, sizes_b)
-        c_idx = np.flatnonzero(is_cross)  # by first-term level, then by internal position
-        c_idx = c_idx[np.lexsort((istart[row[c_idx]], col[c_idx]))]
-        self.cross_vofs = vofs[c_idx].astype(np.int64)
-        self.cross_row = row[c_idx].astype(np.int32)
-        self.cross_colptr = np.concatenate(
-            [[0], np.cumsum(np.bincount(col[c_idx], minlength=self.nlev0))]).astype(np.int32)
-        self.scalar = bool(np.all(tp == 1))
-        sizes = tp[bt[row[c_idx]]].astype(np.int64) * self.p0
+        self.diag_vofs = diag_a
+        istart_a = locality_order(np.asarray(blocks.blk_start), bt_a, tp, row_a, col_a, self.nlev0)
+        cdef const int[::1] istart = istart_a
+        cdef const int[::1] bstart = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)
+        self.blk_start = istart_a
+        perm_a = np.empty(self.q, dtype=np.int64)
+        cdef i64[::1] perm = perm_a
+        for b in range(self.nblocks):
+            for k in range(tpv[bt[b]]):
+                perm[bstart[b] + k] = istart[b] + k
+        self.perm_rows = perm_a
+        for c in range(self.nlev0):
+            colptr[c + 1] += colptr[c]
+        # cross pairs by first-term level (counting sort), then by internal row (sort of
+        # istart·npairs + pair within each level: the keys are distinct)
+        keys_a = np.empty(max(ncross, 1), dtype=np.int64)
+        cdef i64[::1] keys = keys_a
+        fill_a = np.array(colptr_a[: self.nlev0], dtype=np.int64)
+        cdef i64[::1] fill = fill_a
+        for k in range(npairs):
+            r, c = row[k], col[k]
+            if c < self.nlev0 and r >= self.nlev0:
+                keys[fill[c]] = <i64> istart[r] * npairs + k
+                fill[c] += 1
+        for c in range(self.nlev0):
+            if colptr[c + 1] - colptr[c] > 1:
+                _sort_i64(&keys[colptr[c]], colptr[c + 1] - colptr[c])
+        cvofs_a = np.empty(ncross, dtype=np.int64)
+        crow_a = np.empty(ncross, dtype=np.int32)
+        clofs_a = np.empty(ncross + 1, dtype=np.int64)
+        cdef i64[::1] cvofs = cvofs_a, clofs = clofs_a
+        cdef int[::1] crow = crow_a
+        lofs, m = 0, 0
+        clofs[0] = 0
+        for j in range(ncross):
+            k = keys[j] % npairs
+            cvofs[j], crow[j] = vofs[k], row[k]
+            lofs += <i64> tpv[bt[row[k]]] * self.p0
+            clofs[j + 1] = lofs
+            m += tpv[bt[row[k]]]
         # L21 of one first-term level: its pairs' p_k x p0 blocks stacked, one row per column
         # of the other terms, each row at an S position (increasing within the level); with a
         # scalar first term each row is one entry and the Schur update runs entry by entry
-        self.cross_pos = _expand(istart[row[c_idx]] - self.q1, sizes // self.p0).astype(np.int32)
-        self.cross_lofs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        r_idx = np.flatnonzero(is_rest)
-        self.rest_vofs = vofs[r_idx].astype(np.int64)
-        self.rest_row = row[r_idx].astype(np.int32)
-        self.rest_col = col[r_idx].astype(np.int32)
+        cpos_a = np.empty(m, dtype=np.int32)
+        cdef int[::1] cpos = cpos_a
+        m = 0
+        for j in range(ncross):
+            r = crow[j]
+            for s in range(tpv[bt[r]]):
+                cpos[m] = <int> (istart[r] - q1 + s)
+                m += 1
+        self.cross_vofs, self.cross_row, self.cross_lofs, self.cross_pos = cvofs_a, crow_a, clofs_a, cpos_a
+        self.cross_colptr = colptr_a
+        self.scalar = True
+        for k in range(nt):
+            if tpv[k] != 1:
+                self.scalar = False
+        rvofs_a = np.empty(nrest, dtype=np.int64)
+        rrow_a = np.empty(nrest, dtype=np.int32)
+        rcol_a = np.empty(nrest, dtype=np.int32)
+        cdef i64[::1] rvofs = rvofs_a
+        cdef int[::1] rrow = rrow_a, rcol = rcol_a
+        j = 0
+        for k in range(npairs):
+            if col[k] >= self.nlev0:
+                rvofs[j], rrow[j], rcol[j] = vofs[k], row[k], col[k]
+                j += 1
+        self.rest_vofs, self.rest_row, self.rest_col = rvofs_a, rrow_a, rcol_a
+        self._buffers(blocks, tp)
+
+    def _buffers(self, blocks, tp):
+        """The kernel's value arrays and workspaces (after the index set-up)."""
         self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
         self.Ldiag = np.zeros(self.nlev0 * self.p0 * self.p0)
         self.L21 = np.zeros(max(int(self.cross_lofs[len(self.cross_lofs) - 1]), 1))
@@ -118,8 +206,10 @@ cdef class BlockedKernel:
         self.Cm = self.Xm = self.C
         pmax = int(tp.max())
         self.work = np.zeros(3 * pmax * pmax + 2 * pmax)
-        rows = np.diff(np.asarray(self.cross_lofs)[np.asarray(self.cross_colptr)]) // self.p0
-        rmax = int(rows.max(initial=0)) if self.p0 > 1 else 0
+        cdef Py_ssize_t c, rmax = 0
+        if self.p0 > 1:  # rows of one level's L21
+            for c in range(self.nlev0):
+                rmax = max(rmax, (self.cross_lofs[self.cross_colptr[c + 1]] - self.cross_lofs[self.cross_colptr[c]]) // self.p0)
         self.gbuf = np.zeros(max(rmax * rmax, 1))  # one level's L21 L21' (dsyrk) or S⁻¹ rows
         self.logdet = np.nan
         self.Sinv = None
