@@ -7,6 +7,7 @@ from ._types cimport i64
 
 cdef enum:
     PANEL_DOUBLES = 65536  # S entries per panel of the scalar update (512 KB: in L2)
+    SMALL_LEVEL_WORK = 1024  # rows² · p0 of a level below which its update skips BLAS
 
 
 cdef inline int schur_scalar(double* S, Py_ssize_t q2, const double* L21, const int* pos,
@@ -41,11 +42,13 @@ cdef inline int schur_scalar(double* S, Py_ssize_t q2, const double* L21, const 
 cdef inline void schur_levels(double* S, Py_ssize_t q2, double* L21, const int* cross_pos,
                               const i64* lofs, const int* colptr, Py_ssize_t nlev0, Py_ssize_t p0,
                               double* gbuf) noexcept nogil:
-    """First term of width p0 > 1: S -= X'X per level, X the level's stacked L21' (dsyrk), in
-    place where its rows are contiguous in S, else through ``gbuf`` entry by entry."""
-    cdef Py_ssize_t j, a, b, r0
+    """First term of width p0 > 1: S -= X'X per level, X the level's stacked L21'.  A level
+    with few rows (nested designs: one or two) by direct dot products, as a BLAS call per level
+    costs more than its arithmetic there; else one dsyrk, in place where its rows are contiguous
+    in S, else through ``gbuf`` entry by entry."""
+    cdef Py_ssize_t j, a, b, r0, i
     cdef int nr, kp = <int> p0, n2 = <int> q2
-    cdef double one = 1.0, mone = -1.0, zero = 0.0
+    cdef double one = 1.0, mone = -1.0, zero = 0.0, acc
     cdef char lo = b'L', tr = b'T'
     cdef double* Lp
     cdef const int* pos
@@ -57,6 +60,15 @@ cdef inline void schur_levels(double* S, Py_ssize_t q2, double* L21, const int* 
             continue
         Lp = L21 + r0 * p0
         pos = cross_pos + r0
+        if nr * nr * p0 <= SMALL_LEVEL_WORK:  # rows sorted by S position: lower triangle
+            for b in range(nr):
+                col = S + pos[b] * q2
+                for a in range(b, nr):
+                    acc = 0.0
+                    for i in range(p0):
+                        acc = acc + Lp[a * p0 + i] * Lp[b * p0 + i]
+                    col[pos[a]] -= acc
+            continue
         if pos[nr - 1] - pos[0] == nr - 1:  # rows contiguous in S: update it in place
             dsyrk(&lo, &tr, &nr, &kp, &mone, Lp, &kp, &one, S + pos[0] + pos[0] * q2, &n2)
             continue
