@@ -9,13 +9,13 @@ kernel is chosen; MixedModels.jl's layout).  Same interface (``_kernel.Kernel``)
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport INFINITY, log, sqrt
-from libc.stdlib cimport qsort
 from libc.string cimport memset
 from scipy.linalg.cython_lapack cimport dpotrf
 from scipy.linalg.cython_blas cimport dtrsm
 from ._dense cimport lambda_t, small_chol, tkv_tm
 from ._schur cimport schur_levels, schur_scalar
 from ._types cimport i64
+from ._codes cimport sort_i64
 from ._kernel cimport count_factorization
 
 from ..design.ordering import locality_order
@@ -29,27 +29,6 @@ cdef inline double* _cross_block(BlockedKernel K, Py_ssize_t c, Py_ssize_t* pk, 
     pk[0] = K.term_p[K.blk_term[K.cross_row[c]]]
     st[0] = K.blk_start[K.cross_row[c]]
     return &K.L21[K.cross_lofs[c]]
-
-
-cdef int _cmp_i64(const void* x, const void* y) noexcept nogil:
-    cdef i64 u = (<const i64*> x)[0], v = (<const i64*> y)[0]
-    return (u > v) - (u < v)
-
-
-cdef void _sort_i64(i64* a, Py_ssize_t m) noexcept nogil:
-    """Sort a[0:m] ascending: insertion sort for the few entries of one level, else qsort."""
-    cdef Py_ssize_t k, i
-    cdef i64 x
-    if m > 32:
-        qsort(a, m, sizeof(i64), _cmp_i64)
-        return
-    for k in range(1, m):
-        x = a[k]
-        i = k - 1
-        while i >= 0 and a[i] > x:
-            a[i + 1] = a[i]
-            i -= 1
-        a[i + 1] = x
 
 
 cdef class BlockedKernel:
@@ -147,7 +126,7 @@ cdef class BlockedKernel:
                 fill[c] += 1
         for c in range(self.nlev0):
             if colptr[c + 1] - colptr[c] > 1:
-                _sort_i64(&keys[colptr[c]], colptr[c + 1] - colptr[c])
+                sort_i64(&keys[colptr[c]], colptr[c + 1] - colptr[c])
         cvofs_a = np.empty(ncross, dtype=np.int64)
         crow_a = np.empty(ncross, dtype=np.int32)
         clofs_a = np.empty(ncross + 1, dtype=np.int64)

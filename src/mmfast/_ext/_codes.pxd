@@ -1,5 +1,8 @@
 # Level codes (int32, 0-based) as the kernels take them: their range in one C pass, instead of
-# numpy's np.min/np.max Python wrappers on every fit (issue 15's per-fit footprint).
+# numpy's np.min/np.max Python wrappers on every fit (issue 15's per-fit footprint); and the
+# sort of a few int64 keys per level that pair coding and the blocked kernel's set-up share.
+from libc.stdlib cimport qsort
+from ._types cimport i64
 
 
 cdef inline void code_range(const int[::1] codes, int* lo, int* hi) noexcept nogil:
@@ -16,3 +19,24 @@ cdef inline void code_range(const int[::1] codes, int* lo, int* hi) noexcept nog
             lo[0] = c
         elif c > hi[0]:
             hi[0] = c
+
+
+cdef inline int _cmp_i64(const void* x, const void* y) noexcept nogil:
+    cdef i64 u = (<const i64*> x)[0], v = (<const i64*> y)[0]
+    return (u > v) - (u < v)
+
+
+cdef inline void sort_i64(i64* a, Py_ssize_t m) noexcept nogil:
+    """Sort a[0:m] ascending: insertion sort for the few keys of one level, else qsort."""
+    cdef Py_ssize_t k, i
+    cdef i64 x
+    if m > 32:
+        qsort(a, m, sizeof(i64), _cmp_i64)
+        return
+    for k in range(1, m):
+        x = a[k]
+        i = k - 1
+        while i >= 0 and a[i] > x:
+            a[i + 1] = a[i]
+            i -= 1
+        a[i + 1] = x

@@ -8,16 +8,11 @@ per a)), no hashing.
 """
 import numpy as np
 cimport numpy as cnp
-from libc.stdlib cimport qsort
 from ._types cimport i64
+from ._codes cimport sort_i64
 from ._checks import check_length
 
 cnp.import_array()
-
-
-cdef int _cmp(const void* x, const void* y) noexcept nogil:
-    cdef i64 u = (<const i64*> x)[0], v = (<const i64*> y)[0]
-    return (u > v) - (u < v)
 
 
 ctypedef fused code_t:
@@ -87,15 +82,7 @@ def _pair_codes(const code_t[::1] a, const code_t[::1] b, Py_ssize_t na, Py_ssiz
                     mark[x] = j
                     seen[m] = x
                     m += 1
-            if m > 32:
-                qsort(&seen[0], m, sizeof(i64), _cmp)
-            for k in range(1, m if m <= 32 else 0):  # insertion sort: few per a
-                x = seen[k]
-                i = k - 1
-                while i >= 0 and seen[i] > x:
-                    seen[i + 1] = seen[i]
-                    i -= 1
-                seen[i + 1] = x
+            sort_i64(&seen[0], m)  # the distinct b of this a, ascending
             for k in range(m):
                 slot[seen[k]] = npairs + k
                 keys[npairs + k] = j * nb + seen[k]
