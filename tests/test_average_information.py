@@ -16,7 +16,8 @@ import pytest
 import scipy.sparse as sp
 
 import mmfast
-from mmfast._ext._blocked import BlockedKernel, gram_times
+from mmfast._ext._blocked import BlockedKernel
+from mmfast._ext._pairs import gram_times
 from mmfast._ext._nested import NestedKernel
 from mmfast.model.average_information import profiled_ai
 from reference_cases import case_data, case_fit_kwargs, load_reference

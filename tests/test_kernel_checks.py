@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import mmfast
-from mmfast._ext._blocked import BlockedKernel, gram_times
+from mmfast._ext._blocked import BlockedKernel
+from mmfast._ext._pairs import gram_times
 from mmfast._ext._cholmod import SparseCholesky
 from mmfast._ext._crossprods import Crossprods
 from mmfast._ext._glm import GlmResponse

@@ -477,35 +477,3 @@ cdef class BlockedKernel:
         if overwrite and self.q2 > 0:
             self.held = False  # S's factor becomes S⁻¹
         return trace_gradient(self, T, overwrite, general)
-
-
-def gram_times(blocks, B):
-    """Z'Z B for a dense B (q x m), from the stored sub-blocks (no n-row work)."""
-    B = np.asarray(B, dtype=np.float64)
-    check_length("B", B.shape[0] if B.ndim else -1, blocks.q)
-    cdef double[:, ::1] Bv = np.ascontiguousarray(B).reshape(blocks.q, -1)
-    out = np.zeros((blocks.q, Bv.shape[1]))
-    cdef double[:, ::1] O = out
-    cdef int[::1] prow = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
-    cdef int[::1] pcol = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
-    cdef i64[::1] vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
-    cdef double[::1] V = np.ascontiguousarray(blocks.V, dtype=np.float64)
-    cdef int[::1] bt = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
-    cdef int[::1] bs = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)
-    cdef int[::1] tp = np.ascontiguousarray(blocks.term_p, dtype=np.int32)
-    cdef Py_ssize_t pr, x, y, px, py, s, t, m, nm = Bv.shape[1]
-    cdef const double* Vp
-    with nogil:
-        for pr in range(prow.shape[0]):
-            x = prow[pr]
-            y = pcol[pr]
-            px = tp[bt[x]]
-            py = tp[bt[y]]
-            Vp = &V[vofs[pr]]
-            for s in range(px):
-                for t in range(py):
-                    for m in range(nm):
-                        O[bs[x] + s, m] += Vp[s * py + t] * Bv[bs[y] + t, m]
-                        if x != y:
-                            O[bs[y] + t, m] += Vp[s * py + t] * Bv[bs[x] + s, m]
-    return out

@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Integer codes of (a, b) pairs, numbered in sorted (a, b) order: the block pairs of the
-design (design/blocks.py) and interactions of grouping factors (design/remat.py).
+design (design/blocks.py) and interactions of grouping factors (design/remat.py); and the
+products over those block pairs (Z'Z's sub-block sums, Z'Z B).
 
 A counting sort of the rows by a, then within each a the distinct b's, found with a marker
 array and sorted (insertion sort when there are few, qsort otherwise): O(n + pairs log(pairs
@@ -189,3 +190,35 @@ def dense_codes(const code_t[::1] values, i64 max_span):
         for i in range(n):
             codes[i] = table[values[i] - lo]
     return codes_a, levels_a[:k]
+
+
+def gram_times(blocks, B):
+    """Z'Z B for a dense B (q x m), from the stored sub-blocks (no n-row work)."""
+    B = np.asarray(B, dtype=np.float64)
+    check_length("B", B.shape[0] if B.ndim else -1, blocks.q)
+    cdef double[:, ::1] Bv = np.ascontiguousarray(B).reshape(blocks.q, -1)
+    out = np.zeros((blocks.q, Bv.shape[1]))
+    cdef double[:, ::1] O = out
+    cdef int[::1] prow = np.ascontiguousarray(blocks.pair_row, dtype=np.int32)
+    cdef int[::1] pcol = np.ascontiguousarray(blocks.pair_col, dtype=np.int32)
+    cdef i64[::1] vofs = np.ascontiguousarray(blocks.pair_vofs, dtype=np.int64)
+    cdef double[::1] V = np.ascontiguousarray(blocks.V, dtype=np.float64)
+    cdef int[::1] bt = np.ascontiguousarray(blocks.blk_term, dtype=np.int32)
+    cdef int[::1] bs = np.ascontiguousarray(blocks.blk_start, dtype=np.int32)
+    cdef int[::1] tp = np.ascontiguousarray(blocks.term_p, dtype=np.int32)
+    cdef Py_ssize_t pr, x, y, px, py, s, t, m, nm = Bv.shape[1]
+    cdef const double* Vp
+    with nogil:
+        for pr in range(prow.shape[0]):
+            x = prow[pr]
+            y = pcol[pr]
+            px = tp[bt[x]]
+            py = tp[bt[y]]
+            Vp = &V[vofs[pr]]
+            for s in range(px):
+                for t in range(py):
+                    for m in range(nm):
+                        O[bs[x] + s, m] += Vp[s * py + t] * Bv[bs[y] + t, m]
+                        if x != y:
+                            O[bs[y] + t, m] += Vp[s * py + t] * Bv[bs[x] + s, m]
+    return out

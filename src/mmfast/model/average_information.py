@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from .._ext._blocked import gram_times
+from .._ext._pairs import gram_times
 
 __all__ = ["working_coefficients", "profiled_ai"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import cho_solve
 
-from .._ext._blocked import gram_times
+from .._ext._pairs import gram_times
 from .average_information import profiled_ai
 from .criterion import profiled_deviance
 
