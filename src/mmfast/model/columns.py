@@ -58,6 +58,13 @@ class Columns:
             self._series[name] = s
         return s
 
+    def values(self, name) -> np.ndarray:
+        """Column ``name`` as a numpy array: an extra array as it is (no Series built for it),
+        a data column by ``to_numpy``."""
+        if name in self._extra:
+            return self._extra[name]
+        return self[name].to_numpy()
+
     def frame(self) -> pd.DataFrame:
         """The columns as a DataFrame with index 0..n-1 (built once, on first use), from the
         Series fetched when the model was set up: pandas' copy-on-write keeps them as they were
@@ -70,16 +77,19 @@ class Columns:
         return self._frame
 
 
-def _scan(s: pd.Series):
-    """(missing mask or None, infinite mask or None) of one column, by its dtype."""
+def _scan(s: pd.Series | np.ndarray):
+    """(missing mask or None, infinite mask or None) of one column (a Series, or an extra
+    column's array), by its dtype."""
     dt = s.dtype
+    if isinstance(s, np.ndarray):  # an extra column (weights, offset): numbers
+        s = pd.Series(s) if dt.kind not in "iubfc" else s
     if isinstance(dt, pd.CategoricalDtype):
         miss = s.array.codes < 0
         return (miss if miss.any() else None), None
     if isinstance(dt, np.dtype) and dt.kind in "iub":
         return None, None
     if isinstance(dt, np.dtype) and dt.kind in "fc":
-        a = s.to_numpy()
+        a = s if isinstance(s, np.ndarray) else s.to_numpy()
         fin = np.isfinite(a)
         if fin.all():
             return None, None
@@ -96,7 +106,7 @@ def complete_rows(view: Columns) -> np.ndarray | None:
     """
     complete, infinite = None, []
     for name in view.columns:
-        miss, inf = _scan(view[name])
+        miss, inf = _scan(view._extra[name] if name in view._extra else view[name])
         if miss is not None:
             complete = ~miss if complete is None else complete & ~miss
         if inf is not None:

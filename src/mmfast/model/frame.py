@@ -172,10 +172,10 @@ def model_frame(
     terms = build_terms(parsed.bars, frame, check_nobs_vs_nre, **(level_checks or {})) if parsed.bars else []
     w = extra.get("(weights)")
     if w is not None:
-        w = frame["(weights)"].to_numpy()
+        w = frame.values("(weights)")
         if np.any(w < 0) or not np.all(np.isfinite(w)):
             raise DataError("weights must be finite and non-negative")
-    off = frame["(offset)"].to_numpy() if "(offset)" in frame else None
+    off = frame.values("(offset)") if "(offset)" in frame else None
     for expr in parsed.offsets:
         o = evaluate(expr, frame)
         if not isinstance(o, np.ndarray) or o.ndim != 1 or o.dtype.kind not in "biuf":
