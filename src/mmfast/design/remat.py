@@ -61,7 +61,7 @@ def _single_factor(data: pd.DataFrame, col: str) -> tuple[np.ndarray, list[str]]
         remap[used] = np.arange(len(used))
         return remap[raw], level_labels(cats[used])
     values = s.to_numpy()
-    if values.dtype.kind in "iu" and (values.dtype.kind == "i" or values.dtype.itemsize < 8):
+    if values.dtype.kind == "i" or (values.dtype.kind == "u" and values.dtype.itemsize < 8):  # fit int64
         coded = _integer_codes(values)
         if coded is not None:
             return coded
