@@ -130,17 +130,21 @@ class FitStrategy:
                 X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
                 size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
                 size[~(size > 0)] = 1.0
-            far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
             r = t.param.rows
-            if far.any():  # (the common case, no column far from 1, skips the scale's arithmetic)
+            # (the common case, no column far from 1, skips the scale's arithmetic: on the
+            # few sizes as Python floats, every fit)
+            if any(not 1.0 / THETA_SCALE_RANGE <= v <= THETA_SCALE_RANGE for v in size.tolist()):
+                far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
                 d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
                 any_far = True
                 tscale.append(np.where(t.param.scaled, d[r], 1.0))  # a correlation φ has no units
             else:
                 d = None
-                tscale.append(np.ones(len(r)))
+                tscale.append(None)
             scales.append(d)
             tsize.append(size[r])
+        if any_far:
+            tscale = [np.ones(len(t.param.rows)) if s is None else s for s, t in zip(tscale, self.frame.terms)]
         return scales, np.concatenate(tscale) if any_far else None, np.concatenate(tsize)
 
     def _settle(self, res, start: str, x0) -> None:

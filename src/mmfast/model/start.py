@@ -92,6 +92,14 @@ def _independent_columns(X: np.ndarray):
     return keep, np.linalg.pinv(coef)
 
 
+def _cholesky(S: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of S by LAPACK directly (numpy's wrapper costs ~5 µs a call)."""
+    L, info = dpotrf(S, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("the moment covariance is not positive definite")
+    return L
+
+
 def _psd(S: np.ndarray, floor: float) -> np.ndarray:
     """S with its eigenvalues raised to at least ``floor``."""
     w, V = np.linalg.eigh(S)
@@ -204,5 +212,5 @@ def _moments(model) -> np.ndarray | None:
         if e is None:
             out.extend(t.param.start)
             continue
-        out.extend(t.param.from_template(np.linalg.cholesky(e / resid)))
+        out.extend(t.param.from_template(_cholesky(e / resid)))
     return np.array(out, dtype=float)
