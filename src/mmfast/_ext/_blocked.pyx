@@ -107,7 +107,11 @@ cdef class BlockedKernel:
         self.blk_start = istart_a
         perm_a = np.empty(self.q, dtype=np.int64)
         cdef i64[::1] perm = perm_a
+        if bstart.shape[0] != self.nblocks or istart.shape[0] != self.nblocks:
+            raise ValueError("blk_start needs one start per block")
         for b in range(self.nblocks):
+            if bstart[b] < 0 or bstart[b] + tpv[bt[b]] > self.q or istart[b] < 0 or istart[b] + tpv[bt[b]] > self.q:
+                raise ValueError("a block's rows out of range")
             for k in range(tpv[bt[b]]):
                 perm[bstart[b] + k] = istart[b] + k
         self.perm_rows = perm_a
