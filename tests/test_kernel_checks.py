@@ -12,12 +12,11 @@ import pytest
 
 import mmfast
 from mmfast._ext._blocked import BlockedKernel
-from mmfast._ext._pairs import gram_times
 from mmfast._ext._cholmod import SparseCholesky
 from mmfast._ext._crossprods import Crossprods
 from mmfast._ext._glm import GlmResponse
 from mmfast._ext._moments import level_regressions
-from mmfast._ext._pairs import pair_codes
+from mmfast._ext._pairs import gram_times, pair_codes
 from mmfast._ext._kernel_loop import KernelLoop
 from mmfast._ext._single_term import SingleTerm
 from mmfast._ext._pls import PLSKernel
@@ -32,6 +31,25 @@ def pen():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return mmfast.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", load("Penicillin"))
+
+
+def test_blocked_kernel_refuses_a_malformed_block_structure(pen):
+    """The set-up runs in C loops without bounds checks: a pair or block outside the structure
+    is a ValueError before anything is written."""
+    import dataclasses
+
+    b = pen.blocks
+    BlockedKernel(b)  # the structure as built
+    nb = len(b.blk_term)
+    for change, match in [
+        ({"pair_row": np.where(b.pair_row == b.pair_row.max(), nb, b.pair_row)}, "out of range"),
+        ({"blk_start": b.blk_start + b.q}, "out of range"),
+        ({"blk_start": b.blk_start[:-1]}, "one start per block"),
+        ({"pair_col": b.pair_col[:-1]}, "differ in length"),
+        ({"blk_term": np.full_like(b.blk_term, 5)}, "out of range"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            BlockedKernel(dataclasses.replace(b, **change))
 
 
 def bad(match):
