@@ -163,6 +163,21 @@ cdef class GlmResponse:
             self.working(&eta[0], &base[0], &w[0], &zt[0])
 
 
+    def saturate(self, sat=None):
+        """From now on -2 log p = deviance + sat (binomial/Poisson with integral counts); sat
+        by default -2 log p(y | mu = y), where the deviance residuals vanish (R's aic at mu = y).
+        Returns sat."""
+        cdef double s
+        if sat is None:
+            self.mu[:] = self.y
+            self.exact = 0
+            s = self.m2loglik(0.0)
+            self.mu[:] = 0.0
+        else:
+            s = sat
+        self.sat, self.exact = s, 1
+        return s
+
     def py_set_mu(self, mu):
         """Store mu (mu' is not needed by m2loglik) for ``Family.aic``."""
         cdef const double[::1] m = np.ascontiguousarray(mu, dtype=np.float64)

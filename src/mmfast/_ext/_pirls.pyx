@@ -326,14 +326,19 @@ cdef class PirlsLoop:
         return np.array(self.w, copy=True)
 
     def set_state(self, u, beta):
-        """Set u and beta (eta follows at the next evaluation)."""
-        if len(u) != self.nu:
-            check_length("u", len(u), self.nu)
-        if self.px and len(beta) != self.px:
-            check_length("beta", len(beta), self.px)
-        np.asarray(self.u)[:] = np.asarray(u, dtype=np.float64)
+        """Set u and beta (eta follows at the next evaluation); typed copies, as the Hessian
+        check calls it before each of its evaluations."""
+        cdef const double[::1] uv = np.ascontiguousarray(u, dtype=np.float64)
+        cdef const double[::1] bv
+        if uv.shape[0] != self.nu:
+            check_length("u", uv.shape[0], self.nu)
+        if self.nu:
+            memcpy(&self.u[0], &uv[0], self.nu * sizeof(double))
         if self.px:
-            np.asarray(self.beta)[:self.px] = np.asarray(beta, dtype=np.float64)
+            bv = np.ascontiguousarray(beta, dtype=np.float64)
+            if bv.shape[0] != self.px:
+                check_length("beta", bv.shape[0], self.px)
+            memcpy(&self.beta[0], &bv[0], self.px * sizeof(double))
         self.fresh = 0
 
     def reset(self, GlmResponse resp, eta0):

@@ -51,23 +51,20 @@ __all__ = [
 def make_response(family, y, pw, n) -> GlmResponse:
     """The Cython response; for binomial/Poisson with integral counts -2 log p = deviance + const."""
     a, b, c = family.loglik_terms(y, n, pw)
-    exact, sat = False, 0.0
-    if family.name == "poisson":
-        exact = True
-    elif family.name == "binomial":
-        m = family._m(n, pw)
-        exact = bool(
-            np.all(np.abs(m * y - np.rint(m * y)) < 1e-9 * np.maximum(1.0, m)) and np.all(np.abs(m - np.rint(m)) < 1e-9)
-        )
-    if exact and family.name == "binomial" and not np.any((y > 0) & (y < 1)):
-        sat = float(np.sum(c))  # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
-    elif exact:
-        sat = family.aic(y, n, y, pw, terms=(a, b, c))  # -2 log p at mu = y: zero deviance residuals
     if family.dispersion_name:  # -2 log p = deviance + saturated value at the dispersion (set there)
         return GlmResponse(
             family.code, family.link.code, y, pw, a, b, c, disp=family.disp_value, observed=int(family.observed)
         )
-    return GlmResponse(family.code, family.link.code, y, pw, a, b, c, sat, int(exact))
+    resp = GlmResponse(family.code, family.link.code, y, pw, a, b, c)
+    if family.name == "poisson":
+        resp.saturate()  # -2 log p at mu = y: zero deviance residuals
+    elif family.name == "binomial":
+        m = family._m(n, pw)
+        my = m * y
+        if np.all(np.abs(my - np.rint(my)) < 1e-9 * np.maximum(1.0, m)) and np.all(np.abs(m - np.rint(m)) < 1e-9):
+            # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
+            resp.saturate(None if np.any((y > 0) & (y < 1)) else float(np.sum(c)))
+    return resp
 
 
 def make_engine(frame, family, y, pw, n, eta0, layout: ThetaLayout | None = None):
