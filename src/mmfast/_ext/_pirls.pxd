@@ -50,3 +50,5 @@ cdef class PirlsLoop:
     cdef void _restore(self, int joint) noexcept nogil
     @cython.final
     cdef double _value(self, int rc, int joint) noexcept nogil
+    @cython.final
+    cdef double _laplace_at(self, const double* x) noexcept nogil
