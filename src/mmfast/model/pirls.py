@@ -51,20 +51,21 @@ __all__ = [
 
 def make_response(family, y, pw, n) -> GlmResponse:
     """The Cython response; for binomial/Poisson with integral counts -2 log p = deviance + const."""
-    a, b, c = family.loglik_terms(y, n, pw)
     if family.dispersion_name:  # -2 log p = deviance + saturated value at the dispersion (set there)
+        a, b, c = family.loglik_terms(y, n, pw)
         return GlmResponse(
             family.code, family.link.code, y, pw, a, b, c, disp=family.disp_value, observed=int(family.observed)
         )
+    exact = fractional = False
+    if family.name == "binomial":
+        a, b, c, exact, fractional = family.exact_terms(y, n, pw)
+    else:
+        a, b, c = family.loglik_terms(y, n, pw)
     resp = GlmResponse(family.code, family.link.code, y, pw, a, b, c)
     if family.name == "poisson":
         resp.saturate()  # -2 log p at mu = y: zero deviance residuals
-    elif family.name == "binomial":
-        m = family._m(n, pw)
-        my = m * y
-        if np.all(np.abs(my - np.rint(my)) < 1e-9 * np.maximum(1.0, m)) and np.all(np.abs(m - np.rint(m)) < 1e-9):
-            # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
-            resp.saturate(None if np.any((y > 0) & (y < 1)) else float(np.sum(c)))
+    elif exact:  # y log y = 0 at y in {0, 1}: -2 log p(y | mu = y) is Σ c
+        resp.saturate(None if fractional else float(np.sum(c)))
     return resp
 
 
