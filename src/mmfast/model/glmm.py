@@ -243,10 +243,9 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         V = None
         if check.get("pd") and len(check["free"]):
             Hinv = np.linalg.inv(check["hessian"])
-            free = check["free"]
-            sel = [k for k, i in enumerate(free) if i >= nth]
-            if len(sel) == p and p:
-                Vd = 2.0 * Hinv[np.ix_(sel, sel)]
+            s0 = int(np.searchsorted(check["free"], nth))  # free is sorted: β's are its tail
+            if len(check["free"]) - s0 == p and p:
+                Vd = 2.0 * Hinv[s0:, s0:]
                 V = self._Binv @ Vd @ self._Binv.T
                 V = 0.5 * (V + V.T)
                 if np.min(np.linalg.eigvalsh(V)) <= 0:

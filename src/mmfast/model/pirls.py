@@ -29,6 +29,8 @@ Both warm-start every evaluation from the previous u.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._ext._glm import GlmResponse
@@ -104,9 +106,12 @@ def _fd_steps(x, lower, ntheta: int, step: float):
     """Free coordinates (θ within 1e-4 of its bound is held, as is a whitened β given a
     finite bound: a diverging direction, see ``separation``) and their difference steps:
     relative to max(|θ|, 0.1) for θ, absolute for whitened β."""
-    free = np.array([not (np.isfinite(lower[i]) and x[i] - lower[i] < 1e-4) for i in range(len(x))])
-    idx = np.flatnonzero(free)
-    return idx, np.array([step * max(abs(x[i]), 0.1) if i < ntheta else step for i in idx])
+    idx, h = [], []
+    for i, (xi, lo) in enumerate(zip(np.asarray(x, dtype=float).tolist(), np.asarray(lower, dtype=float).tolist())):
+        if not (math.isfinite(lo) and xi - lo < 1e-4):
+            idx.append(i)
+            h.append(step * max(abs(xi), 0.1) if i < ntheta else step)
+    return np.array(idx, dtype=np.intp), np.array(h, dtype=float)
 
 
 def fd_hessian(eng, x, fx, lower, ntheta: int, step: float):
@@ -122,8 +127,8 @@ def fd_hessian(eng, x, fx, lower, ntheta: int, step: float):
     Returns (free coordinate indices, gradient, Hessian) over the free coordinates.
     """
     idx, h = _fd_steps(x, lower, ntheta, step)
-    for k, i in enumerate(idx):
-        if np.isfinite(lower[i]):
+    for k, i in enumerate(idx.tolist()):
+        if math.isfinite(lower[i]):
             h[k] = min(h[k], 0.5 * (x[i] - lower[i]))
     g, H = fd_hessian_core(eng, x, fx, idx, h)
     return idx, g, H
