@@ -339,3 +339,43 @@ def binomial_terms(y, m, wt):
             b[i] = coef * (mr - k)
             c[i] = -2.0 * coef * (gammaln(mr + 1.0) - gammaln(k + 1.0) - gammaln(mr - k + 1.0))
     return oa, ob, oc, bool(exact), bool(fractional)
+
+
+def mean_at_bounds(int fam, int link, eta, double edge):
+    """Rows whose mean linkinv(eta) is below ``edge`` (binomial: or above 1 - edge), as a
+    boolean array: ``separation.at_bounds`` in one pass (no mean array, no errstate)."""
+    if not 0 <= link <= CAUCHIT:
+        raise ValueError(f"unknown link code {link}")
+    cdef const double[::1] e = np.ascontiguousarray(eta, dtype=np.float64).reshape(-1)
+    cdef Py_ssize_t i, n = e.shape[0]
+    out = np.zeros(n, dtype=bool)
+    cdef cnp.npy_bool[::1] o = out
+    cdef double mu, hi = 1.0 - edge
+    cdef bint two = fam == BINOMIAL
+    with nogil:
+        for i in range(n):
+            mu = _linkinv(link, e[i])
+            o[i] = mu < edge or (two and mu > hi)
+    return out
+
+
+def binomial_start(y, w):
+    """R's ``binomial()$initialize`` for a proportion y with w trials, in one pass: (index of
+    the first y outside [0, 1] or -1, whether some w y is not within 1e-3 of an integer,
+    mustart = (w y + 1/2) / (w + 1))."""
+    ya, flat = _flat3(y, w, w)
+    cdef const double[::1] yv = flat[0], wv = flat[1]
+    cdef Py_ssize_t i, n = yv.shape[0], bad = -1
+    cdef bint nonint = False
+    cdef double m
+    out = np.empty(ya.shape)
+    cdef double[::1] o = out.reshape(-1)
+    with nogil:
+        for i in range(n):
+            if bad < 0 and (yv[i] < 0.0 or yv[i] > 1.0):
+                bad = i
+            m = wv[i] * yv[i]
+            if fabs(m - rint(m)) > 1e-3:
+                nonint = True
+            o[i] = (wv[i] * yv[i] + 0.5) / (wv[i] + 1.0)
+    return bad, bool(nonint), out

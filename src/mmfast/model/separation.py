@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._ext._glm import mean_at_bounds
 from ..errors import DataError
 
 __all__ = [
@@ -50,12 +51,7 @@ def at_bounds(family, eta: np.ndarray) -> np.ndarray:
     Poisson: 0); none for other families."""
     if family.name not in ("binomial", "poisson"):
         return np.zeros(len(eta), dtype=bool)
-    with np.errstate(all="ignore"):
-        mu = family.linkinv(eta)
-    edge = mu < EDGE
-    if family.name == "binomial":
-        edge |= mu > 1.0 - EDGE
-    return edge
+    return mean_at_bounds(family.code, family.link.code, eta, EDGE)
 
 
 def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray, names) -> Separation | None:
