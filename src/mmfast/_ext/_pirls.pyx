@@ -36,6 +36,14 @@ def pirls_constants() -> dict:
 cnp.import_array()
 
 
+cdef double[::1] carve(double[::1] buf, Py_ssize_t* pos, Py_ssize_t n):
+    """The next n values of ``buf`` from ``pos`` (advanced): a kernel's many small work vectors
+    from one allocation (a millisecond fit builds its kernel every time)."""
+    cdef double[::1] v = buf[pos[0]:pos[0] + n]
+    pos[0] += n
+    return v
+
+
 cdef class PirlsLoop:
     """PIRLS for a GLMM over a kernel (a subclass): Laplace, nAGQ = 0 and AGQ objectives.
 
@@ -58,18 +66,18 @@ cdef class PirlsLoop:
             check_length("off", self.off.shape[0], self.n)
         if len(eta0) != self.n:
             check_length("eta0", len(eta0), self.n)
-        cdef Py_ssize_t px = self.X.shape[1], pb = max(px, 1)
+        cdef Py_ssize_t px = self.X.shape[1], pb = max(px, 1), pos = 0
         self.px, self.nu, self.ntheta = px, nu, ntheta
-        self.u, self.uold, self.ugood = np.zeros(nu), np.zeros(nu), np.zeros(nu)
-        self.beta, self.bold, self.bgood = np.zeros(pb), np.zeros(pb), np.zeros(pb)
-        self.beta0 = np.zeros(pb)
+        cdef double[::1] buf = np.zeros(3 * nu + 4 * pb + nT + 2 * self.n)  # the zeroed vectors
+        self.u, self.uold, self.ugood = carve(buf, &pos, nu), carve(buf, &pos, nu), carve(buf, &pos, nu)
+        self.beta, self.bold, self.bgood = carve(buf, &pos, pb), carve(buf, &pos, pb), carve(buf, &pos, pb)
+        self.beta0 = carve(buf, &pos, pb)
+        self.T = carve(buf, &pos, nT)
+        self.w, self.zt = carve(buf, &pos, self.n), carve(buf, &pos, self.n)
         self.Binv = np.eye(pb)
         self.eta = np.array(eta0, dtype=np.float64, copy=True)
         self.eta_start = np.array(eta0, dtype=np.float64, copy=True)
         self.base = np.array(self.off, copy=True)
-        self.T = np.zeros(nT)
-        self.w = np.zeros(self.n)
-        self.zt = np.zeros(self.n)
         self.nagq = 1
         self.fresh = 1
         self.tol = PIRLS_TOL
