@@ -230,7 +230,7 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         scale = theta_scale(self.family, self.y, self.prior_weights)
         if not self.layout.linear:  # a structure: also a correlation matrix near singular
             return self.layout.singular(self.theta / np.where(self.layout.diagonal, scale, 1.0))
-        return bool(np.any(self.theta[diag] < 1e-4 * scale))
+        return bool((self.theta[diag] < 1e-4 * scale).any())
 
     def _finish(self, x, info, check, t0):
         eng = self.engine
@@ -248,7 +248,7 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
                 Vd = 2.0 * Hinv[s0:, s0:]
                 V = self._Binv @ Vd @ self._Binv.T
                 V = 0.5 * (V + V.T)
-                if np.min(np.linalg.eigvalsh(V)) <= 0:
+                if np.linalg.eigvalsh(V).min() <= 0:
                     V = None
         if V is None and p:
             info["notes"].append("vcov from R_X (finite-difference Hessian not usable)")

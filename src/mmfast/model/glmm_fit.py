@@ -216,7 +216,7 @@ def check_optimum(model, eng, x, fx, lower):
             x, fx = xn, fn
             check["newton"] = float(np.max(np.abs(step)))
     scgrad = np.linalg.solve(R.T, g)  # gradient in units of the curvature (as lme4 scales it)
-    maxg = float(np.max(np.minimum(np.abs(scgrad), np.abs(g)))) if len(g) else 0.0
+    maxg = float(np.minimum(np.abs(scgrad), np.abs(g)).max()) if len(g) else 0.0
     check["max_grad"] = maxg
     tol = model.control.grad_tol
     if maxg > tol:
