@@ -276,11 +276,9 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self.u = eng.u_
         self.b = self._lambda_times(self.u)
         self._eta = eng.eta_
-        self._mu = self.family.linkinv(self._eta)
-        self._devres = self.family.dev_resids(self.y, self._mu, self.prior_weights)
         self._ldL2, self._sqrL = eng.ldL2, eng.sqrL
-        self.__dict__.pop("_condvar", None)  # cached_property of the fit
-        self.__dict__.pop("vcov_rx", None)
+        for name in ("_condvar", "vcov_rx", "_mu", "_devres"):  # cached_property of the fit
+            self.__dict__.pop(name, None)
         self.optsummary = glmm_summary(
             info,
             check,
@@ -293,6 +291,16 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self.fitted_ = True
         if self.singular:
             warn_at_caller("boundary (singular) fit: see help('isSingular')", SingularFitWarning)
+
+    @cached_property
+    def _mu(self) -> np.ndarray:
+        """The fitted means linkinv(η) at the fit (derived when first read)."""
+        return self.family.linkinv(self._eta)
+
+    @cached_property
+    def _devres(self) -> np.ndarray:
+        """The deviance residuals at the fit (derived when first read)."""
+        return self.family.dev_resids(self.y, self._mu, self.prior_weights)
 
     def _lambda_times(self, u):
         out = np.empty_like(u)
