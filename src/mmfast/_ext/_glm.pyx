@@ -4,7 +4,8 @@ response, deviance residuals and -2 log p(y | mu) for the families/links of ``mm
 (integer codes, lme4's clamping), all without the GIL."""
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport exp, log, log1p, lgamma, NAN, INFINITY
+from libc.math cimport exp, log, log1p, lgamma, rint, fabs, NAN, INFINITY
+from scipy.special.cython_special cimport gammaln
 from ._checks import check_length
 
 cnp.import_array()
@@ -163,6 +164,21 @@ cdef class GlmResponse:
             self.working(&eta[0], &base[0], &w[0], &zt[0])
 
 
+    def saturate(self, sat=None):
+        """From now on -2 log p = deviance + sat (binomial/Poisson with integral counts); sat
+        by default -2 log p(y | mu = y), where the deviance residuals vanish (R's aic at mu = y).
+        Returns sat."""
+        cdef double s
+        if sat is None:
+            self.mu[:] = self.y
+            self.exact = 0
+            s = self.m2loglik(0.0)
+            self.mu[:] = 0.0
+        else:
+            s = sat
+        self.sat, self.exact = s, 1
+        return s
+
     def py_set_mu(self, mu):
         """Store mu (mu' is not needed by m2loglik) for ``Family.aic``."""
         cdef const double[::1] m = np.ascontiguousarray(mu, dtype=np.float64)
@@ -283,3 +299,83 @@ def score_info(int fam, y, mu, me, double disp, int observed=1):
 def nb2_m2logp(y, mu, wt, double theta):
     """-2 wt log p(y | mu, theta) of the negative binomial (nbinom2), elementwise (broadcast)."""
     return _map3(_nb2_element, 0, y, mu, wt, theta)
+
+
+def binomial_terms(y, m, wt):
+    """The binomial's per-row constants (a, b, c) of -2 log p with m trials a row (R's
+    ``binomial()$aic``): k = round(m y) successes, coef = wt / m (0 where m = 0), a = coef k,
+    b = coef (m - k), c = -2 coef log choose(m, k) (all m = 1: a = wt y, b = wt (1 - y), c = 0);
+    then whether the counts m y and m are integral (to 1e-9: -2 log p is then the deviance plus
+    a constant) and whether some y is strictly between 0 and 1.  One pass (a GLMM's set-up)."""
+    ya, flat = _flat3(y, m, wt)
+    cdef const double[::1] yv = flat[0], mv = flat[1], wv = flat[2]
+    cdef Py_ssize_t i, n = yv.shape[0]
+    oa, ob, oc = np.empty(ya.shape), np.empty(ya.shape), np.empty(ya.shape)
+    cdef double[::1] a = oa.reshape(-1)
+    cdef double[::1] b = ob.reshape(-1)
+    cdef double[::1] c = oc.reshape(-1)
+    cdef double k, mr, coef, my
+    cdef bint ones = True, exact = True, fractional = False
+    with nogil:
+        for i in range(n):
+            if mv[i] != 1.0:
+                ones = False
+            my = mv[i] * yv[i]
+            if not (fabs(my - rint(my)) < 1e-9 * (mv[i] if mv[i] > 1.0 else 1.0)
+                    and fabs(mv[i] - rint(mv[i])) < 1e-9):
+                exact = False
+            if yv[i] > 0.0 and yv[i] < 1.0:
+                fractional = True
+        for i in range(n):
+            if ones:  # 0/1 data, unit weights: log choose(1, k) = 0
+                a[i] = wv[i] * yv[i]
+                b[i] = wv[i] * (1.0 - yv[i])
+                c[i] = 0.0
+                continue
+            k = rint(mv[i] * yv[i])
+            mr = rint(mv[i])
+            coef = wv[i] / mv[i] if mv[i] > 0.0 else 0.0
+            a[i] = coef * k
+            b[i] = coef * (mr - k)
+            c[i] = -2.0 * coef * (gammaln(mr + 1.0) - gammaln(k + 1.0) - gammaln(mr - k + 1.0))
+    return oa, ob, oc, bool(exact), bool(fractional)
+
+
+def mean_at_bounds(int fam, int link, eta, double edge):
+    """Rows whose mean linkinv(eta) is below ``edge`` (binomial: or above 1 - edge), as a
+    boolean array: ``separation.at_bounds`` in one pass (no mean array, no errstate)."""
+    if not 0 <= link <= CAUCHIT:
+        raise ValueError(f"unknown link code {link}")
+    cdef const double[::1] e = np.ascontiguousarray(eta, dtype=np.float64).reshape(-1)
+    cdef Py_ssize_t i, n = e.shape[0]
+    out = np.zeros(n, dtype=bool)
+    cdef cnp.npy_bool[::1] o = out
+    cdef double mu, hi = 1.0 - edge
+    cdef bint two = fam == BINOMIAL
+    with nogil:
+        for i in range(n):
+            mu = _linkinv(link, e[i])
+            o[i] = mu < edge or (two and mu > hi)
+    return out
+
+
+def binomial_start(y, w):
+    """R's ``binomial()$initialize`` for a proportion y with w trials, in one pass: (index of
+    the first y outside [0, 1] or -1, whether some w y is not within 1e-3 of an integer,
+    mustart = (w y + 1/2) / (w + 1))."""
+    ya, flat = _flat3(y, w, w)
+    cdef const double[::1] yv = flat[0], wv = flat[1]
+    cdef Py_ssize_t i, n = yv.shape[0], bad = -1
+    cdef bint nonint = False
+    cdef double m
+    out = np.empty(ya.shape)
+    cdef double[::1] o = out.reshape(-1)
+    with nogil:
+        for i in range(n):
+            if bad < 0 and (yv[i] < 0.0 or yv[i] > 1.0):
+                bad = i
+            m = wv[i] * yv[i]
+            if fabs(m - rint(m)) > 1e-3:
+                nonint = True
+            o[i] = (wv[i] * yv[i] + 0.5) / (wv[i] + 1.0)
+    return bad, bool(nonint), out

@@ -14,6 +14,9 @@ cdef inline double laplace_deviance(double ldL2, double sqrL, double m2ll) noexc
     return ldL2 + sqrL + m2ll
 
 
+cdef double[::1] carve(double[::1] buf, Py_ssize_t* pos, Py_ssize_t n)
+
+
 cdef class PirlsLoop:
     cdef GlmResponse resp
     cdef readonly Py_ssize_t n, nu, px, ntheta
@@ -50,3 +53,5 @@ cdef class PirlsLoop:
     cdef void _restore(self, int joint) noexcept nogil
     @cython.final
     cdef double _value(self, int rc, int joint) noexcept nogil
+    @cython.final
+    cdef double _laplace_at(self, const double* x) noexcept nogil

@@ -36,6 +36,14 @@ def pirls_constants() -> dict:
 cnp.import_array()
 
 
+cdef double[::1] carve(double[::1] buf, Py_ssize_t* pos, Py_ssize_t n):
+    """The next n values of ``buf`` from ``pos`` (advanced): a kernel's many small work vectors
+    from one allocation (a millisecond fit builds its kernel every time)."""
+    cdef double[::1] v = buf[pos[0]:pos[0] + n]
+    pos[0] += n
+    return v
+
+
 cdef class PirlsLoop:
     """PIRLS for a GLMM over a kernel (a subclass): Laplace, nAGQ = 0 and AGQ objectives.
 
@@ -58,18 +66,18 @@ cdef class PirlsLoop:
             check_length("off", self.off.shape[0], self.n)
         if len(eta0) != self.n:
             check_length("eta0", len(eta0), self.n)
-        cdef Py_ssize_t px = self.X.shape[1], pb = max(px, 1)
+        cdef Py_ssize_t px = self.X.shape[1], pb = max(px, 1), pos = 0
         self.px, self.nu, self.ntheta = px, nu, ntheta
-        self.u, self.uold, self.ugood = np.zeros(nu), np.zeros(nu), np.zeros(nu)
-        self.beta, self.bold, self.bgood = np.zeros(pb), np.zeros(pb), np.zeros(pb)
-        self.beta0 = np.zeros(pb)
+        cdef double[::1] buf = np.zeros(3 * nu + 4 * pb + nT + 2 * self.n)  # the zeroed vectors
+        self.u, self.uold, self.ugood = carve(buf, &pos, nu), carve(buf, &pos, nu), carve(buf, &pos, nu)
+        self.beta, self.bold, self.bgood = carve(buf, &pos, pb), carve(buf, &pos, pb), carve(buf, &pos, pb)
+        self.beta0 = carve(buf, &pos, pb)
+        self.T = carve(buf, &pos, nT)
+        self.w, self.zt = carve(buf, &pos, self.n), carve(buf, &pos, self.n)
         self.Binv = np.eye(pb)
         self.eta = np.array(eta0, dtype=np.float64, copy=True)
         self.eta_start = np.array(eta0, dtype=np.float64, copy=True)
         self.base = np.array(self.off, copy=True)
-        self.T = np.zeros(nT)
-        self.w = np.zeros(self.n)
-        self.zt = np.zeros(self.n)
         self.nagq = 1
         self.fresh = 1
         self.tol = PIRLS_TOL
@@ -269,14 +277,18 @@ cdef class PirlsLoop:
         if xv.shape[0] != self.ntheta + self.px:
             check_length("x", xv.shape[0], self.ntheta + self.px)
         with nogil:
-            self.evaluations += 1
-            self._save()
-            self._set_theta(&xv[0])
-            if self.px:
-                self._set_beta(&xv[self.ntheta])
-            self._make_base()
-            val = self._value(self._pirls(0), 0)
+            val = self._laplace_at(&xv[0])
         return val
+
+    cdef double _laplace_at(self, const double* x) noexcept nogil:
+        """``laplace`` at x (ntheta + px values, the caller's length check)."""
+        self.evaluations += 1
+        self._save()
+        self._set_theta(x)
+        if self.px:
+            self._set_beta(&x[self.ntheta])
+        self._make_base()
+        return self._value(self._pirls(0), 0)
 
     def joint(self, theta, grad=None):
         """lme4's nAGQ = 0 deviance at theta: beta and u from PIRLS jointly."""
@@ -326,14 +338,19 @@ cdef class PirlsLoop:
         return np.array(self.w, copy=True)
 
     def set_state(self, u, beta):
-        """Set u and beta (eta follows at the next evaluation)."""
-        if len(u) != self.nu:
-            check_length("u", len(u), self.nu)
-        if self.px and len(beta) != self.px:
-            check_length("beta", len(beta), self.px)
-        np.asarray(self.u)[:] = np.asarray(u, dtype=np.float64)
+        """Set u and beta (eta follows at the next evaluation); typed copies, as the Hessian
+        check calls it before each of its evaluations."""
+        cdef const double[::1] uv = np.ascontiguousarray(u, dtype=np.float64)
+        cdef const double[::1] bv
+        if uv.shape[0] != self.nu:
+            check_length("u", uv.shape[0], self.nu)
+        if self.nu:
+            memcpy(&self.u[0], &uv[0], self.nu * sizeof(double))
         if self.px:
-            np.asarray(self.beta)[:self.px] = np.asarray(beta, dtype=np.float64)
+            bv = np.ascontiguousarray(beta, dtype=np.float64)
+            if bv.shape[0] != self.px:
+                check_length("beta", bv.shape[0], self.px)
+            memcpy(&self.beta[0], &bv[0], self.px * sizeof(double))
         self.fresh = 0
 
     def reset(self, GlmResponse resp, eta0):
@@ -367,3 +384,85 @@ cdef class PirlsLoop:
                 check_length("Binv", np.size(Binv), self.px * self.px)
             np.asarray(self.beta0)[:self.px] = np.asarray(beta0, dtype=np.float64)
             self.Binv = np.array(Binv, dtype=np.float64, order="C").reshape(self.px, self.px)
+
+
+# --- the finite-difference Hessian of the Laplace deviance (model/pirls.py's fd_hessian) --------
+cdef double _fd_eval(object eng, PirlsLoop loop, double[::1] xx, double[::1] ustart,
+                     double[::1] beta, double[::1] uout) except? -1.0:
+    """laplace(xx) from u = ustart, β = beta (``set_state``), its mode into uout: by the loop's
+    own methods (``loop``), else (a wrapper or a Python kernel) through the engine's."""
+    cdef double val
+    cdef Py_ssize_t nu = ustart.shape[0], px = beta.shape[0]
+    if loop is None:
+        eng.set_state(np.asarray(ustart), np.asarray(beta))
+        val = eng.laplace(np.array(xx))
+        np.asarray(uout)[:] = eng.u_
+        return val
+    if nu:
+        memcpy(&loop.u[0], &ustart[0], nu * sizeof(double))
+    if px:
+        memcpy(&loop.beta[0], &beta[0], px * sizeof(double))
+    loop.fresh = 0
+    val = loop._laplace_at(&xx[0])
+    if nu:
+        memcpy(&uout[0], &loop.u[0], nu * sizeof(double))
+    return val
+
+
+def fd_hessian_core(eng, x, double fx, idx, h):
+    """Central differences of ``eng.laplace`` at x (value fx) over the coordinates ``idx`` with
+    steps ``h``: (gradient, Hessian), the algorithm ``model.pirls.fd_hessian`` documents (n² + n
+    evaluations, each warm-started from the linear extrapolation of the modes already found; the
+    state (u, β) restored at the end).  A loop whose ``laplace``/``set_state`` are PirlsLoop's
+    own is driven directly, any other engine through its Python methods (same values)."""
+    cdef const double[::1] xv = np.ascontiguousarray(x, dtype=np.float64)
+    cdef const i64[::1] iv = np.ascontiguousarray(idx, dtype=np.int64)
+    cdef const double[::1] hv = np.ascontiguousarray(h, dtype=np.float64)
+    cdef Py_ssize_t m = iv.shape[0], nx = xv.shape[0], k, a, b, j
+    if hv.shape[0] != m:
+        check_length("h", hv.shape[0], m)
+    cdef PirlsLoop loop = None
+    if (isinstance(eng, PirlsLoop) and type(eng).laplace is PirlsLoop.laplace
+            and type(eng).set_state is PirlsLoop.set_state):
+        loop = eng
+        if nx != loop.ntheta + loop.px:
+            check_length("x", nx, loop.ntheta + loop.px)
+    cdef double[::1] beta = np.array(eng.beta_, dtype=np.float64)
+    cdef double[::1] u0 = np.array(eng.u_, dtype=np.float64)
+    cdef Py_ssize_t nu = u0.shape[0]
+    cdef double[:, ::1] up = np.empty((m, nu)), um = np.empty((m, nu))
+    cdef double[::1] us = np.empty(nu), junk = np.empty(nu), xx = np.empty(nx)
+    cdef double[::1] fp = np.empty(m), fm = np.empty(m), g = np.empty(m)
+    H_arr = np.empty((m, m))
+    cdef double[:, ::1] H = H_arr
+    cdef double fpp, fmm, num
+    for k in range(m):
+        for j in range(nx):
+            xx[j] = xv[j] + (hv[k] if j == iv[k] else 0.0)
+        fp[k] = _fd_eval(eng, loop, xx, u0, beta, up[k])
+        for j in range(nx):
+            xx[j] = xv[j] - (hv[k] if j == iv[k] else 0.0)
+        for j in range(nu):
+            us[j] = 2.0 * u0[j] - up[k, j]
+        fm[k] = _fd_eval(eng, loop, xx, us, beta, um[k])
+    for k in range(m):
+        H[k, k] = (fp[k] - 2.0 * fx + fm[k]) / (hv[k] * hv[k])
+    for a in range(m):
+        for b in range(a):
+            for j in range(nx):
+                xx[j] = xv[j] + (hv[a] if j == iv[a] else (hv[b] if j == iv[b] else 0.0))
+            for j in range(nu):
+                us[j] = up[a, j] + up[b, j] - u0[j]
+            fpp = _fd_eval(eng, loop, xx, us, beta, junk)
+            for j in range(nx):
+                xx[j] = xv[j] - (hv[a] if j == iv[a] else (hv[b] if j == iv[b] else 0.0))
+            for j in range(nu):
+                us[j] = um[a, j] + um[b, j] - u0[j]
+            fmm = _fd_eval(eng, loop, xx, us, beta, junk)
+            num = fpp - fp[a] - fp[b] + 2.0 * fx - fm[a] - fm[b] + fmm
+            H[a, b] = num / (2.0 * hv[a] * hv[b])
+            H[b, a] = H[a, b]
+    eng.set_state(np.asarray(u0), np.asarray(beta))
+    for k in range(m):
+        g[k] = (fp[k] - fm[k]) / (2.0 * hv[k])
+    return np.asarray(g), H_arr

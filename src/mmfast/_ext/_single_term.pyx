@@ -11,7 +11,7 @@ from libc.string cimport memset
 
 from ._glm cimport GlmResponse, BINOMIAL, POISSON, LOGIT, LOG
 from ._dense cimport small_chol
-from ._pirls cimport PirlsLoop
+from ._pirls cimport PirlsLoop, carve
 from ._scalar_laplace cimport agq_deviance, laplace_gradient
 from ._checks import check_length
 from ._codes cimport code_range
@@ -44,22 +44,18 @@ cdef class SingleTerm(PirlsLoop):
         cdef Py_ssize_t p = self.Zx.shape[1], nl = hi + 1 if n else 0
         self.p, self.nlev = p, nl
         self._init_state(resp, X, off, eta0, nl * p, p * p, ntheta)
-        cdef Py_ssize_t px = self.px
+        cdef Py_ssize_t px = self.px, pos = 0
+        cdef Py_ssize_t npp = nl * p * p, nbx = max(nl * p * px, 1), pp = max(px * px, 1)
+        cdef Py_ssize_t p1 = max(px, 1), nl1 = max(nl, 1), nt = p * p + 2 * p + 2
+        cdef double[::1] buf = np.zeros(2 * npp + 2 * nl * p + 2 * nbx + 3 * pp + 2 * p1 + nt + 2 * nl1)
         self.T = np.eye(p).ravel()
-        self.G = np.zeros(nl * p * p)
-        self.L = np.zeros(nl * p * p)
-        self.h = np.zeros(nl * p)
-        self.cv = np.zeros(nl * p)
-        self.H = np.zeros(max(nl * p * px, 1))
-        self.C = np.zeros(max(nl * p * px, 1))
-        self.XtWX = np.zeros(max(px * px, 1))
-        self.M = np.zeros(max(px * px, 1))
-        self.Mraw = np.zeros(max(px * px, 1))
-        self.XtWz = np.zeros(max(px, 1))
-        self.mv = np.zeros(max(px, 1))
-        self.tmp = np.zeros(p * p + 2 * p + 2)
-        self.gsum = np.zeros(max(nl, 1))
-        self.mult = np.zeros(max(nl, 1))
+        self.G, self.L = carve(buf, &pos, npp), carve(buf, &pos, npp)
+        self.h, self.cv = carve(buf, &pos, nl * p), carve(buf, &pos, nl * p)
+        self.H, self.C = carve(buf, &pos, nbx), carve(buf, &pos, nbx)
+        self.XtWX, self.M, self.Mraw = carve(buf, &pos, pp), carve(buf, &pos, pp), carve(buf, &pos, pp)
+        self.XtWz, self.mv = carve(buf, &pos, p1), carve(buf, &pos, p1)
+        self.tmp = carve(buf, &pos, nt)
+        self.gsum, self.mult = carve(buf, &pos, nl1), carve(buf, &pos, nl1)
         self.agq_z = np.zeros(1)
         self.agq_w = np.ones(1)
 

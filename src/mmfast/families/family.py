@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 from scipy import special
 
-from .._ext._glm import GlmResponse, family_dev_resids, family_variance
+from .._ext._glm import GlmResponse, binomial_start, binomial_terms, family_dev_resids, family_variance
 from ..errors import DataError, ModelSpecError
 from .links import Link, get_link
 
@@ -128,14 +128,12 @@ class Binomial(Family):
         return n if np.any(n > 1) else wt
 
     def loglik_terms(self, y, n, wt):
-        m = self._m(n, wt)
-        if np.all(m == 1.0):  # 0/1 data, unit weights: log choose(1, k) = 0
-            return wt * y, wt * (1.0 - y), np.zeros(len(y))
-        k = np.rint(m * y)
-        mr = np.rint(m)
-        coef = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-        lchoose = special.gammaln(mr + 1) - special.gammaln(k + 1) - special.gammaln(mr - k + 1)
-        return coef * k, coef * (mr - k), -2.0 * coef * lchoose
+        return self.exact_terms(y, n, wt)[:3]
+
+    def exact_terms(self, y, n, wt):
+        """``loglik_terms`` and, from the same pass (Cython: ``binomial_terms``), whether the
+        counts are integral (-2 log p = deviance + a constant) and whether some 0 < y < 1."""
+        return binomial_terms(y, self._m(n, wt), wt)
 
     def initialize(self, y, weights, trials, response: str):
         nobs = len(y)
@@ -155,20 +153,19 @@ class Binomial(Family):
                 warnings.warn(f"non-integer counts in a binomial glmer (response '{response}')", stacklevel=4)
             mustart = (n * yy + 0.5) / (n + 1.0)
             return yy, pw, n, mustart
-        if np.any(y < 0) or np.any(y > 1):
-            bad = y[(y < 0) | (y > 1)][0]
+        bad, nonint, mustart = binomial_start(y, w)  # one pass (Cython)
+        if bad >= 0:
             raise DataError(
                 f"binomial response '{response}' must be 0/1, a proportion in [0, 1] "
-                f"(with weights = trials) or cbind(successes, failures); found {bad:g}"
+                f"(with weights = trials) or cbind(successes, failures); found {y[bad]:g}"
             )
-        m = w * y
-        if np.any(np.abs(m - np.rint(m)) > 1e-3):
+        if nonint:
             warnings.warn(
                 f"non-integer #successes in a binomial glmer (response '{response}': "
                 f"give the number of trials as weights)",
                 stacklevel=4,
             )
-        return y.astype(float), w, np.ones(nobs), (w * y + 0.5) / (w + 1.0)
+        return y.astype(float), w, np.ones(nobs), mustart
 
 
 class Poisson(Family):

@@ -230,7 +230,7 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         scale = theta_scale(self.family, self.y, self.prior_weights)
         if not self.layout.linear:  # a structure: also a correlation matrix near singular
             return self.layout.singular(self.theta / np.where(self.layout.diagonal, scale, 1.0))
-        return bool(np.any(self.theta[diag] < 1e-4 * scale))
+        return bool((self.theta[diag] < 1e-4 * scale).any())
 
     def _finish(self, x, info, check, t0):
         eng = self.engine
@@ -243,13 +243,12 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         V = None
         if check.get("pd") and len(check["free"]):
             Hinv = np.linalg.inv(check["hessian"])
-            free = check["free"]
-            sel = [k for k, i in enumerate(free) if i >= nth]
-            if len(sel) == p and p:
-                Vd = 2.0 * Hinv[np.ix_(sel, sel)]
+            s0 = int(np.searchsorted(check["free"], nth))  # free is sorted: β's are its tail
+            if len(check["free"]) - s0 == p and p:
+                Vd = 2.0 * Hinv[s0:, s0:]
                 V = self._Binv @ Vd @ self._Binv.T
                 V = 0.5 * (V + V.T)
-                if np.min(np.linalg.eigvalsh(V)) <= 0:
+                if np.linalg.eigvalsh(V).min() <= 0:
                     V = None
         if V is None and p:
             info["notes"].append("vcov from R_X (finite-difference Hessian not usable)")
@@ -277,11 +276,9 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self.u = eng.u_
         self.b = self._lambda_times(self.u)
         self._eta = eng.eta_
-        self._mu = self.family.linkinv(self._eta)
-        self._devres = self.family.dev_resids(self.y, self._mu, self.prior_weights)
         self._ldL2, self._sqrL = eng.ldL2, eng.sqrL
-        self.__dict__.pop("_condvar", None)  # cached_property of the fit
-        self.__dict__.pop("vcov_rx", None)
+        for name in ("_condvar", "vcov_rx", "_mu", "_devres"):  # cached_property of the fit
+            self.__dict__.pop(name, None)
         self.optsummary = glmm_summary(
             info,
             check,
@@ -294,6 +291,16 @@ class GeneralizedLinearMixedModel(GlmmPrediction, MixedModelResults):
         self.fitted_ = True
         if self.singular:
             warn_at_caller("boundary (singular) fit: see help('isSingular')", SingularFitWarning)
+
+    @cached_property
+    def _mu(self) -> np.ndarray:
+        """The fitted means linkinv(η) at the fit (derived when first read)."""
+        return self.family.linkinv(self._eta)
+
+    @cached_property
+    def _devres(self) -> np.ndarray:
+        """The deviance residuals at the fit (derived when first read)."""
+        return self.family.dev_resids(self.y, self._mu, self.prior_weights)
 
     def _lambda_times(self, u):
         out = np.empty_like(u)

@@ -209,13 +209,14 @@ def check_optimum(model, eng, x, fx, lower):
     step = np.zeros(len(x))
     step[idx] = -np.linalg.solve(H, g)
     xn = x + step
-    if np.all(xn >= lower) and np.max(np.abs(step)) < 0.1:
+    # scalar tests on the few coordinates (a NaN step fails the first, as with numpy's)
+    if all(a >= b for a, b in zip(xn.tolist(), np.asarray(lower).tolist())) and max(map(abs, step.tolist())) < 0.1:
         fn = eng.laplace(xn)
         if fn < fx:
             x, fx = xn, fn
             check["newton"] = float(np.max(np.abs(step)))
     scgrad = np.linalg.solve(R.T, g)  # gradient in units of the curvature (as lme4 scales it)
-    maxg = float(np.max(np.minimum(np.abs(scgrad), np.abs(g)))) if len(g) else 0.0
+    maxg = float(np.minimum(np.abs(scgrad), np.abs(g)).max()) if len(g) else 0.0
     check["max_grad"] = maxg
     tol = model.control.grad_tol
     if maxg > tol:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._ext._glm import mean_at_bounds
 from ..errors import DataError
 
 __all__ = [
@@ -50,12 +51,7 @@ def at_bounds(family, eta: np.ndarray) -> np.ndarray:
     Poisson: 0); none for other families."""
     if family.name not in ("binomial", "poisson"):
         return np.zeros(len(eta), dtype=bool)
-    with np.errstate(all="ignore"):
-        mu = family.linkinv(eta)
-    edge = mu < EDGE
-    if family.name == "binomial":
-        edge |= mu > 1.0 - EDGE
-    return edge
+    return mean_at_bounds(family.code, family.link.code, eta, EDGE)
 
 
 def detect_separation(family, M: np.ndarray, X: np.ndarray, eta: np.ndarray, names) -> Separation | None:
@@ -102,7 +98,7 @@ def check_response_not_constant(frame, family) -> None:
     """lme4's ``check.response.not.const``: a response with one value (all 0, all 1, all the
     same cbind() row) has no information about the linear predictor: estimates go to ±∞."""
     y, extra = frame.y, frame.y_extra
-    if len(y) and np.all(y == y[0]) and (extra is None or np.all(extra == extra[0])):
+    if len(y) and (y == y[0]).all() and (extra is None or (extra == extra[0]).all()):
         what = f"every row is cbind({y[0]:g}, {extra[0] - y[0]:g})" if extra is not None else f"every value is {y[0]:g}"
         raise DataError(
             f"response '{frame.parsed.response}' is constant ({what}): a {family.name} "
