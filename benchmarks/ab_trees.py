@@ -42,7 +42,7 @@ def run_tree(tree: str, repeat: int, cases: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("trees", nargs="+")
+    ap.add_argument("trees", nargs="*")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=20, help="timed fits per case (big cases: at most 3)")
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
@@ -52,6 +52,8 @@ def main() -> None:
     if args.child:
         child(args.child, args.repeat, args.cases.split(",") if args.cases else None)
         return
+    if len(args.trees) < 2:
+        ap.error("give two or more trees")
     names = [os.path.basename(os.path.abspath(t)) for t in args.trees]
     times: dict = {n: {} for n in names}
     for _ in range(args.rounds):
