@@ -175,7 +175,7 @@ cdef class BlockedKernel:
         self._buffers(blocks, tp)
 
     def _buffers(self, blocks, tp):
-        """The kernel's value arrays and workspaces (after the index set-up)."""
+        """The kernel's value arrays and workspaces (after either index set-up)."""
         self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
         self.Ldiag = np.zeros(self.nlev0 * self.p0 * self.p0)
         self.L21 = np.zeros(max(int(self.cross_lofs[len(self.cross_lofs) - 1]), 1))
@@ -222,19 +222,7 @@ cdef class BlockedKernel:
         self.cross_row, self.cross_pos, self.rest_row, self.rest_col = i4, i4, i4, i4
         self.cross_colptr = np.zeros(G + 1, dtype=np.int32)
         self.scalar = p == 1
-        self.V = np.array(blocks.V, dtype=np.float64, order="C", copy=True)
-        self.Ldiag = np.zeros(G * p * p)
-        self.L21 = np.zeros(1)
-        self.S = np.zeros((1, 1), order="F")
-        self.ZtW = np.array(blocks.ZtW, dtype=np.float64, order="F", copy=True)
-        self.WtW = np.array(blocks.WtW, dtype=np.float64, order="C", copy=True)
-        self.Mbuf = np.empty((self.ncol, self.ncol))
-        self.C = np.zeros((self.q, self.ncol), order="F")
-        self.Cm = self.Xm = self.C
-        self.work = np.zeros(3 * p * p + 2 * p)
-        self.gbuf = np.zeros(1)
-        self.logdet = np.nan
-        self.Sinv = None
+        self._buffers(blocks, tp)
 
     @property
     def dense_size(self):

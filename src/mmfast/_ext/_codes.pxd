@@ -1,14 +1,19 @@
-# Level codes (int32, 0-based) as the kernels take them: their range in one C pass, instead of
+# Level codes (int32 or int64, 0-based) as the kernels take them: their range in one C pass, instead of
 # numpy's np.min/np.max Python wrappers on every fit (issue 15's per-fit footprint); and the
 # sort of a few int64 keys per level that pair coding and the blocked kernel's set-up share.
 from libc.stdlib cimport qsort
 from ._types cimport i64
 
 
-cdef inline void code_range(const int[::1] codes, int* lo, int* hi) noexcept nogil:
+ctypedef fused code_t:
+    int
+    i64
+
+
+cdef inline void code_range(const code_t[::1] codes, i64* lo, i64* hi) noexcept nogil:
     """Smallest and largest code into lo, hi (0 and -1 when there are none)."""
     cdef Py_ssize_t i
-    cdef int c
+    cdef i64 c
     lo[0], hi[0] = 0, -1
     if codes.shape[0] == 0:
         return
@@ -19,6 +24,13 @@ cdef inline void code_range(const int[::1] codes, int* lo, int* hi) noexcept nog
             lo[0] = c
         elif c > hi[0]:
             hi[0] = c
+
+
+cdef inline bint out_of_range(const code_t[::1] codes, i64 lo, i64 hi) noexcept nogil:
+    """Whether some code lies outside lo <= c < hi (False when there are none)."""
+    cdef i64 a, b
+    code_range(codes, &a, &b)
+    return codes.shape[0] > 0 and (a < lo or b >= hi)
 
 
 cdef inline int _cmp_i64(const void* x, const void* y) noexcept nogil:

@@ -41,7 +41,7 @@ def level_regressions(const double[:, ::1] X, const int[::1] codes, Py_ssize_t G
         check_length("codes", codes.shape[0], n)
     if r.shape[0] != n:
         check_length("r", r.shape[0], n)
-    cdef int lo, hi
+    cdef i64 lo, hi
     code_range(codes, &lo, &hi)
     if n and (lo < 0 or hi >= G):  # once per fit, O(n) like the rest
         raise DataError(f"kernel argument 'codes' has a level outside 0..{G - 1}")

@@ -10,25 +10,10 @@ per a)), no hashing.
 import numpy as np
 cimport numpy as cnp
 from ._types cimport i64
-from ._codes cimport sort_i64
+from ._codes cimport code_range, code_t, out_of_range, sort_i64
 from ._checks import check_length
 
 cnp.import_array()
-
-
-ctypedef fused code_t:
-    int
-    i64
-
-
-cdef bint _out_of_range(const code_t[::1] codes, i64 lo, i64 hi) noexcept nogil:
-    """Whether a code lies outside lo <= c < hi: one C pass (numpy's min and max are two
-    passes plus ~5 µs of Python layers each, on every fit)."""
-    cdef Py_ssize_t i
-    for i in range(codes.shape[0]):
-        if codes[i] < lo or codes[i] >= hi:
-            return True
-    return False
 
 
 def as_codes(x):
@@ -54,7 +39,7 @@ def _pair_codes(const code_t[::1] a, const code_t[::1] b, Py_ssize_t na, Py_ssiz
     cdef Py_ssize_t n = a.shape[0], i, j, k, s, e, m, npairs = 0, x
     if b.shape[0] != n:
         check_length("b", b.shape[0], n)
-    if _out_of_range(a, 0, na) or _out_of_range(b, 0, nb):
+    if out_of_range(a, 0, na) or out_of_range(b, 0, nb):
         raise ValueError("pair_codes: a code out of range")
     codes_a = np.empty(n, dtype=np.int64)
     cdef i64[::1] codes = codes_a
@@ -107,7 +92,7 @@ def add_pair_products(double[::1] V, const i64[::1] pair_vofs, const code_t[::1]
         check_length("Xk (rows)", Xk.shape[0], n)
     if Xm.shape[0] != n:
         check_length("Xm (rows)", Xm.shape[0], n)
-    if _out_of_range(pair_of_row, 0, npairs):
+    if out_of_range(pair_of_row, 0, npairs):
         raise ValueError("add_pair_products: a pair index out of range")
     if npairs and pair_vofs[npairs] > V.shape[0]:
         check_length("V", V.shape[0], pair_vofs[npairs])
@@ -130,7 +115,7 @@ def code_counts(const code_t[::1] codes, Py_ssize_t nlevels):
     cdef Py_ssize_t i, n = codes.shape[0]
     cdef i64 c
     cdef i64 lowest = -(<i64> 1 << 62)  # negative codes (missing) are allowed, and skipped
-    if _out_of_range(codes, lowest, nlevels):
+    if out_of_range(codes, lowest, nlevels):
         raise ValueError("code_counts: a code out of range")
     with nogil:
         for i in range(n):
@@ -151,7 +136,7 @@ def gather_codes(rank_t[::1] out, const rank_t[::1] table, const code_t[::1] cod
     cdef Py_ssize_t i, n = codes.shape[0], m = table.shape[0]
     if out.shape[0] != n:
         check_length("out", out.shape[0], n)
-    if _out_of_range(codes, 0, m):
+    if out_of_range(codes, 0, m):
         raise ValueError("gather_codes: a code out of range")
     with nogil:
         for i in range(n):
@@ -166,12 +151,7 @@ def dense_codes(const code_t[::1] values, i64 max_span):
     cdef i64 lo, hi, j, k = 0
     if n == 0:
         return None
-    lo = hi = values[0]
-    for i in range(1, n):
-        if values[i] < lo:
-            lo = values[i]
-        elif values[i] > hi:
-            hi = values[i]
+    code_range(values, &lo, &hi)
     if <unsigned long long> hi - <unsigned long long> lo > <unsigned long long> max_span:
         return None  # (unsigned: no overflow for ids at both ends of int64)
     table_a = np.zeros(hi - lo + 1, dtype=np.int32)

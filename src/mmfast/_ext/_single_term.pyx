@@ -15,6 +15,7 @@ from ._pirls cimport PirlsLoop, carve
 from ._scalar_laplace cimport agq_deviance, laplace_gradient
 from ._checks import check_length
 from ._codes cimport code_range
+from ._types cimport i64
 from ..errors import DataError
 
 cnp.import_array()
@@ -37,7 +38,7 @@ cdef class SingleTerm(PirlsLoop):
         self.Zx = np.array(Zx, dtype=np.float64, order="C", copy=True)
         if self.Zx.shape[0] != n:
             check_length("Zx (rows)", self.Zx.shape[0], n)
-        cdef int lo, hi
+        cdef i64 lo, hi
         code_range(self.codes, &lo, &hi)
         if n and lo < 0:
             raise DataError("kernel argument 'codes' has a negative level code")
