@@ -85,11 +85,15 @@ def zt_times(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | None = 
     """Z'W (q x m, Fortran order) for a dense W (n x m), from the terms' integer codes: per
     term one pass over the rows (``add_pair_products`` with a level's p x m block as its
     "pair"), reading W in its own memory order, without building the sparse Z."""
+    return _zt_times(terms, [t.X if sqrtw is None else t.X * sqrtw[:, None] for t in terms], W)
+
+
+def _zt_times(terms: list[RandomTerm], Xw: list[np.ndarray], W: np.ndarray) -> np.ndarray:
+    """``zt_times`` from the terms' already row-weighted model matrices ``Xw``."""
     q = sum(t.q for t in terms)
     m = W.shape[1]
     out = np.empty((q, m), order="F")
-    for t in terms:
-        X = t.X if sqrtw is None else t.X * sqrtw[:, None]
+    for t, X in zip(terms, Xw):
         acc = np.zeros(t.q * m)
         vofs = np.arange(t.nlevels + 1, dtype=np.int64) * (t.p * m)
         add_pair_products(acc, vofs, as_codes(t.factor.codes), _f64(X), _f64(W))
@@ -189,7 +193,7 @@ def build_blocks(terms: list[RandomTerm], W: np.ndarray, sqrtw: np.ndarray | Non
     V = pair_values(Xw, pieces, row_pair, pair_vofs)
 
     q = int(sum(t.q for t in terms))
-    ZtW = zt_times(terms, W, sqrtw)
+    ZtW = _zt_times(terms, Xw, W)
     WtW = W.T @ W
     return BlockStructure(
         q=q,
@@ -225,7 +229,7 @@ def _one_term_blocks(t: RandomTerm, W: np.ndarray, sqrtw) -> BlockStructure:
         pair_col=levels,
         pair_vofs=vofs,
         V=V,
-        ZtW=zt_times([t], W, sqrtw),
+        ZtW=_zt_times([t], [Xw], W),
         WtW=W.T @ W,
         pieces=[(0, 0)],
         row_pair=codes[None, :],
