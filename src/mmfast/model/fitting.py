@@ -121,7 +121,7 @@ class FitStrategy:
     def _column_sizes(self):
         """(per term, its columns' power-of-2 scales or None; θ's scale s or None; per element
         of θ its row's column size), computed once (O(n) per column but intercepts)."""
-        scales, tscale, tsize, any_far = [], [], [], False
+        scales, tsize = [], []
         n = len(self.frame.y)
         for t in self.frame.terms:
             size = np.ones(t.p)  # an intercept column's size is 1
@@ -130,22 +130,21 @@ class FitStrategy:
                 X = np.asarray(t.X, dtype=float).reshape(n, -1)[:, cols]
                 size[cols] = np.sqrt(np.einsum("ij,ij->j", X, X) / n)  # no n x p temporary
                 size[~(size > 0)] = 1.0
-            r = t.param.rows
-            # (the common case, no column far from 1, skips the scale's arithmetic: on the
-            # few sizes as Python floats, every fit)
+            d = None  # the common case, no column far from 1 (tested on the few sizes as floats)
             if any(not 1.0 / THETA_SCALE_RANGE <= v <= THETA_SCALE_RANGE for v in size.tolist()):
                 far = (size > THETA_SCALE_RANGE) | (size < 1.0 / THETA_SCALE_RANGE)
                 d = np.where(far, 2.0 ** np.round(np.log2(size)), 1.0)
-                any_far = True
-                tscale.append(np.where(t.param.scaled, d[r], 1.0))  # a correlation φ has no units
-            else:
-                d = None
-                tscale.append(None)
             scales.append(d)
-            tsize.append(size[r])
-        if any_far:
-            tscale = [np.ones(len(t.param.rows)) if s is None else s for s, t in zip(tscale, self.frame.terms)]
-        return scales, np.concatenate(tscale) if any_far else None, np.concatenate(tsize)
+            tsize.append(size[t.param.rows])
+        tscale = None
+        if any(d is not None for d in scales):  # a correlation φ has no units
+            tscale = np.concatenate(
+                [
+                    np.ones(len(t.param.rows)) if d is None else np.where(t.param.scaled, d[t.param.rows], 1.0)
+                    for d, t in zip(scales, self.frame.terms)
+                ]
+            )
+        return scales, tscale, np.concatenate(tsize)
 
     def _settle(self, res, start: str, x0) -> None:
         """Set the results at an optimiser's answer (its last, unevaluated step only if it is
