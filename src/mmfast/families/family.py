@@ -77,17 +77,14 @@ class Family:
         """R's ``dev.resids``: the deviance's terms, elementwise (broadcast)."""
         return family_dev_resids(self.code, y, mu, wt, self.disp_value)
 
-    def aic(self, y, n, mu, wt, dev=None, terms=None) -> float:
-        """R's ``family$aic``: -2 log-likelihood (Gamma: plus 2), by the PIRLS kernel's formula.
-        ``terms``: ``loglik_terms(y, n, wt)`` when the caller has them (PIRLS set-up)."""
+    def aic(self, y, n, mu, wt, dev=None) -> float:
+        """R's ``family$aic``: -2 log-likelihood (Gamma: plus 2), by the PIRLS kernel's formula."""
         y = np.asarray(y, dtype=float)
         mu = np.broadcast_to(np.asarray(mu, dtype=float), y.shape)
         wt = np.broadcast_to(np.asarray(wt, dtype=float), y.shape)
         if dev is None:
             dev = float(np.sum(self.dev_resids(y, mu, wt)))
-        if terms is None:
-            terms = self.loglik_terms(y, np.broadcast_to(np.asarray(n, dtype=float), y.shape), wt)
-        a, b, c = terms
+        a, b, c = self.loglik_terms(y, np.broadcast_to(np.asarray(n, dtype=float), y.shape), wt)
         resp = GlmResponse(self.code, self.link.code, y, wt, a, b, c, disp=self.disp_value)
         resp.py_set_mu(mu)
         return float(resp.py_m2loglik(dev))
