@@ -210,11 +210,13 @@ def check_optimum(model, eng, x, fx, lower):
     step[idx] = -np.linalg.solve(H, g)
     xn = x + step
     # scalar tests on the few coordinates (a NaN step fails the first, as with numpy's)
-    if all(a >= b for a, b in zip(xn.tolist(), np.asarray(lower).tolist())) and max(map(abs, step.tolist())) < 0.1:
+    feasible = all(a >= b for a, b in zip(xn.tolist(), np.asarray(lower).tolist()))
+    size = max(map(abs, step.tolist()), default=0.0)
+    if feasible and size < 0.1:
         fn = eng.laplace(xn)
         if fn < fx:
             x, fx = xn, fn
-            check["newton"] = float(np.max(np.abs(step)))
+            check["newton"] = size
     scgrad = np.linalg.solve(R.T, g)  # gradient in units of the curvature (as lme4 scales it)
     maxg = float(np.minimum(np.abs(scgrad), np.abs(g)).max()) if len(g) else 0.0
     check["max_grad"] = maxg
